@@ -1,0 +1,132 @@
+//! The library's one error type.
+
+use std::path::PathBuf;
+
+use crate::core::DType;
+
+/// Every failure the library reports.
+///
+/// Variants name what is at fault — the file, the array and the chunk — so the
+/// message alone tells a user where to look. Bad input gives one of these, never
+/// a panic.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O error on a file or directory.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory being accessed.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The path holds no readable Zarr v3 array.
+    #[error("{}: not a Zarr v3 array: {reason}", path.display())]
+    NotAnArray {
+        /// The directory that was opened.
+        path: PathBuf,
+        /// Why it could not be opened.
+        reason: String,
+    },
+
+    /// Creating an array where one already exists.
+    #[error("{}: an array already exists here (remove it or choose another path)", path.display())]
+    AlreadyExists {
+        /// The directory that already holds an array.
+        path: PathBuf,
+    },
+
+    /// A stored chunk failed to decode or its checksum did not match.
+    #[error("array {}: chunk {chunk:?} (key `{key}`) is corrupt: {reason}", array.display())]
+    Corrupt {
+        /// The array directory.
+        array: PathBuf,
+        /// Coordinates of the chunk in the chunk grid.
+        chunk: Vec<u64>,
+        /// The chunk's store key, relative to the array directory.
+        key: String,
+        /// What the decoder reported.
+        reason: String,
+    },
+
+    /// The array holds another element type than the one requested.
+    #[error("array {}: stores {stored} elements, but {requested} was requested", array.display())]
+    DtypeMismatch {
+        /// The array directory.
+        array: PathBuf,
+        /// The element type on disk.
+        stored: DType,
+        /// The element type the caller asked for.
+        requested: DType,
+    },
+
+    /// A chunk coordinate outside the chunk grid.
+    #[error("array {}: chunk {chunk:?} is outside the chunk grid {grid:?}", array.display())]
+    ChunkOutOfBounds {
+        /// The array directory.
+        array: PathBuf,
+        /// The requested chunk coordinates.
+        chunk: Vec<u64>,
+        /// The number of chunks along each axis.
+        grid: Vec<u64>,
+    },
+
+    /// Any other failure reported by the Zarr store for an array.
+    #[error("array {}: {message}", array.display())]
+    Store {
+        /// The array directory.
+        array: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A file whose content does not match its declared format (a bad `.npy`
+    /// header, a raw file of the wrong size, …).
+    #[error("{}: {reason}", path.display())]
+    InvalidFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An argument that cannot be used: a malformed shape, a chunk shape with
+    /// a zero, a block of the wrong size, an unknown codec name, …
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// The work cannot run within the memory limit, refused before starting.
+    #[error(
+        "memory limit {limit} is too small: {what} needs at least {required}; raise --memory-limit or use smaller chunks",
+        limit = crate::core::ByteSize(*limit),
+        required = crate::core::ByteSize(*required)
+    )]
+    MemoryLimit {
+        /// The configured limit in bytes.
+        limit: u64,
+        /// The smallest amount the work needs, in bytes.
+        required: u64,
+        /// What needs it.
+        what: String,
+    },
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::InvalidArgument`] from anything printable.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidArgument(message.into())
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,18 @@
+//! Core types every layer shares: element types, shapes and regions, the chunk
+//! grid, owned blocks, byte sizes and the error type.
+
+mod block;
+mod chunk_grid;
+mod element;
+mod error;
+mod layout;
+pub(crate) mod shape;
+mod size;
+
+pub use block::Block;
+pub use chunk_grid::ChunkGrid;
+pub use element::{DType, Element};
+pub use error::{Error, Result};
+pub use layout::{ContiguousRuns, copy_region};
+pub use shape::{Region, Shape};
+pub use size::ByteSize;

@@ -1,0 +1,205 @@
+//! [`import`] and [`export`]: stream `.npy` and raw files into and out of
+//! stored arrays, chunk by chunk.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::core::{ChunkGrid, DType, Element, Error, Result};
+use crate::dispatch_dtype;
+use crate::exec::{ExecOptions, Progress, for_each_task};
+use crate::io::DenseFile;
+use crate::store::{ArraySpec, Compression, ZarrArray};
+
+/// Chunk size chosen when an import does not name one.
+const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
+
+/// How to lay out an array created by [`import`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImportOptions {
+    /// Chunk shape; `None` picks chunks of about 8 MiB (less under a small
+    /// memory limit).
+    pub chunk_shape: Option<Vec<u64>>,
+    /// Compressor of each chunk.
+    pub compression: Compression,
+    /// Shard shape, a multiple of the chunk shape; `None` for no sharding.
+    pub shard_shape: Option<Vec<u64>>,
+    /// Shape of a raw source (required for raw, ignored for `.npy`).
+    pub raw_shape: Option<Vec<u64>>,
+    /// Element type of a raw source (required for raw, ignored for `.npy`).
+    pub raw_dtype: Option<DType>,
+    /// Keep chunks already written by an earlier, interrupted import into the
+    /// same destination.
+    pub resume: bool,
+}
+
+/// What an import or export moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferReport {
+    /// Shape of the array.
+    pub shape: Vec<u64>,
+    /// Element type.
+    pub dtype: Option<DType>,
+    /// Stored chunks transferred.
+    pub chunks: u64,
+    /// Stored chunks skipped because an earlier run had written them.
+    pub chunks_skipped: u64,
+    /// Uncompressed bytes transferred.
+    pub bytes: u64,
+}
+
+/// True when `path` names a `.npy` file (else it is raw binary).
+pub fn is_npy(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+}
+
+fn open_source(src: &Path, opts: &ImportOptions) -> Result<DenseFile> {
+    if is_npy(src) {
+        return DenseFile::open_npy(src);
+    }
+    match (&opts.raw_shape, opts.raw_dtype) {
+        (Some(shape), Some(dtype)) => DenseFile::open_raw(src, shape.clone(), dtype),
+        _ => Err(Error::invalid(format!(
+            "{} is read as raw binary (it does not end in .npy): give its --shape and --dtype",
+            src.display()
+        ))),
+    }
+}
+
+/// Imports a `.npy` (C or Fortran order, f32/f64, either endianness) or raw
+/// file into a new Zarr array at `dst`, one stored chunk at a time: memory
+/// use is a few chunks per worker, whatever the file size.
+///
+/// # Errors
+/// [`Error::AlreadyExists`] if `dst` exists (unless resuming into the same
+/// layout); [`Error::InvalidFile`] for a malformed source;
+/// [`Error::MemoryLimit`] before any work if a chunk cannot fit.
+///
+/// ```
+/// use tenrso_ooc::exec::{ExecOptions, NoProgress};
+/// use tenrso_ooc::ops::{ImportOptions, import};
+/// # let dir = tempfile::tempdir()?;
+/// # let src = dir.path().join("x.npy");
+/// # tenrso_ooc::io::DenseFile::create_npy(&src, tenrso_ooc::DType::F64, &[100, 10])?;
+/// let opts = ImportOptions { chunk_shape: Some(vec![32, 10]), ..Default::default() };
+/// let report = import(&src, &dir.path().join("x.zarr"), &opts, &ExecOptions::default(), &NoProgress)?;
+/// assert_eq!(report.chunks, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn import(
+    src: &Path,
+    dst: &Path,
+    opts: &ImportOptions,
+    exec: &ExecOptions,
+    progress: &dyn Progress,
+) -> Result<TransferReport> {
+    let source = open_source(src, opts)?;
+    let layout = source.layout().clone();
+    let itemsize = layout.dtype.size() as u64;
+    let chunk_shape = match &opts.chunk_shape {
+        Some(c) => c.clone(),
+        None => {
+            let target = DEFAULT_CHUNK_BYTES.min(exec.memory_limit / 16).max(itemsize);
+            ChunkGrid::auto_chunk_shape(&layout.shape, itemsize, target)
+        }
+    };
+    let mut spec = ArraySpec::new(layout.shape.clone(), chunk_shape, layout.dtype)
+        .with_compression(opts.compression);
+    spec.shard_shape = opts.shard_shape.clone();
+    let array = if opts.resume {
+        ZarrArray::create_or_resume(dst, &spec)?
+    } else {
+        ZarrArray::create(dst, &spec)?
+    };
+    let done: HashSet<Vec<u64>> = if opts.resume {
+        array.stored_chunks()?.into_iter().collect()
+    } else {
+        HashSet::new()
+    };
+    let chunks: Vec<Vec<u64>> = array.chunk_grid().iter().filter(|c| !done.contains(c)).collect();
+    let bytes: u64 = chunks
+        .iter()
+        .map(|c| array.chunk_grid().chunk_region(c).num_elements() * itemsize)
+        .sum();
+    progress.start("import", bytes);
+    let result = dispatch_dtype!(layout.dtype, T => copy_chunks_in::<T>(&source, &array, &chunks, exec, progress));
+    progress.finish();
+    result?;
+    Ok(TransferReport {
+        shape: layout.shape,
+        dtype: Some(layout.dtype),
+        chunks: chunks.len() as u64,
+        chunks_skipped: done.len() as u64,
+        bytes,
+    })
+}
+
+fn copy_chunks_in<T: Element>(
+    source: &DenseFile,
+    array: &ZarrArray,
+    chunks: &[Vec<u64>],
+    exec: &ExecOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
+    for_each_task(exec, array.chunk_working_set(), "importing one chunk", chunks.len(), progress, |i| {
+        let region = array.chunk_grid().chunk_region(&chunks[i]);
+        let block = source.read_region::<T>(&region)?;
+        array.write_chunk(&chunks[i], &block)?;
+        Ok(block.byte_len() as u64)
+    })
+}
+
+/// Exports the array at `src` to a `.npy` (C order, little endian) or raw
+/// file at `dst`, one stored chunk at a time. The file is written under a
+/// temporary name and renamed into place when complete, so a failed export
+/// never leaves a partial file at `dst` nor destroys one that was there.
+///
+/// # Errors
+/// Store errors (a corrupt chunk aborts the export); [`Error::Io`].
+pub fn export(src: &Path, dst: &Path, exec: &ExecOptions, progress: &dyn Progress) -> Result<TransferReport> {
+    let array = ZarrArray::open(src)?;
+    let temp = temp_sibling(dst);
+    let file = if is_npy(dst) {
+        DenseFile::create_npy(&temp, array.dtype(), array.shape())
+    } else {
+        DenseFile::create_raw(&temp, array.dtype(), array.shape())
+    }?;
+    let bytes = array.nbytes();
+    let chunks: Vec<Vec<u64>> = array.chunk_grid().iter().collect();
+    progress.start("export", bytes);
+    let result = dispatch_dtype!(array.dtype(), T => copy_chunks_out::<T>(&array, &file, &chunks, exec, progress))
+        .and_then(|()| file.sync())
+        .and_then(|()| std::fs::rename(&temp, dst).map_err(|e| Error::io(dst, e)));
+    progress.finish();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result?;
+    Ok(TransferReport {
+        shape: array.shape().to_vec(),
+        dtype: Some(array.dtype()),
+        chunks: chunks.len() as u64,
+        chunks_skipped: 0,
+        bytes,
+    })
+}
+
+fn copy_chunks_out<T: Element>(
+    array: &ZarrArray,
+    file: &DenseFile,
+    chunks: &[Vec<u64>],
+    exec: &ExecOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
+    for_each_task(exec, array.chunk_working_set(), "exporting one chunk", chunks.len(), progress, |i| {
+        let region = array.chunk_grid().chunk_region(&chunks[i]);
+        let block = array.read_chunk::<T>(&chunks[i])?;
+        file.write_region(&region, &block)?;
+        Ok(block.byte_len() as u64)
+    })
+}
+
+/// `dir/.name.tenrso-tmp.PID` next to `path`.
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("export");
+    path.with_file_name(format!(".{name}.tenrso-tmp.{}", std::process::id()))
+}

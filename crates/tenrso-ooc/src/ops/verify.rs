@@ -1,0 +1,106 @@
+//! [`verify`]: decode every stored chunk and check its checksum.
+
+use std::sync::Mutex;
+
+use crate::core::{Element, Error, Result};
+use crate::dispatch_dtype;
+use crate::exec::{ExecOptions, Progress, for_each_task};
+use crate::store::ZarrArray;
+
+/// A chunk that failed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadChunk {
+    /// Coordinates in the stored-chunk grid.
+    pub chunk: Vec<u64>,
+    /// Store key relative to the array directory (e.g. `c/0/3`).
+    pub key: String,
+    /// What the decoder reported.
+    pub reason: String,
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Chunks in the grid.
+    pub chunks_total: u64,
+    /// Chunks written to disk (all were decoded).
+    pub chunks_stored: u64,
+    /// Decoded bytes checked.
+    pub bytes_checked: u64,
+    /// Chunks that failed, in C order.
+    pub bad_chunks: Vec<BadChunk>,
+    /// Whether the codec chain has a checksum (without one, only decoding
+    /// errors can be detected).
+    pub has_checksum: bool,
+    /// Temporary files of killed writers found in the directory.
+    pub stale_temporaries: usize,
+}
+
+impl VerifyReport {
+    /// True when no chunk failed.
+    pub fn is_ok(&self) -> bool {
+        self.bad_chunks.is_empty()
+    }
+}
+
+/// Decodes every stored chunk of `array`, checking checksums, and lists every
+/// chunk that fails. Chunks never written are not errors (they read as the
+/// fill value).
+///
+/// # Errors
+/// Only for failures other than corrupt chunks (I/O errors, memory limit).
+///
+/// ```
+/// use tenrso_ooc::{DType, exec::{ExecOptions, NoProgress}, ops::verify};
+/// use tenrso_ooc::store::{ArraySpec, ZarrArray};
+/// # let dir = tempfile::tempdir()?;
+/// let array = ZarrArray::create(dir.path().join("a"), &ArraySpec::new(vec![8], vec![4], DType::F32))?;
+/// array.write_chunk(&[1], &tenrso_ooc::Block::from_vec(vec![4], vec![1.0f32; 4])?)?;
+/// let report = verify(&array, &ExecOptions::default(), &NoProgress)?;
+/// assert!(report.is_ok());
+/// assert_eq!((report.chunks_stored, report.chunks_total), (1, 2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn verify(array: &ZarrArray, opts: &ExecOptions, progress: &dyn Progress) -> Result<VerifyReport> {
+    let stored = array.stored_chunks()?;
+    let bad = Mutex::new(Vec::new());
+    let total_bytes: u64 = stored
+        .iter()
+        .map(|c| array.chunk_grid().chunk_region(c).num_elements() * array.dtype().size() as u64)
+        .sum();
+    progress.start("verify", total_bytes);
+    let result = dispatch_dtype!(array.dtype(), T => check_chunks::<T>(array, &stored, &bad, opts, progress));
+    progress.finish();
+    result?;
+    let mut bad_chunks = bad.into_inner().unwrap_or_else(|p| p.into_inner());
+    bad_chunks.sort_by(|a: &BadChunk, b| a.chunk.cmp(&b.chunk));
+    Ok(VerifyReport {
+        chunks_total: array.chunk_grid().num_chunks(),
+        chunks_stored: stored.len() as u64,
+        bytes_checked: total_bytes,
+        bad_chunks,
+        has_checksum: array.has_checksum(),
+        stale_temporaries: array.stale_temporaries()?.len(),
+    })
+}
+
+fn check_chunks<T: Element>(
+    array: &ZarrArray,
+    stored: &[Vec<u64>],
+    bad: &Mutex<Vec<BadChunk>>,
+    opts: &ExecOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
+    for_each_task(opts, array.chunk_working_set(), "decoding one chunk", stored.len(), progress, |i| {
+        match array.try_read_chunk::<T>(&stored[i]) {
+            Ok(block) => Ok(block.map_or(0, |b| b.byte_len() as u64)),
+            Err(Error::Corrupt { chunk, key, reason, .. }) => {
+                bad.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(BadChunk { chunk, key, reason });
+                Ok(0)
+            }
+            Err(other) => Err(other),
+        }
+    })
+}

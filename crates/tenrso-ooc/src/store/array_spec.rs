@@ -1,0 +1,187 @@
+//! [`ArraySpec`]: everything needed to create a stored array.
+
+use serde_json::{Map, Value, json};
+
+use crate::core::shape::join_dims;
+use crate::core::{ChunkGrid, DType, Error, Result};
+use crate::store::Compression;
+
+/// The description of an array to create: shape, chunking, element type, codec
+/// chain, optional sharding and user attributes.
+///
+/// The codec chain is always `bytes` (little endian) → optional compressor →
+/// `crc32c`, so that corrupt chunks are detected on read. With sharding, each
+/// shard is one stored object made of inner chunks of `chunk_shape`, each
+/// encoded with that chain, and the shard index is checksummed too.
+///
+/// ```
+/// use tenrso_ooc::DType;
+/// use tenrso_ooc::store::{ArraySpec, Compression};
+/// let spec = ArraySpec::new(vec![4096, 4096], vec![512, 512], DType::F64)
+///     .with_compression(Compression::Zstd { level: 1 })
+///     .with_shards(vec![2048, 2048]);
+/// assert!(spec.validate().is_ok());
+/// assert_eq!(spec.storage_chunk_shape(), &[2048, 2048]);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArraySpec {
+    /// Extent along each axis.
+    pub shape: Vec<u64>,
+    /// Shape of a chunk (the inner chunk when sharded).
+    pub chunk_shape: Vec<u64>,
+    /// Element type.
+    pub dtype: DType,
+    /// Compressor of each chunk.
+    pub compression: Compression,
+    /// Shape of a shard, a multiple of `chunk_shape`; `None` for no sharding.
+    pub shard_shape: Option<Vec<u64>>,
+    /// User attributes stored in `zarr.json`.
+    pub attributes: Map<String, Value>,
+}
+
+impl ArraySpec {
+    /// An uncompressed, unsharded array.
+    pub fn new(shape: Vec<u64>, chunk_shape: Vec<u64>, dtype: DType) -> Self {
+        Self {
+            shape,
+            chunk_shape,
+            dtype,
+            compression: Compression::None,
+            shard_shape: None,
+            attributes: Map::new(),
+        }
+    }
+
+    /// Sets the compressor.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Groups chunks into shards of `shard_shape`.
+    pub fn with_shards(mut self, shard_shape: Vec<u64>) -> Self {
+        self.shard_shape = Some(shard_shape);
+        self
+    }
+
+    /// Adds a user attribute.
+    pub fn with_attribute(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.attributes.insert(key.into(), value);
+        self
+    }
+
+    /// The shape of one stored object: the shard when sharded, else the chunk.
+    /// This is the unit of I/O and of atomic writes.
+    pub fn storage_chunk_shape(&self) -> &[u64] {
+        self.shard_shape.as_deref().unwrap_or(&self.chunk_shape)
+    }
+
+    /// Checks ranks, extents and the shard/chunk divisibility.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the offending shape.
+    pub fn validate(&self) -> Result<()> {
+        let grid = ChunkGrid::new(self.shape.clone(), self.chunk_shape.clone())?;
+        if let Some(shard) = &self.shard_shape {
+            ChunkGrid::new(self.shape.clone(), shard.clone())?;
+            if shard.iter().zip(&self.chunk_shape).any(|(s, c)| s % c != 0) {
+                return Err(Error::invalid(format!(
+                    "shard shape {} is not a multiple of the chunk shape {}",
+                    join_dims(shard),
+                    join_dims(&self.chunk_shape)
+                )));
+            }
+        }
+        let bytes = grid
+            .shape()
+            .num_elements()
+            .checked_mul(self.dtype.size() as u64);
+        let storage_chunk_bytes = self
+            .storage_chunk_shape()
+            .iter()
+            .try_fold(self.dtype.size() as u64, |a, &d| a.checked_mul(d));
+        match (bytes, storage_chunk_bytes) {
+            (Some(_), Some(c)) if c <= isize::MAX as u64 => Ok(()),
+            _ => Err(Error::invalid(format!(
+                "array {} with chunks {} is too large to address",
+                join_dims(&self.shape),
+                join_dims(self.storage_chunk_shape())
+            ))),
+        }
+    }
+
+    /// The `zarr.json` document of this array.
+    pub(crate) fn metadata_json(&self) -> Value {
+        let bytes = json!({ "name": "bytes", "configuration": { "endian": "little" } });
+        let crc = json!({ "name": "crc32c" });
+        let mut chunk_codecs = vec![bytes.clone()];
+        chunk_codecs.extend(self.compression.codec_metadata(self.dtype));
+        chunk_codecs.push(crc.clone());
+        let (grid_chunk_shape, codecs) = match &self.shard_shape {
+            None => (&self.chunk_shape, chunk_codecs),
+            Some(shard) => (
+                shard,
+                vec![json!({
+                    "name": "sharding_indexed",
+                    "configuration": {
+                        "chunk_shape": self.chunk_shape,
+                        "codecs": chunk_codecs,
+                        "index_codecs": [bytes, crc],
+                        "index_location": "end"
+                    }
+                })],
+            ),
+        };
+        json!({
+            "zarr_format": 3,
+            "node_type": "array",
+            "shape": self.shape,
+            "data_type": self.dtype.zarr_name(),
+            "chunk_grid": {
+                "name": "regular",
+                "configuration": { "chunk_shape": grid_chunk_shape }
+            },
+            "chunk_key_encoding": { "name": "default", "configuration": { "separator": "/" } },
+            "fill_value": 0.0,
+            "codecs": codecs,
+            "attributes": self.attributes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_problem() {
+        let ok = ArraySpec::new(vec![10, 10], vec![4, 4], DType::F32);
+        assert!(ok.validate().is_ok());
+        let err = ok.clone().with_shards(vec![6, 8]).validate().unwrap_err();
+        assert!(err.to_string().contains("not a multiple"), "{err}");
+        let err = ArraySpec::new(vec![10, 10], vec![4], DType::F32).validate().unwrap_err();
+        assert!(err.to_string().contains("axes"), "{err}");
+        let err = ArraySpec::new(vec![u64::MAX / 2, 4], vec![1, 1], DType::F64)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+    }
+
+    #[test]
+    fn metadata_has_checksummed_chain() {
+        let spec = ArraySpec::new(vec![8], vec![4], DType::F64)
+            .with_compression(Compression::Zstd { level: 7 });
+        let m = spec.metadata_json();
+        let names: Vec<&str> = m["codecs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["bytes", "zstd", "crc32c"]);
+        assert_eq!(m["codecs"][1]["configuration"]["level"], 7);
+        let sharded = spec.with_shards(vec![8]).metadata_json();
+        assert_eq!(sharded["codecs"][0]["name"], "sharding_indexed");
+        assert_eq!(sharded["chunk_grid"]["configuration"]["chunk_shape"], json!([8]));
+    }
+}

@@ -1,0 +1,15 @@
+//! Chunked on-disk arrays in Zarr v3 directory stores.
+//!
+//! [`ZarrArray`] creates and opens arrays, reads and writes chunks and regions;
+//! [`ArraySpec`] and [`Compression`] describe an array to create;
+//! [`AtomicFsStore`] makes every write atomic.
+
+mod array_spec;
+mod atomic_fs_store;
+mod compression;
+mod zarr_array;
+
+pub use array_spec::ArraySpec;
+pub use atomic_fs_store::AtomicFsStore;
+pub use compression::Compression;
+pub use zarr_array::ZarrArray;

@@ -1,0 +1,635 @@
+//! [`ZarrArray`]: a chunked array stored as a Zarr v3 directory.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use zarrs::array::CodecOptions;
+use zarrs::array::{Array, ArrayError, ArrayMetadata, ArrayMetadataV3, CodecError};
+use zarrs::storage::{
+    ListableStorageTraits, ReadableStorageTraits, StorageError, StoreKey, WritableStorageTraits,
+};
+
+use crate::core::shape::join_dims;
+use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
+use crate::store::atomic_fs_store::is_temp_key;
+use crate::store::{ArraySpec, AtomicFsStore};
+
+/// Name of the Zarr v3 metadata document in an array directory.
+const METADATA_KEY: &str = "zarr.json";
+
+/// A chunked `f32`/`f64` array in a Zarr v3 directory store, readable and
+/// writable by zarr-python ≥ 3.
+///
+/// The unit of I/O is the *stored chunk*: the chunk, or the shard when the
+/// array is sharded. [`ZarrArray::chunk_grid`] is the grid of stored chunks;
+/// reads and writes of a stored chunk are one file each, and writes are atomic
+/// (see [`AtomicFsStore`]). Chunk data is exchanged as [`Block`]s clipped to
+/// the array, so edge chunks are smaller than interior ones.
+///
+/// Reading a chunk that was never written gives the fill value (0). Reading a
+/// chunk whose bytes fail to decode or whose checksum does not match gives
+/// [`Error::Corrupt`], never numbers.
+///
+/// ```
+/// use tenrso_ooc::{Block, DType};
+/// use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
+/// # let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("x.zarr");
+/// let spec = ArraySpec::new(vec![5, 4], vec![2, 4], DType::F64)
+///     .with_compression(Compression::Zstd { level: 1 });
+/// let array = ZarrArray::create(&path, &spec)?;
+/// // The last chunk row is clipped: rows 4..5.
+/// array.write_chunk(&[2, 0], &Block::from_vec(vec![1, 4], vec![1.0, 2.0, 3.0, 4.0])?)?;
+/// let again = ZarrArray::open(&path)?;
+/// assert_eq!(again.read_chunk::<f64>(&[2, 0])?.as_slice(), &[1.0, 2.0, 3.0, 4.0]);
+/// assert_eq!(again.read_chunk::<f64>(&[0, 0])?.as_slice(), &[0.0; 8]); // never written
+/// assert_eq!(again.stored_chunks()?, vec![vec![2, 0]]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ZarrArray {
+    path: PathBuf,
+    store: Arc<AtomicFsStore>,
+    array: Array<AtomicFsStore>,
+    dtype: DType,
+    grid: ChunkGrid,
+    inner_chunk_shape: Option<Vec<u64>>,
+    metadata: Value,
+    codec_options: CodecOptions,
+}
+
+impl std::fmt::Debug for ZarrArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZarrArray")
+            .field("path", &self.path)
+            .field("dtype", &self.dtype)
+            .field("shape", &self.grid.shape().dims())
+            .field("chunk_shape", &self.grid.chunk_shape())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ZarrArray {
+    /// Creates an empty array at `path` (a directory, created if needed).
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if `path` already holds an array (nothing is
+    /// touched then); [`Error::InvalidArgument`] for an invalid spec;
+    /// [`Error::Io`] when the directory cannot be written.
+    pub fn create(path: impl AsRef<Path>, spec: &ArraySpec) -> Result<Self> {
+        let path = path.as_ref();
+        spec.validate()?;
+        if path.join(METADATA_KEY).exists() {
+            return Err(Error::AlreadyExists {
+                path: path.to_path_buf(),
+            });
+        }
+        let store = Arc::new(open_store(path)?);
+        let document = spec.metadata_json();
+        let bytes = serde_json::to_vec_pretty(&document).expect("metadata serialises");
+        store
+            .set(&metadata_key(), bytes.into())
+            .map_err(|e| storage_error(path, e))?;
+        Self::from_document(path, store, document)
+    }
+
+    /// Opens the array at `path`.
+    ///
+    /// # Errors
+    /// [`Error::NotAnArray`] when `zarr.json` is missing, malformed, not an
+    /// array, or of a data type other than `float32`/`float64`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let not_array = |reason: String| Error::NotAnArray {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if !path.exists() {
+            return Err(not_array("no such directory".into()));
+        }
+        let store = Arc::new(open_store(path)?);
+        let bytes = store
+            .get(&metadata_key())
+            .map_err(|e| storage_error(path, e))?
+            .ok_or_else(|| not_array(format!("{METADATA_KEY} not found")))?;
+        let document: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| not_array(format!("{METADATA_KEY} is not valid JSON: {e}")))?;
+        Self::from_document(path, store, document)
+    }
+
+    /// Opens the array at `path` if it exists with exactly `spec`'s layout
+    /// (shape, chunking, element type, codecs), else creates it. Used to
+    /// resume a killed job: chunks already written are kept.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if an array exists with a different layout.
+    pub fn create_or_resume(path: impl AsRef<Path>, spec: &ArraySpec) -> Result<Self> {
+        let path = path.as_ref();
+        if !path.join(METADATA_KEY).exists() {
+            return Self::create(path, spec);
+        }
+        let existing = Self::open(path)?;
+        let wanted = spec.metadata_json();
+        let same_layout = ["shape", "data_type", "chunk_grid", "codecs", "chunk_key_encoding"]
+            .iter()
+            .all(|k| existing.metadata[*k] == wanted[*k]);
+        if !same_layout {
+            return Err(Error::invalid(format!(
+                "cannot resume into {}: it holds an array with another layout ({} {} chunks {}, codecs {})",
+                path.display(),
+                existing.dtype,
+                join_dims(existing.shape()),
+                join_dims(existing.grid.chunk_shape()),
+                existing.codec_description()
+            )));
+        }
+        Ok(existing)
+    }
+
+    fn from_document(path: &Path, store: Arc<AtomicFsStore>, document: Value) -> Result<Self> {
+        let not_array = |reason: String| Error::NotAnArray {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if document["node_type"] != "array" {
+            return Err(not_array(format!(
+                "{METADATA_KEY} describes a `{}`, not an array",
+                document["node_type"].as_str().unwrap_or("?")
+            )));
+        }
+        let type_name = document["data_type"].as_str().unwrap_or("?");
+        let dtype = DType::from_zarr_name(type_name).ok_or_else(|| {
+            not_array(format!(
+                "data type `{type_name}` is not supported (tenrso-ooc handles float32 and float64)"
+            ))
+        })?;
+        if document["chunk_grid"]["name"] != "regular" {
+            return Err(not_array("only regular chunk grids are supported".into()));
+        }
+        let metadata: ArrayMetadataV3 = serde_json::from_value(document.clone())
+            .map_err(|e| not_array(format!("invalid {METADATA_KEY}: {e}")))?;
+        let array = Array::new_with_metadata(store.clone(), "/", ArrayMetadata::V3(metadata))
+            .map_err(|e| not_array(e.to_string()))?;
+        let grid = ChunkGrid::new(
+            array.shape().to_vec(),
+            json_dims(&document["chunk_grid"]["configuration"]["chunk_shape"])
+                .ok_or_else(|| not_array("chunk_grid has no chunk_shape".into()))?,
+        )
+        .map_err(|e| not_array(e.to_string()))?;
+        let inner_chunk_shape = document["codecs"]
+            .as_array()
+            .and_then(|codecs| codecs.iter().find(|c| c["name"] == "sharding_indexed"))
+            .and_then(|c| json_dims(&c["configuration"]["chunk_shape"]));
+        let codec_options = CodecOptions::default()
+            .with_store_empty_chunks(true)
+            .with_validate_checksums(true)
+            .with_concurrent_target(1);
+        Ok(Self {
+            path: path.to_path_buf(),
+            store,
+            array,
+            dtype,
+            grid,
+            inner_chunk_shape,
+            metadata: document,
+            codec_options,
+        })
+    }
+
+    /// The array directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The element type on disk.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The extent along each axis.
+    pub fn shape(&self) -> &[u64] {
+        self.grid.shape().dims()
+    }
+
+    /// The grid of stored chunks (shards when sharded).
+    pub fn chunk_grid(&self) -> &ChunkGrid {
+        &self.grid
+    }
+
+    /// The inner chunk shape when the array is sharded.
+    pub fn inner_chunk_shape(&self) -> Option<&[u64]> {
+        self.inner_chunk_shape.as_deref()
+    }
+
+    /// Uncompressed size of the whole array in bytes.
+    pub fn nbytes(&self) -> u64 {
+        self.grid.shape().num_elements() * self.dtype.size() as u64
+    }
+
+    /// Uncompressed size of one interior stored chunk in bytes.
+    pub fn chunk_nbytes(&self) -> u64 {
+        self.grid.chunk_elements() * self.dtype.size() as u64
+    }
+
+    /// Bytes held in memory while one stored chunk is read or written: the
+    /// encoded bytes, the checksum-stripped copy, the decoded bytes and the
+    /// typed block can coexist, so four times the chunk size.
+    pub fn chunk_working_set(&self) -> u64 {
+        4 * self.chunk_nbytes()
+    }
+
+    /// The full `zarr.json` document.
+    pub fn metadata(&self) -> &Value {
+        &self.metadata
+    }
+
+    /// User attributes.
+    pub fn attributes(&self) -> Map<String, Value> {
+        self.metadata["attributes"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Sets one user attribute and rewrites `zarr.json` atomically.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the metadata cannot be written.
+    pub fn set_attribute(&mut self, key: impl Into<String>, value: Value) -> Result<()> {
+        let mut document = self.metadata.clone();
+        if !document["attributes"].is_object() {
+            document["attributes"] = Value::Object(Map::new());
+        }
+        document["attributes"][key.into()] = value;
+        let bytes = serde_json::to_vec_pretty(&document).expect("metadata serialises");
+        self.store
+            .set(&metadata_key(), bytes.into())
+            .map_err(|e| storage_error(&self.path, e))?;
+        self.metadata = document;
+        Ok(())
+    }
+
+    /// The codec chain in words, e.g. `bytes → zstd:3 → crc32c`.
+    pub fn codec_description(&self) -> String {
+        describe_codecs(&self.metadata["codecs"])
+    }
+
+    /// True when every chunk carries a `crc32c` checksum, so corruption is
+    /// always detected (arrays written by other tools may lack one).
+    pub fn has_checksum(&self) -> bool {
+        fn chain_has_crc(codecs: &Value) -> bool {
+            codecs.as_array().is_some_and(|list| {
+                list.iter().any(|c| {
+                    c["name"] == "crc32c"
+                        || (c["name"] == "sharding_indexed"
+                            && chain_has_crc(&c["configuration"]["codecs"]))
+                })
+            })
+        }
+        chain_has_crc(&self.metadata["codecs"])
+    }
+
+    /// The store key of a stored chunk, relative to the array directory
+    /// (`c/0/3` with the default key encoding).
+    pub fn chunk_key(&self, chunk: &[u64]) -> String {
+        self.array.chunk_key(chunk).as_str().to_string()
+    }
+
+    /// The file holding a stored chunk.
+    pub fn chunk_path(&self, chunk: &[u64]) -> PathBuf {
+        self.store.key_path(&self.array.chunk_key(chunk))
+    }
+
+    fn check_chunk(&self, chunk: &[u64]) -> Result<()> {
+        if self.grid.contains_chunk(chunk) {
+            Ok(())
+        } else {
+            Err(Error::ChunkOutOfBounds {
+                array: self.path.clone(),
+                chunk: chunk.to_vec(),
+                grid: self.grid.grid_shape().to_vec(),
+            })
+        }
+    }
+
+    fn check_dtype<T: Element>(&self) -> Result<()> {
+        if T::DTYPE == self.dtype {
+            Ok(())
+        } else {
+            Err(Error::DtypeMismatch {
+                array: self.path.clone(),
+                stored: self.dtype,
+                requested: T::DTYPE,
+            })
+        }
+    }
+
+    /// Reads a stored chunk, clipped to the array; the fill value if it was
+    /// never written.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if its bytes do not decode or fail the checksum;
+    /// [`Error::DtypeMismatch`], [`Error::ChunkOutOfBounds`], [`Error::Io`].
+    pub fn read_chunk<T: Element>(&self, chunk: &[u64]) -> Result<Block<T>> {
+        Ok(self
+            .try_read_chunk(chunk)?
+            .unwrap_or_else(|| Block::zeros(self.grid.chunk_region(chunk).shape().to_vec())))
+    }
+
+    /// Reads a stored chunk, or `None` if it was never written.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_chunk`].
+    pub fn try_read_chunk<T: Element>(&self, chunk: &[u64]) -> Result<Option<Block<T>>> {
+        self.check_dtype::<T>()?;
+        self.check_chunk(chunk)?;
+        let full: Option<Vec<T>> = self
+            .array
+            .retrieve_chunk_if_exists_opt(chunk, &self.codec_options)
+            .map_err(|e| self.chunk_error(chunk, e))?;
+        let Some(full) = full else {
+            return Ok(None);
+        };
+        let region = self.grid.chunk_region(chunk);
+        let full = Block::from_vec(self.grid.chunk_shape().to_vec(), full)
+            .map_err(|e| self.corrupt(chunk, e.to_string()))?;
+        if region.shape() == self.grid.chunk_shape() {
+            Ok(Some(full))
+        } else {
+            Ok(Some(full.extract(&Region::full(region.shape()))))
+        }
+    }
+
+    /// Encodes and writes a stored chunk atomically. `block` has the chunk's
+    /// clipped shape ([`ChunkGrid::chunk_region`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the block has the wrong shape;
+    /// [`Error::DtypeMismatch`], [`Error::ChunkOutOfBounds`], [`Error::Io`].
+    pub fn write_chunk<T: Element>(&self, chunk: &[u64], block: &Block<T>) -> Result<()> {
+        self.check_dtype::<T>()?;
+        self.check_chunk(chunk)?;
+        let region = self.grid.chunk_region(chunk);
+        if block.shape() != region.shape() {
+            return Err(Error::invalid(format!(
+                "array {}: chunk {chunk:?} has shape {}, got a block of shape {}",
+                self.path.display(),
+                join_dims(region.shape()),
+                join_dims(block.shape())
+            )));
+        }
+        let result = if region.shape() == self.grid.chunk_shape() {
+            self.array
+                .store_chunk_opt(chunk, block.as_slice(), &self.codec_options)
+        } else {
+            // Edge chunk: zarr stores the full chunk shape, padded with the fill value.
+            let mut padded = Block::<T>::zeros(self.grid.chunk_shape().to_vec());
+            padded.insert(&vec![0; region.ndim()], block);
+            self.array
+                .store_chunk_opt(chunk, padded.as_slice(), &self.codec_options)
+        };
+        result.map_err(|e| self.chunk_error(chunk, e))
+    }
+
+    /// Reads an arbitrary region, assembling it from the chunks it touches.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the region is outside the array, and the
+    /// errors of [`ZarrArray::read_chunk`].
+    pub fn read_region<T: Element>(&self, region: &Region) -> Result<Block<T>> {
+        self.check_dtype::<T>()?;
+        region.check_within(self.shape())?;
+        let mut out = Block::<T>::zeros(region.shape().to_vec());
+        for chunk in ChunkGrid::iter_region(&self.grid.chunks_touching(region)) {
+            let chunk_region = self.grid.chunk_region(&chunk);
+            let overlap = chunk_region.intersect(region).expect("touching chunks overlap");
+            let data = self.read_chunk::<T>(&chunk)?;
+            let part = data.extract(&overlap.relative_to(chunk_region.start()));
+            out.insert(overlap.relative_to(region.start()).start(), &part);
+        }
+        Ok(out)
+    }
+
+    /// Writes an arbitrary region. Chunks only partly covered are read,
+    /// patched and rewritten (each rewrite is atomic).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the region is outside the array or the
+    /// block does not have its shape; the errors of
+    /// [`ZarrArray::read_chunk`]/[`ZarrArray::write_chunk`].
+    pub fn write_region<T: Element>(&self, region: &Region, block: &Block<T>) -> Result<()> {
+        self.check_dtype::<T>()?;
+        region.check_within(self.shape())?;
+        if block.shape() != region.shape() {
+            return Err(Error::invalid(format!(
+                "region {region} has shape {}, got a block of shape {}",
+                join_dims(region.shape()),
+                join_dims(block.shape())
+            )));
+        }
+        for chunk in ChunkGrid::iter_region(&self.grid.chunks_touching(region)) {
+            let chunk_region = self.grid.chunk_region(&chunk);
+            let overlap = chunk_region.intersect(region).expect("touching chunks overlap");
+            let part = block.extract(&overlap.relative_to(region.start()));
+            let data = if overlap == chunk_region {
+                part
+            } else {
+                let mut data = self.read_chunk::<T>(&chunk)?;
+                data.insert(overlap.relative_to(chunk_region.start()).start(), &part);
+                data
+            };
+            self.write_chunk(&chunk, &data)?;
+        }
+        Ok(())
+    }
+
+    /// True when the stored chunk has been written.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the store cannot be queried.
+    pub fn chunk_exists(&self, chunk: &[u64]) -> Result<bool> {
+        self.check_chunk(chunk)?;
+        let size = self
+            .store
+            .size_key(&self.array.chunk_key(chunk))
+            .map_err(|e| storage_error(&self.path, e))?;
+        Ok(size.is_some())
+    }
+
+    /// Coordinates of every stored chunk that has been written, in C order.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be listed.
+    pub fn stored_chunks(&self) -> Result<Vec<Vec<u64>>> {
+        let keys: HashSet<String> = self
+            .store
+            .list()
+            .map_err(|e| storage_error(&self.path, e))?
+            .into_iter()
+            .map(|k| k.as_str().to_string())
+            .collect();
+        Ok(self
+            .grid
+            .iter()
+            .filter(|chunk| keys.contains(self.array.chunk_key(chunk).as_str()))
+            .collect())
+    }
+
+    /// Bytes the array occupies on disk (chunks and metadata).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be listed.
+    pub fn bytes_on_disk(&self) -> Result<u64> {
+        self.store.size().map_err(|e| storage_error(&self.path, e))
+    }
+
+    /// Temporary files left in the directory by writers that were killed
+    /// mid-write (harmless: never read; removed by [`ZarrArray::remove_stale_temporaries`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be walked.
+    pub fn stale_temporaries(&self) -> Result<Vec<PathBuf>> {
+        let mut found = Vec::new();
+        let mut stack = vec![self.path.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io(&dir, e))?;
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if entry.file_name().to_str().is_some_and(is_temp_key) {
+                    found.push(path);
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Deletes the temporary files of killed writers; returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when one cannot be removed.
+    pub fn remove_stale_temporaries(&self) -> Result<usize> {
+        let stale = self.stale_temporaries()?;
+        for path in &stale {
+            fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+        }
+        Ok(stale.len())
+    }
+
+    fn corrupt(&self, chunk: &[u64], reason: String) -> Error {
+        Error::Corrupt {
+            array: self.path.clone(),
+            chunk: chunk.to_vec(),
+            key: self.chunk_key(chunk),
+            reason,
+        }
+    }
+
+    /// Maps a zarrs error on `chunk` to ours: decoding problems are corruption.
+    fn chunk_error(&self, chunk: &[u64], err: ArrayError) -> Error {
+        match err {
+            ArrayError::StorageError(StorageError::IOError(io))
+            | ArrayError::CodecError(CodecError::StorageError(StorageError::IOError(io))) => {
+                Error::io(
+                    self.chunk_path(chunk),
+                    std::io::Error::new(io.kind(), io.to_string()),
+                )
+            }
+            ArrayError::CodecError(CodecError::IOError(io)) => Error::io(
+                self.chunk_path(chunk),
+                std::io::Error::new(io.kind(), io.to_string()),
+            ),
+            ArrayError::CodecError(CodecError::InvalidChecksum) => {
+                self.corrupt(chunk, "checksum mismatch".into())
+            }
+            ArrayError::CodecError(e) => self.corrupt(chunk, e.to_string()),
+            e @ (ArrayError::UnexpectedChunkDecodedSize(..)
+            | ArrayError::InvalidBytesInputSize(..)
+            | ArrayError::UnexpectedChunkDecodedShape(..)) => self.corrupt(chunk, e.to_string()),
+            other => Error::Store {
+                array: self.path.clone(),
+                message: format!("chunk {chunk:?}: {other}"),
+            },
+        }
+    }
+}
+
+fn metadata_key() -> StoreKey {
+    StoreKey::new(METADATA_KEY).expect("valid key")
+}
+
+fn open_store(path: &Path) -> Result<AtomicFsStore> {
+    AtomicFsStore::new(path).map_err(|e| Error::io(path, e))
+}
+
+fn storage_error(path: &Path, err: StorageError) -> Error {
+    match err {
+        StorageError::IOError(io) => {
+            Error::io(path, std::io::Error::new(io.kind(), io.to_string()))
+        }
+        other => Error::Store {
+            array: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    }
+}
+
+fn json_dims(value: &Value) -> Option<Vec<u64>> {
+    value.as_array()?.iter().map(Value::as_u64).collect()
+}
+
+/// Renders a codec list as `bytes → zstd:3 → crc32c`.
+fn describe_codecs(codecs: &Value) -> String {
+    let Some(list) = codecs.as_array() else {
+        return "?".into();
+    };
+    list.iter()
+        .map(|codec| {
+            let name = codec["name"].as_str().unwrap_or("?");
+            let config = &codec["configuration"];
+            match name {
+                "bytes" if config["endian"] == "big" => "bytes(big-endian)".to_string(),
+                "zstd" | "gzip" => format!("{name}:{}", config["level"]),
+                "blosc" => format!(
+                    "blosc-{}:{}",
+                    config["cname"].as_str().unwrap_or("?"),
+                    config["clevel"]
+                ),
+                "sharding_indexed" => format!(
+                    "shards of {} chunks [{}] (index: {})",
+                    json_dims(&config["chunk_shape"]).map_or("?".into(), |d| join_dims(&d)),
+                    describe_codecs(&config["codecs"]),
+                    describe_codecs(&config["index_codecs"])
+                ),
+                other => other.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Compression;
+
+    #[test]
+    fn describes_codec_chains() {
+        let spec = ArraySpec::new(vec![8, 8], vec![2, 2], DType::F32)
+            .with_compression(Compression::Zstd { level: 3 });
+        assert_eq!(
+            describe_codecs(&spec.metadata_json()["codecs"]),
+            "bytes → zstd:3 → crc32c"
+        );
+        let sharded = spec.with_shards(vec![4, 4]).metadata_json();
+        assert_eq!(
+            describe_codecs(&sharded["codecs"]),
+            "shards of 2x2 chunks [bytes → zstd:3 → crc32c] (index: bytes → crc32c)"
+        );
+    }
+}
