@@ -76,6 +76,13 @@ impl ArraySpec {
         self.shard_shape.as_deref().unwrap_or(&self.chunk_shape)
     }
 
+    /// Bytes held in memory while one stored chunk of this array is read or
+    /// written (see [`chunk_working_set`](crate::store::ZarrArray::chunk_working_set)).
+    pub fn chunk_working_set(&self) -> u64 {
+        let elements: u64 = self.storage_chunk_shape().iter().product();
+        crate::store::zarr_array::working_set_of(elements * self.dtype.size() as u64)
+    }
+
     /// Checks ranks, extents and the shard/chunk divisibility.
     ///
     /// # Errors

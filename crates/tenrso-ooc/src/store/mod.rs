@@ -7,7 +7,7 @@
 mod array_spec;
 mod atomic_fs_store;
 mod compression;
-mod zarr_array;
+pub(crate) mod zarr_array;
 
 pub use array_spec::ArraySpec;
 pub use atomic_fs_store::AtomicFsStore;

@@ -237,7 +237,7 @@ impl ZarrArray {
     /// encoded bytes, the checksum-stripped copy, the decoded bytes and the
     /// typed block can coexist, so four times the chunk size.
     pub fn chunk_working_set(&self) -> u64 {
-        4 * self.chunk_nbytes()
+        working_set_of(self.chunk_nbytes())
     }
 
     /// The full `zarr.json` document.
@@ -559,6 +559,11 @@ impl ZarrArray {
     }
 }
 
+/// Bytes in memory while a stored chunk of `chunk_bytes` is read or written.
+pub(crate) fn working_set_of(chunk_bytes: u64) -> u64 {
+    4 * chunk_bytes
+}
+
 fn metadata_key() -> StoreKey {
     StoreKey::new(METADATA_KEY).expect("valid key")
 }
@@ -601,7 +606,7 @@ fn describe_codecs(codecs: &Value) -> String {
                     config["clevel"]
                 ),
                 "sharding_indexed" => format!(
-                    "shards of {} chunks [{}] (index: {})",
+                    "sharding(inner chunks {}: {}; index: {})",
                     json_dims(&config["chunk_shape"]).map_or("?".into(), |d| join_dims(&d)),
                     describe_codecs(&config["codecs"]),
                     describe_codecs(&config["index_codecs"])
@@ -629,7 +634,7 @@ mod tests {
         let sharded = spec.with_shards(vec![4, 4]).metadata_json();
         assert_eq!(
             describe_codecs(&sharded["codecs"]),
-            "shards of 2x2 chunks [bytes → zstd:3 → crc32c] (index: bytes → crc32c)"
+            "sharding(inner chunks 2x2: bytes → zstd:3 → crc32c; index: bytes → crc32c)"
         );
     }
 }

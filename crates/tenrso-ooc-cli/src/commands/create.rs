@@ -1,0 +1,65 @@
+//! `tenrso-ooc create`.
+
+use std::time::Instant;
+
+use serde_json::json;
+use tenrso_ooc::store::ZarrArray;
+use tenrso_ooc::{ByteSize, Result, ops};
+
+use super::{dims, rate, spec_from_layout};
+use crate::cli::CreateArgs;
+use crate::{Context, Outcome};
+
+/// Creates the array and fills it.
+pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
+    let spec = spec_from_layout(args.shape.dims(), args.dtype, &args.layout, &ctx.exec);
+    spec.validate()?;
+    // Refuse before touching the disk if one chunk cannot be handled.
+    ctx.exec.concurrency(spec.chunk_working_set(), "generating one chunk")?;
+    let mut array = if args.layout.resume {
+        ZarrArray::create_or_resume(&args.path, &spec)?
+    } else {
+        ZarrArray::create(&args.path, &spec)?
+    };
+    let start = Instant::now();
+    let report = ops::generate(&mut array, args.fill, args.seed, args.layout.resume, &ctx.exec, &ctx.progress)?;
+    let elapsed = start.elapsed();
+    let on_disk = array.bytes_on_disk()?;
+    let mut text = format!(
+        "created {}: {} {} in {} stored chunks of {} ({})\n  filled with {} (seed {}): {} in {:.2} s ({})\n  {} on disk\n",
+        array.path().display(),
+        array.dtype(),
+        dims(array.shape()),
+        array.chunk_grid().num_chunks(),
+        dims(array.chunk_grid().chunk_shape()),
+        array.codec_description(),
+        args.fill,
+        args.seed,
+        ByteSize(report.bytes_written),
+        elapsed.as_secs_f64(),
+        rate(report.bytes_written, elapsed),
+        ByteSize(on_disk),
+    );
+    if report.chunks_skipped > 0 {
+        text.push_str(&format!(
+            "  resumed: {} chunks were already written and kept\n",
+            report.chunks_skipped
+        ));
+    }
+    let json = json!({
+        "path": array.path(),
+        "shape": array.shape(),
+        "dtype": array.dtype().short_name(),
+        "chunk_shape": array.chunk_grid().chunk_shape(),
+        "codecs": array.codec_description(),
+        "fill": args.fill.to_string(),
+        "seed": args.seed,
+        "chunks_written": report.chunks_written,
+        "chunks_skipped": report.chunks_skipped,
+        "bytes_written": report.bytes_written,
+        "bytes_on_disk": on_disk,
+        "seconds": elapsed.as_secs_f64(),
+        "peak_rss_bytes": crate::process_memory::peak_rss_bytes(),
+    });
+    Ok(Outcome { text, json, success: true })
+}

@@ -1,0 +1,174 @@
+//! `tenrso-ooc demo`: the engine at work on a tensor larger than its memory limit.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tenrso_ooc::ops::{self, Fill, ImportOptions};
+use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
+use tenrso_ooc::{ByteSize, DType, Error, Result};
+
+use super::{chunk_shape_or_auto, dims, rate};
+use crate::cli::DemoArgs;
+use crate::process_memory::peak_rss_bytes;
+use crate::{Context, Outcome};
+
+/// Slack above the memory limit allowed for the process itself (code,
+/// stacks, allocator), per DESIGN.md's memory contract.
+const RSS_SLACK: u64 = 64 << 20;
+
+/// Removes the demo's temporary directory when dropped.
+struct TempDir(Option<PathBuf>);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+struct Step {
+    name: &'static str,
+    bytes: u64,
+    elapsed: Duration,
+    note: String,
+}
+
+/// Generates a planted low-rank tensor 4x the memory limit, verifies it,
+/// exports it to `.npy`, imports it back and checks the round trip, and
+/// reports peak memory against the limit.
+pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
+    let limit = ctx.exec.memory_limit;
+    let (dir, _cleanup) = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+            (d.clone(), TempDir(None))
+        }
+        None => {
+            let d = std::env::temp_dir().join(format!("tenrso-ooc-demo-{}", std::process::id()));
+            std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+            (d.clone(), TempDir(Some(d)))
+        }
+    };
+    let size = args.size.map_or(4 * limit, |s| s.0);
+    let n = ((size as f64 / 8.0).cbrt().ceil() as u64).max(2);
+    let shape = vec![n, n, n];
+    let fill = Fill::LowRank { rank: 8, noise: 0.01 };
+    let spec = ArraySpec::new(shape.clone(), chunk_shape_or_auto(None, &shape, DType::F64, &ctx.exec), DType::F64)
+        .with_compression(Compression::Zstd { level: 1 });
+
+    let tensor = dir.join("tensor.zarr");
+    let npy = dir.join("tensor.npy");
+    let copy = dir.join("copy.zarr");
+    let mut steps = Vec::new();
+    let mut x = ZarrArray::create(&tensor, &spec)?;
+    let nbytes = x.nbytes();
+    eprintln!(
+        "tenrso-ooc demo: {} f64 tensor {} ({:.1}x the {} memory limit), {} threads, in {}",
+        dims(&shape),
+        ByteSize(nbytes),
+        nbytes as f64 / limit as f64,
+        ByteSize(limit),
+        ctx.exec.threads,
+        dir.display()
+    );
+
+    let t = Instant::now();
+    let g = ops::generate(&mut x, fill, 42, false, &ctx.exec, &ctx.progress)?;
+    let on_disk = x.bytes_on_disk()?;
+    steps.push(Step {
+        name: "generate",
+        bytes: g.bytes_written,
+        elapsed: t.elapsed(),
+        note: format!("{fill}, {} on disk", ByteSize(on_disk)),
+    });
+
+    let t = Instant::now();
+    let v = ops::verify(&x, &ctx.exec, &ctx.progress)?;
+    steps.push(Step {
+        name: "verify",
+        bytes: v.bytes_checked,
+        elapsed: t.elapsed(),
+        note: format!("{} chunks, {} bad", v.chunks_stored, v.bad_chunks.len()),
+    });
+
+    let t = Instant::now();
+    let e = ops::export(&tensor, &npy, &ctx.exec, &ctx.progress)?;
+    steps.push(Step { name: "export", bytes: e.bytes, elapsed: t.elapsed(), note: "to .npy".into() });
+
+    let t = Instant::now();
+    let opts = ImportOptions {
+        chunk_shape: Some(x.chunk_grid().chunk_shape().to_vec()),
+        compression: Compression::Lz4,
+        ..Default::default()
+    };
+    let i = ops::import(&npy, &copy, &opts, &ctx.exec, &ctx.progress)?;
+    steps.push(Step { name: "import", bytes: i.bytes, elapsed: t.elapsed(), note: "from .npy, lz4".into() });
+
+    let t = Instant::now();
+    let y = ZarrArray::open(&copy)?;
+    let c = ops::compare(&x, &y, &ctx.exec, &ctx.progress)?;
+    steps.push(Step {
+        name: "compare",
+        bytes: 2 * c.elements * 8,
+        elapsed: t.elapsed(),
+        note: if c.is_identical() { "bitwise identical".into() } else { format!("{} elements differ", c.elements_differing) },
+    });
+    if args.dir.is_none() {
+        std::fs::remove_file(&npy).map_err(|e| Error::io(&npy, e))?;
+    }
+
+    let peak = peak_rss_bytes();
+    let within = peak.is_some_and(|p| p <= limit + RSS_SLACK);
+    let ok = v.is_ok() && c.is_identical() && within;
+    let mut text = format!(
+        "\n  {:<9} {:>12} {:>9} {:>14}  {}\n",
+        "step", "data", "time", "rate", "notes"
+    );
+    for s in &steps {
+        text.push_str(&format!(
+            "  {:<9} {:>12} {:>7.2} s {:>14}  {}\n",
+            s.name,
+            ByteSize(s.bytes).to_string(),
+            s.elapsed.as_secs_f64(),
+            rate(s.bytes, s.elapsed),
+            s.note
+        ));
+    }
+    text.push_str(&format!(
+        "\n  tensor {} = {:.1}x the memory limit; chunks {} ({})\n",
+        ByteSize(nbytes),
+        nbytes as f64 / limit as f64,
+        dims(x.chunk_grid().chunk_shape()),
+        x.codec_description()
+    ));
+    match peak {
+        Some(p) => text.push_str(&format!(
+            "  peak memory (VmHWM) {} = {:.2}x the {} limit: {}\n",
+            ByteSize(p),
+            p as f64 / limit as f64,
+            ByteSize(limit),
+            if within { "within bounds" } else { "ABOVE limit + 64 MiB" }
+        )),
+        None => text.push_str("  peak memory: unavailable (no /proc/self/status)\n"),
+    }
+    if args.dir.is_some() {
+        text.push_str(&format!("  files kept in {}\n", dir.display()));
+    }
+    let json = json!({
+        "dir": dir,
+        "shape": shape,
+        "bytes": nbytes,
+        "memory_limit_bytes": limit,
+        "threads": ctx.exec.threads,
+        "peak_rss_bytes": peak,
+        "within_memory_bound": within,
+        "bad_chunks": v.bad_chunks.len(),
+        "round_trip_identical": c.is_identical(),
+        "steps": steps.iter().map(|s| json!({
+            "name": s.name, "bytes": s.bytes, "seconds": s.elapsed.as_secs_f64(), "note": s.note,
+        })).collect::<Vec<_>>(),
+    });
+    Ok(Outcome { text, json, success: ok })
+}

@@ -1,0 +1,49 @@
+//! One module per command.
+
+pub mod create;
+pub mod demo;
+pub mod info;
+pub mod transfer;
+pub mod verify;
+
+use std::time::Duration;
+
+use tenrso_ooc::exec::ExecOptions;
+use tenrso_ooc::store::ArraySpec;
+use tenrso_ooc::{ByteSize, ChunkGrid, DType};
+
+use crate::cli::LayoutArgs;
+
+/// Target size of chunks chosen automatically.
+const AUTO_CHUNK_BYTES: u64 = 8 << 20;
+
+/// The chunk shape to use: the one given, or about 8 MiB per chunk (less
+/// under a small memory limit, so several chunks are in flight).
+pub fn chunk_shape_or_auto(given: Option<&[u64]>, shape: &[u64], dtype: DType, exec: &ExecOptions) -> Vec<u64> {
+    given.map_or_else(
+        || {
+            let target = AUTO_CHUNK_BYTES.min(exec.memory_limit / 16).max(dtype.size() as u64);
+            ChunkGrid::auto_chunk_shape(shape, dtype.size() as u64, target)
+        },
+        <[u64]>::to_vec,
+    )
+}
+
+/// The spec of a new array from the layout options.
+pub fn spec_from_layout(shape: &[u64], dtype: DType, layout: &LayoutArgs, exec: &ExecOptions) -> ArraySpec {
+    let chunks = chunk_shape_or_auto(layout.chunks.as_ref().map(|s| s.dims()), shape, dtype, exec);
+    let mut spec = ArraySpec::new(shape.to_vec(), chunks, dtype).with_compression(layout.codec);
+    spec.shard_shape = layout.shard.as_ref().map(|s| s.dims().to_vec());
+    spec
+}
+
+/// `1.23 GiB/s`.
+pub fn rate(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    format!("{}/s", ByteSize((bytes as f64 / secs) as u64))
+}
+
+/// `x` joined: `4096x4096`.
+pub fn dims(d: &[u64]) -> String {
+    tenrso_ooc::Shape::new(d.to_vec()).to_string()
+}

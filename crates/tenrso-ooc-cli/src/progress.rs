@@ -1,0 +1,62 @@
+//! Progress bars on stderr.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tenrso_ooc::exec::Progress;
+
+/// Draws library progress as indicatif bars on stderr, one per phase; hidden
+/// when stderr is not a terminal or with `--quiet`.
+pub struct Bar {
+    visible: bool,
+    current: Mutex<Option<ProgressBar>>,
+}
+
+impl Bar {
+    /// Bars, drawn only if `visible` and stderr is a terminal.
+    pub fn new(visible: bool) -> Self {
+        Self {
+            visible: visible && std::io::stderr().is_terminal(),
+            current: Mutex::new(None),
+        }
+    }
+
+    fn with_bar(&self, f: impl FnOnce(&ProgressBar)) {
+        if let Some(bar) = self.current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            f(bar);
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, label: &str, total: u64) {
+        if !self.visible {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>9} [{bar:32}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}  eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(label.to_string());
+        bar.enable_steady_tick(Duration::from_millis(250));
+        if let Some(old) = self.current.lock().unwrap_or_else(|p| p.into_inner()).replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn advance(&self, delta: u64) {
+        self.with_bar(|bar| bar.inc(delta));
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.current.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}

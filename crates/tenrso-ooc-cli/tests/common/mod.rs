@@ -1,0 +1,129 @@
+//! Helpers shared by the CLI tests: run the binary as a child process and
+//! measure its peak memory; find the Python interpreter of the test venv.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The `tenrso-ooc` binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tenrso-ooc"))
+}
+
+/// What a child run produced.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit status (None when killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Peak resident set size of the child (ru_maxrss from wait4), in bytes.
+    pub peak_rss: u64,
+}
+
+impl Run {
+    /// The stdout parsed as one JSON object.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    /// Panics with the whole run unless it exited with 0.
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, Some(0), "command failed: {self:#?}");
+        self
+    }
+}
+
+/// Runs `tenrso-ooc ARGS` and waits for it with `wait4`, which reports the
+/// child's own peak RSS (VmHWM) independently of other children.
+pub fn run<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    run_command(cmd)
+}
+
+/// Runs any command as [`run`] does.
+pub fn run_command(mut cmd: Command) -> Run {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let (code, peak_rss) = wait_with_rusage(child.id());
+    Run {
+        code,
+        stdout: out_thread.join().unwrap(),
+        stderr: err_thread.join().unwrap(),
+        peak_rss,
+    }
+}
+
+/// Reaps `pid`, returning its exit code and peak RSS in bytes.
+pub fn wait_with_rusage(pid: u32) -> (Option<i32>, u64) {
+    let mut status = 0i32;
+    // SAFETY: rusage is plain old data; wait4 fills it for the child we spawned.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child, not yet reaped; the pointers are valid.
+    let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid as libc::pid_t, "wait4 failed: {}", std::io::Error::last_os_error());
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss as u64 * 1024)
+}
+
+/// The Python interpreter of the test virtualenv (with zarr and numpy), from
+/// `TENRSO_OOC_PYTHON`. Without it the interop tests skip locally, but under
+/// `CI=true` they fail: interop must never silently stop being tested.
+pub fn python() -> Option<PathBuf> {
+    match std::env::var_os("TENRSO_OOC_PYTHON") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("TENRSO_OOC_PYTHON is not set under CI=true: interop tests must run (see .ci/run)");
+            }
+            eprintln!("skipping: set TENRSO_OOC_PYTHON to a Python with zarr>=3 and numpy (scripts/test does)");
+            None
+        }
+    }
+}
+
+/// Runs a Python script with the venv interpreter and `args`; panics with
+/// its output if it fails.
+pub fn python_script(python: &Path, script: &str, args: &[&Path]) -> String {
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A path inside `dir` as a string argument.
+pub fn arg(dir: &Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}

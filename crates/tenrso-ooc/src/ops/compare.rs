@@ -1,0 +1,79 @@
+//! [`compare`]: element-wise comparison of two stored arrays.
+
+use std::sync::Mutex;
+
+use crate::core::shape::join_dims;
+use crate::core::{Element, Error, Result};
+use crate::dispatch_dtype;
+use crate::exec::{ExecOptions, Progress, for_each_task};
+use crate::store::ZarrArray;
+
+/// What [`compare`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CompareReport {
+    /// Elements compared.
+    pub elements: u64,
+    /// Elements whose bits differ.
+    pub elements_differing: u64,
+    /// Largest absolute difference (NaN when some pair differs by NaN).
+    pub max_abs_diff: f64,
+}
+
+impl CompareReport {
+    /// True when every element is bitwise equal.
+    pub fn is_identical(&self) -> bool {
+        self.elements_differing == 0
+    }
+}
+
+/// Compares two arrays of the same shape and element type element by element,
+/// whatever their chunkings, one chunk of `a` at a time.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when shapes or element types differ; store errors.
+pub fn compare(a: &ZarrArray, b: &ZarrArray, exec: &ExecOptions, progress: &dyn Progress) -> Result<CompareReport> {
+    if a.shape() != b.shape() || a.dtype() != b.dtype() {
+        return Err(Error::invalid(format!(
+            "cannot compare {} ({} {}) with {} ({} {})",
+            a.path().display(),
+            a.dtype(),
+            join_dims(a.shape()),
+            b.path().display(),
+            b.dtype(),
+            join_dims(b.shape())
+        )));
+    }
+    progress.start("compare", a.nbytes());
+    let result = dispatch_dtype!(a.dtype(), T => compare_chunks::<T>(a, b, exec, progress));
+    progress.finish();
+    result
+}
+
+fn compare_chunks<T: Element>(a: &ZarrArray, b: &ZarrArray, exec: &ExecOptions, progress: &dyn Progress) -> Result<CompareReport> {
+    let chunks: Vec<Vec<u64>> = a.chunk_grid().iter().collect();
+    let total = Mutex::new(CompareReport::default());
+    // One chunk of `a`, the region of `b` it covers, and the chunks of `b` decoded to build it.
+    let per_task = a.chunk_working_set() + a.chunk_nbytes() + b.chunk_working_set();
+    for_each_task(exec, per_task, "comparing one chunk", chunks.len(), progress, |i| {
+        let x = a.read_chunk::<T>(&chunks[i])?;
+        let y = b.read_region::<T>(&a.chunk_grid().chunk_region(&chunks[i]))?;
+        let mut part = CompareReport { elements: x.len() as u64, ..Default::default() };
+        for (p, q) in x.as_slice().iter().zip(y.as_slice()) {
+            if bytemuck::bytes_of(p) != bytemuck::bytes_of(q) {
+                part.elements_differing += 1;
+                let d = (p.to_f64() - q.to_f64()).abs();
+                part.max_abs_diff = if d.is_nan() { f64::NAN } else { part.max_abs_diff.max(d) };
+            }
+        }
+        let mut t = total.lock().unwrap_or_else(|p| p.into_inner());
+        t.elements += part.elements;
+        t.elements_differing += part.elements_differing;
+        t.max_abs_diff = if part.max_abs_diff.is_nan() || t.max_abs_diff.is_nan() {
+            f64::NAN
+        } else {
+            t.max_abs_diff.max(part.max_abs_diff)
+        };
+        Ok(x.byte_len() as u64)
+    })?;
+    Ok(total.into_inner().unwrap_or_else(|p| p.into_inner()))
+}

@@ -1,0 +1,117 @@
+//! Damaged stores give errors that name the array and chunk, never numbers.
+
+use std::fs;
+use std::path::Path;
+
+use tenrso_ooc::exec::{ExecOptions, NoProgress};
+use tenrso_ooc::ops::{Fill, generate, verify};
+use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
+use tenrso_ooc::{DType, Error};
+
+fn filled(dir: &Path, compression: Compression, shards: Option<Vec<u64>>) -> ZarrArray {
+    let mut spec = ArraySpec::new(vec![64, 48], vec![16, 16], DType::F64).with_compression(compression);
+    spec.shard_shape = shards;
+    let mut array = ZarrArray::create(dir.join("a.zarr"), &spec).unwrap();
+    generate(&mut array, Fill::Normal, 1, false, &ExecOptions::default(), &NoProgress).unwrap();
+    array
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = at.min(bytes.len() - 1);
+    bytes[at] ^= 0x40;
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn flipped_byte_is_reported_as_corrupt_chunk() {
+    for (compression, shards) in [
+        (Compression::None, None),
+        (Compression::Zstd { level: 3 }, None),
+        (Compression::Lz4, None),
+        (Compression::None, Some(vec![32, 32])),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let array = filled(dir.path(), compression, shards.clone());
+        let target = vec![1, 1];
+        flip_byte(&array.chunk_path(&target), 100);
+        match array.read_chunk::<f64>(&target) {
+            Err(Error::Corrupt { array: a, chunk, key, .. }) => {
+                assert_eq!(a, array.path());
+                assert_eq!(chunk, target);
+                assert_eq!(key, "c/1/1");
+            }
+            other => panic!("{compression} {shards:?}: expected Corrupt, got {other:?}"),
+        }
+        // Other chunks still read, and verify lists exactly the bad one.
+        assert!(array.read_chunk::<f64>(&[0, 0]).is_ok());
+        let report = verify(&array, &ExecOptions::default(), &NoProgress).unwrap();
+        assert_eq!(report.bad_chunks.len(), 1, "{compression}");
+        assert_eq!(report.bad_chunks[0].key, "c/1/1");
+    }
+}
+
+#[test]
+fn flipped_shard_index_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let array = filled(dir.path(), Compression::None, Some(vec![32, 32]));
+    let path = array.chunk_path(&[0, 0]);
+    let len = fs::metadata(&path).unwrap().len() as usize;
+    flip_byte(&path, len - 10); // inside the index at the end of the shard
+    assert!(matches!(array.read_chunk::<f64>(&[0, 0]), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn truncated_chunk_is_corrupt() {
+    for compression in [Compression::None, Compression::Zstd { level: 1 }] {
+        let dir = tempfile::tempdir().unwrap();
+        let array = filled(dir.path(), compression, None);
+        let path = array.chunk_path(&[2, 1]);
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = array.read_chunk::<f64>(&[2, 1]).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{compression}: {err}");
+        assert!(err.to_string().contains("chunk [2, 1]"), "{err}");
+        fs::write(&path, []).unwrap();
+        assert!(matches!(array.read_chunk::<f64>(&[2, 1]), Err(Error::Corrupt { .. })));
+    }
+}
+
+#[test]
+fn missing_or_foreign_metadata_is_not_an_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = ZarrArray::open(dir.path().join("nowhere")).unwrap_err();
+    assert!(matches!(err, Error::NotAnArray { .. }), "{err}");
+    let array = filled(dir.path(), Compression::None, None);
+    let meta = array.path().join("zarr.json");
+    let original = fs::read_to_string(&meta).unwrap();
+
+    fs::remove_file(&meta).unwrap();
+    let err = ZarrArray::open(array.path()).unwrap_err().to_string();
+    assert!(err.contains("zarr.json not found"), "{err}");
+
+    fs::write(&meta, "{ not json").unwrap();
+    let err = ZarrArray::open(array.path()).unwrap_err().to_string();
+    assert!(err.contains("not valid JSON"), "{err}");
+
+    fs::write(&meta, original.replace("float64", "int32")).unwrap();
+    let err = ZarrArray::open(array.path()).unwrap_err().to_string();
+    assert!(err.contains("int32") && err.contains("not supported"), "{err}");
+
+    fs::write(&meta, r#"{"zarr_format": 3, "node_type": "group", "attributes": {}}"#).unwrap();
+    let err = ZarrArray::open(array.path()).unwrap_err().to_string();
+    assert!(err.contains("group"), "{err}");
+}
+
+#[test]
+fn wrong_dtype_request_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let array = filled(dir.path(), Compression::None, None);
+    match array.read_chunk::<f32>(&[0, 0]) {
+        Err(Error::DtypeMismatch { stored, requested, .. }) => {
+            assert_eq!((stored, requested), (DType::F64, DType::F32));
+        }
+        other => panic!("expected DtypeMismatch, got {other:?}"),
+    }
+    assert!(array.write_chunk(&[0, 0], &tenrso_ooc::Block::<f32>::zeros(vec![16, 16])).is_err());
+}
