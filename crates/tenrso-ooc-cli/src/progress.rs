@@ -24,7 +24,12 @@ impl Bar {
     }
 
     fn with_bar(&self, f: impl FnOnce(&ProgressBar)) {
-        if let Some(bar) = self.current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(bar) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             f(bar);
         }
     }
@@ -38,14 +43,19 @@ impl Progress for Bar {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
         bar.set_style(
             ProgressStyle::with_template(
-                "{msg:>9} [{bar:32}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}  eta {eta}",
+                "{msg:>8} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
             )
             .expect("valid template")
             .progress_chars("=> "),
         );
         bar.set_message(label.to_string());
         bar.enable_steady_tick(Duration::from_millis(250));
-        if let Some(old) = self.current.lock().unwrap_or_else(|p| p.into_inner()).replace(bar) {
+        if let Some(old) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(bar)
+        {
             old.finish_and_clear();
         }
     }
@@ -55,7 +65,12 @@ impl Progress for Bar {
     }
 
     fn finish(&self) {
-        if let Some(bar) = self.current.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(bar) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             bar.finish_and_clear();
         }
     }

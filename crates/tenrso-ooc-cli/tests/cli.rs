@@ -8,7 +8,11 @@ use common::{arg, run};
 fn create_info_verify_round() {
     let dir = tempfile::tempdir().unwrap();
     let a = arg(dir.path(), "a.zarr");
-    let created = run(["create", &a, "--shape", "100,60", "--chunks", "32,32", "--fill", "normal", "--seed", "7", "--codec", "zstd:3", "--json"]).success();
+    let created = run([
+        "create", &a, "--shape", "100,60", "--chunks", "32,32", "--fill", "normal", "--seed", "7",
+        "--codec", "zstd:3", "--json",
+    ])
+    .success();
     let c = created.json();
     assert_eq!(c["chunks_written"], 8);
     assert_eq!(c["fill"], "normal");
@@ -38,7 +42,10 @@ fn create_info_verify_round() {
 fn verify_names_every_bad_chunk_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let a = arg(dir.path(), "a.zarr");
-    run(["create", &a, "--shape", "64,64", "--chunks", "16,16", "--fill", "uniform", "-q"]).success();
+    run([
+        "create", &a, "--shape", "64,64", "--chunks", "16,16", "--fill", "uniform", "-q",
+    ])
+    .success();
     for key in ["c/1/2", "c/3/0"] {
         let path = dir.path().join("a.zarr").join(key);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -47,19 +54,38 @@ fn verify_names_every_bad_chunk_and_exits_1() {
     }
     let v = run(["verify", &a]);
     assert_eq!(v.code, Some(1), "{v:?}");
-    assert!(v.stdout.contains("bad chunk c/1/2 [1, 2]: checksum mismatch"), "{}", v.stdout);
+    assert!(
+        v.stdout
+            .contains("bad chunk c/1/2 [1, 2]: checksum mismatch"),
+        "{}",
+        v.stdout
+    );
     assert!(v.stdout.contains("bad chunk c/3/0 [3, 0]"), "{}", v.stdout);
-    assert!(v.stdout.contains("2 of 16 stored chunks are bad"), "{}", v.stdout);
+    assert!(
+        v.stdout.contains("2 of 16 stored chunks are bad"),
+        "{}",
+        v.stdout
+    );
     let j = run(["verify", &a, "--json"]);
     assert_eq!(j.code, Some(1));
     let j = j.json();
     assert_eq!(j["ok"], false);
-    let keys: Vec<&str> = j["bad_chunks"].as_array().unwrap().iter().map(|b| b["key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = j["bad_chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["c/1/2", "c/3/0"]);
     // Reading the damaged chunk through export fails with a line naming it.
     let e = run(["export", &a, &arg(dir.path(), "out.npy")]);
     assert_eq!(e.code, Some(1));
-    assert!(e.stderr.starts_with("error: array ") && e.stderr.contains("chunk [1, 2] (key `c/1/2`) is corrupt"), "{}", e.stderr);
+    assert!(
+        e.stderr.starts_with("error: array ")
+            && e.stderr.contains("chunk [1, 2] (key `c/1/2`) is corrupt"),
+        "{}",
+        e.stderr
+    );
     assert!(!dir.path().join("out.npy").exists());
 }
 
@@ -69,11 +95,20 @@ fn errors_are_one_line_and_nonzero() {
     let missing = run(["info", &arg(dir.path(), "nope.zarr")]);
     assert_eq!(missing.code, Some(1));
     assert_eq!(missing.stderr.lines().count(), 1, "{}", missing.stderr);
-    assert!(missing.stderr.starts_with("error: ") && missing.stderr.contains("not a Zarr v3 array"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.starts_with("error: ") && missing.stderr.contains("not a Zarr v3 array"),
+        "{}",
+        missing.stderr
+    );
 
     let j = run(["info", &arg(dir.path(), "nope.zarr"), "--json"]);
     assert_eq!(j.code, Some(1));
-    assert!(j.json()["error"].as_str().unwrap().contains("not a Zarr v3 array"));
+    assert!(
+        j.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a Zarr v3 array")
+    );
 
     let a = arg(dir.path(), "a.zarr");
     run(["create", &a, "--shape", "8", "--chunks", "4", "-q"]).success();
@@ -82,27 +117,72 @@ fn errors_are_one_line_and_nonzero() {
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
 
     // Bad argument values are usage errors (exit 2) that say what is expected.
-    let bad_codec = run(["create", &arg(dir.path(), "b"), "--shape", "8", "--codec", "zstd:99"]);
+    let bad_codec = run([
+        "create",
+        &arg(dir.path(), "b"),
+        "--shape",
+        "8",
+        "--codec",
+        "zstd:99",
+    ]);
     assert_eq!(bad_codec.code, Some(2));
-    assert!(bad_codec.stderr.contains("expected 1 to 22"), "{}", bad_codec.stderr);
+    assert!(
+        bad_codec.stderr.contains("expected 1 to 22"),
+        "{}",
+        bad_codec.stderr
+    );
     let bad_shape = run(["create", &arg(dir.path(), "b"), "--shape", "8,x"]);
     assert_eq!(bad_shape.code, Some(2));
-    let bad_size = run(["create", &arg(dir.path(), "b"), "--shape", "8", "--memory-limit", "lots"]);
+    let bad_size = run([
+        "create",
+        &arg(dir.path(), "b"),
+        "--shape",
+        "8",
+        "--memory-limit",
+        "lots",
+    ]);
     assert_eq!(bad_size.code, Some(2));
     assert!(bad_size.stderr.contains("512MiB"), "{}", bad_size.stderr);
-    let bad_chunks = run(["create", &arg(dir.path(), "b"), "--shape", "8,8", "--chunks", "4"]);
+    let bad_chunks = run([
+        "create",
+        &arg(dir.path(), "b"),
+        "--shape",
+        "8,8",
+        "--chunks",
+        "4",
+    ]);
     assert_eq!(bad_chunks.code, Some(1));
-    assert!(bad_chunks.stderr.contains("chunk shape 4 has 1 axes"), "{}", bad_chunks.stderr);
-    assert!(!dir.path().join("b").exists(), "a refused create writes nothing");
+    assert!(
+        bad_chunks.stderr.contains("chunk shape 4 has 1 axes"),
+        "{}",
+        bad_chunks.stderr
+    );
+    assert!(
+        !dir.path().join("b").exists(),
+        "a refused create writes nothing"
+    );
 }
 
 #[test]
 fn memory_limit_below_one_chunk_is_refused_before_any_write() {
     let dir = tempfile::tempdir().unwrap();
     let a = arg(dir.path(), "a.zarr");
-    let r = run(["create", &a, "--shape", "4096,4096", "--chunks", "2048,2048", "--memory-limit", "16MiB"]);
+    let r = run([
+        "create",
+        &a,
+        "--shape",
+        "4096,4096",
+        "--chunks",
+        "2048,2048",
+        "--memory-limit",
+        "16MiB",
+    ]);
     assert_eq!(r.code, Some(1));
-    assert!(r.stderr.contains("memory limit 16.00 MiB is too small") && r.stderr.contains("128.00 MiB"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("memory limit 16.00 MiB is too small") && r.stderr.contains("128.00 MiB"),
+        "{}",
+        r.stderr
+    );
     assert!(!dir.path().join("a.zarr").exists());
 }
 
@@ -110,12 +190,20 @@ fn memory_limit_below_one_chunk_is_refused_before_any_write() {
 fn import_export_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let a = arg(dir.path(), "a.zarr");
-    run(["create", &a, "--shape", "50,40,3", "--chunks", "16,16,3", "--fill", "range", "--dtype", "f32", "-q"]).success();
+    run([
+        "create", &a, "--shape", "50,40,3", "--chunks", "16,16,3", "--fill", "range", "--dtype",
+        "f32", "-q",
+    ])
+    .success();
     let npy = arg(dir.path(), "a.npy");
     let e = run(["export", &a, &npy, "--json"]).success().json();
     assert_eq!(e["bytes"], 50 * 40 * 3 * 4);
     let b = arg(dir.path(), "b.zarr");
-    let i = run(["import", &npy, &b, "--chunks", "7,7,3", "--codec", "lz4", "--shard", "14,14,3", "--json"]).success().json();
+    let i = run([
+        "import", &npy, &b, "--chunks", "7,7,3", "--codec", "lz4", "--shard", "14,14,3", "--json",
+    ])
+    .success()
+    .json();
     assert_eq!(i["dtype"], "f32");
     assert_eq!(i["shape"], serde_json::json!([50, 40, 3]));
     let raw = arg(dir.path(), "b.raw");
@@ -123,25 +211,53 @@ fn import_export_through_the_cli() {
     let c = arg(dir.path(), "c.zarr");
     let missing = run(["import", &raw, &c]);
     assert_eq!(missing.code, Some(1));
-    assert!(missing.stderr.contains("give its --shape and --dtype"), "{}", missing.stderr);
-    run(["import", &raw, &c, "--shape", "50,40,3", "--dtype", "f32", "-q"]).success();
+    assert!(
+        missing.stderr.contains("give its --shape and --dtype"),
+        "{}",
+        missing.stderr
+    );
+    run([
+        "import", &raw, &c, "--shape", "50,40,3", "--dtype", "f32", "-q",
+    ])
+    .success();
     // The round trip through three layouts is exact.
     let x = tenrso_ooc::store::ZarrArray::open(dir.path().join("a.zarr")).unwrap();
     let z = tenrso_ooc::store::ZarrArray::open(dir.path().join("c.zarr")).unwrap();
     let exec = tenrso_ooc::exec::ExecOptions::default();
-    assert!(tenrso_ooc::ops::compare(&x, &z, &exec, &tenrso_ooc::exec::NoProgress).unwrap().is_identical());
+    assert!(
+        tenrso_ooc::ops::compare(&x, &z, &exec, &tenrso_ooc::exec::NoProgress)
+            .unwrap()
+            .is_identical()
+    );
 }
 
 #[test]
 fn demo_stays_within_its_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let r = run(["demo", "--memory-limit", "32MiB", "--dir", &arg(dir.path(), "demo"), "--json"]).success();
+    let r = run([
+        "demo",
+        "--memory-limit",
+        "32MiB",
+        "--dir",
+        &arg(dir.path(), "demo"),
+        "--json",
+    ])
+    .success();
     let j = r.json();
     assert_eq!(j["round_trip_identical"], true);
     assert_eq!(j["bad_chunks"], 0);
     assert_eq!(j["within_memory_bound"], true);
     assert!(j["bytes"].as_u64().unwrap() >= 4 * (32 << 20));
-    assert!(r.peak_rss <= (32 << 20) + (64 << 20), "peak RSS {} above limit + 64 MiB", r.peak_rss);
-    let steps: Vec<&str> = j["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert!(
+        r.peak_rss <= (32 << 20) + (64 << 20),
+        "peak RSS {} above limit + 64 MiB",
+        r.peak_rss
+    );
+    let steps: Vec<&str> = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(steps, ["generate", "verify", "export", "import", "compare"]);
 }

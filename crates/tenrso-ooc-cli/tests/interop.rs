@@ -27,7 +27,21 @@ fn arrays_written_by_tenrso_open_in_zarr_python() {
     let mut paths = Vec::new();
     for (k, (name, dtype, shape, chunks, shard)) in configs.iter().enumerate() {
         let path = arg(dir.path(), &format!("{name}.zarr"));
-        let mut args = vec!["create", &path, "--shape", shape, "--chunks", chunks, "--dtype", dtype, "--fill", "range", "--codec", codecs[k % 3], "-q"];
+        let mut args = vec![
+            "create",
+            &path,
+            "--shape",
+            shape,
+            "--chunks",
+            chunks,
+            "--dtype",
+            dtype,
+            "--fill",
+            "range",
+            "--codec",
+            codecs[k % 3],
+            "-q",
+        ];
         if let Some(s) = shard {
             args.extend(["--shard", s]);
         }
@@ -36,7 +50,11 @@ fn arrays_written_by_tenrso_open_in_zarr_python() {
     }
     // Random values too, checked against our own .npy export read by NumPy.
     let normal = arg(dir.path(), "normal.zarr");
-    run(["create", &normal, "--shape", "64,33", "--chunks", "16,16", "--fill", "normal", "--codec", "zstd:1", "--shard", "32,32", "-q"]).success();
+    run([
+        "create", &normal, "--shape", "64,33", "--chunks", "16,16", "--fill", "normal", "--codec",
+        "zstd:1", "--shard", "32,32", "-q",
+    ])
+    .success();
     let npy = arg(dir.path(), "normal.npy");
     run(["export", &normal, &npy, "-q"]).success();
     let script = r#"
@@ -56,7 +74,10 @@ assert abs(ref.std() - 1) < 0.1
 print("ok", len(arrays) + 1)
 "#;
     let mut all: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
-    let (normal, npy) = (dir.path().join("normal.zarr"), dir.path().join("normal.npy"));
+    let (normal, npy) = (
+        dir.path().join("normal.zarr"),
+        dir.path().join("normal.npy"),
+    );
     all.push(&normal);
     all.push(&npy);
     assert_eq!(python_script(&py, script, &all).trim(), "ok 7");
@@ -130,10 +151,26 @@ print(" ".join(names))
     for name in &names {
         let src = arg(dir.path(), &format!("{name}.npy"));
         let store = arg(dir.path(), &format!("{name}.zarr"));
-        run(["import", &src, &store, "--chunks", "4,3,5", "--codec", "zstd:1", "-q"]).success();
-        run(["export", &store, &arg(dir.path(), &format!("{name}.out.npy")), "-q"]).success();
+        run([
+            "import", &src, &store, "--chunks", "4,3,5", "--codec", "zstd:1", "-q",
+        ])
+        .success();
+        run([
+            "export",
+            &store,
+            &arg(dir.path(), &format!("{name}.out.npy")),
+            "-q",
+        ])
+        .success();
         let a = ZarrArray::open(&store).unwrap();
-        assert_eq!(a.dtype(), if name.starts_with("f4") { DType::F32 } else { DType::F64 });
+        assert_eq!(
+            a.dtype(),
+            if name.starts_with("f4") {
+                DType::F32
+            } else {
+                DType::F64
+            }
+        );
     }
     let check = r#"
 import sys, numpy as np

@@ -13,18 +13,35 @@ use tenrso_ooc::store::ZarrArray;
 
 fn chunk_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir.join("c")).map_or(0, |rows| {
-        rows.map(|r| std::fs::read_dir(r.unwrap().path()).map_or(0, |d| d.count())).sum()
+        rows.map(|r| std::fs::read_dir(r.unwrap().path()).map_or(0, |d| d.count()))
+            .sum()
     })
 }
 
 #[test]
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped by wait4 in wait_with_rusage"
+)]
 fn sigkill_then_resume_gives_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let args = |path: &str| {
         vec![
-            "create".to_string(), path.to_string(), "--shape".into(), "4096,4096".into(),
-            "--chunks".into(), "256,256".into(), "--fill".into(), "lowrank:4:0.1".into(),
-            "--seed".into(), "5".into(), "--codec".into(), "zstd:1".into(), "--threads".into(), "2".into(), "-q".into(),
+            "create".to_string(),
+            path.to_string(),
+            "--shape".into(),
+            "4096,4096".into(),
+            "--chunks".into(),
+            "256,256".into(),
+            "--fill".into(),
+            "lowrank:4:0.1".into(),
+            "--seed".into(),
+            "5".into(),
+            "--codec".into(),
+            "zstd:1".into(),
+            "--threads".into(),
+            "2".into(),
+            "-q".into(),
         ]
     };
     let killed = arg(dir.path(), "killed.zarr");
@@ -37,21 +54,30 @@ fn sigkill_then_resume_gives_the_uninterrupted_result() {
     // Kill it once a few chunks are on disk, well before the 256 chunks are done.
     let start = Instant::now();
     while chunk_files(&dir.path().join("killed.zarr")) < 8 {
-        assert!(start.elapsed() < Duration::from_secs(60), "writer made no progress");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "writer made no progress"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
     let (code, _) = wait_with_rusage(child.id());
     drop(child);
-    assert_eq!(code, None, "the writer finished before it could be killed; make the job larger");
+    assert_eq!(
+        code, None,
+        "the writer finished before it could be killed; make the job larger"
+    );
 
     // Every chunk on disk is complete: verify decodes them all.
     let written = chunk_files(&dir.path().join("killed.zarr"));
     let v = run(["verify", &killed, "--json"]).success().json();
     assert_eq!(v["ok"], true, "{v}");
     assert!(v["chunks_stored"].as_u64().unwrap() < 256, "{v}");
-    eprintln!("killed after {written} chunk files; {} complete chunks", v["chunks_stored"]);
+    eprintln!(
+        "killed after {written} chunk files; {} complete chunks",
+        v["chunks_stored"]
+    );
 
     // Without --resume the existing array is refused; with it the job completes.
     let refused = run(args(&killed));
@@ -67,7 +93,11 @@ fn sigkill_then_resume_gives_the_uninterrupted_result() {
     let a = ZarrArray::open(&killed).unwrap();
     let b = ZarrArray::open(&clean).unwrap();
     assert_eq!(a.stored_chunks().unwrap().len(), 256);
-    assert!(compare(&a, &b, &ExecOptions::default(), &NoProgress).unwrap().is_identical());
+    assert!(
+        compare(&a, &b, &ExecOptions::default(), &NoProgress)
+            .unwrap()
+            .is_identical()
+    );
     // Temporaries of the killed write (if it died mid-chunk) are listed and removable.
     let stale = a.stale_temporaries().unwrap().len();
     assert_eq!(a.remove_stale_temporaries().unwrap(), stale);

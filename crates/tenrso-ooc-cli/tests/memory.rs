@@ -17,18 +17,51 @@ fn import_and_export_of_1gib_npy_stay_under_128mib() {
     // 16384 x 8192 f64 = 1 GiB in 16 MiB chunks of 1024 x 2048.
     let shape = "16384,8192";
     let chunks = "1024,2048";
-    run(["create", &src, "--shape", shape, "--chunks", chunks, "--fill", "uniform", "--seed", "3", "--memory-limit", "64MiB", "-q"]).success();
+    run([
+        "create",
+        &src,
+        "--shape",
+        shape,
+        "--chunks",
+        chunks,
+        "--fill",
+        "uniform",
+        "--seed",
+        "3",
+        "--memory-limit",
+        "64MiB",
+        "-q",
+    ])
+    .success();
 
     let npy = arg(dir.path(), "big.npy");
     let export = run(["export", &src, &npy, "--memory-limit", "64MiB", "-q"]).success();
     assert_eq!(std::fs::metadata(&npy).unwrap().len(), (1 << 30) + 128);
     eprintln!("export peak RSS {} MiB", export.peak_rss / MIB);
-    assert!(export.peak_rss < 128 * MIB, "export peak RSS {} MiB", export.peak_rss / MIB);
+    assert!(
+        export.peak_rss < 128 * MIB,
+        "export peak RSS {} MiB",
+        export.peak_rss / MIB
+    );
 
     let dst = arg(dir.path(), "back.zarr");
-    let import = run(["import", &npy, &dst, "--chunks", chunks, "--memory-limit", "64MiB", "-q"]).success();
+    let import = run([
+        "import",
+        &npy,
+        &dst,
+        "--chunks",
+        chunks,
+        "--memory-limit",
+        "64MiB",
+        "-q",
+    ])
+    .success();
     eprintln!("import peak RSS {} MiB", import.peak_rss / MIB);
-    assert!(import.peak_rss < 128 * MIB, "import peak RSS {} MiB", import.peak_rss / MIB);
+    assert!(
+        import.peak_rss < 128 * MIB,
+        "import peak RSS {} MiB",
+        import.peak_rss / MIB
+    );
 
     let a = ZarrArray::open(&src).unwrap();
     let b = ZarrArray::open(&dst).unwrap();

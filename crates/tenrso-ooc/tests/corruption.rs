@@ -9,10 +9,19 @@ use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{DType, Error};
 
 fn filled(dir: &Path, compression: Compression, shards: Option<Vec<u64>>) -> ZarrArray {
-    let mut spec = ArraySpec::new(vec![64, 48], vec![16, 16], DType::F64).with_compression(compression);
+    let mut spec =
+        ArraySpec::new(vec![64, 48], vec![16, 16], DType::F64).with_compression(compression);
     spec.shard_shape = shards;
     let mut array = ZarrArray::create(dir.join("a.zarr"), &spec).unwrap();
-    generate(&mut array, Fill::Normal, 1, false, &ExecOptions::default(), &NoProgress).unwrap();
+    generate(
+        &mut array,
+        Fill::Normal,
+        1,
+        false,
+        &ExecOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
     array
 }
 
@@ -36,7 +45,12 @@ fn flipped_byte_is_reported_as_corrupt_chunk() {
         let target = vec![1, 1];
         flip_byte(&array.chunk_path(&target), 100);
         match array.read_chunk::<f64>(&target) {
-            Err(Error::Corrupt { array: a, chunk, key, .. }) => {
+            Err(Error::Corrupt {
+                array: a,
+                chunk,
+                key,
+                ..
+            }) => {
                 assert_eq!(a, array.path());
                 assert_eq!(chunk, target);
                 assert_eq!(key, "c/1/1");
@@ -58,7 +72,10 @@ fn flipped_shard_index_is_corrupt() {
     let path = array.chunk_path(&[0, 0]);
     let len = fs::metadata(&path).unwrap().len() as usize;
     flip_byte(&path, len - 10); // inside the index at the end of the shard
-    assert!(matches!(array.read_chunk::<f64>(&[0, 0]), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        array.read_chunk::<f64>(&[0, 0]),
+        Err(Error::Corrupt { .. })
+    ));
 }
 
 #[test]
@@ -73,7 +90,10 @@ fn truncated_chunk_is_corrupt() {
         assert!(matches!(err, Error::Corrupt { .. }), "{compression}: {err}");
         assert!(err.to_string().contains("chunk [2, 1]"), "{err}");
         fs::write(&path, []).unwrap();
-        assert!(matches!(array.read_chunk::<f64>(&[2, 1]), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            array.read_chunk::<f64>(&[2, 1]),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }
 
@@ -96,9 +116,16 @@ fn missing_or_foreign_metadata_is_not_an_array() {
 
     fs::write(&meta, original.replace("float64", "int32")).unwrap();
     let err = ZarrArray::open(array.path()).unwrap_err().to_string();
-    assert!(err.contains("int32") && err.contains("not supported"), "{err}");
+    assert!(
+        err.contains("int32") && err.contains("not supported"),
+        "{err}"
+    );
 
-    fs::write(&meta, r#"{"zarr_format": 3, "node_type": "group", "attributes": {}}"#).unwrap();
+    fs::write(
+        &meta,
+        r#"{"zarr_format": 3, "node_type": "group", "attributes": {}}"#,
+    )
+    .unwrap();
     let err = ZarrArray::open(array.path()).unwrap_err().to_string();
     assert!(err.contains("group"), "{err}");
 }
@@ -108,10 +135,16 @@ fn wrong_dtype_request_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let array = filled(dir.path(), Compression::None, None);
     match array.read_chunk::<f32>(&[0, 0]) {
-        Err(Error::DtypeMismatch { stored, requested, .. }) => {
+        Err(Error::DtypeMismatch {
+            stored, requested, ..
+        }) => {
             assert_eq!((stored, requested), (DType::F64, DType::F32));
         }
         other => panic!("expected DtypeMismatch, got {other:?}"),
     }
-    assert!(array.write_chunk(&[0, 0], &tenrso_ooc::Block::<f32>::zeros(vec![16, 16])).is_err());
+    assert!(
+        array
+            .write_chunk(&[0, 0], &tenrso_ooc::Block::<f32>::zeros(vec![16, 16]))
+            .is_err()
+    );
 }

@@ -5,10 +5,20 @@ use tenrso_ooc::ops::{Fill, Generator, compare, generate};
 use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{DType, Element, Region};
 
-fn make(dir: &std::path::Path, name: &str, dtype: DType, chunks: Vec<u64>, fill: Fill, threads: usize) -> ZarrArray {
-    let spec = ArraySpec::new(vec![23, 17, 9], chunks, dtype).with_compression(Compression::Zstd { level: 1 });
+fn make(
+    dir: &std::path::Path,
+    name: &str,
+    dtype: DType,
+    chunks: Vec<u64>,
+    fill: Fill,
+    threads: usize,
+) -> ZarrArray {
+    let spec = ArraySpec::new(vec![23, 17, 9], chunks, dtype)
+        .with_compression(Compression::Zstd { level: 1 });
     let mut a = ZarrArray::create(dir.join(name), &spec).unwrap();
-    let exec = ExecOptions::default().with_threads(threads).with_memory_limit(64 << 20);
+    let exec = ExecOptions::default()
+        .with_threads(threads)
+        .with_memory_limit(64 << 20);
     generate(&mut a, fill, 1234, false, &exec, &NoProgress).unwrap();
     a
 }
@@ -21,7 +31,10 @@ fn same_seed_same_bits_across_chunkings_and_threads() {
         Fill::Range,
         Fill::Uniform,
         Fill::Normal,
-        Fill::LowRank { rank: 4, noise: 0.05 },
+        Fill::LowRank {
+            rank: 4,
+            noise: 0.05,
+        },
     ];
     for dtype in [DType::F32, DType::F64] {
         for fill in fills {
@@ -47,7 +60,12 @@ fn different_seeds_differ() {
 }
 
 fn stored_values<T: Element>(a: &ZarrArray) -> Vec<f64> {
-    a.read_region::<T>(&Region::full(a.shape())).unwrap().as_slice().iter().map(|v| v.to_f64()).collect()
+    a.read_region::<T>(&Region::full(a.shape()))
+        .unwrap()
+        .as_slice()
+        .iter()
+        .map(|v| v.to_f64())
+        .collect()
 }
 
 #[test]
@@ -64,21 +82,46 @@ fn range_is_the_linear_index_and_ones_are_one() {
 #[test]
 fn resume_skips_written_chunks_and_finishes_identically() {
     let dir = tempfile::tempdir().unwrap();
-    let full = make(dir.path(), "full", DType::F64, vec![5, 5, 5], Fill::Normal, 2);
-    let spec = ArraySpec::new(vec![23, 17, 9], vec![5, 5, 5], DType::F64).with_compression(Compression::Zstd { level: 1 });
+    let full = make(
+        dir.path(),
+        "full",
+        DType::F64,
+        vec![5, 5, 5],
+        Fill::Normal,
+        2,
+    );
+    let spec = ArraySpec::new(vec![23, 17, 9], vec![5, 5, 5], DType::F64)
+        .with_compression(Compression::Zstd { level: 1 });
     let path = dir.path().join("partial");
     // An "interrupted" run: only some chunks written.
     let partial = ZarrArray::create(&path, &spec).unwrap();
     let g = Generator::new(Fill::Normal, &[23, 17, 9], 1234).unwrap();
     let some: Vec<Vec<u64>> = partial.chunk_grid().iter().step_by(3).collect();
     for c in &some {
-        partial.write_chunk(c, &g.block::<f64>(&partial.chunk_grid().chunk_region(c))).unwrap();
+        partial
+            .write_chunk(c, &g.block::<f64>(&partial.chunk_grid().chunk_region(c)))
+            .unwrap();
     }
     let mut resumed = ZarrArray::create_or_resume(&path, &spec).unwrap();
-    let report = generate(&mut resumed, Fill::Normal, 1234, true, &ExecOptions::default(), &NoProgress).unwrap();
+    let report = generate(
+        &mut resumed,
+        Fill::Normal,
+        1234,
+        true,
+        &ExecOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(report.chunks_skipped, some.len() as u64);
-    assert_eq!(report.chunks_written + report.chunks_skipped, resumed.chunk_grid().num_chunks());
-    assert!(compare(&full, &resumed, &ExecOptions::default(), &NoProgress).unwrap().is_identical());
+    assert_eq!(
+        report.chunks_written + report.chunks_skipped,
+        resumed.chunk_grid().num_chunks()
+    );
+    assert!(
+        compare(&full, &resumed, &ExecOptions::default(), &NoProgress)
+            .unwrap()
+            .is_identical()
+    );
 }
 
 #[test]
@@ -88,7 +131,10 @@ fn memory_limit_smaller_than_a_chunk_is_refused_before_work() {
     let mut a = ZarrArray::create(dir.path().join("a"), &spec).unwrap();
     let exec = ExecOptions::default().with_memory_limit(1 << 20);
     let err = generate(&mut a, Fill::Ones, 0, false, &exec, &NoProgress).unwrap_err();
-    assert!(matches!(err, tenrso_ooc::Error::MemoryLimit { .. }), "{err}");
+    assert!(
+        matches!(err, tenrso_ooc::Error::MemoryLimit { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("32.00 MiB"), "{err}");
     assert!(a.stored_chunks().unwrap().is_empty());
 }

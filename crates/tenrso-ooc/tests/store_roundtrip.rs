@@ -11,34 +11,62 @@ fn pattern<T: Element>(region: &Region, shape: &[u64], salt: f64) -> Block<T> {
     let local = Shape::new(region.shape().to_vec());
     let data = (0..region.num_elements())
         .map(|k| {
-            let idx: Vec<u64> = local.unravel(k).iter().zip(region.start()).map(|(a, b)| a + b).collect();
+            let idx: Vec<u64> = local
+                .unravel(k)
+                .iter()
+                .zip(region.start())
+                .map(|(a, b)| a + b)
+                .collect();
             T::from_f64((s.linear_index(&idx) % 65521) as f64 * 0.5 - 7.0 + salt)
         })
         .collect();
     Block::from_vec(region.shape().to_vec(), data).unwrap()
 }
 
-fn round_trip<T: Element>(shape: &[u64], chunks: &[u64], shards: Option<&[u64]>, compression: Compression) {
+fn round_trip<T: Element>(
+    shape: &[u64],
+    chunks: &[u64],
+    shards: Option<&[u64]>,
+    compression: Compression,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.zarr");
-    let mut spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), T::DTYPE).with_compression(compression);
+    let mut spec =
+        ArraySpec::new(shape.to_vec(), chunks.to_vec(), T::DTYPE).with_compression(compression);
     spec.shard_shape = shards.map(<[u64]>::to_vec);
     let array = ZarrArray::create(&path, &spec).unwrap();
     for chunk in array.chunk_grid().iter() {
         let region = array.chunk_grid().chunk_region(&chunk);
-        array.write_chunk(&chunk, &pattern::<T>(&region, shape, 0.0)).unwrap();
+        array
+            .write_chunk(&chunk, &pattern::<T>(&region, shape, 0.0))
+            .unwrap();
     }
     let array = ZarrArray::open(&path).unwrap();
-    let label = format!("{:?} {shape:?} chunks {chunks:?} shards {shards:?} {compression}", T::DTYPE);
+    let label = format!(
+        "{:?} {shape:?} chunks {chunks:?} shards {shards:?} {compression}",
+        T::DTYPE
+    );
     assert_eq!(array.dtype(), T::DTYPE);
     assert_eq!(array.shape(), shape);
-    assert_eq!(array.stored_chunks().unwrap().len() as u64, array.chunk_grid().num_chunks(), "{label}");
+    assert_eq!(
+        array.stored_chunks().unwrap().len() as u64,
+        array.chunk_grid().num_chunks(),
+        "{label}"
+    );
     for chunk in array.chunk_grid().iter() {
         let region = array.chunk_grid().chunk_region(&chunk);
-        assert_eq!(array.read_chunk::<T>(&chunk).unwrap(), pattern::<T>(&region, shape, 0.0), "{label} chunk {chunk:?}");
+        assert_eq!(
+            array.read_chunk::<T>(&chunk).unwrap(),
+            pattern::<T>(&region, shape, 0.0),
+            "{label} chunk {chunk:?}"
+        );
     }
     let full = Region::full(shape);
-    assert_eq!(array.read_region::<T>(&full).unwrap(), pattern::<T>(&full, shape, 0.0), "{label}");
+    assert_eq!(
+        array.read_region::<T>(&full).unwrap(),
+        pattern::<T>(&full, shape, 0.0),
+        "{label}"
+    );
 }
 
 fn all_cases<T: Element>() {
@@ -49,7 +77,12 @@ fn all_cases<T: Element>() {
         (&[5, 6, 3, 7], &[2, 4, 2, 3], &[4, 4, 2, 6]),
         (&[3, 4, 5, 2, 3], &[2, 3, 2, 2, 2], &[2, 3, 4, 2, 2]),
     ];
-    for compression in [Compression::None, Compression::Zstd { level: 1 }, Compression::Zstd { level: 22 }, Compression::Lz4] {
+    for compression in [
+        Compression::None,
+        Compression::Zstd { level: 1 },
+        Compression::Zstd { level: 22 },
+        Compression::Lz4,
+    ] {
         for (shape, chunks, shards) in cases {
             round_trip::<T>(shape, chunks, None, compression);
             round_trip::<T>(shape, chunks, Some(shards), compression);
@@ -70,10 +103,17 @@ fn f64_every_codec_sharded_or_not_1d_to_5d() {
 #[test]
 fn unwritten_chunks_read_as_fill_value_and_are_not_listed() {
     let dir = tempfile::tempdir().unwrap();
-    let array = ZarrArray::create(dir.path().join("a"), &ArraySpec::new(vec![10, 10], vec![4, 4], DType::F64)).unwrap();
+    let array = ZarrArray::create(
+        dir.path().join("a"),
+        &ArraySpec::new(vec![10, 10], vec![4, 4], DType::F64),
+    )
+    .unwrap();
     assert!(array.stored_chunks().unwrap().is_empty());
     assert!(!array.chunk_exists(&[2, 2]).unwrap());
-    assert_eq!(array.read_chunk::<f64>(&[2, 2]).unwrap(), Block::zeros(vec![2, 2]));
+    assert_eq!(
+        array.read_chunk::<f64>(&[2, 2]).unwrap(),
+        Block::zeros(vec![2, 2])
+    );
     assert_eq!(array.try_read_chunk::<f64>(&[0, 1]).unwrap(), None);
 }
 
@@ -81,7 +121,8 @@ fn unwritten_chunks_read_as_fill_value_and_are_not_listed() {
 fn attributes_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a");
-    let spec = ArraySpec::new(vec![4], vec![2], DType::F32).with_attribute("units", "kelvin".into());
+    let spec =
+        ArraySpec::new(vec![4], vec![2], DType::F32).with_attribute("units", "kelvin".into());
     let mut array = ZarrArray::create(&path, &spec).unwrap();
     array.set_attribute("step", 3.into()).unwrap();
     let again = ZarrArray::open(&path).unwrap();
@@ -95,29 +136,74 @@ fn resume_accepts_the_same_layout_only() {
     let path = dir.path().join("a");
     let spec = ArraySpec::new(vec![8, 8], vec![4, 4], DType::F32);
     let a = ZarrArray::create(&path, &spec).unwrap();
-    a.write_chunk(&[0, 0], &Block::filled(vec![4, 4], 2.0f32)).unwrap();
-    assert!(matches!(ZarrArray::create(&path, &spec), Err(tenrso_ooc::Error::AlreadyExists { .. })));
+    a.write_chunk(&[0, 0], &Block::filled(vec![4, 4], 2.0f32))
+        .unwrap();
+    assert!(matches!(
+        ZarrArray::create(&path, &spec),
+        Err(tenrso_ooc::Error::AlreadyExists { .. })
+    ));
     let resumed = ZarrArray::create_or_resume(&path, &spec).unwrap();
     assert_eq!(resumed.stored_chunks().unwrap(), vec![vec![0, 0]]);
     let other = spec.clone().with_compression(Compression::Lz4);
-    let err = ZarrArray::create_or_resume(&path, &other).unwrap_err().to_string();
+    let err = ZarrArray::create_or_resume(&path, &other)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("another layout"), "{err}");
     // The refused resume left the chunk alone.
-    assert_eq!(ZarrArray::open(&path).unwrap().read_chunk::<f32>(&[0, 0]).unwrap().get(&[1, 1]), 2.0);
+    assert_eq!(
+        ZarrArray::open(&path)
+            .unwrap()
+            .read_chunk::<f32>(&[0, 0])
+            .unwrap()
+            .get(&[1, 1]),
+        2.0
+    );
+}
+
+#[test]
+fn create_refuses_files_and_non_empty_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ArraySpec::new(vec![4], vec![2], DType::F64);
+    std::fs::write(dir.path().join("notes.txt"), b"keep me").unwrap();
+    let err = ZarrArray::create(dir.path(), &spec)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not an empty directory"), "{err}");
+    let err = ZarrArray::create(dir.path().join("notes.txt"), &spec)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not an empty directory"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("notes.txt")).unwrap(),
+        b"keep me"
+    );
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    assert!(ZarrArray::create(dir.path().join("empty"), &spec).is_ok());
 }
 
 #[test]
 fn bad_blocks_and_chunks_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let array = ZarrArray::create(dir.path().join("a"), &ArraySpec::new(vec![10], vec![4], DType::F64)).unwrap();
+    let array = ZarrArray::create(
+        dir.path().join("a"),
+        &ArraySpec::new(vec![10], vec![4], DType::F64),
+    )
+    .unwrap();
     // The edge chunk holds 2 elements, not 4.
-    let err = array.write_chunk(&[2], &Block::<f64>::zeros(vec![4])).unwrap_err().to_string();
+    let err = array
+        .write_chunk(&[2], &Block::<f64>::zeros(vec![4]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("chunk [2] has shape 2"), "{err}");
     assert!(matches!(
         array.read_chunk::<f64>(&[3]),
         Err(tenrso_ooc::Error::ChunkOutOfBounds { .. })
     ));
-    assert!(array.read_region::<f64>(&Region::new(vec![8], vec![3])).is_err());
+    assert!(
+        array
+            .read_region::<f64>(&Region::new(vec![8], vec![3]))
+            .is_err()
+    );
 }
 
 proptest! {

@@ -9,12 +9,34 @@ use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{DType, Element, Error, Region, Shape};
 
 /// Writes a `.npy` by hand: `value(i)` at C-order index i, in the given order and endianness.
-fn write_npy<T: Element>(path: &Path, shape: &[u64], fortran: bool, big_endian: bool, value: impl Fn(u64) -> f64) {
-    let descr = format!("{}{}", if big_endian { '>' } else { '<' }, if T::DTYPE == DType::F32 { "f4" } else { "f8" });
-    let shape_text = if shape.len() == 1 { format!("({},)", shape[0]) } else {
-        format!("({})", shape.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
+fn write_npy<T: Element>(
+    path: &Path,
+    shape: &[u64],
+    fortran: bool,
+    big_endian: bool,
+    value: impl Fn(u64) -> f64,
+) {
+    let descr = format!(
+        "{}{}",
+        if big_endian { '>' } else { '<' },
+        if T::DTYPE == DType::F32 { "f4" } else { "f8" }
+    );
+    let shape_text = if shape.len() == 1 {
+        format!("({},)", shape[0])
+    } else {
+        format!(
+            "({})",
+            shape
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
-    let dict = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape_text}, }}", if fortran { "True" } else { "False" });
+    let dict = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape_text}, }}",
+        if fortran { "True" } else { "False" }
+    );
     let total = (10 + dict.len() + 1).next_multiple_of(64);
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     bytes.extend_from_slice(&((total - 10) as u16).to_le_bytes());
@@ -41,7 +63,10 @@ fn write_npy<T: Element>(path: &Path, shape: &[u64], fortran: bool, big_endian: 
             (DType::F64, true) => bytes.extend_from_slice(&v.to_be_bytes()),
         }
     }
-    std::fs::File::create(path).unwrap().write_all(&bytes).unwrap();
+    std::fs::File::create(path)
+        .unwrap()
+        .write_all(&bytes)
+        .unwrap();
 }
 
 fn check_import<T: Element>(fortran: bool, big_endian: bool) {
@@ -51,14 +76,22 @@ fn check_import<T: Element>(fortran: bool, big_endian: bool) {
     let value = |i: u64| i as f64 * 0.25 - 3.0;
     write_npy::<T>(&src, &shape, fortran, big_endian, value);
     let dst = dir.path().join("x.zarr");
-    let opts = ImportOptions { chunk_shape: Some(vec![3, 2, 4]), compression: Compression::Zstd { level: 2 }, ..Default::default() };
+    let opts = ImportOptions {
+        chunk_shape: Some(vec![3, 2, 4]),
+        compression: Compression::Zstd { level: 2 },
+        ..Default::default()
+    };
     let exec = ExecOptions::default().with_threads(2);
     import(&src, &dst, &opts, &exec, &NoProgress).unwrap();
     let a = ZarrArray::open(&dst).unwrap();
     assert_eq!(a.dtype(), T::DTYPE);
     let got = a.read_region::<T>(&Region::full(&shape)).unwrap();
     for (i, v) in got.as_slice().iter().enumerate() {
-        assert_eq!(*v, T::from_f64(value(i as u64)), "fortran={fortran} big={big_endian} at {i}");
+        assert_eq!(
+            *v,
+            T::from_f64(value(i as u64)),
+            "fortran={fortran} big={big_endian} at {i}"
+        );
     }
 }
 
@@ -75,21 +108,34 @@ fn imports_c_and_fortran_order_both_endians_f32_f64() {
 #[test]
 fn export_then_import_is_identity_for_npy_and_raw() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = ArraySpec::new(vec![33, 20, 7], vec![8, 6, 7], DType::F32).with_shards(vec![16, 12, 7]);
+    let spec =
+        ArraySpec::new(vec![33, 20, 7], vec![8, 6, 7], DType::F32).with_shards(vec![16, 12, 7]);
     let mut a = ZarrArray::create(dir.path().join("a.zarr"), &spec).unwrap();
     let exec = ExecOptions::default();
     generate(&mut a, Fill::Normal, 9, false, &exec, &NoProgress).unwrap();
 
     let npy = dir.path().join("a.npy");
     export(a.path(), &npy, &exec, &NoProgress).unwrap();
-    import(&npy, &dir.path().join("b.zarr"), &ImportOptions::default(), &exec, &NoProgress).unwrap();
+    import(
+        &npy,
+        &dir.path().join("b.zarr"),
+        &ImportOptions::default(),
+        &exec,
+        &NoProgress,
+    )
+    .unwrap();
     let b = ZarrArray::open(dir.path().join("b.zarr")).unwrap();
     assert!(compare(&a, &b, &exec, &NoProgress).unwrap().is_identical());
 
     let raw = dir.path().join("a.f32");
     export(a.path(), &raw, &exec, &NoProgress).unwrap();
     assert_eq!(std::fs::metadata(&raw).unwrap().len(), 33 * 20 * 7 * 4);
-    let opts = ImportOptions { raw_shape: Some(vec![33, 20, 7]), raw_dtype: Some(DType::F32), chunk_shape: Some(vec![5, 5, 5]), ..Default::default() };
+    let opts = ImportOptions {
+        raw_shape: Some(vec![33, 20, 7]),
+        raw_dtype: Some(DType::F32),
+        chunk_shape: Some(vec![5, 5, 5]),
+        ..Default::default()
+    };
     import(&raw, &dir.path().join("c.zarr"), &opts, &exec, &NoProgress).unwrap();
     let c = ZarrArray::open(dir.path().join("c.zarr")).unwrap();
     assert!(compare(&a, &c, &exec, &NoProgress).unwrap().is_identical());
@@ -101,18 +147,36 @@ fn raw_without_shape_or_with_wrong_size_is_refused() {
     let raw = dir.path().join("x.bin");
     std::fs::write(&raw, vec![0u8; 100]).unwrap();
     let exec = ExecOptions::default();
-    let err = import(&raw, &dir.path().join("y"), &ImportOptions::default(), &exec, &NoProgress).unwrap_err();
+    let err = import(
+        &raw,
+        &dir.path().join("y"),
+        &ImportOptions::default(),
+        &exec,
+        &NoProgress,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("--shape and --dtype"), "{err}");
-    let opts = ImportOptions { raw_shape: Some(vec![10, 10]), raw_dtype: Some(DType::F64), ..Default::default() };
+    let opts = ImportOptions {
+        raw_shape: Some(vec![10, 10]),
+        raw_dtype: Some(DType::F64),
+        ..Default::default()
+    };
     let err = import(&raw, &dir.path().join("y"), &opts, &exec, &NoProgress).unwrap_err();
     assert!(matches!(err, Error::InvalidFile { .. }), "{err}");
-    assert!(!dir.path().join("y").exists(), "nothing is created for a bad source");
+    assert!(
+        !dir.path().join("y").exists(),
+        "nothing is created for a bad source"
+    );
 }
 
 #[test]
 fn failed_export_leaves_an_existing_file_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = ZarrArray::create(dir.path().join("a.zarr"), &ArraySpec::new(vec![16], vec![4], DType::F64)).unwrap();
+    let mut a = ZarrArray::create(
+        dir.path().join("a.zarr"),
+        &ArraySpec::new(vec![16], vec![4], DType::F64),
+    )
+    .unwrap();
     let exec = ExecOptions::default();
     generate(&mut a, Fill::Range, 0, false, &exec, &NoProgress).unwrap();
     // Corrupt one chunk so the export fails midway.
@@ -125,6 +189,9 @@ fn failed_export_leaves_an_existing_file_alone() {
     let err = export(a.path(), &dst, &exec, &NoProgress).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert_eq!(std::fs::read(&dst).unwrap(), b"precious");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
 }

@@ -15,14 +15,22 @@ pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
     let spec = spec_from_layout(args.shape.dims(), args.dtype, &args.layout, &ctx.exec);
     spec.validate()?;
     // Refuse before touching the disk if one chunk cannot be handled.
-    ctx.exec.concurrency(spec.chunk_working_set(), "generating one chunk")?;
+    ctx.exec
+        .concurrency(spec.chunk_working_set(), "generating one chunk")?;
     let mut array = if args.layout.resume {
         ZarrArray::create_or_resume(&args.path, &spec)?
     } else {
         ZarrArray::create(&args.path, &spec)?
     };
     let start = Instant::now();
-    let report = ops::generate(&mut array, args.fill, args.seed, args.layout.resume, &ctx.exec, &ctx.progress)?;
+    let report = ops::generate(
+        &mut array,
+        args.fill,
+        args.seed,
+        args.layout.resume,
+        &ctx.exec,
+        &ctx.progress,
+    )?;
     let elapsed = start.elapsed();
     let on_disk = array.bytes_on_disk()?;
     let mut text = format!(
@@ -61,5 +69,9 @@ pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
         "seconds": elapsed.as_secs_f64(),
         "peak_rss_bytes": crate::process_memory::peak_rss_bytes(),
     });
-    Ok(Outcome { text, json, success: true })
+    Ok(Outcome {
+        text,
+        json,
+        success: true,
+    })
 }

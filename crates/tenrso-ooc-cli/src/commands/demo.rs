@@ -54,9 +54,16 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     let size = args.size.map_or(4 * limit, |s| s.0);
     let n = ((size as f64 / 8.0).cbrt().ceil() as u64).max(2);
     let shape = vec![n, n, n];
-    let fill = Fill::LowRank { rank: 8, noise: 0.01 };
-    let spec = ArraySpec::new(shape.clone(), chunk_shape_or_auto(None, &shape, DType::F64, &ctx.exec), DType::F64)
-        .with_compression(Compression::Zstd { level: 1 });
+    let fill = Fill::LowRank {
+        rank: 8,
+        noise: 0.01,
+    };
+    let spec = ArraySpec::new(
+        shape.clone(),
+        chunk_shape_or_auto(None, &shape, DType::F64, &ctx.exec),
+        DType::F64,
+    )
+    .with_compression(Compression::Zstd { level: 1 });
 
     let tensor = dir.join("tensor.zarr");
     let npy = dir.join("tensor.npy");
@@ -95,7 +102,12 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
 
     let t = Instant::now();
     let e = ops::export(&tensor, &npy, &ctx.exec, &ctx.progress)?;
-    steps.push(Step { name: "export", bytes: e.bytes, elapsed: t.elapsed(), note: "to .npy".into() });
+    steps.push(Step {
+        name: "export",
+        bytes: e.bytes,
+        elapsed: t.elapsed(),
+        note: "to .npy".into(),
+    });
 
     let t = Instant::now();
     let opts = ImportOptions {
@@ -104,7 +116,12 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
         ..Default::default()
     };
     let i = ops::import(&npy, &copy, &opts, &ctx.exec, &ctx.progress)?;
-    steps.push(Step { name: "import", bytes: i.bytes, elapsed: t.elapsed(), note: "from .npy, lz4".into() });
+    steps.push(Step {
+        name: "import",
+        bytes: i.bytes,
+        elapsed: t.elapsed(),
+        note: "from .npy, lz4".into(),
+    });
 
     let t = Instant::now();
     let y = ZarrArray::open(&copy)?;
@@ -113,7 +130,11 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
         name: "compare",
         bytes: 2 * c.elements * 8,
         elapsed: t.elapsed(),
-        note: if c.is_identical() { "bitwise identical".into() } else { format!("{} elements differ", c.elements_differing) },
+        note: if c.is_identical() {
+            "bitwise identical".into()
+        } else {
+            format!("{} elements differ", c.elements_differing)
+        },
     });
     if args.dir.is_none() {
         std::fs::remove_file(&npy).map_err(|e| Error::io(&npy, e))?;
@@ -149,7 +170,11 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
             ByteSize(p),
             p as f64 / limit as f64,
             ByteSize(limit),
-            if within { "within bounds" } else { "ABOVE limit + 64 MiB" }
+            if within {
+                "within bounds"
+            } else {
+                "ABOVE limit + 64 MiB"
+            }
         )),
         None => text.push_str("  peak memory: unavailable (no /proc/self/status)\n"),
     }
@@ -170,5 +195,9 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
             "name": s.name, "bytes": s.bytes, "seconds": s.elapsed.as_secs_f64(), "note": s.note,
         })).collect::<Vec<_>>(),
     });
-    Ok(Outcome { text, json, success: ok })
+    Ok(Outcome {
+        text,
+        json,
+        success: ok,
+    })
 }

@@ -19,13 +19,21 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
         .map(|c| grid.chunk_region(c).num_elements() * itemsize)
         .sum();
     let on_disk = array.bytes_on_disk()?;
-    let ratio = if on_disk > 0 { stored_bytes as f64 / on_disk as f64 } else { 0.0 };
+    let ratio = if on_disk > 0 {
+        stored_bytes as f64 / on_disk as f64
+    } else {
+        0.0
+    };
     let (chunk_shape, shard_shape) = match array.inner_chunk_shape() {
         Some(inner) => (inner.to_vec(), Some(grid.chunk_shape().to_vec())),
         None => (grid.chunk_shape().to_vec(), None),
     };
     let attributes = array.attributes();
-    let unit = if shard_shape.is_some() { "shards" } else { "chunks" };
+    let unit = if shard_shape.is_some() {
+        "shards"
+    } else {
+        "chunks"
+    };
     let mut text = format!(
         "path:        {}\nshape:       {} ({}, {})\nchunks:      {}{} ({} grid, {} {unit})\ncodecs:      {}{}\nstored:      {} / {} {unit}\nsize:        {} uncompressed, {} on disk (compression ratio {:.2})\n",
         array.path().display(),
@@ -33,11 +41,17 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
         array.dtype(),
         ByteSize(array.nbytes()),
         dims(&chunk_shape),
-        shard_shape.as_ref().map_or(String::new(), |s| format!(", in shards of {}", dims(s))),
+        shard_shape
+            .as_ref()
+            .map_or(String::new(), |s| format!(", in shards of {}", dims(s))),
         dims(grid.grid_shape()),
         grid.num_chunks(),
         array.codec_description(),
-        if array.has_checksum() { "" } else { "  (no checksum: corruption may go undetected)" },
+        if array.has_checksum() {
+            ""
+        } else {
+            "  (no checksum: corruption may go undetected)"
+        },
         stored.len(),
         grid.num_chunks(),
         ByteSize(stored_bytes),
@@ -45,7 +59,10 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
         ratio,
     );
     if !attributes.is_empty() {
-        text.push_str(&format!("attributes:  {}\n", Value::Object(attributes.clone())));
+        text.push_str(&format!(
+            "attributes:  {}\n",
+            Value::Object(attributes.clone())
+        ));
     }
     let json = json!({
         "path": array.path(),
@@ -64,5 +81,9 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
         "compression_ratio": ratio,
         "attributes": attributes,
     });
-    Ok(Outcome { text, json, success: true })
+    Ok(Outcome {
+        text,
+        json,
+        success: true,
+    })
 }

@@ -19,10 +19,17 @@ const AUTO_CHUNK_BYTES: u64 = 8 << 20;
 
 /// The chunk shape to use: the one given, or about 8 MiB per chunk (less
 /// under a small memory limit, so several chunks are in flight).
-pub fn chunk_shape_or_auto(given: Option<&[u64]>, shape: &[u64], dtype: DType, exec: &ExecOptions) -> Vec<u64> {
+pub fn chunk_shape_or_auto(
+    given: Option<&[u64]>,
+    shape: &[u64],
+    dtype: DType,
+    exec: &ExecOptions,
+) -> Vec<u64> {
     given.map_or_else(
         || {
-            let target = AUTO_CHUNK_BYTES.min(exec.memory_limit / 16).max(dtype.size() as u64);
+            let target = AUTO_CHUNK_BYTES
+                .min(exec.memory_limit / 16)
+                .max(dtype.size() as u64);
             ChunkGrid::auto_chunk_shape(shape, dtype.size() as u64, target)
         },
         <[u64]>::to_vec,
@@ -30,7 +37,12 @@ pub fn chunk_shape_or_auto(given: Option<&[u64]>, shape: &[u64], dtype: DType, e
 }
 
 /// The spec of a new array from the layout options.
-pub fn spec_from_layout(shape: &[u64], dtype: DType, layout: &LayoutArgs, exec: &ExecOptions) -> ArraySpec {
+pub fn spec_from_layout(
+    shape: &[u64],
+    dtype: DType,
+    layout: &LayoutArgs,
+    exec: &ExecOptions,
+) -> ArraySpec {
     let chunks = chunk_shape_or_auto(layout.chunks.as_ref().map(|s| s.dims()), shape, dtype, exec);
     let mut spec = ArraySpec::new(shape.to_vec(), chunks, dtype).with_compression(layout.codec);
     spec.shard_shape = layout.shard.as_ref().map(|s| s.dims().to_vec());

@@ -32,7 +32,13 @@ pub fn export(args: &ExportArgs, ctx: &Context) -> Result<Outcome> {
     Ok(outcome("exported", &args.src, &args.dst, &report, start))
 }
 
-fn outcome(verb: &str, src: &std::path::Path, dst: &std::path::Path, report: &TransferReport, start: Instant) -> Outcome {
+fn outcome(
+    verb: &str,
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    report: &TransferReport,
+    start: Instant,
+) -> Outcome {
     let elapsed = start.elapsed();
     let dtype = report.dtype.map_or("?", DType::short_name);
     let mut text = format!(
@@ -46,7 +52,10 @@ fn outcome(verb: &str, src: &std::path::Path, dst: &std::path::Path, report: &Tr
         rate(report.bytes, elapsed),
     );
     if report.chunks_skipped > 0 {
-        text.push_str(&format!("  resumed: {} chunks were already written and kept\n", report.chunks_skipped));
+        text.push_str(&format!(
+            "  resumed: {} chunks were already written and kept\n",
+            report.chunks_skipped
+        ));
     }
     let json = json!({
         "src": src,
@@ -59,5 +68,9 @@ fn outcome(verb: &str, src: &std::path::Path, dst: &std::path::Path, report: &Tr
         "seconds": elapsed.as_secs_f64(),
         "peak_rss_bytes": crate::process_memory::peak_rss_bytes(),
     });
-    Outcome { text, json, success: true }
+    Outcome {
+        text,
+        json,
+        success: true,
+    }
 }

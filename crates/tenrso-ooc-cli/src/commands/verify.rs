@@ -18,7 +18,10 @@ pub fn run(args: &VerifyArgs, ctx: &Context) -> Result<Outcome> {
     let elapsed = start.elapsed();
     let mut text = String::new();
     for bad in &report.bad_chunks {
-        text.push_str(&format!("bad chunk {} {:?}: {}\n", bad.key, bad.chunk, bad.reason));
+        text.push_str(&format!(
+            "bad chunk {} {:?}: {}\n",
+            bad.key, bad.chunk, bad.reason
+        ));
     }
     if report.is_ok() {
         text.push_str(&format!(
@@ -61,5 +64,9 @@ pub fn run(args: &VerifyArgs, ctx: &Context) -> Result<Outcome> {
         })).collect::<Vec<_>>(),
         "seconds": elapsed.as_secs_f64(),
     });
-    Ok(Outcome { text, json, success: report.is_ok() })
+    Ok(Outcome {
+        text,
+        json,
+        success: report.is_ok(),
+    })
 }

@@ -27,7 +27,8 @@ pub struct Run {
 impl Run {
     /// The stdout parsed as one JSON object.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
     }
 
     /// Panics with the whole run unless it exited with 0.
@@ -50,6 +51,10 @@ where
 }
 
 /// Runs any command as [`run`] does.
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped by wait4 in wait_with_rusage"
+)]
 pub fn run_command(mut cmd: Command) -> Run {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -84,7 +89,12 @@ pub fn wait_with_rusage(pid: u32) -> (Option<i32>, u64) {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: pid is our own child, not yet reaped; the pointers are valid.
     let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid as libc::pid_t, "wait4 failed: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        r,
+        pid as libc::pid_t,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     (code, usage.ru_maxrss as u64 * 1024)
 }
@@ -97,9 +107,13 @@ pub fn python() -> Option<PathBuf> {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
         _ => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("TENRSO_OOC_PYTHON is not set under CI=true: interop tests must run (see .ci/run)");
+                panic!(
+                    "TENRSO_OOC_PYTHON is not set under CI=true: interop tests must run (see .ci/run)"
+                );
             }
-            eprintln!("skipping: set TENRSO_OOC_PYTHON to a Python with zarr>=3 and numpy (scripts/test does)");
+            eprintln!(
+                "skipping: set TENRSO_OOC_PYTHON to a Python with zarr>=3 and numpy (scripts/test does)"
+            );
             None
         }
     }

@@ -111,7 +111,14 @@ impl<T: Element> Block<T> {
         );
         let mut out = Block::zeros(region.shape().to_vec());
         let origin = vec![0; region.ndim()];
-        copy_region(&self.data, &self.shape, region, &mut out.data, region.shape(), &origin);
+        copy_region(
+            &self.data,
+            &self.shape,
+            region,
+            &mut out.data,
+            region.shape(),
+            &origin,
+        );
         out
     }
 
@@ -126,7 +133,14 @@ impl<T: Element> Block<T> {
             "block of shape {:?} does not fit at {origin:?}",
             src.shape
         );
-        copy_region(&src.data, &src.shape, &Region::full(&src.shape), &mut self.data, &self.shape, origin);
+        copy_region(
+            &src.data,
+            &src.shape,
+            &Region::full(&src.shape),
+            &mut self.data,
+            &self.shape,
+            origin,
+        );
     }
 
     /// The block with its axes permuted: axis `k` of the result is axis
@@ -138,7 +152,10 @@ impl<T: Element> Block<T> {
         let ndim = self.shape.len();
         let mut seen = vec![false; ndim];
         assert!(
-            perm.len() == ndim && perm.iter().all(|&p| p < ndim && !std::mem::replace(&mut seen[p], true)),
+            perm.len() == ndim
+                && perm
+                    .iter()
+                    .all(|&p| p < ndim && !std::mem::replace(&mut seen[p], true)),
             "{perm:?} is not a permutation of {ndim} axes"
         );
         let out_shape: Vec<u64> = perm.iter().map(|&p| self.shape[p]).collect();

@@ -82,7 +82,10 @@ impl ChunkGrid {
     /// ```
     pub fn auto_chunk_shape(shape: &[u64], itemsize: u64, target_bytes: u64) -> Vec<u64> {
         let mut chunk: Vec<u64> = shape.iter().map(|&d| d.max(1)).collect();
-        let bytes = |c: &[u64]| c.iter().fold(u128::from(itemsize), |a, &d| a * u128::from(d));
+        let bytes = |c: &[u64]| {
+            c.iter()
+                .fold(u128::from(itemsize), |a, &d| a * u128::from(d))
+        };
         while bytes(&chunk) > u128::from(target_bytes) {
             let mut axis = 0;
             for (k, &d) in chunk.iter().enumerate() {
@@ -138,7 +141,11 @@ impl ChunkGrid {
     /// # Panics
     /// If `chunk` is not in the grid (see [`ChunkGrid::contains_chunk`]).
     pub fn chunk_region(&self, chunk: &[u64]) -> Region {
-        assert!(self.contains_chunk(chunk), "chunk {chunk:?} outside grid {:?}", self.grid_shape);
+        assert!(
+            self.contains_chunk(chunk),
+            "chunk {chunk:?} outside grid {:?}",
+            self.grid_shape
+        );
         let start: Vec<u64> = chunk
             .iter()
             .zip(&self.chunk_shape)
@@ -158,7 +165,11 @@ impl ChunkGrid {
     /// # Panics
     /// If the ranks differ.
     pub fn chunks_touching(&self, region: &Region) -> Region {
-        assert_eq!(region.ndim(), self.ndim(), "region rank differs from grid rank");
+        assert_eq!(
+            region.ndim(),
+            self.ndim(),
+            "region rank differs from grid rank"
+        );
         if region.is_empty() {
             return Region::new(vec![0; self.ndim()], vec![0; self.ndim()]);
         }
@@ -179,7 +190,11 @@ impl ChunkGrid {
 
     /// The chunk holding the element at `index`.
     pub fn chunk_of(&self, index: &[u64]) -> Vec<u64> {
-        index.iter().zip(&self.chunk_shape).map(|(i, c)| i / c).collect()
+        index
+            .iter()
+            .zip(&self.chunk_shape)
+            .map(|(i, c)| i / c)
+            .collect()
     }
 
     /// The C-order position of `chunk` among all chunks.
@@ -251,11 +266,11 @@ mod tests {
                 prop_assert!(full.contains(&r));
                 prop_assert!(!r.is_empty());
                 // Interior chunks are unclipped; edge chunks are clipped exactly.
-                for axis in 0..grid.ndim() {
-                    let expect = if c[axis] + 1 < grid.grid_shape()[axis] {
+                for (axis, &ci) in c.iter().enumerate() {
+                    let expect = if ci + 1 < grid.grid_shape()[axis] {
                         grid.chunk_shape()[axis]
                     } else {
-                        grid.shape().dims()[axis] - c[axis] * grid.chunk_shape()[axis]
+                        grid.shape().dims()[axis] - ci * grid.chunk_shape()[axis]
                     };
                     prop_assert_eq!(r.shape()[axis], expect);
                 }

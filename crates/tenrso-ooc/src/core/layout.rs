@@ -44,7 +44,11 @@ impl ContiguousRuns {
     /// If the ranks differ (a programming error; regions are checked against
     /// their array before I/O).
     pub fn new(array_shape: &[u64], region: &Region) -> Self {
-        assert_eq!(array_shape.len(), region.ndim(), "region rank differs from array rank");
+        assert_eq!(
+            array_shape.len(),
+            region.ndim(),
+            "region rank differs from array rank"
+        );
         let ndim = array_shape.len();
         let strides = crate::core::Shape::new(array_shape.to_vec()).strides();
         // Find the split axis: the last axis the region does not span fully.
@@ -134,7 +138,9 @@ pub fn copy_region<T: Copy>(
     }
     let mut dst_iter = split_runs(dst_runs, unit);
     for (s, _) in split_runs(src_runs, unit) {
-        let (d, _) = dst_iter.next().expect("source and destination regions have equal size");
+        let (d, _) = dst_iter
+            .next()
+            .expect("source and destination regions have equal size");
         let (s, d) = (s as usize, d as usize);
         dst[d..d + unit].copy_from_slice(&src[s..s + unit]);
     }
@@ -160,8 +166,11 @@ mod tests {
         (0..region.num_elements())
             .map(|k| {
                 let local = s.unravel(k);
-                let global: Vec<u64> =
-                    local.iter().zip(region.start()).map(|(a, b)| a + b).collect();
+                let global: Vec<u64> = local
+                    .iter()
+                    .zip(region.start())
+                    .map(|(a, b)| a + b)
+                    .collect();
                 array.linear_index(&global)
             })
             .collect()

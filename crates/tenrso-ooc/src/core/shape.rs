@@ -141,7 +141,11 @@ impl Region {
     /// If `start` and `shape` have different lengths.
     pub fn new(start: impl Into<Vec<u64>>, shape: impl Into<Vec<u64>>) -> Self {
         let (start, shape) = (start.into(), shape.into());
-        assert_eq!(start.len(), shape.len(), "region start and shape ranks differ");
+        assert_eq!(
+            start.len(),
+            shape.len(),
+            "region start and shape ranks differ"
+        );
         Self { start, shape }
     }
 
@@ -222,11 +226,7 @@ impl Region {
     /// True when `other` lies entirely inside this region.
     pub fn contains(&self, other: &Region) -> bool {
         self.ndim() == other.ndim()
-            && self
-                .start
-                .iter()
-                .zip(&other.start)
-                .all(|(s, o)| o >= s)
+            && self.start.iter().zip(&other.start).all(|(s, o)| o >= s)
             && self.end().iter().zip(other.end()).all(|(e, o)| o <= *e)
     }
 

@@ -29,7 +29,9 @@ pub fn for_each_task<F>(
 where
     F: Fn(usize) -> Result<u64> + Sync,
 {
-    let workers = opts.concurrency(per_task_bytes, what)?.min(num_tasks.max(1));
+    let workers = opts
+        .concurrency(per_task_bytes, what)?
+        .min(num_tasks.max(1));
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let first_error: Mutex<Option<(usize, Error)>> = Mutex::new(None);
@@ -73,7 +75,9 @@ mod tests {
 
     #[test]
     fn runs_every_task_once() {
-        let opts = ExecOptions::default().with_threads(4).with_memory_limit(1 << 20);
+        let opts = ExecOptions::default()
+            .with_threads(4)
+            .with_memory_limit(1 << 20);
         let hits: Vec<AtomicUsize> = (0..100).map(|_| AtomicUsize::new(0)).collect();
         for_each_task(&opts, 1024, "t", hits.len(), &NoProgress, |i| {
             hits[i].fetch_add(1, Ordering::Relaxed);
@@ -85,7 +89,9 @@ mod tests {
 
     #[test]
     fn reports_the_lowest_failing_task() {
-        let opts = ExecOptions::default().with_threads(3).with_memory_limit(1 << 20);
+        let opts = ExecOptions::default()
+            .with_threads(3)
+            .with_memory_limit(1 << 20);
         let err = for_each_task(&opts, 1, "t", 50, &NoProgress, |i| {
             if i % 7 == 3 {
                 Err(Error::invalid(format!("task {i}")))

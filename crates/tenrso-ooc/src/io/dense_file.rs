@@ -85,7 +85,9 @@ impl DenseFile {
     pub fn open_raw(path: impl AsRef<Path>, shape: Vec<u64>, dtype: DType) -> Result<Self> {
         let path = path.as_ref();
         let layout = DenseLayout::raw(shape, dtype);
-        let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
         let needed = layout.data_bytes().ok_or_else(|| {
             Error::invalid(format!("shape {} is too large", join_dims(&layout.shape)))
         })?;
@@ -135,9 +137,9 @@ impl DenseFile {
 
     fn create(path: &Path, layout: DenseLayout, header: &[u8]) -> Result<Self> {
         let io = |e| Error::io(path, e);
-        let size = layout
-            .data_bytes()
-            .ok_or_else(|| Error::invalid(format!("shape {} is too large", join_dims(&layout.shape))))?;
+        let size = layout.data_bytes().ok_or_else(|| {
+            Error::invalid(format!("shape {} is too large", join_dims(&layout.shape)))
+        })?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -290,12 +292,20 @@ mod tests {
         let mut f = File::create(path).unwrap();
         f.write_all(header).unwrap();
         for v in values {
-            f.write_all(&if big_endian { v.to_be_bytes() } else { v.to_le_bytes() }).unwrap();
+            f.write_all(&if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            })
+            .unwrap();
         }
     }
 
     fn npy_header(descr: &str, fortran: bool, shape: &str) -> Vec<u8> {
-        let dict = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}", if fortran { "True" } else { "False" });
+        let dict = format!(
+            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+            if fortran { "True" } else { "False" }
+        );
         let mut h = b"\x93NUMPY\x01\x00".to_vec();
         let total = (10 + dict.len() + 1).next_multiple_of(64);
         h.extend_from_slice(&((total - 10) as u16).to_le_bytes());
@@ -318,17 +328,27 @@ mod tests {
         }
         write_file(&path, &npy_header(">f8", true, "(3, 4)"), &values, true);
         let file = DenseFile::open_npy(&path).unwrap();
-        let block = file.read_region::<f64>(&Region::new(vec![1, 1], vec![2, 3])).unwrap();
+        let block = file
+            .read_region::<f64>(&Region::new(vec![1, 1], vec![2, 3]))
+            .unwrap();
         assert_eq!(block.as_slice(), &[11.0, 12.0, 13.0, 21.0, 22.0, 23.0]);
         assert!(file.read_region::<f32>(&Region::full(&[3, 4])).is_err());
-        assert!(file.read_region::<f64>(&Region::new(vec![2, 0], vec![2, 1])).is_err());
+        assert!(
+            file.read_region::<f64>(&Region::new(vec![2, 0], vec![2, 1]))
+                .is_err()
+        );
     }
 
     #[test]
     fn rejects_truncated_and_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
         let short = dir.path().join("short.npy");
-        write_file(&short, &npy_header("<f8", false, "(4,)"), &[1.0, 2.0], false);
+        write_file(
+            &short,
+            &npy_header("<f8", false, "(4,)"),
+            &[1.0, 2.0],
+            false,
+        );
         let err = DenseFile::open_npy(&short).unwrap_err().to_string();
         assert!(err.contains("truncated"), "{err}");
         let ints = dir.path().join("ints.npy");
@@ -337,10 +357,17 @@ mod tests {
         assert!(err.contains("<i8"), "{err}");
         let junk = dir.path().join("junk.npy");
         std::fs::write(&junk, b"hello").unwrap();
-        assert!(DenseFile::open_npy(&junk).unwrap_err().to_string().contains("magic"));
+        assert!(
+            DenseFile::open_npy(&junk)
+                .unwrap_err()
+                .to_string()
+                .contains("magic")
+        );
         let raw = dir.path().join("x.raw");
         std::fs::write(&raw, [0u8; 12]).unwrap();
-        let err = DenseFile::open_raw(&raw, vec![2], DType::F64).unwrap_err().to_string();
+        let err = DenseFile::open_raw(&raw, vec![2], DType::F64)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("12 bytes"), "{err}");
     }
 }

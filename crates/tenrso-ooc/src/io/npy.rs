@@ -34,10 +34,17 @@ pub fn read_npy_header(path: &Path) -> Result<DenseLayout> {
     let (header_len, header_start) = match prefix[6] {
         1 => (u64::from(u16::from_le_bytes([prefix[8], prefix[9]])), 10u64),
         2 | 3 if got == 12 => (
-            u64::from(u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]])),
+            u64::from(u32::from_le_bytes([
+                prefix[8], prefix[9], prefix[10], prefix[11],
+            ])),
             12u64,
         ),
-        v => return Err(invalid(format!("unsupported .npy format version {v}.{}", prefix[7]))),
+        v => {
+            return Err(invalid(format!(
+                "unsupported .npy format version {v}.{}",
+                prefix[7]
+            )));
+        }
     };
     let data_offset = header_start + header_len;
     if data_offset > file_len || header_len > 1 << 20 {
@@ -50,12 +57,14 @@ pub fn read_npy_header(path: &Path) -> Result<DenseLayout> {
             .map_err(|e| Error::io(path, e))?;
     }
     let header = String::from_utf8(header).map_err(|_| invalid("header is not text".into()))?;
-    let dict = parse_header_dict(&header).map_err(|e| invalid(format!("malformed header `{}`: {e}", header.trim())))?;
-    let (dtype, big_endian) = parse_descr(&dict.descr)
-        .ok_or_else(|| invalid(format!(
+    let dict = parse_header_dict(&header)
+        .map_err(|e| invalid(format!("malformed header `{}`: {e}", header.trim())))?;
+    let (dtype, big_endian) = parse_descr(&dict.descr).ok_or_else(|| {
+        invalid(format!(
             "element type `{}` is not supported (tenrso-ooc reads float32 and float64 .npy files)",
             dict.descr
-        )))?;
+        ))
+    })?;
     let layout = DenseLayout {
         shape: dict.shape,
         dtype,
@@ -72,7 +81,11 @@ pub fn read_npy_header(path: &Path) -> Result<DenseLayout> {
             "file is {file_len} bytes but shape {} of {} needs {expected}{}",
             join_dims(&layout.shape),
             layout.dtype,
-            if file_len < expected { " (truncated?)" } else { "" }
+            if file_len < expected {
+                " (truncated?)"
+            } else {
+                ""
+            }
         )));
     }
     Ok(layout)
@@ -101,12 +114,19 @@ pub fn npy_header_bytes(dtype: DType, shape: &[u64]) -> Vec<u8> {
         [n] => format!("({n},)"),
         dims => format!(
             "({})",
-            dims.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            dims.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Version 1.0 has a 2-byte length; fall back to 2.0 for huge headers.
-    let (version, prefix_len) = if dict.len() + 1 + 10 <= 65535 { (1u8, 10usize) } else { (2u8, 12usize) };
+    let (version, prefix_len) = if dict.len() + 1 + 10 <= 65535 {
+        (1u8, 10usize)
+    } else {
+        (2u8, 12usize)
+    };
     let total = (prefix_len + dict.len() + 1).next_multiple_of(64);
     let header_len = total - prefix_len;
     let mut out = Vec::with_capacity(total);
@@ -150,7 +170,10 @@ fn parse_descr(descr: &str) -> Option<(DType, bool)> {
 
 /// Parses the Python dict literal of a `.npy` header.
 fn parse_header_dict(text: &str) -> std::result::Result<HeaderDict, String> {
-    let mut p = Parser { s: text.trim().as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: text.trim().as_bytes(),
+        i: 0,
+    };
     p.expect(b'{')?;
     let (mut descr, mut fortran, mut shape) = (None, None, None);
     loop {
@@ -244,7 +267,11 @@ impl Parser<'_> {
             }
             // NumPy on some platforms writes `3L`.
             let digits = std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default();
-            dims.push(digits.parse().map_err(|_| format!("bad extent at byte {start}"))?);
+            dims.push(
+                digits
+                    .parse()
+                    .map_err(|_| format!("bad extent at byte {start}"))?,
+            );
             self.eat(b'L');
             self.skip_ws();
             if !self.eat(b',') {
@@ -262,14 +289,26 @@ mod tests {
 
     #[test]
     fn parses_numpy_headers() {
-        let d = parse_header_dict("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }    ").unwrap();
-        assert_eq!(d, HeaderDict { descr: "<f8".into(), fortran_order: false, shape: vec![3, 4] });
-        let d = parse_header_dict("{'descr': '>f4', 'fortran_order': True, 'shape': (7,)}").unwrap();
+        let d =
+            parse_header_dict("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }    ")
+                .unwrap();
+        assert_eq!(
+            d,
+            HeaderDict {
+                descr: "<f8".into(),
+                fortran_order: false,
+                shape: vec![3, 4]
+            }
+        );
+        let d =
+            parse_header_dict("{'descr': '>f4', 'fortran_order': True, 'shape': (7,)}").unwrap();
         assert_eq!((d.fortran_order, d.shape), (true, vec![7]));
         let d = parse_header_dict("{'shape': (), 'descr': '<f8', 'fortran_order': False}").unwrap();
         assert!(d.shape.is_empty());
         assert!(parse_header_dict("{'descr': '<f8', 'shape': (3,)}").is_err());
-        assert!(parse_header_dict("{'descr': '<f8', 'fortran_order': Maybe, 'shape': (3,)}").is_err());
+        assert!(
+            parse_header_dict("{'descr': '<f8', 'fortran_order': Maybe, 'shape': (3,)}").is_err()
+        );
         assert!(parse_header_dict("{'descr': '<f8'").is_err());
     }
 
@@ -288,7 +327,8 @@ mod tests {
             assert_eq!(bytes.len() % 64, 0);
             assert_eq!(*bytes.last().unwrap(), b'\n');
             let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-            let dict = parse_header_dict(std::str::from_utf8(&bytes[10..10 + len]).unwrap()).unwrap();
+            let dict =
+                parse_header_dict(std::str::from_utf8(&bytes[10..10 + len]).unwrap()).unwrap();
             assert_eq!(dict.shape, shape);
             assert_eq!(dict.descr, "<f4");
         }

@@ -31,7 +31,12 @@ impl CompareReport {
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] when shapes or element types differ; store errors.
-pub fn compare(a: &ZarrArray, b: &ZarrArray, exec: &ExecOptions, progress: &dyn Progress) -> Result<CompareReport> {
+pub fn compare(
+    a: &ZarrArray,
+    b: &ZarrArray,
+    exec: &ExecOptions,
+    progress: &dyn Progress,
+) -> Result<CompareReport> {
     if a.shape() != b.shape() || a.dtype() != b.dtype() {
         return Err(Error::invalid(format!(
             "cannot compare {} ({} {}) with {} ({} {})",
@@ -49,31 +54,50 @@ pub fn compare(a: &ZarrArray, b: &ZarrArray, exec: &ExecOptions, progress: &dyn 
     result
 }
 
-fn compare_chunks<T: Element>(a: &ZarrArray, b: &ZarrArray, exec: &ExecOptions, progress: &dyn Progress) -> Result<CompareReport> {
+fn compare_chunks<T: Element>(
+    a: &ZarrArray,
+    b: &ZarrArray,
+    exec: &ExecOptions,
+    progress: &dyn Progress,
+) -> Result<CompareReport> {
     let chunks: Vec<Vec<u64>> = a.chunk_grid().iter().collect();
     let total = Mutex::new(CompareReport::default());
     // One chunk of `a`, the region of `b` it covers, and the chunks of `b` decoded to build it.
     let per_task = a.chunk_working_set() + a.chunk_nbytes() + b.chunk_working_set();
-    for_each_task(exec, per_task, "comparing one chunk", chunks.len(), progress, |i| {
-        let x = a.read_chunk::<T>(&chunks[i])?;
-        let y = b.read_region::<T>(&a.chunk_grid().chunk_region(&chunks[i]))?;
-        let mut part = CompareReport { elements: x.len() as u64, ..Default::default() };
-        for (p, q) in x.as_slice().iter().zip(y.as_slice()) {
-            if bytemuck::bytes_of(p) != bytemuck::bytes_of(q) {
-                part.elements_differing += 1;
-                let d = (p.to_f64() - q.to_f64()).abs();
-                part.max_abs_diff = if d.is_nan() { f64::NAN } else { part.max_abs_diff.max(d) };
+    for_each_task(
+        exec,
+        per_task,
+        "comparing one chunk",
+        chunks.len(),
+        progress,
+        |i| {
+            let x = a.read_chunk::<T>(&chunks[i])?;
+            let y = b.read_region::<T>(&a.chunk_grid().chunk_region(&chunks[i]))?;
+            let mut part = CompareReport {
+                elements: x.len() as u64,
+                ..Default::default()
+            };
+            for (p, q) in x.as_slice().iter().zip(y.as_slice()) {
+                if bytemuck::bytes_of(p) != bytemuck::bytes_of(q) {
+                    part.elements_differing += 1;
+                    let d = (p.to_f64() - q.to_f64()).abs();
+                    part.max_abs_diff = if d.is_nan() {
+                        f64::NAN
+                    } else {
+                        part.max_abs_diff.max(d)
+                    };
+                }
             }
-        }
-        let mut t = total.lock().unwrap_or_else(|p| p.into_inner());
-        t.elements += part.elements;
-        t.elements_differing += part.elements_differing;
-        t.max_abs_diff = if part.max_abs_diff.is_nan() || t.max_abs_diff.is_nan() {
-            f64::NAN
-        } else {
-            t.max_abs_diff.max(part.max_abs_diff)
-        };
-        Ok(x.byte_len() as u64)
-    })?;
+            let mut t = total.lock().unwrap_or_else(|p| p.into_inner());
+            t.elements += part.elements;
+            t.elements_differing += part.elements_differing;
+            t.max_abs_diff = if part.max_abs_diff.is_nan() || t.max_abs_diff.is_nan() {
+                f64::NAN
+            } else {
+                t.max_abs_diff.max(part.max_abs_diff)
+            };
+            Ok(x.byte_len() as u64)
+        },
+    )?;
     Ok(total.into_inner().unwrap_or_else(|p| p.into_inner()))
 }

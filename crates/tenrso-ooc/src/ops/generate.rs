@@ -68,13 +68,21 @@ impl FromStr for Fill {
             ("normal", []) => Ok(Self::Normal),
             ("lowrank", [rank, rest @ ..]) if rest.len() <= 1 => {
                 let rank: usize = rank.parse().ok().filter(|r| *r > 0).ok_or_else(|| {
-                    Error::invalid(format!("bad rank `{rank}` in `{s}`: expected a positive integer"))
+                    Error::invalid(format!(
+                        "bad rank `{rank}` in `{s}`: expected a positive integer"
+                    ))
                 })?;
                 let noise = match rest {
                     [] => 0.0,
-                    [n] => n.parse::<f64>().ok().filter(|n| *n >= 0.0 && n.is_finite()).ok_or_else(|| {
-                        Error::invalid(format!("bad noise `{n}` in `{s}`: expected a number ≥ 0"))
-                    })?,
+                    [n] => n
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|n| *n >= 0.0 && n.is_finite())
+                        .ok_or_else(|| {
+                            Error::invalid(format!(
+                                "bad noise `{n}` in `{s}`: expected a number ≥ 0"
+                            ))
+                        })?,
                     _ => unreachable!(),
                 };
                 Ok(Self::LowRank { rank, noise })
@@ -154,7 +162,9 @@ impl Generator {
     pub fn block<T: Element>(&self, region: &Region) -> Block<T> {
         let mut out = Vec::with_capacity(region.num_elements() as usize);
         match (&self.fill, &self.low_rank) {
-            (Fill::LowRank { .. }, Some(model)) => model.fill(region, &self.shape, &self.rng, &mut out),
+            (Fill::LowRank { .. }, Some(model)) => {
+                model.fill(region, &self.shape, &self.rng, &mut out)
+            }
             (fill, _) => {
                 for (offset, len) in ContiguousRuns::new(&self.shape, region) {
                     let indices = offset..offset + len;
@@ -165,9 +175,8 @@ impl Generator {
                         Fill::Uniform => out.extend(
                             indices.map(|i| T::from_f64(self.rng.uniform(VALUE_STREAM, i))),
                         ),
-                        Fill::Normal => out.extend(
-                            indices.map(|i| T::from_f64(self.rng.normal(VALUE_STREAM, i))),
-                        ),
+                        Fill::Normal => out
+                            .extend(indices.map(|i| T::from_f64(self.rng.normal(VALUE_STREAM, i)))),
                         Fill::LowRank { .. } => unreachable!("low-rank fills have a model"),
                     }
                 }
@@ -329,7 +338,14 @@ mod tests {
 
     #[test]
     fn parse_rejects_nonsense() {
-        for bad in ["lowrank", "lowrank:0", "lowrank:2:-1", "lowrank:2:0.1:3", "gauss", "ones:2"] {
+        for bad in [
+            "lowrank",
+            "lowrank:0",
+            "lowrank:2:-1",
+            "lowrank:2:0.1:3",
+            "gauss",
+            "ones:2",
+        ] {
             assert!(bad.parse::<Fill>().is_err(), "{bad}");
         }
     }
@@ -337,7 +353,15 @@ mod tests {
     #[test]
     fn blocks_agree_with_the_whole() {
         let shape = [5u64, 3, 4];
-        for fill in [Fill::Range, Fill::Uniform, Fill::Normal, Fill::LowRank { rank: 3, noise: 0.1 }] {
+        for fill in [
+            Fill::Range,
+            Fill::Uniform,
+            Fill::Normal,
+            Fill::LowRank {
+                rank: 3,
+                noise: 0.1,
+            },
+        ] {
             let g = Generator::new(fill, &shape, 11).unwrap();
             let whole = full::<f64>(&g, &shape);
             let region = Region::new(vec![1, 1, 2], vec![3, 2, 2]);
@@ -348,14 +372,26 @@ mod tests {
     #[test]
     fn low_rank_without_noise_is_the_factor_model() {
         let shape = [4u64, 3, 2];
-        let g = Generator::new(Fill::LowRank { rank: 2, noise: 0.0 }, &shape, 5).unwrap();
+        let g = Generator::new(
+            Fill::LowRank {
+                rank: 2,
+                noise: 0.0,
+            },
+            &shape,
+            5,
+        )
+        .unwrap();
         let m = g.low_rank.as_ref().unwrap();
         let x = full::<f64>(&g, &shape);
         for i in 0..4usize {
             for j in 0..3usize {
                 for k in 0..2usize {
                     let want: f64 = (0..2)
-                        .map(|r| m.factors[0][i * 2 + r] * m.factors[1][j * 2 + r] * m.factors[2][k * 2 + r])
+                        .map(|r| {
+                            m.factors[0][i * 2 + r]
+                                * m.factors[1][j * 2 + r]
+                                * m.factors[2][k * 2 + r]
+                        })
                         .sum();
                     let got = x.get(&[i as u64, j as u64, k as u64]);
                     assert!((got - want).abs() <= 1e-15 * want.abs(), "{got} vs {want}");
@@ -363,7 +399,15 @@ mod tests {
             }
         }
         // The norm formula matches the tensor.
-        let noisy = Generator::new(Fill::LowRank { rank: 2, noise: 1.0 }, &shape, 5).unwrap();
+        let noisy = Generator::new(
+            Fill::LowRank {
+                rank: 2,
+                noise: 1.0,
+            },
+            &shape,
+            5,
+        )
+        .unwrap();
         let rms = (x.as_slice().iter().map(|v| v * v).sum::<f64>() / 24.0).sqrt();
         assert!((noisy.noise_std().unwrap() - rms).abs() < 1e-12 * rms);
     }

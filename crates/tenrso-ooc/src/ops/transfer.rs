@@ -49,7 +49,8 @@ pub struct TransferReport {
 
 /// True when `path` names a `.npy` file (else it is raw binary).
 pub fn is_npy(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
 fn open_source(src: &Path, opts: &ImportOptions) -> Result<DenseFile> {
@@ -98,7 +99,9 @@ pub fn import(
     let chunk_shape = match &opts.chunk_shape {
         Some(c) => c.clone(),
         None => {
-            let target = DEFAULT_CHUNK_BYTES.min(exec.memory_limit / 16).max(itemsize);
+            let target = DEFAULT_CHUNK_BYTES
+                .min(exec.memory_limit / 16)
+                .max(itemsize);
             ChunkGrid::auto_chunk_shape(&layout.shape, itemsize, target)
         }
     };
@@ -115,7 +118,11 @@ pub fn import(
     } else {
         HashSet::new()
     };
-    let chunks: Vec<Vec<u64>> = array.chunk_grid().iter().filter(|c| !done.contains(c)).collect();
+    let chunks: Vec<Vec<u64>> = array
+        .chunk_grid()
+        .iter()
+        .filter(|c| !done.contains(c))
+        .collect();
     let bytes: u64 = chunks
         .iter()
         .map(|c| array.chunk_grid().chunk_region(c).num_elements() * itemsize)
@@ -140,12 +147,19 @@ fn copy_chunks_in<T: Element>(
     exec: &ExecOptions,
     progress: &dyn Progress,
 ) -> Result<()> {
-    for_each_task(exec, array.chunk_working_set(), "importing one chunk", chunks.len(), progress, |i| {
-        let region = array.chunk_grid().chunk_region(&chunks[i]);
-        let block = source.read_region::<T>(&region)?;
-        array.write_chunk(&chunks[i], &block)?;
-        Ok(block.byte_len() as u64)
-    })
+    for_each_task(
+        exec,
+        array.chunk_working_set(),
+        "importing one chunk",
+        chunks.len(),
+        progress,
+        |i| {
+            let region = array.chunk_grid().chunk_region(&chunks[i]);
+            let block = source.read_region::<T>(&region)?;
+            array.write_chunk(&chunks[i], &block)?;
+            Ok(block.byte_len() as u64)
+        },
+    )
 }
 
 /// Exports the array at `src` to a `.npy` (C order, little endian) or raw
@@ -155,7 +169,12 @@ fn copy_chunks_in<T: Element>(
 ///
 /// # Errors
 /// Store errors (a corrupt chunk aborts the export); [`Error::Io`].
-pub fn export(src: &Path, dst: &Path, exec: &ExecOptions, progress: &dyn Progress) -> Result<TransferReport> {
+pub fn export(
+    src: &Path,
+    dst: &Path,
+    exec: &ExecOptions,
+    progress: &dyn Progress,
+) -> Result<TransferReport> {
     let array = ZarrArray::open(src)?;
     let temp = temp_sibling(dst);
     let file = if is_npy(dst) {
@@ -190,16 +209,26 @@ fn copy_chunks_out<T: Element>(
     exec: &ExecOptions,
     progress: &dyn Progress,
 ) -> Result<()> {
-    for_each_task(exec, array.chunk_working_set(), "exporting one chunk", chunks.len(), progress, |i| {
-        let region = array.chunk_grid().chunk_region(&chunks[i]);
-        let block = array.read_chunk::<T>(&chunks[i])?;
-        file.write_region(&region, &block)?;
-        Ok(block.byte_len() as u64)
-    })
+    for_each_task(
+        exec,
+        array.chunk_working_set(),
+        "exporting one chunk",
+        chunks.len(),
+        progress,
+        |i| {
+            let region = array.chunk_grid().chunk_region(&chunks[i]);
+            let block = array.read_chunk::<T>(&chunks[i])?;
+            file.write_region(&region, &block)?;
+            Ok(block.byte_len() as u64)
+        },
+    )
 }
 
 /// `dir/.name.tenrso-tmp.PID` next to `path`.
 fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("export");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("export");
     path.with_file_name(format!(".{name}.tenrso-tmp.{}", std::process::id()))
 }

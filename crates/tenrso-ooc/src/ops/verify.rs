@@ -61,7 +61,11 @@ impl VerifyReport {
 /// assert_eq!((report.chunks_stored, report.chunks_total), (1, 2));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn verify(array: &ZarrArray, opts: &ExecOptions, progress: &dyn Progress) -> Result<VerifyReport> {
+pub fn verify(
+    array: &ZarrArray,
+    opts: &ExecOptions,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
     let stored = array.stored_chunks()?;
     let bad = Mutex::new(Vec::new());
     let total_bytes: u64 = stored
@@ -91,16 +95,23 @@ fn check_chunks<T: Element>(
     opts: &ExecOptions,
     progress: &dyn Progress,
 ) -> Result<()> {
-    for_each_task(opts, array.chunk_working_set(), "decoding one chunk", stored.len(), progress, |i| {
-        match array.try_read_chunk::<T>(&stored[i]) {
+    for_each_task(
+        opts,
+        array.chunk_working_set(),
+        "decoding one chunk",
+        stored.len(),
+        progress,
+        |i| match array.try_read_chunk::<T>(&stored[i]) {
             Ok(block) => Ok(block.map_or(0, |b| b.byte_len() as u64)),
-            Err(Error::Corrupt { chunk, key, reason, .. }) => {
+            Err(Error::Corrupt {
+                chunk, key, reason, ..
+            }) => {
                 bad.lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(BadChunk { chunk, key, reason });
                 Ok(0)
             }
             Err(other) => Err(other),
-        }
-    })
+        },
+    )
 }

@@ -166,7 +166,9 @@ mod tests {
         assert!(ok.validate().is_ok());
         let err = ok.clone().with_shards(vec![6, 8]).validate().unwrap_err();
         assert!(err.to_string().contains("not a multiple"), "{err}");
-        let err = ArraySpec::new(vec![10, 10], vec![4], DType::F32).validate().unwrap_err();
+        let err = ArraySpec::new(vec![10, 10], vec![4], DType::F32)
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().contains("axes"), "{err}");
         let err = ArraySpec::new(vec![u64::MAX / 2, 4], vec![1, 1], DType::F64)
             .validate()
@@ -189,6 +191,9 @@ mod tests {
         assert_eq!(m["codecs"][1]["configuration"]["level"], 7);
         let sharded = spec.with_shards(vec![8]).metadata_json();
         assert_eq!(sharded["codecs"][0]["name"], "sharding_indexed");
-        assert_eq!(sharded["chunk_grid"]["configuration"]["chunk_shape"], json!([8]));
+        assert_eq!(
+            sharded["chunk_grid"]["configuration"]["chunk_shape"],
+            json!([8])
+        );
     }
 }

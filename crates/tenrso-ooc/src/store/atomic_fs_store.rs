@@ -68,7 +68,10 @@ impl AtomicFsStore {
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let result = (|| {
-            let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
             file.write_all(value)?;
             file.sync_all()?;
             drop(file);
@@ -89,11 +92,15 @@ impl AtomicFsStore {
 
 /// True for the name of a temporary file left by a killed writer.
 pub(crate) fn is_temp_key(key: &str) -> bool {
-    key.rsplit('/').next().is_some_and(|name| name.contains(TEMP_MARKER))
+    key.rsplit('/')
+        .next()
+        .is_some_and(|name| name.contains(TEMP_MARKER))
 }
 
 fn without_temp_keys(keys: StoreKeys) -> StoreKeys {
-    keys.into_iter().filter(|k| !is_temp_key(k.as_str())).collect()
+    keys.into_iter()
+        .filter(|k| !is_temp_key(k.as_str()))
+        .collect()
 }
 
 impl ReadableStorageTraits for AtomicFsStore {
@@ -178,7 +185,10 @@ mod tests {
         let inode_before = fs::metadata(store.key_path(&key)).unwrap().ino();
         store.set(&key, Bytes::from_static(b"new")).unwrap();
         // A rename puts a new inode in place; an in-place rewrite would keep it.
-        assert_ne!(fs::metadata(store.key_path(&key)).unwrap().ino(), inode_before);
+        assert_ne!(
+            fs::metadata(store.key_path(&key)).unwrap().ino(),
+            inode_before
+        );
         assert_eq!(store.get(&key).unwrap().unwrap().as_ref(), b"new");
         let names: Vec<_> = fs::read_dir(dir.path().join("c/0"))
             .unwrap()
@@ -191,9 +201,20 @@ mod tests {
     fn listings_skip_leftover_temporaries() {
         let dir = tempfile::tempdir().unwrap();
         let store = AtomicFsStore::new(dir.path()).unwrap();
-        store.set(&StoreKey::new("c/0").unwrap(), Bytes::from_static(b"x")).unwrap();
-        fs::write(dir.path().join("c").join(format!(".1{TEMP_MARKER}99.0")), b"torn").unwrap();
-        let keys: Vec<String> = store.list().unwrap().iter().map(|k| k.as_str().to_string()).collect();
+        store
+            .set(&StoreKey::new("c/0").unwrap(), Bytes::from_static(b"x"))
+            .unwrap();
+        fs::write(
+            dir.path().join("c").join(format!(".1{TEMP_MARKER}99.0")),
+            b"torn",
+        )
+        .unwrap();
+        let keys: Vec<String> = store
+            .list()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect();
         assert_eq!(keys, vec!["c/0".to_string()]);
     }
 
@@ -203,7 +224,9 @@ mod tests {
         let store = AtomicFsStore::new(dir.path()).unwrap();
         let key = StoreKey::new("k").unwrap();
         store.set(&key, Bytes::from_static(b"abcdef")).unwrap();
-        store.set_partial(&key, 2, Bytes::from_static(b"XY")).unwrap();
+        store
+            .set_partial(&key, 2, Bytes::from_static(b"XY"))
+            .unwrap();
         assert_eq!(store.get(&key).unwrap().unwrap().as_ref(), b"abXYef");
     }
 }

@@ -75,8 +75,9 @@ impl ZarrArray {
     /// Creates an empty array at `path` (a directory, created if needed).
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] if `path` already holds an array (nothing is
-    /// touched then); [`Error::InvalidArgument`] for an invalid spec;
+    /// [`Error::AlreadyExists`] if `path` already holds an array, and
+    /// [`Error::InvalidArgument`] if it is a file or a non-empty directory
+    /// (nothing is touched then) or for an invalid spec;
     /// [`Error::Io`] when the directory cannot be written.
     pub fn create(path: impl AsRef<Path>, spec: &ArraySpec) -> Result<Self> {
         let path = path.as_ref();
@@ -85,6 +86,12 @@ impl ZarrArray {
             return Err(Error::AlreadyExists {
                 path: path.to_path_buf(),
             });
+        }
+        if path.exists() && fs::read_dir(path).map_or(true, |mut d| d.next().is_some()) {
+            return Err(Error::invalid(format!(
+                "{} exists and is not an empty directory: choose a new path for the array",
+                path.display()
+            )));
         }
         let store = Arc::new(open_store(path)?);
         let document = spec.metadata_json();
@@ -132,9 +139,15 @@ impl ZarrArray {
         }
         let existing = Self::open(path)?;
         let wanted = spec.metadata_json();
-        let same_layout = ["shape", "data_type", "chunk_grid", "codecs", "chunk_key_encoding"]
-            .iter()
-            .all(|k| existing.metadata[*k] == wanted[*k]);
+        let same_layout = [
+            "shape",
+            "data_type",
+            "chunk_grid",
+            "codecs",
+            "chunk_key_encoding",
+        ]
+        .iter()
+        .all(|k| existing.metadata[*k] == wanted[*k]);
         if !same_layout {
             return Err(Error::invalid(format!(
                 "cannot resume into {}: it holds an array with another layout ({} {} chunks {}, codecs {})",
@@ -404,7 +417,9 @@ impl ZarrArray {
         let mut out = Block::<T>::zeros(region.shape().to_vec());
         for chunk in ChunkGrid::iter_region(&self.grid.chunks_touching(region)) {
             let chunk_region = self.grid.chunk_region(&chunk);
-            let overlap = chunk_region.intersect(region).expect("touching chunks overlap");
+            let overlap = chunk_region
+                .intersect(region)
+                .expect("touching chunks overlap");
             let data = self.read_chunk::<T>(&chunk)?;
             let part = data.extract(&overlap.relative_to(chunk_region.start()));
             out.insert(overlap.relative_to(region.start()).start(), &part);
@@ -431,7 +446,9 @@ impl ZarrArray {
         }
         for chunk in ChunkGrid::iter_region(&self.grid.chunks_touching(region)) {
             let chunk_region = self.grid.chunk_region(&chunk);
-            let overlap = chunk_region.intersect(region).expect("touching chunks overlap");
+            let overlap = chunk_region
+                .intersect(region)
+                .expect("touching chunks overlap");
             let part = block.extract(&overlap.relative_to(region.start()));
             let data = if overlap == chunk_region {
                 part
