@@ -13,11 +13,7 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
     let array = ZarrArray::open(&args.path)?;
     let grid = array.chunk_grid();
     let stored = array.stored_chunks()?;
-    let itemsize = array.dtype().size() as u64;
-    let stored_bytes: u64 = stored
-        .iter()
-        .map(|c| grid.chunk_region(c).num_elements() * itemsize)
-        .sum();
+    let stored_bytes: u64 = stored.iter().map(|c| array.nbytes_of(c)).sum();
     let on_disk = array.bytes_on_disk()?;
     let ratio = if on_disk > 0 {
         stored_bytes as f64 / on_disk as f64

@@ -14,11 +14,8 @@ use tenrso_ooc::{ByteSize, ChunkGrid, DType};
 
 use crate::cli::LayoutArgs;
 
-/// Target size of chunks chosen automatically.
-const AUTO_CHUNK_BYTES: u64 = 8 << 20;
-
-/// The chunk shape to use: the one given, or about 8 MiB per chunk (less
-/// under a small memory limit, so several chunks are in flight).
+/// The chunk shape to use: the one given, or chunks of
+/// [`ExecOptions::default_chunk_bytes`].
 pub fn chunk_shape_or_auto(
     given: Option<&[u64]>,
     shape: &[u64],
@@ -26,12 +23,7 @@ pub fn chunk_shape_or_auto(
     exec: &ExecOptions,
 ) -> Vec<u64> {
     given.map_or_else(
-        || {
-            let target = AUTO_CHUNK_BYTES
-                .min(exec.memory_limit / 16)
-                .max(dtype.size() as u64);
-            ChunkGrid::auto_chunk_shape(shape, dtype.size() as u64, target)
-        },
+        || ChunkGrid::auto_chunk_shape(shape, dtype.size() as u64, exec.default_chunk_bytes()),
         <[u64]>::to_vec,
     )
 }

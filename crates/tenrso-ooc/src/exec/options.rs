@@ -50,6 +50,13 @@ impl ExecOptions {
         self
     }
 
+    /// The size of chunks to create when none is given: about 8 MiB, and at
+    /// most a sixteenth of the memory limit so that several chunks (each
+    /// needing a few times its size while encoded) fit in flight.
+    pub fn default_chunk_bytes(&self) -> u64 {
+        (8u64 << 20).min(self.memory_limit / 16)
+    }
+
     /// How many tasks needing `per_task` bytes each may run at once.
     ///
     /// # Errors

@@ -301,11 +301,10 @@ pub fn generate(
     } else {
         Default::default()
     };
-    let itemsize = array.dtype().size() as u64;
     let todo_bytes: u64 = chunks
         .iter()
         .filter(|c| !existing.contains(*c))
-        .map(|c| array.chunk_grid().chunk_region(c).num_elements() * itemsize)
+        .map(|c| array.nbytes_of(c))
         .sum();
     progress.start("generate", todo_bytes);
     let result = dispatch_dtype!(array.dtype(), T => {

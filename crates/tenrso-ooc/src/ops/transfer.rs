@@ -10,14 +10,11 @@ use crate::exec::{ExecOptions, Progress, for_each_task};
 use crate::io::DenseFile;
 use crate::store::{ArraySpec, Compression, ZarrArray};
 
-/// Chunk size chosen when an import does not name one.
-const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
-
 /// How to lay out an array created by [`import`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImportOptions {
-    /// Chunk shape; `None` picks chunks of about 8 MiB (less under a small
-    /// memory limit).
+    /// Chunk shape; `None` picks chunks of
+    /// [`ExecOptions::default_chunk_bytes`].
     pub chunk_shape: Option<Vec<u64>>,
     /// Compressor of each chunk.
     pub compression: Compression,
@@ -96,15 +93,9 @@ pub fn import(
     let source = open_source(src, opts)?;
     let layout = source.layout().clone();
     let itemsize = layout.dtype.size() as u64;
-    let chunk_shape = match &opts.chunk_shape {
-        Some(c) => c.clone(),
-        None => {
-            let target = DEFAULT_CHUNK_BYTES
-                .min(exec.memory_limit / 16)
-                .max(itemsize);
-            ChunkGrid::auto_chunk_shape(&layout.shape, itemsize, target)
-        }
-    };
+    let chunk_shape = opts.chunk_shape.clone().unwrap_or_else(|| {
+        ChunkGrid::auto_chunk_shape(&layout.shape, itemsize, exec.default_chunk_bytes())
+    });
     let mut spec = ArraySpec::new(layout.shape.clone(), chunk_shape, layout.dtype)
         .with_compression(opts.compression);
     spec.shard_shape = opts.shard_shape.clone();
@@ -123,10 +114,7 @@ pub fn import(
         .iter()
         .filter(|c| !done.contains(c))
         .collect();
-    let bytes: u64 = chunks
-        .iter()
-        .map(|c| array.chunk_grid().chunk_region(c).num_elements() * itemsize)
-        .sum();
+    let bytes: u64 = chunks.iter().map(|c| array.nbytes_of(c)).sum();
     progress.start("import", bytes);
     let result = dispatch_dtype!(layout.dtype, T => copy_chunks_in::<T>(&source, &array, &chunks, exec, progress));
     progress.finish();

@@ -68,10 +68,7 @@ pub fn verify(
 ) -> Result<VerifyReport> {
     let stored = array.stored_chunks()?;
     let bad = Mutex::new(Vec::new());
-    let total_bytes: u64 = stored
-        .iter()
-        .map(|c| array.chunk_grid().chunk_region(c).num_elements() * array.dtype().size() as u64)
-        .sum();
+    let total_bytes: u64 = stored.iter().map(|c| array.nbytes_of(c)).sum();
     progress.start("verify", total_bytes);
     let result = dispatch_dtype!(array.dtype(), T => check_chunks::<T>(array, &stored, &bad, opts, progress));
     progress.finish();

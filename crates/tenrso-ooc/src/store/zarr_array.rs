@@ -246,6 +246,15 @@ impl ZarrArray {
         self.grid.chunk_elements() * self.dtype.size() as u64
     }
 
+    /// Uncompressed size in bytes of the data of stored chunk `chunk`
+    /// (smaller than [`ZarrArray::chunk_nbytes`] at the array's edges).
+    ///
+    /// # Panics
+    /// If `chunk` is not in the grid.
+    pub fn nbytes_of(&self, chunk: &[u64]) -> u64 {
+        self.grid.chunk_region(chunk).num_elements() * self.dtype.size() as u64
+    }
+
     /// Bytes held in memory while one stored chunk is read or written: the
     /// encoded bytes, the checksum-stripped copy, the decoded bytes and the
     /// typed block can coexist, so four times the chunk size.
@@ -578,7 +587,7 @@ impl ZarrArray {
 
 /// Bytes in memory while a stored chunk of `chunk_bytes` is read or written.
 pub(crate) fn working_set_of(chunk_bytes: u64) -> u64 {
-    4 * chunk_bytes
+    chunk_bytes.saturating_mul(4)
 }
 
 fn metadata_key() -> StoreKey {
