@@ -47,6 +47,7 @@
 pub mod core;
 pub mod exec;
 pub mod io;
+pub mod memory;
 pub mod ops;
 pub mod store;
 

@@ -111,6 +111,50 @@ pub enum Error {
         /// What needs it.
         what: String,
     },
+
+    /// Every spill directory is at its cap or out of space.
+    #[error(
+        "cannot spill {requested}: every spill directory is full ({detail}); add --spill-dir or raise its cap",
+        requested = crate::core::ByteSize(*requested)
+    )]
+    SpillFull {
+        /// Bytes that needed spilling.
+        requested: u64,
+        /// What each directory reported.
+        detail: String,
+    },
+
+    /// A spill file read back does not match what was written.
+    #[error("spill file {} is corrupt: {reason}", path.display())]
+    SpillCorrupt {
+        /// The spill file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The memory pool could not grant a request.
+    #[error(
+        "memory limit {limit} reached: `{consumer}` asked for {requested} with {reserved} reserved ({reason}); largest consumers: {largest}; raise --memory-limit or use smaller chunks",
+        limit = crate::core::ByteSize(*limit),
+        requested = crate::core::ByteSize(*requested),
+        reserved = crate::core::ByteSize(*reserved),
+        largest = crate::memory::describe_consumers(largest)
+    )]
+    MemoryExhausted {
+        /// The pool's limit in bytes.
+        limit: u64,
+        /// Bytes asked for.
+        requested: u64,
+        /// Bytes reserved in the pool at the time.
+        reserved: u64,
+        /// Name of the consumer that asked.
+        consumer: String,
+        /// The largest consumers and their bytes.
+        largest: Vec<(String, u64)>,
+        /// Why the request could not wait for memory.
+        reason: String,
+    },
 }
 
 impl Error {

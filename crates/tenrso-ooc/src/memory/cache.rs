@@ -1,0 +1,806 @@
+//! [`ChunkCache`]: the buffer manager holding chunks in memory under the pool.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::core::{Block, Element, Result};
+use crate::memory::{
+    ChunkKey, EvictionPolicy, MemoryPool, Reclaim, Reservation, SpillFile, SpillManager,
+};
+
+/// Counters of a cache's activity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Requests served from memory.
+    pub hits: u64,
+    /// Requests that had to load the chunk (from its store or a spill file).
+    pub misses: u64,
+    /// Chunks dropped or spilled to free memory.
+    pub evictions: u64,
+    /// Dirty chunks written to spill files.
+    pub spills: u64,
+    /// Requests that waited for a load already under way (e.g. a prefetch).
+    pub load_waits: u64,
+    /// Requests served by a chunk a prefetch had loaded.
+    pub prefetch_hits: u64,
+}
+
+enum Slot<T> {
+    /// Someone is loading it; wait on the condition variable.
+    Loading,
+    /// In memory.
+    Ready(Arc<Block<T>>),
+    /// Only on disk, in a spill file.
+    Spilled(Arc<SpillFile>, Vec<u64>),
+}
+
+struct Entry<T> {
+    slot: Slot<T>,
+    pins: u32,
+    /// No durable copy exists (not in its store, not in a spill file):
+    /// evicting it means spilling it.
+    dirty: bool,
+    /// Being written to a spill file by `reclaim`; not evictable meanwhile.
+    spilling: bool,
+    /// A spill file holding the same data (kept after reading back, so a
+    /// second eviction is free).
+    spill_copy: Option<Arc<SpillFile>>,
+    /// Loaded by a prefetch and not yet used.
+    prefetched: bool,
+    bytes: u64,
+}
+
+struct State<T> {
+    entries: HashMap<ChunkKey, Entry<T>>,
+    policy: Box<dyn EvictionPolicy>,
+    reservation: Reservation,
+    stats: CacheStats,
+    trace: Option<Vec<ChunkKey>>,
+}
+
+/// Chunks in memory, keyed by (array, chunk), accounted in the session's
+/// [`MemoryPool`] under one reclaimable consumer.
+///
+/// Chunks are *pinned* while in use ([`Pinned`]) and may be evicted only when
+/// unpinned. *Clean* chunks have a durable copy (their store) and are simply
+/// dropped; *dirty* chunks (intermediate results) are written to the
+/// [`SpillManager`] first and read back transparently on the next request.
+/// When the pool runs short, it asks the cache to [`Reclaim`] memory: the
+/// eviction policy picks victims, clean ones before dirty ones. Requests that
+/// still cannot be met wait in the pool (back-pressure).
+///
+/// Loads happen outside the cache lock: the requester reserves the memory a
+/// load needs from the pool (waiting if needed), marks the chunk as loading
+/// so others wait for it instead of loading it twice, loads, and hands the
+/// chunk's bytes over to the cache's reservation.
+pub struct ChunkCache<T: Element> {
+    state: Mutex<State<T>>,
+    loaded: Condvar,
+    spill: Option<Arc<SpillManager>>,
+    /// The first failure to spill (e.g. every spill directory full), kept
+    /// for the run to report: the pool only sees that no memory was freed.
+    spill_error: Mutex<Option<crate::Error>>,
+}
+
+/// A pinned chunk: readable while held, evictable again once dropped.
+pub struct Pinned<'a, T: Element> {
+    cache: &'a ChunkCache<T>,
+    key: ChunkKey,
+    block: Arc<Block<T>>,
+}
+
+impl<T: Element> std::ops::Deref for Pinned<'_, T> {
+    type Target = Block<T>;
+    fn deref(&self) -> &Block<T> {
+        &self.block
+    }
+}
+
+impl<T: Element> Drop for Pinned<'_, T> {
+    fn drop(&mut self) {
+        let mut state = self.cache.lock();
+        if let Some(e) = state.entries.get_mut(&self.key) {
+            e.pins = e.pins.saturating_sub(1);
+        }
+    }
+}
+
+impl<T: Element> Pinned<'_, T> {
+    /// The chunk's key.
+    pub fn key(&self) -> ChunkKey {
+        self.key
+    }
+}
+
+/// How a missing chunk is produced: loaded from its store with `load`, which
+/// needs `working_set` bytes of memory while it runs.
+pub struct Loader<'f, T> {
+    /// Memory the load needs while it runs (decode buffers included).
+    pub working_set: u64,
+    /// Produces the chunk.
+    pub load: &'f (dyn Fn() -> Result<Block<T>> + Sync),
+}
+
+impl<T: Element> ChunkCache<T> {
+    /// A cache in `pool`, choosing victims with `policy`, spilling dirty
+    /// chunks to `spill`. It registers itself as the pool's reclaimer.
+    pub fn new(
+        pool: &MemoryPool,
+        policy: Box<dyn EvictionPolicy>,
+        spill: Option<Arc<SpillManager>>,
+    ) -> Arc<Self> {
+        let cache = Arc::new(Self {
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                policy,
+                reservation: pool.reclaimable_reservation("chunk cache"),
+                stats: CacheStats::default(),
+                trace: None,
+            }),
+            loaded: Condvar::new(),
+            spill,
+            spill_error: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&cache);
+        pool.add_reclaimer(weak as std::sync::Weak<dyn Reclaim>);
+        cache
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Activity counters.
+    pub fn stats(&self) -> CacheStats {
+        self.lock().stats
+    }
+
+    /// Bytes of chunks held in memory.
+    pub fn bytes(&self) -> u64 {
+        self.lock().reservation.size()
+    }
+
+    /// The first spill failure, if any (taken: reported once).
+    pub fn take_spill_error(&self) -> Option<crate::Error> {
+        self.spill_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Starts (or stops) recording the sequence of requested keys.
+    pub fn record_trace(&self, on: bool) {
+        self.lock().trace = on.then(Vec::new);
+    }
+
+    /// The keys requested since recording started.
+    pub fn take_trace(&self) -> Vec<ChunkKey> {
+        self.lock()
+            .trace
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// True when `key` is in memory or spilled (not when merely loading).
+    pub fn contains(&self, key: ChunkKey) -> bool {
+        self.lock()
+            .entries
+            .get(&key)
+            .is_some_and(|e| !matches!(e.slot, Slot::Loading))
+    }
+
+    /// True when `key` is in memory.
+    pub fn in_memory(&self, key: ChunkKey) -> bool {
+        self.lock()
+            .entries
+            .get(&key)
+            .is_some_and(|e| matches!(e.slot, Slot::Ready(_)))
+    }
+
+    /// The chunk `key`, pinned: from memory, from its spill file, or loaded
+    /// with `loader`. `io` is the caller's reservation, grown (waiting if
+    /// needed) by the memory a load needs and shrunk back afterwards.
+    ///
+    /// # Errors
+    /// The loader's error; [`crate::Error::SpillCorrupt`] for a damaged spill
+    /// file; [`crate::Error::MemoryExhausted`] when the load cannot get memory.
+    pub fn get(
+        &self,
+        key: ChunkKey,
+        loader: &Loader<'_, T>,
+        io: &mut Reservation,
+    ) -> Result<Pinned<'_, T>> {
+        let mut first_look = true;
+        loop {
+            let mut guard = self.lock();
+            let State {
+                entries,
+                policy,
+                stats,
+                trace,
+                ..
+            } = &mut *guard;
+            if first_look && let Some(t) = trace.as_mut() {
+                t.push(key);
+            }
+            let Some(e) = entries.get_mut(&key) else {
+                entries.insert(key, Entry::loading(false));
+                stats.misses += 1;
+                drop(guard);
+                let result = io
+                    .grow(loader.working_set)
+                    .and_then(|()| match (loader.load)() {
+                        Ok(block) => Ok((block, loader.working_set)),
+                        Err(err) => {
+                            io.shrink(loader.working_set);
+                            Err(err)
+                        }
+                    });
+                return self
+                    .finish_load(key, result, io, false, None)
+                    .map(pinned_by_get);
+            };
+            match &e.slot {
+                Slot::Ready(block) => {
+                    let block = block.clone();
+                    e.pins += 1;
+                    if std::mem::take(&mut e.prefetched) {
+                        stats.prefetch_hits += 1;
+                    }
+                    stats.hits += 1;
+                    policy.on_access(key);
+                    return Ok(Pinned {
+                        cache: self,
+                        key,
+                        block,
+                    });
+                }
+                Slot::Loading => {
+                    if first_look {
+                        stats.load_waits += 1;
+                    }
+                    first_look = false;
+                    let _unused = self
+                        .loaded
+                        .wait_timeout(guard, Duration::from_millis(50))
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                Slot::Spilled(file, shape) => {
+                    let restore = (file.clone(), shape.clone());
+                    e.slot = Slot::Loading;
+                    stats.misses += 1;
+                    drop(guard);
+                    let result = self.read_back(&restore.0, &restore.1, io);
+                    return self
+                        .finish_load(key, result, io, false, Some(restore))
+                        .map(pinned_by_get);
+                }
+            }
+        }
+    }
+
+    /// Loads `key` ahead of need if the pool has the bytes free right now.
+    /// Never evicts anything and never waits: a prefetch must not push out
+    /// data that is needed sooner. Returns whether it loaded the chunk.
+    ///
+    /// # Errors
+    /// The loader's error.
+    pub fn prefetch(
+        &self,
+        key: ChunkKey,
+        loader: &Loader<'_, T>,
+        io: &mut Reservation,
+    ) -> Result<bool> {
+        {
+            let mut state = self.lock();
+            if state.entries.contains_key(&key) || io.try_grow_free(loader.working_set).is_err() {
+                return Ok(false);
+            }
+            state.entries.insert(key, Entry::loading(true));
+        }
+        let result = match (loader.load)() {
+            Ok(block) => Ok((block, loader.working_set)),
+            Err(err) => {
+                io.shrink(loader.working_set);
+                Err(err)
+            }
+        };
+        self.finish_load(key, result, io, true, None).map(|_| true)
+    }
+
+    fn read_back(
+        &self,
+        file: &SpillFile,
+        shape: &[u64],
+        io: &mut Reservation,
+    ) -> Result<(Block<T>, u64)> {
+        let spill = self
+            .spill
+            .as_ref()
+            .expect("spilled chunks imply a spill manager");
+        let bytes = file.raw_bytes();
+        io.grow(bytes)?;
+        let mut data = vec![T::ZERO; bytes as usize / std::mem::size_of::<T>()];
+        let read = spill.read(file, bytemuck::cast_slice_mut(&mut data));
+        match read.and_then(|()| Block::from_vec(shape.to_vec(), data)) {
+            Ok(block) => Ok((block, bytes)),
+            Err(err) => {
+                io.shrink(bytes);
+                Err(err)
+            }
+        }
+    }
+
+    /// Completes a load started by `get` or `prefetch`: hands the block's
+    /// bytes from `io` to the cache and wakes waiters; on failure restores
+    /// the entry as it was (spilled) or forgets it.
+    fn finish_load(
+        &self,
+        key: ChunkKey,
+        result: Result<(Block<T>, u64)>,
+        io: &mut Reservation,
+        prefetched: bool,
+        spilled: Option<(Arc<SpillFile>, Vec<u64>)>,
+    ) -> Result<Option<Pinned<'_, T>>> {
+        let mut guard = self.lock();
+        let State {
+            entries,
+            reservation,
+            policy,
+            ..
+        } = &mut *guard;
+        let outcome = match result {
+            Ok((block, reserved)) => {
+                let bytes = block.byte_len() as u64;
+                io.transfer_to(reservation, bytes.min(reserved));
+                io.shrink(reserved.saturating_sub(bytes));
+                let block = Arc::new(block);
+                let e = entries
+                    .get_mut(&key)
+                    .expect("loading entries stay until finished");
+                e.slot = Slot::Ready(block.clone());
+                e.bytes = bytes;
+                e.prefetched = prefetched;
+                if let Some((file, _)) = spilled {
+                    // The spill file stays as a free second copy.
+                    e.spill_copy = Some(file);
+                    e.dirty = false;
+                }
+                policy.on_insert(key);
+                // A prefetch does not pin: the chunk waits, evictable, for its user.
+                if prefetched {
+                    Ok(None)
+                } else {
+                    e.pins += 1;
+                    Ok(Some(Pinned {
+                        cache: self,
+                        key,
+                        block,
+                    }))
+                }
+            }
+            Err(err) => {
+                match spilled {
+                    Some((file, shape)) => {
+                        if let Some(e) = entries.get_mut(&key) {
+                            e.slot = Slot::Spilled(file, shape);
+                        }
+                    }
+                    None => {
+                        entries.remove(&key);
+                    }
+                }
+                Err(err)
+            }
+        };
+        drop(guard);
+        self.loaded.notify_all();
+        outcome
+    }
+
+    /// Adds a chunk produced in memory (e.g. an intermediate result). Its
+    /// bytes move from `io` (which must hold them) to the cache. `dirty`
+    /// chunks have no durable copy and are spilled when evicted.
+    pub fn insert(&self, key: ChunkKey, block: Block<T>, dirty: bool, io: &mut Reservation) {
+        let bytes = block.byte_len() as u64;
+        let mut guard = self.lock();
+        let State {
+            entries,
+            reservation,
+            policy,
+            ..
+        } = &mut *guard;
+        io.transfer_to(reservation, bytes);
+        let mut entry = Entry::loading(false);
+        entry.slot = Slot::Ready(Arc::new(block));
+        entry.dirty = dirty;
+        entry.bytes = bytes;
+        if let Some(old) = entries.insert(key, entry) {
+            reservation.shrink(old.bytes);
+            policy.on_remove(key);
+        }
+        policy.on_insert(key);
+    }
+
+    /// Forgets `key` (its data is no longer needed), freeing its memory and
+    /// deleting its spill file. Pinned readers keep their copy until they
+    /// drop it.
+    pub fn remove(&self, key: ChunkKey) {
+        let mut guard = self.lock();
+        let State {
+            entries,
+            reservation,
+            policy,
+            ..
+        } = &mut *guard;
+        if entries
+            .get(&key)
+            .is_some_and(|e| matches!(e.slot, Slot::Loading))
+        {
+            return; // a load is finishing it; it will be evicted later if unused
+        }
+        if let Some(e) = entries.remove(&key) {
+            reservation.shrink(e.bytes);
+            policy.on_remove(key);
+        }
+    }
+
+    /// Evicts up to `bytes`: unpinned clean chunks first (dropped), then
+    /// dirty ones (spilled), victims chosen by the policy.
+    fn evict(&self, bytes: u64) -> u64 {
+        let mut freed = 0;
+        while freed < bytes {
+            let mut guard = self.lock();
+            let State {
+                entries,
+                reservation,
+                policy,
+                stats,
+                ..
+            } = &mut *guard;
+            let evictable = |dirty: bool| -> Vec<ChunkKey> {
+                entries
+                    .iter()
+                    .filter(|(_, e)| {
+                        e.pins == 0
+                            && !e.spilling
+                            && e.dirty == dirty
+                            && matches!(e.slot, Slot::Ready(_))
+                    })
+                    .map(|(k, _)| *k)
+                    .collect()
+            };
+            let clean = evictable(false);
+            if let Some(victim) = policy.victim(&clean) {
+                let e = entries.get_mut(&victim).expect("candidate exists");
+                let released = e.bytes;
+                match (e.spill_copy.take(), &e.slot) {
+                    (Some(file), Slot::Ready(block)) => {
+                        // A spill copy exists: keep it, drop the memory.
+                        e.slot = Slot::Spilled(file, block.shape().to_vec());
+                        e.bytes = 0;
+                    }
+                    _ => {
+                        entries.remove(&victim);
+                    }
+                }
+                reservation.shrink(released);
+                policy.on_remove(victim);
+                stats.evictions += 1;
+                freed += released;
+                continue;
+            }
+            let dirty = evictable(true);
+            let Some(spill) = self.spill.clone() else {
+                break;
+            };
+            let Some(victim) = policy.victim(&dirty) else {
+                break;
+            };
+            let e = entries.get_mut(&victim).expect("candidate exists");
+            let Slot::Ready(block) = &e.slot else {
+                unreachable!("candidates are ready")
+            };
+            let block = block.clone();
+            e.spilling = true;
+            drop(guard);
+            // Write outside the lock; readers may still use the block meanwhile.
+            let written = spill.write(bytemuck::cast_slice(block.as_slice()));
+            let mut guard = self.lock();
+            let State {
+                entries,
+                reservation,
+                policy,
+                stats,
+                ..
+            } = &mut *guard;
+            let Some(e) = entries.get_mut(&victim) else {
+                continue; // removed while spilling: its memory is already freed
+            };
+            e.spilling = false;
+            match written {
+                Ok(file) => {
+                    stats.spills += 1;
+                    e.dirty = false;
+                    if e.pins == 0 {
+                        let released = e.bytes;
+                        e.slot = Slot::Spilled(Arc::new(file), block.shape().to_vec());
+                        e.bytes = 0;
+                        reservation.shrink(released);
+                        policy.on_remove(victim);
+                        stats.evictions += 1;
+                        freed += released;
+                    } else {
+                        // Pinned meanwhile: keep it in memory, now clean.
+                        e.spill_copy = Some(Arc::new(file));
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "spilling a chunk failed");
+                    self.spill_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(err);
+                    break;
+                }
+            }
+        }
+        freed
+    }
+}
+
+impl<T: Element> Reclaim for ChunkCache<T> {
+    fn reclaim(&self, bytes: u64) -> u64 {
+        self.evict(bytes)
+    }
+}
+
+/// Loads made by `get` always pin.
+fn pinned_by_get<T: Element>(p: Option<Pinned<'_, T>>) -> Pinned<'_, T> {
+    p.expect("get pins what it loads")
+}
+
+impl<T> Entry<T> {
+    fn loading(prefetched: bool) -> Self {
+        Self {
+            slot: Slot::Loading,
+            pins: 0,
+            dirty: false,
+            spilling: false,
+            spill_copy: None,
+            prefetched,
+            bytes: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{PolicyKind, SpillCodec, SpillDirSpec};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const CHUNK: u64 = 8 * 100; // 100 f64
+
+    fn block(v: f64) -> Block<f64> {
+        Block::filled(vec![100], v)
+    }
+
+    fn setup(limit: u64, dir: &std::path::Path) -> (MemoryPool, Arc<ChunkCache<f64>>) {
+        let pool = MemoryPool::new(limit);
+        let spill = SpillManager::new(
+            &[SpillDirSpec {
+                path: dir.to_path_buf(),
+                cap: None,
+            }],
+            SpillCodec::Lz4,
+        )
+        .unwrap();
+        let cache = ChunkCache::new(&pool, PolicyKind::Lru.build(&[]), Some(Arc::new(spill)));
+        (pool, cache)
+    }
+
+    #[test]
+    fn loads_once_then_hits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, cache) = setup(10 * CHUNK, dir.path());
+        let loads = AtomicU64::new(0);
+        let load = || {
+            loads.fetch_add(1, Ordering::Relaxed);
+            Ok(block(1.0))
+        };
+        let loader = Loader {
+            working_set: 2 * CHUNK,
+            load: &load,
+        };
+        let mut io = pool.reservation("worker");
+        let k = ChunkKey::new(0, 7);
+        assert_eq!(cache.get(k, &loader, &mut io).unwrap().get(&[3]), 1.0);
+        assert_eq!(cache.get(k, &loader, &mut io).unwrap().get(&[3]), 1.0);
+        assert_eq!(loads.load(Ordering::Relaxed), 1);
+        assert_eq!(io.size(), 0, "the load's working set is returned");
+        assert_eq!((cache.bytes(), pool.reserved()), (CHUNK, CHUNK));
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses), (1, 1));
+    }
+
+    #[test]
+    fn pressure_drops_clean_chunks_and_spills_dirty_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, cache) = setup(4 * CHUNK, dir.path());
+        let mut io = pool.reservation("worker");
+        // Two dirty chunks and one clean one fill 3/4 of the pool.
+        for (i, dirty) in [(0, true), (1, true), (2, false)] {
+            io.grow(CHUNK).unwrap();
+            cache.insert(ChunkKey::new(0, i), block(i as f64), dirty, &mut io);
+        }
+        let pinned = {
+            let never = || -> Result<Block<f64>> { unreachable!("chunk 1 is cached") };
+            cache
+                .get(
+                    ChunkKey::new(0, 1),
+                    &Loader {
+                        working_set: 0,
+                        load: &never,
+                    },
+                    &mut io,
+                )
+                .unwrap()
+        };
+        // A worker needs 3 chunks: the clean one goes first, then the unpinned dirty one spills.
+        let mut w = pool.reservation("other worker");
+        w.grow(3 * CHUNK).unwrap();
+        assert!(!cache.contains(ChunkKey::new(0, 2)), "clean chunk dropped");
+        assert!(
+            cache.contains(ChunkKey::new(0, 0)) && !cache.in_memory(ChunkKey::new(0, 0)),
+            "dirty chunk spilled"
+        );
+        assert!(cache.in_memory(ChunkKey::new(0, 1)), "pinned chunk kept");
+        assert_eq!(cache.stats().spills, 1);
+        drop(pinned);
+        drop(w);
+        // The spilled chunk reads back transparently.
+        let never =
+            || -> Result<Block<f64>> { unreachable!("spilled chunks come from the spill file") };
+        let back = cache
+            .get(
+                ChunkKey::new(0, 0),
+                &Loader {
+                    working_set: 0,
+                    load: &never,
+                },
+                &mut io,
+            )
+            .unwrap();
+        assert_eq!(*back, block(0.0));
+        assert!(pool.reserved() <= pool.limit());
+        drop(back);
+        cache.remove(ChunkKey::new(0, 0));
+        cache.remove(ChunkKey::new(0, 1));
+        assert_eq!(pool.reserved(), 0);
+    }
+
+    #[test]
+    fn corrupted_spill_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, cache) = setup(2 * CHUNK, dir.path());
+        let mut io = pool.reservation("worker");
+        io.grow(CHUNK).unwrap();
+        cache.insert(ChunkKey::new(0, 0), block(5.0), true, &mut io);
+        let mut w = pool.reservation("w");
+        w.grow(2 * CHUNK).unwrap(); // forces the spill
+        drop(w);
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let spilled = std::fs::read_dir(file)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut bytes = std::fs::read(&spilled).unwrap();
+        let n = bytes.len();
+        bytes[n - 3] ^= 0xff;
+        std::fs::write(&spilled, bytes).unwrap();
+        let never = || -> Result<Block<f64>> { unreachable!() };
+        let err = cache
+            .get(
+                ChunkKey::new(0, 0),
+                &Loader {
+                    working_set: 0,
+                    load: &never,
+                },
+                &mut io,
+            )
+            .err()
+            .unwrap();
+        assert!(matches!(err, crate::Error::SpillCorrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn prefetch_uses_only_free_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, cache) = setup(3 * CHUNK, dir.path());
+        let mut io = pool.reservation("prefetch");
+        let load = || Ok(block(2.0));
+        let loader = Loader {
+            working_set: CHUNK,
+            load: &load,
+        };
+        assert!(
+            cache
+                .prefetch(ChunkKey::new(0, 0), &loader, &mut io)
+                .unwrap()
+        );
+        let mut hog = pool.reservation("worker");
+        hog.grow(2 * CHUNK).unwrap();
+        // The pool is full: a prefetch neither evicts chunk 0 nor waits.
+        assert!(
+            !cache
+                .prefetch(ChunkKey::new(0, 1), &loader, &mut io)
+                .unwrap()
+        );
+        assert!(cache.in_memory(ChunkKey::new(0, 0)));
+        drop(hog);
+        let mut w = pool.reservation("w");
+        let p = cache.get(ChunkKey::new(0, 0), &loader, &mut w).unwrap();
+        assert_eq!(p.get(&[0]), 2.0);
+        assert_eq!(cache.stats().prefetch_hits, 1);
+    }
+
+    #[test]
+    fn concurrent_requests_load_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, cache) = setup(10 * CHUNK, dir.path());
+        let loads = AtomicU64::new(0);
+        let load = || {
+            loads.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(block(3.0))
+        };
+        let loader = Loader {
+            working_set: CHUNK,
+            load: &load,
+        };
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let mut io = pool.reservation("w");
+                    assert_eq!(
+                        cache
+                            .get(ChunkKey::new(1, 1), &loader, &mut io)
+                            .unwrap()
+                            .get(&[0]),
+                        3.0
+                    );
+                });
+            }
+        });
+        assert_eq!(loads.load(Ordering::Relaxed), 1);
+        assert_eq!(cache.stats().load_waits, 3);
+    }
+
+    #[test]
+    fn traces_record_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, cache) = setup(10 * CHUNK, dir.path());
+        cache.record_trace(true);
+        let load = || Ok(block(0.0));
+        let loader = Loader {
+            working_set: CHUNK,
+            load: &load,
+        };
+        let mut io = pool.reservation("w");
+        for i in [1, 2, 1] {
+            drop(cache.get(ChunkKey::new(0, i), &loader, &mut io).unwrap());
+        }
+        let t: Vec<u64> = cache.take_trace().iter().map(|k| k.index).collect();
+        assert_eq!(t, vec![1, 2, 1]);
+    }
+}

@@ -1,0 +1,13 @@
+//! Memory: the session's [`MemoryPool`] with RAII [`Reservation`]s, and the
+//! eviction policies of the chunk cache.
+
+mod cache;
+mod policy;
+mod pool;
+mod spill;
+
+pub use cache::{CacheStats, ChunkCache, Loader, Pinned};
+pub use policy::{ChunkKey, EvictionPolicy, Lfu, Lru, Min, PolicyKind, SimulationResult, simulate};
+pub(crate) use pool::describe_consumers;
+pub use pool::{MemoryPool, Reclaim, Reservation};
+pub use spill::{SpillCodec, SpillDirSpec, SpillFile, SpillManager, remove_all_spill_dirs};

@@ -1,0 +1,612 @@
+//! [`SpillManager`]: where evicted dirty chunks go, compressed and checksummed.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::core::{ByteSize, Error, Result};
+
+/// Every spill directory of this process, so an interrupt handler can remove
+/// them ([`remove_all_spill_dirs`]).
+static LIVE_SPILL_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Removes the spill directories of every live [`SpillManager`] in this
+/// process. Meant for an interrupt (Ctrl-C) handler just before exiting.
+pub fn remove_all_spill_dirs() {
+    let dirs = LIVE_SPILL_DIRS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for dir in dirs {
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
+/// A spill location: a directory and an optional cap on the bytes spilled
+/// into it. Parses from `PATH` or `PATH:CAP` (`/dev/shm:2GiB`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpillDirSpec {
+    /// Directory under which a private spill directory is made.
+    pub path: PathBuf,
+    /// Most bytes (as stored, after compression) this directory may hold.
+    pub cap: Option<u64>,
+}
+
+impl FromStr for SpillDirSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if let Some((path, cap)) = s.rsplit_once(':')
+            && let Ok(cap) = cap.parse::<ByteSize>()
+        {
+            return Ok(Self {
+                path: PathBuf::from(path),
+                cap: Some(cap.0),
+            });
+        }
+        if s.is_empty() {
+            return Err(Error::invalid("empty spill directory"));
+        }
+        Ok(Self {
+            path: PathBuf::from(s),
+            cap: None,
+        })
+    }
+}
+
+/// How spilled chunks are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpillCodec {
+    /// Stored as is.
+    None,
+    /// LZ4 frame (fast).
+    #[default]
+    Lz4,
+    /// Zstandard at a level (1–22).
+    Zstd(i32),
+}
+
+impl FromStr for SpillCodec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.to_ascii_lowercase();
+        match lower.split_once(':') {
+            None if lower == "none" => Ok(Self::None),
+            None if lower == "lz4" => Ok(Self::Lz4),
+            None if lower == "zstd" => Ok(Self::Zstd(1)),
+            Some(("zstd", l)) => match l.parse::<i32>() {
+                Ok(l @ 1..=22) => Ok(Self::Zstd(l)),
+                _ => Err(Error::invalid(format!(
+                    "bad zstd level `{l}`: expected 1 to 22"
+                ))),
+            },
+            _ => Err(Error::invalid(format!(
+                "unknown spill codec `{s}`: expected none, lz4 or zstd[:LEVEL]"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for SpillCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("none"),
+            Self::Lz4 => f.write_str("lz4"),
+            Self::Zstd(l) => write!(f, "zstd:{l}"),
+        }
+    }
+}
+
+const MAGIC: &[u8; 4] = b"TSPL";
+const HEADER_LEN: usize = 24;
+
+#[derive(Debug)]
+struct SpillDir {
+    root: PathBuf,
+    cap: Option<u64>,
+    used: AtomicU64,
+}
+
+/// Spill files of one session, in one or more capped directories tried in
+/// order (fast tier first).
+///
+/// Each chunk spilled is one file: a 24-byte header (magic, codec, raw
+/// length, xxh3-64 of the raw bytes) and the compressed bytes. Reading it back
+/// decompresses and verifies the checksum, so a damaged spill file gives
+/// [`Error::SpillCorrupt`], never wrong numbers. A [`SpillFile`] deletes its
+/// file when dropped; the manager deletes its private directories when
+/// dropped, and [`remove_all_spill_dirs`] does so on interrupt.
+///
+/// ```
+/// use tenrso_ooc::memory::{SpillCodec, SpillDirSpec, SpillManager};
+/// # let dir = tempfile::tempdir()?;
+/// let spill = SpillManager::new(&[SpillDirSpec { path: dir.path().into(), cap: None }], SpillCodec::Lz4)?;
+/// let file = spill.write(&[7u8; 10_000])?;
+/// let mut back = vec![0u8; 10_000];
+/// spill.read(&file, &mut back)?;
+/// assert_eq!(back, vec![7u8; 10_000]);
+/// assert!(file.stored_bytes() < 10_000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SpillManager {
+    dirs: Vec<Arc<SpillDir>>,
+    codec: SpillCodec,
+    counter: AtomicU64,
+    written: AtomicU64,
+    read: AtomicU64,
+}
+
+impl fmt::Debug for SpillManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpillManager")
+            .field(
+                "dirs",
+                &self.dirs.iter().map(|d| &d.root).collect::<Vec<_>>(),
+            )
+            .field("codec", &self.codec)
+            .finish()
+    }
+}
+
+/// One spilled chunk on disk; deleted when dropped.
+#[derive(Debug)]
+pub struct SpillFile {
+    path: PathBuf,
+    dir: Arc<SpillDir>,
+    stored: u64,
+    raw_len: u64,
+}
+
+impl SpillFile {
+    /// Bytes on disk (header and compressed data).
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored
+    }
+    /// Bytes of the chunk before compression.
+    pub fn raw_bytes(&self) -> u64 {
+        self.raw_len
+    }
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        self.dir.used.fetch_sub(self.stored, Ordering::Relaxed);
+    }
+}
+
+impl SpillManager {
+    /// A manager spilling into private subdirectories of `specs` (created
+    /// now), compressing with `codec`. With no spec, the system temporary
+    /// directory is used.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a directory cannot be created.
+    pub fn new(specs: &[SpillDirSpec], codec: SpillCodec) -> Result<Self> {
+        let default = [SpillDirSpec {
+            path: std::env::temp_dir(),
+            cap: None,
+        }];
+        let specs = if specs.is_empty() {
+            &default[..]
+        } else {
+            specs
+        };
+        let mut dirs = Vec::new();
+        for spec in specs {
+            let root = spec.path.join(format!(
+                "tenrso-spill-{}-{}",
+                std::process::id(),
+                DIR_COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+            LIVE_SPILL_DIRS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(root.clone());
+            dirs.push(Arc::new(SpillDir {
+                root,
+                cap: spec.cap,
+                used: AtomicU64::new(0),
+            }));
+        }
+        Ok(Self {
+            dirs,
+            codec,
+            counter: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+        })
+    }
+
+    /// The compression codec.
+    pub fn codec(&self) -> SpillCodec {
+        self.codec
+    }
+
+    /// Total cap over all directories (`None` when one is uncapped).
+    pub fn capacity(&self) -> Option<u64> {
+        self.dirs.iter().map(|d| d.cap).sum()
+    }
+
+    /// Bytes currently on disk.
+    pub fn used(&self) -> u64 {
+        self.dirs
+            .iter()
+            .map(|d| d.used.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Total bytes written to spill files so far (as stored).
+    pub fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Total bytes read back from spill files so far (as stored).
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
+    /// The private directories.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.root.clone()).collect()
+    }
+
+    /// Writes `data` to a new spill file in the first directory with room.
+    ///
+    /// # Errors
+    /// [`Error::SpillFull`] when every directory is at its cap or out of
+    /// space; [`Error::Io`] for other failures.
+    pub fn write(&self, data: &[u8]) -> Result<SpillFile> {
+        let mut hasher = Xxh3::new();
+        hasher.update(data);
+        let checksum = hasher.digest();
+        let mut failures = Vec::new();
+        for dir in &self.dirs {
+            let path = dir.root.join(format!(
+                "{}.spill",
+                self.counter.fetch_add(1, Ordering::Relaxed)
+            ));
+            let room = dir
+                .cap
+                .map(|cap| cap.saturating_sub(dir.used.load(Ordering::Relaxed)));
+            if room.is_some_and(|r| r < HEADER_LEN as u64) {
+                failures.push(format!(
+                    "{} is at its cap of {}",
+                    dir.root.display(),
+                    ByteSize(dir.cap.unwrap_or(0))
+                ));
+                continue;
+            }
+            match self.write_file(&path, data, checksum, room) {
+                Ok(stored) => {
+                    dir.used.fetch_add(stored, Ordering::Relaxed);
+                    self.written.fetch_add(stored, Ordering::Relaxed);
+                    return Ok(SpillFile {
+                        path,
+                        dir: dir.clone(),
+                        stored,
+                        raw_len: data.len() as u64,
+                    });
+                }
+                Err(WriteFailure::NoRoom(why)) => {
+                    let _ = fs::remove_file(&path);
+                    failures.push(format!("{}: {why}", dir.root.display()));
+                }
+                Err(WriteFailure::Io(e)) => {
+                    let _ = fs::remove_file(&path);
+                    return Err(Error::io(&path, e));
+                }
+            }
+        }
+        Err(Error::SpillFull {
+            requested: data.len() as u64,
+            detail: failures.join("; "),
+        })
+    }
+
+    fn write_file(
+        &self,
+        path: &Path,
+        data: &[u8],
+        checksum: u64,
+        room: Option<u64>,
+    ) -> Result<u64, WriteFailure> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(WriteFailure::from)?;
+        let mut out = CappedWriter {
+            inner: BufWriter::with_capacity(1 << 16, file),
+            written: 0,
+            cap: room,
+        };
+        let (codec, level) = match self.codec {
+            SpillCodec::None => (0u8, 0i32),
+            SpillCodec::Lz4 => (1, 0),
+            SpillCodec::Zstd(l) => (2, l),
+        };
+        let mut header = [0u8; HEADER_LEN];
+        header[..4].copy_from_slice(MAGIC);
+        header[4] = codec;
+        header[5] = level as u8;
+        header[8..16].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        header[16..24].copy_from_slice(&checksum.to_le_bytes());
+        out.write_all(&header)?;
+        match self.codec {
+            SpillCodec::None => out.write_all(data)?,
+            SpillCodec::Lz4 => {
+                let mut enc = lz4_flex::frame::FrameEncoder::new(&mut out);
+                enc.write_all(data)?;
+                enc.finish()
+                    .map_err(|e| WriteFailure::Io(std::io::Error::other(e)))?;
+            }
+            SpillCodec::Zstd(level) => {
+                let mut enc = zstd::stream::Encoder::new(&mut out, level)?;
+                enc.write_all(data)?;
+                enc.finish()?;
+            }
+        }
+        out.flush()?;
+        Ok(out.written)
+    }
+
+    /// Reads a spill file back into `into` (exactly its raw length),
+    /// verifying its checksum.
+    ///
+    /// # Errors
+    /// [`Error::SpillCorrupt`] when the file is damaged; [`Error::Io`].
+    pub fn read(&self, file: &SpillFile, into: &mut [u8]) -> Result<()> {
+        let corrupt = |reason: String| Error::SpillCorrupt {
+            path: file.path.clone(),
+            reason,
+        };
+        if into.len() as u64 != file.raw_len {
+            return Err(Error::invalid(format!(
+                "spill file {} holds {} bytes, buffer has {}",
+                file.path.display(),
+                file.raw_len,
+                into.len()
+            )));
+        }
+        let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+        let len = f.metadata().map_err(|e| Error::io(&file.path, e))?.len();
+        if len != file.stored {
+            return Err(corrupt(format!(
+                "file is {len} bytes, {} were written",
+                file.stored
+            )));
+        }
+        let mut reader = BufReader::with_capacity(1 << 16, f);
+        let mut header = [0u8; HEADER_LEN];
+        reader
+            .read_exact(&mut header)
+            .map_err(|e| corrupt(format!("header: {e}")))?;
+        if &header[..4] != MAGIC {
+            return Err(corrupt("bad magic".into()));
+        }
+        let raw_len = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        let checksum = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+        if raw_len != file.raw_len {
+            return Err(corrupt(format!(
+                "header says {raw_len} bytes, expected {}",
+                file.raw_len
+            )));
+        }
+        // Read exactly the raw bytes, then require the end of the stream, so
+        // damage in trailing bytes (frame end marks) is caught too.
+        fn read_all(mut r: impl Read, into: &mut [u8]) -> std::io::Result<bool> {
+            r.read_exact(into)?;
+            let mut extra = [0u8; 1];
+            Ok(r.read(&mut extra)? == 0)
+        }
+        let result = match header[4] {
+            0 => read_all(reader, into),
+            1 => read_all(lz4_flex::frame::FrameDecoder::new(reader), into),
+            2 => zstd::stream::Decoder::with_buffer(reader).and_then(|d| read_all(d, into)),
+            c => return Err(corrupt(format!("unknown codec {c}"))),
+        };
+        match result {
+            Ok(true) => {}
+            Ok(false) => return Err(corrupt("trailing bytes after the data".into())),
+            Err(e) => return Err(corrupt(format!("decoding: {e}"))),
+        }
+        let mut hasher = Xxh3::new();
+        hasher.update(into);
+        if hasher.digest() != checksum {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        self.read.fetch_add(file.stored, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for SpillManager {
+    fn drop(&mut self) {
+        let mut live = LIVE_SPILL_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+        for dir in &self.dirs {
+            let _ = fs::remove_dir_all(&dir.root);
+            live.retain(|d| d != &dir.root);
+        }
+    }
+}
+
+enum WriteFailure {
+    /// The directory's cap or the disk is full: try the next directory.
+    NoRoom(String),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for WriteFailure {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull
+            || e.kind() == std::io::ErrorKind::QuotaExceeded
+        {
+            WriteFailure::NoRoom(e.to_string())
+        } else if e.kind() == std::io::ErrorKind::Other && e.to_string() == CAP_REACHED {
+            WriteFailure::NoRoom("cap reached".into())
+        } else {
+            WriteFailure::Io(e)
+        }
+    }
+}
+
+const CAP_REACHED: &str = "spill directory cap reached";
+
+/// Counts bytes and refuses to go past a cap.
+struct CappedWriter<W: Write> {
+    inner: W,
+    written: u64,
+    cap: Option<u64>,
+}
+
+impl<W: Write> Write for CappedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self
+            .cap
+            .is_some_and(|cap| self.written + buf.len() as u64 > cap)
+        {
+            return Err(std::io::Error::other(CAP_REACHED));
+        }
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    fn spec(path: &Path, cap: Option<u64>) -> SpillDirSpec {
+        SpillDirSpec {
+            path: path.to_path_buf(),
+            cap,
+        }
+    }
+
+    #[test]
+    fn round_trip_with_every_codec() {
+        let dir = tempfile::tempdir().unwrap();
+        for codec in [SpillCodec::None, SpillCodec::Lz4, SpillCodec::Zstd(3)] {
+            let m = SpillManager::new(&[spec(dir.path(), None)], codec).unwrap();
+            let d = data(100_000);
+            let f = m.write(&d).unwrap();
+            let mut back = vec![0u8; d.len()];
+            m.read(&f, &mut back).unwrap();
+            assert_eq!(back, d, "{codec}");
+            assert_eq!(m.used(), f.stored_bytes());
+            let path = f.path().to_path_buf();
+            drop(f);
+            assert!(!path.exists());
+            assert_eq!(m.used(), 0);
+        }
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        for codec in [SpillCodec::None, SpillCodec::Lz4, SpillCodec::Zstd(1)] {
+            let m = SpillManager::new(&[spec(dir.path(), None)], codec).unwrap();
+            let d = data(50_000);
+            let f = m.write(&d).unwrap();
+            let original = fs::read(f.path()).unwrap();
+            // Damage anywhere (header, data, frame end) is caught.
+            for at in [
+                0,
+                9,
+                20,
+                HEADER_LEN + 5,
+                original.len() / 2,
+                original.len() - 7,
+                original.len() - 1,
+            ] {
+                let mut bytes = original.clone();
+                bytes[at] ^= 0x5a;
+                fs::write(f.path(), bytes).unwrap();
+                let mut back = vec![0u8; d.len()];
+                let err = m.read(&f, &mut back).unwrap_err();
+                assert!(
+                    matches!(err, Error::SpillCorrupt { .. }),
+                    "{codec} at {at}: {err}"
+                );
+            }
+            let mut truncated = original.clone();
+            truncated.truncate(original.len() - 2);
+            fs::write(f.path(), truncated).unwrap();
+            let mut back = vec![0u8; d.len()];
+            assert!(
+                matches!(m.read(&f, &mut back), Err(Error::SpillCorrupt { .. })),
+                "{codec} truncated"
+            );
+        }
+    }
+
+    #[test]
+    fn caps_overflow_to_the_next_directory_then_fail() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let m = SpillManager::new(
+            &[spec(a.path(), Some(30_000)), spec(b.path(), Some(30_000))],
+            SpillCodec::None,
+        )
+        .unwrap();
+        let d = data(20_000);
+        let f1 = m.write(&d).unwrap();
+        let f2 = m.write(&d).unwrap(); // does not fit in the first: goes to the second
+        assert!(f1.path().starts_with(a.path()) && f2.path().starts_with(b.path()));
+        let err = m.write(&d).unwrap_err();
+        assert!(matches!(err, Error::SpillFull { .. }), "{err}");
+        assert!(err.to_string().contains("cap"), "{err}");
+        // Nothing is left of the failed attempts.
+        let files = |p: &Path| {
+            fs::read_dir(m.dirs().into_iter().find(|d| d.starts_with(p)).unwrap())
+                .unwrap()
+                .count()
+        };
+        assert_eq!((files(a.path()), files(b.path())), (1, 1));
+    }
+
+    #[test]
+    fn directories_are_removed_with_the_manager() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SpillManager::new(&[spec(dir.path(), None)], SpillCodec::Lz4).unwrap();
+        let f = m.write(&data(1000)).unwrap();
+        let roots = m.dirs();
+        std::mem::forget(f); // even a leaked file goes with its directory
+        drop(m);
+        assert!(roots.iter().all(|r| !r.exists()));
+    }
+
+    #[test]
+    fn parses_specs_and_codecs() {
+        assert_eq!(
+            "/dev/shm:2GiB".parse::<SpillDirSpec>().unwrap(),
+            SpillDirSpec {
+                path: "/dev/shm".into(),
+                cap: Some(2 << 30)
+            }
+        );
+        assert_eq!("/scratch".parse::<SpillDirSpec>().unwrap().cap, None);
+        assert_eq!("zstd:5".parse::<SpillCodec>().unwrap(), SpillCodec::Zstd(5));
+        assert!("gzip".parse::<SpillCodec>().is_err());
+    }
+}
