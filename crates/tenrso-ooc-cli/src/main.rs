@@ -9,15 +9,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use serde_json::{Value, json};
-use tenrso_ooc::exec::ExecOptions;
+use tenrso_ooc::exec::{ExecOptions, Session};
 
 use crate::cli::{Cli, Command};
 use crate::progress::Bar;
 
 /// What every command gets: the run options, the progress sink and the output mode.
 pub struct Context {
-    /// Threads and memory limit.
-    pub exec: ExecOptions,
+    /// The session: memory pool, spill area, metrics.
+    pub session: Session,
     /// Progress bars on stderr.
     pub progress: Bar,
 }
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         exec = exec.with_threads(threads);
     }
     let ctx = Context {
-        exec,
+        session: Session::new(exec),
         progress: Bar::new(!cli.global.quiet && !cli.global.json),
     };
     let result = match &cli.command {

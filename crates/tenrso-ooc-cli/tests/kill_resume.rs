@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{arg, bin, run, wait_with_rusage};
-use tenrso_ooc::exec::{ExecOptions, NoProgress};
+use tenrso_ooc::exec::{NoProgress, Session};
 use tenrso_ooc::ops::compare;
 use tenrso_ooc::store::ZarrArray;
 
@@ -94,7 +94,7 @@ fn sigkill_then_resume_gives_the_uninterrupted_result() {
     let b = ZarrArray::open(&clean).unwrap();
     assert_eq!(a.stored_chunks().unwrap().len(), 256);
     assert!(
-        compare(&a, &b, &ExecOptions::default(), &NoProgress)
+        compare(&a, &b, &Session::default(), &NoProgress)
             .unwrap()
             .is_identical()
     );

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{arg, run};
-use tenrso_ooc::exec::{ExecOptions, NoProgress};
+use tenrso_ooc::exec::{NoProgress, Session};
 use tenrso_ooc::ops::compare;
 use tenrso_ooc::store::ZarrArray;
 
@@ -65,6 +65,6 @@ fn import_and_export_of_1gib_npy_stay_under_128mib() {
 
     let a = ZarrArray::open(&src).unwrap();
     let b = ZarrArray::open(&dst).unwrap();
-    let report = compare(&a, &b, &ExecOptions::default(), &NoProgress).unwrap();
+    let report = compare(&a, &b, &Session::default(), &NoProgress).unwrap();
     assert!(report.is_identical(), "{report:?}");
 }

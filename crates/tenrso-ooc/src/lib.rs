@@ -13,13 +13,15 @@
 //! - [`ops`] runs work over stored arrays: deterministic generators
 //!   ([`ops::generate`]), verification ([`ops::verify`]), and streaming
 //!   `.npy`/raw [`ops::import`] and [`ops::export`].
-//! - [`exec::ExecOptions`] sets the thread count and the memory limit; work
-//!   that cannot run under the limit is refused before it starts.
+//! - [`exec::Session`] holds the memory pool every buffer is reserved from,
+//!   the spill area and the metrics; [`exec::ExecOptions`] sets threads and
+//!   the memory limit. Work that cannot run under the limit is refused before
+//!   it starts.
 //!
 //! ## Example
 //!
 //! ```
-//! use tenrso_ooc::exec::{ExecOptions, NoProgress};
+//! use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
 //! use tenrso_ooc::ops::{self, Fill};
 //! use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 //! use tenrso_ooc::{DType, Region};
@@ -28,7 +30,7 @@
 //! let spec = ArraySpec::new(vec![1000, 800], vec![256, 256], DType::F64)
 //!     .with_compression(Compression::Zstd { level: 1 });
 //! let mut x = ZarrArray::create(dir.path().join("x.zarr"), &spec)?;
-//! let exec = ExecOptions::default().with_memory_limit(64 << 20);
+//! let exec = Session::new(ExecOptions::default().with_memory_limit(64 << 20));
 //! ops::generate(&mut x, Fill::Normal, 42, false, &exec, &NoProgress)?;
 //! assert!(ops::verify(&x, &exec, &NoProgress)?.is_ok());
 //!
@@ -50,6 +52,7 @@ pub mod io;
 pub mod memory;
 pub mod ops;
 pub mod store;
+pub mod telemetry;
 
 pub use crate::core::{
     Block, ByteSize, ChunkGrid, ContiguousRuns, DType, Element, Error, Region, Result, Shape,

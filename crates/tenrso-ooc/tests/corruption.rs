@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use tenrso_ooc::exec::{ExecOptions, NoProgress};
+use tenrso_ooc::exec::{NoProgress, Session};
 use tenrso_ooc::ops::{Fill, generate, verify};
 use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{DType, Error};
@@ -18,7 +18,7 @@ fn filled(dir: &Path, compression: Compression, shards: Option<Vec<u64>>) -> Zar
         Fill::Normal,
         1,
         false,
-        &ExecOptions::default(),
+        &Session::default(),
         &NoProgress,
     )
     .unwrap();
@@ -59,7 +59,7 @@ fn flipped_byte_is_reported_as_corrupt_chunk() {
         }
         // Other chunks still read, and verify lists exactly the bad one.
         assert!(array.read_chunk::<f64>(&[0, 0]).is_ok());
-        let report = verify(&array, &ExecOptions::default(), &NoProgress).unwrap();
+        let report = verify(&array, &Session::default(), &NoProgress).unwrap();
         assert_eq!(report.bad_chunks.len(), 1, "{compression}");
         assert_eq!(report.bad_chunks[0].key, "c/1/1");
     }

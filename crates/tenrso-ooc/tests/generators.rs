@@ -1,6 +1,6 @@
 //! Generated arrays are bitwise the same for any chunk shape and thread count.
 
-use tenrso_ooc::exec::{ExecOptions, NoProgress};
+use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
 use tenrso_ooc::ops::{Fill, Generator, compare, generate};
 use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{DType, Element, Region};
@@ -16,9 +16,11 @@ fn make(
     let spec = ArraySpec::new(vec![23, 17, 9], chunks, dtype)
         .with_compression(Compression::Zstd { level: 1 });
     let mut a = ZarrArray::create(dir.join(name), &spec).unwrap();
-    let exec = ExecOptions::default()
-        .with_threads(threads)
-        .with_memory_limit(64 << 20);
+    let exec = Session::new(
+        ExecOptions::default()
+            .with_threads(threads)
+            .with_memory_limit(64 << 20),
+    );
     generate(&mut a, fill, 1234, false, &exec, &NoProgress).unwrap();
     a
 }
@@ -42,7 +44,7 @@ fn same_seed_same_bits_across_chunkings_and_threads() {
             let a = make(dir.path(), "a", dtype, vec![23, 17, 9], fill, 1);
             let b = make(dir.path(), "b", dtype, vec![5, 4, 2], fill, 2);
             let c = make(dir.path(), "c", dtype, vec![8, 17, 3], fill, 3);
-            let exec = ExecOptions::default();
+            let exec = Session::new(ExecOptions::default());
             for other in [&b, &c] {
                 let report = compare(&a, other, &exec, &NoProgress).unwrap();
                 assert!(report.is_identical(), "{dtype} {fill}: {report:?}");
@@ -108,7 +110,7 @@ fn resume_skips_written_chunks_and_finishes_identically() {
         Fill::Normal,
         1234,
         true,
-        &ExecOptions::default(),
+        &Session::default(),
         &NoProgress,
     )
     .unwrap();
@@ -118,7 +120,7 @@ fn resume_skips_written_chunks_and_finishes_identically() {
         resumed.chunk_grid().num_chunks()
     );
     assert!(
-        compare(&full, &resumed, &ExecOptions::default(), &NoProgress)
+        compare(&full, &resumed, &Session::default(), &NoProgress)
             .unwrap()
             .is_identical()
     );
@@ -129,7 +131,7 @@ fn memory_limit_smaller_than_a_chunk_is_refused_before_work() {
     let dir = tempfile::tempdir().unwrap();
     let spec = ArraySpec::new(vec![1024, 1024], vec![1024, 1024], DType::F64);
     let mut a = ZarrArray::create(dir.path().join("a"), &spec).unwrap();
-    let exec = ExecOptions::default().with_memory_limit(1 << 20);
+    let exec = Session::new(ExecOptions::default().with_memory_limit(1 << 20));
     let err = generate(&mut a, Fill::Ones, 0, false, &exec, &NoProgress).unwrap_err();
     assert!(
         matches!(err, tenrso_ooc::Error::MemoryLimit { .. }),

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use tenrso_ooc::exec::{ExecOptions, NoProgress};
+use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
 use tenrso_ooc::ops::{Fill, ImportOptions, compare, export, generate, import};
 use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{DType, Element, Error, Region, Shape};
@@ -81,7 +81,7 @@ fn check_import<T: Element>(fortran: bool, big_endian: bool) {
         compression: Compression::Zstd { level: 2 },
         ..Default::default()
     };
-    let exec = ExecOptions::default().with_threads(2);
+    let exec = Session::new(ExecOptions::default().with_threads(2));
     import(&src, &dst, &opts, &exec, &NoProgress).unwrap();
     let a = ZarrArray::open(&dst).unwrap();
     assert_eq!(a.dtype(), T::DTYPE);
@@ -111,7 +111,7 @@ fn export_then_import_is_identity_for_npy_and_raw() {
     let spec =
         ArraySpec::new(vec![33, 20, 7], vec![8, 6, 7], DType::F32).with_shards(vec![16, 12, 7]);
     let mut a = ZarrArray::create(dir.path().join("a.zarr"), &spec).unwrap();
-    let exec = ExecOptions::default();
+    let exec = Session::new(ExecOptions::default());
     generate(&mut a, Fill::Normal, 9, false, &exec, &NoProgress).unwrap();
 
     let npy = dir.path().join("a.npy");
@@ -146,7 +146,7 @@ fn raw_without_shape_or_with_wrong_size_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("x.bin");
     std::fs::write(&raw, vec![0u8; 100]).unwrap();
-    let exec = ExecOptions::default();
+    let exec = Session::new(ExecOptions::default());
     let err = import(
         &raw,
         &dir.path().join("y"),
@@ -177,7 +177,7 @@ fn failed_export_leaves_an_existing_file_alone() {
         &ArraySpec::new(vec![16], vec![4], DType::F64),
     )
     .unwrap();
-    let exec = ExecOptions::default();
+    let exec = Session::new(ExecOptions::default());
     generate(&mut a, Fill::Range, 0, false, &exec, &NoProgress).unwrap();
     // Corrupt one chunk so the export fails midway.
     let chunk = a.chunk_path(&[2]);

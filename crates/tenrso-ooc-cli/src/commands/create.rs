@@ -12,11 +12,17 @@ use crate::{Context, Outcome};
 
 /// Creates the array and fills it.
 pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
-    let spec = spec_from_layout(args.shape.dims(), args.dtype, &args.layout, &ctx.exec);
+    let spec = spec_from_layout(
+        args.shape.dims(),
+        args.dtype,
+        &args.layout,
+        ctx.session.options(),
+    );
     spec.validate()?;
     // Refuse before touching the disk if one chunk cannot be handled.
-    ctx.exec
-        .concurrency(spec.chunk_working_set(), "generating one chunk")?;
+    ctx.session
+        .options()
+        .check_fits(spec.chunk_working_set(), "generating one chunk")?;
     let mut array = if args.layout.resume {
         ZarrArray::create_or_resume(&args.path, &spec)?
     } else {
@@ -28,7 +34,7 @@ pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
         args.fill,
         args.seed,
         args.layout.resume,
-        &ctx.exec,
+        &ctx.session,
         &ctx.progress,
     )?;
     let elapsed = start.elapsed();

@@ -39,7 +39,7 @@ struct Step {
 /// exports it to `.npy`, imports it back and checks the round trip, and
 /// reports peak memory against the limit.
 pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
-    let limit = ctx.exec.memory_limit;
+    let limit = ctx.session.memory_limit();
     let (dir, _cleanup) = match &args.dir {
         Some(d) => {
             std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
@@ -60,7 +60,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     };
     let spec = ArraySpec::new(
         shape.clone(),
-        chunk_shape_or_auto(None, &shape, DType::F64, &ctx.exec),
+        chunk_shape_or_auto(None, &shape, DType::F64, ctx.session.options()),
         DType::F64,
     )
     .with_compression(Compression::Zstd { level: 1 });
@@ -77,12 +77,12 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
         ByteSize(nbytes),
         nbytes as f64 / limit as f64,
         ByteSize(limit),
-        ctx.exec.threads,
+        ctx.session.threads(),
         dir.display()
     );
 
     let t = Instant::now();
-    let g = ops::generate(&mut x, fill, 42, false, &ctx.exec, &ctx.progress)?;
+    let g = ops::generate(&mut x, fill, 42, false, &ctx.session, &ctx.progress)?;
     let on_disk = x.bytes_on_disk()?;
     steps.push(Step {
         name: "generate",
@@ -92,7 +92,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     });
 
     let t = Instant::now();
-    let v = ops::verify(&x, &ctx.exec, &ctx.progress)?;
+    let v = ops::verify(&x, &ctx.session, &ctx.progress)?;
     steps.push(Step {
         name: "verify",
         bytes: v.bytes_checked,
@@ -101,7 +101,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     });
 
     let t = Instant::now();
-    let e = ops::export(&tensor, &npy, &ctx.exec, &ctx.progress)?;
+    let e = ops::export(&tensor, &npy, &ctx.session, &ctx.progress)?;
     steps.push(Step {
         name: "export",
         bytes: e.bytes,
@@ -115,7 +115,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
         compression: Compression::Lz4,
         ..Default::default()
     };
-    let i = ops::import(&npy, &copy, &opts, &ctx.exec, &ctx.progress)?;
+    let i = ops::import(&npy, &copy, &opts, &ctx.session, &ctx.progress)?;
     steps.push(Step {
         name: "import",
         bytes: i.bytes,
@@ -125,7 +125,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
 
     let t = Instant::now();
     let y = ZarrArray::open(&copy)?;
-    let c = ops::compare(&x, &y, &ctx.exec, &ctx.progress)?;
+    let c = ops::compare(&x, &y, &ctx.session, &ctx.progress)?;
     steps.push(Step {
         name: "compare",
         bytes: 2 * c.elements * 8,
@@ -186,7 +186,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
         "shape": shape,
         "bytes": nbytes,
         "memory_limit_bytes": limit,
-        "threads": ctx.exec.threads,
+        "threads": ctx.session.threads(),
         "peak_rss_bytes": peak,
         "within_memory_bound": within,
         "bad_chunks": v.bad_chunks.len(),

@@ -21,14 +21,14 @@ pub fn import(args: &ImportArgs, ctx: &Context) -> Result<Outcome> {
         resume: args.layout.resume,
     };
     let start = Instant::now();
-    let report = ops::import(&args.src, &args.dst, &opts, &ctx.exec, &ctx.progress)?;
+    let report = ops::import(&args.src, &args.dst, &opts, &ctx.session, &ctx.progress)?;
     Ok(outcome("imported", &args.src, &args.dst, &report, start))
 }
 
 /// Exports an array to a file.
 pub fn export(args: &ExportArgs, ctx: &Context) -> Result<Outcome> {
     let start = Instant::now();
-    let report = ops::export(&args.src, &args.dst, &ctx.exec, &ctx.progress)?;
+    let report = ops::export(&args.src, &args.dst, &ctx.session, &ctx.progress)?;
     Ok(outcome("exported", &args.src, &args.dst, &report, start))
 }
 

@@ -14,7 +14,7 @@ use crate::{Context, Outcome};
 pub fn run(args: &VerifyArgs, ctx: &Context) -> Result<Outcome> {
     let array = ZarrArray::open(&args.path)?;
     let start = Instant::now();
-    let report = ops::verify(&array, &ctx.exec, &ctx.progress)?;
+    let report = ops::verify(&array, &ctx.session, &ctx.progress)?;
     let elapsed = start.elapsed();
     let mut text = String::new();
     for bad in &report.bad_chunks {

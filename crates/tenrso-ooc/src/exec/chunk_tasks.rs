@@ -1,25 +1,27 @@
-//! [`for_each_task`]: run independent chunk tasks on worker threads under the
-//! memory limit.
+//! [`for_each_task`]: run independent tasks on worker threads, each holding a
+//! reservation from the session's memory pool while it runs.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::core::{Error, Result};
-use crate::exec::{ExecOptions, Progress};
+use crate::exec::{Progress, Session};
 
-/// Runs `task(0) … task(num_tasks - 1)` on up to
-/// [`ExecOptions::concurrency`]`(per_task_bytes)` worker threads.
+/// Runs `task(0) … task(num_tasks - 1)` on the session's worker threads.
 ///
-/// Workers take tasks in increasing order, so I/O moves through files roughly
-/// sequentially. Each task returns the progress units it completed. On the
-/// first failure no new task starts, and the error of the lowest-numbered
-/// failed task is returned, whatever the timing.
+/// Each task first reserves `per_task_bytes` from the session's pool, waiting
+/// while the pool is full (back-pressure), and releases them when done; so
+/// the memory in flight never exceeds the limit. Workers take tasks in
+/// increasing order, so I/O moves through files roughly sequentially. Each
+/// task returns the progress units it completed. On the first failure no new
+/// task starts, and the error of the lowest-numbered failed task is
+/// returned, whatever the timing.
 ///
 /// # Errors
 /// [`Error::MemoryLimit`] before any work when one task does not fit under
 /// the limit; otherwise the first task error.
 pub fn for_each_task<F>(
-    opts: &ExecOptions,
+    session: &Session,
     per_task_bytes: u64,
     what: &str,
     num_tasks: usize,
@@ -29,36 +31,48 @@ pub fn for_each_task<F>(
 where
     F: Fn(usize) -> Result<u64> + Sync,
 {
-    let workers = opts
-        .concurrency(per_task_bytes, what)?
-        .min(num_tasks.max(1));
+    session.options().check_fits(per_task_bytes, what)?;
+    let workers = session.threads().min(num_tasks.max(1));
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let first_error: Mutex<Option<(usize, Error)>> = Mutex::new(None);
-    let work = || {
+    let fail = |index: usize, err: Error| {
+        stop.store(true, Ordering::Relaxed);
+        let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_none_or(|(i, _)| index < *i) {
+            *slot = Some((index, err));
+        }
+    };
+    let work = |worker: usize| {
+        let mut reservation = session
+            .pool()
+            .reservation(format!("{what} (worker {worker})"));
         while !stop.load(Ordering::Relaxed) {
             let index = next.fetch_add(1, Ordering::Relaxed);
             if index >= num_tasks {
                 break;
             }
-            match task(index) {
-                Ok(done) => progress.advance(done),
-                Err(err) => {
-                    stop.store(true, Ordering::Relaxed);
-                    let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-                    if slot.as_ref().is_none_or(|(i, _)| index < *i) {
-                        *slot = Some((index, err));
-                    }
+            if let Err(err) = reservation.grow(per_task_bytes) {
+                fail(index, err);
+                break;
+            }
+            let result = task(index);
+            reservation.free();
+            match result {
+                Ok(done) => {
+                    progress.advance(done);
+                    session.metrics().tasks_done.add(1);
                 }
+                Err(err) => fail(index, err),
             }
         }
     };
     if workers <= 1 {
-        work();
+        work(0);
     } else {
         std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(work);
+            for w in 0..workers {
+                scope.spawn(move || work(w));
             }
         });
     }
@@ -71,28 +85,52 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::NoProgress;
+    use crate::exec::{ExecOptions, NoProgress};
+    use std::sync::atomic::AtomicU64;
+
+    fn session(threads: usize, limit: u64) -> Session {
+        Session::new(
+            ExecOptions::default()
+                .with_threads(threads)
+                .with_memory_limit(limit),
+        )
+    }
 
     #[test]
     fn runs_every_task_once() {
-        let opts = ExecOptions::default()
-            .with_threads(4)
-            .with_memory_limit(1 << 20);
+        let s = session(4, 1 << 20);
         let hits: Vec<AtomicUsize> = (0..100).map(|_| AtomicUsize::new(0)).collect();
-        for_each_task(&opts, 1024, "t", hits.len(), &NoProgress, |i| {
+        for_each_task(&s, 1024, "t", hits.len(), &NoProgress, |i| {
             hits[i].fetch_add(1, Ordering::Relaxed);
             Ok(1)
         })
         .unwrap();
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        assert_eq!(s.pool().reserved(), 0);
+    }
+
+    #[test]
+    fn reservations_bound_the_tasks_in_flight() {
+        // Four threads, but the pool holds only two tasks' worth.
+        let s = session(4, 2000);
+        let in_flight = AtomicU64::new(0);
+        let most = AtomicU64::new(0);
+        for_each_task(&s, 1000, "t", 40, &NoProgress, |_| {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok(0)
+        })
+        .unwrap();
+        assert!(most.load(Ordering::SeqCst) <= 2);
+        assert!(s.pool().peak() <= 2000);
     }
 
     #[test]
     fn reports_the_lowest_failing_task() {
-        let opts = ExecOptions::default()
-            .with_threads(3)
-            .with_memory_limit(1 << 20);
-        let err = for_each_task(&opts, 1, "t", 50, &NoProgress, |i| {
+        let s = session(3, 1 << 20);
+        let err = for_each_task(&s, 1, "t", 50, &NoProgress, |i| {
             if i % 7 == 3 {
                 Err(Error::invalid(format!("task {i}")))
             } else {
@@ -105,9 +143,9 @@ mod tests {
 
     #[test]
     fn refuses_tasks_larger_than_the_limit() {
-        let opts = ExecOptions::default().with_memory_limit(1000);
+        let s = session(2, 1000);
         let ran = AtomicUsize::new(0);
-        let err = for_each_task(&opts, 2000, "a 2000-byte chunk", 3, &NoProgress, |_| {
+        let err = for_each_task(&s, 2000, "a 2000-byte chunk", 3, &NoProgress, |_| {
             ran.fetch_add(1, Ordering::Relaxed);
             Ok(0)
         })

@@ -1,34 +1,42 @@
-//! [`ExecOptions`]: thread count and memory limit of a run.
+//! [`ExecOptions`]: how a session may use the machine.
 
 use crate::core::{ByteSize, Error, Result};
+use crate::memory::{PolicyKind, SpillCodec, SpillDirSpec};
 
-/// How a run may use the machine: worker threads and a memory limit.
-///
-/// The limit bounds the bytes of every large buffer in flight (chunk blocks,
-/// codec buffers); work that cannot fit even one task under it is refused
-/// before it starts.
+/// How a session may use the machine: worker threads, the memory limit, where
+/// and how to spill, and the cache's eviction policy.
 ///
 /// ```
 /// use tenrso_ooc::exec::ExecOptions;
 /// let opts = ExecOptions::default().with_threads(2).with_memory_limit(64 << 20);
-/// // Tasks of 24 MiB: two fit under 64 MiB.
-/// assert_eq!(opts.concurrency(24 << 20, "a chunk").unwrap(), 2);
-/// assert!(opts.concurrency(100 << 20, "a chunk").is_err());
+/// assert!(opts.check_fits(24 << 20, "one chunk").is_ok());
+/// let err = opts.check_fits(100 << 20, "one chunk").unwrap_err();
+/// assert!(err.to_string().contains("64.00 MiB is too small"));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOptions {
     /// Worker threads (at least 1).
     pub threads: usize,
     /// Memory limit in bytes.
     pub memory_limit: u64,
+    /// Spill directories, tried in order (none: the system temporary directory).
+    pub spill_dirs: Vec<SpillDirSpec>,
+    /// Compression of spill files.
+    pub spill_codec: SpillCodec,
+    /// Eviction policy of the chunk cache.
+    pub cache_policy: PolicyKind,
 }
 
 impl Default for ExecOptions {
-    /// All cores, and a quarter of physical memory.
+    /// All cores, a quarter of physical memory, spill to the temporary
+    /// directory with lz4, Belady MIN eviction.
     fn default() -> Self {
         Self {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_limit: default_memory_limit(),
+            spill_dirs: Vec::new(),
+            spill_codec: SpillCodec::default(),
+            cache_policy: PolicyKind::default(),
         }
     }
 }
@@ -50,6 +58,24 @@ impl ExecOptions {
         self
     }
 
+    /// Sets the spill directories.
+    pub fn with_spill_dirs(mut self, dirs: Vec<SpillDirSpec>) -> Self {
+        self.spill_dirs = dirs;
+        self
+    }
+
+    /// Sets the spill codec.
+    pub fn with_spill_codec(mut self, codec: SpillCodec) -> Self {
+        self.spill_codec = codec;
+        self
+    }
+
+    /// Sets the cache's eviction policy.
+    pub fn with_cache_policy(mut self, policy: PolicyKind) -> Self {
+        self.cache_policy = policy;
+        self
+    }
+
     /// The size of chunks to create when none is given: about 8 MiB, and at
     /// most a sixteenth of the memory limit so that several chunks (each
     /// needing a few times its size while encoded) fit in flight.
@@ -57,20 +83,19 @@ impl ExecOptions {
         (8u64 << 20).min(self.memory_limit / 16)
     }
 
-    /// How many tasks needing `per_task` bytes each may run at once.
+    /// Checks that one task needing `bytes` fits under the limit.
     ///
     /// # Errors
-    /// [`Error::MemoryLimit`] when a single task does not fit under the limit.
-    pub fn concurrency(&self, per_task: u64, what: &str) -> Result<usize> {
-        if per_task > self.memory_limit {
+    /// [`Error::MemoryLimit`] naming `what`, the need and the limit.
+    pub fn check_fits(&self, bytes: u64, what: &str) -> Result<()> {
+        if bytes > self.memory_limit {
             return Err(Error::MemoryLimit {
                 limit: self.memory_limit,
-                required: per_task,
+                required: bytes,
                 what: what.to_string(),
             });
         }
-        let fit = self.memory_limit.checked_div(per_task).unwrap_or(u64::MAX);
-        Ok((self.threads.max(1) as u64).min(fit).max(1) as usize)
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use crate::core::shape::join_dims;
 use crate::core::{Element, Error, Result};
 use crate::dispatch_dtype;
-use crate::exec::{ExecOptions, Progress, for_each_task};
+use crate::exec::{Progress, Session, for_each_task};
 use crate::store::ZarrArray;
 
 /// What [`compare`] found.
@@ -34,7 +34,7 @@ impl CompareReport {
 pub fn compare(
     a: &ZarrArray,
     b: &ZarrArray,
-    exec: &ExecOptions,
+    session: &Session,
     progress: &dyn Progress,
 ) -> Result<CompareReport> {
     if a.shape() != b.shape() || a.dtype() != b.dtype() {
@@ -49,7 +49,7 @@ pub fn compare(
         )));
     }
     progress.start("compare", a.nbytes());
-    let result = dispatch_dtype!(a.dtype(), T => compare_chunks::<T>(a, b, exec, progress));
+    let result = dispatch_dtype!(a.dtype(), T => compare_chunks::<T>(a, b, session, progress));
     progress.finish();
     result
 }
@@ -57,7 +57,7 @@ pub fn compare(
 fn compare_chunks<T: Element>(
     a: &ZarrArray,
     b: &ZarrArray,
-    exec: &ExecOptions,
+    session: &Session,
     progress: &dyn Progress,
 ) -> Result<CompareReport> {
     let chunks: Vec<Vec<u64>> = a.chunk_grid().iter().collect();
@@ -65,7 +65,7 @@ fn compare_chunks<T: Element>(
     // One chunk of `a`, the region of `b` it covers, and the chunks of `b` decoded to build it.
     let per_task = a.chunk_working_set() + a.chunk_nbytes() + b.chunk_working_set();
     for_each_task(
-        exec,
+        session,
         per_task,
         "comparing one chunk",
         chunks.len(),
@@ -96,6 +96,7 @@ fn compare_chunks<T: Element>(
             } else {
                 t.max_abs_diff.max(part.max_abs_diff)
             };
+            session.metrics().bytes_read.add(2 * x.byte_len() as u64);
             Ok(x.byte_len() as u64)
         },
     )?;

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::core::{Block, ContiguousRuns, Element, Error, Region, Result, Shape};
 use crate::dispatch_dtype;
-use crate::exec::{ExecOptions, Progress, for_each_task};
+use crate::exec::{Progress, Session, for_each_task};
 use crate::ops::CounterRng;
 use crate::store::ZarrArray;
 
@@ -270,12 +270,12 @@ pub struct GenerateReport {
 /// and written within the limit; store errors.
 ///
 /// ```
-/// use tenrso_ooc::{DType, exec::{ExecOptions, NoProgress}};
+/// use tenrso_ooc::{DType, exec::{NoProgress, Session}};
 /// use tenrso_ooc::ops::{Fill, generate};
 /// use tenrso_ooc::store::{ArraySpec, ZarrArray};
 /// # let dir = tempfile::tempdir()?;
 /// let mut a = ZarrArray::create(dir.path().join("r"), &ArraySpec::new(vec![3, 4], vec![2, 2], DType::F64))?;
-/// generate(&mut a, Fill::Range, 0, false, &ExecOptions::default(), &NoProgress)?;
+/// generate(&mut a, Fill::Range, 0, false, &Session::default(), &NoProgress)?;
 /// let all = a.read_region::<f64>(&tenrso_ooc::Region::full(&[3, 4]))?;
 /// assert_eq!(all.as_slice(), &(0..12).map(f64::from).collect::<Vec<_>>()[..]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -285,7 +285,7 @@ pub fn generate(
     fill: Fill,
     seed: u64,
     resume: bool,
-    opts: &ExecOptions,
+    session: &Session,
     progress: &dyn Progress,
 ) -> Result<GenerateReport> {
     let generator = Generator::new(fill, array.shape(), seed)?;
@@ -308,13 +308,14 @@ pub fn generate(
         .sum();
     progress.start("generate", todo_bytes);
     let result = dispatch_dtype!(array.dtype(), T => {
-        for_each_task(opts, array.chunk_working_set(), "generating one chunk", chunks.len(), progress, |i| {
+        for_each_task(session, array.chunk_working_set(), "generating one chunk", chunks.len(), progress, |i| {
             let chunk = &chunks[i];
             if existing.contains(chunk) {
                 return Ok(0);
             }
             let block = generator.block::<T>(&array.chunk_grid().chunk_region(chunk));
             array.write_chunk(chunk, &block)?;
+            session.metrics().bytes_written.add(block.byte_len() as u64);
             Ok(block.byte_len() as u64)
         })
     });

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::{ChunkGrid, DType, Element, Error, Result};
 use crate::dispatch_dtype;
-use crate::exec::{ExecOptions, Progress, for_each_task};
+use crate::exec::{Progress, Session, for_each_task};
 use crate::io::DenseFile;
 use crate::store::{ArraySpec, Compression, ZarrArray};
 
@@ -14,7 +14,7 @@ use crate::store::{ArraySpec, Compression, ZarrArray};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImportOptions {
     /// Chunk shape; `None` picks chunks of
-    /// [`ExecOptions::default_chunk_bytes`].
+    /// [`ExecOptions::default_chunk_bytes`](crate::exec::ExecOptions::default_chunk_bytes).
     pub chunk_shape: Option<Vec<u64>>,
     /// Compressor of each chunk.
     pub compression: Compression,
@@ -73,13 +73,13 @@ fn open_source(src: &Path, opts: &ImportOptions) -> Result<DenseFile> {
 /// [`Error::MemoryLimit`] before any work if a chunk cannot fit.
 ///
 /// ```
-/// use tenrso_ooc::exec::{ExecOptions, NoProgress};
+/// use tenrso_ooc::exec::{NoProgress, Session};
 /// use tenrso_ooc::ops::{ImportOptions, import};
 /// # let dir = tempfile::tempdir()?;
 /// # let src = dir.path().join("x.npy");
 /// # tenrso_ooc::io::DenseFile::create_npy(&src, tenrso_ooc::DType::F64, &[100, 10])?;
 /// let opts = ImportOptions { chunk_shape: Some(vec![32, 10]), ..Default::default() };
-/// let report = import(&src, &dir.path().join("x.zarr"), &opts, &ExecOptions::default(), &NoProgress)?;
+/// let report = import(&src, &dir.path().join("x.zarr"), &opts, &Session::default(), &NoProgress)?;
 /// assert_eq!(report.chunks, 4);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -87,14 +87,18 @@ pub fn import(
     src: &Path,
     dst: &Path,
     opts: &ImportOptions,
-    exec: &ExecOptions,
+    session: &Session,
     progress: &dyn Progress,
 ) -> Result<TransferReport> {
     let source = open_source(src, opts)?;
     let layout = source.layout().clone();
     let itemsize = layout.dtype.size() as u64;
     let chunk_shape = opts.chunk_shape.clone().unwrap_or_else(|| {
-        ChunkGrid::auto_chunk_shape(&layout.shape, itemsize, exec.default_chunk_bytes())
+        ChunkGrid::auto_chunk_shape(
+            &layout.shape,
+            itemsize,
+            session.options().default_chunk_bytes(),
+        )
     });
     let mut spec = ArraySpec::new(layout.shape.clone(), chunk_shape, layout.dtype)
         .with_compression(opts.compression);
@@ -116,7 +120,7 @@ pub fn import(
         .collect();
     let bytes: u64 = chunks.iter().map(|c| array.nbytes_of(c)).sum();
     progress.start("import", bytes);
-    let result = dispatch_dtype!(layout.dtype, T => copy_chunks_in::<T>(&source, &array, &chunks, exec, progress));
+    let result = dispatch_dtype!(layout.dtype, T => copy_chunks_in::<T>(&source, &array, &chunks, session, progress));
     progress.finish();
     result?;
     Ok(TransferReport {
@@ -132,11 +136,11 @@ fn copy_chunks_in<T: Element>(
     source: &DenseFile,
     array: &ZarrArray,
     chunks: &[Vec<u64>],
-    exec: &ExecOptions,
+    session: &Session,
     progress: &dyn Progress,
 ) -> Result<()> {
     for_each_task(
-        exec,
+        session,
         array.chunk_working_set(),
         "importing one chunk",
         chunks.len(),
@@ -145,7 +149,10 @@ fn copy_chunks_in<T: Element>(
             let region = array.chunk_grid().chunk_region(&chunks[i]);
             let block = source.read_region::<T>(&region)?;
             array.write_chunk(&chunks[i], &block)?;
-            Ok(block.byte_len() as u64)
+            let bytes = block.byte_len() as u64;
+            session.metrics().bytes_read.add(bytes);
+            session.metrics().bytes_written.add(bytes);
+            Ok(bytes)
         },
     )
 }
@@ -160,7 +167,7 @@ fn copy_chunks_in<T: Element>(
 pub fn export(
     src: &Path,
     dst: &Path,
-    exec: &ExecOptions,
+    session: &Session,
     progress: &dyn Progress,
 ) -> Result<TransferReport> {
     let array = ZarrArray::open(src)?;
@@ -173,7 +180,7 @@ pub fn export(
     let bytes = array.nbytes();
     let chunks: Vec<Vec<u64>> = array.chunk_grid().iter().collect();
     progress.start("export", bytes);
-    let result = dispatch_dtype!(array.dtype(), T => copy_chunks_out::<T>(&array, &file, &chunks, exec, progress))
+    let result = dispatch_dtype!(array.dtype(), T => copy_chunks_out::<T>(&array, &file, &chunks, session, progress))
         .and_then(|()| file.sync())
         .and_then(|()| std::fs::rename(&temp, dst).map_err(|e| Error::io(dst, e)));
     progress.finish();
@@ -194,11 +201,11 @@ fn copy_chunks_out<T: Element>(
     array: &ZarrArray,
     file: &DenseFile,
     chunks: &[Vec<u64>],
-    exec: &ExecOptions,
+    session: &Session,
     progress: &dyn Progress,
 ) -> Result<()> {
     for_each_task(
-        exec,
+        session,
         array.chunk_working_set(),
         "exporting one chunk",
         chunks.len(),
@@ -207,7 +214,10 @@ fn copy_chunks_out<T: Element>(
             let region = array.chunk_grid().chunk_region(&chunks[i]);
             let block = array.read_chunk::<T>(&chunks[i])?;
             file.write_region(&region, &block)?;
-            Ok(block.byte_len() as u64)
+            let bytes = block.byte_len() as u64;
+            session.metrics().bytes_read.add(bytes);
+            session.metrics().bytes_written.add(bytes);
+            Ok(bytes)
         },
     )
 }

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use crate::core::{Element, Error, Result};
 use crate::dispatch_dtype;
-use crate::exec::{ExecOptions, Progress, for_each_task};
+use crate::exec::{Progress, Session, for_each_task};
 use crate::store::ZarrArray;
 
 /// A chunk that failed verification.
@@ -51,26 +51,26 @@ impl VerifyReport {
 /// Only for failures other than corrupt chunks (I/O errors, memory limit).
 ///
 /// ```
-/// use tenrso_ooc::{DType, exec::{ExecOptions, NoProgress}, ops::verify};
+/// use tenrso_ooc::{DType, exec::{NoProgress, Session}, ops::verify};
 /// use tenrso_ooc::store::{ArraySpec, ZarrArray};
 /// # let dir = tempfile::tempdir()?;
 /// let array = ZarrArray::create(dir.path().join("a"), &ArraySpec::new(vec![8], vec![4], DType::F32))?;
 /// array.write_chunk(&[1], &tenrso_ooc::Block::from_vec(vec![4], vec![1.0f32; 4])?)?;
-/// let report = verify(&array, &ExecOptions::default(), &NoProgress)?;
+/// let report = verify(&array, &Session::default(), &NoProgress)?;
 /// assert!(report.is_ok());
 /// assert_eq!((report.chunks_stored, report.chunks_total), (1, 2));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn verify(
     array: &ZarrArray,
-    opts: &ExecOptions,
+    session: &Session,
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
     let stored = array.stored_chunks()?;
     let bad = Mutex::new(Vec::new());
     let total_bytes: u64 = stored.iter().map(|c| array.nbytes_of(c)).sum();
     progress.start("verify", total_bytes);
-    let result = dispatch_dtype!(array.dtype(), T => check_chunks::<T>(array, &stored, &bad, opts, progress));
+    let result = dispatch_dtype!(array.dtype(), T => check_chunks::<T>(array, &stored, &bad, session, progress));
     progress.finish();
     result?;
     let mut bad_chunks = bad.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -89,17 +89,21 @@ fn check_chunks<T: Element>(
     array: &ZarrArray,
     stored: &[Vec<u64>],
     bad: &Mutex<Vec<BadChunk>>,
-    opts: &ExecOptions,
+    session: &Session,
     progress: &dyn Progress,
 ) -> Result<()> {
     for_each_task(
-        opts,
+        session,
         array.chunk_working_set(),
         "decoding one chunk",
         stored.len(),
         progress,
         |i| match array.try_read_chunk::<T>(&stored[i]) {
-            Ok(block) => Ok(block.map_or(0, |b| b.byte_len() as u64)),
+            Ok(block) => {
+                let bytes = block.map_or(0, |b| b.byte_len() as u64);
+                session.metrics().bytes_read.add(bytes);
+                Ok(bytes)
+            }
             Err(Error::Corrupt {
                 chunk, key, reason, ..
             }) => {

@@ -1,0 +1,86 @@
+//! [`Session`]: the live resources of a run: memory pool, spill area, metrics.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::core::Result;
+use crate::exec::ExecOptions;
+use crate::memory::{MemoryPool, SpillManager};
+use crate::telemetry::Metrics;
+
+/// One session: its options, its one [`MemoryPool`] (the hard limit every
+/// large buffer is reserved from), its spill area (created on first use,
+/// removed when the session ends) and its [`Metrics`].
+///
+/// ```
+/// use tenrso_ooc::exec::{ExecOptions, Session};
+/// let session = Session::new(ExecOptions::default().with_memory_limit(256 << 20));
+/// assert_eq!(session.pool().limit(), 256 << 20);
+/// ```
+#[derive(Debug)]
+pub struct Session {
+    options: ExecOptions,
+    pool: MemoryPool,
+    spill: OnceLock<Arc<SpillManager>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Session {
+    /// A session with `options`.
+    pub fn new(options: ExecOptions) -> Self {
+        let pool = MemoryPool::new(options.memory_limit);
+        let metrics = Arc::new(Metrics::default());
+        metrics.watch_pool(&pool);
+        Self {
+            options,
+            pool,
+            spill: OnceLock::new(),
+            metrics,
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ExecOptions {
+        &self.options
+    }
+
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        self.options.threads.max(1)
+    }
+
+    /// The memory limit in bytes.
+    pub fn memory_limit(&self) -> u64 {
+        self.options.memory_limit
+    }
+
+    /// The memory pool.
+    pub fn pool(&self) -> &MemoryPool {
+        &self.pool
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The spill area, created on first use.
+    ///
+    /// # Errors
+    /// [`crate::Error::Io`] when a spill directory cannot be created.
+    pub fn spill(&self) -> Result<Arc<SpillManager>> {
+        if let Some(s) = self.spill.get() {
+            return Ok(s.clone());
+        }
+        let made = Arc::new(SpillManager::new(
+            &self.options.spill_dirs,
+            self.options.spill_codec,
+        )?);
+        Ok(self.spill.get_or_init(|| made).clone())
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new(ExecOptions::default())
+    }
+}
