@@ -51,6 +51,7 @@ pub mod exec;
 pub mod io;
 pub mod memory;
 pub mod ops;
+pub mod plan;
 pub mod store;
 pub mod telemetry;
 

@@ -8,6 +8,7 @@ use crate::core::{Block, Element, Result};
 use crate::memory::{
     ChunkKey, EvictionPolicy, MemoryPool, Reclaim, Reservation, SpillFile, SpillManager,
 };
+use crate::telemetry::Metrics;
 
 /// Counters of a cache's activity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,6 +82,7 @@ pub struct ChunkCache<T: Element> {
     /// The first failure to spill (e.g. every spill directory full), kept
     /// for the run to report: the pool only sees that no memory was freed.
     spill_error: Mutex<Option<crate::Error>>,
+    metrics: Arc<Metrics>,
 }
 
 /// A pinned chunk: readable while held, evictable again once dropped.
@@ -124,11 +126,13 @@ pub struct Loader<'f, T> {
 
 impl<T: Element> ChunkCache<T> {
     /// A cache in `pool`, choosing victims with `policy`, spilling dirty
-    /// chunks to `spill`. It registers itself as the pool's reclaimer.
+    /// chunks to `spill`, counting its activity in `metrics`. It registers
+    /// itself as the pool's reclaimer.
     pub fn new(
         pool: &MemoryPool,
         policy: Box<dyn EvictionPolicy>,
         spill: Option<Arc<SpillManager>>,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let cache = Arc::new(Self {
             state: Mutex::new(State {
@@ -141,6 +145,7 @@ impl<T: Element> ChunkCache<T> {
             loaded: Condvar::new(),
             spill,
             spill_error: Mutex::new(None),
+            metrics,
         });
         let weak = Arc::downgrade(&cache);
         pool.add_reclaimer(weak as std::sync::Weak<dyn Reclaim>);
@@ -228,6 +233,7 @@ impl<T: Element> ChunkCache<T> {
             let Some(e) = entries.get_mut(&key) else {
                 entries.insert(key, Entry::loading(false));
                 stats.misses += 1;
+                self.metrics.cache_misses.add(1);
                 drop(guard);
                 let result = io
                     .grow(loader.working_set)
@@ -248,8 +254,10 @@ impl<T: Element> ChunkCache<T> {
                     e.pins += 1;
                     if std::mem::take(&mut e.prefetched) {
                         stats.prefetch_hits += 1;
+                        self.metrics.prefetch_hits.add(1);
                     }
                     stats.hits += 1;
+                    self.metrics.cache_hits.add(1);
                     policy.on_access(key);
                     return Ok(Pinned {
                         cache: self,
@@ -260,6 +268,7 @@ impl<T: Element> ChunkCache<T> {
                 Slot::Loading => {
                     if first_look {
                         stats.load_waits += 1;
+                        self.metrics.prefetch_waits.add(1);
                     }
                     first_look = false;
                     let _unused = self
@@ -271,6 +280,7 @@ impl<T: Element> ChunkCache<T> {
                     let restore = (file.clone(), shape.clone());
                     e.slot = Slot::Loading;
                     stats.misses += 1;
+                    self.metrics.cache_misses.add(1);
                     drop(guard);
                     let result = self.read_back(&restore.0, &restore.1, io);
                     return self
@@ -325,7 +335,10 @@ impl<T: Element> ChunkCache<T> {
         let mut data = vec![T::ZERO; bytes as usize / std::mem::size_of::<T>()];
         let read = spill.read(file, bytemuck::cast_slice_mut(&mut data));
         match read.and_then(|()| Block::from_vec(shape.to_vec(), data)) {
-            Ok(block) => Ok((block, bytes)),
+            Ok(block) => {
+                self.metrics.bytes_unspilled.add(file.stored_bytes());
+                Ok((block, bytes))
+            }
             Err(err) => {
                 io.shrink(bytes);
                 Err(err)
@@ -373,6 +386,7 @@ impl<T: Element> ChunkCache<T> {
                 if prefetched {
                     Ok(None)
                 } else {
+                    policy.on_access(key);
                     e.pins += 1;
                     Ok(Some(Pinned {
                         cache: self,
@@ -489,6 +503,7 @@ impl<T: Element> ChunkCache<T> {
                 reservation.shrink(released);
                 policy.on_remove(victim);
                 stats.evictions += 1;
+                self.metrics.cache_evictions.add(1);
                 freed += released;
                 continue;
             }
@@ -523,6 +538,7 @@ impl<T: Element> ChunkCache<T> {
             match written {
                 Ok(file) => {
                     stats.spills += 1;
+                    self.metrics.bytes_spilled.add(file.stored_bytes());
                     e.dirty = false;
                     if e.pins == 0 {
                         let released = e.bytes;
@@ -531,6 +547,7 @@ impl<T: Element> ChunkCache<T> {
                         reservation.shrink(released);
                         policy.on_remove(victim);
                         stats.evictions += 1;
+                        self.metrics.cache_evictions.add(1);
                         freed += released;
                     } else {
                         // Pinned meanwhile: keep it in memory, now clean.
@@ -598,7 +615,12 @@ mod tests {
             SpillCodec::Lz4,
         )
         .unwrap();
-        let cache = ChunkCache::new(&pool, PolicyKind::Lru.build(&[]), Some(Arc::new(spill)));
+        let cache = ChunkCache::new(
+            &pool,
+            PolicyKind::Lru.build(&[]),
+            Some(Arc::new(spill)),
+            Arc::default(),
+        );
         (pool, cache)
     }
 

@@ -31,9 +31,10 @@ impl ChunkKey {
 pub trait EvictionPolicy: Send {
     /// A short name (`lru`, `lfu`, `min`).
     fn name(&self) -> &'static str;
-    /// `key` entered the cache (counts as an access).
+    /// `key` entered the cache (loaded, prefetched or produced); an access
+    /// that caused the load is reported separately with `on_access`.
     fn on_insert(&mut self, key: ChunkKey);
-    /// `key` was used while cached.
+    /// `key` was requested (the cache had it, or has just loaded it).
     fn on_access(&mut self, key: ChunkKey);
     /// `key` left the cache.
     fn on_remove(&mut self, key: ChunkKey);
@@ -131,7 +132,8 @@ impl EvictionPolicy for Lfu {
         "lfu"
     }
     fn on_insert(&mut self, key: ChunkKey) {
-        self.on_access(key);
+        self.clock += 1;
+        self.stats.entry(key).or_insert((0, 0)).1 = self.clock;
     }
     fn on_access(&mut self, key: ChunkKey) {
         self.clock += 1;
@@ -190,7 +192,6 @@ impl EvictionPolicy for Min {
         "min"
     }
     fn on_insert(&mut self, key: ChunkKey) {
-        self.consume(key);
         self.lru.on_insert(key);
     }
     fn on_access(&mut self, key: ChunkKey) {
@@ -253,6 +254,7 @@ pub fn simulate(
         result.misses += 1;
         if capacity == 0 {
             policy.on_insert(key);
+            policy.on_access(key);
             policy.on_remove(key);
             continue;
         }
@@ -264,6 +266,7 @@ pub fn simulate(
         }
         cached.push(key);
         policy.on_insert(key);
+        policy.on_access(key);
     }
     result
 }
@@ -296,6 +299,7 @@ mod tests {
         let mut min = Min::new(&trace);
         for k in &trace[..3] {
             min.on_insert(*k);
+            min.on_access(*k);
         }
         // Next uses: 2 at position 3, 1 at position 4, 3 never.
         assert_eq!(min.victim(&keys(&[1, 2, 3])), Some(ChunkKey::new(0, 3)));

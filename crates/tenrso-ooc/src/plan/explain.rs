@@ -1,0 +1,250 @@
+//! [`explain`]: what a [`ChunkGraph`] will cost, known before it runs.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde_json::{Value, json};
+
+use crate::core::{ByteSize, Error, Result};
+use crate::memory::{ChunkKey, EvictionPolicy, PolicyKind};
+use crate::plan::{ArrayRole, ChunkGraph};
+
+/// The cost of a plan, computed before any work: memory needs against the
+/// limit, and the bytes it will read, write and spill.
+///
+/// Bytes read and spilled come from replaying the plan's known chunk
+/// accesses through a model of the cache (the session's eviction policy,
+/// with the memory the workers leave free), so they account for chunks read
+/// more than once and intermediates that do not fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanReport {
+    /// What the plan computes.
+    pub operation: String,
+    /// Barrier-separated stages.
+    pub stages: u32,
+    /// Tasks.
+    pub tasks: u64,
+    /// Worker threads.
+    pub threads: usize,
+    /// The memory limit.
+    pub memory_limit: u64,
+    /// The least memory the plan can run in: the largest task's scratch,
+    /// pinned inputs and one chunk being loaded.
+    pub min_working_set: u64,
+    /// The most memory the plan will reserve.
+    pub planned_peak: u64,
+    /// Bytes read from stored arrays (uncompressed).
+    pub bytes_read: u64,
+    /// Bytes written to stored arrays (uncompressed).
+    pub bytes_written: u64,
+    /// Bytes of intermediates written to spill files (uncompressed).
+    pub bytes_spilled: u64,
+    /// The eviction policy modelled.
+    pub cache_policy: PolicyKind,
+}
+
+impl PlanReport {
+    /// True when the plan can run under the limit.
+    pub fn fits(&self) -> bool {
+        self.min_working_set <= self.memory_limit
+    }
+
+    /// Refuses a plan that cannot run under the limit.
+    ///
+    /// # Errors
+    /// [`Error::MemoryLimit`] with the numbers.
+    pub fn check(&self) -> Result<()> {
+        if self.fits() {
+            Ok(())
+        } else {
+            Err(Error::MemoryLimit {
+                limit: self.memory_limit,
+                required: self.min_working_set,
+                what: format!("the smallest task of `{}`", self.operation),
+            })
+        }
+    }
+
+    /// The report as a JSON object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "operation": self.operation,
+            "stages": self.stages,
+            "tasks": self.tasks,
+            "threads": self.threads,
+            "memory_limit_bytes": self.memory_limit,
+            "min_working_set_bytes": self.min_working_set,
+            "planned_peak_bytes": self.planned_peak,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "bytes_spilled": self.bytes_spilled,
+            "cache_policy": self.cache_policy.to_string(),
+            "fits": self.fits(),
+        })
+    }
+}
+
+impl fmt::Display for PlanReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "plan: {}", self.operation)?;
+        writeln!(
+            f,
+            "  tasks            {} in {} stage(s), {} threads",
+            self.tasks, self.stages, self.threads
+        )?;
+        writeln!(
+            f,
+            "  memory           min working set {}, planned peak {}, limit {}{}",
+            ByteSize(self.min_working_set),
+            ByteSize(self.planned_peak),
+            ByteSize(self.memory_limit),
+            if self.fits() { "" } else { "  (DOES NOT FIT)" }
+        )?;
+        writeln!(f, "  read             {}", ByteSize(self.bytes_read))?;
+        writeln!(f, "  write            {}", ByteSize(self.bytes_written))?;
+        writeln!(
+            f,
+            "  spill            {} (cache policy {})",
+            ByteSize(self.bytes_spilled),
+            self.cache_policy
+        )
+    }
+}
+
+/// Computes the [`PlanReport`] of `graph` run by `threads` workers under a
+/// `limit` of bytes, with a cache evicting by `policy`.
+pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKind) -> PlanReport {
+    let threads = threads.max(1);
+    let min_working_set = graph
+        .tasks
+        .iter()
+        .map(|t| graph.task_need(t))
+        .max()
+        .unwrap_or(0);
+    // What workers hold outside the cache: scratch and one load each.
+    let per_worker = graph
+        .tasks
+        .iter()
+        .map(|t| graph.task_need(t) - t.pinned_bytes)
+        .max()
+        .unwrap_or(0);
+    let workers = threads.min(graph.tasks.len().max(1)) as u64;
+    let cache_capacity = limit.saturating_sub(workers * per_worker);
+    let sim = simulate_cache(graph, cache_capacity, policy);
+    let bytes_written = graph
+        .tasks
+        .iter()
+        .filter_map(|t| t.write)
+        .filter(|k| matches!(graph.arrays[k.array as usize].role, ArrayRole::Output(_)))
+        .map(|k| graph.chunk_bytes(k))
+        .sum();
+    PlanReport {
+        operation: graph.operation.clone(),
+        stages: graph.stages(),
+        tasks: graph.tasks.len() as u64,
+        threads,
+        memory_limit: limit,
+        min_working_set,
+        planned_peak: limit.min(workers * per_worker + sim.peak_cached),
+        bytes_read: sim.bytes_read,
+        bytes_written,
+        bytes_spilled: sim.bytes_spilled,
+        cache_policy: policy,
+    }
+}
+
+/// What the cache model counted.
+#[derive(Debug, Default)]
+struct CacheModel {
+    bytes_read: u64,
+    bytes_spilled: u64,
+    peak_cached: u64,
+}
+
+/// The cache as the model sees it: chunks with their bytes and dirtiness.
+struct ModelCache {
+    capacity: u64,
+    used: u64,
+    cached: HashMap<ChunkKey, (u64, bool)>,
+    policy: Box<dyn EvictionPolicy>,
+    counts: CacheModel,
+}
+
+impl ModelCache {
+    /// Inserts `key`, evicting (never `pinned` chunks) until it fits;
+    /// evicting a dirty chunk spills it.
+    fn insert(&mut self, key: ChunkKey, bytes: u64, dirty: bool, pinned: &[ChunkKey]) {
+        while self.used + bytes > self.capacity {
+            let candidates: Vec<ChunkKey> = self
+                .cached
+                .keys()
+                .filter(|k| !pinned.contains(k))
+                .copied()
+                .collect();
+            let Some(victim) = self.policy.victim(&candidates) else {
+                break;
+            };
+            if let Some((b, true)) = self.remove(victim) {
+                self.counts.bytes_spilled += b;
+            }
+        }
+        self.cached.insert(key, (bytes, dirty));
+        self.used += bytes;
+        self.counts.peak_cached = self.counts.peak_cached.max(self.used);
+        self.policy.on_insert(key);
+    }
+
+    fn remove(&mut self, key: ChunkKey) -> Option<(u64, bool)> {
+        let removed = self.cached.remove(&key)?;
+        self.used -= removed.0;
+        self.policy.on_remove(key);
+        Some(removed)
+    }
+}
+
+/// Replays the graph's accesses through a byte-capacity model of the cache:
+/// reads load missing chunks (inputs from their store, spilled temporaries
+/// from spill), chunks leave after their last use, produced temporaries
+/// enter dirty, and evicting a dirty chunk spills it.
+fn simulate_cache(graph: &ChunkGraph, capacity: u64, policy: PolicyKind) -> CacheModel {
+    let schedule = graph.schedule();
+    let mut uses: HashMap<ChunkKey, u64> = HashMap::new();
+    for k in &schedule {
+        *uses.entry(*k).or_default() += 1;
+    }
+    let mut cache = ModelCache {
+        capacity,
+        used: 0,
+        cached: HashMap::new(),
+        policy: policy.build(&schedule),
+        counts: CacheModel::default(),
+    };
+    for task in &graph.tasks {
+        for &key in &task.reads {
+            if !cache.cached.contains_key(&key) {
+                let bytes = graph.chunk_bytes(key);
+                if !matches!(graph.arrays[key.array as usize].role, ArrayRole::Temporary) {
+                    cache.counts.bytes_read += bytes;
+                }
+                // A temporary missing here was spilled; its spill was counted
+                // when it was evicted.
+                cache.insert(key, bytes, false, &task.reads);
+            }
+            cache.policy.on_access(key);
+        }
+        for &key in &task.reads {
+            let left = uses.get_mut(&key).expect("every read is counted");
+            *left -= 1;
+            if *left == 0 {
+                cache.remove(key);
+            }
+        }
+        if let Some(key) = task.write
+            && matches!(graph.arrays[key.array as usize].role, ArrayRole::Temporary)
+            && uses.get(&key).is_some_and(|n| *n > 0)
+        {
+            cache.insert(key, graph.chunk_bytes(key), true, &[]);
+        }
+    }
+    cache.counts
+}
