@@ -8,6 +8,7 @@ mod progress;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 use serde_json::{Value, json};
 use tenrso_ooc::exec::{ExecOptions, Session};
 
@@ -35,7 +36,10 @@ pub struct Outcome {
 
 fn main() -> ExitCode {
     process_memory::configure_allocator();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     let default_limit = match cli.command {
         Command::Demo(_) => 64 << 20,
         _ => tenrso_ooc::exec::default_memory_limit(),
@@ -78,4 +82,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reports a command-line error: clap's message on stderr (help and version
+/// go to stdout with success), plus `{"error": …}` on stdout under `--json`.
+fn usage_error(err: clap::Error) -> ExitCode {
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    if std::env::args().any(|a| a == "--json") {
+        let message = err.render().to_string();
+        let first = message
+            .lines()
+            .next()
+            .unwrap_or("invalid arguments")
+            .trim_start_matches("error: ");
+        println!("{}", json!({ "error": first }));
+    }
+    let _ = err.print();
+    ExitCode::from(2)
 }

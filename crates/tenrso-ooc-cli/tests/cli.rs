@@ -261,3 +261,105 @@ fn demo_stays_within_its_limit() {
         .collect();
     assert_eq!(steps, ["generate", "verify", "export", "import", "compare"]);
 }
+
+/// Regression (review of #2): a generator model too large for the limit is
+/// refused before anything is created.
+#[test]
+fn oversized_low_rank_model_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = arg(dir.path(), "a.zarr");
+    let r = run([
+        "create",
+        &a,
+        "--shape",
+        "2,2",
+        "--fill",
+        "lowrank:8000",
+        "--memory-limit",
+        "64MiB",
+    ]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(r.stderr.contains("generator's model"), "{}", r.stderr);
+    assert!(
+        r.peak_rss < 64 << 20,
+        "refusal allocated {} bytes",
+        r.peak_rss
+    );
+    assert!(!dir.path().join("a.zarr").exists());
+}
+
+/// Regression (review of #2): usage errors under `--json` still print one
+/// JSON object, and non-UTF-8 paths do not panic.
+#[test]
+fn json_usage_errors_and_odd_paths() {
+    let r = run(["--json", "create", "x", "--shape", "abc"]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.json()["error"].as_str().unwrap().contains("abc"), "{r:?}");
+    let help = run(["--help"]);
+    assert_eq!(help.code, Some(0));
+    assert!(help.stdout.contains("Usage"));
+
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let a = arg(dir.path(), "a.zarr");
+    run([
+        "create", &a, "--shape", "6", "--chunks", "3", "--fill", "range", "-q",
+    ])
+    .success();
+    let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"odd\xff.npy"));
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args(["export", "--json"]).arg(&a).arg(&odd);
+    let r = common::run_command(cmd).success();
+    assert!(r.json()["dst"].as_str().unwrap().contains("odd"), "{r:?}");
+}
+
+/// Regression (review of #2): `import --resume` refuses a different source.
+#[test]
+fn import_resume_refuses_another_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = arg(dir.path(), "a.zarr");
+    run([
+        "create", &a, "--shape", "40", "--chunks", "8", "--fill", "range", "-q",
+    ])
+    .success();
+    let one = arg(dir.path(), "one.npy");
+    run(["export", &a, &one, "-q"]).success();
+    let b = arg(dir.path(), "b.zarr");
+    run([
+        "create", &b, "--shape", "40", "--chunks", "8", "--fill", "normal", "-q",
+    ])
+    .success();
+    let two = arg(dir.path(), "two.npy");
+    run(["export", &b, &two, "-q"]).success();
+    let dst = arg(dir.path(), "dst.zarr");
+    run(["import", &one, &dst, "--chunks", "8", "-q"]).success();
+    let same = run(["import", &one, &dst, "--chunks", "8", "--resume", "--json"])
+        .success()
+        .json();
+    assert_eq!(same["chunks_skipped"], 5);
+    let other = run(["import", &two, &dst, "--chunks", "8", "--resume"]);
+    assert_eq!(other.code, Some(1));
+    assert!(
+        other.stderr.contains("filled by another job"),
+        "{}",
+        other.stderr
+    );
+}
+
+/// Relative paths work (the store resolves keys against a relative base).
+#[test]
+fn relative_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let in_dir = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.args(args).current_dir(dir.path());
+        common::run_command(cmd)
+    };
+    in_dir(&[
+        "create", "rel.zarr", "--shape", "10", "--chunks", "4", "--fill", "range", "-q",
+    ])
+    .success();
+    in_dir(&["export", "rel.zarr", "rel.npy", "-q"]).success();
+    in_dir(&["import", "rel.npy", "sub/dir/back.zarr", "-q"]).success();
+    in_dir(&["verify", "sub/dir/back.zarr"]).success();
+}

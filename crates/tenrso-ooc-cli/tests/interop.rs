@@ -188,3 +188,50 @@ print("ok")
     let refs: Vec<&std::path::Path> = args.iter().map(|p| p.as_path()).collect();
     assert_eq!(python_script(&py, check, &refs).trim(), "ok");
 }
+
+/// Regression (review of #2): zarr-python arrays with a NaN fill value and
+/// without checksums: unwritten chunks read as NaN, and chunks that no longer
+/// decode are each listed by `verify` instead of aborting it.
+#[test]
+fn fill_values_and_unchecksummed_corruption_from_zarr_python() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, numpy as np, zarr
+out = sys.argv[1]
+a = zarr.create_array(store=f"{out}/nan.zarr", shape=(6, 6), chunks=(3, 3), dtype="float64", fill_value=np.nan)
+a[:3, :3] = 1.0
+b = zarr.create_array(store=f"{out}/plain.zarr", shape=(64, 64), chunks=(16, 16), dtype="float64")
+b[...] = np.random.default_rng(3).standard_normal((64, 64))
+"#;
+    python_script(&py, script, &[dir.path()]);
+    let nan = arg(dir.path(), "nan.zarr");
+    let npy = arg(dir.path(), "nan.npy");
+    run(["export", &nan, &npy, "-q"]).success();
+    let check = r#"
+import sys, numpy as np, zarr
+z, npy = sys.argv[1:]
+assert np.array_equal(zarr.open_array(z, mode="r")[...], np.load(npy), equal_nan=True)
+assert np.isnan(np.load(npy)[5, 5])
+print("ok")
+"#;
+    let (z, n) = (dir.path().join("nan.zarr"), dir.path().join("nan.npy"));
+    assert_eq!(python_script(&py, check, &[&z, &n]).trim(), "ok");
+
+    for key in ["c/0/1", "c/2/3"] {
+        let path = dir.path().join("plain.zarr").join(key);
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in bytes.iter_mut().take(8) {
+            *b ^= 0xff; // wreck the zstd frame header
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let v = run(["verify", &arg(dir.path(), "plain.zarr")]);
+    assert_eq!(v.code, Some(1), "{v:?}");
+    assert!(
+        v.stdout.contains("bad chunk c/0/1") && v.stdout.contains("bad chunk c/2/3"),
+        "{}",
+        v.stdout
+    );
+    assert!(v.stdout.contains("no checksum"), "{}", v.stdout);
+}

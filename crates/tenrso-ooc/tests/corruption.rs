@@ -148,3 +148,97 @@ fn wrong_dtype_request_is_refused() {
             .is_err()
     );
 }
+
+/// Regression (review of #2): the array's fill value, not 0, fills chunks
+/// never written and pads edge chunks.
+#[test]
+fn unwritten_chunks_read_as_the_declared_fill_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ArraySpec::new(vec![10], vec![4], DType::F64);
+    let array = ZarrArray::create(dir.path().join("f.zarr"), &spec).unwrap();
+    let meta = array.path().join("zarr.json");
+    for (fill, want) in [
+        ("7.5", 7.5),
+        ("\"-Infinity\"", f64::NEG_INFINITY),
+        ("\"0x4000000000000000\"", 2.0),
+    ] {
+        let text = fs::read_to_string(&meta).unwrap();
+        let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        doc["fill_value"] = serde_json::from_str(fill).unwrap();
+        fs::write(&meta, doc.to_string()).unwrap();
+        let a = ZarrArray::open(array.path()).unwrap();
+        assert_eq!(
+            a.read_chunk::<f64>(&[1]).unwrap().as_slice(),
+            &[want; 4],
+            "{fill}"
+        );
+    }
+    let text = fs::read_to_string(&meta).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["fill_value"] = "NaN".into();
+    fs::write(&meta, doc.to_string()).unwrap();
+    let a = ZarrArray::open(array.path()).unwrap();
+    assert!(
+        a.read_chunk::<f64>(&[0])
+            .unwrap()
+            .as_slice()
+            .iter()
+            .all(|v| v.is_nan())
+    );
+    doc["fill_value"] = "lots".into();
+    fs::write(&meta, doc.to_string()).unwrap();
+    assert!(
+        ZarrArray::open(array.path())
+            .unwrap_err()
+            .to_string()
+            .contains("fill value")
+    );
+}
+
+/// Regression (review of #2): a shard index without a checksum means
+/// corruption can go unnoticed, and the array must say so.
+#[test]
+fn shard_index_without_crc_is_not_checksummed() {
+    let dir = tempfile::tempdir().unwrap();
+    let array = filled(dir.path(), Compression::None, Some(vec![32, 32]));
+    assert!(array.has_checksum());
+    let meta = array.path().join("zarr.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&meta).unwrap()).unwrap();
+    doc["codecs"][0]["configuration"]["index_codecs"] =
+        serde_json::json!([{ "name": "bytes", "configuration": { "endian": "little" } }]);
+    fs::write(&meta, doc.to_string()).unwrap();
+    assert!(!ZarrArray::open(array.path()).unwrap().has_checksum());
+}
+
+/// Regression (review of #2): sizes in `zarr.json` that overflow are refused
+/// on open, and stored chunks come from the directory, not the grid.
+#[test]
+fn absurd_shapes_are_refused_and_sparse_grids_are_cheap() {
+    let dir = tempfile::tempdir().unwrap();
+    let array = filled(dir.path(), Compression::None, None);
+    let meta = array.path().join("zarr.json");
+    let original = fs::read_to_string(&meta).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&original).unwrap();
+    doc["shape"] = serde_json::json!([1u64 << 61, 1]);
+    doc["chunk_grid"]["configuration"]["chunk_shape"] = serde_json::json!([1u64 << 61, 1]);
+    fs::write(&meta, doc.to_string()).unwrap();
+    let err = ZarrArray::open(array.path()).unwrap_err().to_string();
+    assert!(err.contains("too large"), "{err}");
+
+    // 10^13 one-element chunks, one written: listing is instant.
+    let sparse = ZarrArray::create(
+        dir.path().join("sparse"),
+        &ArraySpec::new(vec![10_000_000_000_000], vec![1], DType::F32),
+    )
+    .unwrap();
+    sparse
+        .write_chunk(
+            &[123_456_789_012],
+            &tenrso_ooc::Block::filled(vec![1], 1.0f32),
+        )
+        .unwrap();
+    let start = std::time::Instant::now();
+    assert_eq!(sparse.stored_chunks().unwrap(), vec![vec![123_456_789_012]]);
+    assert!(start.elapsed() < std::time::Duration::from_secs(1));
+}

@@ -95,14 +95,35 @@ fn resume_skips_written_chunks_and_finishes_identically() {
     let spec = ArraySpec::new(vec![23, 17, 9], vec![5, 5, 5], DType::F64)
         .with_compression(Compression::Zstd { level: 1 });
     let path = dir.path().join("partial");
-    // An "interrupted" run: only some chunks written.
-    let partial = ZarrArray::create(&path, &spec).unwrap();
+    // An "interrupted" run: the job's record and only some chunks written.
+    let mut partial = ZarrArray::create(&path, &spec).unwrap();
+    partial
+        .record_job(
+            "tenrso_generator",
+            serde_json::json!({ "fill": "normal", "seed": 1234 }),
+            false,
+        )
+        .unwrap();
     let g = Generator::new(Fill::Normal, &[23, 17, 9], 1234).unwrap();
     let some: Vec<Vec<u64>> = partial.chunk_grid().iter().step_by(3).collect();
     for c in &some {
         partial
             .write_chunk(c, &g.block::<f64>(&partial.chunk_grid().chunk_region(c)))
             .unwrap();
+    }
+    // Another job (other seed, other fill) may not resume into it.
+    for (fill, seed) in [(Fill::Normal, 1), (Fill::Uniform, 1234)] {
+        let mut other = ZarrArray::create_or_resume(&path, &spec).unwrap();
+        let err = generate(
+            &mut other,
+            fill,
+            seed,
+            true,
+            &Session::default(),
+            &NoProgress,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("filled by another job"), "{err}");
     }
     let mut resumed = ZarrArray::create_or_resume(&path, &spec).unwrap();
     let report = generate(

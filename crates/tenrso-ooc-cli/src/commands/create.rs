@@ -13,6 +13,7 @@ use crate::{Context, Outcome};
 /// Creates the array and fills it.
 pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
     let spec = spec_from_layout(
+        &args.path,
         args.shape.dims(),
         args.dtype,
         &args.layout,
@@ -20,9 +21,10 @@ pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
     );
     spec.validate()?;
     // Refuse before touching the disk if one chunk cannot be handled.
-    ctx.session
-        .options()
-        .check_fits(spec.chunk_working_set(), "generating one chunk")?;
+    ctx.session.options().check_fits(
+        spec.chunk_working_set() + args.fill.model_bytes(&spec.shape),
+        "the generator's model and one chunk",
+    )?;
     let mut array = if args.layout.resume {
         ZarrArray::create_or_resume(&args.path, &spec)?
     } else {
@@ -61,7 +63,7 @@ pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
         ));
     }
     let json = json!({
-        "path": array.path(),
+        "path": array.path().display().to_string(),
         "shape": array.shape(),
         "dtype": array.dtype().short_name(),
         "chunk_shape": array.chunk_grid().chunk_shape(),

@@ -182,7 +182,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
         text.push_str(&format!("  files kept in {}\n", dir.display()));
     }
     let json = json!({
-        "dir": dir,
+        "dir": dir.display().to_string(),
         "shape": shape,
         "bytes": nbytes,
         "memory_limit_bytes": limit,

@@ -61,7 +61,7 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
         ));
     }
     let json = json!({
-        "path": array.path(),
+        "path": array.path().display().to_string(),
         "shape": array.shape(),
         "dtype": array.dtype().short_name(),
         "chunk_shape": chunk_shape,

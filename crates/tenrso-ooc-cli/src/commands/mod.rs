@@ -28,14 +28,26 @@ pub fn chunk_shape_or_auto(
     )
 }
 
-/// The spec of a new array from the layout options.
+/// The spec of a new array at `path` from the layout options. When resuming
+/// without `--chunks`, the existing array's chunking is kept (the automatic
+/// choice depends on the memory limit, which may have changed).
 pub fn spec_from_layout(
+    path: &std::path::Path,
     shape: &[u64],
     dtype: DType,
     layout: &LayoutArgs,
     exec: &ExecOptions,
 ) -> ArraySpec {
-    let chunks = chunk_shape_or_auto(layout.chunks.as_ref().map(|s| s.dims()), shape, dtype, exec);
+    let existing = (layout.resume && layout.chunks.is_none())
+        .then(|| tenrso_ooc::store::ZarrArray::open(path).ok())
+        .flatten();
+    let chunks = match &existing {
+        Some(a) => a
+            .inner_chunk_shape()
+            .unwrap_or(a.chunk_grid().chunk_shape())
+            .to_vec(),
+        None => chunk_shape_or_auto(layout.chunks.as_ref().map(|s| s.dims()), shape, dtype, exec),
+    };
     let mut spec = ArraySpec::new(shape.to_vec(), chunks, dtype).with_compression(layout.codec);
     spec.shard_shape = layout.shard.as_ref().map(|s| s.dims().to_vec());
     spec

@@ -58,8 +58,8 @@ fn outcome(
         ));
     }
     let json = json!({
-        "src": src,
-        "dst": dst,
+        "src": src.display().to_string(),
+        "dst": dst.display().to_string(),
         "shape": report.shape,
         "dtype": dtype,
         "chunks": report.chunks,

@@ -52,7 +52,7 @@ pub fn run(args: &VerifyArgs, ctx: &Context) -> Result<Outcome> {
         ));
     }
     let json = json!({
-        "path": array.path(),
+        "path": array.path().display().to_string(),
         "ok": report.is_ok(),
         "chunks_total": report.chunks_total,
         "chunks_stored": report.chunks_stored,

@@ -58,7 +58,7 @@ pub fn read_npy_header(path: &Path) -> Result<DenseLayout> {
     }
     let header = String::from_utf8(header).map_err(|_| invalid("header is not text".into()))?;
     let dict = parse_header_dict(&header)
-        .map_err(|e| invalid(format!("malformed header `{}`: {e}", header.trim())))?;
+        .map_err(|e| invalid(format!("malformed header {:?}: {e}", header.trim())))?;
     let (dtype, big_endian) = parse_descr(&dict.descr).ok_or_else(|| {
         invalid(format!(
             "element type `{}` is not supported (tenrso-ooc reads float32 and float64 .npy files)",

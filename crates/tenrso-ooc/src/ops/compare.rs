@@ -60,7 +60,7 @@ fn compare_chunks<T: Element>(
     session: &Session,
     progress: &dyn Progress,
 ) -> Result<CompareReport> {
-    let chunks: Vec<Vec<u64>> = a.chunk_grid().iter().collect();
+    let grid = a.chunk_grid();
     let total = Mutex::new(CompareReport::default());
     // One chunk of `a`, the region of `b` it covers, and the chunks of `b` decoded to build it.
     let per_task = a.chunk_working_set() + a.chunk_nbytes() + b.chunk_working_set();
@@ -68,11 +68,12 @@ fn compare_chunks<T: Element>(
         session,
         per_task,
         "comparing one chunk",
-        chunks.len(),
+        grid.num_chunks() as usize,
         progress,
         |i| {
-            let x = a.read_chunk::<T>(&chunks[i])?;
-            let y = b.read_region::<T>(&a.chunk_grid().chunk_region(&chunks[i]))?;
+            let chunk = grid.chunk_coords(i as u64);
+            let x = a.read_chunk::<T>(&chunk)?;
+            let y = b.read_region::<T>(&grid.chunk_region(&chunk))?;
             let mut part = CompareReport {
                 elements: x.len() as u64,
                 ..Default::default()
@@ -80,25 +81,38 @@ fn compare_chunks<T: Element>(
             for (p, q) in x.as_slice().iter().zip(y.as_slice()) {
                 if bytemuck::bytes_of(p) != bytemuck::bytes_of(q) {
                     part.elements_differing += 1;
-                    let d = (p.to_f64() - q.to_f64()).abs();
-                    part.max_abs_diff = if d.is_nan() {
-                        f64::NAN
-                    } else {
-                        part.max_abs_diff.max(d)
-                    };
+                    part.max_abs_diff = nan_max(part.max_abs_diff, (p.to_f64() - q.to_f64()).abs());
                 }
             }
             let mut t = total.lock().unwrap_or_else(|p| p.into_inner());
             t.elements += part.elements;
             t.elements_differing += part.elements_differing;
-            t.max_abs_diff = if part.max_abs_diff.is_nan() || t.max_abs_diff.is_nan() {
-                f64::NAN
-            } else {
-                t.max_abs_diff.max(part.max_abs_diff)
-            };
+            t.max_abs_diff = nan_max(t.max_abs_diff, part.max_abs_diff);
             session.metrics().bytes_read.add(2 * x.byte_len() as u64);
             Ok(x.byte_len() as u64)
         },
     )?;
     Ok(total.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// The larger of two differences; NaN wins once seen (a NaN difference is
+/// the largest there is).
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_differences_stick() {
+        assert!(nan_max(nan_max(0.0, f64::NAN), 1.0).is_nan());
+        assert!(nan_max(1.0, f64::NAN).is_nan());
+        assert_eq!(nan_max(1.0, 2.0), 2.0);
+    }
 }

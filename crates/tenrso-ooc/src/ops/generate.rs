@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::json;
 
@@ -102,6 +103,23 @@ impl fmt::Display for Fill {
             Self::Normal => f.write_str("normal"),
             Self::LowRank { rank, noise } if *noise == 0.0 => write!(f, "lowrank:{rank}"),
             Self::LowRank { rank, noise } => write!(f, "lowrank:{rank}:{noise}"),
+        }
+    }
+}
+
+impl Fill {
+    /// Bytes a [`Generator`] of this fill holds for an array of `shape`
+    /// (the factors and Gram matrices of a low-rank fill; nothing otherwise).
+    pub fn model_bytes(&self, shape: &[u64]) -> u64 {
+        match self {
+            Self::LowRank { rank, .. } => {
+                let rank = *rank as u64;
+                let rows: u64 = shape.iter().fold(0u64, |a, d| a.saturating_add(*d));
+                rows.saturating_mul(rank)
+                    .saturating_add(rank.saturating_mul(rank))
+                    .saturating_mul(8)
+            }
+            _ => 0,
         }
     }
 }
@@ -261,13 +279,16 @@ pub struct GenerateReport {
 }
 
 /// Fills every stored chunk of `array` with `fill`, chunks in parallel under
-/// the memory limit. With `resume`, chunks already on disk are kept (a killed
-/// run continues where it stopped; every chunk is atomic, so a kept chunk is
-/// complete). The fill and seed are recorded in the array's attributes.
+/// the memory limit. The fill and seed are recorded in the array's
+/// attributes (`tenrso_generator`). With `resume`, chunks already on disk are
+/// kept (a killed run continues where it stopped; every chunk write is
+/// atomic, so a kept chunk is complete), provided the array records the same
+/// fill and seed.
 ///
 /// # Errors
-/// [`Error::MemoryLimit`] before any work when one chunk cannot be generated
-/// and written within the limit; store errors.
+/// [`Error::MemoryLimit`] before any work when the generator's model and one
+/// chunk cannot fit under the limit; [`Error::InvalidArgument`] when resuming
+/// an array generated otherwise; store errors.
 ///
 /// ```
 /// use tenrso_ooc::{DType, exec::{NoProgress, Session}};
@@ -288,43 +309,45 @@ pub fn generate(
     session: &Session,
     progress: &dyn Progress,
 ) -> Result<GenerateReport> {
+    let model_bytes = fill.model_bytes(array.shape());
+    session.options().check_fits(
+        model_bytes + array.chunk_working_set(),
+        "the generator's model and one chunk",
+    )?;
+    let mut model_reservation = session.pool().reservation("generator model");
+    model_reservation.grow(model_bytes)?;
     let generator = Generator::new(fill, array.shape(), seed)?;
     let mut record = json!({ "fill": fill.to_string(), "seed": seed });
     if let Some(std) = generator.noise_std() {
         record["noise_std"] = json!(std);
     }
-    array.set_attribute("tenrso_generator", record)?;
+    array.record_job("tenrso_generator", record, resume)?;
     let array = &*array;
-    let chunks: Vec<Vec<u64>> = array.chunk_grid().iter().collect();
-    let existing: std::collections::HashSet<Vec<u64>> = if resume {
-        array.stored_chunks()?.into_iter().collect()
-    } else {
-        Default::default()
-    };
-    let todo_bytes: u64 = chunks
-        .iter()
-        .filter(|c| !existing.contains(*c))
-        .map(|c| array.nbytes_of(c))
-        .sum();
-    progress.start("generate", todo_bytes);
+    let grid = array.chunk_grid();
+    let skipped = AtomicU64::new(0);
+    let written = AtomicU64::new(0);
+    progress.start("generate", array.nbytes());
     let result = dispatch_dtype!(array.dtype(), T => {
-        for_each_task(session, array.chunk_working_set(), "generating one chunk", chunks.len(), progress, |i| {
-            let chunk = &chunks[i];
-            if existing.contains(chunk) {
-                return Ok(0);
+        for_each_task(session, array.chunk_working_set(), "generating one chunk", grid.num_chunks() as usize, progress, |i| {
+            let chunk = grid.chunk_coords(i as u64);
+            if resume && array.chunk_exists(&chunk)? {
+                skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(array.nbytes_of(&chunk));
             }
-            let block = generator.block::<T>(&array.chunk_grid().chunk_region(chunk));
-            array.write_chunk(chunk, &block)?;
+            let block = generator.block::<T>(&grid.chunk_region(&chunk));
+            array.write_chunk(&chunk, &block)?;
             session.metrics().bytes_written.add(block.byte_len() as u64);
+            written.fetch_add(block.byte_len() as u64, Ordering::Relaxed);
             Ok(block.byte_len() as u64)
         })
     });
     progress.finish();
     result?;
+    let chunks_skipped = skipped.into_inner();
     Ok(GenerateReport {
-        chunks_written: (chunks.len() - existing.len()) as u64,
-        chunks_skipped: existing.len() as u64,
-        bytes_written: todo_bytes,
+        chunks_written: grid.num_chunks() - chunks_skipped,
+        chunks_skipped,
+        bytes_written: written.into_inner(),
     })
 }
 

@@ -1,10 +1,10 @@
 //! [`import`] and [`export`]: stream `.npy` and raw files into and out of
 //! stored arrays, chunk by chunk.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::core::{ChunkGrid, DType, Element, Error, Result};
+use crate::core::{ChunkGrid, DType, Error, Result};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, for_each_task};
 use crate::io::DenseFile;
@@ -93,68 +93,88 @@ pub fn import(
     let source = open_source(src, opts)?;
     let layout = source.layout().clone();
     let itemsize = layout.dtype.size() as u64;
-    let chunk_shape = opts.chunk_shape.clone().unwrap_or_else(|| {
-        ChunkGrid::auto_chunk_shape(
-            &layout.shape,
-            itemsize,
-            session.options().default_chunk_bytes(),
-        )
-    });
+    // Resuming without a chunk shape keeps the existing array's (the
+    // automatic choice depends on the memory limit, which may have changed).
+    let existing_chunks = (opts.resume && opts.chunk_shape.is_none())
+        .then(|| ZarrArray::open(dst).ok())
+        .flatten()
+        .map(|a| {
+            a.inner_chunk_shape()
+                .unwrap_or(a.chunk_grid().chunk_shape())
+                .to_vec()
+        });
+    let chunk_shape = opts
+        .chunk_shape
+        .clone()
+        .or(existing_chunks)
+        .unwrap_or_else(|| {
+            ChunkGrid::auto_chunk_shape(
+                &layout.shape,
+                itemsize,
+                session.options().default_chunk_bytes(),
+            )
+        });
     let mut spec = ArraySpec::new(layout.shape.clone(), chunk_shape, layout.dtype)
         .with_compression(opts.compression);
     spec.shard_shape = opts.shard_shape.clone();
-    let array = if opts.resume {
+    let mut array = if opts.resume {
         ZarrArray::create_or_resume(dst, &spec)?
     } else {
         ZarrArray::create(dst, &spec)?
     };
-    let done: HashSet<Vec<u64>> = if opts.resume {
-        array.stored_chunks()?.into_iter().collect()
-    } else {
-        HashSet::new()
-    };
-    let chunks: Vec<Vec<u64>> = array
-        .chunk_grid()
-        .iter()
-        .filter(|c| !done.contains(c))
-        .collect();
-    let bytes: u64 = chunks.iter().map(|c| array.nbytes_of(c)).sum();
-    progress.start("import", bytes);
-    let result = dispatch_dtype!(layout.dtype, T => copy_chunks_in::<T>(&source, &array, &chunks, session, progress));
-    progress.finish();
-    result?;
-    Ok(TransferReport {
-        shape: layout.shape,
-        dtype: Some(layout.dtype),
-        chunks: chunks.len() as u64,
-        chunks_skipped: done.len() as u64,
-        bytes,
-    })
-}
-
-fn copy_chunks_in<T: Element>(
-    source: &DenseFile,
-    array: &ZarrArray,
-    chunks: &[Vec<u64>],
-    session: &Session,
-    progress: &dyn Progress,
-) -> Result<()> {
-    for_each_task(
+    array.record_job("tenrso_import", source_record(src)?, opts.resume)?;
+    let grid = array.chunk_grid();
+    let skipped = AtomicU64::new(0);
+    let copied = AtomicU64::new(0);
+    progress.start("import", array.nbytes());
+    let result = dispatch_dtype!(layout.dtype, T => for_each_task(
         session,
         array.chunk_working_set(),
         "importing one chunk",
-        chunks.len(),
+        grid.num_chunks() as usize,
         progress,
         |i| {
-            let region = array.chunk_grid().chunk_region(&chunks[i]);
-            let block = source.read_region::<T>(&region)?;
-            array.write_chunk(&chunks[i], &block)?;
+            let chunk = grid.chunk_coords(i as u64);
+            if opts.resume && array.chunk_exists(&chunk)? {
+                skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(array.nbytes_of(&chunk));
+            }
+            let block = source.read_region::<T>(&grid.chunk_region(&chunk))?;
+            array.write_chunk(&chunk, &block)?;
             let bytes = block.byte_len() as u64;
             session.metrics().bytes_read.add(bytes);
             session.metrics().bytes_written.add(bytes);
+            copied.fetch_add(bytes, Ordering::Relaxed);
             Ok(bytes)
         },
-    )
+    ));
+    progress.finish();
+    result?;
+    let chunks_skipped = skipped.into_inner();
+    Ok(TransferReport {
+        shape: layout.shape,
+        dtype: Some(layout.dtype),
+        chunks: grid.num_chunks() - chunks_skipped,
+        chunks_skipped,
+        bytes: copied.into_inner(),
+    })
+}
+
+/// What identifies an import's source: its canonical path, size and
+/// modification time, so `--resume` refuses to mix two sources.
+fn source_record(src: &Path) -> Result<serde_json::Value> {
+    let meta = std::fs::metadata(src).map_err(|e| Error::io(src, e))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let canonical = std::fs::canonicalize(src).unwrap_or_else(|_| src.to_path_buf());
+    Ok(serde_json::json!({
+        "source": canonical.to_string_lossy(),
+        "bytes": meta.len(),
+        "modified_ns": modified.to_string(),
+    }))
 }
 
 /// Exports the array at `src` to a `.npy` (C order, little endian) or raw
@@ -178,48 +198,45 @@ pub fn export(
         DenseFile::create_raw(&temp, array.dtype(), array.shape())
     }?;
     let bytes = array.nbytes();
-    let chunks: Vec<Vec<u64>> = array.chunk_grid().iter().collect();
+    let grid = array.chunk_grid();
     progress.start("export", bytes);
-    let result = dispatch_dtype!(array.dtype(), T => copy_chunks_out::<T>(&array, &file, &chunks, session, progress))
-        .and_then(|()| file.sync())
-        .and_then(|()| std::fs::rename(&temp, dst).map_err(|e| Error::io(dst, e)));
-    progress.finish();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result?;
-    Ok(TransferReport {
-        shape: array.shape().to_vec(),
-        dtype: Some(array.dtype()),
-        chunks: chunks.len() as u64,
-        chunks_skipped: 0,
-        bytes,
-    })
-}
-
-fn copy_chunks_out<T: Element>(
-    array: &ZarrArray,
-    file: &DenseFile,
-    chunks: &[Vec<u64>],
-    session: &Session,
-    progress: &dyn Progress,
-) -> Result<()> {
-    for_each_task(
+    let result = dispatch_dtype!(array.dtype(), T => for_each_task(
         session,
         array.chunk_working_set(),
         "exporting one chunk",
-        chunks.len(),
+        grid.num_chunks() as usize,
         progress,
         |i| {
-            let region = array.chunk_grid().chunk_region(&chunks[i]);
-            let block = array.read_chunk::<T>(&chunks[i])?;
-            file.write_region(&region, &block)?;
+            let chunk = grid.chunk_coords(i as u64);
+            let block = array.read_chunk::<T>(&chunk)?;
+            file.write_region(&grid.chunk_region(&chunk), &block)?;
             let bytes = block.byte_len() as u64;
             session.metrics().bytes_read.add(bytes);
             session.metrics().bytes_written.add(bytes);
             Ok(bytes)
         },
-    )
+    ))
+    .and_then(|()| file.sync())
+    .and_then(|()| std::fs::rename(&temp, dst).map_err(|e| Error::io(dst, e)));
+    progress.finish();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result?;
+    if let Some(dir) = dst.parent() {
+        crate::store::sync_dir(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        });
+    }
+    Ok(TransferReport {
+        shape: array.shape().to_vec(),
+        dtype: Some(array.dtype()),
+        chunks: grid.num_chunks(),
+        chunks_skipped: 0,
+        bytes,
+    })
 }
 
 /// `dir/.name.tenrso-tmp.PID` next to `path`.
@@ -228,5 +245,8 @@ fn temp_sibling(path: &Path) -> PathBuf {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("export");
-    path.with_file_name(format!(".{name}.tenrso-tmp.{}", std::process::id()))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    path.with_file_name(format!(".{name}.tenrso-tmp.{}.{nanos}", std::process::id()))
 }

@@ -99,22 +99,7 @@ impl ArraySpec {
                 )));
             }
         }
-        let bytes = grid
-            .shape()
-            .num_elements()
-            .checked_mul(self.dtype.size() as u64);
-        let storage_chunk_bytes = self
-            .storage_chunk_shape()
-            .iter()
-            .try_fold(self.dtype.size() as u64, |a, &d| a.checked_mul(d));
-        match (bytes, storage_chunk_bytes) {
-            (Some(_), Some(c)) if c <= isize::MAX as u64 => Ok(()),
-            _ => Err(Error::invalid(format!(
-                "array {} with chunks {} is too large to address",
-                join_dims(&self.shape),
-                join_dims(self.storage_chunk_shape())
-            ))),
-        }
+        check_addressable(grid.shape().dims(), self.storage_chunk_shape(), self.dtype)
     }
 
     /// The `zarr.json` document of this array.
@@ -153,6 +138,21 @@ impl ArraySpec {
             "codecs": codecs,
             "attributes": self.attributes,
         })
+    }
+}
+
+/// Checks that the array's and one stored chunk's sizes in bytes can be
+/// addressed (no overflow; a chunk fits in memory addressing).
+pub(crate) fn check_addressable(shape: &[u64], chunk_shape: &[u64], dtype: DType) -> Result<()> {
+    let itemsize = dtype.size() as u64;
+    let bytes = |dims: &[u64]| dims.iter().try_fold(itemsize, |a, &d| a.checked_mul(d));
+    match (bytes(shape), bytes(chunk_shape)) {
+        (Some(_), Some(c)) if c <= isize::MAX as u64 => Ok(()),
+        _ => Err(Error::invalid(format!(
+            "array {} with chunks {} is too large to address",
+            join_dims(shape),
+            join_dims(chunk_shape)
+        ))),
     }
 }
 

@@ -2,32 +2,32 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use zarrs::filesystem::FilesystemStore;
-use zarrs::storage::byte_range::ByteRangeIterator;
+use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator, InvalidByteRangeError};
 use zarrs::storage::{
     Bytes, ListableStorageTraits, MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits,
-    StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix, WritableStorageTraits,
-    store_set_partial_many,
+    StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix, StorePrefixes,
+    WritableStorageTraits, store_set_partial_many,
 };
 
 /// Marker in the names of temporary files, so listings can skip them.
 pub(crate) const TEMP_MARKER: &str = ".tenrso-tmp.";
 
-/// A Zarr v3 filesystem store (the layout of zarr-python's `LocalStore`) whose
-/// every write is atomic: the value goes to a temporary file in the same
-/// directory, is flushed with `fsync`, then renamed over the key.
+/// A Zarr v3 filesystem store (the layout of zarr-python's `LocalStore`)
+/// whose every write is atomic: the value goes to a temporary file in the
+/// same directory, is flushed with `fsync`, then renamed over the key (and
+/// new directories are synced into their parents).
 ///
-/// `zarrs`' own `FilesystemStore` truncates and rewrites a file in place, so a
-/// writer killed mid-write leaves a torn chunk. Here a reader (or a resumed
-/// job) sees each key either with its old value or its new one, never a mix.
-/// Reads and listings delegate to `FilesystemStore`; listings skip leftover
-/// temporary files of killed writers.
+/// A reader, or a resumed job, therefore sees each key either with its old
+/// value or its new one, never a torn mix, even if the writer is killed.
+/// Listings skip leftover temporary files of killed writers. Reads are
+/// positioned reads of the key's file; the store keeps no per-key state, so
+/// its memory does not grow with the number of chunks touched.
 #[derive(Debug)]
 pub struct AtomicFsStore {
-    inner: FilesystemStore,
     base: PathBuf,
 }
 
@@ -36,15 +36,10 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl AtomicFsStore {
     /// A store rooted at the directory `base` (created on first write).
-    ///
-    /// # Errors
-    /// If the path is not valid UTF-8.
-    pub fn new(base: impl AsRef<Path>) -> std::io::Result<Self> {
-        let base = base.as_ref().to_path_buf();
-        let inner = FilesystemStore::new(&base)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?
-            .sorted();
-        Ok(Self { inner, base })
+    pub fn new(base: impl AsRef<Path>) -> Self {
+        Self {
+            base: base.as_ref().to_path_buf(),
+        }
     }
 
     /// The directory the store lives in.
@@ -54,16 +49,28 @@ impl AtomicFsStore {
 
     /// The file that holds `key`.
     pub fn key_path(&self, key: &StoreKey) -> PathBuf {
-        self.inner.key_to_fspath(key)
+        self.base.join(key.as_str())
+    }
+
+    fn prefix_path(&self, prefix: &StorePrefix) -> PathBuf {
+        self.base.join(prefix.as_str())
     }
 
     fn write_atomically(&self, key: &StoreKey, value: &[u8]) -> std::io::Result<()> {
         let path = self.key_path(key);
-        let dir = path.parent().unwrap_or(&self.base);
-        fs::create_dir_all(dir)?;
+        let dir = path.parent().unwrap_or(&self.base).to_path_buf();
+        create_dirs_durably(&dir)?;
+        let sync_target = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir.clone()
+        };
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("value");
+        let unique = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         let temp = dir.join(format!(
-            ".{name}{TEMP_MARKER}{}.{}",
+            ".{name}{TEMP_MARKER}{}.{}.{unique}",
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -76,17 +83,70 @@ impl AtomicFsStore {
             file.sync_all()?;
             drop(file);
             fs::rename(&temp, &path)?;
-            // Persist the rename itself (best effort: not every filesystem
-            // allows syncing a directory).
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
+            sync_dir(&sync_target);
             Ok(())
         })();
         if result.is_err() {
             let _ = fs::remove_file(&temp);
         }
         result
+    }
+
+    /// Every key under `dir` (a path inside the store), skipping temporaries.
+    fn walk(&self, dir: &Path, keys: &mut StoreKeys) -> Result<(), StorageError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                self.walk(&entry.path(), keys)?;
+            } else if kind.is_file()
+                && let Some(key) = self.key_of(&entry.path())
+            {
+                keys.push(key);
+            }
+        }
+        Ok(())
+    }
+
+    fn key_of(&self, path: &Path) -> Option<StoreKey> {
+        let rel = path.strip_prefix(&self.base).ok()?.to_str()?;
+        if is_temp_key(rel) {
+            return None;
+        }
+        StoreKey::new(rel).ok()
+    }
+}
+
+/// Creates `dir` and any missing parents, syncing each new directory into
+/// its parent so the directory entries survive a crash.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs_durably(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent);
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Syncs a directory's entries (best effort: not every filesystem allows it).
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 
@@ -97,23 +157,45 @@ pub(crate) fn is_temp_key(key: &str) -> bool {
         .is_some_and(|name| name.contains(TEMP_MARKER))
 }
 
-fn without_temp_keys(keys: StoreKeys) -> StoreKeys {
-    keys.into_iter()
-        .filter(|k| !is_temp_key(k.as_str()))
-        .collect()
-}
-
 impl ReadableStorageTraits for AtomicFsStore {
     fn get_partial_many<'a>(
         &'a self,
         key: &StoreKey,
         byte_ranges: ByteRangeIterator<'a>,
     ) -> Result<MaybeBytesIterator<'a>, StorageError> {
-        self.inner.get_partial_many(key, byte_ranges)
+        let file = match File::open(self.key_path(key)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata()?.len();
+        let mut out = Vec::new();
+        for range in byte_ranges {
+            let (start, end) = match range {
+                ByteRange::FromStart(offset, None) => (Some(offset), Some(size)),
+                ByteRange::FromStart(offset, Some(len)) => (Some(offset), offset.checked_add(len)),
+                ByteRange::Suffix(len) => (size.checked_sub(len), Some(size)),
+            };
+            let (Some(start), Some(end)) = (start, end) else {
+                return Err(InvalidByteRangeError::new(range, size).into());
+            };
+            if end > size || start > end {
+                return Err(InvalidByteRangeError::new(range, size).into());
+            }
+            let mut buffer = vec![0u8; (end - start) as usize];
+            file.read_exact_at(&mut buffer, start)?;
+            out.push(Ok(Bytes::from(buffer)));
+        }
+        Ok(Some(Box::new(out.into_iter())))
     }
 
     fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
-        self.inner.size_key(key)
+        match fs::metadata(self.key_path(key)) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn supports_get_partial(&self) -> bool {
@@ -123,23 +205,56 @@ impl ReadableStorageTraits for AtomicFsStore {
 
 impl ListableStorageTraits for AtomicFsStore {
     fn list(&self) -> Result<StoreKeys, StorageError> {
-        self.inner.list().map(without_temp_keys)
+        let mut keys = Vec::new();
+        self.walk(&self.base, &mut keys)?;
+        keys.sort();
+        Ok(keys)
     }
 
     fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
-        self.inner.list_prefix(prefix).map(without_temp_keys)
+        let mut keys = Vec::new();
+        self.walk(&self.prefix_path(prefix), &mut keys)?;
+        keys.sort();
+        Ok(keys)
     }
 
     fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, StorageError> {
-        let listed = self.inner.list_dir(prefix)?;
-        Ok(StoreKeysPrefixes::new(
-            without_temp_keys(listed.keys().clone()),
-            listed.prefixes().clone(),
-        ))
+        let (mut keys, mut prefixes): (StoreKeys, StorePrefixes) = (Vec::new(), Vec::new());
+        let dir = self.prefix_path(prefix);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(StoreKeysPrefixes::new(keys, prefixes));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                if let Some(key) = self.key_of(&entry.path()) {
+                    prefixes.push(
+                        StorePrefix::new(format!("{}/", key.as_str()))
+                            .map_err(|e| StorageError::Other(e.to_string()))?,
+                    );
+                }
+            } else if kind.is_file()
+                && let Some(key) = self.key_of(&entry.path())
+            {
+                keys.push(key);
+            }
+        }
+        keys.sort();
+        prefixes.sort();
+        Ok(StoreKeysPrefixes::new(keys, prefixes))
     }
 
     fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
-        self.inner.size_prefix(prefix)
+        let mut total = 0;
+        for key in self.list_prefix(prefix)? {
+            total += self.size_key(&key)?.unwrap_or(0);
+        }
+        Ok(total)
     }
 }
 
@@ -159,11 +274,17 @@ impl WritableStorageTraits for AtomicFsStore {
     }
 
     fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
-        self.inner.erase(key)
+        match fs::remove_file(self.key_path(key)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
-        self.inner.erase_prefix(prefix)
+        match fs::remove_dir_all(self.prefix_path(prefix)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     fn supports_set_partial(&self) -> bool {
@@ -179,7 +300,7 @@ mod tests {
     #[test]
     fn set_replaces_the_file_and_leaves_no_temporaries() {
         let dir = tempfile::tempdir().unwrap();
-        let store = AtomicFsStore::new(dir.path()).unwrap();
+        let store = AtomicFsStore::new(dir.path());
         let key = StoreKey::new("c/0/1").unwrap();
         store.set(&key, Bytes::from_static(b"old value")).unwrap();
         let inode_before = fs::metadata(store.key_path(&key)).unwrap().ino();
@@ -200,9 +321,15 @@ mod tests {
     #[test]
     fn listings_skip_leftover_temporaries() {
         let dir = tempfile::tempdir().unwrap();
-        let store = AtomicFsStore::new(dir.path()).unwrap();
+        let store = AtomicFsStore::new(dir.path());
         store
             .set(&StoreKey::new("c/0").unwrap(), Bytes::from_static(b"x"))
+            .unwrap();
+        store
+            .set(
+                &StoreKey::new("zarr.json").unwrap(),
+                Bytes::from_static(b"{}"),
+            )
             .unwrap();
         fs::write(
             dir.path().join("c").join(format!(".1{TEMP_MARKER}99.0")),
@@ -215,18 +342,49 @@ mod tests {
             .iter()
             .map(|k| k.as_str().to_string())
             .collect();
-        assert_eq!(keys, vec!["c/0".to_string()]);
+        assert_eq!(keys, vec!["c/0".to_string(), "zarr.json".to_string()]);
+        let top = store.list_dir(&StorePrefix::root()).unwrap();
+        assert_eq!(top.keys().len(), 1);
+        assert_eq!(top.prefixes()[0].as_str(), "c/");
+        assert_eq!(store.size_prefix(&StorePrefix::root()).unwrap(), 3);
     }
 
     #[test]
-    fn partial_writes_rewrite_the_whole_value() {
+    fn partial_reads_and_missing_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let store = AtomicFsStore::new(dir.path()).unwrap();
+        let store = AtomicFsStore::new(dir.path());
         let key = StoreKey::new("k").unwrap();
+        assert!(store.get(&key).unwrap().is_none());
+        assert_eq!(store.size_key(&key).unwrap(), None);
         store.set(&key, Bytes::from_static(b"abcdef")).unwrap();
+        assert_eq!(
+            store
+                .get_partial(&key, ByteRange::FromStart(1, Some(2)))
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            b"bc"
+        );
+        assert_eq!(
+            store
+                .get_partial(&key, ByteRange::Suffix(2))
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            b"ef"
+        );
+        assert!(
+            store
+                .get_partial(&key, ByteRange::FromStart(4, Some(9)))
+                .is_err()
+        );
+        assert!(store.get_partial(&key, ByteRange::Suffix(99)).is_err());
         store
             .set_partial(&key, 2, Bytes::from_static(b"XY"))
             .unwrap();
         assert_eq!(store.get(&key).unwrap().unwrap().as_ref(), b"abXYef");
+        store.erase(&key).unwrap();
+        store.erase(&key).unwrap();
+        assert!(store.get(&key).unwrap().is_none());
     }
 }

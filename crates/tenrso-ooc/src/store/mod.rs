@@ -4,12 +4,13 @@
 //! [`ArraySpec`] and [`Compression`] describe an array to create;
 //! [`AtomicFsStore`] makes every write atomic.
 
-mod array_spec;
+pub(crate) mod array_spec;
 mod atomic_fs_store;
 mod compression;
 pub(crate) mod zarr_array;
 
 pub use array_spec::ArraySpec;
 pub use atomic_fs_store::AtomicFsStore;
+pub(crate) use atomic_fs_store::sync_dir;
 pub use compression::Compression;
 pub use zarr_array::ZarrArray;

@@ -1,6 +1,5 @@
 //! [`ZarrArray`]: a chunked array stored as a Zarr v3 directory.
 
-use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use zarrs::storage::{
 
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
+use crate::store::array_spec::check_addressable;
 use crate::store::atomic_fs_store::is_temp_key;
 use crate::store::{ArraySpec, AtomicFsStore};
 
@@ -29,7 +29,7 @@ const METADATA_KEY: &str = "zarr.json";
 /// (see [`AtomicFsStore`]). Chunk data is exchanged as [`Block`]s clipped to
 /// the array, so edge chunks are smaller than interior ones.
 ///
-/// Reading a chunk that was never written gives the fill value (0). Reading a
+/// Reading a chunk that was never written gives the fill value. Reading a
 /// chunk whose bytes fail to decode or whose checksum does not match gives
 /// [`Error::Corrupt`], never numbers.
 ///
@@ -56,6 +56,8 @@ pub struct ZarrArray {
     dtype: DType,
     grid: ChunkGrid,
     inner_chunk_shape: Option<Vec<u64>>,
+    /// The fill value, as f64 (exact for both element types).
+    fill: f64,
     metadata: Value,
     codec_options: CodecOptions,
 }
@@ -93,7 +95,7 @@ impl ZarrArray {
                 path.display()
             )));
         }
-        let store = Arc::new(open_store(path)?);
+        let store = Arc::new(AtomicFsStore::new(path));
         let document = spec.metadata_json();
         let bytes = serde_json::to_vec_pretty(&document).expect("metadata serialises");
         store
@@ -116,7 +118,7 @@ impl ZarrArray {
         if !path.exists() {
             return Err(not_array("no such directory".into()));
         }
-        let store = Arc::new(open_store(path)?);
+        let store = Arc::new(AtomicFsStore::new(path));
         let bytes = store
             .get(&metadata_key())
             .map_err(|e| storage_error(path, e))?
@@ -185,12 +187,15 @@ impl ZarrArray {
             .map_err(|e| not_array(format!("invalid {METADATA_KEY}: {e}")))?;
         let array = Array::new_with_metadata(store.clone(), "/", ArrayMetadata::V3(metadata))
             .map_err(|e| not_array(e.to_string()))?;
-        let grid = ChunkGrid::new(
-            array.shape().to_vec(),
-            json_dims(&document["chunk_grid"]["configuration"]["chunk_shape"])
-                .ok_or_else(|| not_array("chunk_grid has no chunk_shape".into()))?,
-        )
-        .map_err(|e| not_array(e.to_string()))?;
+        let chunk_shape = json_dims(&document["chunk_grid"]["configuration"]["chunk_shape"])
+            .ok_or_else(|| not_array("chunk_grid has no chunk_shape".into()))?;
+        check_addressable(array.shape(), &chunk_shape, dtype)
+            .map_err(|e| not_array(e.to_string()))?;
+        let grid = ChunkGrid::new(array.shape().to_vec(), chunk_shape)
+            .map_err(|e| not_array(e.to_string()))?;
+        let fill = parse_fill_value(&document["fill_value"], dtype).ok_or_else(|| {
+            not_array(format!("unsupported fill_value {}", document["fill_value"]))
+        })?;
         let inner_chunk_shape = document["codecs"]
             .as_array()
             .and_then(|codecs| codecs.iter().find(|c| c["name"] == "sharding_indexed"))
@@ -206,6 +211,7 @@ impl ZarrArray {
             dtype,
             grid,
             inner_chunk_shape,
+            fill,
             metadata: document,
             codec_options,
         })
@@ -293,23 +299,61 @@ impl ZarrArray {
         Ok(())
     }
 
+    /// Records which job fills this array, as user attribute `attribute`,
+    /// so that a resumed job can prove it is the same job.
+    ///
+    /// Without `resume` the record is written. With `resume`, the array must
+    /// already carry the same record (or be empty); then leftover temporary
+    /// files of the interrupted run are removed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when resuming an array that another job
+    /// (other parameters, another source) has been filling.
+    pub fn record_job(&mut self, attribute: &str, record: Value, resume: bool) -> Result<()> {
+        if resume {
+            match self.attributes().get(attribute) {
+                Some(existing) if *existing == record => {
+                    self.remove_stale_temporaries()?;
+                    return Ok(());
+                }
+                Some(existing) => {
+                    return Err(Error::invalid(format!(
+                        "cannot resume {}: it was filled by another job ({attribute} = {existing}), not this one ({record})",
+                        self.path.display()
+                    )));
+                }
+                None if !self.stored_chunks()?.is_empty() => {
+                    return Err(Error::invalid(format!(
+                        "cannot resume {}: it holds chunks but no {attribute} record, so they may come from another job",
+                        self.path.display()
+                    )));
+                }
+                None => {}
+            }
+        }
+        self.set_attribute(attribute, record)
+    }
+
     /// The codec chain in words, e.g. `bytes → zstd:3 → crc32c`.
     pub fn codec_description(&self) -> String {
         describe_codecs(&self.metadata["codecs"])
     }
 
-    /// True when every chunk carries a `crc32c` checksum, so corruption is
-    /// always detected (arrays written by other tools may lack one).
+    /// True when every chunk (and every shard index) carries a `crc32c`
+    /// checksum, so corruption is always detected (arrays written by other
+    /// tools may lack one).
     pub fn has_checksum(&self) -> bool {
         fn chain_has_crc(codecs: &Value) -> bool {
             codecs.as_array().is_some_and(|list| {
                 list.iter().any(|c| {
                     c["name"] == "crc32c"
                         || (c["name"] == "sharding_indexed"
-                            && chain_has_crc(&c["configuration"]["codecs"]))
+                            && chain_has_crc(&c["configuration"]["codecs"])
+                            && chain_has_crc(&c["configuration"]["index_codecs"]))
                 })
             })
         }
+
         chain_has_crc(&self.metadata["codecs"])
     }
 
@@ -355,9 +399,12 @@ impl ZarrArray {
     /// [`Error::Corrupt`] if its bytes do not decode or fail the checksum;
     /// [`Error::DtypeMismatch`], [`Error::ChunkOutOfBounds`], [`Error::Io`].
     pub fn read_chunk<T: Element>(&self, chunk: &[u64]) -> Result<Block<T>> {
-        Ok(self
-            .try_read_chunk(chunk)?
-            .unwrap_or_else(|| Block::zeros(self.grid.chunk_region(chunk).shape().to_vec())))
+        Ok(self.try_read_chunk(chunk)?.unwrap_or_else(|| {
+            Block::filled(
+                self.grid.chunk_region(chunk).shape().to_vec(),
+                T::from_f64(self.fill),
+            )
+        }))
     }
 
     /// Reads a stored chunk, or `None` if it was never written.
@@ -407,7 +454,8 @@ impl ZarrArray {
                 .store_chunk_opt(chunk, block.as_slice(), &self.codec_options)
         } else {
             // Edge chunk: zarr stores the full chunk shape, padded with the fill value.
-            let mut padded = Block::<T>::zeros(self.grid.chunk_shape().to_vec());
+            let mut padded =
+                Block::<T>::filled(self.grid.chunk_shape().to_vec(), T::from_f64(self.fill));
             padded.insert(&vec![0; region.ndim()], block);
             self.array
                 .store_chunk_opt(chunk, padded.as_slice(), &self.codec_options)
@@ -486,21 +534,24 @@ impl ZarrArray {
 
     /// Coordinates of every stored chunk that has been written, in C order.
     ///
+    /// Derived from the directory listing (one entry per file on disk), so
+    /// it costs the chunks that exist, not the size of the chunk grid.
+    ///
     /// # Errors
     /// [`Error::Io`] when the directory cannot be listed.
     pub fn stored_chunks(&self) -> Result<Vec<Vec<u64>>> {
-        let keys: HashSet<String> = self
+        let keys = self
             .store
             .list()
-            .map_err(|e| storage_error(&self.path, e))?
-            .into_iter()
-            .map(|k| k.as_str().to_string())
-            .collect();
-        Ok(self
-            .grid
+            .map_err(|e| storage_error(&self.path, e))?;
+        let decoder = ChunkKeyDecoder::of(&self.metadata, self.grid.ndim());
+        let mut chunks: Vec<Vec<u64>> = keys
             .iter()
-            .filter(|chunk| keys.contains(self.array.chunk_key(chunk).as_str()))
-            .collect())
+            .filter_map(|k| decoder.decode(k.as_str()))
+            .filter(|c| self.grid.contains_chunk(c))
+            .collect();
+        chunks.sort();
+        Ok(chunks)
     }
 
     /// Bytes the array occupies on disk (chunks and metadata).
@@ -523,11 +574,11 @@ impl ZarrArray {
             let entries = fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| Error::io(&dir, e))?;
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if entry.file_name().to_str().is_some_and(is_temp_key) {
-                    found.push(path);
+                let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+                if kind.is_dir() {
+                    stack.push(entry.path());
+                } else if kind.is_file() && entry.file_name().to_str().is_some_and(is_temp_key) {
+                    found.push(entry.path());
                 }
             }
         }
@@ -566,10 +617,12 @@ impl ZarrArray {
                     std::io::Error::new(io.kind(), io.to_string()),
                 )
             }
-            ArrayError::CodecError(CodecError::IOError(io)) => Error::io(
-                self.chunk_path(chunk),
-                std::io::Error::new(io.kind(), io.to_string()),
-            ),
+            // Decompressors report malformed input as I/O errors: that is a
+            // corrupt chunk, not a failing disk (reads fail as StorageError).
+            ArrayError::CodecError(CodecError::IOError(io)) => {
+                self.corrupt(chunk, format!("cannot decode: {io}"))
+            }
+
             ArrayError::CodecError(CodecError::InvalidChecksum) => {
                 self.corrupt(chunk, "checksum mismatch".into())
             }
@@ -594,10 +647,6 @@ fn metadata_key() -> StoreKey {
     StoreKey::new(METADATA_KEY).expect("valid key")
 }
 
-fn open_store(path: &Path) -> Result<AtomicFsStore> {
-    AtomicFsStore::new(path).map_err(|e| Error::io(path, e))
-}
-
 fn storage_error(path: &Path, err: StorageError) -> Error {
     match err {
         StorageError::IOError(io) => {
@@ -607,6 +656,73 @@ fn storage_error(path: &Path, err: StorageError) -> Error {
             array: path.to_path_buf(),
             message: other.to_string(),
         },
+    }
+}
+
+/// The fill value as f64: a number, `"NaN"`, `"Infinity"`, `"-Infinity"`, or
+/// a hexadecimal bit pattern (`"0x7fc00000"`) of the element type.
+fn parse_fill_value(value: &Value, dtype: DType) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match s.as_str() {
+            "NaN" => Some(f64::NAN),
+            "Infinity" => Some(f64::INFINITY),
+            "-Infinity" => Some(f64::NEG_INFINITY),
+            hex => {
+                let bits = u64::from_str_radix(hex.strip_prefix("0x")?, 16).ok()?;
+                match dtype {
+                    DType::F32 => Some(f64::from(f32::from_bits(u32::try_from(bits).ok()?))),
+                    DType::F64 => Some(f64::from_bits(bits)),
+                }
+            }
+        },
+        _ => None,
+    }
+}
+
+/// Turns store keys back into chunk coordinates, for the array's chunk key
+/// encoding (`default`: `c/1/2`; `v2`: `1.2`).
+struct ChunkKeyDecoder {
+    prefix: Option<&'static str>,
+    separator: char,
+    ndim: usize,
+}
+
+impl ChunkKeyDecoder {
+    fn of(metadata: &Value, ndim: usize) -> Self {
+        let encoding = &metadata["chunk_key_encoding"];
+        let v2 = encoding["name"] == "v2";
+        let default_sep = if v2 { "." } else { "/" };
+        let separator = encoding["configuration"]["separator"]
+            .as_str()
+            .unwrap_or(default_sep)
+            .chars()
+            .next()
+            .unwrap_or('/');
+        Self {
+            prefix: (!v2).then_some("c"),
+            separator,
+            ndim,
+        }
+    }
+
+    fn decode(&self, key: &str) -> Option<Vec<u64>> {
+        let rest = match self.prefix {
+            Some(p) => {
+                let rest = key.strip_prefix(p)?;
+                if rest.is_empty() {
+                    return (self.ndim == 0).then(Vec::new);
+                }
+                rest.strip_prefix(self.separator)?
+            }
+            None if self.ndim == 0 => return (key == "0").then(Vec::new),
+            None => key,
+        };
+        let coords: Vec<u64> = rest
+            .split(self.separator)
+            .map(|p| p.parse().ok())
+            .collect::<Option<_>>()?;
+        (coords.len() == self.ndim).then_some(coords)
     }
 }
 
