@@ -1,12 +1,18 @@
-//! Running work: sessions (memory pool, spill area, metrics), worker threads
-//! whose tasks reserve memory from the pool, and progress.
+//! Running work: sessions (memory pool, spill area, metrics), the executor
+//! of chunk graphs (workers, prefetch, cache), simpler independent chunk
+//! tasks, and progress.
+//!
+//! The executor runs the plans of [`crate::plan`]; planning itself depends
+//! only on the layers below (memory, store, core).
 
 mod chunk_tasks;
+mod executor;
 mod options;
 mod progress;
 mod session;
 
 pub use chunk_tasks::for_each_task;
+pub use executor::{RunStats, TaskBody, TaskIo, execute};
 pub use options::{ExecOptions, default_memory_limit, physical_memory};
 pub use progress::{NoProgress, Progress};
 pub use session::Session;

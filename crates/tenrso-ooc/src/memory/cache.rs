@@ -461,8 +461,9 @@ impl<T: Element> ChunkCache<T> {
         }
     }
 
-    /// Evicts up to `bytes`: unpinned clean chunks first (dropped), then
-    /// dirty ones (spilled), victims chosen by the policy.
+    /// Evicts up to `bytes`: unpinned clean chunks are dropped, dirty ones
+    /// spilled; clean ones go first unless the policy knows the future (see
+    /// [`EvictionPolicy::knows_future`]).
     fn evict(&self, bytes: u64) -> u64 {
         let mut freed = 0;
         while freed < bytes {
@@ -486,8 +487,17 @@ impl<T: Element> ChunkCache<T> {
                     .map(|(k, _)| *k)
                     .collect()
             };
+            // Clean chunks first (dropping costs nothing now) — unless the
+            // policy knows the future, then it weighs every chunk.
             let clean = evictable(false);
-            if let Some(victim) = policy.victim(&clean) {
+            let dirty = evictable(true);
+            let clean_victim = if policy.knows_future() {
+                let all: Vec<ChunkKey> = clean.iter().chain(&dirty).copied().collect();
+                policy.victim(&all).filter(|v| clean.contains(v))
+            } else {
+                policy.victim(&clean)
+            };
+            if let Some(victim) = clean_victim {
                 let e = entries.get_mut(&victim).expect("candidate exists");
                 let released = e.bytes;
                 match (e.spill_copy.take(), &e.slot) {
@@ -507,7 +517,6 @@ impl<T: Element> ChunkCache<T> {
                 freed += released;
                 continue;
             }
-            let dirty = evictable(true);
             let Some(spill) = self.spill.clone() else {
                 break;
             };

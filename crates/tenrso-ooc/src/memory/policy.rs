@@ -40,6 +40,13 @@ pub trait EvictionPolicy: Send {
     fn on_remove(&mut self, key: ChunkKey);
     /// The chunk to evict among `candidates` (non-empty).
     fn victim(&mut self, candidates: &[ChunkKey]) -> Option<ChunkKey>;
+
+    /// True when the policy knows the future accesses. Then the cache lets it
+    /// choose among all chunks, clean or dirty (spilling a chunk needed much
+    /// later beats dropping one needed next); otherwise clean chunks go first.
+    fn knows_future(&self) -> bool {
+        false
+    }
 }
 
 /// Which eviction policy to use.
@@ -190,6 +197,9 @@ impl Min {
 impl EvictionPolicy for Min {
     fn name(&self) -> &'static str {
         "min"
+    }
+    fn knows_future(&self) -> bool {
+        true
     }
     fn on_insert(&mut self, key: ChunkKey) {
         self.lru.on_insert(key);

@@ -137,8 +137,11 @@ impl MemoryPool {
         self.register(name.into(), false)
     }
 
-    /// A new, empty reservation for a consumer whose memory a [`Reclaim`]
-    /// implementation can free on request (it never waits itself).
+    /// A new, empty reservation for a passive consumer: one that never waits
+    /// for memory itself and whose memory, if any, a [`Reclaim`]
+    /// implementation frees on request (the chunk cache, the prefetcher). The
+    /// no-progress detection does not count on passive consumers to release
+    /// memory by themselves.
     pub fn reclaimable_reservation(&self, name: impl Into<String>) -> Reservation {
         self.register(name.into(), true)
     }

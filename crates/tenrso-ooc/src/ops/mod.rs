@@ -2,13 +2,23 @@
 //! and export.
 
 mod compare;
+mod expr;
 mod generate;
+mod map;
 mod random;
+mod reduce;
+mod reorganize;
+mod run_plan;
 mod transfer;
 mod verify;
 
 pub use compare::{CompareReport, compare};
+pub use expr::Expr;
 pub use generate::{Fill, GenerateReport, Generator, generate};
+pub use map::map;
 pub use random::CounterRng;
+pub use reduce::{ReduceOp, ReduceReport, reduce};
+pub use reorganize::{rechunk, transpose};
+pub use run_plan::{OpReport, OutputOptions};
 pub use transfer::{ImportOptions, TransferReport, export, import, is_npy};
 pub use verify::{BadChunk, VerifyReport, verify};

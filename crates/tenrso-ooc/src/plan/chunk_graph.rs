@@ -1,10 +1,66 @@
 //! [`ChunkGraph`]: an operation as a deterministic graph of chunk tasks.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
-use crate::core::{ChunkGrid, DType, Region};
+use crate::core::{ChunkGrid, DType, Error, Region, Result};
 use crate::memory::ChunkKey;
-use crate::store::ZarrArray;
+use crate::store::{ArraySpec, ZarrArray};
+
+/// An array a run will create and write: where, with which layout, and —
+/// once created — the array itself. Plans are built (and explained) before
+/// anything is created.
+#[derive(Debug)]
+pub struct OutputArray {
+    /// Where the array goes.
+    pub path: PathBuf,
+    /// Its layout.
+    pub spec: ArraySpec,
+    array: OnceLock<Arc<ZarrArray>>,
+}
+
+impl OutputArray {
+    /// An output to be created at `path` with `spec`.
+    pub fn new(path: impl Into<PathBuf>, spec: ArraySpec) -> Self {
+        Self {
+            path: path.into(),
+            spec,
+            array: OnceLock::new(),
+        }
+    }
+
+    /// Creates the array (refusing an existing one).
+    ///
+    /// # Errors
+    /// As [`ZarrArray::create`].
+    pub fn create(&self) -> Result<&Arc<ZarrArray>> {
+        if let Some(a) = self.array.get() {
+            return Ok(a);
+        }
+        let made = Arc::new(ZarrArray::create(&self.path, &self.spec)?);
+        Ok(self.array.get_or_init(|| made))
+    }
+
+    /// The array, once created.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when it has not been created yet.
+    pub fn array(&self) -> Result<&Arc<ZarrArray>> {
+        self.array.get().ok_or_else(|| {
+            Error::invalid(format!(
+                "internal: output {} written before it was created",
+                self.path.display()
+            ))
+        })
+    }
+
+    /// Deletes the array if this run created it (after a failed run).
+    pub fn remove_created(&self) {
+        if self.array.get().is_some() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
 
 /// Number of an array within a [`ChunkGraph`].
 pub type ArrayId = u32;
@@ -14,8 +70,9 @@ pub type ArrayId = u32;
 pub enum ArrayRole {
     /// A stored array the run reads.
     Input(Arc<ZarrArray>),
-    /// A stored array the run writes, one whole stored chunk per task.
-    Output(Arc<ZarrArray>),
+    /// A stored array the run creates and writes, one whole stored chunk
+    /// per task.
+    Output(Arc<OutputArray>),
     /// An intermediate that exists only in the chunk cache: written by the
     /// tasks of one stage, read by later ones, spilled when it does not fit.
     Temporary,
@@ -133,7 +190,8 @@ impl ChunkGraph {
     /// a stored chunk, the chunk itself for a temporary read back from spill.
     pub fn load_bytes(&self, key: ChunkKey) -> u64 {
         match &self.arrays[key.array as usize].role {
-            ArrayRole::Input(a) | ArrayRole::Output(a) => a.chunk_working_set(),
+            ArrayRole::Input(a) => a.chunk_working_set(),
+            ArrayRole::Output(o) => o.spec.chunk_working_set(),
             ArrayRole::Temporary => self.chunk_bytes(key),
         }
     }
@@ -147,9 +205,37 @@ impl ChunkGraph {
             .collect()
     }
 
+    /// The outputs of the graph.
+    pub fn outputs(&self) -> impl Iterator<Item = &Arc<OutputArray>> {
+        self.arrays.iter().filter_map(|a| match &a.role {
+            ArrayRole::Output(o) => Some(o),
+            _ => None,
+        })
+    }
+
     /// Number of stages.
     pub fn stages(&self) -> u32 {
         self.tasks.iter().map(|t| t.stage + 1).max().unwrap_or(0)
+    }
+
+    /// Bytes the graph itself occupies in memory while it runs — the tasks,
+    /// the schedule, and per chunk the executor's use count and the MIN
+    /// policy's list of future uses — reserved from the pool for the run.
+    pub fn footprint(&self) -> u64 {
+        let reads: usize = self.tasks.iter().map(|t| t.reads.len()).sum();
+        let mut keys: Vec<ChunkKey> = self
+            .tasks
+            .iter()
+            .flat_map(|t| t.reads.iter().copied())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let key = std::mem::size_of::<ChunkKey>();
+        // Per read: its entry in the task, in the schedule and in MIN's use
+        // list; per distinct chunk: two hash map entries with their overhead.
+        (self.tasks.len() * std::mem::size_of::<TaskNode>()
+            + reads * (2 * key + 8)
+            + keys.len() * 96) as u64
     }
 
     /// The memory one task needs at least: its scratch, its pinned inputs and

@@ -28,8 +28,8 @@ pub struct PlanReport {
     pub threads: usize,
     /// The memory limit.
     pub memory_limit: u64,
-    /// The least memory the plan can run in: the largest task's scratch,
-    /// pinned inputs and one chunk being loaded.
+    /// The least memory the plan can run in: the plan itself, plus the
+    /// largest task's scratch, pinned inputs and one chunk being loaded.
     pub min_working_set: u64,
     /// The most memory the plan will reserve.
     pub planned_peak: u64,
@@ -115,12 +115,14 @@ impl fmt::Display for PlanReport {
 /// `limit` of bytes, with a cache evicting by `policy`.
 pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKind) -> PlanReport {
     let threads = threads.max(1);
-    let min_working_set = graph
-        .tasks
-        .iter()
-        .map(|t| graph.task_need(t))
-        .max()
-        .unwrap_or(0);
+    let footprint = graph.footprint();
+    let min_working_set = footprint
+        + graph
+            .tasks
+            .iter()
+            .map(|t| graph.task_need(t))
+            .max()
+            .unwrap_or(0);
     // What workers hold outside the cache: scratch and one load each.
     let per_worker = graph
         .tasks
@@ -129,7 +131,7 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
         .max()
         .unwrap_or(0);
     let workers = threads.min(graph.tasks.len().max(1)) as u64;
-    let cache_capacity = limit.saturating_sub(workers * per_worker);
+    let cache_capacity = limit.saturating_sub(footprint + workers * per_worker);
     let sim = simulate_cache(graph, cache_capacity, policy);
     let bytes_written = graph
         .tasks
@@ -145,7 +147,7 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
         threads,
         memory_limit: limit,
         min_working_set,
-        planned_peak: limit.min(workers * per_worker + sim.peak_cached),
+        planned_peak: limit.min(footprint + workers * per_worker + sim.peak_cached),
         bytes_read: sim.bytes_read,
         bytes_written,
         bytes_spilled: sim.bytes_spilled,
@@ -227,8 +229,8 @@ fn simulate_cache(graph: &ChunkGraph, capacity: u64, policy: PolicyKind) -> Cach
                     cache.counts.bytes_read += bytes;
                 }
                 // A temporary missing here was spilled; its spill was counted
-                // when it was evicted.
-                cache.insert(key, bytes, false, &task.reads);
+                // when it was evicted. Tasks pin the chunk they are reading.
+                cache.insert(key, bytes, false, &[key]);
             }
             cache.policy.on_access(key);
         }

@@ -1,0 +1,411 @@
+//! [`execute`]: run a [`ChunkGraph`] on worker threads with a prefetcher,
+//! every buffer reserved from the session's memory pool.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::core::{Block, Element, Error, Region, Result};
+use crate::exec::{Progress, Session};
+use crate::memory::{CacheStats, ChunkCache, ChunkKey, Loader, Pinned, Reservation};
+use crate::plan::{ArrayId, ArrayRole, ChunkGraph, PlanReport, TaskNode};
+
+/// The computation of an operation's tasks. The executor calls `run` for
+/// each task with a [`TaskIo`] through which the task pulls its inputs; the
+/// block returned is the chunk the task writes (if its node names one).
+pub trait TaskBody<T: Element>: Sync {
+    /// Runs task `index` of the graph.
+    ///
+    /// # Errors
+    /// Whatever the computation or its inputs fail with.
+    fn run(&self, index: usize, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>>;
+}
+
+/// A task's access to its inputs: chunks come through the session's chunk
+/// cache (hits, prefetched chunks, or loads reserved from the pool) and stay
+/// pinned while the returned [`Pinned`] lives.
+pub struct TaskIo<'a, T: Element> {
+    graph: &'a ChunkGraph,
+    cache: &'a ChunkCache<T>,
+    session: &'a Session,
+    task: &'a TaskNode,
+    reservation: &'a mut Reservation,
+}
+
+impl<'a, T: Element> TaskIo<'a, T> {
+    /// The task being run.
+    pub fn task(&self) -> &'a TaskNode {
+        self.task
+    }
+
+    /// The graph being run.
+    pub fn graph(&self) -> &'a ChunkGraph {
+        self.graph
+    }
+
+    /// The `k`-th chunk the task declared it reads.
+    ///
+    /// # Errors
+    /// Load failures (corrupt chunk, I/O, spill) and memory exhaustion.
+    pub fn input(&mut self, k: usize) -> Result<Pinned<'a, T>> {
+        self.chunk(self.task.reads[k])
+    }
+
+    /// Chunk `key` of any array of the graph.
+    ///
+    /// # Errors
+    /// As [`TaskIo::input`].
+    pub fn chunk(&mut self, key: ChunkKey) -> Result<Pinned<'a, T>> {
+        let graph = self.graph;
+        let session = self.session;
+        let load = move || load_chunk::<T>(graph, session, key);
+        let loader = Loader {
+            working_set: graph.load_bytes(key),
+            load: &load,
+        };
+        self.cache.get(key, &loader, self.reservation)
+    }
+
+    /// The values of `region` of array `array`, copied out of the chunks it
+    /// touches (each pinned only while copied).
+    ///
+    /// # Errors
+    /// As [`TaskIo::input`].
+    pub fn assemble(&mut self, array: ArrayId, region: &Region) -> Result<Block<T>> {
+        let mut out = Block::<T>::zeros(region.shape().to_vec());
+        for key in self.graph.chunks_touching(array, region) {
+            let chunk_region = self.graph.region(key);
+            let overlap = chunk_region
+                .intersect(region)
+                .expect("touching chunks overlap");
+            let data = self.chunk(key)?;
+            let part = data.extract(&overlap.relative_to(chunk_region.start()));
+            out.insert(overlap.relative_to(region.start()).start(), &part);
+        }
+        Ok(out)
+    }
+}
+
+/// Loads chunk `key` from its stored array.
+fn load_chunk<T: Element>(
+    graph: &ChunkGraph,
+    session: &Session,
+    key: ChunkKey,
+) -> Result<Block<T>> {
+    let array = match &graph.arrays[key.array as usize].role {
+        ArrayRole::Input(array) => array,
+        ArrayRole::Output(output) => output.array()?,
+        ArrayRole::Temporary => {
+            return Err(Error::invalid(format!(
+                "internal: chunk {:?} of temporary `{}` was read before it was produced",
+                graph.coords(key),
+                graph.arrays[key.array as usize].name
+            )));
+        }
+    };
+    let block = array.read_chunk::<T>(&graph.coords(key))?;
+    session.metrics().bytes_read.add(block.byte_len() as u64);
+    Ok(block)
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunStats {
+    /// The plan, as explained before running.
+    pub plan: PlanReport,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// The chunk cache's counters.
+    pub cache: CacheStats,
+    /// Bytes read from stored arrays during the run.
+    pub bytes_read: u64,
+    /// Bytes written to stored arrays during the run.
+    pub bytes_written: u64,
+    /// Bytes written to spill files during the run (as stored).
+    pub bytes_spilled: u64,
+    /// The most memory reserved in the pool at once.
+    pub pool_peak: u64,
+}
+
+/// Runs `graph` with `body` in `session`: refuses a plan that cannot fit the
+/// memory limit before any work; then runs each stage's tasks in plan order
+/// on the session's threads, each reserving its scratch memory from the pool
+/// (back-pressure), while a prefetcher loads the chunks of upcoming tasks
+/// into free memory. Chunks are dropped from the cache after their last
+/// planned use; outputs are written atomically chunk by chunk.
+///
+/// The first failing task (lowest index) stops the run; its error is
+/// returned — or, when the run starved because spilling failed, the spill
+/// error, which is the cause.
+///
+/// # Errors
+/// [`Error::MemoryLimit`] before any work; task, I/O and spill errors.
+pub fn execute<T: Element>(
+    session: &Session,
+    graph: &ChunkGraph,
+    body: &dyn TaskBody<T>,
+    progress: &dyn Progress,
+) -> Result<RunStats> {
+    let plan = crate::plan::explain(
+        graph,
+        session.threads(),
+        session.memory_limit(),
+        session.options().cache_policy,
+    );
+    plan.check()?;
+    if T::DTYPE != graph.dtype {
+        return Err(Error::invalid(format!(
+            "internal: graph of {} run as {}",
+            graph.dtype,
+            T::DTYPE
+        )));
+    }
+    let mut plan_reservation = session.pool().reservation("plan");
+    plan_reservation.grow(graph.footprint())?;
+    let metrics = session.metrics();
+    let (read0, written0, spilled0) = (
+        metrics.bytes_read.get(),
+        metrics.bytes_written.get(),
+        metrics.bytes_spilled.get(),
+    );
+    let start = Instant::now();
+    let has_temporaries = graph
+        .arrays
+        .iter()
+        .any(|a| matches!(a.role, ArrayRole::Temporary));
+    let spill = if has_temporaries {
+        Some(session.spill()?)
+    } else {
+        None
+    };
+    let schedule = graph.schedule();
+    let cache = ChunkCache::<T>::new(
+        session.pool(),
+        session.options().cache_policy.build(&schedule),
+        spill,
+        metrics.clone(),
+    );
+    let mut remaining: HashMap<ChunkKey, AtomicU32> = HashMap::new();
+    for key in &schedule {
+        remaining
+            .entry(*key)
+            .or_insert_with(|| AtomicU32::new(0))
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    metrics.tasks_total.add(graph.tasks.len() as u64);
+    progress.start(
+        &graph.operation,
+        graph.tasks.iter().map(|t| t.work_bytes).sum(),
+    );
+    let mut stage_start = 0;
+    let mut outcome = Ok(());
+    while stage_start < graph.tasks.len() && outcome.is_ok() {
+        let stage = graph.tasks[stage_start].stage;
+        let stage_end = stage_start
+            + graph.tasks[stage_start..]
+                .iter()
+                .take_while(|t| t.stage == stage)
+                .count();
+        let run = StageRun {
+            graph,
+            session,
+            cache: &cache,
+            body,
+            progress,
+            remaining: &remaining,
+            next: AtomicUsize::new(stage_start),
+            end: stage_end,
+            stop: AtomicBool::new(false),
+            first_error: Mutex::new(None),
+        };
+        outcome = run.run();
+        stage_start = stage_end;
+    }
+    progress.finish();
+    if let Err(err) = outcome {
+        return Err(cache.take_spill_error().unwrap_or(err));
+    }
+    Ok(RunStats {
+        plan,
+        seconds: start.elapsed().as_secs_f64(),
+        cache: cache.stats(),
+        bytes_read: metrics.bytes_read.get() - read0,
+        bytes_written: metrics.bytes_written.get() - written0,
+        bytes_spilled: metrics.bytes_spilled.get() - spilled0,
+        pool_peak: session.pool().peak(),
+    })
+}
+
+/// One stage in progress: the tasks `next..end` still to start.
+struct StageRun<'a, T: Element> {
+    graph: &'a ChunkGraph,
+    session: &'a Session,
+    cache: &'a ChunkCache<T>,
+    body: &'a dyn TaskBody<T>,
+    progress: &'a dyn Progress,
+    remaining: &'a HashMap<ChunkKey, AtomicU32>,
+    next: AtomicUsize,
+    end: usize,
+    stop: AtomicBool,
+    first_error: Mutex<Option<(usize, Error)>>,
+}
+
+impl<T: Element> StageRun<'_, T> {
+    fn run(self) -> Result<()> {
+        let workers = self
+            .session
+            .threads()
+            .min(self.end - self.next.load(Ordering::Relaxed))
+            .max(1);
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.prefetch());
+            for w in 0..workers {
+                let this = &self;
+                scope.spawn(move || this.work(w));
+            }
+        });
+        match self
+            .first_error
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            Some((_, err)) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, index: usize, err: Error) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut slot = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_none_or(|(i, _)| index < *i) {
+            *slot = Some((index, err));
+        }
+    }
+
+    fn work(&self, worker: usize) {
+        let mut reservation = self.session.pool().reservation(format!("worker {worker}"));
+        while !self.stop.load(Ordering::Relaxed) {
+            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            if index >= self.end {
+                break;
+            }
+            if let Err(err) = self.run_task(index, &mut reservation) {
+                self.fail(index, err);
+            }
+            reservation.free();
+        }
+    }
+
+    fn run_task(&self, index: usize, reservation: &mut Reservation) -> Result<()> {
+        let task = &self.graph.tasks[index];
+        reservation.grow(task.scratch_bytes)?;
+        let output = {
+            let mut io = TaskIo {
+                graph: self.graph,
+                cache: self.cache,
+                session: self.session,
+                task,
+                reservation,
+            };
+            self.body.run(index, &mut io)?
+        };
+        match (task.write, output) {
+            (Some(key), Some(block)) => {
+                let node = &self.graph.arrays[key.array as usize];
+                if block.shape() != self.graph.region(key).shape() {
+                    return Err(Error::invalid(format!(
+                        "internal: task {index} produced a block of shape {:?} for chunk {:?} of `{}`",
+                        block.shape(),
+                        self.graph.coords(key),
+                        node.name
+                    )));
+                }
+                match &node.role {
+                    ArrayRole::Output(output) => {
+                        output
+                            .array()?
+                            .write_chunk(&self.graph.coords(key), &block)?;
+                        self.session
+                            .metrics()
+                            .bytes_written
+                            .add(block.byte_len() as u64);
+                    }
+                    ArrayRole::Temporary => self.cache.insert(key, block, true, reservation),
+                    ArrayRole::Input(_) => {
+                        return Err(Error::invalid(format!(
+                            "internal: task {index} writes input `{}`",
+                            node.name
+                        )));
+                    }
+                }
+            }
+            (None, None) => {}
+            (Some(key), None) => {
+                return Err(Error::invalid(format!(
+                    "internal: task {index} produced nothing for {key:?}"
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(Error::invalid(format!(
+                    "internal: task {index} has no output chunk"
+                )));
+            }
+        }
+        // Chunks whose last planned use this was leave the cache.
+        for key in &task.reads {
+            if self.remaining[key].fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.cache.remove(*key);
+            }
+        }
+        self.progress.advance(task.work_bytes);
+        self.session.metrics().tasks_done.add(1);
+        Ok(())
+    }
+
+    /// Loads the input chunks of the next tasks into free memory, in plan
+    /// order, never evicting anything (see [`ChunkCache::prefetch`]).
+    fn prefetch(&self) {
+        let window = 2 * self.session.threads() + 2;
+        // Passive: the prefetcher never waits for memory, so the pool must not
+        // count it as a consumer that could release memory to waiters.
+        let mut reservation = self.session.pool().reclaimable_reservation("prefetch");
+        while !self.stop.load(Ordering::Relaxed) {
+            let base = self.next.load(Ordering::Relaxed);
+            if base >= self.end {
+                break;
+            }
+            let mut waiting_for_memory = false;
+            let mut loaded = false;
+            'tasks: for index in base..(base + window).min(self.end) {
+                for &key in &self.graph.tasks[index].reads {
+                    if !matches!(
+                        self.graph.arrays[key.array as usize].role,
+                        ArrayRole::Input(_)
+                    ) || self.cache.contains(key)
+                    {
+                        continue;
+                    }
+                    let load = || load_chunk::<T>(self.graph, self.session, key);
+                    let loader = Loader {
+                        working_set: self.graph.load_bytes(key),
+                        load: &load,
+                    };
+                    match self.cache.prefetch(key, &loader, &mut reservation) {
+                        Ok(true) => loaded = true,
+                        Ok(false) if !self.cache.contains(key) => {
+                            waiting_for_memory = true;
+                            break 'tasks;
+                        }
+                        // Someone else has it, or it failed: the worker that
+                        // needs it will load it (and report any error).
+                        _ => {}
+                    }
+                }
+            }
+            if waiting_for_memory || !loaded {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}

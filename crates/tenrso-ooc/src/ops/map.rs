@@ -1,0 +1,149 @@
+//! [`map`]: an element-wise expression over one or two stored arrays.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::core::shape::join_dims;
+use crate::core::{Block, Element, Error, Result};
+use crate::dispatch_dtype;
+use crate::exec::{Progress, Session, TaskBody, TaskIo};
+use crate::ops::run_plan::explain_or_run;
+use crate::ops::{Expr, OpReport, OutputOptions};
+use crate::plan::{ArrayId, ArrayRole, ChunkGraph, OutputArray, TaskNode};
+use crate::store::{ArraySpec, ZarrArray};
+
+/// Elements converted to `f64` and evaluated at a time.
+const SEGMENT: usize = 1 << 16;
+
+/// Evaluates `expr` element-wise over `x` (and `y`, of the same shape and
+/// element type, any chunking) into a new array at `out`, chunked like `x`'s
+/// stored chunks. One task per chunk of `x`; chunks of `y` are assembled to
+/// match.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for mismatched inputs or an expression that
+/// needs `y` without one; plan refusals; store errors.
+#[allow(clippy::too_many_arguments)]
+pub fn map(
+    session: &Session,
+    expr: &Expr,
+    x: Arc<ZarrArray>,
+    y: Option<Arc<ZarrArray>>,
+    out: &Path,
+    opts: &OutputOptions,
+    explain_only: bool,
+    progress: &dyn Progress,
+) -> Result<OpReport> {
+    if expr.uses_y() && y.is_none() {
+        return Err(Error::invalid(format!(
+            "expression `{expr}` uses y: give a second input"
+        )));
+    }
+    if let Some(y) = &y
+        && (y.shape() != x.shape() || y.dtype() != x.dtype())
+    {
+        return Err(Error::invalid(format!(
+            "map needs inputs of one shape and type: {} is {} {}, {} is {} {}",
+            x.path().display(),
+            x.dtype(),
+            join_dims(x.shape()),
+            y.path().display(),
+            y.dtype(),
+            join_dims(y.shape())
+        )));
+    }
+    let y = y.filter(|_| expr.uses_y());
+    let dtype = x.dtype();
+    let itemsize = dtype.size() as u64;
+    let spec = ArraySpec::new(
+        x.shape().to_vec(),
+        x.chunk_grid().chunk_shape().to_vec(),
+        dtype,
+    )
+    .with_compression(opts.compression);
+    let mut graph = ChunkGraph::new(format!("map `{expr}`"), dtype);
+    let x_id = graph.add_array(
+        x.path().display().to_string(),
+        ArrayRole::Input(x.clone()),
+        x.chunk_grid().clone(),
+    );
+    let y_id = y.as_ref().map(|y| {
+        graph.add_array(
+            y.path().display().to_string(),
+            ArrayRole::Input(y.clone()),
+            y.chunk_grid().clone(),
+        )
+    });
+    let out_id = graph.add_array(
+        out.display().to_string(),
+        ArrayRole::Output(Arc::new(OutputArray::new(out, spec))),
+        x.chunk_grid().clone(),
+    );
+    let same_grid = y.as_ref().is_some_and(|y| y.chunk_grid() == x.chunk_grid());
+    let y_chunk_bytes = y.as_ref().map_or(0, |y| y.chunk_nbytes());
+    let segment_bytes = SEGMENT as u64 * 8 * 3;
+    for chunk in x.chunk_grid().iter() {
+        let key = graph.key(x_id, &chunk);
+        let region = graph.region(key);
+        let bytes = region.num_elements() * itemsize;
+        let mut reads = vec![key];
+        let mut scratch = bytes + segment_bytes;
+        if let Some(y_id) = y_id {
+            if same_grid {
+                reads.push(graph.key(y_id, &chunk));
+            } else {
+                reads.extend(graph.chunks_touching(y_id, &region));
+                scratch += bytes; // the assembled region of y
+            }
+        }
+        graph.tasks.push(TaskNode {
+            stage: 0,
+            reads,
+            write: Some(graph.key(out_id, &chunk)),
+            scratch_bytes: scratch,
+            pinned_bytes: x.chunk_nbytes() + y_chunk_bytes,
+            work_bytes: bytes,
+        });
+    }
+    let body = MapBody {
+        expr: expr.clone(),
+        y: y_id.map(|id| (id, same_grid)),
+    };
+    dispatch_dtype!(dtype, T => explain_or_run::<T>(session, &graph, &body, explain_only, progress))
+}
+
+struct MapBody {
+    expr: Expr,
+    /// The second input and whether it shares `x`'s grid.
+    y: Option<(ArrayId, bool)>,
+}
+
+impl<T: Element> TaskBody<T> for MapBody {
+    fn run(&self, _index: usize, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>> {
+        let x = io.input(0)?;
+        let region = io.graph().region(x.key());
+        let y_block = match self.y {
+            None => None,
+            Some((_, true)) => Some(io.input(1)?.as_slice().to_vec()),
+            Some((id, false)) => Some(io.assemble(id, &region)?.into_vec()),
+        };
+        let n = x.len();
+        let mut out = Vec::with_capacity(n);
+        let (mut xs, mut ys, mut rs) = (vec![0.0; SEGMENT], vec![0.0; SEGMENT], vec![0.0; SEGMENT]);
+        for start in (0..n).step_by(SEGMENT) {
+            let len = SEGMENT.min(n - start);
+            for (d, s) in xs[..len].iter_mut().zip(&x.as_slice()[start..start + len]) {
+                *d = s.to_f64();
+            }
+            let y_seg = y_block.as_ref().map(|y| {
+                for (d, s) in ys[..len].iter_mut().zip(&y[start..start + len]) {
+                    *d = s.to_f64();
+                }
+                &ys[..len]
+            });
+            self.expr.eval(&xs[..len], y_seg, &mut rs[..len]);
+            out.extend(rs[..len].iter().map(|v| T::from_f64(*v)));
+        }
+        Ok(Some(Block::from_vec(region.shape().to_vec(), out)?))
+    }
+}

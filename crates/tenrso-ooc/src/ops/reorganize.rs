@@ -1,0 +1,344 @@
+//! [`transpose`] and [`rechunk`]: move data to a new axis order or chunking
+//! under the memory limit, directly or through an intermediate.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::core::shape::join_dims;
+use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape};
+use crate::dispatch_dtype;
+use crate::exec::{Progress, Session, TaskBody, TaskIo};
+use crate::ops::run_plan::explain_or_run;
+use crate::ops::{OpReport, OutputOptions};
+use crate::plan::{
+    ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode, explain, rechunking_plan,
+};
+use crate::store::{ArraySpec, ZarrArray};
+
+/// Writes `input` with its axes permuted to a new array at `out`: axis `k`
+/// of the output is axis `perm[k]` of the input (NumPy's `transpose(perm)`).
+/// Output chunks default to the input's chunks permuted (each output chunk
+/// is one input chunk); other chunkings are planned as in [`rechunk`].
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a bad permutation or chunk shape; plan
+/// refusals; store and spill errors.
+#[allow(clippy::too_many_arguments)]
+pub fn transpose(
+    session: &Session,
+    input: Arc<ZarrArray>,
+    perm: &[usize],
+    out: &Path,
+    opts: &OutputOptions,
+    explain_only: bool,
+    progress: &dyn Progress,
+) -> Result<OpReport> {
+    let ndim = input.shape().len();
+    let mut seen = vec![false; ndim];
+    if perm.len() != ndim
+        || perm
+            .iter()
+            .any(|&p| p >= ndim || std::mem::replace(&mut seen[p], true))
+    {
+        return Err(Error::invalid(format!(
+            "axes {perm:?} are not a permutation of the {ndim} axes of the input"
+        )));
+    }
+    let target = opts.chunk_shape.clone().unwrap_or_else(|| {
+        perm.iter()
+            .map(|&p| input.chunk_grid().chunk_shape()[p])
+            .collect()
+    });
+    let name = format!("transpose to axes {perm:?}");
+    reorganize(
+        session,
+        input,
+        perm,
+        &target,
+        out,
+        opts,
+        name,
+        explain_only,
+        progress,
+    )
+}
+
+/// Copies `input` to a new array at `out` with chunks of `opts.chunk_shape`.
+///
+/// The planner compares two plans by the bytes they move, both computed
+/// before running by replaying their chunk accesses through a model of the
+/// cache: a direct one (each output chunk assembled from the input chunks it
+/// touches, read through the cache) and a two-stage one through an
+/// intermediate whose chunking follows rechunker's algorithm (it lives in the
+/// cache and spills when it does not fit).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] without a chunk shape; plan refusals; store and
+/// spill errors.
+pub fn rechunk(
+    session: &Session,
+    input: Arc<ZarrArray>,
+    out: &Path,
+    opts: &OutputOptions,
+    explain_only: bool,
+    progress: &dyn Progress,
+) -> Result<OpReport> {
+    let Some(target) = opts.chunk_shape.clone() else {
+        return Err(Error::invalid(
+            "rechunk needs the new chunk shape (--chunks)",
+        ));
+    };
+    let identity: Vec<usize> = (0..input.shape().len()).collect();
+    let name = format!("rechunk to {}", join_dims(&target));
+    reorganize(
+        session,
+        input,
+        &identity,
+        &target,
+        out,
+        opts,
+        name,
+        explain_only,
+        progress,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reorganize(
+    session: &Session,
+    input: Arc<ZarrArray>,
+    perm: &[usize],
+    target: &[u64],
+    out: &Path,
+    opts: &OutputOptions,
+    name: String,
+    explain_only: bool,
+    progress: &dyn Progress,
+) -> Result<OpReport> {
+    let out_shape: Vec<u64> = perm.iter().map(|&p| input.shape()[p]).collect();
+    let out_grid = ChunkGrid::new(out_shape.clone(), target.to_vec())?;
+    let spec = ArraySpec::new(out_shape.clone(), target.to_vec(), input.dtype())
+        .with_compression(opts.compression);
+    spec.validate()?;
+    let output = Arc::new(OutputArray::new(out, spec));
+    let direct = direct_plan(&input, perm, &out_grid, &output, &name);
+    let staged = staged_plan(session, &input, perm, &out_grid, &output, &name, &direct);
+    let cost = |g: &ChunkGraph| -> (u64, PlanReport) {
+        let r = explain(
+            g,
+            session.threads(),
+            session.memory_limit(),
+            session.options().cache_policy,
+        );
+        (
+            r.bytes_read
+                + r.bytes_written
+                + 2 * r.bytes_spilled
+                + if r.fits() { 0 } else { u64::MAX / 4 },
+            r,
+        )
+    };
+    let graph = match staged {
+        Some(staged) if cost(&staged).0 < cost(&direct).0 => staged,
+        _ => direct,
+    };
+    let body = Assemble {
+        perm: perm.to_vec(),
+    };
+    dispatch_dtype!(input.dtype(), T => explain_or_run::<T>(session, &graph, &body, explain_only, progress))
+}
+
+/// The input region (input axes) that output region `r` (output axes) reads.
+fn input_region(perm: &[usize], r: &Region) -> Region {
+    let mut start = vec![0; perm.len()];
+    let mut shape = vec![0; perm.len()];
+    for (k, &p) in perm.iter().enumerate() {
+        start[p] = r.start()[k];
+        shape[p] = r.shape()[k];
+    }
+    Region::new(start, shape)
+}
+
+/// One task per output chunk, reading the input chunks it touches.
+fn direct_plan(
+    input: &Arc<ZarrArray>,
+    perm: &[usize],
+    out_grid: &ChunkGrid,
+    output: &Arc<OutputArray>,
+    name: &str,
+) -> ChunkGraph {
+    let mut graph = ChunkGraph::new(format!("{name} (direct)"), input.dtype());
+    let in_id = graph.add_array(
+        input.path().display().to_string(),
+        ArrayRole::Input(input.clone()),
+        input.chunk_grid().clone(),
+    );
+    let out_id = graph.add_array(
+        output.path.display().to_string(),
+        ArrayRole::Output(output.clone()),
+        out_grid.clone(),
+    );
+    let itemsize = input.dtype().size() as u64;
+    for c in out_grid.iter() {
+        let key = graph.key(out_id, &c);
+        let region = graph.region(key);
+        let bytes = region.num_elements() * itemsize;
+        graph.tasks.push(TaskNode {
+            stage: 0,
+            reads: graph.chunks_touching(in_id, &input_region(perm, &region)),
+            write: Some(key),
+            scratch_bytes: bytes + input.chunk_nbytes(),
+            pinned_bytes: input.chunk_nbytes(),
+            work_bytes: bytes,
+        });
+    }
+    graph
+}
+
+/// Two stages through a temporary array in output axes whose chunks follow
+/// rechunker's plan; `None` when it would not differ from the direct plan.
+fn staged_plan(
+    session: &Session,
+    input: &Arc<ZarrArray>,
+    perm: &[usize],
+    out_grid: &ChunkGrid,
+    output: &Arc<OutputArray>,
+    name: &str,
+    direct: &ChunkGraph,
+) -> Option<ChunkGraph> {
+    let itemsize = input.dtype().size() as u64;
+    let shape = out_grid.shape().dims().to_vec();
+    let source: Vec<u64> = perm
+        .iter()
+        .map(|&p| input.chunk_grid().chunk_shape()[p])
+        .collect();
+    let target = out_grid.chunk_shape().to_vec();
+    // Blocks of half of what the workers leave to the cache.
+    let per_worker = direct
+        .tasks
+        .iter()
+        .map(|t| direct.task_need(t))
+        .max()
+        .unwrap_or(0);
+    let free = session
+        .memory_limit()
+        .saturating_sub(session.threads() as u64 * per_worker + direct.footprint());
+    let chunk_bytes = |c: &[u64]| c.iter().product::<u64>() * itemsize;
+    let max_bytes = (free / 2)
+        .max(chunk_bytes(&source))
+        .max(chunk_bytes(&target));
+    let (read, int, write) = rechunking_plan(&shape, &source, &target, itemsize, max_bytes);
+    if int == target || int == source {
+        return None;
+    }
+    let int_grid = ChunkGrid::new(shape.clone(), int).ok()?;
+    let mut graph = ChunkGraph::new(format!("{name} (via intermediate)"), input.dtype());
+    let in_id = graph.add_array(
+        input.path().display().to_string(),
+        ArrayRole::Input(input.clone()),
+        input.chunk_grid().clone(),
+    );
+    let tmp_id = graph.add_array("intermediate", ArrayRole::Temporary, int_grid.clone());
+    let out_id = graph.add_array(
+        output.path.display().to_string(),
+        ArrayRole::Output(output.clone()),
+        out_grid.clone(),
+    );
+    // Stage 0: intermediate chunks, grouped by read block so that the input
+    // chunks of a block are reused from the cache.
+    for key in grouped(&graph, tmp_id, &int_grid, &read) {
+        let region = graph.region(key);
+        let bytes = region.num_elements() * itemsize;
+        graph.tasks.push(TaskNode {
+            stage: 0,
+            reads: graph.chunks_touching(in_id, &input_region(perm, &region)),
+            write: Some(key),
+            scratch_bytes: bytes + input.chunk_nbytes(),
+            pinned_bytes: input.chunk_nbytes(),
+            work_bytes: bytes,
+        });
+    }
+    // Stage 1: output chunks grouped by write block.
+    let int_bytes = int_grid.chunk_elements() * itemsize;
+    for key in grouped(&graph, out_id, out_grid, &write) {
+        let region = graph.region(key);
+        let bytes = region.num_elements() * itemsize;
+        graph.tasks.push(TaskNode {
+            stage: 1,
+            reads: graph.chunks_touching(tmp_id, &region),
+            write: Some(key),
+            scratch_bytes: bytes + int_bytes,
+            pinned_bytes: int_bytes,
+            work_bytes: bytes,
+        });
+    }
+    Some(graph)
+}
+
+/// The chunks of `grid` (array `id`) ordered block by block (blocks of
+/// `block` elements, in C order), C order within each block.
+fn grouped(
+    graph: &ChunkGraph,
+    id: ArrayId,
+    grid: &ChunkGrid,
+    block: &[u64],
+) -> Vec<crate::memory::ChunkKey> {
+    let blocks =
+        ChunkGrid::new(grid.shape().clone(), block.to_vec()).expect("block shape is valid");
+    let mut keys = Vec::with_capacity(grid.num_chunks() as usize);
+    let mut seen = vec![false; grid.num_chunks() as usize];
+    for b in blocks.iter() {
+        for c in ChunkGrid::iter_region(&grid.chunks_touching(&blocks.chunk_region(&b))) {
+            let key = graph.key(id, &c);
+            if !std::mem::replace(&mut seen[key.index as usize], true) {
+                keys.push(key);
+            }
+        }
+    }
+    keys
+}
+
+/// Fills each written chunk from the chunks it reads: from the input through
+/// the permutation in stage 0, from the intermediate (same axes) in stage 1.
+struct Assemble {
+    perm: Vec<usize>,
+}
+
+impl<T: Element> TaskBody<T> for Assemble {
+    fn run(&self, _index: usize, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>> {
+        let task = io.task();
+        let write = task.write.expect("reorganizing tasks write a chunk");
+        let region = io.graph().region(write);
+        let from_input = matches!(
+            io.graph().arrays[task.reads[0].array as usize].role,
+            ArrayRole::Input(_)
+        );
+        let identity: Vec<usize> = (0..self.perm.len()).collect();
+        let perm = if from_input { &self.perm } else { &identity };
+        let wanted = input_region(perm, &region);
+        let mut out = Block::<T>::zeros(region.shape().to_vec());
+        for (k, key) in task.reads.iter().enumerate() {
+            let chunk = io.input(k)?;
+            let chunk_region = io.graph().region(*key);
+            let overlap = chunk_region
+                .intersect(&wanted)
+                .expect("read chunks overlap the region");
+            let part = chunk.extract(&overlap.relative_to(chunk_region.start()));
+            let part = if perm == &identity {
+                part
+            } else {
+                part.permuted(perm)
+            };
+            let at: Vec<u64> = perm
+                .iter()
+                .map(|&p| overlap.start()[p] - wanted.start()[p])
+                .collect();
+            out.insert(&at, &part);
+        }
+        debug_assert_eq!(
+            Shape::new(out.shape().to_vec()).num_elements(),
+            region.num_elements()
+        );
+        Ok(Some(out))
+    }
+}

@@ -1,0 +1,80 @@
+//! What every planned operation shares: output options, and explaining or
+//! running a plan with its outputs created only once it is known to fit.
+
+use crate::core::{ByteSize, Element, Error, Result};
+use crate::exec::{Progress, RunStats, Session, TaskBody, execute};
+use crate::plan::{ChunkGraph, PlanReport, explain};
+use crate::store::Compression;
+
+/// How an operation lays out the array it writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutputOptions {
+    /// Chunk shape of the output (operations that choose their own chunking
+    /// document what they do without it).
+    pub chunk_shape: Option<Vec<u64>>,
+    /// Compressor of the output's chunks.
+    pub compression: Compression,
+}
+
+/// The plan of an operation and, unless only explained, what running it did.
+#[derive(Debug, Clone)]
+pub struct OpReport {
+    /// The plan as explained before running.
+    pub plan: PlanReport,
+    /// The run; `None` when only explained.
+    pub run: Option<RunStats>,
+}
+
+/// Explains `graph`, and unless `explain_only`, checks that it fits (memory
+/// limit, spill capacity), creates its outputs and runs it. A failed run
+/// deletes the outputs it created, so a failure leaves no half-written array
+/// behind.
+pub(crate) fn explain_or_run<T: Element>(
+    session: &Session,
+    graph: &ChunkGraph,
+    body: &dyn TaskBody<T>,
+    explain_only: bool,
+    progress: &dyn Progress,
+) -> Result<OpReport> {
+    let plan = explain(
+        graph,
+        session.threads(),
+        session.memory_limit(),
+        session.options().cache_policy,
+    );
+    if explain_only {
+        return Ok(OpReport { plan, run: None });
+    }
+    plan.check()?;
+    let capacity: Option<u64> = if session.options().spill_dirs.is_empty() {
+        None
+    } else {
+        session.options().spill_dirs.iter().map(|d| d.cap).sum()
+    };
+    if let Some(capacity) = capacity.filter(|c| plan.bytes_spilled > *c) {
+        return Err(Error::SpillFull {
+            requested: plan.bytes_spilled,
+            detail: format!(
+                "the plan spills about {} but the spill directories hold at most {}",
+                ByteSize(plan.bytes_spilled),
+                ByteSize(capacity)
+            ),
+        });
+    }
+    for output in graph.outputs() {
+        if let Err(err) = output.create() {
+            graph.outputs().for_each(|o| o.remove_created());
+            return Err(err);
+        }
+    }
+    match execute(session, graph, body, progress) {
+        Ok(run) => Ok(OpReport {
+            plan,
+            run: Some(run),
+        }),
+        Err(err) => {
+            graph.outputs().for_each(|o| o.remove_created());
+            Err(err)
+        }
+    }
+}
