@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
-use tenrso_ooc::ops::Fill;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tenrso_ooc::memory::{PolicyKind, SpillCodec, SpillDirSpec};
+use tenrso_ooc::ops::{Fill, ReduceOp};
 use tenrso_ooc::store::Compression;
 use tenrso_ooc::{ByteSize, DType, Shape};
 
@@ -34,6 +35,38 @@ pub struct GlobalArgs {
     /// No progress bars
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Spill directory PATH or PATH:CAP, repeatable, tried in order (fast tier first) [default: the system temp dir]
+    #[arg(long = "spill-dir", global = true, value_name = "PATH[:CAP]")]
+    pub spill_dirs: Vec<SpillDirSpec>,
+    /// Compression of spilled chunks: none, lz4 or zstd[:LEVEL]
+    #[arg(long, global = true, default_value = "lz4", value_name = "CODEC")]
+    pub spill_codec: SpillCodec,
+    /// Chunk cache eviction: min (Belady, from the plan), lru or lfu
+    #[arg(long, global = true, default_value = "min", value_name = "POLICY")]
+    pub cache_policy: PolicyKind,
+    /// Print the plan (memory, bytes to read/write/spill, tasks) and run nothing
+    #[arg(long, global = true)]
+    pub explain: bool,
+    /// Write a JSON run report (metrics, time per phase, peak memory) to FILE
+    #[arg(long, global = true, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Serve Prometheus metrics on HOST:PORT (GET /metrics) while the command runs
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// Log format on stderr (filter with RUST_LOG, default warn)
+    #[arg(long, global = true, default_value = "pretty", value_enum)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Multi-line, human-friendly.
+    Pretty,
+    /// One JSON object per event.
+    Json,
+    /// One line per event.
+    Compact,
 }
 
 /// The commands.
@@ -49,8 +82,86 @@ pub enum Command {
     Import(ImportArgs),
     /// Export a stored array to a .npy or raw file
     Export(ExportArgs),
+    /// Evaluate an element-wise expression of x (and y) into a new array
+    Map(MapArgs),
+    /// Sum, mean, min, max or L2 norm over all or some axes
+    Reduce(ReduceArgs),
+    /// Permute the axes into a new array
+    Transpose(TransposeArgs),
+    /// Copy into a new array with another chunk shape
+    Rechunk(RechunkArgs),
     /// Show the engine at work on a tensor larger than its memory limit
     Demo(DemoArgs),
+}
+
+/// `map`.
+#[derive(Debug, Args)]
+pub struct MapArgs {
+    /// Expression in x (first input) and y (second), e.g. 'x*2+1', 'sqrt(abs(x))', 'clip(x,0,1)*y'
+    pub expr: String,
+    /// First input array (x)
+    pub input: PathBuf,
+    /// Second input array (y), same shape and type
+    pub input2: Option<PathBuf>,
+    /// Output array (chunked like x)
+    #[arg(short, long, value_name = "OUT")]
+    pub out: PathBuf,
+    /// Compressor of the output: none, zstd[:LEVEL] or lz4
+    #[arg(long, default_value = "none", value_name = "CODEC")]
+    pub codec: Compression,
+}
+
+/// `reduce`.
+#[derive(Debug, Args)]
+pub struct ReduceArgs {
+    /// sum, mean, min, max or norm
+    pub op: ReduceOp,
+    /// Input array
+    pub input: PathBuf,
+    /// Axes to reduce, e.g. 0,2 [default: all, giving one value]
+    #[arg(long, value_delimiter = ',', value_name = "AXES")]
+    pub axes: Option<Vec<usize>>,
+    /// Output array, when axes remain
+    #[arg(short, long, value_name = "OUT")]
+    pub out: Option<PathBuf>,
+    /// Compressor of the output: none, zstd[:LEVEL] or lz4
+    #[arg(long, default_value = "none", value_name = "CODEC")]
+    pub codec: Compression,
+}
+
+/// `transpose`.
+#[derive(Debug, Args)]
+pub struct TransposeArgs {
+    /// Input array
+    pub input: PathBuf,
+    /// New axis order: output axis k is input axis AXES[k], e.g. 2,0,1
+    #[arg(long, value_delimiter = ',', value_name = "AXES")]
+    pub axes: Vec<usize>,
+    /// Output array
+    #[arg(short, long, value_name = "OUT")]
+    pub out: PathBuf,
+    /// Output chunk shape [default: the input's chunks, permuted]
+    #[arg(long, value_name = "SHAPE")]
+    pub chunks: Option<Shape>,
+    /// Compressor of the output: none, zstd[:LEVEL] or lz4
+    #[arg(long, default_value = "none", value_name = "CODEC")]
+    pub codec: Compression,
+}
+
+/// `rechunk`.
+#[derive(Debug, Args)]
+pub struct RechunkArgs {
+    /// Input array
+    pub input: PathBuf,
+    /// New chunk shape
+    #[arg(long, value_name = "SHAPE")]
+    pub chunks: Shape,
+    /// Output array
+    #[arg(short, long, value_name = "OUT")]
+    pub out: PathBuf,
+    /// Compressor of the output: none, zstd[:LEVEL] or lz4
+    #[arg(long, default_value = "none", value_name = "CODEC")]
+    pub codec: Compression,
 }
 
 /// Layout options shared by `create` and `import`.

@@ -2,10 +2,13 @@
 
 mod cli;
 mod commands;
+mod interrupt;
 mod process_memory;
 mod progress;
+mod telemetry;
 
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::Parser;
 use clap::error::ErrorKind;
@@ -15,12 +18,14 @@ use tenrso_ooc::exec::{ExecOptions, Session};
 use crate::cli::{Cli, Command};
 use crate::progress::Bar;
 
-/// What every command gets: the run options, the progress sink and the output mode.
+/// What every command gets: the session, the progress sink and the run mode.
 pub struct Context {
     /// The session: memory pool, spill area, metrics.
     pub session: Session,
     /// Progress bars on stderr.
     pub progress: Bar,
+    /// Print the plan instead of running (planned operations).
+    pub explain: bool,
 }
 
 /// What a command produced: a text for people, a JSON object for programs,
@@ -40,27 +45,37 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
+    telemetry::init_logging(cli.global.log_format);
+    interrupt::install();
     let default_limit = match cli.command {
         Command::Demo(_) => 64 << 20,
         _ => tenrso_ooc::exec::default_memory_limit(),
     };
     let mut exec = ExecOptions::default()
-        .with_memory_limit(cli.global.memory_limit.map_or(default_limit, |s| s.0));
+        .with_memory_limit(cli.global.memory_limit.map_or(default_limit, |s| s.0))
+        .with_spill_dirs(cli.global.spill_dirs.clone())
+        .with_spill_codec(cli.global.spill_codec)
+        .with_cache_policy(cli.global.cache_policy);
     if let Some(threads) = cli.global.threads {
         exec = exec.with_threads(threads);
     }
     let ctx = Context {
         session: Session::new(exec),
         progress: Bar::new(!cli.global.quiet && !cli.global.json),
+        explain: cli.global.explain,
     };
-    let result = match &cli.command {
-        Command::Create(args) => commands::create::run(args, &ctx),
-        Command::Info(args) => commands::info::run(args),
-        Command::Verify(args) => commands::verify::run(args, &ctx),
-        Command::Import(args) => commands::transfer::import(args, &ctx),
-        Command::Export(args) => commands::transfer::export(args, &ctx),
-        Command::Demo(args) => commands::demo::run(args, &ctx),
-    };
+    let started = Instant::now();
+    let result = telemetry::serve_metrics(cli.global.metrics_addr.as_deref(), &ctx.session)
+        .and_then(|_server| run(&cli.command, &ctx));
+    if let Some(path) = &cli.global.report {
+        let outcome = result
+            .as_ref()
+            .map(|o| &o.json)
+            .map_err(ToString::to_string);
+        if let Err(err) = telemetry::write_report(path, &ctx.session, started.elapsed(), outcome) {
+            eprintln!("error: {err}");
+        }
+    }
     match result {
         Ok(outcome) => {
             if cli.global.json {
@@ -81,6 +96,21 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run(command: &Command, ctx: &Context) -> tenrso_ooc::Result<Outcome> {
+    match command {
+        Command::Create(args) => commands::create::run(args, ctx),
+        Command::Info(args) => commands::info::run(args),
+        Command::Verify(args) => commands::verify::run(args, ctx),
+        Command::Import(args) => commands::transfer::import(args, ctx),
+        Command::Export(args) => commands::transfer::export(args, ctx),
+        Command::Map(args) => commands::map::run(args, ctx),
+        Command::Reduce(args) => commands::reduce::run(args, ctx),
+        Command::Transpose(args) => commands::reorganize::transpose(args, ctx),
+        Command::Rechunk(args) => commands::reorganize::rechunk(args, ctx),
+        Command::Demo(args) => commands::demo::run(args, ctx),
     }
 }
 

@@ -3,6 +3,10 @@
 pub mod create;
 pub mod demo;
 pub mod info;
+pub mod map;
+pub mod operation;
+pub mod reduce;
+pub mod reorganize;
 pub mod transfer;
 pub mod verify;
 

@@ -207,6 +207,7 @@ pub fn execute<T: Element>(
                 .iter()
                 .take_while(|t| t.stage == stage)
                 .count();
+        let _span = tracing::info_span!("stage", stage, tasks = stage_end - stage_start).entered();
         let run = StageRun {
             graph,
             session,
@@ -254,8 +255,8 @@ struct StageRun<'a, T: Element> {
 impl<T: Element> StageRun<'_, T> {
     fn run(self) -> Result<()> {
         let workers = self
-            .session
-            .threads()
+            .graph
+            .concurrency(self.session.threads(), self.session.memory_limit())
             .min(self.end - self.next.load(Ordering::Relaxed))
             .max(1);
         std::thread::scope(|scope| {
@@ -299,7 +300,7 @@ impl<T: Element> StageRun<'_, T> {
 
     fn run_task(&self, index: usize, reservation: &mut Reservation) -> Result<()> {
         let task = &self.graph.tasks[index];
-        reservation.grow(task.scratch_bytes)?;
+        reservation.grow(self.graph.task_reservation(task))?;
         let output = {
             let mut io = TaskIo {
                 graph: self.graph,
@@ -379,11 +380,12 @@ impl<T: Element> StageRun<'_, T> {
             let mut loaded = false;
             'tasks: for index in base..(base + window).min(self.end) {
                 for &key in &self.graph.tasks[index].reads {
-                    if !matches!(
+                    let needed = self.remaining[&key].load(Ordering::Acquire) > 0;
+                    let input = matches!(
                         self.graph.arrays[key.array as usize].role,
                         ArrayRole::Input(_)
-                    ) || self.cache.contains(key)
-                    {
+                    );
+                    if !needed || !input || self.cache.contains(key) {
                         continue;
                     }
                     let load = || load_chunk::<T>(self.graph, self.session, key);
@@ -392,7 +394,13 @@ impl<T: Element> StageRun<'_, T> {
                         load: &load,
                     };
                     match self.cache.prefetch(key, &loader, &mut reservation) {
-                        Ok(true) => loaded = true,
+                        Ok(true) => {
+                            loaded = true;
+                            // Its last user may have finished meanwhile.
+                            if self.remaining[&key].load(Ordering::Acquire) == 0 {
+                                self.cache.remove(key);
+                            }
+                        }
                         Ok(false) if !self.cache.contains(key) => {
                             waiting_for_memory = true;
                             break 'tasks;

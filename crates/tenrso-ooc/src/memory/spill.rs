@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use xxhash_rust::xxh3::Xxh3;
@@ -16,19 +16,29 @@ use crate::core::{ByteSize, Error, Result};
 /// them ([`remove_all_spill_dirs`]).
 static LIVE_SPILL_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Set when the process is shutting down: no new spill file may be written.
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 /// Removes the spill directories of every live [`SpillManager`] in this
-/// process. Meant for an interrupt (Ctrl-C) handler just before exiting.
+/// process, after stopping new spill writes. Meant for an interrupt (Ctrl-C)
+/// handler just before exiting; retries while writers still running add
+/// files.
 pub fn remove_all_spill_dirs() {
+    SHUTTING_DOWN.store(true, Ordering::SeqCst);
     let dirs = LIVE_SPILL_DIRS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     for dir in dirs {
-        let _ = fs::remove_dir_all(dir);
+        for _ in 0..50 {
+            let _ = fs::remove_dir_all(&dir);
+            if !dir.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
-
 /// A spill location: a directory and an optional cap on the bytes spilled
 /// into it. Parses from `PATH` or `PATH:CAP` (`/dev/shm:2GiB`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,6 +278,12 @@ impl SpillManager {
     /// [`Error::SpillFull`] when every directory is at its cap or out of
     /// space; [`Error::Io`] for other failures.
     pub fn write(&self, data: &[u8]) -> Result<SpillFile> {
+        if SHUTTING_DOWN.load(Ordering::SeqCst) {
+            return Err(Error::SpillFull {
+                requested: data.len() as u64,
+                detail: "the process is shutting down".into(),
+            });
+        }
         let mut hasher = Xxh3::new();
         hasher.update(data);
         let checksum = hasher.digest();

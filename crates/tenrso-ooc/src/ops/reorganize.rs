@@ -187,7 +187,7 @@ fn direct_plan(
             stage: 0,
             reads: graph.chunks_touching(in_id, &input_region(perm, &region)),
             write: Some(key),
-            scratch_bytes: bytes + input.chunk_nbytes(),
+            scratch_bytes: bytes + 2 * input.chunk_nbytes(), // the piece and its permuted copy
             pinned_bytes: input.chunk_nbytes(),
             work_bytes: bytes,
         });
@@ -253,7 +253,7 @@ fn staged_plan(
             stage: 0,
             reads: graph.chunks_touching(in_id, &input_region(perm, &region)),
             write: Some(key),
-            scratch_bytes: bytes + input.chunk_nbytes(),
+            scratch_bytes: bytes + 2 * input.chunk_nbytes(), // the piece and its permuted copy
             pinned_bytes: input.chunk_nbytes(),
             work_bytes: bytes,
         });
@@ -267,7 +267,7 @@ fn staged_plan(
             stage: 1,
             reads: graph.chunks_touching(tmp_id, &region),
             write: Some(key),
-            scratch_bytes: bytes + int_bytes,
+            scratch_bytes: bytes + 2 * int_bytes,
             pinned_bytes: int_bytes,
             work_bytes: bytes,
         });

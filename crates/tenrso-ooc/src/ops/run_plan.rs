@@ -36,11 +36,23 @@ pub(crate) fn explain_or_run<T: Element>(
     explain_only: bool,
     progress: &dyn Progress,
 ) -> Result<OpReport> {
+    let _span = tracing::info_span!("operation", name = %graph.operation).entered();
+    let planning = std::time::Instant::now();
     let plan = explain(
         graph,
         session.threads(),
         session.memory_limit(),
         session.options().cache_policy,
+    );
+    session
+        .metrics()
+        .record_phase("plan", planning.elapsed().as_secs_f64());
+    tracing::info!(
+        tasks = plan.tasks,
+        min_working_set = plan.min_working_set,
+        bytes_read = plan.bytes_read,
+        bytes_spilled = plan.bytes_spilled,
+        "planned"
     );
     if explain_only {
         return Ok(OpReport { plan, run: None });
@@ -67,12 +79,18 @@ pub(crate) fn explain_or_run<T: Element>(
             return Err(err);
         }
     }
-    match execute(session, graph, body, progress) {
+    let running = std::time::Instant::now();
+    let result = execute(session, graph, body, progress);
+    session
+        .metrics()
+        .record_phase("execute", running.elapsed().as_secs_f64());
+    match result {
         Ok(run) => Ok(OpReport {
             plan,
             run: Some(run),
         }),
         Err(err) => {
+            tracing::warn!(error = %err, "operation failed; removing its outputs");
             graph.outputs().for_each(|o| o.remove_created());
             Err(err)
         }

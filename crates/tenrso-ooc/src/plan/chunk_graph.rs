@@ -238,6 +238,23 @@ impl ChunkGraph {
             + keys.len() * 96) as u64
     }
 
+    /// How many tasks may run at once under `limit` with `threads` threads:
+    /// no more than fit with every one at its largest need, so that tasks
+    /// that hold memory while waiting for more can never deadlock.
+    pub fn concurrency(&self, threads: usize, limit: u64) -> usize {
+        let need = self
+            .tasks
+            .iter()
+            .map(|t| self.task_need(t))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let fit = (limit.saturating_sub(self.footprint()) / need).max(1);
+        (threads.max(1) as u64)
+            .min(fit)
+            .min(self.tasks.len().max(1) as u64) as usize
+    }
+
     /// The memory one task needs at least: its scratch, its pinned inputs and
     /// one chunk being loaded.
     pub fn task_need(&self, task: &TaskNode) -> u64 {
@@ -247,6 +264,21 @@ impl ChunkGraph {
             .map(|k| self.load_bytes(*k))
             .max()
             .unwrap_or(0);
-        task.scratch_bytes + task.pinned_bytes + load
+        self.task_reservation(task) + task.pinned_bytes + load
+    }
+
+    /// What a worker reserves when it starts `task`: its scratch, plus the
+    /// encode buffers of the stored chunk it writes (beyond the block itself,
+    /// which is part of the scratch).
+    pub fn task_reservation(&self, task: &TaskNode) -> u64 {
+        let encode = match task.write.map(|k| &self.arrays[k.array as usize].role) {
+            Some(ArrayRole::Output(o)) => {
+                let chunk =
+                    o.spec.storage_chunk_shape().iter().product::<u64>() * self.dtype.size() as u64;
+                o.spec.chunk_working_set().saturating_sub(chunk)
+            }
+            _ => 0,
+        };
+        task.scratch_bytes + encode
     }
 }

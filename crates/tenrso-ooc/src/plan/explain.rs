@@ -24,7 +24,8 @@ pub struct PlanReport {
     pub stages: u32,
     /// Tasks.
     pub tasks: u64,
-    /// Worker threads.
+    /// Tasks run at once (the threads, fewer when the limit holds fewer
+    /// tasks at their largest need).
     pub threads: usize,
     /// The memory limit.
     pub memory_limit: u64,
@@ -130,7 +131,7 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
         .map(|t| graph.task_need(t) - t.pinned_bytes)
         .max()
         .unwrap_or(0);
-    let workers = threads.min(graph.tasks.len().max(1)) as u64;
+    let workers = graph.concurrency(threads, limit) as u64;
     let cache_capacity = limit.saturating_sub(footprint + workers * per_worker);
     let sim = simulate_cache(graph, cache_capacity, policy);
     let bytes_written = graph
@@ -144,7 +145,7 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
         operation: graph.operation.clone(),
         stages: graph.stages(),
         tasks: graph.tasks.len() as u64,
-        threads,
+        threads: workers as usize,
         memory_limit: limit,
         min_working_set,
         planned_peak: limit.min(footprint + workers * per_worker + sim.peak_cached),

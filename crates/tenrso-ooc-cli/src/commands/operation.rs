@@ -1,0 +1,64 @@
+//! What the planned operations (map, reduce, transpose, rechunk) print.
+
+use serde_json::{Value, json};
+use tenrso_ooc::ByteSize;
+use tenrso_ooc::ops::OpReport;
+
+use crate::Outcome;
+use crate::process_memory::peak_rss_bytes;
+
+/// The outcome of a planned operation: the plan alone under `--explain`,
+/// else a summary of the run. `extra` fields are merged into the JSON.
+pub fn outcome(report: &OpReport, headline: String, extra: Value) -> Outcome {
+    let plan = &report.plan;
+    let Some(run) = &report.run else {
+        let mut json = plan.to_json();
+        merge(&mut json, extra);
+        return Outcome {
+            text: plan.to_string(),
+            json,
+            success: true,
+        };
+    };
+    let peak = peak_rss_bytes();
+    let text = format!(
+        "{headline}\n  {} tasks in {:.2} s; read {}, wrote {}, spilled {}\n  memory: pool peak {}, process peak {} (limit {})\n",
+        plan.tasks,
+        run.seconds,
+        ByteSize(run.bytes_read),
+        ByteSize(run.bytes_written),
+        ByteSize(run.bytes_spilled),
+        ByteSize(run.pool_peak),
+        peak.map_or("?".to_string(), |p| ByteSize(p).to_string()),
+        ByteSize(plan.memory_limit),
+    );
+    let mut json = json!({
+        "plan": plan.to_json(),
+        "seconds": run.seconds,
+        "bytes_read": run.bytes_read,
+        "bytes_written": run.bytes_written,
+        "bytes_spilled": run.bytes_spilled,
+        "pool_peak_bytes": run.pool_peak,
+        "peak_rss_bytes": peak,
+        "cache": {
+            "hits": run.cache.hits,
+            "misses": run.cache.misses,
+            "evictions": run.cache.evictions,
+            "spills": run.cache.spills,
+            "prefetch_hits": run.cache.prefetch_hits,
+            "load_waits": run.cache.load_waits,
+        },
+    });
+    merge(&mut json, extra);
+    Outcome {
+        text,
+        json,
+        success: true,
+    }
+}
+
+fn merge(json: &mut Value, extra: Value) {
+    if let (Some(map), Value::Object(extra)) = (json.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+}
