@@ -259,7 +259,7 @@ fn demo_stays_within_its_limit() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["generate", "verify", "export", "import", "compare"]);
+    assert_eq!(steps, ["generate", "verify", "export", "import", "compare", "reduce", "transpose"]);
 }
 
 /// Regression (review of #2): a generator model too large for the limit is

@@ -336,3 +336,65 @@ fn tiny_spill_cap_is_a_typed_error_and_leaves_no_output() {
     assert!(matches!(err, tenrso_ooc::Error::SpillFull { .. }), "{err}");
     assert!(!out.exists());
 }
+
+/// Belady's MIN never misses more than LRU or LFU on the chunk requests of
+/// real runs (recorded by the cache), at any cache size.
+#[test]
+fn min_beats_lru_and_lfu_on_recorded_traces() {
+    use tenrso_ooc::memory::{PolicyKind, simulate};
+    let dir = tempfile::tempdir().unwrap();
+    let x = make(
+        dir.path(),
+        "x",
+        &[96, 80, 12],
+        &[16, 16, 12],
+        Fill::Normal,
+        11,
+    );
+    let s = Session::new(
+        ExecOptions::default()
+            .with_threads(2)
+            .with_memory_limit(64 << 20)
+            .with_trace(true),
+    );
+    let mut traces = Vec::new();
+    let o = OutputOptions {
+        chunk_shape: Some(vec![12, 7, 96]),
+        ..Default::default()
+    };
+    let t = transpose(
+        &s,
+        x.clone(),
+        &[2, 1, 0],
+        &dir.path().join("t"),
+        &o,
+        false,
+        &NoProgress,
+    )
+    .unwrap();
+    traces.push(t.run.unwrap().trace.unwrap());
+    let r = reduce(
+        &s,
+        ReduceOp::Sum,
+        x.clone(),
+        Some(&[0]),
+        Some(&dir.path().join("r")),
+        &OutputOptions::default(),
+        false,
+        &NoProgress,
+    )
+    .unwrap();
+    traces.push(r.op.run.unwrap().trace.unwrap());
+    for trace in &traces {
+        assert!(trace.len() > 20, "recorded {} requests", trace.len());
+        for capacity in [1, 2, 4, 8, 16] {
+            let min = simulate(PolicyKind::Min.build(trace), trace, capacity);
+            let lru = simulate(PolicyKind::Lru.build(trace), trace, capacity);
+            let lfu = simulate(PolicyKind::Lfu.build(trace), trace, capacity);
+            assert!(
+                min.misses <= lru.misses && min.misses <= lfu.misses,
+                "capacity {capacity}: min {min:?} lru {lru:?} lfu {lfu:?}"
+            );
+        }
+    }
+}

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use serde_json::json;
-use tenrso_ooc::ops::{self, Fill, ImportOptions};
+use tenrso_ooc::ops::{self, Fill, ImportOptions, OutputOptions, ReduceOp};
 use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{ByteSize, DType, Error, Result};
 
@@ -36,8 +38,9 @@ struct Step {
 }
 
 /// Generates a planted low-rank tensor 4x the memory limit, verifies it,
-/// exports it to `.npy`, imports it back and checks the round trip, and
-/// reports peak memory against the limit.
+/// exports it to `.npy`, imports it back and checks the round trip, reduces
+/// and transposes it with the engine, and reports peak memory against the
+/// limit.
 pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     let limit = ctx.session.memory_limit();
     let (dir, _cleanup) = match &args.dir {
@@ -139,6 +142,58 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     if args.dir.is_none() {
         std::fs::remove_file(&npy).map_err(|e| Error::io(&npy, e))?;
     }
+
+    // The engine: a reduction and a transpose, planned under the limit.
+    let x = Arc::new(x);
+    let t = Instant::now();
+    let sum = ops::reduce(
+        &ctx.session,
+        ReduceOp::Sum,
+        x.clone(),
+        None,
+        None,
+        &OutputOptions::default(),
+        false,
+        &ctx.progress,
+    )?;
+    let norm = ops::reduce(
+        &ctx.session,
+        ReduceOp::Norm,
+        x.clone(),
+        None,
+        None,
+        &OutputOptions::default(),
+        false,
+        &ctx.progress,
+    )?;
+    steps.push(Step {
+        name: "reduce",
+        bytes: 2 * nbytes,
+        elapsed: t.elapsed(),
+        note: format!(
+            "sum {:.6e}, norm {:.6e}",
+            sum.value.unwrap_or(f64::NAN),
+            norm.value.unwrap_or(f64::NAN)
+        ),
+    });
+    let t = Instant::now();
+    let transposed = dir.join("transposed.zarr");
+    let tr = ops::transpose(
+        &ctx.session,
+        x.clone(),
+        &[2, 0, 1],
+        &transposed,
+        &OutputOptions::default(),
+        false,
+        &ctx.progress,
+    )?;
+    let run = tr.run.as_ref().expect("ran");
+    steps.push(Step {
+        name: "transpose",
+        bytes: run.bytes_read + run.bytes_written,
+        elapsed: t.elapsed(),
+        note: format!("axes [2, 0, 1], {} spilled", ByteSize(run.bytes_spilled)),
+    });
 
     let peak = peak_rss_bytes();
     let within = peak.is_some_and(|p| p <= limit + RSS_SLACK);

@@ -126,8 +126,10 @@ pub struct RunStats {
     pub bytes_spilled: u64,
     /// The most memory reserved in the pool at once.
     pub pool_peak: u64,
+    /// The chunk requests in the order the cache saw them, when the session
+    /// records traces.
+    pub trace: Option<Vec<ChunkKey>>,
 }
-
 /// Runs `graph` with `body` in `session`: refuses a plan that cannot fit the
 /// memory limit before any work; then runs each stage's tasks in plan order
 /// on the session's threads, each reserving its scratch memory from the pool
@@ -193,6 +195,7 @@ pub fn execute<T: Element>(
             .or_insert_with(|| AtomicU32::new(0))
             .fetch_add(1, Ordering::Relaxed);
     }
+    cache.record_trace(session.options().record_trace);
     metrics.tasks_total.add(graph.tasks.len() as u64);
     progress.start(
         &graph.operation,
@@ -235,6 +238,7 @@ pub fn execute<T: Element>(
         bytes_written: metrics.bytes_written.get() - written0,
         bytes_spilled: metrics.bytes_spilled.get() - spilled0,
         pool_peak: session.pool().peak(),
+        trace: session.options().record_trace.then(|| cache.take_trace()),
     })
 }
 

@@ -25,8 +25,11 @@ pub struct ExecOptions {
     pub spill_codec: SpillCodec,
     /// Eviction policy of the chunk cache.
     pub cache_policy: PolicyKind,
+    /// Record the sequence of chunk requests of each run (see
+    /// [`RunStats::trace`](crate::exec::RunStats::trace)), to compare
+    /// eviction policies on real access patterns.
+    pub record_trace: bool,
 }
-
 impl Default for ExecOptions {
     /// All cores, a quarter of physical memory, spill to the temporary
     /// directory with lz4, Belady MIN eviction.
@@ -37,6 +40,7 @@ impl Default for ExecOptions {
             spill_dirs: Vec::new(),
             spill_codec: SpillCodec::default(),
             cache_policy: PolicyKind::default(),
+            record_trace: false,
         }
     }
 }
@@ -73,6 +77,11 @@ impl ExecOptions {
     /// Sets the cache's eviction policy.
     pub fn with_cache_policy(mut self, policy: PolicyKind) -> Self {
         self.cache_policy = policy;
+        self
+    }
+    /// Records each run's chunk requests.
+    pub fn with_trace(mut self, on: bool) -> Self {
+        self.record_trace = on;
         self
     }
 
