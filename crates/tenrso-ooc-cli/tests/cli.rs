@@ -179,7 +179,7 @@ fn memory_limit_below_one_chunk_is_refused_before_any_write() {
     ]);
     assert_eq!(r.code, Some(1));
     assert!(
-        r.stderr.contains("memory limit 16.00 MiB is too small") && r.stderr.contains("128.00 MiB"),
+        r.stderr.contains("memory limit 16.00 MiB is too small") && r.stderr.contains("64.00 MiB"),
         "{}",
         r.stderr
     );
@@ -259,7 +259,18 @@ fn demo_stays_within_its_limit() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["generate", "verify", "export", "import", "compare", "reduce", "transpose"]);
+    assert_eq!(
+        steps,
+        [
+            "generate",
+            "verify",
+            "export",
+            "import",
+            "compare",
+            "reduce",
+            "transpose"
+        ]
+    );
 }
 
 /// Regression (review of #2): a generator model too large for the limit is

@@ -158,6 +158,6 @@ fn memory_limit_smaller_than_a_chunk_is_refused_before_work() {
         matches!(err, tenrso_ooc::Error::MemoryLimit { .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("32.00 MiB"), "{err}");
+    assert!(err.to_string().contains("16.00 MiB"), "{err}");
     assert!(a.stored_chunks().unwrap().is_empty());
 }

@@ -3,6 +3,8 @@
 
 mod dense_file;
 mod npy;
+mod read_at;
 
 pub use dense_file::{DenseFile, DenseLayout};
 pub use npy::{npy_header_bytes, read_npy_header};
+pub(crate) use read_at::read_elements_at;

@@ -217,7 +217,7 @@ struct Partial {
 
 /// Pairwise sum of `f(v)` over `v` (NumPy's scheme: blocks of 128 summed in
 /// eight lanes, halves combined recursively).
-fn pairwise<T: Element>(v: &[T], f: fn(f64) -> f64) -> f64 {
+fn pairwise<T: Element, F: Fn(f64) -> f64 + Copy>(v: &[T], f: F) -> f64 {
     if v.len() <= 128 {
         let mut lanes = [0.0f64; 8];
         let mut chunks = v.chunks_exact(8);

@@ -80,7 +80,12 @@ impl ArraySpec {
     /// written (see [`chunk_working_set`](crate::store::ZarrArray::chunk_working_set)).
     pub fn chunk_working_set(&self) -> u64 {
         let elements: u64 = self.storage_chunk_shape().iter().product();
-        crate::store::zarr_array::working_set_of(elements * self.dtype.size() as u64)
+        let bytes = elements * self.dtype.size() as u64;
+        if self.compression == Compression::None && self.shard_shape.is_none() {
+            2 * bytes // plain chunks: read and written without codec buffers
+        } else {
+            crate::store::zarr_array::working_set_of(bytes)
+        }
     }
 
     /// Checks ranks, extents and the shard/chunk divisibility.

@@ -56,7 +56,20 @@ impl AtomicFsStore {
         self.base.join(prefix.as_str())
     }
 
+    /// Writes the concatenation of `parts` as the value of `key`, atomically
+    /// (temporary file, fsync, rename), without joining them in memory.
+    ///
+    /// # Errors
+    /// The I/O error; the key keeps its old value.
+    pub fn set_parts(&self, key: &StoreKey, parts: &[&[u8]]) -> std::io::Result<()> {
+        self.write_atomically_parts(key, parts)
+    }
+
     fn write_atomically(&self, key: &StoreKey, value: &[u8]) -> std::io::Result<()> {
+        self.write_atomically_parts(key, &[value])
+    }
+
+    fn write_atomically_parts(&self, key: &StoreKey, parts: &[&[u8]]) -> std::io::Result<()> {
         let path = self.key_path(key);
         let dir = path.parent().unwrap_or(&self.base).to_path_buf();
         create_dirs_durably(&dir)?;
@@ -79,7 +92,9 @@ impl AtomicFsStore {
                 .write(true)
                 .create_new(true)
                 .open(&temp)?;
-            file.write_all(value)?;
+            for part in parts {
+                file.write_all(part)?;
+            }
             file.sync_all()?;
             drop(file);
             fs::rename(&temp, &path)?;

@@ -1,6 +1,7 @@
 //! [`ZarrArray`]: a chunked array stored as a Zarr v3 directory.
 
-use std::fs;
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -58,6 +59,10 @@ pub struct ZarrArray {
     inner_chunk_shape: Option<Vec<u64>>,
     /// The fill value, as f64 (exact for both element types).
     fill: f64,
+    /// Set when chunks are plain little-endian bytes, optionally followed by
+    /// a crc32c: they are then read and written directly (one copy, by the
+    /// kernel), bypassing the generic codec pipeline. `Some(true)` with crc.
+    plain: Option<bool>,
     metadata: Value,
     codec_options: CodecOptions,
 }
@@ -196,6 +201,7 @@ impl ZarrArray {
         let fill = parse_fill_value(&document["fill_value"], dtype).ok_or_else(|| {
             not_array(format!("unsupported fill_value {}", document["fill_value"]))
         })?;
+        let plain = plain_layout(&document["codecs"]);
         let inner_chunk_shape = document["codecs"]
             .as_array()
             .and_then(|codecs| codecs.iter().find(|c| c["name"] == "sharding_indexed"))
@@ -212,6 +218,7 @@ impl ZarrArray {
             grid,
             inner_chunk_shape,
             fill,
+            plain,
             metadata: document,
             codec_options,
         })
@@ -265,7 +272,12 @@ impl ZarrArray {
     /// encoded bytes, the checksum-stripped copy, the decoded bytes and the
     /// typed block can coexist, so four times the chunk size.
     pub fn chunk_working_set(&self) -> u64 {
-        working_set_of(self.chunk_nbytes())
+        if self.plain.is_some() {
+            // The chunk itself, and its clipped copy at the array's edges.
+            2 * self.chunk_nbytes()
+        } else {
+            working_set_of(self.chunk_nbytes())
+        }
     }
 
     /// The full `zarr.json` document.
@@ -414,10 +426,13 @@ impl ZarrArray {
     pub fn try_read_chunk<T: Element>(&self, chunk: &[u64]) -> Result<Option<Block<T>>> {
         self.check_dtype::<T>()?;
         self.check_chunk(chunk)?;
-        let full: Option<Vec<T>> = self
-            .array
-            .retrieve_chunk_if_exists_opt(chunk, &self.codec_options)
-            .map_err(|e| self.chunk_error(chunk, e))?;
+        let full: Option<Vec<T>> = match self.plain {
+            Some(crc) => self.read_plain_chunk(chunk, crc)?,
+            None => self
+                .array
+                .retrieve_chunk_if_exists_opt(chunk, &self.codec_options)
+                .map_err(|e| self.chunk_error(chunk, e))?,
+        };
         let Some(full) = full else {
             return Ok(None);
         };
@@ -429,6 +444,47 @@ impl ZarrArray {
         } else {
             Ok(Some(full.extract(&Region::full(region.shape()))))
         }
+    }
+
+    /// Reads a plain chunk file: the elements, then (with `crc`) their crc32c.
+    fn read_plain_chunk<T: Element>(&self, chunk: &[u64], crc: bool) -> Result<Option<Vec<T>>> {
+        let path = self.chunk_path(chunk);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let elements = self.grid.chunk_elements() as usize;
+        let data_len = (elements * std::mem::size_of::<T>()) as u64;
+        let expected = data_len + if crc { 4 } else { 0 };
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if len != expected {
+            return Err(self.corrupt(
+                chunk,
+                format!("chunk file is {len} bytes, expected {expected}"),
+            ));
+        }
+        let data: Vec<T> =
+            crate::io::read_elements_at(&file, 0, elements).map_err(|e| Error::io(&path, e))?;
+        if crc {
+            let mut stored = [0u8; 4];
+            file.read_exact_at(&mut stored, data_len)
+                .map_err(|e| Error::io(&path, e))?;
+            if crc32c::crc32c(bytemuck::cast_slice(&data)) != u32::from_le_bytes(stored) {
+                return Err(self.corrupt(chunk, "checksum mismatch".into()));
+            }
+        }
+        Ok(Some(data))
+    }
+
+    /// Writes a plain chunk file (the full, padded chunk).
+    fn write_plain_chunk<T: Element>(&self, chunk: &[u64], data: &[T], crc: bool) -> Result<()> {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let checksum = crc32c::crc32c(bytes).to_le_bytes();
+        let parts: &[&[u8]] = if crc { &[bytes, &checksum] } else { &[bytes] };
+        self.store
+            .set_parts(&self.array.chunk_key(chunk), parts)
+            .map_err(|e| Error::io(self.chunk_path(chunk), e))
     }
 
     /// Encodes and writes a stored chunk atomically. `block` has the chunk's
@@ -448,6 +504,16 @@ impl ZarrArray {
                 join_dims(region.shape()),
                 join_dims(block.shape())
             )));
+        }
+        if let Some(crc) = self.plain {
+            return if region.shape() == self.grid.chunk_shape() {
+                self.write_plain_chunk(chunk, block.as_slice(), crc)
+            } else {
+                let mut padded =
+                    Block::<T>::filled(self.grid.chunk_shape().to_vec(), T::from_f64(self.fill));
+                padded.insert(&vec![0; region.ndim()], block);
+                self.write_plain_chunk(chunk, padded.as_slice(), crc)
+            };
         }
         let result = if region.shape() == self.grid.chunk_shape() {
             self.array
@@ -656,6 +722,30 @@ fn storage_error(path: &Path, err: StorageError) -> Error {
             array: path.to_path_buf(),
             message: other.to_string(),
         },
+    }
+}
+
+/// `Some(has_crc)` when the codec chain is just `bytes` (little endian) and
+/// optionally `crc32c` at the end, on a little-endian machine.
+fn plain_layout(codecs: &Value) -> Option<bool> {
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    let list = codecs.as_array()?;
+    let bytes_le = |c: &Value| {
+        c["name"] == "bytes"
+            && (c["configuration"]["endian"] == "little" || c["configuration"]["endian"].is_null())
+    };
+    let crc_end = |c: &Value| {
+        c["name"] == "crc32c"
+            && (c["configuration"].is_null()
+                || c["configuration"]["location"].is_null()
+                || c["configuration"]["location"] == "end")
+    };
+    match list.as_slice() {
+        [b] if bytes_le(b) => Some(false),
+        [b, c] if bytes_le(b) && crc_end(c) => Some(true),
+        _ => None,
     }
 }
 
