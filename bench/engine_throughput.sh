@@ -81,7 +81,7 @@ echo "| map x*2+1, warm (ours writes the result; Dask sums it) | $(fmt "$(gbs "$
 
 # Transpose of a 3-d array of the same size under 256 MiB.
 d0=$((size_gib * 256))
-"$bin" create "$work/x3.zarr" --shape "$d0,1024,512" --chunks 64,128,512 --fill uniform -q >/dev/null
+"$bin" create "$work/x3.zarr" --shape "$d0,1024,512" --chunks 32,64,512 --fill uniform -q >/dev/null
 "$bin" verify "$work/x3.zarr" -q >/dev/null
 report="$work/transpose.json"
 t0=$(date +%s.%N)

@@ -160,25 +160,79 @@ impl<T: Element> Block<T> {
         );
         let out_shape: Vec<u64> = perm.iter().map(|&p| self.shape[p]).collect();
         let in_strides = Shape::new(self.shape.clone()).strides();
-        let strides: Vec<u64> = perm.iter().map(|&p| in_strides[p]).collect();
-        let mut data = Vec::with_capacity(self.data.len());
-        if !self.data.is_empty() {
-            // Walk the output in C order; the innermost axis is a strided copy.
-            let inner = out_shape.last().copied().unwrap_or(1) as usize;
-            let inner_stride = strides.last().copied().unwrap_or(0) as usize;
-            let outer = Shape::new(out_shape[..ndim.saturating_sub(1)].to_vec());
-            for k in 0..outer.num_elements() {
-                let index = outer.unravel(k);
-                let base: u64 = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
-                let base = base as usize;
-                data.extend((0..inner).map(|j| self.data[base + j * inner_stride]));
-            }
-        }
+        // Input stride of each output axis.
+        let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p] as usize).collect();
+        let data = if self.data.is_empty() || ndim == 0 {
+            self.data.clone()
+        } else {
+            permute_data(&self.data, &out_shape, &strides)
+        };
         Block {
             shape: out_shape,
             data,
         }
     }
+}
+
+/// Gathers `src` into C order of `out_shape`, where output axis `k` steps
+/// `strides[k]` elements through `src`.
+///
+/// When the input's contiguous axis stays last, rows are copied as slices;
+/// when it moves, each plane of (that axis, the last output axis) is
+/// transposed in cache-sized tiles; otherwise elements are gathered one by one.
+fn permute_data<T: Copy + Default>(src: &[T], out_shape: &[u64], strides: &[usize]) -> Vec<T> {
+    let ndim = out_shape.len();
+    let last = ndim - 1;
+    let dims: Vec<usize> = out_shape.iter().map(|d| *d as usize).collect();
+    let out_strides: Vec<usize> = Shape::new(out_shape.to_vec()).strides().iter().map(|s| *s as usize).collect();
+    let mut out = vec![T::default(); src.len()];
+    // The output axis the input is contiguous along (ignoring length-1 axes).
+    let contiguous = (0..ndim).find(|k| strides[*k] == 1 && dims[*k] > 1);
+    // Visits every index of the axes not in `skip`, with its input and output offsets.
+    let for_each_outer = |skip: &[usize], f: &mut dyn FnMut(usize, usize)| {
+        let axes: Vec<usize> = (0..ndim).filter(|k| !skip.contains(k)).collect();
+        let outer = Shape::new(axes.iter().map(|k| out_shape[*k]).collect::<Vec<_>>());
+        for n in 0..outer.num_elements() {
+            let idx = outer.unravel(n);
+            let (mut a, mut b) = (0usize, 0usize);
+            for (i, k) in idx.iter().zip(&axes) {
+                a += *i as usize * strides[*k];
+                b += *i as usize * out_strides[*k];
+            }
+            f(a, b);
+        }
+    };
+    match contiguous {
+        Some(q) if q == last => {
+            let len = dims[last];
+            for_each_outer(&[last], &mut |a, b| out[b..b + len].copy_from_slice(&src[a..a + len]));
+        }
+        Some(q) => {
+            const TILE: usize = 32;
+            let (rows, cols, col_stride, row_out) = (dims[q], dims[last], strides[last], out_strides[q]);
+            for_each_outer(&[q, last], &mut |a, b| {
+                for i0 in (0..rows).step_by(TILE) {
+                    for j0 in (0..cols).step_by(TILE) {
+                        for i in i0..(i0 + TILE).min(rows) {
+                            let o = b + i * row_out;
+                            for j in j0..(j0 + TILE).min(cols) {
+                                out[o + j] = src[a + i + j * col_stride];
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        None => {
+            let (len, step) = (dims[last], strides[last]);
+            for_each_outer(&[last], &mut |a, b| {
+                for j in 0..len {
+                    out[b + j] = src[a + j * step];
+                }
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -207,6 +261,42 @@ mod tests {
         z.insert(r.start(), &part);
         assert_eq!(z.get(&[2, 3, 1]), b.get(&[2, 3, 1]));
         assert_eq!(z.get(&[0, 0, 0]), 0.0);
+    }
+
+    #[test]
+    fn permuted_matches_the_definition_for_every_permutation() {
+        // Shapes with length-1 axes and sizes around the tile edge.
+        for shape in [vec![3u64, 1, 70, 33], vec![40, 2, 1, 65], vec![1, 1, 5, 1]] {
+            let b = range_block(&shape);
+            let mut perm = vec![0usize, 1, 2, 3];
+            // All 24 permutations (Heap's algorithm).
+            let mut c = [0usize; 4];
+            let check = |perm: &[usize]| {
+                let p = b.permuted(perm);
+                let out = Shape::new(p.shape().to_vec());
+                for k in 0..out.num_elements() {
+                    let o = out.unravel(k);
+                    let mut i = vec![0u64; 4];
+                    for (axis, &src) in perm.iter().enumerate() {
+                        i[src] = o[axis];
+                    }
+                    assert_eq!(p.as_slice()[k as usize], b.get(&i), "{shape:?} {perm:?}");
+                }
+            };
+            check(&perm);
+            let mut i = 0;
+            while i < 4 {
+                if c[i] < i {
+                    if i % 2 == 0 { perm.swap(0, i) } else { perm.swap(c[i], i) }
+                    check(&perm);
+                    c[i] += 1;
+                    i = 0;
+                } else {
+                    c[i] = 0;
+                    i += 1;
+                }
+            }
+        }
     }
 
     #[test]

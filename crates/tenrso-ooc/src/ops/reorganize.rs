@@ -182,12 +182,18 @@ fn direct_plan(
     for c in out_grid.iter() {
         let key = graph.key(out_id, &c);
         let region = graph.region(key);
-        let bytes = region.num_elements() * itemsize;
+                let bytes = region.num_elements() * itemsize;
+        let wanted = input_region(perm, &region);
+        let reads = graph.chunks_touching(in_id, &wanted);
+        // One input chunk that is exactly the output chunk is permuted
+        // straight into the output block; otherwise pieces are extracted and
+        // permuted one by one.
+        let whole = reads.len() == 1 && graph.region(reads[0]) == wanted;
         graph.tasks.push(TaskNode {
             stage: 0,
-            reads: graph.chunks_touching(in_id, &input_region(perm, &region)),
+            reads,
             write: Some(key),
-            scratch_bytes: bytes + 2 * input.chunk_nbytes(), // the piece and its permuted copy
+            scratch_bytes: if whole { bytes } else { bytes + 2 * input.chunk_nbytes() },
             pinned_bytes: input.chunk_nbytes(),
             work_bytes: bytes,
         });
@@ -315,7 +321,14 @@ impl<T: Element> TaskBody<T> for Assemble {
         );
         let identity: Vec<usize> = (0..self.perm.len()).collect();
         let perm = if from_input { &self.perm } else { &identity };
-        let wanted = input_region(perm, &region);
+                let wanted = input_region(perm, &region);
+        if let [key] = task.reads[..]
+            && io.graph().region(key) == wanted
+        {
+            // One chunk is exactly the output chunk: permute it directly.
+            let chunk = io.input(0)?;
+            return Ok(Some(if perm == &identity { (*chunk).clone() } else { chunk.permuted(perm) }));
+        }
         let mut out = Block::<T>::zeros(region.shape().to_vec());
         for (k, key) in task.reads.iter().enumerate() {
             let chunk = io.input(k)?;
