@@ -184,7 +184,11 @@ fn permute_data<T: Copy + Default>(src: &[T], out_shape: &[u64], strides: &[usiz
     let ndim = out_shape.len();
     let last = ndim - 1;
     let dims: Vec<usize> = out_shape.iter().map(|d| *d as usize).collect();
-    let out_strides: Vec<usize> = Shape::new(out_shape.to_vec()).strides().iter().map(|s| *s as usize).collect();
+    let out_strides: Vec<usize> = Shape::new(out_shape.to_vec())
+        .strides()
+        .iter()
+        .map(|s| *s as usize)
+        .collect();
     let mut out = vec![T::default(); src.len()];
     // The output axis the input is contiguous along (ignoring length-1 axes).
     let contiguous = (0..ndim).find(|k| strides[*k] == 1 && dims[*k] > 1);
@@ -205,11 +209,14 @@ fn permute_data<T: Copy + Default>(src: &[T], out_shape: &[u64], strides: &[usiz
     match contiguous {
         Some(q) if q == last => {
             let len = dims[last];
-            for_each_outer(&[last], &mut |a, b| out[b..b + len].copy_from_slice(&src[a..a + len]));
+            for_each_outer(&[last], &mut |a, b| {
+                out[b..b + len].copy_from_slice(&src[a..a + len])
+            });
         }
         Some(q) => {
             const TILE: usize = 32;
-            let (rows, cols, col_stride, row_out) = (dims[q], dims[last], strides[last], out_strides[q]);
+            let (rows, cols, col_stride, row_out) =
+                (dims[q], dims[last], strides[last], out_strides[q]);
             for_each_outer(&[q, last], &mut |a, b| {
                 for i0 in (0..rows).step_by(TILE) {
                     for j0 in (0..cols).step_by(TILE) {
@@ -287,7 +294,11 @@ mod tests {
             let mut i = 0;
             while i < 4 {
                 if c[i] < i {
-                    if i % 2 == 0 { perm.swap(0, i) } else { perm.swap(c[i], i) }
+                    if i % 2 == 0 {
+                        perm.swap(0, i)
+                    } else {
+                        perm.swap(c[i], i)
+                    }
                     check(&perm);
                     c[i] += 1;
                     i = 0;

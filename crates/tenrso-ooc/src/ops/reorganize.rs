@@ -182,7 +182,7 @@ fn direct_plan(
     for c in out_grid.iter() {
         let key = graph.key(out_id, &c);
         let region = graph.region(key);
-                let bytes = region.num_elements() * itemsize;
+        let bytes = region.num_elements() * itemsize;
         let wanted = input_region(perm, &region);
         let reads = graph.chunks_touching(in_id, &wanted);
         // One input chunk that is exactly the output chunk is permuted
@@ -193,7 +193,11 @@ fn direct_plan(
             stage: 0,
             reads,
             write: Some(key),
-            scratch_bytes: if whole { bytes } else { bytes + 2 * input.chunk_nbytes() },
+            scratch_bytes: if whole {
+                bytes
+            } else {
+                bytes + 2 * input.chunk_nbytes()
+            },
             pinned_bytes: input.chunk_nbytes(),
             work_bytes: bytes,
         });
@@ -321,13 +325,17 @@ impl<T: Element> TaskBody<T> for Assemble {
         );
         let identity: Vec<usize> = (0..self.perm.len()).collect();
         let perm = if from_input { &self.perm } else { &identity };
-                let wanted = input_region(perm, &region);
+        let wanted = input_region(perm, &region);
         if let [key] = task.reads[..]
             && io.graph().region(key) == wanted
         {
             // One chunk is exactly the output chunk: permute it directly.
             let chunk = io.input(0)?;
-            return Ok(Some(if perm == &identity { (*chunk).clone() } else { chunk.permuted(perm) }));
+            return Ok(Some(if perm == &identity {
+                (*chunk).clone()
+            } else {
+                chunk.permuted(perm)
+            }));
         }
         let mut out = Block::<T>::zeros(region.shape().to_vec());
         for (k, key) in task.reads.iter().enumerate() {
