@@ -155,6 +155,21 @@ pub fn execute<T: Element>(
         session.memory_limit(),
         session.options().cache_policy,
     );
+    execute_planned(session, graph, plan, body, progress)
+}
+
+/// [`execute`] with the plan already explained (by [`crate::plan::explain`]
+/// with the session's threads, limit and policy).
+///
+/// # Errors
+/// As [`execute`].
+pub fn execute_planned<T: Element>(
+    session: &Session,
+    graph: &ChunkGraph,
+    plan: PlanReport,
+    body: &dyn TaskBody<T>,
+    progress: &dyn Progress,
+) -> Result<RunStats> {
     plan.check()?;
     if T::DTYPE != graph.dtype {
         return Err(Error::invalid(format!(

@@ -109,7 +109,7 @@ pub fn map(
         expr: expr.clone(),
         y: y_id.map(|id| (id, same_grid)),
     };
-    dispatch_dtype!(dtype, T => explain_or_run::<T>(session, &graph, &body, explain_only, progress))
+    dispatch_dtype!(dtype, T => explain_or_run::<T>(session, &graph, None, &body, explain_only, progress))
 }
 
 struct MapBody {
@@ -122,10 +122,18 @@ impl<T: Element> TaskBody<T> for MapBody {
     fn run(&self, _index: usize, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>> {
         let x = io.input(0)?;
         let region = io.graph().region(x.key());
-        let y_block = match self.y {
+        // y: a pinned chunk on the same grid, or a region assembled from its chunks.
+        let (y_pinned, y_owned);
+        let y_block: Option<&[T]> = match self.y {
             None => None,
-            Some((_, true)) => Some(io.input(1)?.as_slice().to_vec()),
-            Some((id, false)) => Some(io.assemble(id, &region)?.into_vec()),
+            Some((_, true)) => {
+                y_pinned = io.input(1)?;
+                Some(y_pinned.as_slice())
+            }
+            Some((id, false)) => {
+                y_owned = io.assemble(id, &region)?;
+                Some(y_owned.as_slice())
+            }
         };
         let n = x.len();
         let mut out = Vec::with_capacity(n);
@@ -135,7 +143,7 @@ impl<T: Element> TaskBody<T> for MapBody {
             for (d, s) in xs[..len].iter_mut().zip(&x.as_slice()[start..start + len]) {
                 *d = s.to_f64();
             }
-            let y_seg = y_block.as_ref().map(|y| {
+            let y_seg = y_block.map(|y| {
                 for (d, s) in ys[..len].iter_mut().zip(&y[start..start + len]) {
                     *d = s.to_f64();
                 }

@@ -145,7 +145,7 @@ pub fn reduce(
             op,
             partials: Mutex::new(vec![None; graph.tasks.len()]),
         };
-        let report = dispatch_dtype!(dtype, T => explain_or_run::<T>(session, &graph, &body, explain_only, progress))?;
+        let report = dispatch_dtype!(dtype, T => explain_or_run::<T>(session, &graph, None, &body, explain_only, progress))?;
         let value = report.run.as_ref().map(|_| body.finish(input.shape()));
         return Ok(ReduceReport { op: report, value });
     }
@@ -199,7 +199,7 @@ pub fn reduce(
     }
     let count: u64 = reduced_axes.iter().map(|a| input.shape()[*a]).product();
     let body = AxesBody { op, reduced, count };
-    let report = dispatch_dtype!(dtype, T => explain_or_run::<T>(session, &graph, &body, explain_only, progress))?;
+    let report = dispatch_dtype!(dtype, T => explain_or_run::<T>(session, &graph, None, &body, explain_only, progress))?;
     Ok(ReduceReport {
         op: report,
         value: None,

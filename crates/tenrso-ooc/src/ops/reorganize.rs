@@ -8,10 +8,10 @@ use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, TaskBody, TaskIo};
-use crate::ops::run_plan::explain_or_run;
+use crate::ops::run_plan::{explain_for, explain_or_run};
 use crate::ops::{OpReport, OutputOptions};
 use crate::plan::{
-    ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode, explain, rechunking_plan,
+    ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode, rechunking_plan,
 };
 use crate::store::{ArraySpec, ZarrArray};
 
@@ -123,29 +123,27 @@ fn reorganize(
     let output = Arc::new(OutputArray::new(out, spec));
     let direct = direct_plan(&input, perm, &out_grid, &output, &name);
     let staged = staged_plan(session, &input, perm, &out_grid, &output, &name, &direct);
-    let cost = |g: &ChunkGraph| -> (u64, PlanReport) {
-        let r = explain(
-            g,
-            session.threads(),
-            session.memory_limit(),
-            session.options().cache_policy,
-        );
+    // Bytes moved, spills counting twice (written, read back); plans that do
+    // not fit come last.
+    let cost = |r: &PlanReport| {
         (
-            r.bytes_read
-                + r.bytes_written
-                + 2 * r.bytes_spilled
-                + if r.fits() { 0 } else { u64::MAX / 4 },
-            r,
+            !r.fits(),
+            r.bytes_read + r.bytes_written + 2 * r.bytes_spilled,
         )
     };
-    let graph = match staged {
-        Some(staged) if cost(&staged).0 < cost(&direct).0 => staged,
-        _ => direct,
+    let direct_plan = explain_for(session, &direct);
+    let staged = staged.map(|g| {
+        let p = explain_for(session, &g);
+        (g, p)
+    });
+    let (graph, plan) = match staged {
+        Some((g, p)) if cost(&p) < cost(&direct_plan) => (g, p),
+        _ => (direct, direct_plan),
     };
     let body = Assemble {
         perm: perm.to_vec(),
     };
-    dispatch_dtype!(input.dtype(), T => explain_or_run::<T>(session, &graph, &body, explain_only, progress))
+    dispatch_dtype!(input.dtype(), T => explain_or_run::<T>(session, &graph, Some(plan), &body, explain_only, progress))
 }
 
 /// The input region (input axes) that output region `r` (output axes) reads.

@@ -2,7 +2,7 @@
 //! running a plan with its outputs created only once it is known to fit.
 
 use crate::core::{ByteSize, Element, Error, Result};
-use crate::exec::{Progress, RunStats, Session, TaskBody, execute};
+use crate::exec::{Progress, RunStats, Session, TaskBody, execute_planned};
 use crate::plan::{ChunkGraph, PlanReport, explain};
 use crate::store::Compression;
 
@@ -25,25 +25,31 @@ pub struct OpReport {
     pub run: Option<RunStats>,
 }
 
-/// Explains `graph`, and unless `explain_only`, checks that it fits (memory
+/// The plan report of `graph` for `session`'s threads, limit and policy.
+pub(crate) fn explain_for(session: &Session, graph: &ChunkGraph) -> PlanReport {
+    explain(
+        graph,
+        session.threads(),
+        session.memory_limit(),
+        session.options().cache_policy,
+    )
+}
+
+/// Explains `graph` (unless `explained` already holds its report), checks that it fits (memory
 /// limit, spill capacity), creates its outputs and runs it. A failed run
 /// deletes the outputs it created, so a failure leaves no half-written array
 /// behind.
 pub(crate) fn explain_or_run<T: Element>(
     session: &Session,
     graph: &ChunkGraph,
+    explained: Option<PlanReport>,
     body: &dyn TaskBody<T>,
     explain_only: bool,
     progress: &dyn Progress,
 ) -> Result<OpReport> {
     let _span = tracing::info_span!("operation", name = %graph.operation).entered();
     let planning = std::time::Instant::now();
-    let plan = explain(
-        graph,
-        session.threads(),
-        session.memory_limit(),
-        session.options().cache_policy,
-    );
+    let plan = explained.unwrap_or_else(|| explain_for(session, graph));
     session
         .metrics()
         .record_phase("plan", planning.elapsed().as_secs_f64());
@@ -80,7 +86,7 @@ pub(crate) fn explain_or_run<T: Element>(
         }
     }
     let running = std::time::Instant::now();
-    let result = execute(session, graph, body, progress);
+    let result = execute_planned(session, graph, plan.clone(), body, progress);
     session
         .metrics()
         .record_phase("execute", running.elapsed().as_secs_f64());
