@@ -29,14 +29,8 @@ if ! "$venv/bin/python" -c "import numpy, zarr, dask.array" 2>/dev/null; then
 fi
 py="$venv/bin/python"
 
-can_drop=0
-if sync && echo 3 2>/dev/null >/proc/sys/vm/drop_caches; then can_drop=1; fi
-drop() { sync; [ "$can_drop" = 1 ] && echo 3 >/proc/sys/vm/drop_caches; return 0; }
-calc() { awk "BEGIN { print $* }"; }
-timed() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); calc "$t1 - $t0"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+source bench/common.sh
 gbs() { calc "$size_gib * 1.073741824 / $1"; }   # GB/s for the array size
-fmt() { printf '%.2f' "$1"; }
 
 rows=$((size_gib * 2048))
 x="$work/x.zarr"
@@ -103,5 +97,5 @@ echo "| bytes spilled | $bytes_spilled |"
 echo "| time | $(fmt "$(calc "$t1 - $t0")") s ($(fmt "$(gbs "$(calc "$t1 - $t0")")") GB/s of input) |"
 echo "| peak RSS | $(( $(cat "$work/rss") / 1024 )) MiB |"
 echo
-echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), median of $repeat, $(date -u +%Y-%m-%d); chunks 256x4096 (8 MiB), no compression, crc32c; tenrso-ooc with --memory-limit 1GiB for sum/map"
+echo "$(machine), median of $repeat, $(date -u +%Y-%m-%d); chunks 256x4096 (8 MiB), no compression, crc32c; tenrso-ooc with --memory-limit 1GiB for sum/map"
 rm -rf "$raw" "$work/t3.zarr" "$work/x3.zarr"

@@ -21,14 +21,7 @@ rows=$((size_gib * 8192))
 shape="$rows,16384"
 chunks="1024,1024"
 
-can_drop=0
-if sync && echo 3 2>/dev/null >/proc/sys/vm/drop_caches; then can_drop=1; fi
-drop() { sync; [ "$can_drop" = 1 ] && echo 3 >/proc/sys/vm/drop_caches; return 0; }
-
-# seconds taken by a command
-calc() { awk "BEGIN { print $* }"; }
-timed() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); calc "$t1 - $t0"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+source bench/common.sh
 rate() { calc "$size_gib * 1024 / $1"; }   # MiB/s
 
 echo "preparing a ${size_gib} GiB f64 array (lowrank:8:0.01) in $work ..." >&2
@@ -50,8 +43,7 @@ if [ "$can_drop" = 1 ]; then
 fi
 rm -f "$work/dd.bin"
 
-fmt() { printf '%.0f' "$1"; }
-ratio() { printf '%.2f' "$(calc "$1 / $2")"; }
+fmt() { printf '%.0f' "$1"; }   # MiB/s without decimals
 echo
 echo "| codec | on-disk ratio | write MiB/s | vs dd | read warm MiB/s | vs dd | read cold MiB/s | vs dd |"
 echo "|---|---|---|---|---|---|---|---|"
@@ -79,5 +71,5 @@ for codec in none lz4 zstd:1 zstd:3; do
     rm -rf "$store"
 done
 echo
-echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${size_gib} GiB f64 in 8 MiB chunks, median of $repeat, $(date -u +%Y-%m-%d)"
+echo "$(machine), ${size_gib} GiB f64 in 8 MiB chunks, median of $repeat, $(date -u +%Y-%m-%d)"
 rm -f "$work/data.raw"

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use crate::core::shape::join_dims;
-use crate::core::{Element, Error, Result};
+use crate::core::{Element, Error, Result, max_nan};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, for_each_task};
 use crate::store::ZarrArray;
@@ -81,38 +81,16 @@ fn compare_chunks<T: Element>(
             for (p, q) in x.as_slice().iter().zip(y.as_slice()) {
                 if bytemuck::bytes_of(p) != bytemuck::bytes_of(q) {
                     part.elements_differing += 1;
-                    part.max_abs_diff = nan_max(part.max_abs_diff, (p.to_f64() - q.to_f64()).abs());
+                    part.max_abs_diff = max_nan(part.max_abs_diff, (p.to_f64() - q.to_f64()).abs());
                 }
             }
             let mut t = total.lock().unwrap_or_else(|p| p.into_inner());
             t.elements += part.elements;
             t.elements_differing += part.elements_differing;
-            t.max_abs_diff = nan_max(t.max_abs_diff, part.max_abs_diff);
+            t.max_abs_diff = max_nan(t.max_abs_diff, part.max_abs_diff);
             session.metrics().bytes_read.add(2 * x.byte_len() as u64);
             Ok(x.byte_len() as u64)
         },
     )?;
     Ok(total.into_inner().unwrap_or_else(|p| p.into_inner()))
-}
-
-/// The larger of two differences; NaN wins once seen (a NaN difference is
-/// the largest there is).
-fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nan_differences_stick() {
-        assert!(nan_max(nan_max(0.0, f64::NAN), 1.0).is_nan());
-        assert!(nan_max(1.0, f64::NAN).is_nan());
-        assert_eq!(nan_max(1.0, 2.0), 2.0);
-    }
 }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use crate::core::shape::join_dims;
-use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape};
+use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape, max_nan, min_nan};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, TaskBody, TaskIo};
 use crate::ops::run_plan::explain_or_run;
@@ -389,9 +389,9 @@ impl<T: Element> TaskBody<T> for AxesBody {
                                 hi
                             };
                             acc[b] = if self.op == ReduceOp::Min {
-                                min_propagating(acc[b], v)
+                                min_nan(acc[b], v)
                             } else {
-                                max_propagating(acc[b], v)
+                                max_nan(acc[b], v)
                             };
                         }
                     }
@@ -414,11 +414,11 @@ impl<T: Element> TaskBody<T> for AxesBody {
                         ReduceOp::Min => a
                             .iter_mut()
                             .zip(row)
-                            .for_each(|(s, x)| *s = min_propagating(*s, x.to_f64())),
+                            .for_each(|(s, x)| *s = min_nan(*s, x.to_f64())),
                         ReduceOp::Max => a
                             .iter_mut()
                             .zip(row)
-                            .for_each(|(s, x)| *s = max_propagating(*s, x.to_f64())),
+                            .for_each(|(s, x)| *s = max_nan(*s, x.to_f64())),
                     }
                 }
             }
@@ -436,22 +436,6 @@ impl<T: Element> TaskBody<T> for AxesBody {
             out_region.shape().to_vec(),
             values.collect(),
         )?))
-    }
-}
-
-fn min_propagating(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.min(b)
-    }
-}
-
-fn max_propagating(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
     }
 }
 

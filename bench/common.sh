@@ -1,0 +1,14 @@
+# Shared helpers of the bench scripts (sourced, not run).
+
+# Whether the page cache can be dropped (root), and dropping it.
+can_drop=0
+if sync && echo 3 2>/dev/null >/proc/sys/vm/drop_caches; then can_drop=1; fi
+drop() { sync; [ "$can_drop" = 1 ] && echo 3 >/proc/sys/vm/drop_caches; return 0; }
+
+# Arithmetic, timing and medians without bc.
+calc() { awk "BEGIN { print $* }"; }
+timed() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); calc "$t1 - $t0"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+fmt() { printf '%.2f' "$1"; }
+ratio() { printf '%.2f' "$(calc "$1 / $2")"; }
+machine() { echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"; }
