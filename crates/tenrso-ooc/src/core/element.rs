@@ -90,6 +90,9 @@ pub trait Element:
     + PartialOrd
     + fmt::Debug
     + fmt::Display
+    + std::ops::Add<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::Mul<Output = Self>
     + Send
     + Sync
     + 'static

@@ -343,9 +343,13 @@ impl<T: Element> StageRun<'_, T> {
                 }
                 match &node.role {
                     ArrayRole::Output(output) => {
-                        output
-                            .array()?
-                            .write_chunk(&self.graph.coords(key), &block)?;
+                        let array = output.array()?;
+                        // A task may write a tile of several stored chunks.
+                        if node.grid.chunk_shape() == array.chunk_grid().chunk_shape() {
+                            array.write_chunk(&self.graph.coords(key), &block)?;
+                        } else {
+                            array.write_region(&self.graph.region(key), &block)?;
+                        }
                         self.session
                             .metrics()
                             .bytes_written

@@ -1,7 +1,9 @@
 //! Operations on stored arrays: generators, verification, comparison, import
-//! and export.
+//! and export, elementwise maps, reductions, reorganisation and einsum.
 
 mod compare;
+mod contraction;
+mod einsum;
 mod expr;
 mod generate;
 mod map;
@@ -13,6 +15,7 @@ mod transfer;
 mod verify;
 
 pub use compare::{CompareReport, compare};
+pub use einsum::{EinsumOptions, EinsumReport, einsum, matmul, tensordot, tensordot_subscripts};
 pub use expr::Expr;
 pub use generate::{Fill, GenerateReport, Generator, generate};
 pub use map::map;

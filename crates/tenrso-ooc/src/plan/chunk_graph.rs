@@ -70,8 +70,8 @@ pub type ArrayId = u32;
 pub enum ArrayRole {
     /// A stored array the run reads.
     Input(Arc<ZarrArray>),
-    /// A stored array the run creates and writes, one whole stored chunk
-    /// per task.
+    /// A stored array the run creates and writes: one task writes one chunk
+    /// of the graph's grid, which is whole stored chunks.
     Output(Arc<OutputArray>),
     /// An intermediate that exists only in the chunk cache: written by the
     /// tasks of one stage, read by later ones, spilled when it does not fit.

@@ -2,9 +2,15 @@
 //! before anything runs.
 
 mod chunk_graph;
+mod contraction_path;
+mod contraction_step;
+mod einsum_spec;
 mod explain;
 mod rechunk_plan;
 
 pub use chunk_graph::{ArrayId, ArrayNode, ArrayRole, ChunkGraph, OutputArray, TaskNode};
+pub use contraction_path::{ContractionPath, PathStep, PathStrategy};
+pub use contraction_step::{ContractionStep, OperandLayout, StepCost, StepOperand, natural_output};
+pub use einsum_spec::{EinsumProblem, EinsumSpec, Label, labels_text};
 pub use explain::{PlanReport, explain};
 pub use rechunk_plan::rechunking_plan;

@@ -1,0 +1,362 @@
+//! One [`ContractionStep`] as a [`ChunkGraph`] and the task body that runs
+//! it: output tiles resident, operand tiles streamed along the contracted
+//! indices in a fixed order, multiplied by faer's GEMM.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::core::{Block, ChunkGrid, Element, MatView, Region, Result, Shape, matmul_add};
+use crate::exec::{TaskBody, TaskIo};
+use crate::plan::{
+    ArrayId, ArrayRole, ChunkGraph, ContractionStep, Label, OperandLayout, OutputArray, TaskNode,
+};
+use crate::store::ZarrArray;
+
+/// A range of one index: start and length.
+type Ranges = BTreeMap<Label, (u64, u64)>;
+
+/// The graph of `step` reading `inputs` (in the step's operand order) and
+/// writing `output`: one task per output tile, reading for each combination
+/// of contracted tiles (in C order) each operand's chunks under it.
+pub(crate) fn contraction_graph(
+    step: &ContractionStep,
+    inputs: &[Arc<ZarrArray>],
+    output: Arc<OutputArray>,
+    name: &str,
+) -> Result<ChunkGraph> {
+    let dtype = inputs[0].dtype();
+    let mut graph = ChunkGraph::new(name.to_string(), dtype);
+    for a in inputs {
+        graph.add_array(
+            a.path().display().to_string(),
+            ArrayRole::Input(a.clone()),
+            a.chunk_grid().clone(),
+        );
+    }
+    let tile_grid = ChunkGrid::new(step.output_shape(), step.output_tile())?;
+    let out_id = graph.add_array(
+        output.path.display().to_string(),
+        ArrayRole::Output(output.clone()),
+        tile_grid.clone(),
+    );
+    let itemsize = dtype.size() as u64;
+    let out_chunk_bytes = step.output_chunks.iter().product::<u64>() * itemsize;
+    let pinned = inputs.iter().map(|a| a.chunk_nbytes()).max().unwrap_or(0);
+    for coords in tile_grid.iter() {
+        let key = graph.key(out_id, &coords);
+        let ranges = output_ranges(step, &graph.region(key));
+        let mut reads = Vec::new();
+        let mut work = 0;
+        for kc in tile_combinations(step, &step.contracted, &ranges) {
+            for (k, _) in inputs.iter().enumerate() {
+                for sc in tile_combinations(step, &step.summed[k], &kc) {
+                    let region = operand_region(step, k, &sc);
+                    work += region.num_elements() * itemsize;
+                    reads.extend(graph.chunks_touching(k as ArrayId, &region));
+                }
+            }
+        }
+        graph.tasks.push(TaskNode {
+            stage: 0,
+            reads,
+            write: Some(key),
+            scratch_bytes: step.tile_bytes() + out_chunk_bytes,
+            pinned_bytes: pinned,
+            work_bytes: work,
+        });
+    }
+    Ok(graph)
+}
+
+/// The ranges of the output indices of output tile `region`.
+fn output_ranges(step: &ContractionStep, region: &Region) -> Ranges {
+    step.output
+        .iter()
+        .enumerate()
+        .map(|(k, l)| (*l, (region.start()[k], region.shape()[k])))
+        .collect()
+}
+
+/// Every combination of tiles of `labels` (C order), each added to `base`.
+fn tile_combinations(step: &ContractionStep, labels: &[Label], base: &Ranges) -> Vec<Ranges> {
+    let mut out = vec![base.clone()];
+    for l in labels {
+        let (size, tile) = (step.sizes[l], step.tiles[l].min(step.sizes[l]));
+        out = out
+            .into_iter()
+            .flat_map(|r| {
+                (0..size.div_ceil(tile)).map(move |t| {
+                    let mut r = r.clone();
+                    let start = t * tile;
+                    r.insert(*l, (start, tile.min(size - start)));
+                    r
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// The region of operand `k` under `ranges` (broadcast axes: their one
+/// element).
+fn operand_region(step: &ContractionStep, k: usize, ranges: &Ranges) -> Region {
+    let labels = &step.inputs[k].labels;
+    let (start, shape): (Vec<u64>, Vec<u64>) = labels
+        .iter()
+        .map(|l| l.map_or((0, 1), |l| ranges[&l]))
+        .unzip();
+    Region::new(start, shape)
+}
+
+/// One loop of a strided accumulation: its extent and the steps it takes
+/// through the destination and the source.
+#[derive(Debug, Clone, Copy)]
+struct Dim {
+    extent: usize,
+    dst: usize,
+    src: usize,
+}
+
+/// `dst[Σ i·dst_stride] += src[Σ i·src_stride]` over every index of `dims`:
+/// permutes (distinct destination strides), takes diagonals (an index
+/// stepping along two source axes) and sums (destination stride 0) in one
+/// pass. The loops nest in `dims`' order, so each destination element
+/// gathers its terms in a fixed order.
+fn accumulate<T: Element>(dst: &mut [T], src: &[T], dims: &[Dim]) {
+    let Some((inner, outer)) = dims.split_last() else {
+        dst[0] += src[0];
+        return;
+    };
+    let mut index = vec![0usize; outer.len()];
+    let (mut d, mut s) = (0usize, 0usize);
+    loop {
+        if inner.dst == 1 && inner.src == 1 {
+            for (o, i) in dst[d..d + inner.extent]
+                .iter_mut()
+                .zip(&src[s..s + inner.extent])
+            {
+                *o += *i;
+            }
+        } else {
+            for i in 0..inner.extent {
+                dst[d + i * inner.dst] += src[s + i * inner.src];
+            }
+        }
+        let mut k = outer.len();
+        loop {
+            if k == 0 {
+                return;
+            }
+            k -= 1;
+            index[k] += 1;
+            d += outer[k].dst;
+            s += outer[k].src;
+            if index[k] < outer[k].extent {
+                break;
+            }
+            d -= outer[k].dst * outer[k].extent;
+            s -= outer[k].src * outer[k].extent;
+            index[k] = 0;
+        }
+    }
+}
+
+/// The loops that add an operand block (axes `labels`, shape `shape`) into a
+/// destination laid out as `dst_labels` with `ranges`' extents; indices of
+/// the block not in the destination are summed. Loops run from the largest
+/// source stride to the smallest.
+fn accumulate_dims(
+    labels: &[Option<Label>],
+    shape: &[u64],
+    dst_labels: &[Label],
+    ranges: &Ranges,
+) -> Vec<Dim> {
+    let src_strides = Shape::new(shape.to_vec()).strides();
+    let dst_extents: Vec<u64> = dst_labels.iter().map(|l| ranges[l].1).collect();
+    let dst_strides = Shape::new(dst_extents).strides();
+    let mut seen: Vec<Label> = Vec::new();
+    let mut dims = Vec::new();
+    for l in labels.iter().flatten() {
+        if seen.contains(l) {
+            continue;
+        }
+        seen.push(*l);
+        let src: u64 = labels
+            .iter()
+            .zip(&src_strides)
+            .filter(|(a, _)| **a == Some(*l))
+            .map(|(_, s)| *s)
+            .sum();
+        let dst = dst_labels
+            .iter()
+            .position(|d| d == l)
+            .map_or(0, |p| dst_strides[p]);
+        dims.push(Dim {
+            extent: ranges[l].1 as usize,
+            dst: dst as usize,
+            src: src as usize,
+        });
+    }
+    dims.sort_by_key(|d| std::cmp::Reverse(d.src));
+    dims
+}
+
+/// Matrix `at` of a `[batch][rows][cols]` tile (stored transposed for
+/// [`OperandLayout::Transposed`]).
+fn batch_matrix<T>(
+    data: &[T],
+    layout: OperandLayout,
+    rows: usize,
+    cols: usize,
+    at: usize,
+) -> MatView<'_, T> {
+    let part = &data[at * rows * cols..(at + 1) * rows * cols];
+    if layout == OperandLayout::Transposed {
+        MatView::transposed(part, rows, cols)
+    } else {
+        MatView::row_major(part, rows, cols)
+    }
+}
+
+/// Runs the tasks of a [`contraction_graph`].
+pub(crate) struct ContractionBody {
+    pub(crate) step: ContractionStep,
+}
+
+impl ContractionBody {
+    fn extent(ranges: &Ranges, labels: &[Label]) -> usize {
+        labels.iter().map(|l| ranges[l].1 as usize).product()
+    }
+
+    /// Operand `k`'s tile for contracted ranges `kc` in GEMM layout, with its
+    /// summed indices added up: the assembled block itself when its axes
+    /// already are in GEMM order (or the transpose), else a packed copy.
+    fn operand_tile<T: Element>(
+        &self,
+        io: &mut TaskIo<'_, T>,
+        k: usize,
+        kc: &Ranges,
+    ) -> Result<Vec<T>> {
+        let step = &self.step;
+        let labels = &step.inputs[k].labels;
+        if step.layouts[k] != OperandLayout::Packed {
+            let block = io.assemble(k as ArrayId, &operand_region(step, k, kc))?;
+            return Ok(block.into_vec());
+        }
+        let (rows, cols) = if k == 0 {
+            (&step.left, &step.contracted)
+        } else {
+            (&step.contracted, &step.right)
+        };
+        let order: Vec<Label> = step.batch.iter().chain(rows).chain(cols).copied().collect();
+        let mut packed = vec![T::ZERO; Self::extent(kc, &order)];
+        for sc in tile_combinations(step, &step.summed[k], kc) {
+            let region = operand_region(step, k, &sc);
+            let block = io.assemble(k as ArrayId, &region)?;
+            let dims = accumulate_dims(labels, region.shape(), &order, &sc);
+            accumulate(&mut packed, block.as_slice(), &dims);
+        }
+        Ok(packed)
+    }
+}
+
+impl<T: Element> TaskBody<T> for ContractionBody {
+    fn run(&self, _index: usize, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>> {
+        let step = &self.step;
+        let key = io.task().write.expect("contraction tasks write a tile");
+        let region = io.graph().region(key);
+        let ranges = output_ranges(step, &region);
+        if step.inputs.len() == 1 {
+            // Diagonals, sums and permutations straight into the tile.
+            let mut out = vec![T::ZERO; region.num_elements() as usize];
+            for sc in tile_combinations(step, &step.summed[0], &ranges) {
+                let r = operand_region(step, 0, &sc);
+                let block = io.assemble(0, &r)?;
+                let dims = accumulate_dims(&step.inputs[0].labels, r.shape(), &step.output, &sc);
+                accumulate(&mut out, block.as_slice(), &dims);
+            }
+            return Block::from_vec(region.shape().to_vec(), out).map(Some);
+        }
+        let b = Self::extent(&ranges, &step.batch);
+        let m = Self::extent(&ranges, &step.left);
+        let n = Self::extent(&ranges, &step.right);
+        let mut c = vec![T::ZERO; b * m * n];
+        for kc in tile_combinations(step, &step.contracted, &ranges) {
+            let kk = Self::extent(&kc, &step.contracted);
+            let x = self.operand_tile(io, 0, &kc)?;
+            let y = self.operand_tile(io, 1, &kc)?;
+            for at in 0..b {
+                matmul_add(
+                    &mut c[at * m * n..(at + 1) * m * n],
+                    batch_matrix(&x, step.layouts[0], m, kk, at),
+                    batch_matrix(&y, step.layouts[1], kk, n, at),
+                    1,
+                );
+            }
+        }
+        let natural = step.natural_order();
+        let shape: Vec<u64> = natural.iter().map(|l| ranges[l].1).collect();
+        let tile = Block::from_vec(shape, c)?;
+        let tile = if natural == step.output {
+            tile
+        } else {
+            let perm: Vec<usize> = step
+                .output
+                .iter()
+                .map(|l| natural.iter().position(|n| n == l).expect("same indices"))
+                .collect();
+            tile.permuted(&perm)
+        };
+        // A scalar result is stored as one element.
+        Block::from_vec(region.shape().to_vec(), tile.into_vec()).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accumulate_takes_diagonals_and_sums() {
+        // src 3×3 = 0..9; diagonal (ii->i) and trace (ii->).
+        let src: Vec<f64> = (0..9).map(f64::from).collect();
+        let mut diag = vec![0.0; 3];
+        accumulate(
+            &mut diag,
+            &src,
+            &[Dim {
+                extent: 3,
+                dst: 1,
+                src: 4,
+            }],
+        );
+        assert_eq!(diag, vec![0.0, 4.0, 8.0]);
+        let mut trace = vec![0.0];
+        accumulate(
+            &mut trace,
+            &src,
+            &[Dim {
+                extent: 3,
+                dst: 0,
+                src: 4,
+            }],
+        );
+        assert_eq!(trace, vec![12.0]);
+        // Transpose then row sums: (ij->j) over a 3×3.
+        let mut cols = vec![0.0; 3];
+        let dims = [
+            Dim {
+                extent: 3,
+                dst: 0,
+                src: 3,
+            },
+            Dim {
+                extent: 3,
+                dst: 1,
+                src: 1,
+            },
+        ];
+        accumulate(&mut cols, &src, &dims);
+        assert_eq!(cols, vec![9.0, 12.0, 15.0]);
+    }
+}

@@ -1,0 +1,436 @@
+//! einsum, tensordot and matmul against a straightforward in-memory
+//! reference, over random subscripts, shapes, chunkings, limits and thread
+//! counts. Tolerances: f64 relative 1e-10 of the sum of absolute terms,
+//! f32 1e-4.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
+use tenrso_ooc::ops::{EinsumOptions, Fill, OutputOptions, einsum, generate, matmul, tensordot};
+use tenrso_ooc::plan::{EinsumSpec, Label, PathStrategy};
+use tenrso_ooc::store::{ArraySpec, ZarrArray};
+use tenrso_ooc::{DType, Error, Region, Shape};
+
+fn session(threads: usize, limit: u64) -> Session {
+    Session::new(
+        ExecOptions::default()
+            .with_threads(threads)
+            .with_memory_limit(limit),
+    )
+}
+
+fn make(
+    dir: &Path,
+    name: &str,
+    shape: &[u64],
+    chunks: &[u64],
+    dtype: DType,
+    seed: u64,
+) -> Arc<ZarrArray> {
+    let spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), dtype);
+    let mut a = ZarrArray::create(dir.join(name), &spec).unwrap();
+    generate(
+        &mut a,
+        Fill::Normal,
+        seed,
+        false,
+        &Session::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    Arc::new(a)
+}
+
+fn values(a: &ZarrArray) -> Vec<f64> {
+    match a.dtype() {
+        DType::F64 => a
+            .read_region::<f64>(&Region::full(a.shape()))
+            .unwrap()
+            .into_vec(),
+        DType::F32 => a
+            .read_region::<f32>(&Region::full(a.shape()))
+            .unwrap()
+            .into_vec()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+    }
+}
+
+/// The einsum by its definition: every assignment of the indices, the
+/// product of the operands' elements added to the output element. Returns
+/// the values and, per output element, the sum of absolute terms (for the
+/// tolerance).
+fn reference(subscripts: &str, inputs: &[Arc<ZarrArray>]) -> (Vec<f64>, Vec<f64>) {
+    let shapes: Vec<&[u64]> = inputs.iter().map(|a| a.shape()).collect();
+    let p = EinsumSpec::parse(subscripts)
+        .unwrap()
+        .bind(&shapes)
+        .unwrap();
+    let data: Vec<Vec<f64>> = inputs.iter().map(|a| values(a)).collect();
+    let labels: Vec<Label> = p.sizes.keys().copied().collect();
+    let sizes: Vec<u64> = labels.iter().map(|l| p.sizes[l]).collect();
+    let out_shape = p.output_shape();
+    let out_len = out_shape.iter().product::<u64>().max(1) as usize;
+    let mut out = vec![0.0; out_len];
+    let mut mag = vec![0.0; out_len];
+    let all = Shape::new(sizes.clone());
+    for linear in 0..all.num_elements() {
+        let idx = all.unravel(linear);
+        let at: BTreeMap<Label, u64> = labels.iter().copied().zip(idx).collect();
+        let mut term = 1.0;
+        for (k, axes) in p.operands.iter().enumerate() {
+            let index: Vec<u64> = axes.iter().map(|l| l.map_or(0, |l| at[&l])).collect();
+            term *= data[k][Shape::new(inputs[k].shape().to_vec()).linear_index(&index) as usize];
+        }
+        let o: Vec<u64> = p.output.iter().map(|l| at[l]).collect();
+        let pos = if o.is_empty() {
+            0
+        } else {
+            Shape::new(out_shape.clone()).linear_index(&o) as usize
+        };
+        out[pos] += term;
+        mag[pos] += term.abs();
+    }
+    (out, mag)
+}
+
+/// Runs the einsum and compares with the reference; returns the values.
+fn check(
+    s: &Session,
+    dir: &Path,
+    subscripts: &str,
+    inputs: &[Arc<ZarrArray>],
+    opts: &EinsumOptions,
+    tol: f64,
+) -> Result<Vec<f64>, Error> {
+    let out = dir.join(format!("out-{}", subscripts.replace(['>', ',', '.'], "_")));
+    let _ = std::fs::remove_dir_all(&out);
+    let report = einsum(s, subscripts, inputs, Some(&out), opts, false, &NoProgress)?;
+    let got = match report.value {
+        Some(v) => vec![v],
+        None => values(&ZarrArray::open(&out).unwrap()),
+    };
+    let (want, mag) = reference(subscripts, inputs);
+    assert_eq!(got.len(), want.len(), "{subscripts}");
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * mag[k].max(1e-300),
+            "{subscripts}: element {k}: got {g}, want {w}"
+        );
+    }
+    assert!(report.pool_peak() <= s.memory_limit());
+    Ok(got)
+}
+
+#[test]
+fn fixed_specs_match_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = session(2, 1 << 20);
+    let a = make(d, "a", &[7, 9], &[3, 4], DType::F64, 1);
+    let b = make(d, "b", &[9, 5], &[2, 5], DType::F64, 2);
+    let sq = make(d, "sq", &[6, 6], &[4, 5], DType::F64, 3);
+    let t3 = make(d, "t3", &[5, 9, 4], &[2, 4, 3], DType::F64, 4);
+    let m = make(d, "m", &[9, 3], &[4, 3], DType::F64, 5);
+    let bt = make(d, "bt", &[3, 5, 9], &[2, 5, 4], DType::F64, 6);
+    let bt2 = make(d, "bt2", &[3, 9, 4], &[1, 9, 3], DType::F64, 7);
+    let v = make(d, "v", &[9], &[4], DType::F64, 8);
+    let c1 = make(d, "c1", &[4, 5, 6], &[3, 5, 2], DType::F64, 9);
+    let c2 = make(d, "c2", &[6, 7], &[4, 7], DType::F64, 10);
+    let c3 = make(d, "c3", &[7, 5], &[7, 2], DType::F64, 11);
+    let o = EinsumOptions::default();
+    let cases: Vec<(&str, Vec<Arc<ZarrArray>>)> = vec![
+        ("ij,jk->ik", vec![a.clone(), b.clone()]),
+        ("ij,jk", vec![a.clone(), b.clone()]),
+        ("ij,kj->ik", vec![a.clone(), a.clone()]),
+        ("ji,jk->ik", vec![b.clone(), b.clone()]),
+        ("ijk,jl->ilk", vec![t3.clone(), m.clone()]),
+        ("ijk,jl->il", vec![t3.clone(), m.clone()]),
+        ("bij,bjk->bik", vec![bt.clone(), bt2.clone()]),
+        ("bij,bjk->kbi", vec![bt.clone(), bt2.clone()]),
+        ("ii->i", vec![sq.clone()]),
+        ("ii", vec![sq.clone()]),
+        ("ij->ji", vec![a.clone()]),
+        ("ijk->", vec![t3.clone()]),
+        ("ij,ij->", vec![a.clone(), a.clone()]),
+        ("ij,ij->ij", vec![a.clone(), a.clone()]),
+        ("i,j->ij", vec![v.clone(), v.clone()]),
+        ("ij,j->i", vec![a.clone(), v.clone()]),
+        ("abc,cd,db->a", vec![c1.clone(), c2.clone(), c3.clone()]),
+        (
+            "abc,cd,de,eb->a",
+            vec![
+                c1.clone(),
+                c2.clone(),
+                make(d, "c4", &[7, 7], &[3, 7], DType::F64, 12),
+                c3.clone(),
+            ],
+        ),
+        ("...ij,...jk->...ik", vec![bt.clone(), bt2.clone()]),
+        (
+            "...j,jk->...k",
+            vec![t3.clone(), make(d, "m4", &[4, 2], &[4, 1], DType::F64, 13)],
+        ),
+        (
+            "iij->j",
+            vec![make(d, "d3", &[4, 4, 3], &[3, 2, 3], DType::F64, 14)],
+        ),
+    ];
+    for (spec, ins) in &cases {
+        check(&s, d, spec, ins, &o, 1e-10).unwrap_or_else(|e| panic!("{spec}: {e}"));
+    }
+    // Broadcasting a size-1 batch axis.
+    let one = make(d, "one", &[1, 5, 9], &[1, 2, 2], DType::F64, 15);
+    check(&s, d, "...ij,...jk->...ik", &[one, bt2.clone()], &o, 1e-10).unwrap();
+    // Every path strategy gives the same result.
+    for path in [
+        PathStrategy::Optimal,
+        PathStrategy::Greedy,
+        PathStrategy::Sequential,
+    ] {
+        let opts = EinsumOptions {
+            path,
+            ..Default::default()
+        };
+        check(
+            &s,
+            d,
+            "abc,cd,db->a",
+            &[c1.clone(), c2.clone(), c3.clone()],
+            &opts,
+            1e-10,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn f32_matches_within_its_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = make(d, "a", &[30, 40], &[7, 16], DType::F32, 1);
+    let b = make(d, "b", &[40, 20], &[16, 8], DType::F32, 2);
+    check(
+        &session(2, 4 << 20),
+        d,
+        "ij,jk->ik",
+        &[a, b],
+        &EinsumOptions::default(),
+        1e-4,
+    )
+    .unwrap();
+}
+
+#[test]
+fn tensordot_and_matmul_follow_numpy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = session(2, 8 << 20);
+    let t = make(d, "t", &[5, 6, 7], &[2, 3, 7], DType::F64, 1);
+    let u = make(d, "u", &[7, 6, 3], &[7, 2, 3], DType::F64, 2);
+    let out = d.join("td");
+    tensordot(
+        &s,
+        t.clone(),
+        u.clone(),
+        (&[1, 2], &[1, 0]),
+        Some(&out),
+        &EinsumOptions::default(),
+        false,
+        &NoProgress,
+    )
+    .unwrap();
+    let got = values(&ZarrArray::open(&out).unwrap());
+    let (want, _) = reference("abc,cbd->ad", &[t.clone(), u.clone()]);
+    assert_eq!(ZarrArray::open(&out).unwrap().shape(), &[5, 3]);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-10);
+    }
+    let a = make(d, "a", &[4, 6, 7], &[4, 6, 7], DType::F64, 3);
+    let b = make(d, "b", &[7, 2], &[7, 2], DType::F64, 4);
+    let out = d.join("mm");
+    matmul(
+        &s,
+        a.clone(),
+        b.clone(),
+        Some(&out),
+        &EinsumOptions::default(),
+        false,
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(ZarrArray::open(&out).unwrap().shape(), &[4, 6, 2]);
+    let (want, _) = reference("...ij,jk->...ik", &[a, b]);
+    for (g, w) in values(&ZarrArray::open(&out).unwrap()).iter().zip(&want) {
+        assert!((g - w).abs() < 1e-10);
+    }
+}
+
+#[test]
+fn results_are_bitwise_equal_for_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = make(d, "a", &[200, 300], &[32, 64], DType::F64, 1);
+    let b = make(d, "b", &[300, 150], &[64, 32], DType::F64, 2);
+    let c = make(d, "c", &[150, 40], &[32, 40], DType::F64, 3);
+    let run = |threads| {
+        let out = d.join(format!("out{threads}"));
+        einsum(
+            &session(threads, 2 << 20),
+            "ij,jk,kl->il",
+            &[a.clone(), b.clone(), c.clone()],
+            Some(&out),
+            &EinsumOptions::default(),
+            false,
+            &NoProgress,
+        )
+        .unwrap();
+        values(&ZarrArray::open(&out).unwrap())
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
+}
+
+#[test]
+fn refuses_before_any_io_when_the_smallest_tiles_do_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = make(d, "a", &[512, 512], &[512, 512], DType::F64, 1);
+    let out = d.join("c");
+    let err = einsum(
+        &session(1, 1 << 20),
+        "ij,jk->ik",
+        &[a.clone(), a.clone()],
+        Some(&out),
+        &EinsumOptions::default(),
+        false,
+        &NoProgress,
+    )
+    .unwrap_err();
+    match &err {
+        Error::MemoryLimit {
+            limit, required, ..
+        } => assert!(required > limit),
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("smallest tiles"), "{err}");
+    assert!(!out.exists());
+    // Bad subscripts name what is wrong.
+    let e = einsum(
+        &session(1, 64 << 20),
+        "ij,jk->iq",
+        &[a.clone(), a.clone()],
+        Some(&out),
+        &EinsumOptions::default(),
+        true,
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("`q`"), "{e}");
+    let e = einsum(
+        &session(1, 64 << 20),
+        "ij,jk->ik",
+        &[a.clone(), make(d, "b", &[3, 4], &[3, 4], DType::F64, 2)],
+        Some(&out),
+        &EinsumOptions::default(),
+        true,
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("index `j`"), "{e}");
+}
+
+/// A random einsum: 1–4 operands of up to 5 axes over indices `a`–`f`
+/// (repeats allowed), some with `...`, explicit or implicit output.
+fn random_einsum() -> impl Strategy<Value = (String, Vec<Vec<u64>>, Vec<Vec<u64>>)> {
+    let sizes = prop::collection::vec(1u64..5, 6);
+    let broadcast = prop::collection::vec(1u64..4, 0..3);
+    let operands = prop::collection::vec(
+        (
+            prop::collection::vec(0usize..6, 0..4),
+            any::<bool>(),
+            prop::collection::vec(any::<bool>(), 3),
+            prop::collection::vec(1u64..4, 5),
+        ),
+        1..5,
+    );
+    (sizes, broadcast, operands, any::<bool>(), any::<u64>()).prop_filter_map(
+        "operands need an axis",
+        |(sizes, broadcast, operands, implicit, pick)| {
+            let letters = ['a', 'b', 'c', 'd', 'e', 'f'];
+            let mut terms = Vec::new();
+            let mut shapes = Vec::new();
+            let mut chunks = Vec::new();
+            let any_ellipsis = !broadcast.is_empty() && operands.iter().any(|o| o.1);
+            for (labels, ellipsis, stretch, chunk) in &operands {
+                let ellipsis = *ellipsis && !broadcast.is_empty();
+                let mut term: String = labels.iter().map(|&l| letters[l]).collect();
+                let mut shape: Vec<u64> = labels.iter().map(|&l| sizes[l]).collect();
+                if ellipsis {
+                    // Right-aligned broadcast dimensions; some stretched from 1.
+                    let dims: Vec<u64> = broadcast
+                        .iter()
+                        .zip(stretch)
+                        .map(|(&b, &s)| if s { 1 } else { b })
+                        .collect();
+                    term.insert_str(0, "...");
+                    shape.splice(0..0, dims);
+                }
+                if shape.is_empty() || shape.len() > 5 {
+                    return None;
+                }
+                chunks.push(shape.iter().zip(chunk).map(|(&s, &c)| c.min(s)).collect());
+                terms.push(term);
+                shapes.push(shape);
+            }
+            let mut used: Vec<char> = terms
+                .iter()
+                .flat_map(|t| t.chars().filter(|c| c.is_ascii_alphabetic()))
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            let mut spec = terms.join(",");
+            if !implicit {
+                let out: String = used
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| pick >> (k % 64) & 1 == 1)
+                    .map(|(_, c)| *c)
+                    .collect();
+                spec = format!("{spec}->{}{out}", if any_ellipsis { "..." } else { "" });
+            }
+            Some((spec, shapes, chunks))
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn random_einsums_match_the_reference(
+        (spec, shapes, chunks) in random_einsum(),
+        threads in 1usize..3,
+        limit_kib in prop::sample::select(vec![96u64, 256, 4096]),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs: Vec<Arc<ZarrArray>> = shapes
+            .iter()
+            .zip(&chunks)
+            .enumerate()
+            .map(|(k, (s, c))| make(dir.path(), &format!("in{k}"), s, c, DType::F64, k as u64))
+            .collect();
+        let s = session(threads, limit_kib << 10);
+        let chunking = EinsumOptions { output: OutputOptions::default(), path: PathStrategy::Auto };
+        match check(&s, dir.path(), &spec, &inputs, &chunking, 1e-10) {
+            Ok(_) => {}
+            Err(Error::MemoryLimit { .. }) => {}
+            Err(e) => prop_assert!(false, "{spec}: {e}"),
+        }
+    }
+}
