@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tenrso_ooc::memory::{PolicyKind, SpillCodec, SpillDirSpec};
 use tenrso_ooc::ops::{Fill, ReduceOp};
+use tenrso_ooc::plan::PathStrategy;
 use tenrso_ooc::store::Compression;
 use tenrso_ooc::{ByteSize, DType, Shape};
 
@@ -90,8 +91,32 @@ pub enum Command {
     Transpose(TransposeArgs),
     /// Copy into a new array with another chunk shape
     Rechunk(RechunkArgs),
+    /// Contract stored arrays with NumPy einsum subscripts (matmul, tensordot, traces, chains)
+    Einsum(EinsumArgs),
     /// Show the engine at work on a tensor larger than its memory limit
     Demo(DemoArgs),
+}
+
+/// `einsum`.
+#[derive(Debug, Args)]
+pub struct EinsumArgs {
+    /// Subscripts in NumPy's syntax, e.g. 'ij,jk->ik', 'bij,bjk->bik', 'ii->i', 'ij,ij->', '...ij,...jk->...ik'
+    pub subscripts: String,
+    /// Input arrays, one per operand
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output array (required unless the result is a scalar, which is printed)
+    #[arg(short, long, value_name = "OUT")]
+    pub out: Option<PathBuf>,
+    /// Output chunk shape [default: the operands' chunks along each index, about 8 MiB]
+    #[arg(long, value_name = "SHAPE")]
+    pub chunks: Option<Shape>,
+    /// Contraction order: auto (optimal up to 5 operands, else greedy), optimal, greedy or sequential (left to right)
+    #[arg(long, default_value = "auto", value_name = "PATH")]
+    pub path: PathStrategy,
+    /// Compressor of the output: none, zstd[:LEVEL] or lz4
+    #[arg(long, default_value = "none", value_name = "CODEC")]
+    pub codec: Compression,
 }
 
 /// `map`.

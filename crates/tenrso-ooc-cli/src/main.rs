@@ -110,6 +110,7 @@ fn run(command: &Command, ctx: &Context) -> tenrso_ooc::Result<Outcome> {
         Command::Reduce(args) => commands::reduce::run(args, ctx),
         Command::Transpose(args) => commands::reorganize::transpose(args, ctx),
         Command::Rechunk(args) => commands::reorganize::rechunk(args, ctx),
+        Command::Einsum(args) => commands::einsum::run(args, ctx),
         Command::Demo(args) => commands::demo::run(args, ctx),
     }
 }

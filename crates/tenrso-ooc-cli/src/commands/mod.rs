@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod demo;
+pub mod einsum;
 pub mod info;
 pub mod map;
 pub mod operation;
