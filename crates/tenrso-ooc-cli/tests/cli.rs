@@ -268,9 +268,11 @@ fn demo_stays_within_its_limit() {
             "import",
             "compare",
             "reduce",
-            "transpose"
+            "transpose",
+            "matmul"
         ]
     );
+    assert_eq!(j["matmul_trace_matches_norm"], true);
 }
 
 /// Regression (review of #2): a generator model too large for the limit is
