@@ -14,6 +14,10 @@
 ///   transpose under a 128 MiB limit peaked at 199 MiB RSS; with one arena,
 ///   135 MiB at the same speed). One arena it is: allocations are per chunk,
 ///   so its lock is not contended.
+/// - Buffers of different sizes (chunks, tiles, spill staging) still
+///   fragment the heap, and free pages inside it stay resident: a spilling
+///   transpose under 128 MiB peaked at 190 MiB. A thread hands free heap
+///   pages back every 20 ms (`malloc_trim`): 150–170 MiB at the same speed.
 pub fn configure_allocator() {
     // Escape hatch for measuring the allocator's effect.
     if std::env::var_os("TENRSO_OOC_SYSTEM_MALLOC").is_some() {
@@ -27,7 +31,23 @@ pub fn configure_allocator() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    std::thread::Builder::new()
+        .name("malloc-trim".into())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(TRIM_PERIOD_MS));
+                // SAFETY: malloc_trim only returns free heap pages to the OS.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            }
+        })
+        .ok();
 }
+
+/// How often free heap pages are handed back to the OS.
+const TRIM_PERIOD_MS: u64 = 20;
 
 /// Peak resident set size of this process so far (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {

@@ -21,6 +21,11 @@
 //!   prefetch and spill. Simpler chunk-parallel work: generators
 //!   ([`ops::generate`]), [`ops::verify`], [`ops::compare`], streaming
 //!   `.npy`/raw [`ops::import`] and [`ops::export`].
+//! - [`ops::einsum`] (with [`ops::tensordot`] and [`ops::matmul`]) contracts
+//!   stored arrays out of core: [`plan::EinsumSpec`] parses NumPy's
+//!   subscripts, [`plan::ContractionPath`] orders the pairwise
+//!   [`plan::ContractionStep`]s, and each step runs as a tiled GEMM through
+//!   the executor.
 //!
 //! ## Example
 //!
@@ -72,6 +77,6 @@ pub mod store;
 pub mod telemetry;
 
 pub use crate::core::{
-    Block, ByteSize, ChunkGrid, ContiguousRuns, DType, Element, Error, Region, Result, Shape,
-    copy_region,
+    Block, ByteSize, ChunkGrid, ContiguousRuns, DType, Element, Error, MatView, Region, Result,
+    Shape, copy_region, matmul_add,
 };

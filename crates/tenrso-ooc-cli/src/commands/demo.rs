@@ -211,7 +211,9 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
         &ctx.progress,
     )?;
     let g = ZarrArray::open(&gram_path)?.read_region::<f64>(&tenrso_ooc::Region::full(&[n, n]))?;
-    let trace: f64 = (0..n as usize).map(|i| g.as_slice()[i * n as usize + i]).sum();
+    let trace: f64 = (0..n as usize)
+        .map(|i| g.as_slice()[i * n as usize + i])
+        .sum();
     let norm2 = norm.value.unwrap_or(f64::NAN).powi(2);
     let gram_ok = (trace - norm2).abs() <= 1e-9 * norm2;
     let gflops = gram.flops() / t.elapsed().as_secs_f64() / 1e9;

@@ -46,10 +46,13 @@ fn outcome(report: &EinsumReport, args: &EinsumArgs, ctx: &Context) -> Outcome {
         .as_ref()
         .map_or(Value::Null, |p| Value::from(p.display().to_string()));
     json["peak_rss_bytes"] = peak.map_or(Value::Null, Value::from);
-    let mut text = format!(
-        "einsum {} ({})\n{}",
-        args.subscripts, report.subscripts, report.path
-    );
+    let mut text = format!("einsum {} ({})\n", args.subscripts, report.subscripts);
+    for (k, chunks) in &report.rechunked {
+        text.push_str(&format!(
+            "rechunk operand #{k} to chunks {chunks:?} first (its chunking makes every plan slow)\n"
+        ));
+    }
+    text.push_str(&report.path.to_string());
     if ctx.explain {
         let least = report.path.min_task_bytes();
         text.push_str(&format!(

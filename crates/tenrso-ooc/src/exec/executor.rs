@@ -1,14 +1,13 @@
 //! [`execute`]: run a [`ChunkGraph`] on worker threads with a prefetcher,
 //! every buffer reserved from the session's memory pool.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::core::{Block, Element, Error, Region, Result};
 use crate::exec::{Progress, Session};
-use crate::memory::{CacheStats, ChunkCache, ChunkKey, Loader, Pinned, Reservation};
+use crate::memory::{CacheStats, ChunkCache, ChunkKey, ChunkMap, Loader, Pinned, Reservation};
 use crate::plan::{ArrayId, ArrayRole, ChunkGraph, PlanReport, TaskNode};
 
 /// The computation of an operation's tasks. The executor calls `run` for
@@ -203,7 +202,7 @@ pub fn execute_planned<T: Element>(
         spill,
         metrics.clone(),
     );
-    let mut remaining: HashMap<ChunkKey, AtomicU32> = HashMap::new();
+    let mut remaining: ChunkMap<AtomicU32> = ChunkMap::default();
     for key in &schedule {
         remaining
             .entry(*key)
@@ -264,7 +263,7 @@ struct StageRun<'a, T: Element> {
     cache: &'a ChunkCache<T>,
     body: &'a dyn TaskBody<T>,
     progress: &'a dyn Progress,
-    remaining: &'a HashMap<ChunkKey, AtomicU32>,
+    remaining: &'a ChunkMap<AtomicU32>,
     next: AtomicUsize,
     end: usize,
     stop: AtomicBool,
@@ -389,50 +388,64 @@ impl<T: Element> StageRun<'_, T> {
 
     /// Loads the input chunks of the next tasks into free memory, in plan
     /// order, never evicting anything (see [`ChunkCache::prefetch`]).
+    ///
+    /// A cursor marks the first read not yet handled (consumed, cached,
+    /// loading or failed), so each pass resumes there instead of rescanning
+    /// tasks with thousands of reads; a chunk evicted after its prefetch is
+    /// loaded by the worker that needs it.
     fn prefetch(&self) {
         let window = 2 * self.session.threads() + 2;
         // Passive: the prefetcher never waits for memory, so the pool must not
         // count it as a consumer that could release memory to waiters.
         let mut reservation = self.session.pool().reclaimable_reservation("prefetch");
+        let mut cursor = (self.next.load(Ordering::Relaxed), 0usize);
         while !self.stop.load(Ordering::Relaxed) {
             let base = self.next.load(Ordering::Relaxed);
             if base >= self.end {
                 break;
             }
+            let last = (base + window).min(self.end);
             let mut waiting_for_memory = false;
             let mut loaded = false;
-            'tasks: for index in base..(base + window).min(self.end) {
-                for &key in &self.graph.tasks[index].reads {
+            let (mut t, mut r) = cursor;
+            'tasks: while t < last {
+                let reads = &self.graph.tasks[t].reads;
+                while r < reads.len() {
+                    let key = reads[r];
                     let needed = self.remaining[&key].load(Ordering::Acquire) > 0;
                     let input = matches!(
                         self.graph.arrays[key.array as usize].role,
                         ArrayRole::Input(_)
                     );
-                    if !needed || !input || self.cache.contains(key) {
-                        continue;
-                    }
-                    let load = || load_chunk::<T>(self.graph, self.session, key);
-                    let loader = Loader {
-                        working_set: self.graph.load_bytes(key),
-                        load: &load,
-                    };
-                    match self.cache.prefetch(key, &loader, &mut reservation) {
-                        Ok(true) => {
-                            loaded = true;
-                            // Its last user may have finished meanwhile.
-                            if self.remaining[&key].load(Ordering::Acquire) == 0 {
-                                self.cache.remove(key);
+                    if needed && input && !self.cache.contains(key) {
+                        let load = || load_chunk::<T>(self.graph, self.session, key);
+                        let loader = Loader {
+                            working_set: self.graph.load_bytes(key),
+                            load: &load,
+                        };
+                        match self.cache.prefetch(key, &loader, &mut reservation) {
+                            Ok(true) => {
+                                loaded = true;
+                                // Its last user may have finished meanwhile.
+                                if self.remaining[&key].load(Ordering::Acquire) == 0 {
+                                    self.cache.remove(key);
+                                }
                             }
+                            Ok(false) if !self.cache.contains(key) => {
+                                waiting_for_memory = true;
+                                break 'tasks;
+                            }
+                            // Someone else has it, or it failed: the worker that
+                            // needs it will load it (and report any error).
+                            _ => {}
                         }
-                        Ok(false) if !self.cache.contains(key) => {
-                            waiting_for_memory = true;
-                            break 'tasks;
-                        }
-                        // Someone else has it, or it failed: the worker that
-                        // needs it will load it (and report any error).
-                        _ => {}
                     }
+                    r += 1;
+                    cursor = (t, r);
                 }
+                t += 1;
+                r = 0;
+                cursor = (t, 0);
             }
             if waiting_for_memory || !loaded {
                 std::thread::sleep(Duration::from_millis(1));

@@ -1,12 +1,11 @@
 //! [`ChunkCache`]: the buffer manager holding chunks in memory under the pool.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::core::{Block, Element, Result};
 use crate::memory::{
-    ChunkKey, EvictionPolicy, MemoryPool, Reclaim, Reservation, SpillFile, SpillManager,
+    ChunkKey, ChunkMap, EvictionPolicy, MemoryPool, Reclaim, Reservation, SpillFile, SpillManager,
 };
 use crate::telemetry::Metrics;
 
@@ -53,7 +52,7 @@ struct Entry<T> {
 }
 
 struct State<T> {
-    entries: HashMap<ChunkKey, Entry<T>>,
+    entries: ChunkMap<Entry<T>>,
     policy: Box<dyn EvictionPolicy>,
     reservation: Reservation,
     stats: CacheStats,
@@ -136,7 +135,7 @@ impl<T: Element> ChunkCache<T> {
     ) -> Arc<Self> {
         let cache = Arc::new(Self {
             state: Mutex::new(State {
-                entries: HashMap::new(),
+                entries: ChunkMap::default(),
                 policy,
                 reservation: pool.reclaimable_reservation("chunk cache"),
                 stats: CacheStats::default(),

@@ -7,7 +7,10 @@ mod pool;
 mod spill;
 
 pub use cache::{CacheStats, ChunkCache, Loader, Pinned};
-pub use policy::{ChunkKey, EvictionPolicy, Lfu, Lru, Min, PolicyKind, SimulationResult, simulate};
+pub use policy::{
+    BuildKeyHasher, ChunkKey, ChunkMap, EvictionPolicy, KeyHasher, Lfu, Lru, Min, PolicyKind,
+    SimulationResult, simulate,
+};
 pub(crate) use pool::describe_consumers;
 pub use pool::{MemoryPool, Reclaim, Reservation};
 pub use spill::{SpillCodec, SpillDirSpec, SpillFile, SpillManager, remove_all_spill_dirs};

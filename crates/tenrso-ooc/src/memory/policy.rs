@@ -1,7 +1,7 @@
 //! Eviction policies of the chunk cache, and a simulator to compare them on
 //! recorded access traces.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 
@@ -21,6 +21,35 @@ impl ChunkKey {
     /// The key of chunk `index` of array `array`.
     pub const fn new(array: u32, index: u64) -> Self {
         Self { array, index }
+    }
+}
+
+/// A hash map keyed by [`ChunkKey`] with a fast non-cryptographic hash (the
+/// Fx multiply-rotate): caches, policies and plans look keys up for every
+/// chunk access, and SipHash dominated runs with thousands of small chunks.
+pub type ChunkMap<V> = std::collections::HashMap<ChunkKey, V, BuildKeyHasher>;
+
+/// Builds [`KeyHasher`]s for [`ChunkMap`].
+pub type BuildKeyHasher = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// The Fx hash: fast and good enough for keys that are small integers.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 
@@ -102,7 +131,7 @@ impl PolicyKind {
 #[derive(Debug, Default)]
 pub struct Lru {
     clock: u64,
-    last: HashMap<ChunkKey, u64>,
+    last: ChunkMap<u64>,
 }
 
 impl EvictionPolicy for Lru {
@@ -131,7 +160,7 @@ impl EvictionPolicy for Lru {
 #[derive(Debug, Default)]
 pub struct Lfu {
     clock: u64,
-    stats: HashMap<ChunkKey, (u64, u64)>,
+    stats: ChunkMap<(u64, u64)>,
 }
 
 impl EvictionPolicy for Lfu {
@@ -170,14 +199,14 @@ impl EvictionPolicy for Lfu {
 #[derive(Debug, Default)]
 pub struct Min {
     /// For each key, the schedule positions where it is used, in order.
-    uses: HashMap<ChunkKey, VecDeque<u64>>,
+    uses: ChunkMap<VecDeque<u64>>,
     lru: Lru,
 }
 
 impl Min {
     /// A MIN policy for the access sequence `schedule`.
     pub fn new(schedule: &[ChunkKey]) -> Self {
-        let mut uses: HashMap<ChunkKey, VecDeque<u64>> = HashMap::new();
+        let mut uses: ChunkMap<VecDeque<u64>> = ChunkMap::default();
         for (pos, key) in schedule.iter().enumerate() {
             uses.entry(*key).or_default().push_back(pos as u64);
         }

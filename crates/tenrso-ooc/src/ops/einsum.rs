@@ -9,13 +9,15 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::core::{ByteSize, Error, Result};
+use crate::core::{ByteSize, ChunkGrid, Error, Result};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session};
 use crate::ops::contraction::{ContractionBody, contraction_graph};
 use crate::ops::run_plan::explain_or_run;
-use crate::ops::{OpReport, OutputOptions};
-use crate::plan::{ContractionPath, EinsumSpec, OutputArray, PathStrategy, StepOperand};
+use crate::ops::{self, OpReport, OutputOptions};
+use crate::plan::{
+    ContractionPath, EinsumSpec, OutputArray, PathStrategy, StepOperand, rechunk_seconds,
+};
 use crate::store::{ArraySpec, Compression, ZarrArray};
 
 /// How an einsum runs: the output's layout and the path strategy.
@@ -35,7 +37,11 @@ pub struct EinsumReport {
     pub subscripts: String,
     /// The contraction path with every step's tiles and modelled cost.
     pub path: ContractionPath,
-    /// Each step's plan and run (runs are `None` when only explained).
+    /// Operands rechunked before contracting (their chunking made every
+    /// plan poor): operand number and the chunk shape used.
+    pub rechunked: Vec<(usize, Vec<u64>)>,
+    /// Each step's plan and run (runs are `None` when only explained), the
+    /// rechunks first.
     pub steps: Vec<OpReport>,
     /// The result when it is a scalar.
     pub value: Option<f64>,
@@ -100,7 +106,7 @@ impl EinsumReport {
                     "task_bytes": c.task_bytes,
                     "min_task_bytes": s.step.min_task_bytes,
                 });
-                if let Some(op) = self.steps.get(k) {
+                if let Some(op) = self.steps.get(self.rechunked.len() + k) {
                     v["plan"] = op.plan.to_json();
                     if let Some(run) = &op.run {
                         v["seconds"] = json!(run.seconds);
@@ -114,6 +120,7 @@ impl EinsumReport {
         json!({
             "subscripts": self.subscripts,
             "path": self.path.strategy.to_string(),
+            "rechunked": self.rechunked.iter().map(|(k, c)| json!({"operand": k, "chunks": c})).collect::<Vec<_>>(),
             "flops": self.flops(),
             "steps": steps,
             "seconds": self.seconds,
@@ -136,6 +143,32 @@ impl Drop for TempStore {
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh path for a temporary store in the first spill directory.
+fn temp_store_path(session: &Session, what: &str) -> Result<PathBuf> {
+    Ok(session.spill()?.dirs()[0].join(format!(
+        "einsum-{}-{what}.zarr",
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )))
+}
+
+/// Whether rechunking `input` to `chunks` fits the session's limit.
+fn rechunk_fits(session: &Session, input: &Arc<ZarrArray>, chunks: &[u64]) -> Result<bool> {
+    let probe = std::env::temp_dir().join("tenrso-ooc-einsum-rechunk-probe");
+    let opts = OutputOptions {
+        chunk_shape: Some(chunks.to_vec()),
+        compression: Compression::None,
+    };
+    let plan = ops::rechunk(
+        session,
+        input.clone(),
+        &probe,
+        &opts,
+        true,
+        &crate::exec::NoProgress,
+    )?;
+    Ok(plan.plan.fits())
+}
 
 /// Evaluates the einsum `subscripts` (NumPy syntax) over stored `inputs`
 /// out of core, writing an array result to `out` (a scalar result is
@@ -229,19 +262,76 @@ pub fn einsum(
         })
         .collect();
     let limit = session.memory_limit();
-    let path = ContractionPath::plan(
-        &problem,
-        &operands,
-        opts.output.chunk_shape.clone().filter(|_| !scalar),
-        dtype.size() as u64,
-        limit,
-        session.options().default_chunk_bytes(),
-        opts.path,
-    )?;
+    let itemsize = dtype.size() as u64;
+    let target_chunk = session.options().default_chunk_bytes();
+    let plan_path = |operands: &[StepOperand]| {
+        ContractionPath::plan(
+            &problem,
+            operands,
+            opts.output.chunk_shape.clone().filter(|_| !scalar),
+            itemsize,
+            limit,
+            target_chunk,
+            opts.path,
+        )
+    };
+    let mut path = plan_path(&operands)?;
+    // Rechunk operands first when their chunking makes every plan poor
+    // (thin chunks along a contracted index, chunks too large for any tile)
+    // and rechunking pays for itself: each such operand alone, or all of
+    // them, whichever the model finds cheapest.
+    let mut candidates = Vec::new();
+    for (k, input) in inputs.iter().enumerate() {
+        let auto = ChunkGrid::auto_chunk_shape(input.shape(), itemsize, target_chunk);
+        if auto != operands[k].chunks && rechunk_fits(session, input, &auto)? {
+            let cost = rechunk_seconds(
+                input.nbytes(),
+                input.chunk_grid().num_chunks(),
+                ChunkGrid::new(input.shape().to_vec(), auto.clone())?.num_chunks(),
+            );
+            candidates.push((k, auto, cost));
+        }
+    }
+    let mut options: Vec<Vec<usize>> = (0..candidates.len()).map(|c| vec![c]).collect();
+    if candidates.len() > 1 {
+        options.push((0..candidates.len()).collect());
+    }
+    let fits = |p: &ContractionPath| p.min_task_bytes() <= limit;
+    let mut best: Option<(f64, Vec<usize>, ContractionPath)> = None;
+    for option in options {
+        let mut trial = operands.clone();
+        let mut cost = 0.0;
+        for &c in &option {
+            let (k, auto, seconds) = &candidates[c];
+            trial[*k].chunks = auto.clone();
+            trial[*k].chunk_load_bytes = 2 * auto.iter().product::<u64>() * itemsize;
+            cost += seconds;
+        }
+        let alternative = plan_path(&trial)?;
+        let total = alternative.seconds() + cost;
+        tracing::debug!(?option, current = path.seconds(), total, "rechunk first?");
+        let better = match (fits(&path), fits(&alternative)) {
+            (false, true) => true,
+            (true, true) => total < 0.8 * path.seconds(),
+            _ => false,
+        };
+        if better && best.as_ref().is_none_or(|b| total < b.0) {
+            best = Some((total, option, alternative));
+        }
+    }
+    let mut rechunked = Vec::new();
+    if let Some((_, option, alternative)) = best {
+        path = alternative;
+        rechunked = option
+            .iter()
+            .map(|&c| (candidates[c].0, candidates[c].1.clone()))
+            .collect();
+    }
     tracing::info!(subscripts = %problem.expanded_text(), path = %path, "einsum planned");
     let mut report = EinsumReport {
         subscripts: problem.expanded_text(),
         path,
+        rechunked,
         steps: Vec::new(),
         value: None,
         seconds: 0.0,
@@ -266,6 +356,18 @@ pub fn einsum(
     let n = inputs.len();
     let mut arrays: Vec<Option<Arc<ZarrArray>>> = inputs.iter().cloned().map(Some).collect();
     let mut temps: Vec<Option<TempStore>> = (0..n).map(|_| None).collect();
+    for (k, chunks) in report.rechunked.clone() {
+        let dir = temp_store_path(session, &format!("operand{k}-rechunked"))?;
+        let temp = TempStore(dir.clone());
+        let opts = OutputOptions {
+            chunk_shape: Some(chunks),
+            compression: Compression::None,
+        };
+        let op = ops::rechunk(session, inputs[k].clone(), &dir, &opts, false, progress)?;
+        report.steps.push(op);
+        arrays[k] = Some(Arc::new(ZarrArray::open(&dir)?));
+        temps[k] = Some(temp);
+    }
     let steps = report.path.steps.clone();
     let last = steps.len() - 1;
     for (k, s) in steps.iter().enumerate() {
@@ -281,10 +383,7 @@ pub fn einsum(
                 None,
             )
         } else {
-            let dir = session.spill()?.dirs()[0].join(format!(
-                "einsum-{}-step{k}.zarr",
-                TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
+            let dir = temp_store_path(session, &format!("step{k}"))?;
             (dir.clone(), Compression::None, Some(TempStore(dir)))
         };
         let array_spec = ArraySpec::new(s.step.output_shape(), s.step.output_chunks.clone(), dtype)

@@ -13,7 +13,10 @@ const FLOPS_PER_THREAD: f64 = 20e9;
 const READ_BYTES_PER_SEC: f64 = 2e9;
 const WRITE_BYTES_PER_SEC: f64 = 1e9;
 const COPY_BYTES_PER_SEC: f64 = 4e9;
-const SECONDS_PER_CHUNK_READ: f64 = 50e-6;
+/// Per chunk a contraction task reads: load, cache bookkeeping, assembly.
+const SECONDS_PER_CHUNK_READ: f64 = 100e-6;
+/// Per chunk a rechunk moves (measured lower: its tasks read few chunks each).
+const SECONDS_PER_CHUNK_MOVED: f64 = 30e-6;
 const SECONDS_PER_GEMM_CALL: f64 = 5e-6;
 /// Tasks the tiles are sized for: each task may use this fraction of the
 /// limit, so that two run at once with room left for the chunk cache. Fixed
@@ -21,6 +24,14 @@ const SECONDS_PER_GEMM_CALL: f64 = 5e-6;
 /// partial sum — do not depend on how many threads run.
 const TASK_SHARE_OF_LIMIT: (u64, u64) = (2, 5);
 const PLANNED_WORKERS: f64 = 2.0;
+
+/// Modelled seconds to rechunk an operand of `bytes` stored in `chunks`
+/// chunks into `new_chunks`: read it once, write it once.
+pub fn rechunk_seconds(bytes: u64, chunks: u64, new_chunks: u64) -> f64 {
+    bytes as f64 / READ_BYTES_PER_SEC
+        + bytes as f64 / WRITE_BYTES_PER_SEC
+        + (chunks + new_chunks) as f64 * SECONDS_PER_CHUNK_MOVED
+}
 
 /// An operand of a step: the index of each axis (`None` for a size-1 axis
 /// broadcast against a larger dimension), its shape and stored chunking.

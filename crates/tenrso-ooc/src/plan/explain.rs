@@ -1,12 +1,11 @@
 //! [`explain`]: what a [`ChunkGraph`] will cost, known before it runs.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use serde_json::{Value, json};
 
 use crate::core::{ByteSize, Error, Result};
-use crate::memory::{ChunkKey, EvictionPolicy, PolicyKind};
+use crate::memory::{ChunkKey, ChunkMap, EvictionPolicy, PolicyKind};
 use crate::plan::{ArrayRole, ChunkGraph};
 
 /// The cost of a plan, computed before any work: memory needs against the
@@ -168,7 +167,7 @@ struct CacheModel {
 struct ModelCache {
     capacity: u64,
     used: u64,
-    cached: HashMap<ChunkKey, (u64, bool)>,
+    cached: ChunkMap<(u64, bool)>,
     policy: Box<dyn EvictionPolicy>,
     counts: CacheModel,
 }
@@ -211,14 +210,14 @@ impl ModelCache {
 /// enter dirty, and evicting a dirty chunk spills it.
 fn simulate_cache(graph: &ChunkGraph, capacity: u64, policy: PolicyKind) -> CacheModel {
     let schedule = graph.schedule();
-    let mut uses: HashMap<ChunkKey, u64> = HashMap::new();
+    let mut uses: ChunkMap<u64> = ChunkMap::default();
     for k in &schedule {
         *uses.entry(*k).or_default() += 1;
     }
     let mut cache = ModelCache {
         capacity,
         used: 0,
-        cached: HashMap::new(),
+        cached: ChunkMap::default(),
         policy: policy.build(&schedule),
         counts: CacheModel::default(),
     };

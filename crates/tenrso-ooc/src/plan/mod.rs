@@ -10,7 +10,9 @@ mod rechunk_plan;
 
 pub use chunk_graph::{ArrayId, ArrayNode, ArrayRole, ChunkGraph, OutputArray, TaskNode};
 pub use contraction_path::{ContractionPath, PathStep, PathStrategy};
-pub use contraction_step::{ContractionStep, OperandLayout, StepCost, StepOperand, natural_output};
+pub use contraction_step::{
+    ContractionStep, OperandLayout, StepCost, StepOperand, natural_output, rechunk_seconds,
+};
 pub use einsum_spec::{EinsumProblem, EinsumSpec, Label, labels_text};
 pub use explain::{PlanReport, explain};
 pub use rechunk_plan::rechunking_plan;
