@@ -79,7 +79,7 @@ g_ours=$(calc "$flops_mm / $t_ours / 1e9")
 # 2. ijk,jl->ilk on 4 GiB.
 x="$work/x3.zarr"; m="$work/m.zarr"
 if [ ! -d "$x" ]; then
-    "$bin" create "$x" --shape 1024,1024,512 --chunks 64,1024,64 --fill normal --seed 3 -q >/dev/null
+    "$bin" create "$x" --shape 1024,1024,512 --chunks 32,1024,32 --fill normal --seed 3 -q >/dev/null
 fi
 rm -rf "$m"; "$bin" create "$m" --shape 1024,64 --chunks 1024,64 --fill normal --seed 4 -q >/dev/null
 cat "$x"/c/*/*/* >/dev/null 2>&1 || true

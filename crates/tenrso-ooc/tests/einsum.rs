@@ -183,9 +183,45 @@ fn fixed_specs_match_the_reference() {
     for (spec, ins) in &cases {
         check(&s, d, spec, ins, &o, 1e-10).unwrap_or_else(|e| panic!("{spec}: {e}"));
     }
-    // Broadcasting a size-1 batch axis.
+    // Broadcasting a size-1 batch axis, and size-1 lettered axes (as NumPy).
     let one = make(d, "one", &[1, 5, 9], &[1, 2, 2], DType::F64, 15);
     check(&s, d, "...ij,...jk->...ik", &[one, bt2.clone()], &o, 1e-10).unwrap();
+    let col = make(d, "col", &[3, 1], &[2, 1], DType::F64, 16);
+    let row = make(d, "row", &[1, 5], &[1, 2], DType::F64, 17);
+    check(
+        &s,
+        d,
+        "...i,...i->...i",
+        &[col.clone(), row.clone()],
+        &o,
+        1e-10,
+    )
+    .unwrap();
+    check(
+        &s,
+        d,
+        "ij,jk->ik",
+        &[make(d, "c21", &[2, 1], &[1, 1], DType::F64, 18), b.clone()],
+        &o,
+        1e-10,
+    )
+    .unwrap();
+    // A scalar result is also written when an output is named.
+    let so = d.join("scalar");
+    let r = einsum(
+        &s,
+        "ij,ij->",
+        &[a.clone(), a.clone()],
+        Some(&so),
+        &o,
+        false,
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(
+        values(&ZarrArray::open(&so).unwrap()),
+        vec![r.value.unwrap()]
+    );
     // Every path strategy gives the same result.
     for path in [
         PathStrategy::Optimal,
@@ -450,13 +486,13 @@ fn random_einsum() -> impl Strategy<Value = (String, Vec<Vec<u64>>, Vec<Vec<u64>
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn random_einsums_match_the_reference(
         (spec, shapes, chunks) in random_einsum(),
         threads in 1usize..3,
-        limit_kib in prop::sample::select(vec![96u64, 256, 4096]),
+        limit_kib in prop::sample::select(vec![24u64, 96, 256, 4096]),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let inputs: Vec<Arc<ZarrArray>> = shapes
@@ -469,7 +505,11 @@ proptest! {
         let chunking = EinsumOptions { output: OutputOptions::default(), path: PathStrategy::Auto };
         match check(&s, dir.path(), &spec, &inputs, &chunking, 1e-10) {
             Ok(_) => {}
-            Err(Error::MemoryLimit { .. }) => {}
+            // Refused: before any data was read or written.
+            Err(Error::MemoryLimit { .. }) => {
+                prop_assert_eq!(s.metrics().bytes_read.get(), 0, "{} refused late", spec);
+                prop_assert_eq!(s.metrics().bytes_written.get(), 0, "{} refused late", spec);
+            }
             Err(e) => prop_assert!(false, "{spec}: {e}"),
         }
     }

@@ -60,7 +60,9 @@ pub(crate) fn contraction_graph(
             stage: 0,
             reads,
             write: Some(key),
-            scratch_bytes: step.tile_bytes() + out_chunk_bytes,
+            // Tiles, the output chunk cut out of the tile, and the copy of
+            // the part of an input chunk being assembled.
+            scratch_bytes: step.tile_bytes() + out_chunk_bytes + pinned,
             pinned_bytes: pinned,
             work_bytes: work,
         });

@@ -172,7 +172,8 @@ fn rechunk_fits(session: &Session, input: &Arc<ZarrArray>, chunks: &[u64]) -> Re
 
 /// Evaluates the einsum `subscripts` (NumPy syntax) over stored `inputs`
 /// out of core, writing an array result to `out` (a scalar result is
-/// returned in [`EinsumReport::value`] and `out` may be `None`).
+/// returned in [`EinsumReport::value`], and written as a one-element array
+/// when `out` is given).
 ///
 /// The operands are contracted pairwise along a path chosen by modelled cost
 /// ([`PathStrategy`]); each step is a tiled GEMM whose output tiles stay
@@ -376,15 +377,12 @@ pub fn einsum(
             .iter()
             .map(|&o| arrays[o].clone().expect("each operand is used once"))
             .collect();
-        let (target, compression, temp) = if k == last && !scalar {
-            (
-                out.expect("checked above").to_path_buf(),
-                opts.output.compression,
-                None,
-            )
-        } else {
-            let dir = temp_store_path(session, &format!("step{k}"))?;
-            (dir.clone(), Compression::None, Some(TempStore(dir)))
+        let (target, compression, temp) = match out.filter(|_| k == last) {
+            Some(out) => (out.to_path_buf(), opts.output.compression, None),
+            None => {
+                let dir = temp_store_path(session, &format!("step{k}"))?;
+                (dir.clone(), Compression::None, Some(TempStore(dir)))
+            }
         };
         let array_spec = ArraySpec::new(s.step.output_shape(), s.step.output_chunks.clone(), dtype)
             .with_compression(compression);

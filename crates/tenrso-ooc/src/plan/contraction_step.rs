@@ -15,6 +15,8 @@ const WRITE_BYTES_PER_SEC: f64 = 1e9;
 const COPY_BYTES_PER_SEC: f64 = 4e9;
 /// Per chunk a contraction task reads: load, cache bookkeeping, assembly.
 const SECONDS_PER_CHUNK_READ: f64 = 100e-6;
+/// Planning and starting one more run (a rechunk before a contraction).
+const SECONDS_PER_RUN: f64 = 0.05;
 /// Per chunk a rechunk moves (measured lower: its tasks read few chunks each).
 const SECONDS_PER_CHUNK_MOVED: f64 = 30e-6;
 const SECONDS_PER_GEMM_CALL: f64 = 5e-6;
@@ -24,11 +26,17 @@ const SECONDS_PER_GEMM_CALL: f64 = 5e-6;
 /// partial sum — do not depend on how many threads run.
 const TASK_SHARE_OF_LIMIT: (u64, u64) = (2, 5);
 const PLANNED_WORKERS: f64 = 2.0;
+/// What the chunk graph holds per chunk read it lists and per task (see
+/// `ChunkGraph::footprint`), with room for its per-chunk maps.
+const PLAN_BYTES_PER_READ: u64 = 144;
+const PLAN_BYTES_PER_TASK: u64 = 128;
 
 /// Modelled seconds to rechunk an operand of `bytes` stored in `chunks`
-/// chunks into `new_chunks`: read it once, write it once.
+/// chunks into `new_chunks`: plan and start a run, read it once, write it
+/// once.
 pub fn rechunk_seconds(bytes: u64, chunks: u64, new_chunks: u64) -> f64 {
-    bytes as f64 / READ_BYTES_PER_SEC
+    SECONDS_PER_RUN
+        + bytes as f64 / READ_BYTES_PER_SEC
         + bytes as f64 / WRITE_BYTES_PER_SEC
         + (chunks + new_chunks) as f64 * SECONDS_PER_CHUNK_MOVED
 }
@@ -60,15 +68,15 @@ impl StepOperand {
     }
 
     fn elements(&self) -> u64 {
-        self.shape.iter().product()
+        product(self.shape.iter().copied())
     }
 
     fn chunk_elements(&self) -> u64 {
         self.chunks
             .iter()
             .zip(&self.shape)
-            .map(|(c, s)| c.min(s))
-            .product()
+            .map(|(c, s)| *c.min(s))
+            .fold(1u64, u64::saturating_mul)
     }
 
     fn has_repeated_labels(&self) -> bool {
@@ -340,57 +348,99 @@ impl ContractionStep {
             .labels
             .iter()
             .map(|l| l.map_or(1, |l| self.tile(tiles, &l)))
-            .product()
+            .fold(1u64, u64::saturating_mul)
     }
 
     fn group_elements(&self, tiles: &BTreeMap<Label, u64>, group: &[Label]) -> u64 {
-        group.iter().map(|l| self.tile(tiles, l)).product()
+        product(group.iter().map(|l| self.tile(tiles, l)))
     }
 
     /// Bytes of the tiles and packing buffers one task holds with the
     /// chosen tiles (its scratch memory, output chunk buffers aside).
     pub fn tile_bytes(&self) -> u64 {
-        self.tile_elements(&self.tiles) * self.itemsize
+        self.tile_elements(&self.tiles)
+            .saturating_mul(self.itemsize)
     }
 
     fn tile_elements(&self, tiles: &BTreeMap<Label, u64>) -> u64 {
-        let out: u64 = self.output.iter().map(|l| self.tile(tiles, l)).product();
+        let out = product(self.output.iter().map(|l| self.tile(tiles, l)));
         let permute = self.inputs.len() == 2 && self.natural_order() != self.output;
-        let mut elements = out * if permute { 2 } else { 1 };
+        let mut elements = out.saturating_mul(if permute { 2 } else { 1 });
         for k in 0..self.inputs.len() {
-            elements += self.operand_tile_elements(tiles, k);
+            elements = elements.saturating_add(self.operand_tile_elements(tiles, k));
             if self.inputs.len() == 2 && self.layouts[k] == OperandLayout::Packed {
                 let (rows, cols) = self.gemm_groups(k);
-                elements += self.group_elements(tiles, &self.batch)
-                    * self.group_elements(tiles, rows)
-                    * self.group_elements(tiles, cols);
+                elements = elements.saturating_add(product([
+                    self.group_elements(tiles, &self.batch),
+                    self.group_elements(tiles, rows),
+                    self.group_elements(tiles, cols),
+                ]));
             }
         }
         elements
     }
 
-    /// Memory one task needs with `tiles`.
-    fn task_bytes(&self, tiles: &BTreeMap<Label, u64>) -> u64 {
-        let elements = self.tile_elements(tiles);
-        let out_chunk: u64 = self.output_chunks.iter().product();
-        let chunk_bytes = self
-            .inputs
+    /// Bytes of the largest chunk of any operand.
+    fn largest_input_chunk(&self) -> u64 {
+        self.inputs
             .iter()
-            .map(|o| o.chunk_elements() * self.itemsize)
+            .map(|o| o.chunk_elements().saturating_mul(self.itemsize))
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+    }
+
+    /// Memory one task needs with `tiles`: tiles and packing buffers, an
+    /// output chunk being cut out of the tile and encoded (compressed: up to
+    /// three times its size in codec buffers), an input chunk
+    /// pinned while it is copied (plus the copy) and one being loaded, and
+    /// its share of the plan's own bookkeeping (every chunk read of every
+    /// task is listed, which grows with re-reads and small tiles).
+    fn task_bytes(&self, tiles: &BTreeMap<Label, u64>) -> u64 {
+        let out_chunk = product(self.output_chunks.iter().copied());
         let load = self
             .inputs
             .iter()
             .map(|o| o.chunk_load_bytes)
             .max()
             .unwrap_or(0);
-        (elements + 2 * out_chunk) * self.itemsize + chunk_bytes + load
+        let (_, chunk_reads) = self.reads(tiles);
+        let tasks = product(self.output.iter().map(|l| self.tile_count(tiles, l)));
+        let plan = chunk_reads
+            .saturating_mul(PLAN_BYTES_PER_READ)
+            .saturating_add(tasks.saturating_mul(PLAN_BYTES_PER_TASK));
+        self.tile_elements(tiles)
+            .saturating_add(out_chunk.saturating_mul(4))
+            .saturating_mul(self.itemsize)
+            .saturating_add(self.largest_input_chunk().saturating_mul(2))
+            .saturating_add(load)
+            .saturating_add(plan)
+    }
+
+    /// Bytes read from the operands and chunk reads with `tiles`: the first
+    /// operand is read once per tile of the second's kept indices and vice
+    /// versa.
+    fn reads(&self, tiles: &BTreeMap<Label, u64>) -> (u64, u64) {
+        let count = |group: &[Label]| product(group.iter().map(|l| self.tile_count(tiles, l)));
+        let rereads = [count(&self.right), count(&self.left)];
+        let (mut bytes, mut chunks) = (0u64, 0u64);
+        for (k, op) in self.inputs.iter().enumerate() {
+            let times = if self.inputs.len() == 2 {
+                rereads[k]
+            } else {
+                1
+            };
+            bytes = bytes.saturating_add(product([op.elements(), self.itemsize, times]));
+            chunks = chunks.saturating_add(
+                op.elements()
+                    .div_ceil(op.chunk_elements().max(1))
+                    .saturating_mul(times),
+            );
+        }
+        (bytes, chunks)
     }
 
     fn estimate(&self, tiles: &BTreeMap<Label, u64>) -> StepCost {
-        let count =
-            |group: &[Label]| -> u64 { group.iter().map(|l| self.tile_count(tiles, l)).product() };
+        let count = |group: &[Label]| product(group.iter().map(|l| self.tile_count(tiles, l)));
         let all: f64 = self.sizes.values().map(|&s| s as f64).product();
         let flops = if self.inputs.len() == 2 {
             2.0 * all
@@ -398,42 +448,38 @@ impl ContractionStep {
             all
         };
         let tasks = count(&self.output);
+        let (bytes_read, chunk_reads) = self.reads(tiles);
         let rereads = [count(&self.right), count(&self.left)];
-        let mut bytes_read = 0;
-        let mut chunk_reads = 0;
-        let mut copied = 0;
+        let mut copied = 0.0;
         for (k, op) in self.inputs.iter().enumerate() {
             let times = if self.inputs.len() == 2 {
                 rereads[k]
             } else {
                 1
             };
-            bytes_read += op.elements() * self.itemsize * times;
-            chunk_reads += op.elements().div_ceil(op.chunk_elements()) * times;
-            copied += op.elements()
-                * self.itemsize
-                * times
-                * if self.layouts[k] == OperandLayout::Packed {
-                    2
-                } else {
-                    1
-                };
+            let copies = if self.layouts[k] == OperandLayout::Packed {
+                2.0
+            } else {
+                1.0
+            };
+            copied += (op.elements() as f64) * (self.itemsize as f64) * (times as f64) * copies;
         }
-        let out_elements: u64 = self.output_shape().iter().product();
-        let bytes_written = out_elements * self.itemsize;
+        let bytes_written = product(self.output_shape()).saturating_mul(self.itemsize);
         let gemm_calls = if self.inputs.len() == 2 {
-            self.batch.iter().map(|l| self.sizes[l]).product::<u64>()
-                * count(&self.left)
-                * count(&self.right)
-                * count(&self.contracted)
+            product([
+                product(self.batch.iter().map(|l| self.sizes[l])),
+                count(&self.left),
+                count(&self.right),
+                count(&self.contracted),
+            ])
         } else {
-            tasks * count(&self.summed[0])
+            tasks.saturating_mul(count(&self.summed[0]))
         };
         let parallel = (tasks as f64).min(PLANNED_WORKERS);
         let seconds = flops / (FLOPS_PER_THREAD * parallel)
             + bytes_read as f64 / READ_BYTES_PER_SEC
             + bytes_written as f64 / WRITE_BYTES_PER_SEC
-            + copied as f64 / (COPY_BYTES_PER_SEC * parallel)
+            + copied / (COPY_BYTES_PER_SEC * parallel)
             + chunk_reads as f64 * SECONDS_PER_CHUNK_READ
             + gemm_calls as f64 * SECONDS_PER_GEMM_CALL / parallel;
         StepCost {
@@ -452,14 +498,25 @@ impl ContractionStep {
     /// then the whole extent.
     fn candidates(&self, l: Label) -> Vec<u64> {
         let size = self.sizes[&l];
-        let mut input_align = 1;
+        // Tiles aligned with every operand's chunks along `l` read each
+        // chunk in one tile; when the chunkings disagree so much that their
+        // common multiple is large, align with the largest chunk and accept
+        // that some chunks are read by two tiles.
+        let (mut common, mut largest) = (1, 1);
         for op in &self.inputs {
             for (axis, a) in op.labels.iter().enumerate() {
                 if *a == Some(l) {
-                    input_align = lcm(input_align, op.chunks[axis].min(size));
+                    let c = op.chunks[axis].min(size);
+                    common = lcm(common, c);
+                    largest = largest.max(c);
                 }
             }
         }
+        let input_align = if common <= size && common <= 4 * largest {
+            common
+        } else {
+            largest
+        };
         let align = match self.output.iter().position(|o| *o == l) {
             Some(p) => {
                 let c = self.output_chunks[p].min(size);
@@ -575,7 +632,7 @@ fn default_output_chunks(
                 .min(sizes[l])
         })
         .collect();
-    while chunks.iter().product::<u64>() * itemsize > target_bytes {
+    while product(chunks.iter().copied()).saturating_mul(itemsize) > target_bytes {
         let (axis, &largest) = chunks
             .iter()
             .enumerate()
@@ -589,12 +646,18 @@ fn default_output_chunks(
     chunks
 }
 
+/// The product of `values`, saturating at `u64::MAX` (an outer product of
+/// large operands must give a huge size, not wrap).
+fn product(values: impl IntoIterator<Item = u64>) -> u64 {
+    values.into_iter().fold(1u64, u64::saturating_mul)
+}
+
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
 fn lcm(a: u64, b: u64) -> u64 {
-    a / gcd(a, b) * b
+    (a / gcd(a, b)).saturating_mul(b)
 }
 
 #[cfg(test)]

@@ -209,18 +209,15 @@ impl EinsumSpec {
                         "einsum: operand {k} has an empty axis {axis} (shape {shape:?})"
                     )));
                 }
-                match (label, sizes.get(&label)) {
-                    // A broadcast dimension of size 1 stretches to the others.
-                    (Label::Broadcast(_), _) if size == 1 => {
+                first_seen.entry(label).or_insert(k);
+                match sizes.get(&label) {
+                    // A dimension of size 1 stretches to the others (NumPy
+                    // broadcasts lettered and `...` dimensions alike).
+                    _ if size == 1 => {
                         sizes.entry(label).or_insert(1);
-                        axes.push(Some(label));
                         stretched.push((k, axis));
-                        continue;
                     }
-                    (Label::Broadcast(_), Some(1)) => {
-                        sizes.insert(label, size);
-                    }
-                    (_, Some(&known)) if known != size => {
+                    Some(&known) if known != 1 && known != size => {
                         return Err(Error::invalid(format!(
                             "einsum: index `{label}` has size {size} in operand {k} (axis {axis}) but size {known} in operand {}",
                             first_seen[&label]
@@ -230,7 +227,6 @@ impl EinsumSpec {
                         sizes.insert(label, size);
                     }
                 }
-                first_seen.entry(label).or_insert(k);
                 axes.push(Some(label));
             }
             operands.push(axes);
