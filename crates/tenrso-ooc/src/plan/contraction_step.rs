@@ -26,6 +26,13 @@ const SECONDS_PER_GEMM_CALL: f64 = 5e-6;
 /// partial sum — do not depend on how many threads run.
 const TASK_SHARE_OF_LIMIT: (u64, u64) = (2, 5);
 const PLANNED_WORKERS: f64 = 2.0;
+/// Buffers above this size come from fresh memory mappings (glibc's mmap
+/// threshold as the CLI sets it), so each allocation page-faults all of its
+/// pages anew; smaller ones reuse heap memory.
+const FRESH_MAPPING_BYTES: u64 = 32 << 20;
+/// Rate at which fresh pages are faulted in and zeroed (measured on 2 cores
+/// with both workers allocating).
+const FAULT_BYTES_PER_SEC: f64 = 1e9;
 /// What the chunk graph holds per chunk read it lists and per task (see
 /// `ChunkGraph::footprint`), with room for its per-chunk maps.
 const PLAN_BYTES_PER_READ: u64 = 144;
@@ -439,6 +446,41 @@ impl ContractionStep {
         (bytes, chunks)
     }
 
+    /// Bytes of buffers large enough to be fresh mappings, over all tasks:
+    /// each task's output tile (and its permuted copy), and at every step
+    /// along the contracted indices each operand's assembled and packed
+    /// tiles.
+    fn fresh_mapping_bytes(&self, tiles: &BTreeMap<Label, u64>, tasks: u64) -> f64 {
+        let fresh = |elements: u64| {
+            let bytes = elements.saturating_mul(self.itemsize);
+            if bytes + (64 << 10) >= FRESH_MAPPING_BYTES {
+                bytes as f64
+            } else {
+                0.0
+            }
+        };
+        let count = |group: &[Label]| product(group.iter().map(|l| self.tile_count(tiles, l)));
+        let out = product(self.output.iter().map(|l| self.tile(tiles, l)));
+        let permute = self.inputs.len() == 2 && self.natural_order() != self.output;
+        let mut per_task = fresh(out) * if permute { 2.0 } else { 1.0 };
+        let steps = count(&self.contracted) as f64;
+        for k in 0..self.inputs.len() {
+            let block = fresh(self.operand_tile_elements(tiles, k));
+            let packed = if self.inputs.len() == 2 && self.layouts[k] == OperandLayout::Packed {
+                let (rows, cols) = self.gemm_groups(k);
+                fresh(product([
+                    self.group_elements(tiles, &self.batch),
+                    self.group_elements(tiles, rows),
+                    self.group_elements(tiles, cols),
+                ]))
+            } else {
+                0.0
+            };
+            per_task += steps * (block * count(&self.summed[k]) as f64 + packed);
+        }
+        per_task * tasks as f64
+    }
+
     fn estimate(&self, tiles: &BTreeMap<Label, u64>) -> StepCost {
         let count = |group: &[Label]| product(group.iter().map(|l| self.tile_count(tiles, l)));
         let all: f64 = self.sizes.values().map(|&s| s as f64).product();
@@ -476,7 +518,9 @@ impl ContractionStep {
             tasks.saturating_mul(count(&self.summed[0]))
         };
         let parallel = (tasks as f64).min(PLANNED_WORKERS);
+        let faults = self.fresh_mapping_bytes(tiles, tasks);
         let seconds = flops / (FLOPS_PER_THREAD * parallel)
+            + faults / (FAULT_BYTES_PER_SEC * parallel)
             + bytes_read as f64 / READ_BYTES_PER_SEC
             + bytes_written as f64 / WRITE_BYTES_PER_SEC
             + copied / (COPY_BYTES_PER_SEC * parallel)
