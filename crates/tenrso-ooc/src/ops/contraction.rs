@@ -251,6 +251,19 @@ impl ContractionBody {
             (&step.contracted, &step.right)
         };
         let order: Vec<Label> = step.batch.iter().chain(rows).chain(cols).copied().collect();
+        let distinct = labels.iter().flatten().count() == step.inputs[k].distinct_labels().len();
+        if step.summed[k].is_empty() && distinct {
+            // A pure permutation: the cache-blocked transpose of `Block`.
+            let block = io.assemble(k as ArrayId, &operand_region(step, k, kc))?;
+            let mut perm: Vec<usize> = (0..labels.len()).filter(|&a| labels[a].is_none()).collect();
+            perm.extend(order.iter().map(|l| {
+                labels
+                    .iter()
+                    .position(|a| *a == Some(*l))
+                    .expect("every index of the order is an axis")
+            }));
+            return Ok(block.permuted(&perm).into_vec());
+        }
         let mut packed = vec![T::ZERO; Self::extent(kc, &order)];
         for sc in tile_combinations(step, &step.summed[k], kc) {
             let region = operand_region(step, k, &sc);
