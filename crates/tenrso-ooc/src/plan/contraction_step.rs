@@ -349,6 +349,34 @@ impl ContractionStep {
         self.sizes[l].div_ceil(self.tile(tiles, l))
     }
 
+    /// Number of tiles over the indices of `group`.
+    fn tile_counts(&self, tiles: &BTreeMap<Label, u64>, group: &[Label]) -> u64 {
+        product(group.iter().map(|l| self.tile_count(tiles, l)))
+    }
+
+    /// How often operand `k` is read: once per tile of the other operand's
+    /// kept indices.
+    fn times_read(&self, tiles: &BTreeMap<Label, u64>, k: usize) -> u64 {
+        match (self.inputs.len(), k) {
+            (2, 0) => self.tile_counts(tiles, &self.right),
+            (2, _) => self.tile_counts(tiles, &self.left),
+            _ => 1,
+        }
+    }
+
+    /// Elements of operand `k`'s packed `[batch][rows][cols]` tile, when it
+    /// is packed for a GEMM.
+    fn packed_elements(&self, tiles: &BTreeMap<Label, u64>, k: usize) -> Option<u64> {
+        (self.inputs.len() == 2 && self.layouts[k] == OperandLayout::Packed).then(|| {
+            let (rows, cols) = self.gemm_groups(k);
+            product([
+                self.group_elements(tiles, &self.batch),
+                self.group_elements(tiles, rows),
+                self.group_elements(tiles, cols),
+            ])
+        })
+    }
+
     /// Elements of operand `k`'s assembled tile.
     fn operand_tile_elements(&self, tiles: &BTreeMap<Label, u64>, k: usize) -> u64 {
         self.inputs[k]
@@ -374,15 +402,9 @@ impl ContractionStep {
         let permute = self.inputs.len() == 2 && self.natural_order() != self.output;
         let mut elements = out.saturating_mul(if permute { 2 } else { 1 });
         for k in 0..self.inputs.len() {
-            elements = elements.saturating_add(self.operand_tile_elements(tiles, k));
-            if self.inputs.len() == 2 && self.layouts[k] == OperandLayout::Packed {
-                let (rows, cols) = self.gemm_groups(k);
-                elements = elements.saturating_add(product([
-                    self.group_elements(tiles, &self.batch),
-                    self.group_elements(tiles, rows),
-                    self.group_elements(tiles, cols),
-                ]));
-            }
+            elements = elements
+                .saturating_add(self.operand_tile_elements(tiles, k))
+                .saturating_add(self.packed_elements(tiles, k).unwrap_or(0));
         }
         elements
     }
@@ -411,7 +433,7 @@ impl ContractionStep {
             .max()
             .unwrap_or(0);
         let (_, chunk_reads) = self.reads(tiles);
-        let tasks = product(self.output.iter().map(|l| self.tile_count(tiles, l)));
+        let tasks = self.tile_counts(tiles, &self.output);
         let plan = chunk_reads
             .saturating_mul(PLAN_BYTES_PER_READ)
             .saturating_add(tasks.saturating_mul(PLAN_BYTES_PER_TASK));
@@ -427,15 +449,9 @@ impl ContractionStep {
     /// operand is read once per tile of the second's kept indices and vice
     /// versa.
     fn reads(&self, tiles: &BTreeMap<Label, u64>) -> (u64, u64) {
-        let count = |group: &[Label]| product(group.iter().map(|l| self.tile_count(tiles, l)));
-        let rereads = [count(&self.right), count(&self.left)];
         let (mut bytes, mut chunks) = (0u64, 0u64);
         for (k, op) in self.inputs.iter().enumerate() {
-            let times = if self.inputs.len() == 2 {
-                rereads[k]
-            } else {
-                1
-            };
+            let times = self.times_read(tiles, k);
             bytes = bytes.saturating_add(product([op.elements(), self.itemsize, times]));
             chunks = chunks.saturating_add(
                 op.elements()
@@ -459,30 +475,21 @@ impl ContractionStep {
                 0.0
             }
         };
-        let count = |group: &[Label]| product(group.iter().map(|l| self.tile_count(tiles, l)));
+        let count = |group: &[Label]| self.tile_counts(tiles, group);
         let out = product(self.output.iter().map(|l| self.tile(tiles, l)));
         let permute = self.inputs.len() == 2 && self.natural_order() != self.output;
         let mut per_task = fresh(out) * if permute { 2.0 } else { 1.0 };
         let steps = count(&self.contracted) as f64;
         for k in 0..self.inputs.len() {
             let block = fresh(self.operand_tile_elements(tiles, k));
-            let packed = if self.inputs.len() == 2 && self.layouts[k] == OperandLayout::Packed {
-                let (rows, cols) = self.gemm_groups(k);
-                fresh(product([
-                    self.group_elements(tiles, &self.batch),
-                    self.group_elements(tiles, rows),
-                    self.group_elements(tiles, cols),
-                ]))
-            } else {
-                0.0
-            };
+            let packed = self.packed_elements(tiles, k).map_or(0.0, fresh);
             per_task += steps * (block * count(&self.summed[k]) as f64 + packed);
         }
         per_task * tasks as f64
     }
 
     fn estimate(&self, tiles: &BTreeMap<Label, u64>) -> StepCost {
-        let count = |group: &[Label]| product(group.iter().map(|l| self.tile_count(tiles, l)));
+        let count = |group: &[Label]| self.tile_counts(tiles, group);
         let all: f64 = self.sizes.values().map(|&s| s as f64).product();
         let flops = if self.inputs.len() == 2 {
             2.0 * all
@@ -491,14 +498,9 @@ impl ContractionStep {
         };
         let tasks = count(&self.output);
         let (bytes_read, chunk_reads) = self.reads(tiles);
-        let rereads = [count(&self.right), count(&self.left)];
         let mut copied = 0.0;
         for (k, op) in self.inputs.iter().enumerate() {
-            let times = if self.inputs.len() == 2 {
-                rereads[k]
-            } else {
-                1
-            };
+            let times = self.times_read(tiles, k);
             let copies = if self.layouts[k] == OperandLayout::Packed {
                 2.0
             } else {
