@@ -93,6 +93,10 @@ pub enum Command {
     Rechunk(RechunkArgs),
     /// Contract stored arrays with NumPy einsum subscripts (matmul, tensordot, traces, chains)
     Einsum(EinsumArgs),
+    /// CP decomposition by alternating least squares (out of core, checkpointed)
+    Cp(CpArgs),
+    /// Tucker decomposition by HOSVD and HOOI (out of core, checkpointed)
+    Tucker(TuckerArgs),
     /// Show the engine at work on a tensor larger than its memory limit
     Demo(DemoArgs),
 }
@@ -117,6 +121,82 @@ pub struct EinsumArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
+}
+
+/// `cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Input array
+    pub input: PathBuf,
+    /// Number of components
+    #[arg(long, value_name = "R")]
+    pub rank: usize,
+    /// Most iterations
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub iters: usize,
+    /// Stop when the relative error changes by less than this between iterations (0: run all)
+    #[arg(long, default_value_t = 1e-8, value_name = "T")]
+    pub tol: f64,
+    /// Start: random, svd (streamed HOSVD), or a directory of factor_0.npy, factor_1.npy, … [weights.npy]
+    #[arg(long, default_value = "svd", value_name = "INIT")]
+    pub init: String,
+    /// Seed of the random init
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Keep factor columns at unit norm, magnitudes in the weights
+    #[arg(long)]
+    pub normalize: bool,
+    /// Ridge (L2) regularisation of the normal equations
+    #[arg(long, default_value_t = 0.0, value_name = "L")]
+    pub l2: f64,
+    /// MTTKRPs of a sweep: auto, two-pass (2 passes per iteration) or per-mode (N passes)
+    #[arg(long, default_value = "auto", value_enum)]
+    pub sweep: SweepArg,
+    /// Output directory: factor_K.npy, weights.npy, report.json, checkpoint/
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub out: PathBuf,
+    /// Continue from the last completed iteration checkpointed in OUTDIR
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// How a CP-ALS sweep computes its MTTKRPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SweepArg {
+    /// Two passes when the partial contraction fits a quarter of the limit.
+    Auto,
+    /// Two passes per iteration.
+    TwoPass,
+    /// One pass per mode.
+    PerMode,
+}
+
+/// `tucker`.
+#[derive(Debug, Args)]
+pub struct TuckerArgs {
+    /// Input array
+    pub input: PathBuf,
+    /// Rank of each mode, e.g. 16,16,16
+    #[arg(long, value_name = "R1,R2,…", value_delimiter = ',', required = true)]
+    pub ranks: Vec<usize>,
+    /// Most HOOI iterations
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub iters: usize,
+    /// Stop when the relative error changes by less than this (from the third iteration; 0: run all)
+    #[arg(long, default_value_t = 1e-4, value_name = "T")]
+    pub tol: f64,
+    /// Start: svd (streamed HOSVD), random, or a directory of factor_K.npy and core.npy
+    #[arg(long, default_value = "svd", value_name = "INIT")]
+    pub init: String,
+    /// Seed of the random init
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Output directory: factor_K.npy, core.npy, report.json, checkpoint/
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub out: PathBuf,
+    /// Continue from the last completed iteration checkpointed in OUTDIR
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// `map`.

@@ -111,6 +111,8 @@ fn run(command: &Command, ctx: &Context) -> tenrso_ooc::Result<Outcome> {
         Command::Transpose(args) => commands::reorganize::transpose(args, ctx),
         Command::Rechunk(args) => commands::reorganize::rechunk(args, ctx),
         Command::Einsum(args) => commands::einsum::run(args, ctx),
+        Command::Cp(args) => commands::decompose::cp(args, ctx),
+        Command::Tucker(args) => commands::decompose::tucker(args, ctx),
         Command::Demo(args) => commands::demo::run(args, ctx),
     }
 }

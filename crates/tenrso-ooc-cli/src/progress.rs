@@ -11,6 +11,7 @@ use tenrso_ooc::exec::Progress;
 /// when stderr is not a terminal or with `--quiet`.
 pub struct Bar {
     visible: bool,
+    lines: bool,
     current: Mutex<Option<ProgressBar>>,
 }
 
@@ -19,7 +20,19 @@ impl Bar {
     pub fn new(visible: bool) -> Self {
         Self {
             visible: visible && std::io::stderr().is_terminal(),
+            lines: visible,
             current: Mutex::new(None),
+        }
+    }
+
+    /// Prints a line of progress on stderr (above the bar), unless quiet.
+    pub fn line(&self, text: &str) {
+        if !self.lines {
+            return;
+        }
+        match self.current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(bar) if self.visible => bar.println(text),
+            _ => eprintln!("{text}"),
         }
     }
 

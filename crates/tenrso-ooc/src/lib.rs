@@ -68,6 +68,7 @@
 #![deny(missing_docs)]
 
 pub mod core;
+pub mod decomp;
 pub mod exec;
 pub mod io;
 pub mod memory;

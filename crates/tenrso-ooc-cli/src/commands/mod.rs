@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod create;
+pub mod decompose;
 pub mod demo;
 pub mod einsum;
 pub mod info;

@@ -134,7 +134,7 @@ impl EinsumReport {
 }
 
 /// A temporary store in the spill area, removed when dropped.
-struct TempStore(PathBuf);
+pub(crate) struct TempStore(pub(crate) PathBuf);
 
 impl Drop for TempStore {
     fn drop(&mut self) {
@@ -145,7 +145,7 @@ impl Drop for TempStore {
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh path for a temporary store in the first spill directory.
-fn temp_store_path(session: &Session, what: &str) -> Result<PathBuf> {
+pub(crate) fn temp_store_path(session: &Session, what: &str) -> Result<PathBuf> {
     Ok(session.spill()?.dirs()[0].join(format!(
         "einsum-{}-{what}.zarr",
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)

@@ -3,14 +3,14 @@
 
 mod compare;
 mod contraction;
-mod einsum;
+pub(crate) mod einsum;
 mod expr;
 mod generate;
 mod map;
 mod random;
 mod reduce;
 mod reorganize;
-mod run_plan;
+pub(crate) mod run_plan;
 mod transfer;
 mod verify;
 

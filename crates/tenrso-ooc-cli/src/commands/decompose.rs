@@ -1,0 +1,224 @@
+//! `tenrso-ooc cp` and `tenrso-ooc tucker`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use tenrso_ooc::decomp::{
+    self, CpInit, CpModel, CpOptions, Iteration, SweepStrategy, TuckerInit, TuckerModel,
+    TuckerOptions,
+};
+use tenrso_ooc::store::ZarrArray;
+use tenrso_ooc::{ByteSize, Error, Result};
+
+use crate::cli::{CpArgs, SweepArg, TuckerArgs};
+use crate::commands::dims;
+use crate::process_memory::peak_rss_bytes;
+use crate::{Context, Outcome};
+
+/// Refuses to write into a non-empty `out` unless resuming (never clobber
+/// an earlier result), and creates it.
+fn prepare_out(out: &Path, resume: bool) -> Result<()> {
+    let non_empty = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some());
+    if non_empty && !resume {
+        return Err(Error::invalid(format!(
+            "{} is not empty: give --resume to continue the run checkpointed there, or another -o",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))
+}
+
+fn print_iteration(ctx: &Context, what: &str, i: &Iteration) {
+    ctx.progress.line(&format!(
+        "{what} iteration {:>3}: fit {:.8}  {:.2} s  read {}",
+        i.iteration,
+        i.fit,
+        i.seconds,
+        ByteSize(i.bytes_read)
+    ));
+}
+
+/// The median of the iterations' seconds.
+pub fn median_seconds(iterations: &[Iteration]) -> f64 {
+    let mut s: Vec<f64> = iterations.iter().map(|i| i.seconds).collect();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summary(
+    ctx: &Context,
+    what: &str,
+    x: &ZarrArray,
+    out: &Path,
+    iterations: &[Iteration],
+    converged: bool,
+    init_seconds: f64,
+    seconds: f64,
+    passes: usize,
+    resumed_after: Option<usize>,
+    mut json: Value,
+) -> Result<Outcome> {
+    let peak = peak_rss_bytes();
+    let limit = ctx.session.memory_limit();
+    let fit = iterations.last().map(|i| i.fit);
+    let per_iter = median_seconds(iterations);
+    let read_per_iter = iterations.last().map_or(0, |i| i.bytes_read);
+    json["command"] = json!(what);
+    json["input"] = json!(x.path().display().to_string());
+    json["shape"] = json!(x.shape());
+    json["tensor_bytes"] = json!(x.nbytes());
+    json["iterations"] = Value::from(iterations.iter().map(Iteration::to_json).collect::<Vec<_>>());
+    json["fit"] = json!(fit);
+    json["converged"] = json!(converged);
+    json["init_seconds"] = json!(init_seconds);
+    json["seconds"] = json!(seconds);
+    json["seconds_per_iteration_median"] = json!(per_iter);
+    json["passes_per_iteration"] = json!(passes);
+    json["bytes_read"] = json!(ctx.session.metrics().bytes_read.get());
+    json["memory_limit_bytes"] = json!(limit);
+    json["pool_peak_bytes"] = json!(ctx.session.pool().peak());
+    json["peak_rss_bytes"] = json!(peak);
+    json["resumed_after"] = json!(resumed_after);
+    json["out"] = json!(out.display().to_string());
+    let report = serde_json::to_string_pretty(&json).map_err(|e| Error::invalid(e.to_string()))?;
+    decomp::write_atomically(&out.join("report.json"), report.as_bytes())?;
+    let text = format!(
+        "{what} of {} ({}, {}): {} iterations{}{}, fit {}\n  {:.3} s per iteration (median), {} passes reading {} each; init {:.2} s, total {:.2} s\n  memory: pool peak {}, process peak {} (limit {})\n  -> {}\n",
+        x.path().display(),
+        dims(x.shape()),
+        ByteSize(x.nbytes()),
+        iterations.len(),
+        resumed_after.map_or(String::new(), |r| format!(" (resumed after {r})")),
+        if converged { ", converged" } else { "" },
+        fit.map_or("-".to_string(), |f| format!("{f:.8}")),
+        per_iter,
+        passes,
+        ByteSize(read_per_iter / passes.max(1) as u64),
+        init_seconds,
+        seconds,
+        ByteSize(ctx.session.pool().peak()),
+        peak.map_or("?".to_string(), |p| ByteSize(p).to_string()),
+        ByteSize(limit),
+        out.display()
+    );
+    Ok(Outcome {
+        text,
+        json,
+        success: true,
+    })
+}
+
+/// `cp`: CP-ALS; factors, weights and report.json into OUTDIR.
+pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
+    let x = Arc::new(ZarrArray::open(&args.input)?);
+    let init = match args.init.as_str() {
+        "svd" => CpInit::Svd,
+        "random" => CpInit::Random,
+        dir => CpInit::Given(CpModel::load(Path::new(dir))?),
+    };
+    prepare_out(&args.out, args.resume)?;
+    let opts = CpOptions {
+        rank: args.rank,
+        n_iter_max: args.iters,
+        tol: args.tol,
+        init,
+        seed: args.seed,
+        normalize_factors: args.normalize,
+        l2_reg: args.l2,
+        sweep: match args.sweep {
+            SweepArg::Auto => SweepStrategy::Auto,
+            SweepArg::TwoPass => SweepStrategy::TwoPass,
+            SweepArg::PerMode => SweepStrategy::PerMode,
+        },
+        checkpoint: Some(args.out.clone()),
+        resume: args.resume,
+    };
+    let started = Instant::now();
+    let report = decomp::cp_als(
+        &ctx.session,
+        &x,
+        &opts,
+        &mut |i| print_iteration(ctx, "CP-ALS", i),
+        &ctx.progress,
+    )?;
+    report.model.save(&args.out)?;
+    let json = json!({
+        "rank": args.rank,
+        "tol": args.tol,
+        "init": args.init,
+        "seed": args.seed,
+        "normalize": args.normalize,
+        "l2": args.l2,
+        "norm": report.norm,
+        "weights": report.model.weights,
+    });
+    summary(
+        ctx,
+        "cp",
+        &x,
+        &args.out,
+        &report.iterations,
+        report.converged,
+        report.init_seconds,
+        started.elapsed().as_secs_f64(),
+        report.passes_per_iteration,
+        report.resumed_after,
+        json,
+    )
+}
+
+/// `tucker`: HOSVD + HOOI; factors, core and report.json into OUTDIR.
+pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
+    let x = Arc::new(ZarrArray::open(&args.input)?);
+    let init = match args.init.as_str() {
+        "svd" => TuckerInit::Svd,
+        "random" => TuckerInit::Random,
+        dir => TuckerInit::Given(TuckerModel::load(Path::new(dir))?),
+    };
+    prepare_out(&args.out, args.resume)?;
+    let opts = TuckerOptions {
+        ranks: args.ranks.clone(),
+        n_iter_max: args.iters,
+        tol: args.tol,
+        init,
+        seed: args.seed,
+        checkpoint: Some(args.out.clone()),
+        resume: args.resume,
+    };
+    let started = Instant::now();
+    let report = decomp::tucker(
+        &ctx.session,
+        &x,
+        &opts,
+        &mut |i| print_iteration(ctx, "Tucker", i),
+        &ctx.progress,
+    )?;
+    report.model.save(&args.out)?;
+    let json = json!({
+        "ranks": args.ranks,
+        "tol": args.tol,
+        "init": args.init,
+        "seed": args.seed,
+        "norm": report.norm,
+    });
+    summary(
+        ctx,
+        "tucker",
+        &x,
+        &args.out,
+        &report.iterations,
+        report.converged,
+        report.init_seconds,
+        started.elapsed().as_secs_f64(),
+        report.passes_per_iteration,
+        report.resumed_after,
+        json,
+    )
+}

@@ -1,0 +1,149 @@
+//! Checkpoints of iterative decompositions: after each iteration the model
+//! and the history go into `OUT/checkpoint/`, atomically, so a killed run
+//! resumes from its last completed iteration.
+//!
+//! Layout: `checkpoint/iter-NNNNNN/` holds the matrices as `.npy` files
+//! (`factor_0.npy` …, `weights.npy`, `core.npy`); `checkpoint/state.json`
+//! names the directory of the last complete iteration and is replaced (by
+//! rename) only after that directory is fully written and synced. Older
+//! iteration directories are removed afterwards.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::core::{Error, Result};
+use crate::decomp::Matrix;
+use crate::decomp::matrix::{read_npy_values, write_atomically, write_npy_values};
+
+/// The state of a decomposition after a completed iteration.
+#[derive(Debug, Clone)]
+pub(crate) struct Checkpoint {
+    /// Iterations completed.
+    pub iteration: usize,
+    /// Everything else to restore (options, history, norm), as JSON.
+    pub state: Value,
+    /// Factor matrices.
+    pub factors: Vec<Matrix>,
+    /// Named extra arrays (`weights`, `core`): shape and values.
+    pub arrays: Vec<(String, Vec<u64>, Vec<f64>)>,
+}
+
+fn root(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+/// Writes `ckpt` under `out/checkpoint/` atomically (see the module docs).
+///
+/// # Errors
+/// I/O errors, naming the file.
+pub(crate) fn save(out: &Path, ckpt: &Checkpoint) -> Result<()> {
+    let root = root(out);
+    let name = format!("iter-{:06}", ckpt.iteration);
+    let dir = root.join(&name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    for (k, f) in ckpt.factors.iter().enumerate() {
+        f.write_npy(&dir.join(format!("factor_{k}.npy")))?;
+    }
+    for (array, shape, values) in &ckpt.arrays {
+        write_npy_values(&dir.join(format!("{array}.npy")), shape, values)?;
+    }
+    sync_dir(&dir)?;
+    let state = json!({
+        "iteration": ckpt.iteration,
+        "directory": name,
+        "factors": ckpt.factors.len(),
+        "arrays": ckpt.arrays.iter().map(|(a, _, _)| a.clone()).collect::<Vec<_>>(),
+        "state": ckpt.state,
+    });
+    let text = serde_json::to_string_pretty(&state).map_err(|e| Error::invalid(e.to_string()))?;
+    write_atomically(&root.join("state.json"), text.as_bytes())?;
+    sync_dir(&root)?;
+    // Older iterations are no longer needed.
+    for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, e))?.flatten() {
+        let file_name = entry.file_name();
+        let other = file_name.to_string_lossy();
+        if other.starts_with("iter-") && other != name {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Reads the last complete checkpoint under `out`, if any.
+///
+/// # Errors
+/// [`Error::InvalidFile`] for a damaged checkpoint.
+pub(crate) fn load(out: &Path) -> Result<Option<Checkpoint>> {
+    let path = root(out).join("state.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let bad = |reason: &str| Error::InvalidFile {
+        path: path.clone(),
+        reason: reason.to_string(),
+    };
+    let v: Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+    let iteration = v["iteration"].as_u64().ok_or_else(|| bad("no iteration"))? as usize;
+    let name = v["directory"].as_str().ok_or_else(|| bad("no directory"))?;
+    let dir = root(out).join(name);
+    let n = v["factors"].as_u64().ok_or_else(|| bad("no factor count"))? as usize;
+    let factors = (0..n)
+        .map(|k| Matrix::read_npy(&dir.join(format!("factor_{k}.npy"))))
+        .collect::<Result<Vec<_>>>()?;
+    let mut arrays = Vec::new();
+    for a in v["arrays"].as_array().ok_or_else(|| bad("no array list"))? {
+        let a = a.as_str().ok_or_else(|| bad("bad array name"))?;
+        let (shape, values) = read_npy_values(&dir.join(format!("{a}.npy")))?;
+        arrays.push((a.to_string(), shape, values));
+    }
+    Ok(Some(Checkpoint {
+        iteration,
+        state: v["state"].clone(),
+        factors,
+        arrays,
+    }))
+}
+
+/// Removes `out/checkpoint/` (a finished or restarted run).
+pub(crate) fn clear(out: &Path) {
+    let _ = std::fs::remove_dir_all(root(out));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_only_the_last_iteration() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_none());
+        for it in 1..=2 {
+            let ckpt = Checkpoint {
+                iteration: it,
+                state: json!({"fits": [0.5]}),
+                factors: vec![Matrix::from_vec(2, 1, vec![1.0, it as f64]).unwrap()],
+                arrays: vec![("weights".into(), vec![1], vec![3.0])],
+            };
+            save(dir.path(), &ckpt).unwrap();
+        }
+        let back = load(dir.path()).unwrap().unwrap();
+        assert_eq!(back.iteration, 2);
+        assert_eq!(back.factors[0].get(1, 0), 2.0);
+        assert_eq!(back.arrays[0].2, vec![3.0]);
+        assert!(!dir.path().join("checkpoint/iter-000001").exists());
+        clear(dir.path());
+        assert!(load(dir.path()).unwrap().is_none());
+    }
+}

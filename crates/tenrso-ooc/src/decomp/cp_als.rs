@@ -1,0 +1,566 @@
+//! [`cp_als`]: CP decomposition by alternating least squares, out of core,
+//! with TensorLy's parameters and its sequence of updates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::core::{Error, Result};
+use crate::decomp::checkpoint::{self, Checkpoint};
+use crate::decomp::hosvd::leading_mode_vectors;
+use crate::decomp::linalg::solve_right_spd;
+use crate::decomp::mttkrp::{
+    best_split, check_factors, left_partial, mttkrp_from_partial, right_partial,
+};
+use crate::decomp::{Iteration, Matrix, tensor_norm};
+use crate::exec::{Progress, Session};
+use crate::ops::CounterRng;
+use crate::store::ZarrArray;
+
+/// A CP model: `X ≈ Σ_r weights[r] · F₀[:, r] ∘ F₁[:, r] ∘ …`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpModel {
+    /// One weight per component.
+    pub weights: Vec<f64>,
+    /// One `I_m × R` factor per mode.
+    pub factors: Vec<Matrix>,
+}
+
+impl CpModel {
+    /// The rank `R`.
+    pub fn rank(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Reads `factor_0.npy`, `factor_1.npy`, … (as many as exist) and
+    /// `weights.npy` (ones when absent) from `dir`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when there is no factor or the ranks
+    /// disagree; file errors.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let factors = load_factors(dir)?;
+        let rank = factors[0].cols();
+        if let Some((k, f)) = factors.iter().enumerate().find(|(_, f)| f.cols() != rank) {
+            return Err(Error::invalid(format!(
+                "{}: factor_{k}.npy has {} columns but factor_0.npy has {rank}",
+                dir.display(),
+                f.cols()
+            )));
+        }
+        let weights_path = dir.join("weights.npy");
+        let weights = if weights_path.exists() {
+            let w = Matrix::read_npy(&weights_path)?.into_vec();
+            if w.len() != rank {
+                return Err(Error::invalid(format!(
+                    "{}: {} weights for rank {rank}",
+                    weights_path.display(),
+                    w.len()
+                )));
+            }
+            w
+        } else {
+            vec![1.0; rank]
+        };
+        Ok(Self { weights, factors })
+    }
+
+    /// Writes `factor_k.npy` and `weights.npy` into `dir` (each atomically).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for (k, f) in self.factors.iter().enumerate() {
+            f.write_npy(&dir.join(format!("factor_{k}.npy")))?;
+        }
+        crate::decomp::matrix::write_npy_values(
+            &dir.join("weights.npy"),
+            &[self.rank() as u64],
+            &self.weights,
+        )
+    }
+
+    /// `‖X̂‖² = Σ_{r,s} w_r w_s Π_m (F_mᵀF_m)[r, s]`, from the Gram matrices.
+    pub fn norm_squared(&self) -> f64 {
+        let grams: Vec<Matrix> = self.factors.iter().map(Matrix::gram).collect();
+        model_norm_squared(&self.weights, &grams)
+    }
+}
+
+/// Reads `factor_0.npy`, `factor_1.npy`, … from `dir`.
+pub(crate) fn load_factors(dir: &Path) -> Result<Vec<Matrix>> {
+    let mut factors = Vec::new();
+    while dir.join(format!("factor_{}.npy", factors.len())).exists() {
+        factors.push(Matrix::read_npy(
+            &dir.join(format!("factor_{}.npy", factors.len())),
+        )?);
+    }
+    if factors.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: no factor_0.npy to start from",
+            dir.display()
+        )));
+    }
+    Ok(factors)
+}
+
+fn model_norm_squared(weights: &[f64], grams: &[Matrix]) -> f64 {
+    let rank = weights.len();
+    let mut total = 0.0;
+    for r in 0..rank {
+        for s in 0..rank {
+            let g: f64 = grams.iter().map(|g| g.get(r, s)).product();
+            total += weights[r] * weights[s] * g;
+        }
+    }
+    total
+}
+
+/// How CP-ALS starts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum CpInit {
+    /// Factors uniform in `[0, 1)`, drawn from the seed.
+    Random,
+    /// Leading left singular vectors of each unfolding (streamed HOSVD);
+    /// mode 0's scaled by the singular values, as TensorLy does.
+    #[default]
+    Svd,
+    /// A given model (e.g. [`CpModel::load`] of `.npy` files).
+    Given(CpModel),
+}
+
+/// How the MTTKRPs of one ALS sweep are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SweepStrategy {
+    /// Two passes when the partial contraction takes at most a quarter of
+    /// the memory limit, else one pass per mode.
+    #[default]
+    Auto,
+    /// One streamed MTTKRP per mode: `N` passes per iteration.
+    PerMode,
+    /// Two passes per iteration, whatever the order `N`: the first contracts
+    /// the trailing modes against their (current) factors into a partial
+    /// `P` held in memory, from which every leading mode's MTTKRP follows as
+    /// its factor is updated; the second contracts the leading modes
+    /// (updated) into `Q` for the trailing modes. Exact: the same products
+    /// in another order.
+    TwoPass,
+}
+
+/// Parameters of [`cp_als`], named as in TensorLy's `parafac`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpOptions {
+    /// Number of components.
+    pub rank: usize,
+    /// Most iterations.
+    pub n_iter_max: usize,
+    /// Stop when the relative reconstruction error changes by less than
+    /// this between iterations (0: run all iterations).
+    pub tol: f64,
+    /// The starting point.
+    pub init: CpInit,
+    /// Seed of the random init (and of the randomized range finder).
+    pub seed: u64,
+    /// Keep factor columns at unit norm, magnitudes in the weights.
+    pub normalize_factors: bool,
+    /// Ridge (L2) regularisation added to the normal equations.
+    pub l2_reg: f64,
+    /// How the MTTKRPs of a sweep are computed.
+    pub sweep: SweepStrategy,
+    /// Write a checkpoint into this directory after every iteration.
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint in [`checkpoint`](Self::checkpoint).
+    pub resume: bool,
+}
+
+impl CpOptions {
+    /// TensorLy's defaults for `rank`: 100 iterations, `tol` 1e-8, SVD init.
+    pub fn new(rank: usize) -> Self {
+        Self {
+            rank,
+            n_iter_max: 100,
+            tol: 1e-8,
+            init: CpInit::Svd,
+            seed: 0,
+            normalize_factors: false,
+            l2_reg: 0.0,
+            sweep: SweepStrategy::Auto,
+            checkpoint: None,
+            resume: false,
+        }
+    }
+
+    /// What a checkpoint must agree on to be resumed with these options.
+    fn fingerprint(&self, shape: &[u64]) -> Value {
+        json!({
+            "kind": "cp",
+            "shape": shape,
+            "rank": self.rank,
+            "normalize_factors": self.normalize_factors,
+            "l2_reg": self.l2_reg,
+        })
+    }
+}
+
+/// What [`cp_als`] did.
+#[derive(Debug, Clone)]
+pub struct CpReport {
+    /// The model.
+    pub model: CpModel,
+    /// One entry per iteration, including those before a resume.
+    pub iterations: Vec<Iteration>,
+    /// The run stopped because the error changed by less than `tol`.
+    pub converged: bool,
+    /// `‖X‖`.
+    pub norm: f64,
+    /// Seconds spent initialising (norm and init passes).
+    pub init_seconds: f64,
+    /// Passes over the tensor per iteration.
+    pub passes_per_iteration: usize,
+    /// The iteration the run resumed after, if it did.
+    pub resumed_after: Option<usize>,
+}
+
+impl CpReport {
+    /// The fit `1 − ‖X − X̂‖/‖X‖` after the last iteration.
+    pub fn fit(&self) -> Option<f64> {
+        self.iterations.last().map(|i| i.fit)
+    }
+}
+
+/// CP decomposition of the stored tensor `x` by alternating least squares,
+/// streaming `x` from disk under the session's memory limit.
+///
+/// Each iteration updates the factors mode by mode, as TensorLy's `parafac`
+/// does: the MTTKRP of the mode (streamed, see [`SweepStrategy`]) times the
+/// inverse of the Hadamard product of the other factors' Gram matrices
+/// (plus `l2_reg`·I), solved by Cholesky, or by pseudo-inverse when it is
+/// ill-conditioned. The fit `1 − ‖X − X̂‖/‖X‖` needs no extra pass: `‖X‖`
+/// once, `⟨X, X̂⟩` from the last mode's MTTKRP and `‖X̂‖²` from the Gram
+/// matrices. `on_iteration` sees every completed iteration.
+///
+/// The result is bitwise the same for any thread count, and — with a
+/// checkpoint directory — the same after a resume as without.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for bad options, a mismatching init or
+/// checkpoint; [`Error::MemoryLimit`] when a pass cannot fit; store errors.
+pub fn cp_als(
+    session: &Session,
+    x: &Arc<ZarrArray>,
+    opts: &CpOptions,
+    on_iteration: &mut dyn FnMut(&Iteration),
+    progress: &dyn Progress,
+) -> Result<CpReport> {
+    let shape = x.shape().to_vec();
+    let ndim = shape.len();
+    if ndim < 2 {
+        return Err(Error::invalid("CP-ALS needs a tensor of at least 2 modes"));
+    }
+    if opts.rank == 0 {
+        return Err(Error::invalid("the CP rank must be at least 1"));
+    }
+    if !(opts.l2_reg >= 0.0 && opts.tol >= 0.0) {
+        return Err(Error::invalid("l2_reg and tol must be ≥ 0"));
+    }
+    let rank = opts.rank;
+    let started = Instant::now();
+    let mut iterations = Vec::new();
+    let mut resumed_after = None;
+    let resumed = match (&opts.checkpoint, opts.resume) {
+        (Some(dir), true) => checkpoint::load(dir)?,
+        (None, true) => {
+            return Err(Error::invalid("resuming needs a checkpoint directory"));
+        }
+        (Some(dir), false) => {
+            checkpoint::clear(dir);
+            None
+        }
+        _ => None,
+    };
+    let (mut model, norm) = if let Some(ckpt) = resumed {
+        let expected = opts.fingerprint(&shape);
+        if ckpt.state["options"] != expected {
+            return Err(Error::invalid(format!(
+                "the checkpoint was made with other options ({}); these are {expected}: rerun with the same options or without --resume",
+                ckpt.state["options"]
+            )));
+        }
+        iterations = serde_json::from_value::<Vec<Value>>(ckpt.state["iterations"].clone())
+            .unwrap_or_default()
+            .iter()
+            .map(Iteration::from_json)
+            .collect();
+        resumed_after = Some(ckpt.iteration);
+        let weights = ckpt
+            .arrays
+            .iter()
+            .find(|(a, _, _)| a == "weights")
+            .map(|(_, _, v)| v.clone())
+            .ok_or_else(|| Error::invalid("the checkpoint has no weights"))?;
+        let norm = ckpt.state["norm"]
+            .as_f64()
+            .ok_or_else(|| Error::invalid("the checkpoint has no norm"))?;
+        (
+            CpModel {
+                weights,
+                factors: ckpt.factors,
+            },
+            norm,
+        )
+    } else {
+        let norm = tensor_norm(session, x, progress)?;
+        (initial_model(session, x, opts, progress)?, norm)
+    };
+    check_factors(&shape, &model.factors)?;
+    if model.rank() != rank {
+        return Err(Error::invalid(format!(
+            "the initial model has rank {}, not {rank}",
+            model.rank()
+        )));
+    }
+    let init_seconds = started.elapsed().as_secs_f64();
+
+    let (split, partial_rows) = best_split(&shape);
+    let two_pass = match opts.sweep {
+        SweepStrategy::PerMode => false,
+        SweepStrategy::TwoPass => true,
+        SweepStrategy::Auto => partial_rows * rank as u64 * 8 <= session.memory_limit() / 4,
+    };
+    let passes_per_iteration = if two_pass { 2 } else { ndim };
+    let mut grams: Vec<Matrix> = model.factors.iter().map(Matrix::gram).collect();
+    let mut converged = false;
+    let first = iterations.len();
+    for iteration in first..opts.n_iter_max {
+        let t0 = Instant::now();
+        let read0 = session.metrics().bytes_read.get();
+        let label = |pass: usize| {
+            let fit = iterations
+                .last()
+                .map_or(String::new(), |i: &Iteration| format!(", fit {:.6}", i.fit));
+            format!(
+                "CP-ALS iteration {}/{}{fit} (pass {pass}/{passes_per_iteration})",
+                iteration + 1,
+                opts.n_iter_max
+            )
+        };
+        // Partial contraction and the per-column rescaling normalisation
+        // applied to its contracted factors since it was computed.
+        let mut partial: Option<(Matrix, std::ops::Range<usize>, Vec<f64>)> = None;
+        let mut last_mttkrp = Matrix::zeros(0, 0);
+        for mode in 0..ndim {
+            let mut m = if two_pass {
+                if mode == 0 {
+                    let p = right_partial(session, x, &model.factors, split, &label(1), &NamedProgress::new(progress, &label(1)))?;
+                    partial = Some((p, 0..split, vec![1.0; rank]));
+                } else if mode == split {
+                    let q = left_partial(session, x, &model.factors, split, &label(2), &NamedProgress::new(progress, &label(2)))?;
+                    partial = Some((q, split..ndim, vec![1.0; rank]));
+                }
+                let (p, modes, scale) = partial.as_ref().expect("set at mode 0 and at the split");
+                let mut m = mttkrp_from_partial(p, &model.factors, modes.clone(), mode);
+                m.scale_columns(scale);
+                m
+            } else {
+                let label = label(mode + 1);
+                crate::decomp::mttkrp(session, x, &model.factors, mode, &NamedProgress::new(progress, &label))?
+            };
+            // TensorLy: mttkrp · diag(w), solved against (w wᵀ) ∘ (⊛ Grams + λI).
+            let mut v = Matrix::from_vec(rank, rank, vec![1.0; rank * rank])?;
+            for (k, g) in grams.iter().enumerate() {
+                if k != mode {
+                    v.hadamard_assign(g);
+                }
+            }
+            for r in 0..rank {
+                v.as_mut_slice()[r * rank + r] += opts.l2_reg;
+            }
+            for r in 0..rank {
+                for s in 0..rank {
+                    v.as_mut_slice()[r * rank + s] *= model.weights[r] * model.weights[s];
+                }
+            }
+            m.scale_columns(&model.weights);
+            model.factors[mode] = solve_right_spd(&m, &v)?;
+            grams[mode] = model.factors[mode].gram();
+            last_mttkrp = m;
+            if opts.normalize_factors && mode + 1 != ndim {
+                let scales = normalize(&mut model, &mut grams);
+                if let Some((_, modes, scale)) = partial.as_mut() {
+                    for k in (0..ndim).filter(|k| !modes.contains(k)) {
+                        for (s, c) in scale.iter_mut().zip(&scales[k]) {
+                            *s /= c;
+                        }
+                    }
+                }
+            }
+        }
+        // ⟨X, X̂⟩ from the last MTTKRP (weights included) and the new factor.
+        let last = &model.factors[ndim - 1];
+        let iprod: f64 = last_mttkrp
+            .as_slice()
+            .iter()
+            .zip(last.as_slice())
+            .map(|(a, b)| a * b)
+            .sum();
+        let model_sq = model_norm_squared(&model.weights, &grams);
+        let rec_error = (norm * norm + model_sq - 2.0 * iprod).abs().sqrt() / norm;
+        if opts.normalize_factors {
+            normalize(&mut model, &mut grams);
+        }
+        let info = Iteration {
+            iteration: iteration + 1,
+            fit: 1.0 - rec_error,
+            rec_error,
+            seconds: t0.elapsed().as_secs_f64(),
+            bytes_read: session.metrics().bytes_read.get() - read0,
+            passes: passes_per_iteration,
+        };
+        on_iteration(&info);
+        iterations.push(info);
+        if let Some(dir) = &opts.checkpoint {
+            checkpoint::save(
+                dir,
+                &Checkpoint {
+                    iteration: iteration + 1,
+                    state: json!({
+                        "options": opts.fingerprint(&shape),
+                        "norm": norm,
+                        "iterations": iterations.iter().map(Iteration::to_json).collect::<Vec<_>>(),
+                    }),
+                    factors: model.factors.clone(),
+                    arrays: vec![("weights".into(), vec![rank as u64], model.weights.clone())],
+                },
+            )?;
+        }
+        let n = iterations.len();
+        if opts.tol > 0.0
+            && n >= 2
+            && (iterations[n - 2].rec_error - iterations[n - 1].rec_error).abs() < opts.tol
+        {
+            converged = true;
+            break;
+        }
+    }
+    Ok(CpReport {
+        model,
+        iterations,
+        converged,
+        norm,
+        init_seconds,
+        passes_per_iteration,
+        resumed_after,
+    })
+}
+
+/// TensorLy's `cp_normalize`: every factor's columns to unit norm, the
+/// norms multiplied into the weights (zero columns left as they are, their
+/// weight zeroed). Returns each mode's column norms (1 for zero columns).
+fn normalize(model: &mut CpModel, grams: &mut [Matrix]) -> Vec<Vec<f64>> {
+    let mut all = Vec::with_capacity(model.factors.len());
+    for (f, g) in model.factors.iter_mut().zip(grams.iter_mut()) {
+        let norms = f.column_norms();
+        let safe: Vec<f64> = norms.iter().map(|n| if *n == 0.0 { 1.0 } else { *n }).collect();
+        for (w, n) in model.weights.iter_mut().zip(&norms) {
+            *w *= n;
+        }
+        f.scale_columns(&safe.iter().map(|n| 1.0 / n).collect::<Vec<_>>());
+        *g = f.gram();
+        all.push(safe);
+    }
+    all
+}
+
+fn initial_model(
+    session: &Session,
+    x: &Arc<ZarrArray>,
+    opts: &CpOptions,
+    progress: &dyn Progress,
+) -> Result<CpModel> {
+    let rank = opts.rank;
+    let shape = x.shape();
+    let rng = CounterRng::new(opts.seed);
+    let uniform = |mode: usize, rows: usize, cols: usize, first: usize| -> Vec<f64> {
+        (0..rows * cols)
+            .map(|e| rng.uniform(mode as u32, (first * rows + e) as u64))
+            .collect()
+    };
+    let mut model = match &opts.init {
+        CpInit::Given(model) => model.clone(),
+        CpInit::Random => CpModel {
+            weights: vec![1.0; rank],
+            factors: shape
+                .iter()
+                .enumerate()
+                .map(|(m, &i)| Matrix::from_vec(i as usize, rank, uniform(m, i as usize, rank, 0)))
+                .collect::<Result<_>>()?,
+        },
+        CpInit::Svd => {
+            let mut factors = Vec::with_capacity(shape.len());
+            for (mode, &extent) in shape.iter().enumerate() {
+                let extent = extent as usize;
+                let label = format!("CP-ALS init: leading vectors of mode {mode}");
+                let (mut u, s, _) = leading_mode_vectors(
+                    session,
+                    x,
+                    mode,
+                    rank,
+                    opts.seed,
+                    &NamedProgress::new(progress, &label),
+                )?;
+                if mode == 0 {
+                    u.scale_columns(&s);
+                }
+                if u.cols() < rank {
+                    // TensorLy fills the missing columns with uniform values.
+                    let extra = rank - u.cols();
+                    let fill = uniform(mode, extent, extra, u.cols());
+                    let mut full = Matrix::zeros(extent, rank);
+                    for i in 0..extent {
+                        let row = &mut full.as_mut_slice()[i * rank..(i + 1) * rank];
+                        row[..u.cols()].copy_from_slice(u.row(i));
+                        row[u.cols()..].copy_from_slice(&fill[i * extra..(i + 1) * extra]);
+                    }
+                    u = full;
+                }
+                factors.push(u);
+            }
+            CpModel {
+                weights: vec![1.0; rank],
+                factors,
+            }
+        }
+    };
+    if opts.normalize_factors {
+        let mut grams: Vec<Matrix> = model.factors.iter().map(Matrix::gram).collect();
+        normalize(&mut model, &mut grams);
+    }
+    Ok(model)
+}
+
+/// Progress that names every piece of work with a fixed label.
+pub(crate) struct NamedProgress<'a> {
+    inner: &'a dyn Progress,
+    label: &'a str,
+}
+
+impl<'a> NamedProgress<'a> {
+    pub(crate) fn new(inner: &'a dyn Progress, label: &'a str) -> Self {
+        Self { inner, label }
+    }
+}
+
+impl Progress for NamedProgress<'_> {
+    fn start(&self, _label: &str, total: u64) {
+        self.inner.start(self.label, total);
+    }
+    fn advance(&self, delta: u64) {
+        self.inner.advance(delta);
+    }
+    fn finish(&self) {
+        self.inner.finish();
+    }
+}

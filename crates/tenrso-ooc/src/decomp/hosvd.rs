@@ -1,0 +1,128 @@
+//! Leading left singular vectors of a stored tensor's unfoldings, streamed:
+//! the HOSVD that initialises CP-ALS (`init = svd`) and Tucker.
+
+use std::sync::Arc;
+
+use crate::core::{Error, Region, Result};
+use crate::decomp::Matrix;
+use crate::decomp::chunk_kernels::ModeMttkrp;
+use crate::decomp::linalg::{leading_eigenvectors, leading_left_singular_vectors};
+use crate::decomp::stream::stream_accumulate;
+use crate::exec::{Progress, Session};
+use crate::ops::einsum::{TempStore, temp_store_path};
+use crate::ops::{self, CounterRng, EinsumOptions};
+use crate::store::ZarrArray;
+use crate::DType;
+
+/// Columns the randomized range finder draws beyond the ones asked for.
+const OVERSAMPLING: usize = 10;
+
+/// How the leading vectors of a mode were found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeSvdMethod {
+    /// Eigenvectors of the exact Gram matrix `X₍ₙ₎X₍ₙ₎ᵀ`.
+    Gram,
+    /// A randomized range finder: `X₍ₙ₎·Ω` with a Khatri-Rao-structured
+    /// Gaussian `Ω` (streamed as an MTTKRP), then its SVD. Approximate.
+    Randomized,
+}
+
+/// The `k` leading left singular vectors of the mode-`mode` unfolding of `x`
+/// (`I_n × min(k, I_n)`, signs as [`flip_signs`](super::linalg::flip_signs))
+/// and the singular values, in one streamed pass.
+///
+/// When the `I_n × I_n` Gram matrix takes at most a quarter of the memory
+/// limit it is computed exactly — the out-of-core contraction
+/// `X₍ₙ₎X₍ₙ₎ᵀ` by [`einsum`](crate::ops::einsum) — and eigendecomposed. Otherwise a randomized
+/// range finder sketches the unfolding with `k + 10` Khatri-Rao-structured
+/// Gaussian columns; its singular values are then estimates.
+///
+/// # Errors
+/// Memory-limit and store errors.
+pub fn leading_mode_vectors(
+    session: &Session,
+    x: &Arc<ZarrArray>,
+    mode: usize,
+    k: usize,
+    seed: u64,
+    progress: &dyn Progress,
+) -> Result<(Matrix, Vec<f64>, ModeSvdMethod)> {
+    let extent = x.shape()[mode] as usize;
+    let gram_bytes = (extent * extent * 8) as u64;
+    if gram_bytes <= session.memory_limit() / 4 {
+        let gram = mode_gram(session, x, mode, progress)?;
+        let (u, values) = leading_eigenvectors(&gram, k)?;
+        let s = values.into_iter().map(|v| v.max(0.0).sqrt()).collect();
+        return Ok((u, s, ModeSvdMethod::Gram));
+    }
+    let cols = (k + OVERSAMPLING).min(extent);
+    let rng = CounterRng::new(seed);
+    let factors: Vec<Matrix> = x
+        .shape()
+        .iter()
+        .enumerate()
+        .map(|(m, &i)| {
+            let values = (0..i * cols as u64)
+                .map(|e| rng.normal(1000 + m as u32, e))
+                .collect();
+            Matrix::from_vec(i as usize, cols, values).expect("sized to the mode")
+        })
+        .collect();
+    let kernel = ModeMttkrp {
+        factors: &factors,
+        mode,
+        rank: cols,
+    };
+    let label = format!("randomized range of mode {mode}");
+    let sketch = stream_accumulate(session, x, &[mode], &kernel, &label, progress)?;
+    let (u, s) = leading_left_singular_vectors(&sketch, k)?;
+    // E[ΩΩᵀ] = cols·I, so the sketch's singular values are about √cols times
+    // the unfolding's.
+    let scale = (cols as f64).sqrt();
+    Ok((u, s.into_iter().map(|v| v / scale).collect(), ModeSvdMethod::Randomized))
+}
+
+/// `X₍ₙ₎X₍ₙ₎ᵀ` by out-of-core einsum (e.g. `abc,azc->bz` for mode 1), through
+/// a temporary store in the spill area.
+fn mode_gram(
+    session: &Session,
+    x: &Arc<ZarrArray>,
+    mode: usize,
+    progress: &dyn Progress,
+) -> Result<Matrix> {
+    let letters: Vec<char> = ('a'..='y').take(x.shape().len()).collect();
+    if letters.len() < x.shape().len() {
+        return Err(Error::invalid("too many modes for a Gram matrix by einsum"));
+    }
+    let left: String = letters.iter().collect();
+    let right: String = letters
+        .iter()
+        .enumerate()
+        .map(|(m, c)| if m == mode { 'z' } else { *c })
+        .collect();
+    let spec = format!("{left},{right}->{}z", letters[mode]);
+    let path = temp_store_path(session, &format!("gram{mode}"))?;
+    let _temp = TempStore(path.clone());
+    ops::einsum(
+        session,
+        &spec,
+        &[x.clone(), x.clone()],
+        Some(&path),
+        &EinsumOptions::default(),
+        false,
+        progress,
+    )?;
+    let extent = x.shape()[mode];
+    let gram = ZarrArray::open(&path)?;
+    let full = Region::full(&[extent, extent]);
+    let values = match gram.dtype() {
+        DType::F64 => gram.read_region::<f64>(&full)?.into_vec(),
+        DType::F32 => gram
+            .read_region::<f32>(&full)?
+            .into_vec()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+    };
+    Matrix::from_vec(extent as usize, extent as usize, values)
+}

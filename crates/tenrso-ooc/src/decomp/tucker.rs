@@ -1,0 +1,386 @@
+//! [`tucker`]: Tucker decomposition by HOSVD and HOOI, out of core, with
+//! TensorLy's parameters and its sequence of updates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::core::{Error, Result};
+use crate::decomp::checkpoint::{self, Checkpoint};
+use crate::decomp::chunk_kernels::TuckerProjection;
+use crate::decomp::cp_als::{NamedProgress, load_factors};
+use crate::decomp::hosvd::leading_mode_vectors;
+use crate::decomp::linalg::leading_left_singular_vectors;
+use crate::decomp::matrix::{read_npy_values, write_npy_values};
+use crate::decomp::stream::stream_accumulate;
+use crate::decomp::{Iteration, Matrix, tensor_norm};
+use crate::exec::{Progress, Session};
+use crate::ops::CounterRng;
+use crate::store::ZarrArray;
+
+/// A Tucker model: `X ≈ G ×₀ U₀ ×₁ U₁ …`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuckerModel {
+    /// Shape of the core `G` (the ranks).
+    pub core_shape: Vec<usize>,
+    /// The core, C order.
+    pub core: Vec<f64>,
+    /// One `I_m × r_m` factor per mode.
+    pub factors: Vec<Matrix>,
+}
+
+impl TuckerModel {
+    /// Reads `factor_0.npy`, … and `core.npy` from `dir`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when they do not agree; file errors.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let factors = load_factors(dir)?;
+        let (shape, core) = read_npy_values(&dir.join("core.npy"))?;
+        let core_shape: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
+        let ranks: Vec<usize> = factors.iter().map(Matrix::cols).collect();
+        if core_shape != ranks {
+            return Err(Error::invalid(format!(
+                "{}: core.npy has shape {core_shape:?} but the factors have ranks {ranks:?}",
+                dir.display()
+            )));
+        }
+        Ok(Self {
+            core_shape,
+            core,
+            factors,
+        })
+    }
+
+    /// Writes `factor_k.npy` and `core.npy` into `dir` (each atomically).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for (k, f) in self.factors.iter().enumerate() {
+            f.write_npy(&dir.join(format!("factor_{k}.npy")))?;
+        }
+        let shape: Vec<u64> = self.core_shape.iter().map(|d| *d as u64).collect();
+        write_npy_values(&dir.join("core.npy"), &shape, &self.core)
+    }
+
+    /// The ranks.
+    pub fn ranks(&self) -> Vec<usize> {
+        self.factors.iter().map(Matrix::cols).collect()
+    }
+}
+
+/// How Tucker starts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum TuckerInit {
+    /// Streamed HOSVD: leading left singular vectors of each unfolding.
+    #[default]
+    Svd,
+    /// Factors uniform in `[0, 1)`, drawn from the seed.
+    Random,
+    /// A given model (its factors start HOOI).
+    Given(TuckerModel),
+}
+
+/// Parameters of [`tucker`], named as in TensorLy's `tucker`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuckerOptions {
+    /// The rank of each mode.
+    pub ranks: Vec<usize>,
+    /// Most HOOI iterations (at least 1: the core comes from the last one).
+    pub n_iter_max: usize,
+    /// Stop when the relative error changes by less than this (checked from
+    /// the third iteration on, as TensorLy does; 0: run all iterations).
+    pub tol: f64,
+    /// The starting point.
+    pub init: TuckerInit,
+    /// Seed of the random init (and of randomized range finders).
+    pub seed: u64,
+    /// Write a checkpoint into this directory after every iteration.
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint in [`checkpoint`](Self::checkpoint).
+    pub resume: bool,
+}
+
+impl TuckerOptions {
+    /// TensorLy's defaults for `ranks`: 100 iterations, `tol` 1e-4, SVD init.
+    pub fn new(ranks: Vec<usize>) -> Self {
+        Self {
+            ranks,
+            n_iter_max: 100,
+            tol: 1e-4,
+            init: TuckerInit::Svd,
+            seed: 0,
+            checkpoint: None,
+            resume: false,
+        }
+    }
+
+    fn fingerprint(&self, shape: &[u64]) -> Value {
+        json!({ "kind": "tucker", "shape": shape, "ranks": self.ranks })
+    }
+}
+
+/// What [`tucker`] did.
+#[derive(Debug, Clone)]
+pub struct TuckerReport {
+    /// The model.
+    pub model: TuckerModel,
+    /// One entry per HOOI iteration, including those before a resume.
+    pub iterations: Vec<Iteration>,
+    /// The run stopped because the error changed by less than `tol`.
+    pub converged: bool,
+    /// `‖X‖`.
+    pub norm: f64,
+    /// Seconds spent initialising (norm and HOSVD passes).
+    pub init_seconds: f64,
+    /// Passes over the tensor per iteration.
+    pub passes_per_iteration: usize,
+    /// The iteration the run resumed after, if it did.
+    pub resumed_after: Option<usize>,
+}
+
+impl TuckerReport {
+    /// The fit `1 − ‖X − X̂‖/‖X‖` after the last iteration.
+    pub fn fit(&self) -> Option<f64> {
+        self.iterations.last().map(|i| i.fit)
+    }
+}
+
+/// Tucker decomposition of the stored tensor `x` (HOSVD, then HOOI),
+/// streaming `x` from disk under the session's memory limit.
+///
+/// HOOI updates mode `n` from `Y = X ×_{k≠n} U_kᵀ` (one streamed pass, each
+/// chunk multiplied by the other factors' row blocks by GEMM) and the
+/// leading left singular vectors of `Y₍ₙ₎`; the core follows from the last
+/// mode's `Y` without another pass, and the fit from `‖X‖² − ‖G‖²`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for ranks that do not fit the shape, a
+/// mismatching init or checkpoint; [`Error::MemoryLimit`]; store errors.
+pub fn tucker(
+    session: &Session,
+    x: &Arc<ZarrArray>,
+    opts: &TuckerOptions,
+    on_iteration: &mut dyn FnMut(&Iteration),
+    progress: &dyn Progress,
+) -> Result<TuckerReport> {
+    let shape = x.shape().to_vec();
+    let ndim = shape.len();
+    if ndim < 2 {
+        return Err(Error::invalid("Tucker needs a tensor of at least 2 modes"));
+    }
+    if opts.ranks.len() != ndim {
+        return Err(Error::invalid(format!(
+            "{} ranks given for a tensor of {ndim} modes",
+            opts.ranks.len()
+        )));
+    }
+    for (m, (&r, &i)) in opts.ranks.iter().zip(&shape).enumerate() {
+        if r == 0 || r as u64 > i {
+            return Err(Error::invalid(format!(
+                "rank {r} of mode {m} must be between 1 and the mode's extent {i}"
+            )));
+        }
+    }
+    if opts.n_iter_max == 0 {
+        return Err(Error::invalid("Tucker needs at least one iteration (n_iter_max ≥ 1)"));
+    }
+    let started = Instant::now();
+    let mut iterations: Vec<Iteration> = Vec::new();
+    let mut resumed_after = None;
+    let resumed = match (&opts.checkpoint, opts.resume) {
+        (Some(dir), true) => checkpoint::load(dir)?,
+        (None, true) => return Err(Error::invalid("resuming needs a checkpoint directory")),
+        (Some(dir), false) => {
+            checkpoint::clear(dir);
+            None
+        }
+        _ => None,
+    };
+    let (mut model, norm) = if let Some(ckpt) = resumed {
+        let expected = opts.fingerprint(&shape);
+        if ckpt.state["options"] != expected {
+            return Err(Error::invalid(format!(
+                "the checkpoint was made with other options ({}); these are {expected}: rerun with the same options or without --resume",
+                ckpt.state["options"]
+            )));
+        }
+        iterations = serde_json::from_value::<Vec<Value>>(ckpt.state["iterations"].clone())
+            .unwrap_or_default()
+            .iter()
+            .map(Iteration::from_json)
+            .collect();
+        resumed_after = Some(ckpt.iteration);
+        let (core_shape, core) = ckpt
+            .arrays
+            .into_iter()
+            .find(|(a, _, _)| a == "core")
+            .map(|(_, s, v)| (s.iter().map(|d| *d as usize).collect(), v))
+            .ok_or_else(|| Error::invalid("the checkpoint has no core"))?;
+        let norm = ckpt.state["norm"]
+            .as_f64()
+            .ok_or_else(|| Error::invalid("the checkpoint has no norm"))?;
+        (
+            TuckerModel {
+                core_shape,
+                core,
+                factors: ckpt.factors,
+            },
+            norm,
+        )
+    } else {
+        let norm = tensor_norm(session, x, progress)?;
+        (initial_model(session, x, opts, progress)?, norm)
+    };
+    for (m, f) in model.factors.iter().enumerate() {
+        if f.rows() as u64 != shape[m] || f.cols() != opts.ranks[m] {
+            return Err(Error::invalid(format!(
+                "initial factor {m} is {}×{}, expected {}×{}",
+                f.rows(),
+                f.cols(),
+                shape[m],
+                opts.ranks[m]
+            )));
+        }
+    }
+    let init_seconds = started.elapsed().as_secs_f64();
+    let mut converged = false;
+    for iteration in iterations.len()..opts.n_iter_max {
+        let t0 = Instant::now();
+        let read0 = session.metrics().bytes_read.get();
+        let mut last_projection = Matrix::zeros(0, 0);
+        for mode in 0..ndim {
+            let fit = iterations
+                .last()
+                .map_or(String::new(), |i| format!(", fit {:.6}", i.fit));
+            let label = format!(
+                "Tucker iteration {}/{}{fit} (pass {}/{ndim})",
+                iteration + 1,
+                opts.n_iter_max,
+                mode + 1
+            );
+            let kernel = TuckerProjection {
+                factors: &model.factors,
+                mode,
+            };
+            let y = stream_accumulate(
+                session,
+                x,
+                &[mode],
+                &kernel,
+                &label,
+                &NamedProgress::new(progress, &label),
+            )?;
+            let (u, _) = leading_left_singular_vectors(&y, opts.ranks[mode])?;
+            model.factors[mode] = u;
+            last_projection = y;
+        }
+        // G₍ₙ₎ = Uₙᵀ Y₍ₙ₎ for the last mode n; G in C order is its transpose.
+        let last = &model.factors[ndim - 1];
+        let g_unfolded = last.transpose().matmul(&last_projection);
+        model.core = g_unfolded.transpose().into_vec();
+        model.core_shape = opts.ranks.clone();
+        let core_sq: f64 = model.core.iter().map(|v| v * v).sum();
+        let rec_error = (norm * norm - core_sq).abs().sqrt() / norm;
+        let info = Iteration {
+            iteration: iteration + 1,
+            fit: 1.0 - rec_error,
+            rec_error,
+            seconds: t0.elapsed().as_secs_f64(),
+            bytes_read: session.metrics().bytes_read.get() - read0,
+            passes: ndim,
+        };
+        on_iteration(&info);
+        iterations.push(info);
+        if let Some(dir) = &opts.checkpoint {
+            let core_shape: Vec<u64> = model.core_shape.iter().map(|d| *d as u64).collect();
+            checkpoint::save(
+                dir,
+                &Checkpoint {
+                    iteration: iteration + 1,
+                    state: json!({
+                        "options": opts.fingerprint(&shape),
+                        "norm": norm,
+                        "iterations": iterations.iter().map(Iteration::to_json).collect::<Vec<_>>(),
+                    }),
+                    factors: model.factors.clone(),
+                    arrays: vec![("core".into(), core_shape, model.core.clone())],
+                },
+            )?;
+        }
+        let n = iterations.len();
+        if opts.tol > 0.0
+            && n >= 3
+            && (iterations[n - 2].rec_error - iterations[n - 1].rec_error).abs() < opts.tol
+        {
+            converged = true;
+            break;
+        }
+    }
+    Ok(TuckerReport {
+        model,
+        iterations,
+        converged,
+        norm,
+        init_seconds,
+        passes_per_iteration: ndim,
+        resumed_after,
+    })
+}
+
+fn initial_model(
+    session: &Session,
+    x: &Arc<ZarrArray>,
+    opts: &TuckerOptions,
+    progress: &dyn Progress,
+) -> Result<TuckerModel> {
+    let core_len: usize = opts.ranks.iter().product();
+    match &opts.init {
+        TuckerInit::Given(model) => Ok(model.clone()),
+        TuckerInit::Random => {
+            let rng = CounterRng::new(opts.seed);
+            let factors = x
+                .shape()
+                .iter()
+                .zip(&opts.ranks)
+                .enumerate()
+                .map(|(m, (&i, &r))| {
+                    let v = (0..i * r as u64).map(|e| rng.uniform(m as u32, e)).collect();
+                    Matrix::from_vec(i as usize, r, v)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let core = (0..core_len as u64)
+                .map(|e| rng.uniform(x.shape().len() as u32, e))
+                .collect();
+            Ok(TuckerModel {
+                core_shape: opts.ranks.clone(),
+                core,
+                factors,
+            })
+        }
+        TuckerInit::Svd => {
+            let mut factors = Vec::new();
+            for (mode, &r) in opts.ranks.iter().enumerate() {
+                let label = format!("Tucker init: leading vectors of mode {mode}");
+                let (u, _, _) = leading_mode_vectors(
+                    session,
+                    x,
+                    mode,
+                    r,
+                    opts.seed,
+                    &NamedProgress::new(progress, &label),
+                )?;
+                factors.push(u);
+            }
+            Ok(TuckerModel {
+                core_shape: opts.ranks.clone(),
+                core: vec![0.0; core_len],
+                factors,
+            })
+        }
+    }
+}
