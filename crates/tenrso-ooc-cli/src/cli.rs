@@ -155,6 +155,9 @@ pub struct CpArgs {
     /// Output directory: factor_K.npy, weights.npy, report.json, checkpoint/
     #[arg(short, long, value_name = "OUTDIR")]
     pub out: PathBuf,
+    /// Read the tensor from the store on every pass, even when it would fit in half the memory limit
+    #[arg(long)]
+    pub stream: bool,
     /// Continue from the last completed iteration checkpointed in OUTDIR
     #[arg(long)]
     pub resume: bool,
@@ -194,6 +197,9 @@ pub struct TuckerArgs {
     /// Output directory: factor_K.npy, core.npy, report.json, checkpoint/
     #[arg(short, long, value_name = "OUTDIR")]
     pub out: PathBuf,
+    /// Read the tensor from the store on every pass, even when it would fit in half the memory limit
+    #[arg(long)]
+    pub stream: bool,
     /// Continue from the last completed iteration checkpointed in OUTDIR
     #[arg(long)]
     pub resume: bool,

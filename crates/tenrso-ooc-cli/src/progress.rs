@@ -30,7 +30,12 @@ impl Bar {
         if !self.lines {
             return;
         }
-        match self.current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        match self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             Some(bar) if self.visible => bar.println(text),
             _ => eprintln!("{text}"),
         }

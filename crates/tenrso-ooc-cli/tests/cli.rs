@@ -269,10 +269,14 @@ fn demo_stays_within_its_limit() {
             "compare",
             "reduce",
             "transpose",
-            "matmul"
+            "matmul",
+            "cp",
+            "tucker"
         ]
     );
     assert_eq!(j["matmul_trace_matches_norm"], true);
+    assert!(j["tucker_fit"].as_f64().unwrap() > 0.98, "{j}");
+    assert!(j["cp_fit"].as_f64().unwrap() > 0.9, "{j}");
 }
 
 /// Regression (review of #2): a generator model too large for the limit is

@@ -22,7 +22,14 @@ fn session(threads: usize, limit: u64) -> Session {
     )
 }
 
-fn make(dir: &Path, name: &str, shape: &[u64], chunks: &[u64], dtype: DType, fill: Fill) -> Arc<ZarrArray> {
+fn make(
+    dir: &Path,
+    name: &str,
+    shape: &[u64],
+    chunks: &[u64],
+    dtype: DType,
+    fill: Fill,
+) -> Arc<ZarrArray> {
     let spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), dtype);
     let mut a = ZarrArray::create(dir.join(name), &spec).unwrap();
     generate(&mut a, fill, 7, false, &Session::default(), &NoProgress).unwrap();
@@ -31,7 +38,10 @@ fn make(dir: &Path, name: &str, shape: &[u64], chunks: &[u64], dtype: DType, fil
 
 fn values(a: &ZarrArray) -> Vec<f64> {
     match a.dtype() {
-        DType::F64 => a.read_region::<f64>(&Region::full(a.shape())).unwrap().into_vec(),
+        DType::F64 => a
+            .read_region::<f64>(&Region::full(a.shape()))
+            .unwrap()
+            .into_vec(),
         DType::F32 => a
             .read_region::<f32>(&Region::full(a.shape()))
             .unwrap()
@@ -48,7 +58,9 @@ fn random_factors(shape: &[u64], rank: usize, seed: u64) -> Vec<Matrix> {
         .iter()
         .enumerate()
         .map(|(m, &i)| {
-            let v = (0..i * rank as u64).map(|e| rng.normal(m as u32, e)).collect();
+            let v = (0..i * rank as u64)
+                .map(|e| rng.normal(m as u32, e))
+                .collect();
             Matrix::from_vec(i as usize, rank, v).unwrap()
         })
         .collect()
@@ -75,10 +87,21 @@ fn reference_mttkrp(x: &[f64], shape: &[u64], factors: &[Matrix], mode: usize) -
 }
 
 fn assert_close(got: &Matrix, want: &Matrix, tol: f64, what: &str) {
-    assert_eq!((got.rows(), got.cols()), (want.rows(), want.cols()), "{what}");
-    let scale = want.as_slice().iter().map(|v| v.abs()).fold(1e-300, f64::max);
+    assert_eq!(
+        (got.rows(), got.cols()),
+        (want.rows(), want.cols()),
+        "{what}"
+    );
+    let scale = want
+        .as_slice()
+        .iter()
+        .map(|v| v.abs())
+        .fold(1e-300, f64::max);
     for (k, (g, w)) in got.as_slice().iter().zip(want.as_slice()).enumerate() {
-        assert!((g - w).abs() <= tol * scale, "{what}: element {k}: {g} vs {w}");
+        assert!(
+            (g - w).abs() <= tol * scale,
+            "{what}: element {k}: {g} vs {w}"
+        );
     }
 }
 
@@ -94,7 +117,14 @@ fn mttkrp_matches_the_reference_for_3_4_and_5_way_tensors() {
     ];
     for (k, (shape, chunks)) in cases.iter().enumerate() {
         for dtype in [DType::F64, DType::F32] {
-            let x = make(dir.path(), &format!("x{k}{dtype}.zarr"), shape, chunks, dtype, Fill::Normal);
+            let x = make(
+                dir.path(),
+                &format!("x{k}{dtype}.zarr"),
+                shape,
+                chunks,
+                dtype,
+                Fill::Normal,
+            );
             let data = values(&x);
             let factors = random_factors(shape, 3, k as u64);
             for mode in 0..shape.len() {
@@ -102,7 +132,12 @@ fn mttkrp_matches_the_reference_for_3_4_and_5_way_tensors() {
                     let s = session(threads, 8 << 20);
                     let got = decomp::mttkrp(&s, &x, &factors, mode, &NoProgress).unwrap();
                     let want = reference_mttkrp(&data, shape, &factors, mode);
-                    assert_close(&got, &want, 1e-12, &format!("{shape:?} mode {mode} {dtype}"));
+                    assert_close(
+                        &got,
+                        &want,
+                        1e-12,
+                        &format!("{shape:?} mode {mode} {dtype}"),
+                    );
                 }
             }
         }
@@ -112,13 +147,26 @@ fn mttkrp_matches_the_reference_for_3_4_and_5_way_tensors() {
 #[test]
 fn mttkrp_rejects_bad_factors_and_modes() {
     let dir = tempfile::tempdir().unwrap();
-    let x = make(dir.path(), "x.zarr", &[4, 5, 6], &[2, 2, 2], DType::F64, Fill::Normal);
+    let x = make(
+        dir.path(),
+        "x.zarr",
+        &[4, 5, 6],
+        &[2, 2, 2],
+        DType::F64,
+        Fill::Normal,
+    );
     let s = session(1, 8 << 20);
     let mut factors = random_factors(&[4, 5, 6], 2, 0);
-    assert!(matches!(decomp::mttkrp(&s, &x, &factors, 3, &NoProgress), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        decomp::mttkrp(&s, &x, &factors, 3, &NoProgress),
+        Err(Error::InvalidArgument(_))
+    ));
     factors[1] = Matrix::zeros(4, 2);
     let err = decomp::mttkrp(&s, &x, &factors, 0, &NoProgress).unwrap_err();
-    assert!(err.to_string().contains("factor 1 is 4×2, expected 5×2"), "{err}");
+    assert!(
+        err.to_string().contains("factor 1 is 4×2, expected 5×2"),
+        "{err}"
+    );
 }
 
 fn cp_opts(rank: usize, iters: usize, init: CpInit, sweep: SweepStrategy) -> CpOptions {
@@ -149,7 +197,9 @@ fn reference_cp_iteration(x: &[f64], shape: &[u64], factors: &mut [Matrix]) {
             let mut a = v.as_slice().to_vec();
             let mut b = m.row(i).to_vec();
             for c in 0..rank {
-                let p = (c..rank).max_by(|&p, &q| a[p * rank + c].abs().total_cmp(&a[q * rank + c].abs())).unwrap();
+                let p = (c..rank)
+                    .max_by(|&p, &q| a[p * rank + c].abs().total_cmp(&a[q * rank + c].abs()))
+                    .unwrap();
                 for j in 0..rank {
                     a.swap(c * rank + j, p * rank + j);
                 }
@@ -175,19 +225,49 @@ fn reference_cp_iteration(x: &[f64], shape: &[u64], factors: &mut [Matrix]) {
 #[test]
 fn cp_als_matches_the_in_memory_reference_with_both_sweeps() {
     let dir = tempfile::tempdir().unwrap();
-    for (k, (shape, chunks)) in [(&[9u64, 8, 7][..], &[4u64, 3, 7][..]), (&[5, 4, 6, 3], &[2, 4, 5, 2])].iter().enumerate() {
-        let x = make(dir.path(), &format!("x{k}.zarr"), shape, chunks, DType::F64, Fill::Normal);
+    for (k, (shape, chunks)) in [
+        (&[9u64, 8, 7][..], &[4u64, 3, 7][..]),
+        (&[5, 4, 6, 3], &[2, 4, 5, 2]),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let x = make(
+            dir.path(),
+            &format!("x{k}.zarr"),
+            shape,
+            chunks,
+            DType::F64,
+            Fill::Normal,
+        );
         let data = values(&x);
         let init = random_factors(shape, 3, 11);
         let mut reference = init.clone();
         for _ in 0..3 {
             reference_cp_iteration(&data, shape, &mut reference);
         }
-        let given = CpInit::Given(CpModel { weights: vec![1.0; 3], factors: init });
+        let given = CpInit::Given(CpModel {
+            weights: vec![1.0; 3],
+            factors: init,
+        });
         for sweep in [SweepStrategy::TwoPass, SweepStrategy::PerMode] {
             let s = session(2, 8 << 20);
-            let report = decomp::cp_als(&s, &x, &cp_opts(3, 3, given.clone(), sweep), &mut |_| {}, &NoProgress).unwrap();
-            assert_eq!(report.passes_per_iteration, if sweep == SweepStrategy::TwoPass { 2 } else { shape.len() });
+            let report = decomp::cp_als(
+                &s,
+                &x,
+                &cp_opts(3, 3, given.clone(), sweep),
+                &mut |_| {},
+                &NoProgress,
+            )
+            .unwrap();
+            assert_eq!(
+                report.passes_per_iteration,
+                if sweep == SweepStrategy::TwoPass {
+                    2
+                } else {
+                    shape.len()
+                }
+            );
             for (m, (got, want)) in report.model.factors.iter().zip(&reference).enumerate() {
                 assert_close(got, want, 1e-9, &format!("{shape:?} {sweep:?} factor {m}"));
             }
@@ -197,10 +277,19 @@ fn cp_als_matches_the_in_memory_reference_with_both_sweeps() {
             let spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), DType::F64);
             let rec = decomp::reconstruct_cp(&s, &report.model, &out, &spec, &NoProgress).unwrap();
             let rec = values(&rec);
-            let err: f64 = data.iter().zip(&rec).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+            let err: f64 = data
+                .iter()
+                .zip(&rec)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f64>()
+                .sqrt();
             let norm: f64 = data.iter().map(|a| a * a).sum::<f64>().sqrt();
             let fit = report.fit().unwrap();
-            assert!((fit - (1.0 - err / norm)).abs() < 1e-9, "fit {fit} vs {}", 1.0 - err / norm);
+            assert!(
+                (fit - (1.0 - err / norm)).abs() < 1e-9,
+                "fit {fit} vs {}",
+                1.0 - err / norm
+            );
         }
     }
 }
@@ -208,11 +297,25 @@ fn cp_als_matches_the_in_memory_reference_with_both_sweeps() {
 #[test]
 fn cp_als_recovers_a_planted_low_rank_tensor_and_is_thread_independent() {
     let dir = tempfile::tempdir().unwrap();
-    let x = make(dir.path(), "x.zarr", &[24, 20, 18], &[7, 20, 5], DType::F64, Fill::LowRank { rank: 3, noise: 0.0 });
+    let x = make(
+        dir.path(),
+        "x.zarr",
+        &[24, 20, 18],
+        &[7, 20, 5],
+        DType::F64,
+        Fill::LowRank {
+            rank: 3,
+            noise: 0.0,
+        },
+    );
     let mut runs = Vec::new();
     for threads in [1, 2] {
         let s = session(threads, 4 << 20);
-        let opts = CpOptions { n_iter_max: 400, tol: 1e-12, ..CpOptions::new(3) };
+        let opts = CpOptions {
+            n_iter_max: 400,
+            tol: 1e-12,
+            ..CpOptions::new(3)
+        };
         let mut seen = 0;
         let report = decomp::cp_als(&s, &x, &opts, &mut |_| seen += 1, &NoProgress).unwrap();
         assert_eq!(seen, report.iterations.len());
@@ -225,9 +328,23 @@ fn cp_als_recovers_a_planted_low_rank_tensor_and_is_thread_independent() {
 #[test]
 fn cp_als_normalized_and_regularised_options_behave() {
     let dir = tempfile::tempdir().unwrap();
-    let x = make(dir.path(), "x.zarr", &[12, 10, 8], &[5, 5, 5], DType::F64, Fill::LowRank { rank: 2, noise: 0.01 });
+    let x = make(
+        dir.path(),
+        "x.zarr",
+        &[12, 10, 8],
+        &[5, 5, 5],
+        DType::F64,
+        Fill::LowRank {
+            rank: 2,
+            noise: 0.01,
+        },
+    );
     let s = session(2, 4 << 20);
-    let opts = CpOptions { n_iter_max: 50, normalize_factors: true, ..CpOptions::new(2) };
+    let opts = CpOptions {
+        n_iter_max: 50,
+        normalize_factors: true,
+        ..CpOptions::new(2)
+    };
     let report = decomp::cp_als(&s, &x, &opts, &mut |_| {}, &NoProgress).unwrap();
     for f in &report.model.factors {
         for n in f.column_norms() {
@@ -236,22 +353,48 @@ fn cp_als_normalized_and_regularised_options_behave() {
     }
     assert!(report.fit().unwrap() > 0.98, "fit {:?}", report.fit());
     // Two-pass and per-mode sweeps agree with normalisation too.
-    let per_mode = CpOptions { sweep: SweepStrategy::PerMode, ..opts.clone() };
+    let per_mode = CpOptions {
+        sweep: SweepStrategy::PerMode,
+        ..opts.clone()
+    };
     let other = decomp::cp_als(&s, &x, &per_mode, &mut |_| {}, &NoProgress).unwrap();
     assert!((other.fit().unwrap() - report.fit().unwrap()).abs() < 1e-10);
     // A strong ridge shrinks the model.
-    let ridge = CpOptions { l2_reg: 1e6, n_iter_max: 5, ..CpOptions::new(2) };
+    let ridge = CpOptions {
+        l2_reg: 1e6,
+        n_iter_max: 5,
+        ..CpOptions::new(2)
+    };
     let shrunk = decomp::cp_als(&s, &x, &ridge, &mut |_| {}, &NoProgress).unwrap();
     assert!(shrunk.fit().unwrap() < report.fit().unwrap());
-    for bad in [CpOptions::new(0), CpOptions { l2_reg: -1.0, ..CpOptions::new(2) }] {
-        assert!(matches!(decomp::cp_als(&s, &x, &bad, &mut |_| {}, &NoProgress), Err(Error::InvalidArgument(_))));
+    for bad in [
+        CpOptions::new(0),
+        CpOptions {
+            l2_reg: -1.0,
+            ..CpOptions::new(2)
+        },
+    ] {
+        assert!(matches!(
+            decomp::cp_als(&s, &x, &bad, &mut |_| {}, &NoProgress),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 }
 
 #[test]
 fn resume_continues_to_the_same_factors_bitwise() {
     let dir = tempfile::tempdir().unwrap();
-    let x = make(dir.path(), "x.zarr", &[14, 12, 10], &[5, 5, 5], DType::F64, Fill::LowRank { rank: 3, noise: 0.05 });
+    let x = make(
+        dir.path(),
+        "x.zarr",
+        &[14, 12, 10],
+        &[5, 5, 5],
+        DType::F64,
+        Fill::LowRank {
+            rank: 3,
+            noise: 0.05,
+        },
+    );
     let s = session(2, 4 << 20);
     let full_dir = dir.path().join("full");
     let opts = |n, resume| CpOptions {
@@ -270,7 +413,10 @@ fn resume_continues_to_the_same_factors_bitwise() {
     assert_eq!(resumed.model, full.model);
     assert_eq!(resumed.iterations.len(), 8);
     // Other options refuse the checkpoint.
-    let other = CpOptions { rank: 2, ..opts(8, true) };
+    let other = CpOptions {
+        rank: 2,
+        ..opts(8, true)
+    };
     let err = decomp::cp_als(&s, &x, &other, &mut |_| {}, &NoProgress).unwrap_err();
     assert!(err.to_string().contains("other options"), "{err}");
 }
@@ -280,12 +426,25 @@ fn tucker_fits_low_rank_tensors_and_reconstructs() {
     let dir = tempfile::tempdir().unwrap();
     let shape = [16u64, 14, 12, 6];
     let chunks = [5u64, 14, 4, 6];
-    let x = make(dir.path(), "x.zarr", &shape, &chunks, DType::F32, Fill::LowRank { rank: 2, noise: 0.0 });
+    let x = make(
+        dir.path(),
+        "x.zarr",
+        &shape,
+        &chunks,
+        DType::F32,
+        Fill::LowRank {
+            rank: 2,
+            noise: 0.0,
+        },
+    );
     let data = values(&x);
     let mut fits = Vec::new();
     for threads in [1, 2] {
         let s = session(threads, 4 << 20);
-        let opts = TuckerOptions { n_iter_max: 3, ..TuckerOptions::new(vec![2, 2, 2, 2]) };
+        let opts = TuckerOptions {
+            n_iter_max: 3,
+            ..TuckerOptions::new(vec![2, 2, 2, 2])
+        };
         let report = decomp::tucker(&s, &x, &opts, &mut |_| {}, &NoProgress).unwrap();
         assert!(report.fit().unwrap() > 0.9999, "fit {:?}", report.fit());
         for f in &report.model.factors {
@@ -294,31 +453,62 @@ fn tucker_fits_low_rank_tensors_and_reconstructs() {
         }
         let out = dir.path().join(format!("rec{threads}.zarr"));
         let spec = ArraySpec::new(shape.to_vec(), vec![7, 7, 7, 7], DType::F64);
-        let rec = values(&decomp::reconstruct_tucker(&s, &report.model, &out, &spec, &NoProgress).unwrap());
-        let err: f64 = data.iter().zip(&rec).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+        let rec = values(
+            &decomp::reconstruct_tucker(&s, &report.model, &out, &spec, &NoProgress).unwrap(),
+        );
+        let err: f64 = data
+            .iter()
+            .zip(&rec)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt();
         let norm: f64 = data.iter().map(|a| a * a).sum::<f64>().sqrt();
         assert!(err / norm < 1e-4, "relative error {}", err / norm);
-        fits.push((report.model, report.iterations.iter().map(|i| i.fit).collect::<Vec<_>>()));
+        fits.push((
+            report.model,
+            report.iterations.iter().map(|i| i.fit).collect::<Vec<_>>(),
+        ));
     }
     assert_eq!(fits[0], fits[1], "bitwise equal for 1 and 2 threads");
     let s = session(1, 4 << 20);
     let bad = TuckerOptions::new(vec![2, 2, 20, 2]);
     let err = decomp::tucker(&s, &x, &bad, &mut |_| {}, &NoProgress).unwrap_err();
     assert!(err.to_string().contains("rank 20 of mode 2"), "{err}");
-    let random = TuckerOptions { init: TuckerInit::Random, n_iter_max: 4, ..TuckerOptions::new(vec![2, 2, 2, 2]) };
-    assert!(decomp::tucker(&s, &x, &random, &mut |_| {}, &NoProgress).unwrap().fit().unwrap() > 0.9999);
+    let random = TuckerOptions {
+        init: TuckerInit::Random,
+        n_iter_max: 4,
+        ..TuckerOptions::new(vec![2, 2, 2, 2])
+    };
+    assert!(
+        decomp::tucker(&s, &x, &random, &mut |_| {}, &NoProgress)
+            .unwrap()
+            .fit()
+            .unwrap()
+            > 0.9999
+    );
 }
 
 #[test]
 fn randomized_range_finder_spans_the_leading_subspace() {
     // A mode too large for its Gram under the limit uses the sketch.
     let dir = tempfile::tempdir().unwrap();
-    let x = make(dir.path(), "x.zarr", &[1200, 6, 5], &[256, 6, 5], DType::F64, Fill::LowRank { rank: 2, noise: 0.0 });
+    let x = make(
+        dir.path(),
+        "x.zarr",
+        &[1200, 6, 5],
+        &[256, 6, 5],
+        DType::F64,
+        Fill::LowRank {
+            rank: 2,
+            noise: 0.0,
+        },
+    );
     let s = session(2, 4 << 20);
     let (u, _, method) = decomp::leading_mode_vectors(&s, &x, 0, 2, 0, &NoProgress).unwrap();
     assert_eq!(method, decomp::ModeSvdMethod::Randomized);
     let s_big = session(2, 64 << 20);
-    let (exact, sv, method) = decomp::leading_mode_vectors(&s_big, &x, 0, 2, 0, &NoProgress).unwrap();
+    let (exact, sv, method) =
+        decomp::leading_mode_vectors(&s_big, &x, 0, 2, 0, &NoProgress).unwrap();
     assert_eq!(method, decomp::ModeSvdMethod::Gram);
     // The exact path agrees with an in-memory SVD of the unfolding.
     let unfolding = Matrix::from_vec(1200, 30, values(&x)).unwrap();
@@ -335,11 +525,17 @@ fn randomized_range_finder_spans_the_leading_subspace() {
 #[test]
 fn passes_that_cannot_fit_are_refused_before_reading() {
     let dir = tempfile::tempdir().unwrap();
-    let x = make(dir.path(), "x.zarr", &[64, 64, 64], &[64, 64, 64], DType::F64, Fill::Normal);
+    let x = make(
+        dir.path(),
+        "x.zarr",
+        &[64, 64, 64],
+        &[64, 64, 64],
+        DType::F64,
+        Fill::Normal,
+    );
     let s = session(1, 1 << 20);
     let factors = random_factors(&[64, 64, 64], 4, 0);
     let err = decomp::mttkrp(&s, &x, &factors, 1, &NoProgress).unwrap_err();
     assert!(matches!(err, Error::MemoryLimit { .. }), "{err}");
     assert_eq!(s.metrics().bytes_read.get(), 0);
 }
-

@@ -74,7 +74,12 @@ fn summary(
     json["input"] = json!(x.path().display().to_string());
     json["shape"] = json!(x.shape());
     json["tensor_bytes"] = json!(x.nbytes());
-    json["iterations"] = Value::from(iterations.iter().map(Iteration::to_json).collect::<Vec<_>>());
+    json["iterations"] = Value::from(
+        iterations
+            .iter()
+            .map(Iteration::to_json)
+            .collect::<Vec<_>>(),
+    );
     json["fit"] = json!(fit);
     json["converged"] = json!(converged);
     json["init_seconds"] = json!(init_seconds);
@@ -139,6 +144,7 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
         },
         checkpoint: Some(args.out.clone()),
         resume: args.resume,
+        hold_in_memory: !args.stream,
     };
     let started = Instant::now();
     let report = decomp::cp_als(
@@ -191,6 +197,7 @@ pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
         seed: args.seed,
         checkpoint: Some(args.out.clone()),
         resume: args.resume,
+        hold_in_memory: !args.stream,
     };
     let started = Instant::now();
     let report = decomp::tucker(

@@ -99,7 +99,7 @@ pub fn wait_with_rusage(pid: u32) -> (Option<i32>, u64) {
     (code, usage.ru_maxrss as u64 * 1024)
 }
 
-/// The Python interpreter of the test virtualenv (with zarr and numpy), from
+/// The Python interpreter of the test virtualenv (zarr, numpy, tensorly), from
 /// `TENRSO_OOC_PYTHON`. Without it the interop tests skip locally, but under
 /// `CI=true` they fail: interop must never silently stop being tested.
 pub fn python() -> Option<PathBuf> {

@@ -63,7 +63,10 @@ pub(crate) fn save(out: &Path, ckpt: &Checkpoint) -> Result<()> {
     write_atomically(&root.join("state.json"), text.as_bytes())?;
     sync_dir(&root)?;
     // Older iterations are no longer needed.
-    for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, e))?.flatten() {
+    for entry in std::fs::read_dir(&root)
+        .map_err(|e| Error::io(&root, e))?
+        .flatten()
+    {
         let file_name = entry.file_name();
         let other = file_name.to_string_lossy();
         if other.starts_with("iter-") && other != name {
@@ -98,7 +101,9 @@ pub(crate) fn load(out: &Path) -> Result<Option<Checkpoint>> {
     let iteration = v["iteration"].as_u64().ok_or_else(|| bad("no iteration"))? as usize;
     let name = v["directory"].as_str().ok_or_else(|| bad("no directory"))?;
     let dir = root(out).join(name);
-    let n = v["factors"].as_u64().ok_or_else(|| bad("no factor count"))? as usize;
+    let n = v["factors"]
+        .as_u64()
+        .ok_or_else(|| bad("no factor count"))? as usize;
     let factors = (0..n)
         .map(|k| Matrix::read_npy(&dir.join(format!("factor_{k}.npy"))))
         .collect::<Result<Vec<_>>>()?;

@@ -12,8 +12,9 @@ use crate::decomp::checkpoint::{self, Checkpoint};
 use crate::decomp::hosvd::leading_mode_vectors;
 use crate::decomp::linalg::solve_right_spd;
 use crate::decomp::mttkrp::{
-    best_split, check_factors, left_partial, mttkrp_from_partial, right_partial,
+    best_split, check_factors, left_partial, mode_mttkrp, mttkrp_from_partial, right_partial,
 };
+use crate::decomp::stream::ResidentTensor;
 use crate::decomp::{Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
 use crate::ops::CounterRng;
@@ -164,7 +165,8 @@ pub struct CpOptions {
     pub init: CpInit,
     /// Seed of the random init (and of the randomized range finder).
     pub seed: u64,
-    /// Keep factor columns at unit norm, magnitudes in the weights.
+    /// Scale factor columns to unit norm after each iteration (and after a
+    /// computed start), magnitudes in the weights, as TensorLy does.
     pub normalize_factors: bool,
     /// Ridge (L2) regularisation added to the normal equations.
     pub l2_reg: f64,
@@ -174,6 +176,10 @@ pub struct CpOptions {
     pub checkpoint: Option<PathBuf>,
     /// Continue from the checkpoint in [`checkpoint`](Self::checkpoint).
     pub resume: bool,
+    /// Hold the tensor in memory across passes when its `f64` values take
+    /// at most half the memory limit (else, or when false, every pass
+    /// streams it from the store).
+    pub hold_in_memory: bool,
 }
 
 impl CpOptions {
@@ -190,6 +196,7 @@ impl CpOptions {
             sweep: SweepStrategy::Auto,
             checkpoint: None,
             resume: false,
+            hold_in_memory: true,
         }
     }
 
@@ -322,6 +329,11 @@ pub fn cp_als(
             model.rank()
         )));
     }
+    let resident = if opts.hold_in_memory {
+        ResidentTensor::load_if_small(session, x, progress)?
+    } else {
+        None
+    };
     let init_seconds = started.elapsed().as_secs_f64();
 
     let (split, partial_rows) = best_split(&shape);
@@ -347,26 +359,48 @@ pub fn cp_als(
                 opts.n_iter_max
             )
         };
-        // Partial contraction and the per-column rescaling normalisation
-        // applied to its contracted factors since it was computed.
-        let mut partial: Option<(Matrix, std::ops::Range<usize>, Vec<f64>)> = None;
+        // The partial contraction the leading or trailing modes' MTTKRPs
+        // come from, and those modes.
+        let mut partial: Option<(Matrix, std::ops::Range<usize>)> = None;
         let mut last_mttkrp = Matrix::zeros(0, 0);
         for mode in 0..ndim {
             let mut m = if two_pass {
                 if mode == 0 {
-                    let p = right_partial(session, x, &model.factors, split, &label(1), &NamedProgress::new(progress, &label(1)))?;
-                    partial = Some((p, 0..split, vec![1.0; rank]));
+                    let p = right_partial(
+                        session,
+                        x,
+                        resident.as_ref(),
+                        &model.factors,
+                        split,
+                        &label(1),
+                        &NamedProgress::new(progress, &label(1)),
+                    )?;
+                    partial = Some((p, 0..split));
                 } else if mode == split {
-                    let q = left_partial(session, x, &model.factors, split, &label(2), &NamedProgress::new(progress, &label(2)))?;
-                    partial = Some((q, split..ndim, vec![1.0; rank]));
+                    let q = left_partial(
+                        session,
+                        x,
+                        resident.as_ref(),
+                        &model.factors,
+                        split,
+                        &label(2),
+                        &NamedProgress::new(progress, &label(2)),
+                    )?;
+                    partial = Some((q, split..ndim));
                 }
-                let (p, modes, scale) = partial.as_ref().expect("set at mode 0 and at the split");
-                let mut m = mttkrp_from_partial(p, &model.factors, modes.clone(), mode);
-                m.scale_columns(scale);
-                m
+                let (p, modes) = partial.as_ref().expect("set at mode 0 and at the split");
+                mttkrp_from_partial(p, &model.factors, modes.clone(), mode)
             } else {
                 let label = label(mode + 1);
-                crate::decomp::mttkrp(session, x, &model.factors, mode, &NamedProgress::new(progress, &label))?
+                mode_mttkrp(
+                    session,
+                    x,
+                    resident.as_ref(),
+                    &model.factors,
+                    mode,
+                    &label,
+                    &NamedProgress::new(progress, &label),
+                )?
             };
             // TensorLy: mttkrp · diag(w), solved against (w wᵀ) ∘ (⊛ Grams + λI).
             let mut v = Matrix::from_vec(rank, rank, vec![1.0; rank * rank])?;
@@ -387,16 +421,6 @@ pub fn cp_als(
             model.factors[mode] = solve_right_spd(&m, &v)?;
             grams[mode] = model.factors[mode].gram();
             last_mttkrp = m;
-            if opts.normalize_factors && mode + 1 != ndim {
-                let scales = normalize(&mut model, &mut grams);
-                if let Some((_, modes, scale)) = partial.as_mut() {
-                    for k in (0..ndim).filter(|k| !modes.contains(k)) {
-                        for (s, c) in scale.iter_mut().zip(&scales[k]) {
-                            *s /= c;
-                        }
-                    }
-                }
-            }
         }
         // ⟨X, X̂⟩ from the last MTTKRP (weights included) and the new factor.
         let last = &model.factors[ndim - 1];
@@ -456,22 +480,24 @@ pub fn cp_als(
     })
 }
 
-/// TensorLy's `cp_normalize`: every factor's columns to unit norm, the
-/// norms multiplied into the weights (zero columns left as they are, their
-/// weight zeroed). Returns each mode's column norms (1 for zero columns).
-fn normalize(model: &mut CpModel, grams: &mut [Matrix]) -> Vec<Vec<f64>> {
-    let mut all = Vec::with_capacity(model.factors.len());
+/// TensorLy's `cp_normalize`: the weights folded into the first factor,
+/// then every factor's columns scaled to unit norm with the norms
+/// multiplied into the weights (a zero column stays, its weight is zero).
+fn normalize(model: &mut CpModel, grams: &mut [Matrix]) {
+    model.factors[0].scale_columns(&model.weights);
+    model.weights.fill(1.0);
     for (f, g) in model.factors.iter_mut().zip(grams.iter_mut()) {
         let norms = f.column_norms();
-        let safe: Vec<f64> = norms.iter().map(|n| if *n == 0.0 { 1.0 } else { *n }).collect();
+        let inverse: Vec<f64> = norms
+            .iter()
+            .map(|n| if *n == 0.0 { 1.0 } else { 1.0 / n })
+            .collect();
         for (w, n) in model.weights.iter_mut().zip(&norms) {
             *w *= n;
         }
-        f.scale_columns(&safe.iter().map(|n| 1.0 / n).collect::<Vec<_>>());
+        f.scale_columns(&inverse);
         *g = f.gram();
-        all.push(safe);
     }
-    all
 }
 
 fn initial_model(
@@ -489,7 +515,17 @@ fn initial_model(
             .collect()
     };
     let mut model = match &opts.init {
-        CpInit::Given(model) => model.clone(),
+        CpInit::Given(model) => {
+            // As TensorLy: weights folded into the last factor, no
+            // normalisation of a given start.
+            let mut model = model.clone();
+            if model.weights.iter().any(|w| *w != 1.0) {
+                let last = model.factors.len() - 1;
+                model.factors[last].scale_columns(&model.weights);
+                model.weights.fill(1.0);
+            }
+            return Ok(model);
+        }
         CpInit::Random => CpModel {
             weights: vec![1.0; rank],
             factors: shape

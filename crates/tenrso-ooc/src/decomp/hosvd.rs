@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::DType;
 use crate::core::{Error, Region, Result};
 use crate::decomp::Matrix;
 use crate::decomp::chunk_kernels::ModeMttkrp;
@@ -12,7 +13,6 @@ use crate::exec::{Progress, Session};
 use crate::ops::einsum::{TempStore, temp_store_path};
 use crate::ops::{self, CounterRng, EinsumOptions};
 use crate::store::ZarrArray;
-use crate::DType;
 
 /// Columns the randomized range finder draws beyond the ones asked for.
 const OVERSAMPLING: usize = 10;
@@ -74,12 +74,16 @@ pub fn leading_mode_vectors(
         rank: cols,
     };
     let label = format!("randomized range of mode {mode}");
-    let sketch = stream_accumulate(session, x, &[mode], &kernel, &label, progress)?;
+    let sketch = stream_accumulate(session, x, None, &[mode], &kernel, &label, progress)?;
     let (u, s) = leading_left_singular_vectors(&sketch, k)?;
     // E[ΩΩᵀ] = cols·I, so the sketch's singular values are about √cols times
     // the unfolding's.
     let scale = (cols as f64).sqrt();
-    Ok((u, s.into_iter().map(|v| v / scale).collect(), ModeSvdMethod::Randomized))
+    Ok((
+        u,
+        s.into_iter().map(|v| v / scale).collect(),
+        ModeSvdMethod::Randomized,
+    ))
 }
 
 /// `X₍ₙ₎X₍ₙ₎ᵀ` by out-of-core einsum (e.g. `abc,azc->bz` for mode 1), through

@@ -53,7 +53,12 @@ pub fn solve_right_spd(b: &Matrix, a: &Matrix) -> Result<Matrix> {
             b.cols()
         )));
     }
-    if !a.as_slice().iter().chain(b.as_slice()).all(|x| x.is_finite()) {
+    if !a
+        .as_slice()
+        .iter()
+        .chain(b.as_slice())
+        .all(|x| x.is_finite())
+    {
         return Err(Error::invalid(
             "normal equations hold NaN or infinite values (the data or the factors diverged)",
         ));
@@ -190,7 +195,11 @@ mod tests {
         let s = Matrix::from_vec(2, 2, vec![1.0, 1.0, 1.0, 1.0]).unwrap();
         let b = Matrix::from_vec(1, 2, vec![2.0, 2.0]).unwrap();
         let x = solve_right_spd(&b, &s).unwrap();
-        assert!(close(&x, &Matrix::from_vec(1, 2, vec![1.0, 1.0]).unwrap(), 1e-12));
+        assert!(close(
+            &x,
+            &Matrix::from_vec(1, 2, vec![1.0, 1.0]).unwrap(),
+            1e-12
+        ));
         let nan = Matrix::from_vec(1, 2, vec![f64::NAN, 0.0]).unwrap();
         assert!(solve_right_spd(&nan, &a).is_err());
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::core::{Error, Result, Shape};
 use crate::decomp::Matrix;
 use crate::decomp::chunk_kernels::{LeftPartial, ModeMttkrp, RightPartial};
-use crate::decomp::stream::stream_accumulate;
+use crate::decomp::stream::{ResidentTensor, stream_accumulate};
 use crate::exec::{Progress, Session};
 use crate::store::ZarrArray;
 
@@ -61,7 +61,25 @@ pub fn mttkrp(
         rank,
     };
     let label = format!("MTTKRP of mode {mode}");
-    Ok(stream_accumulate(session, x, &[mode], &kernel, &label, progress)?)
+    stream_accumulate(session, x, None, &[mode], &kernel, &label, progress)
+}
+
+/// [`mttkrp`] over a tensor that may be held in memory.
+pub(crate) fn mode_mttkrp(
+    session: &Session,
+    x: &Arc<ZarrArray>,
+    resident: Option<&ResidentTensor>,
+    factors: &[Matrix],
+    mode: usize,
+    label: &str,
+    progress: &dyn Progress,
+) -> Result<Matrix> {
+    let kernel = ModeMttkrp {
+        factors,
+        mode,
+        rank: factors[0].cols(),
+    };
+    stream_accumulate(session, x, resident, &[mode], &kernel, label, progress)
 }
 
 /// Checks that `factors` has one `I_m × R` matrix per mode; returns `R`.
@@ -91,6 +109,7 @@ pub(crate) fn check_factors(shape: &[u64], factors: &[Matrix]) -> Result<usize> 
 pub(crate) fn right_partial(
     session: &Session,
     x: &Arc<ZarrArray>,
+    resident: Option<&ResidentTensor>,
     factors: &[Matrix],
     split: usize,
     label: &str,
@@ -103,7 +122,7 @@ pub(crate) fn right_partial(
         rank,
     };
     let modes: Vec<usize> = (0..split).collect();
-    stream_accumulate(session, x, &modes, &kernel, label, progress)
+    stream_accumulate(session, x, resident, &modes, &kernel, label, progress)
 }
 
 /// `Q[j_s..j_{N-1}, r] = Σ X[i, j] · Π_{m<s} F_m[i_m, r]`: the tensor with
@@ -111,6 +130,7 @@ pub(crate) fn right_partial(
 pub(crate) fn left_partial(
     session: &Session,
     x: &Arc<ZarrArray>,
+    resident: Option<&ResidentTensor>,
     factors: &[Matrix],
     split: usize,
     label: &str,
@@ -123,7 +143,7 @@ pub(crate) fn left_partial(
         rank,
     };
     let modes: Vec<usize> = (split..factors.len()).collect();
-    stream_accumulate(session, x, &modes, &kernel, label, progress)
+    stream_accumulate(session, x, resident, &modes, &kernel, label, progress)
 }
 
 /// The MTTKRP of mode `modes.start + within` from a partial contraction

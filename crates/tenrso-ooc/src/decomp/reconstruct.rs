@@ -28,7 +28,8 @@ pub fn reconstruct_cp(
         let c0 = d[0];
         let rest: usize = d[1..].iter().product();
         let start0 = region.start()[0] as usize;
-        let mut first = Matrix::from_vec(c0, rank, model.factors[0].row_block(start0, c0).to_vec())?;
+        let mut first =
+            Matrix::from_vec(c0, rank, model.factors[0].row_block(start0, c0).to_vec())?;
         first.scale_columns(&model.weights);
         let kr = khatri_rao_rows(&model.factors, region, 1..d.len(), rank);
         let mut block = vec![0.0; c0 * rest];

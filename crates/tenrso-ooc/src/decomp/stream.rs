@@ -1,18 +1,20 @@
-//! [`stream_accumulate`]: one pass over a stored tensor through the executor,
-//! adding each chunk's [`ChunkKernel`] contribution into an in-memory matrix
-//! in a fixed order.
+//! [`stream_accumulate`]: one pass over a stored tensor — through the
+//! executor, or over a [`ResidentTensor`] when the tensor was loaded into
+//! memory — adding each chunk's [`ChunkKernel`] contribution into an
+//! in-memory matrix in a fixed order.
 
 use std::sync::{Arc, Mutex};
 
+use crate::DType;
 use crate::core::{Block, ByteSize, Element, Error, Result, Shape};
+use crate::decomp::Matrix;
 use crate::decomp::chunk_kernels::ChunkKernel;
 use crate::dispatch_dtype;
-use crate::decomp::Matrix;
-use crate::exec::{Progress, Session, TaskBody, TaskIo};
+use crate::exec::{Progress, Session, TaskBody, TaskIo, for_each_task};
+use crate::memory::Reservation;
 use crate::ops::run_plan::{explain_for, explain_or_run};
 use crate::plan::{ArrayRole, ChunkGraph, TaskNode};
 use crate::store::ZarrArray;
-use crate::DType;
 
 /// A pass splits its work into at least this many tasks when the output
 /// blocks alone give fewer (a fixed number, so the summation order never
@@ -23,15 +25,128 @@ const MIN_TASKS: u64 = 8;
 /// partial sums are added at the end.
 const SPLIT_MAX_BYTES: u64 = 1 << 20;
 
-/// Streams every chunk of `x` once, adding `kernel`'s contribution of each
-/// into a matrix with one row per element of the extents of `out_modes`
-/// (ascending) and `kernel.cols()` columns.
+/// A stored tensor held in memory as `f64` chunks (reserved from the pool),
+/// so that the passes of an iterative method read memory instead of the
+/// store when the tensor is small enough.
+pub(crate) struct ResidentTensor {
+    chunks: Vec<Vec<f64>>,
+    _reservation: Reservation,
+}
+
+impl ResidentTensor {
+    /// Loads `x` when its `f64` values take at most half the memory limit
+    /// (leaving the rest to the passes); `None` otherwise.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub(crate) fn load_if_small(
+        session: &Session,
+        x: &ZarrArray,
+        progress: &dyn Progress,
+    ) -> Result<Option<Self>> {
+        let bytes = x.chunk_grid().shape().num_elements() * 8;
+        if bytes > session.memory_limit() / 2 {
+            return Ok(None);
+        }
+        let mut reservation = session.pool().reservation("tensor held in memory");
+        if reservation.try_grow(bytes).is_err() {
+            return Ok(None);
+        }
+        let grid = x.chunk_grid();
+        let slots: Mutex<Vec<Vec<f64>>> = Mutex::new(vec![Vec::new(); grid.num_chunks() as usize]);
+        progress.start("load the tensor into memory", x.nbytes());
+        let result = dispatch_dtype!(x.dtype(), T => {
+            for_each_task(session, x.chunk_nbytes(), "loading one chunk", grid.num_chunks() as usize, progress, |i| {
+                let block = x.read_chunk::<T>(&grid.chunk_coords(i as u64))?;
+                session.metrics().bytes_read.add(block.byte_len() as u64);
+                let values: Vec<f64> = block.as_slice().iter().map(|v| v.to_f64()).collect();
+                slots.lock().unwrap_or_else(|p| p.into_inner())[i] = values;
+                Ok(block.byte_len() as u64)
+            })
+        });
+        progress.finish();
+        result?;
+        Ok(Some(Self {
+            chunks: slots.into_inner().unwrap_or_else(|p| p.into_inner()),
+            _reservation: reservation,
+        }))
+    }
+}
+
+/// The tasks of a pass: each owns one output block (the chunks sharing
+/// coordinates on the output modes), or a fixed share of one.
+struct PassTasks {
+    /// Per task: its block's chunk coordinates on the output modes, and the
+    /// chunks it reads in order.
+    tasks: Vec<(Vec<u64>, Vec<Vec<u64>>)>,
+    /// Tasks per block (> 1: partial sums added at the end).
+    parts: u64,
+    /// Output rows (C order over the output modes' extents).
+    rows: u64,
+    /// Chunk shape restricted to the output modes.
+    out_chunk: Vec<u64>,
+    /// Extents of the output modes.
+    out_extents: Vec<u64>,
+    /// Rows of a full output block.
+    block_rows: u64,
+}
+
+fn pass_tasks(x: &ZarrArray, out_modes: &[usize], cols: usize) -> PassTasks {
+    let grid = x.chunk_grid();
+    let ndim = grid.ndim();
+    let other_modes: Vec<usize> = (0..ndim).filter(|m| !out_modes.contains(m)).collect();
+    let pick =
+        |dims: &[u64], modes: &[usize]| -> Vec<u64> { modes.iter().map(|m| dims[*m]).collect() };
+    let out_extents = pick(grid.shape().dims(), out_modes);
+    let out_chunk = pick(grid.chunk_shape(), out_modes);
+    let block_grid = Shape::new(pick(grid.grid_shape(), out_modes));
+    let member_grid = Shape::new(pick(grid.grid_shape(), &other_modes));
+    let (blocks, members) = (block_grid.num_elements(), member_grid.num_elements());
+    let block_rows: u64 = out_chunk.iter().product();
+    let parts = if blocks < MIN_TASKS && block_rows * cols as u64 * 8 <= SPLIT_MAX_BYTES {
+        MIN_TASKS.div_ceil(blocks.max(1)).min(members.max(1))
+    } else {
+        1
+    };
+    let mut tasks = Vec::new();
+    for b in 0..blocks {
+        let block = block_grid.unravel(b);
+        for p in 0..parts {
+            let reads = ((members * p / parts)..(members * (p + 1) / parts))
+                .map(|k| {
+                    let member = member_grid.unravel(k);
+                    let mut coords = vec![0u64; ndim];
+                    for (i, m) in out_modes.iter().enumerate() {
+                        coords[*m] = block[i];
+                    }
+                    for (i, m) in other_modes.iter().enumerate() {
+                        coords[*m] = member[i];
+                    }
+                    coords
+                })
+                .collect();
+            tasks.push((block.clone(), reads));
+        }
+    }
+    PassTasks {
+        tasks,
+        parts,
+        rows: out_extents.iter().product(),
+        out_chunk,
+        out_extents,
+        block_rows,
+    }
+}
+
+/// Streams every chunk of `x` once (from `resident` when given), adding
+/// `kernel`'s contribution of each into a matrix with one row per element of
+/// the extents of `out_modes` (ascending) and `kernel.cols()` columns.
 ///
 /// Tasks own disjoint row blocks (the chunks sharing their coordinates on
 /// `out_modes`), so no two tasks add into the same rows; when there are
 /// fewer than [`MIN_TASKS`] small blocks, each block's chunks are split over
 /// a fixed number of tasks whose partial sums are added in task order. The
-/// result is bitwise the same for any thread count.
+/// result is bitwise the same for any thread count, resident or not.
 ///
 /// The result matrix is reserved from the session's pool for the pass.
 ///
@@ -41,55 +156,74 @@ const SPLIT_MAX_BYTES: u64 = 1 << 20;
 pub(crate) fn stream_accumulate(
     session: &Session,
     x: &Arc<ZarrArray>,
+    resident: Option<&ResidentTensor>,
     out_modes: &[usize],
     kernel: &dyn ChunkKernel,
     label: &str,
     progress: &dyn Progress,
 ) -> Result<Matrix> {
     let grid = x.chunk_grid().clone();
-    let ndim = grid.ndim();
     let cols = kernel.cols();
-    let other_modes: Vec<usize> = (0..ndim).filter(|m| !out_modes.contains(m)).collect();
-    let pick = |dims: &[u64], modes: &[usize]| -> Vec<u64> { modes.iter().map(|m| dims[*m]).collect() };
-    let out_extents = pick(grid.shape().dims(), out_modes);
-    let rows: u64 = out_extents.iter().product();
-    let block_grid = Shape::new(pick(grid.grid_shape(), out_modes));
-    let member_grid = Shape::new(pick(grid.grid_shape(), &other_modes));
-    let blocks = block_grid.num_elements();
-    let members = member_grid.num_elements();
-    let block_rows: u64 = pick(grid.chunk_shape(), out_modes).iter().product();
-    let block_bytes = block_rows * cols as u64 * 8;
-    let parts = if blocks < MIN_TASKS && block_bytes <= SPLIT_MAX_BYTES {
-        MIN_TASKS.div_ceil(blocks.max(1)).min(members.max(1))
+    let plan = pass_tasks(x, out_modes, cols);
+    let convert = if x.dtype() == DType::F64 || resident.is_some() {
+        0
     } else {
-        1
+        grid.chunk_elements()
     };
-
-    let mut graph = ChunkGraph::new(label.to_string(), x.dtype());
-    let in_id = graph.add_array(
-        x.path().display().to_string(),
-        ArrayRole::Input(x.clone()),
-        grid.clone(),
-    );
-    let convert = if x.dtype() == DType::F64 { 0 } else { grid.chunk_elements() };
-    let scratch = 8 * (block_rows * cols as u64 + kernel.scratch_elements(grid.chunk_shape()) + convert);
-    let mut task_blocks = Vec::new();
-    for b in 0..blocks {
-        let block = block_grid.unravel(b);
-        for p in 0..parts {
-            let range = (members * p / parts)..(members * (p + 1) / parts);
-            let mut reads = Vec::with_capacity((range.end - range.start) as usize);
-            for k in range {
-                let member = member_grid.unravel(k);
-                let mut coords = vec![0u64; ndim];
-                for (i, m) in out_modes.iter().enumerate() {
-                    coords[*m] = block[i];
-                }
-                for (i, m) in other_modes.iter().enumerate() {
-                    coords[*m] = member[i];
-                }
-                reads.push(graph.key(in_id, &coords));
+    let scratch =
+        8 * (plan.block_rows * cols as u64 + kernel.scratch_elements(grid.chunk_shape()) + convert);
+    let held = 8 * plan.rows * cols as u64
+        + if plan.parts > 1 {
+            plan.tasks.len() as u64 * plan.block_rows * cols as u64 * 8
+        } else {
+            0
+        };
+    let body = StreamBody {
+        kernel,
+        plan: &plan,
+        cols,
+        result: Mutex::new(vec![0.0; plan.rows as usize * cols]),
+        partials: Mutex::new(vec![
+            None;
+            if plan.parts > 1 { plan.tasks.len() } else { 0 }
+        ]),
+    };
+    let refuse = |needed: u64| Error::MemoryLimit {
+        required: held + needed,
+        limit: session.memory_limit(),
+        what: format!(
+            "{label} (its {} result in memory and one task of {})",
+            ByteSize(held),
+            ByteSize(needed)
+        ),
+    };
+    let mut reservation = session.pool().reservation(label.to_string());
+    if let Some(resident) = resident {
+        if held + scratch > session.pool().available() {
+            return Err(refuse(scratch));
+        }
+        reservation.grow(held)?;
+        progress.start(label, x.nbytes());
+        let result = for_each_task(session, scratch, label, plan.tasks.len(), progress, |t| {
+            let mut acc = body.new_block(t);
+            for coords in &plan.tasks[t].1 {
+                let chunk = &resident.chunks[grid.chunk_linear_index(coords) as usize];
+                kernel.accumulate(&grid.chunk_region(coords), chunk, &mut acc);
             }
+            body.finish_block(t, acc);
+            Ok(plan.tasks[t].1.len() as u64 * x.chunk_nbytes())
+        });
+        progress.finish();
+        result?;
+    } else {
+        let mut graph = ChunkGraph::new(label.to_string(), x.dtype());
+        let in_id = graph.add_array(
+            x.path().display().to_string(),
+            ArrayRole::Input(x.clone()),
+            grid.clone(),
+        );
+        for (_, reads) in &plan.tasks {
+            let reads: Vec<_> = reads.iter().map(|c| graph.key(in_id, c)).collect();
             let work_bytes = reads.iter().map(|k| graph.chunk_bytes(*k)).sum();
             graph.tasks.push(TaskNode {
                 stage: 0,
@@ -99,44 +233,26 @@ pub(crate) fn stream_accumulate(
                 pinned_bytes: x.chunk_nbytes(),
                 work_bytes,
             });
-            task_blocks.push(block.clone());
+        }
+        let explained = explain_for(session, &graph);
+        if held + explained.min_working_set > session.memory_limit() {
+            return Err(refuse(explained.min_working_set));
+        }
+        reservation.grow(held)?;
+        let report = dispatch_dtype!(x.dtype(), T => explain_or_run::<T>(session, &graph, Some(explained), &body, false, progress))?;
+        if report.run.is_none() {
+            return Err(Error::invalid(
+                "internal: a decomposition pass was only explained",
+            ));
         }
     }
-
-    // The result (and the split tasks' partial sums) live for the whole pass.
-    let held = 8 * rows * cols as u64 + if parts > 1 { blocks * parts * block_bytes } else { 0 };
-    let plan = explain_for(session, &graph);
-    if held + plan.min_working_set > session.memory_limit() {
-        return Err(Error::MemoryLimit {
-            required: held + plan.min_working_set,
-            limit: session.memory_limit(),
-            what: format!(
-                "{label} (its {} result in memory and one task of {})",
-                ByteSize(held),
-                ByteSize(plan.min_working_set)
-            ),
-        });
-    }
-    let mut reservation = session.pool().reservation(label.to_string());
-    reservation.grow(held)?;
-    let body = StreamBody {
-        kernel,
-        out_chunk: pick(grid.chunk_shape(), out_modes),
-        out_extents: &out_extents,
-        cols,
-        task_blocks: &task_blocks,
-        split: parts > 1,
-        result: Mutex::new(vec![0.0; (rows as usize) * cols]),
-        partials: Mutex::new(vec![None; if parts > 1 { task_blocks.len() } else { 0 }]),
-    };
-    let report = dispatch_dtype!(x.dtype(), T => explain_or_run::<T>(session, &graph, Some(plan), &body, false, progress))?;
-    if report.run.is_none() {
-        return Err(Error::invalid("internal: a decomposition pass was only explained"));
-    }
     let mut result = body.result.into_inner().unwrap_or_else(|p| p.into_inner());
-    if parts > 1 {
-        let partials = body.partials.into_inner().unwrap_or_else(|p| p.into_inner());
-        for (b, group) in partials.chunks(parts as usize).enumerate() {
+    if plan.parts > 1 {
+        let partials = body
+            .partials
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        for (b, group) in partials.chunks(plan.parts as usize).enumerate() {
             let mut sum: Option<Vec<f64>> = None;
             for partial in group.iter().flatten() {
                 match &mut sum {
@@ -145,36 +261,49 @@ pub(crate) fn stream_accumulate(
                 }
             }
             if let Some(sum) = sum {
-                let out_chunk = pick(grid.chunk_shape(), out_modes);
-                scatter(&sum, &task_blocks[b * parts as usize], &out_chunk, &out_extents, cols, &mut result);
+                let block = &plan.tasks[b * plan.parts as usize].0;
+                scatter(&sum, block, &plan, cols, &mut result);
             }
         }
     }
     drop(reservation);
-    Matrix::from_vec(rows as usize, cols, result)
+    Matrix::from_vec(plan.rows as usize, cols, result)
 }
 
 /// The extents of the output block at chunk coordinates `block` (clipped at
 /// the array's edge).
-fn block_extents(block: &[u64], out_chunk: &[u64], out_extents: &[u64]) -> Vec<u64> {
+fn block_extents(block: &[u64], plan: &PassTasks) -> Vec<u64> {
     block
         .iter()
-        .zip(out_chunk)
-        .zip(out_extents)
+        .zip(&plan.out_chunk)
+        .zip(&plan.out_extents)
         .map(|((b, c), e)| (*c).min(e - b * c))
         .collect()
 }
 
-/// Adds a block's rows (C order over its extents) into the full result.
-fn scatter(acc: &[f64], block: &[u64], out_chunk: &[u64], out_extents: &[u64], cols: usize, result: &mut [f64]) {
-    let extents = Shape::new(block_extents(block, out_chunk, out_extents));
-    let full = Shape::new(out_extents.to_vec());
-    let origin: Vec<u64> = block.iter().zip(out_chunk).map(|(b, c)| b * c).collect();
-    for (t, row) in acc.chunks_exact(cols.max(1)).enumerate() {
-        let local = extents.unravel(t as u64);
-        let index: Vec<u64> = local.iter().zip(&origin).map(|(l, o)| l + o).collect();
+/// Adds a block's rows (C order over its extents) into the full result:
+/// runs of rows along the last output mode are contiguous in both.
+fn scatter(acc: &[f64], block: &[u64], plan: &PassTasks, cols: usize, result: &mut [f64]) {
+    let extents = block_extents(block, plan);
+    let Some((&run, outer)) = extents.split_last() else {
+        result.iter_mut().zip(acc).for_each(|(d, s)| *d += s);
+        return;
+    };
+    let full = Shape::new(plan.out_extents.clone());
+    let origin: Vec<u64> = block
+        .iter()
+        .zip(&plan.out_chunk)
+        .map(|(b, c)| b * c)
+        .collect();
+    let outer = Shape::new(outer.to_vec());
+    let width = run as usize * cols;
+    let mut index = origin.clone();
+    for (k, src) in acc.chunks_exact(width.max(1)).enumerate() {
+        for (i, l) in outer.unravel(k as u64).iter().enumerate() {
+            index[i] = origin[i] + l;
+        }
         let dest = full.linear_index(&index) as usize * cols;
-        for (d, s) in result[dest..dest + cols].iter_mut().zip(row) {
+        for (d, s) in result[dest..dest + width].iter_mut().zip(src) {
             *d += s;
         }
     }
@@ -182,24 +311,41 @@ fn scatter(acc: &[f64], block: &[u64], out_chunk: &[u64], out_extents: &[u64], c
 
 struct StreamBody<'a> {
     kernel: &'a dyn ChunkKernel,
-    out_chunk: Vec<u64>,
-    out_extents: &'a [u64],
+    plan: &'a PassTasks,
     cols: usize,
-    task_blocks: &'a [Vec<u64>],
-    split: bool,
     result: Mutex<Vec<f64>>,
     partials: Mutex<Vec<Option<Vec<f64>>>>,
+}
+
+impl StreamBody<'_> {
+    fn new_block(&self, task: usize) -> Vec<f64> {
+        let rows: u64 = block_extents(&self.plan.tasks[task].0, self.plan)
+            .iter()
+            .product();
+        vec![0.0; rows as usize * self.cols]
+    }
+
+    fn finish_block(&self, task: usize, acc: Vec<f64>) {
+        if self.plan.parts > 1 {
+            self.partials.lock().unwrap_or_else(|p| p.into_inner())[task] = Some(acc);
+        } else {
+            let mut result = self.result.lock().unwrap_or_else(|p| p.into_inner());
+            scatter(
+                &acc,
+                &self.plan.tasks[task].0,
+                self.plan,
+                self.cols,
+                &mut result,
+            );
+        }
+    }
 }
 
 impl<T: Element> TaskBody<T> for StreamBody<'_> {
     fn run(&self, index: usize, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>> {
         let task = io.task();
         let graph = io.graph();
-        let block = &self.task_blocks[index];
-        let rows: u64 = block_extents(block, &self.out_chunk, self.out_extents)
-            .iter()
-            .product();
-        let mut acc = vec![0.0; rows as usize * self.cols];
+        let mut acc = self.new_block(index);
         let mut converted = Vec::new();
         for k in 0..task.reads.len() {
             let region = graph.region(task.reads[k]);
@@ -213,12 +359,7 @@ impl<T: Element> TaskBody<T> for StreamBody<'_> {
             };
             self.kernel.accumulate(&region, data, &mut acc);
         }
-        if self.split {
-            self.partials.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(acc);
-        } else {
-            let mut result = self.result.lock().unwrap_or_else(|p| p.into_inner());
-            scatter(&acc, block, &self.out_chunk, self.out_extents, self.cols, &mut result);
-        }
+        self.finish_block(index, acc);
         Ok(None)
     }
 }

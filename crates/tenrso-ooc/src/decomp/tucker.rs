@@ -14,7 +14,7 @@ use crate::decomp::cp_als::{NamedProgress, load_factors};
 use crate::decomp::hosvd::leading_mode_vectors;
 use crate::decomp::linalg::leading_left_singular_vectors;
 use crate::decomp::matrix::{read_npy_values, write_npy_values};
-use crate::decomp::stream::stream_accumulate;
+use crate::decomp::stream::{ResidentTensor, stream_accumulate};
 use crate::decomp::{Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
 use crate::ops::CounterRng;
@@ -103,6 +103,10 @@ pub struct TuckerOptions {
     pub checkpoint: Option<PathBuf>,
     /// Continue from the checkpoint in [`checkpoint`](Self::checkpoint).
     pub resume: bool,
+    /// Hold the tensor in memory across passes when its `f64` values take
+    /// at most half the memory limit (else, or when false, every pass
+    /// streams it from the store).
+    pub hold_in_memory: bool,
 }
 
 impl TuckerOptions {
@@ -116,6 +120,7 @@ impl TuckerOptions {
             seed: 0,
             checkpoint: None,
             resume: false,
+            hold_in_memory: true,
         }
     }
 
@@ -187,7 +192,9 @@ pub fn tucker(
         }
     }
     if opts.n_iter_max == 0 {
-        return Err(Error::invalid("Tucker needs at least one iteration (n_iter_max ≥ 1)"));
+        return Err(Error::invalid(
+            "Tucker needs at least one iteration (n_iter_max ≥ 1)",
+        ));
     }
     let started = Instant::now();
     let mut iterations: Vec<Iteration> = Vec::new();
@@ -247,6 +254,11 @@ pub fn tucker(
             )));
         }
     }
+    let resident = if opts.hold_in_memory {
+        ResidentTensor::load_if_small(session, x, progress)?
+    } else {
+        None
+    };
     let init_seconds = started.elapsed().as_secs_f64();
     let mut converged = false;
     for iteration in iterations.len()..opts.n_iter_max {
@@ -270,6 +282,7 @@ pub fn tucker(
             let y = stream_accumulate(
                 session,
                 x,
+                resident.as_ref(),
                 &[mode],
                 &kernel,
                 &label,
@@ -349,7 +362,9 @@ fn initial_model(
                 .zip(&opts.ranks)
                 .enumerate()
                 .map(|(m, (&i, &r))| {
-                    let v = (0..i * r as u64).map(|e| rng.uniform(m as u32, e)).collect();
+                    let v = (0..i * r as u64)
+                        .map(|e| rng.uniform(m as u32, e))
+                        .collect();
                     Matrix::from_vec(i as usize, r, v)
                 })
                 .collect::<Result<Vec<_>>>()?;
