@@ -97,6 +97,8 @@ pub enum Command {
     Cp(CpArgs),
     /// Tucker decomposition by HOSVD and HOOI (out of core, checkpointed)
     Tucker(TuckerArgs),
+    /// Write the full tensor of a CP or Tucker model (an output directory of cp or tucker) chunk by chunk
+    Reconstruct(ReconstructArgs),
     /// Show the engine at work on a tensor larger than its memory limit
     Demo(DemoArgs),
 }
@@ -106,7 +108,7 @@ pub enum Command {
 pub struct EinsumArgs {
     /// Subscripts in NumPy's syntax, e.g. 'ij,jk->ik', 'bij,bjk->bik', 'ii->i', 'ij,ij->', '...ij,...jk->...ik'
     pub subscripts: String,
-    /// Input arrays, one per operand
+    /// Input arrays, one per operand: Zarr stores or .npy files (e.g. the cores of a tensor network)
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output array (required unless the result is a scalar, which is printed)
@@ -126,7 +128,7 @@ pub struct EinsumArgs {
 /// `cp`.
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// Input array
+    /// Input tensor: a Zarr store or a .npy file
     pub input: PathBuf,
     /// Number of components
     #[arg(long, value_name = "R")]
@@ -163,6 +165,25 @@ pub struct CpArgs {
     pub resume: bool,
 }
 
+/// `reconstruct`.
+#[derive(Debug, Args)]
+pub struct ReconstructArgs {
+    /// Model directory: factor_K.npy with weights.npy (CP) or core.npy (Tucker)
+    pub model: PathBuf,
+    /// Output array
+    #[arg(short, long, value_name = "OUT")]
+    pub out: PathBuf,
+    /// Chunk shape [default: about 8 MiB chunks]
+    #[arg(long, value_name = "SHAPE")]
+    pub chunks: Option<Shape>,
+    /// Element type: f64 or f32
+    #[arg(long, default_value = "f64", value_name = "DTYPE")]
+    pub dtype: DType,
+    /// Compressor of the output: none, zstd[:LEVEL] or lz4
+    #[arg(long, default_value = "none", value_name = "CODEC")]
+    pub codec: Compression,
+}
+
 /// How a CP-ALS sweep computes its MTTKRPs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SweepArg {
@@ -177,7 +198,7 @@ pub enum SweepArg {
 /// `tucker`.
 #[derive(Debug, Args)]
 pub struct TuckerArgs {
-    /// Input array
+    /// Input tensor: a Zarr store or a .npy file
     pub input: PathBuf,
     /// Rank of each mode, e.g. 16,16,16
     #[arg(long, value_name = "R1,R2,…", value_delimiter = ',', required = true)]

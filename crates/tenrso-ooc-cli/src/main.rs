@@ -113,6 +113,7 @@ fn run(command: &Command, ctx: &Context) -> tenrso_ooc::Result<Outcome> {
         Command::Einsum(args) => commands::einsum::run(args, ctx),
         Command::Cp(args) => commands::decompose::cp(args, ctx),
         Command::Tucker(args) => commands::decompose::tucker(args, ctx),
+        Command::Reconstruct(args) => commands::decompose::reconstruct(args, ctx),
         Command::Demo(args) => commands::demo::run(args, ctx),
     }
 }

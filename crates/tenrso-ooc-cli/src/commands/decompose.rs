@@ -1,7 +1,6 @@
 //! `tenrso-ooc cp` and `tenrso-ooc tucker`.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -9,11 +8,12 @@ use tenrso_ooc::decomp::{
     self, CpInit, CpModel, CpOptions, Iteration, SweepStrategy, TuckerInit, TuckerModel,
     TuckerOptions,
 };
-use tenrso_ooc::store::ZarrArray;
+use tenrso_ooc::ops::open_input;
+use tenrso_ooc::store::{ArraySpec, ZarrArray};
 use tenrso_ooc::{ByteSize, Error, Result};
 
-use crate::cli::{CpArgs, SweepArg, TuckerArgs};
-use crate::commands::dims;
+use crate::cli::{CpArgs, ReconstructArgs, SweepArg, TuckerArgs};
+use crate::commands::{chunk_shape_or_auto, dims, rate};
 use crate::process_memory::peak_rss_bytes;
 use crate::{Context, Outcome};
 
@@ -55,6 +55,7 @@ pub fn median_seconds(iterations: &[Iteration]) -> f64 {
 fn summary(
     ctx: &Context,
     what: &str,
+    input: &Path,
     x: &ZarrArray,
     out: &Path,
     iterations: &[Iteration],
@@ -71,7 +72,7 @@ fn summary(
     let per_iter = median_seconds(iterations);
     let read_per_iter = iterations.last().map_or(0, |i| i.bytes_read);
     json["command"] = json!(what);
-    json["input"] = json!(x.path().display().to_string());
+    json["input"] = json!(input.display().to_string());
     json["shape"] = json!(x.shape());
     json["tensor_bytes"] = json!(x.nbytes());
     json["iterations"] = Value::from(
@@ -96,7 +97,7 @@ fn summary(
     decomp::write_atomically(&out.join("report.json"), report.as_bytes())?;
     let text = format!(
         "{what} of {} ({}, {}): {} iterations{}{}, fit {}\n  {:.3} s per iteration (median), {} passes reading {} each; init {:.2} s, total {:.2} s\n  memory: pool peak {}, process peak {} (limit {})\n  -> {}\n",
-        x.path().display(),
+        input.display(),
         dims(x.shape()),
         ByteSize(x.nbytes()),
         iterations.len(),
@@ -122,7 +123,8 @@ fn summary(
 
 /// `cp`: CP-ALS; factors, weights and report.json into OUTDIR.
 pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
-    let x = Arc::new(ZarrArray::open(&args.input)?);
+    let input = open_input(&ctx.session, &args.input, &ctx.progress)?;
+    let x = &input.array;
     let init = match args.init.as_str() {
         "svd" => CpInit::Svd,
         "random" => CpInit::Random,
@@ -149,7 +151,7 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
     let started = Instant::now();
     let report = decomp::cp_als(
         &ctx.session,
-        &x,
+        x,
         &opts,
         &mut |i| print_iteration(ctx, "CP-ALS", i),
         &ctx.progress,
@@ -168,7 +170,8 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
     summary(
         ctx,
         "cp",
-        &x,
+        &args.input,
+        x,
         &args.out,
         &report.iterations,
         report.converged,
@@ -182,7 +185,8 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
 
 /// `tucker`: HOSVD + HOOI; factors, core and report.json into OUTDIR.
 pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
-    let x = Arc::new(ZarrArray::open(&args.input)?);
+    let input = open_input(&ctx.session, &args.input, &ctx.progress)?;
+    let x = &input.array;
     let init = match args.init.as_str() {
         "svd" => TuckerInit::Svd,
         "random" => TuckerInit::Random,
@@ -202,7 +206,7 @@ pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
     let started = Instant::now();
     let report = decomp::tucker(
         &ctx.session,
-        &x,
+        x,
         &opts,
         &mut |i| print_iteration(ctx, "Tucker", i),
         &ctx.progress,
@@ -218,7 +222,8 @@ pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
     summary(
         ctx,
         "tucker",
-        &x,
+        &args.input,
+        x,
         &args.out,
         &report.iterations,
         report.converged,
@@ -228,4 +233,55 @@ pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
         report.resumed_after,
         json,
     )
+}
+
+/// `reconstruct`: a CP or Tucker model directory written out as a stored
+/// tensor.
+pub fn reconstruct(args: &ReconstructArgs, ctx: &Context) -> Result<Outcome> {
+    let started = Instant::now();
+    let tucker = args.model.join("core.npy").exists();
+    let (kind, shape, factors) = if tucker {
+        let m = TuckerModel::load(&args.model)?;
+        let shape: Vec<u64> = m.factors.iter().map(|f| f.rows() as u64).collect();
+        ("tucker", shape, Err(m))
+    } else {
+        let m = CpModel::load(&args.model)?;
+        let shape: Vec<u64> = m.factors.iter().map(|f| f.rows() as u64).collect();
+        ("cp", shape, Ok(m))
+    };
+    let chunks = chunk_shape_or_auto(
+        args.chunks.as_ref().map(|s| s.dims()),
+        &shape,
+        args.dtype,
+        ctx.session.options(),
+    );
+    let spec = ArraySpec::new(shape.clone(), chunks, args.dtype).with_compression(args.codec);
+    let array = match &factors {
+        Ok(cp) => decomp::reconstruct_cp(&ctx.session, cp, &args.out, &spec, &ctx.progress)?,
+        Err(tk) => decomp::reconstruct_tucker(&ctx.session, tk, &args.out, &spec, &ctx.progress)?,
+    };
+    let elapsed = started.elapsed();
+    let text = format!(
+        "reconstructed the {kind} model in {} as {} ({} {}) in {:.2} s ({})\n",
+        args.model.display(),
+        args.out.display(),
+        dims(&shape),
+        ByteSize(array.nbytes()),
+        elapsed.as_secs_f64(),
+        rate(array.nbytes(), elapsed)
+    );
+    let json = json!({
+        "model": args.model.display().to_string(),
+        "kind": kind,
+        "out": args.out.display().to_string(),
+        "shape": shape,
+        "bytes": array.nbytes(),
+        "seconds": elapsed.as_secs_f64(),
+        "peak_rss_bytes": peak_rss_bytes(),
+    });
+    Ok(Outcome {
+        text,
+        json,
+        success: true,
+    })
 }

@@ -1,10 +1,7 @@
 //! `tenrso-ooc einsum`.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 use tenrso_ooc::ops::{self, EinsumOptions, EinsumReport, OutputOptions};
-use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{ByteSize, Result};
 
 use crate::cli::EinsumArgs;
@@ -13,11 +10,14 @@ use crate::{Context, Outcome};
 
 /// Contracts; a scalar result is printed, an array result written.
 pub fn run(args: &EinsumArgs, ctx: &Context) -> Result<Outcome> {
-    let inputs = args
+    // `.npy` operands (e.g. the cores of a tensor network) are imported into
+    // the spill area for the run.
+    let opened = args
         .inputs
         .iter()
-        .map(|p| ZarrArray::open(p).map(Arc::new))
+        .map(|p| ops::open_input(&ctx.session, p, &ctx.progress))
         .collect::<Result<Vec<_>>>()?;
+    let inputs: Vec<_> = opened.iter().map(|i| i.array.clone()).collect();
     let opts = EinsumOptions {
         output: OutputOptions {
             chunk_shape: args.chunks.as_ref().map(|s| s.dims().to_vec()),

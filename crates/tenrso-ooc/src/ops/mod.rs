@@ -11,6 +11,7 @@ mod random;
 mod reduce;
 mod reorganize;
 pub(crate) mod run_plan;
+mod source;
 mod transfer;
 mod verify;
 
@@ -23,5 +24,6 @@ pub use random::CounterRng;
 pub use reduce::{ReduceOp, ReduceReport, reduce};
 pub use reorganize::{rechunk, transpose};
 pub use run_plan::{OpReport, OutputOptions};
+pub use source::{Input, open_input};
 pub use transfer::{ImportOptions, TransferReport, export, import, is_npy};
 pub use verify::{BadChunk, VerifyReport, verify};
