@@ -26,6 +26,11 @@
 //!   subscripts, [`plan::ContractionPath`] orders the pairwise
 //!   [`plan::ContractionStep`]s, and each step runs as a tiled GEMM through
 //!   the executor.
+//! - [`decomp`] decomposes stored tensors out of core: streaming
+//!   [`decomp::mttkrp`], [`decomp::cp_als`] and [`decomp::tucker`] (HOSVD
+//!   and HOOI) with TensorLy's parameters, checkpointed every iteration, and
+//!   [`decomp::reconstruct_cp`]/[`decomp::reconstruct_tucker`] to write a
+//!   model back as a stored tensor.
 //!
 //! ## Example
 //!
