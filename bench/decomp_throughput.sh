@@ -86,7 +86,7 @@ s_tk10=$(field "$work/tk10" seconds_per_iteration_median)
 out=$(timed_rss "$py" "$peers/tucker_iters.py")
 read -r t_tl10 rss_tl10 <<<"$(echo "$out" | head -1)"
 s_tl10=$(echo "$out" | grep -oE '[0-9.]+s/iter' | tr -d 's/iter')
-t_tl10_in=$(echo "$out" | grep -oE 'tol=0: [0-9.]+s' | grep -oE '[0-9.]+')
+t_tl10_in=$(echo "$out" | sed -nE 's/.*tol=0: ([0-9.]+)s.*/\1/p')
 rm -rf "$work/tkd"
 read -r t_tkd rss_tkd <<<"$(timed_rss "$bin" tucker "$x" --ranks 16,16,16 -o "$work/tkd" --memory-limit 2GiB -q | head -1)"
 it_tkd=$(python3 -c "import json; print(len(json.load(open('$work/tkd/report.json'))['iterations']))")

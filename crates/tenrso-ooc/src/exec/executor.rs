@@ -407,6 +407,13 @@ impl<T: Element> StageRun<'_, T> {
             let last = (base + window).min(self.end);
             let mut waiting_for_memory = false;
             let mut loaded = false;
+            // Tasks that read many chunks: load ahead of the running tasks'
+            // own reads too (the oldest running task is at most `threads`
+            // behind `base`), so their I/O overlaps their compute.
+            let oldest_running = base.saturating_sub(self.session.threads());
+            if cursor.0 < oldest_running {
+                cursor = (oldest_running, 0);
+            }
             let (mut t, mut r) = cursor;
             'tasks: while t < last {
                 let reads = &self.graph.tasks[t].reads;
