@@ -55,13 +55,18 @@ cp_run() { # OUT EXTRA...
     rm -rf "$out"
     timed_rss "$bin" cp "$x" --rank 16 --iters 10 --tol 0 --init random -o "$out" --memory-limit 2GiB -q "$@" | head -1
 }
-read -r _ rss_mem <<<"$(cp_run "$work/cp_mem")"
-s_mem=$(field "$work/cp_mem" seconds_per_iteration_median)
-read -r _ rss_str <<<"$(cp_run "$work/cp_stream" --stream)"
-s_str=$(field "$work/cp_stream" seconds_per_iteration_median)
-out=$(timed_rss "$py" "$peers/tensorly_decomp.py" cp)
-rss_tl=$(echo "$out" | head -1 | cut -d' ' -f2)
-s_tl=$(echo "$out" | grep -oE '[0-9.]+s/iter' | tr -d 's/iter')
+# Three runs each, alternating ours and TensorLy's; medians.
+mems=(); strs=(); tls=()
+for _ in 1 2 3; do
+    read -r _ rss_mem <<<"$(cp_run "$work/cp_mem")"
+    mems+=("$(field "$work/cp_mem" seconds_per_iteration_median)")
+    read -r _ rss_str <<<"$(cp_run "$work/cp_stream" --stream)"
+    strs+=("$(field "$work/cp_stream" seconds_per_iteration_median)")
+    out=$(timed_rss "$py" "$peers/tensorly_decomp.py" cp)
+    rss_tl=$(echo "$out" | head -1 | cut -d' ' -f2)
+    tls+=("$(echo "$out" | grep -oE '[0-9.]+s/iter' | tr -d 's/iter')")
+done
+s_mem=$(median "${mems[@]}"); s_str=$(median "${strs[@]}"); s_tl=$(median "${tls[@]}")
 
 # 2. CP-ALS on a tensor 8x the limit.
 xb="$work/cp${big}.zarr"
@@ -95,7 +100,7 @@ read -r _ rss_tld <<<"$(echo "$out" | head -1)"
 t_tld=$(echo "$out" | grep -oE ': [0-9.]+s' | head -1 | grep -oE '[0-9.]+')
 
 echo
-echo "Machine: $(machine); f64, page-cache warm; one run each (the machine is shared: rerun for medians)."
+echo "Machine: $(machine); f64, page-cache warm; CP on 400³ medians of 3 runs, the rest one run each (the machine is shared)."
 echo
 echo "| workload | tenrso-ooc | reference | ratio | peak RSS ours / reference |"
 echo "|---|---|---|---|---|"

@@ -255,6 +255,8 @@ fn refuses_to_overwrite_and_reports_bad_input_in_one_line() {
     let out = arg(d, "out");
     run(["cp", &x, "--rank", "2", "--iters", "2", "-o", &out, "-q"]).success();
     let before = std::fs::read(d.join("out/factor_0.npy")).unwrap();
+    std::fs::create_dir_all(d.join("stray")).unwrap();
+    std::fs::write(d.join("stray/notes.txt"), "keep me").unwrap();
     for (args, needle) in [
         (vec!["cp", &x, "--rank", "2", "-o", &out], "not empty"),
         (
@@ -281,6 +283,14 @@ fn refuses_to_overwrite_and_reports_bad_input_in_one_line() {
         (
             vec!["cp", &x, "--rank", "3", "--resume", "-o", &out],
             "other options",
+        ),
+        (
+            vec!["tucker", &x, "--ranks", "2,2,5", "-o", &arg(d, "o5")],
+            "exceeds the product of the other ranks",
+        ),
+        (
+            vec!["cp", &x, "--rank", "2", "--resume", "-o", &arg(d, "stray")],
+            "holds no checkpoint",
         ),
     ] {
         let r = run(&args);

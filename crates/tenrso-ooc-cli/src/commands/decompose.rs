@@ -27,6 +27,12 @@ fn prepare_out(out: &Path, resume: bool) -> Result<()> {
             out.display()
         )));
     }
+    if non_empty && resume && !out.join("checkpoint/state.json").exists() {
+        return Err(Error::invalid(format!(
+            "{} holds no checkpoint to resume (checkpoint/state.json is missing): give an empty or new -o",
+            out.display()
+        )));
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))
 }
 
@@ -96,7 +102,7 @@ fn summary(
     let report = serde_json::to_string_pretty(&json).map_err(|e| Error::invalid(e.to_string()))?;
     decomp::write_atomically(&out.join("report.json"), report.as_bytes())?;
     let text = format!(
-        "{what} of {} ({}, {}): {} iterations{}{}, fit {}\n  {:.3} s per iteration (median), {} passes reading {} each; init {:.2} s, total {:.2} s\n  memory: pool peak {}, process peak {} (limit {})\n  -> {}\n",
+        "{what} of {} ({}, {}): {} iterations{}{}, fit {}\n  {:.3} s per iteration (median), {} passes {}; init {:.2} s, total {:.2} s\n  memory: pool peak {}, process peak {} (limit {})\n  -> {}\n",
         input.display(),
         dims(x.shape()),
         ByteSize(x.nbytes()),
@@ -106,7 +112,14 @@ fn summary(
         fit.map_or("-".to_string(), |f| format!("{f:.8}")),
         per_iter,
         passes,
-        ByteSize(read_per_iter / passes.max(1) as u64),
+        if read_per_iter == 0 {
+            "over the tensor held in memory".to_string()
+        } else {
+            format!(
+                "reading {} each",
+                ByteSize(read_per_iter / passes.max(1) as u64)
+            )
+        },
         init_seconds,
         seconds,
         ByteSize(ctx.session.pool().peak()),

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::core::{Error, Result};
-use crate::decomp::Matrix;
 use crate::decomp::matrix::{read_npy_values, write_atomically, write_npy_values};
+use crate::decomp::{Iteration, Matrix};
 
 /// The state of a decomposition after a completed iteration.
 #[derive(Debug, Clone)]
@@ -119,6 +119,36 @@ pub(crate) fn load(out: &Path) -> Result<Option<Checkpoint>> {
         factors,
         arrays,
     }))
+}
+
+/// What a resumed run restores from a checkpoint's state: the history, the
+/// tensor's norm and whether the run had converged. Refuses a checkpoint made
+/// with other `options` (anything that changes the arithmetic) or a damaged
+/// one.
+pub(crate) fn restore(ckpt: &Checkpoint, options: &Value) -> Result<(Vec<Iteration>, f64, bool)> {
+    if &ckpt.state["options"] != options {
+        return Err(Error::invalid(format!(
+            "the checkpoint was made with other options ({}); these are {options}: rerun with the same options and input, or without --resume",
+            ckpt.state["options"]
+        )));
+    }
+    let damaged = |what: &str| Error::invalid(format!("the checkpoint is damaged: {what}"));
+    let history = ckpt.state["iterations"]
+        .as_array()
+        .ok_or_else(|| damaged("no iteration history"))?;
+    let iterations: Vec<Iteration> = history.iter().map(Iteration::from_json).collect();
+    if iterations.len() != ckpt.iteration {
+        return Err(damaged("the history does not match the iteration count"));
+    }
+    let norm = ckpt.state["norm"]
+        .as_f64()
+        .filter(|n| n.is_finite())
+        .ok_or_else(|| damaged("no norm"))?;
+    Ok((
+        iterations,
+        norm,
+        ckpt.state["converged"].as_bool().unwrap_or(false),
+    ))
 }
 
 /// Removes `out/checkpoint/` (a finished or restarted run).

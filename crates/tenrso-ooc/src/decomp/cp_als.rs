@@ -17,6 +17,7 @@ use crate::decomp::mttkrp::{
 use crate::decomp::stream::ResidentTensor;
 use crate::decomp::{Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
+use crate::memory::Reservation;
 use crate::ops::CounterRng;
 use crate::store::ZarrArray;
 
@@ -44,6 +45,12 @@ impl CpModel {
     pub fn load(dir: &Path) -> Result<Self> {
         let factors = load_factors(dir)?;
         let rank = factors[0].cols();
+        if rank == 0 {
+            return Err(Error::invalid(format!(
+                "{}: factor_0.npy has no columns",
+                dir.display()
+            )));
+        }
         if let Some((k, f)) = factors.iter().enumerate().find(|(_, f)| f.cols() != rank) {
             return Err(Error::invalid(format!(
                 "{}: factor_{k}.npy has {} columns but factor_0.npy has {rank}",
@@ -200,14 +207,19 @@ impl CpOptions {
         }
     }
 
-    /// What a checkpoint must agree on to be resumed with these options.
-    fn fingerprint(&self, shape: &[u64]) -> Value {
+    /// What a checkpoint must agree on to be resumed with these options:
+    /// everything that changes the arithmetic (the input's layout and the
+    /// resolved sweep fix the summation order).
+    fn fingerprint(&self, x: &ZarrArray, two_pass: bool) -> Value {
         json!({
             "kind": "cp",
-            "shape": shape,
+            "shape": x.shape(),
+            "chunks": x.chunk_grid().chunk_shape(),
+            "dtype": x.dtype().to_string(),
             "rank": self.rank,
             "normalize_factors": self.normalize_factors,
             "l2_reg": self.l2_reg,
+            "two_pass": two_pass,
         })
     }
 }
@@ -288,19 +300,18 @@ pub fn cp_als(
         }
         _ => None,
     };
+    let (split, partial_rows) = best_split(&shape);
+    let two_pass = match opts.sweep {
+        SweepStrategy::PerMode => false,
+        SweepStrategy::TwoPass => true,
+        SweepStrategy::Auto => partial_rows * rank as u64 * 8 <= session.memory_limit() / 4,
+    };
+    let fingerprint = opts.fingerprint(x, two_pass);
+    let mut converged = false;
     let (mut model, norm) = if let Some(ckpt) = resumed {
-        let expected = opts.fingerprint(&shape);
-        if ckpt.state["options"] != expected {
-            return Err(Error::invalid(format!(
-                "the checkpoint was made with other options ({}); these are {expected}: rerun with the same options or without --resume",
-                ckpt.state["options"]
-            )));
-        }
-        iterations = serde_json::from_value::<Vec<Value>>(ckpt.state["iterations"].clone())
-            .unwrap_or_default()
-            .iter()
-            .map(Iteration::from_json)
-            .collect();
+        let (history, _, done) = checkpoint::restore(&ckpt, &fingerprint)?;
+        iterations = history;
+        converged = done;
         resumed_after = Some(ckpt.iteration);
         let weights = ckpt
             .arrays
@@ -308,9 +319,7 @@ pub fn cp_als(
             .find(|(a, _, _)| a == "weights")
             .map(|(_, _, v)| v.clone())
             .ok_or_else(|| Error::invalid("the checkpoint has no weights"))?;
-        let norm = ckpt.state["norm"]
-            .as_f64()
-            .ok_or_else(|| Error::invalid("the checkpoint has no norm"))?;
+        let norm = checkpoint::restore(&ckpt, &fingerprint)?.1;
         (
             CpModel {
                 weights,
@@ -322,8 +331,7 @@ pub fn cp_als(
         let norm = tensor_norm(session, x, progress)?;
         (initial_model(session, x, opts, progress)?, norm)
     };
-    check_factors(&shape, &model.factors)?;
-    if model.rank() != rank {
+    if check_factors(&shape, &model.factors)? != rank || model.rank() != rank {
         return Err(Error::invalid(format!(
             "the initial model has rank {}, not {rank}",
             model.rank()
@@ -336,16 +344,13 @@ pub fn cp_als(
     };
     let init_seconds = started.elapsed().as_secs_f64();
 
-    let (split, partial_rows) = best_split(&shape);
-    let two_pass = match opts.sweep {
-        SweepStrategy::PerMode => false,
-        SweepStrategy::TwoPass => true,
-        SweepStrategy::Auto => partial_rows * rank as u64 * 8 <= session.memory_limit() / 4,
-    };
     let passes_per_iteration = if two_pass { 2 } else { ndim };
     let mut grams: Vec<Matrix> = model.factors.iter().map(Matrix::gram).collect();
-    let mut converged = false;
-    let first = iterations.len();
+    let first = if converged {
+        opts.n_iter_max
+    } else {
+        iterations.len()
+    };
     for iteration in first..opts.n_iter_max {
         let t0 = Instant::now();
         let read0 = session.metrics().bytes_read.get();
@@ -361,7 +366,7 @@ pub fn cp_als(
         };
         // The partial contraction the leading or trailing modes' MTTKRPs
         // come from, and those modes.
-        let mut partial: Option<(Matrix, std::ops::Range<usize>)> = None;
+        let mut partial: Option<(Matrix, std::ops::Range<usize>, Reservation)> = None;
         let mut last_mttkrp = Matrix::zeros(0, 0);
         for mode in 0..ndim {
             let mut m = if two_pass {
@@ -375,8 +380,10 @@ pub fn cp_als(
                         &label(1),
                         &NamedProgress::new(progress, &label(1)),
                     )?;
-                    partial = Some((p, 0..split));
+                    partial = Some((p.0, 0..split, p.1));
                 } else if mode == split {
+                    // P (and its reservation) is released before Q is accumulated.
+                    drop(partial.take());
                     let q = left_partial(
                         session,
                         x,
@@ -386,9 +393,9 @@ pub fn cp_als(
                         &label(2),
                         &NamedProgress::new(progress, &label(2)),
                     )?;
-                    partial = Some((q, split..ndim));
+                    partial = Some((q.0, split..ndim, q.1));
                 }
-                let (p, modes) = partial.as_ref().expect("set at mode 0 and at the split");
+                let (p, modes, _) = partial.as_ref().expect("set at mode 0 and at the split");
                 mttkrp_from_partial(p, &model.factors, modes.clone(), mode)
             } else {
                 let label = label(mode + 1);
@@ -432,7 +439,13 @@ pub fn cp_als(
             .sum();
         let model_sq = model_norm_squared(&model.weights, &grams);
         let rec_error = (norm * norm + model_sq - 2.0 * iprod).abs().sqrt() / norm;
-        if opts.normalize_factors {
+        // As TensorLy: the convergence test comes before the normalisation,
+        // so a converged run returns the factors of its last update.
+        converged = opts.tol > 0.0
+            && iterations
+                .last()
+                .is_some_and(|p: &Iteration| (p.rec_error - rec_error).abs() < opts.tol);
+        if opts.normalize_factors && !converged {
             normalize(&mut model, &mut grams);
         }
         let info = Iteration {
@@ -451,8 +464,9 @@ pub fn cp_als(
                 &Checkpoint {
                     iteration: iteration + 1,
                     state: json!({
-                        "options": opts.fingerprint(&shape),
+                        "options": fingerprint,
                         "norm": norm,
+                        "converged": converged,
                         "iterations": iterations.iter().map(Iteration::to_json).collect::<Vec<_>>(),
                     }),
                     factors: model.factors.clone(),
@@ -460,12 +474,7 @@ pub fn cp_als(
                 },
             )?;
         }
-        let n = iterations.len();
-        if opts.tol > 0.0
-            && n >= 2
-            && (iterations[n - 2].rec_error - iterations[n - 1].rec_error).abs() < opts.tol
-        {
-            converged = true;
+        if converged {
             break;
         }
     }
@@ -519,6 +528,13 @@ fn initial_model(
             // As TensorLy: weights folded into the last factor, no
             // normalisation of a given start.
             let mut model = model.clone();
+            if check_factors(shape, &model.factors)? != rank || model.rank() != rank {
+                return Err(Error::invalid(format!(
+                    "the initial model has rank {} (weights {}), not {rank}",
+                    model.factors[0].cols(),
+                    model.rank()
+                )));
+            }
             if model.weights.iter().any(|w| *w != 1.0) {
                 let last = model.factors.len() - 1;
                 model.factors[last].scale_columns(&model.weights);

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use crate::core::{Error, Result, Shape};
 use crate::decomp::Matrix;
 use crate::decomp::chunk_kernels::{LeftPartial, ModeMttkrp, RightPartial};
-use crate::decomp::stream::{ResidentTensor, stream_accumulate};
+use crate::decomp::stream::{ResidentTensor, stream_accumulate, stream_accumulate_held};
 use crate::exec::{Progress, Session};
+use crate::memory::Reservation;
 use crate::store::ZarrArray;
 
 /// `X₍ₙ₎ · (F_N ⊙ … ⊙ F_{n+1} ⊙ F_{n-1} ⊙ … ⊙ F_1)`: the MTTKRP of `mode`
@@ -114,7 +115,7 @@ pub(crate) fn right_partial(
     split: usize,
     label: &str,
     progress: &dyn Progress,
-) -> Result<Matrix> {
+) -> Result<(Matrix, Reservation)> {
     let rank = factors[0].cols();
     let kernel = RightPartial {
         factors,
@@ -122,7 +123,7 @@ pub(crate) fn right_partial(
         rank,
     };
     let modes: Vec<usize> = (0..split).collect();
-    stream_accumulate(session, x, resident, &modes, &kernel, label, progress)
+    stream_accumulate_held(session, x, resident, &modes, &kernel, label, progress)
 }
 
 /// `Q[j_s..j_{N-1}, r] = Σ X[i, j] · Π_{m<s} F_m[i_m, r]`: the tensor with
@@ -135,7 +136,7 @@ pub(crate) fn left_partial(
     split: usize,
     label: &str,
     progress: &dyn Progress,
-) -> Result<Matrix> {
+) -> Result<(Matrix, Reservation)> {
     let rank = factors[0].cols();
     let kernel = LeftPartial {
         factors,
@@ -143,7 +144,7 @@ pub(crate) fn left_partial(
         rank,
     };
     let modes: Vec<usize> = (split..factors.len()).collect();
-    stream_accumulate(session, x, resident, &modes, &kernel, label, progress)
+    stream_accumulate_held(session, x, resident, &modes, &kernel, label, progress)
 }
 
 /// The MTTKRP of mode `modes.start + within` from a partial contraction

@@ -162,6 +162,20 @@ pub(crate) fn stream_accumulate(
     label: &str,
     progress: &dyn Progress,
 ) -> Result<Matrix> {
+    stream_accumulate_held(session, x, resident, out_modes, kernel, label, progress).map(|(m, _)| m)
+}
+
+/// [`stream_accumulate`], with the result's reservation kept for the caller
+/// to hold as long as it keeps the result (so the pool counts it).
+pub(crate) fn stream_accumulate_held(
+    session: &Session,
+    x: &Arc<ZarrArray>,
+    resident: Option<&ResidentTensor>,
+    out_modes: &[usize],
+    kernel: &dyn ChunkKernel,
+    label: &str,
+    progress: &dyn Progress,
+) -> Result<(Matrix, Reservation)> {
     let grid = x.chunk_grid().clone();
     let cols = kernel.cols();
     let plan = pass_tasks(x, out_modes, cols);
@@ -266,8 +280,15 @@ pub(crate) fn stream_accumulate(
             }
         }
     }
-    drop(reservation);
-    Matrix::from_vec(plan.rows as usize, cols, result)
+    reservation.shrink(
+        reservation
+            .size()
+            .saturating_sub(8 * plan.rows * cols as u64),
+    );
+    Ok((
+        Matrix::from_vec(plan.rows as usize, cols, result)?,
+        reservation,
+    ))
 }
 
 /// The extents of the output block at chunk coordinates `block` (clipped at

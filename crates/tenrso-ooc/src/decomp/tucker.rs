@@ -14,7 +14,7 @@ use crate::decomp::cp_als::{NamedProgress, load_factors};
 use crate::decomp::hosvd::leading_mode_vectors;
 use crate::decomp::linalg::leading_left_singular_vectors;
 use crate::decomp::matrix::{read_npy_values, write_npy_values};
-use crate::decomp::stream::{ResidentTensor, stream_accumulate};
+use crate::decomp::stream::{ResidentTensor, stream_accumulate_held};
 use crate::decomp::{Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
 use crate::ops::CounterRng;
@@ -39,6 +39,12 @@ impl TuckerModel {
     pub fn load(dir: &Path) -> Result<Self> {
         let factors = load_factors(dir)?;
         let (shape, core) = read_npy_values(&dir.join("core.npy"))?;
+        if shape.contains(&0) {
+            return Err(Error::invalid(format!(
+                "{}: core.npy has an empty axis",
+                dir.display()
+            )));
+        }
         let core_shape: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
         let ranks: Vec<usize> = factors.iter().map(Matrix::cols).collect();
         if core_shape != ranks {
@@ -124,8 +130,15 @@ impl TuckerOptions {
         }
     }
 
-    fn fingerprint(&self, shape: &[u64]) -> Value {
-        json!({ "kind": "tucker", "shape": shape, "ranks": self.ranks })
+    /// What a checkpoint must agree on to be resumed with these options.
+    fn fingerprint(&self, x: &ZarrArray) -> Value {
+        json!({
+            "kind": "tucker",
+            "shape": x.shape(),
+            "chunks": x.chunk_grid().chunk_shape(),
+            "dtype": x.dtype().to_string(),
+            "ranks": self.ranks,
+        })
     }
 }
 
@@ -191,6 +204,17 @@ pub fn tucker(
             )));
         }
     }
+    for (m, &r) in opts.ranks.iter().enumerate() {
+        let others: usize = (0..ndim)
+            .filter(|k| *k != m)
+            .map(|k| opts.ranks[k])
+            .product();
+        if r > others {
+            return Err(Error::invalid(format!(
+                "rank {r} of mode {m} exceeds the product of the other ranks ({others}): HOOI's projection of that mode has only {others} columns"
+            )));
+        }
+    }
     if opts.n_iter_max == 0 {
         return Err(Error::invalid(
             "Tucker needs at least one iteration (n_iter_max ≥ 1)",
@@ -208,19 +232,12 @@ pub fn tucker(
         }
         _ => None,
     };
+    let fingerprint = opts.fingerprint(x);
+    let mut converged = false;
     let (mut model, norm) = if let Some(ckpt) = resumed {
-        let expected = opts.fingerprint(&shape);
-        if ckpt.state["options"] != expected {
-            return Err(Error::invalid(format!(
-                "the checkpoint was made with other options ({}); these are {expected}: rerun with the same options or without --resume",
-                ckpt.state["options"]
-            )));
-        }
-        iterations = serde_json::from_value::<Vec<Value>>(ckpt.state["iterations"].clone())
-            .unwrap_or_default()
-            .iter()
-            .map(Iteration::from_json)
-            .collect();
+        let (history, norm, done) = checkpoint::restore(&ckpt, &fingerprint)?;
+        iterations = history;
+        converged = done;
         resumed_after = Some(ckpt.iteration);
         let (core_shape, core) = ckpt
             .arrays
@@ -228,9 +245,6 @@ pub fn tucker(
             .find(|(a, _, _)| a == "core")
             .map(|(_, s, v)| (s.iter().map(|d| *d as usize).collect(), v))
             .ok_or_else(|| Error::invalid("the checkpoint has no core"))?;
-        let norm = ckpt.state["norm"]
-            .as_f64()
-            .ok_or_else(|| Error::invalid("the checkpoint has no norm"))?;
         (
             TuckerModel {
                 core_shape,
@@ -243,6 +257,14 @@ pub fn tucker(
         let norm = tensor_norm(session, x, progress)?;
         (initial_model(session, x, opts, progress)?, norm)
     };
+    if model.factors.len() != ndim || model.core_shape != opts.ranks {
+        return Err(Error::invalid(format!(
+            "the initial model has {} factors and a core of shape {:?}; this tensor needs {ndim} and ranks {:?}",
+            model.factors.len(),
+            model.core_shape,
+            opts.ranks
+        )));
+    }
     for (m, f) in model.factors.iter().enumerate() {
         if f.rows() as u64 != shape[m] || f.cols() != opts.ranks[m] {
             return Err(Error::invalid(format!(
@@ -260,11 +282,15 @@ pub fn tucker(
         None
     };
     let init_seconds = started.elapsed().as_secs_f64();
-    let mut converged = false;
-    for iteration in iterations.len()..opts.n_iter_max {
+    let first = if converged {
+        opts.n_iter_max
+    } else {
+        iterations.len()
+    };
+    for iteration in first..opts.n_iter_max {
         let t0 = Instant::now();
         let read0 = session.metrics().bytes_read.get();
-        let mut last_projection = Matrix::zeros(0, 0);
+        let mut last_projection = (Matrix::zeros(0, 0), None);
         for mode in 0..ndim {
             let fit = iterations
                 .last()
@@ -279,7 +305,12 @@ pub fn tucker(
                 factors: &model.factors,
                 mode,
             };
-            let y = stream_accumulate(
+            // The previous mode's projection is released before this pass.
+            drop(std::mem::replace(
+                &mut last_projection,
+                (Matrix::zeros(0, 0), None),
+            ));
+            let (y, held) = stream_accumulate_held(
                 session,
                 x,
                 resident.as_ref(),
@@ -290,11 +321,11 @@ pub fn tucker(
             )?;
             let (u, _) = leading_left_singular_vectors(&y, opts.ranks[mode])?;
             model.factors[mode] = u;
-            last_projection = y;
+            last_projection = (y, Some(held));
         }
         // G₍ₙ₎ = Uₙᵀ Y₍ₙ₎ for the last mode n; G in C order is its transpose.
         let last = &model.factors[ndim - 1];
-        let g_unfolded = last.transpose().matmul(&last_projection);
+        let g_unfolded = last.transpose().matmul(&last_projection.0);
         model.core = g_unfolded.transpose().into_vec();
         model.core_shape = opts.ranks.clone();
         let core_sq: f64 = model.core.iter().map(|v| v * v).sum();
@@ -307,6 +338,10 @@ pub fn tucker(
             bytes_read: session.metrics().bytes_read.get() - read0,
             passes: ndim,
         };
+        // TensorLy checks from the third iteration on.
+        let n = iterations.len();
+        converged =
+            opts.tol > 0.0 && n >= 2 && (iterations[n - 1].rec_error - rec_error).abs() < opts.tol;
         on_iteration(&info);
         iterations.push(info);
         if let Some(dir) = &opts.checkpoint {
@@ -316,8 +351,9 @@ pub fn tucker(
                 &Checkpoint {
                     iteration: iteration + 1,
                     state: json!({
-                        "options": opts.fingerprint(&shape),
+                        "options": fingerprint,
                         "norm": norm,
+                        "converged": converged,
                         "iterations": iterations.iter().map(Iteration::to_json).collect::<Vec<_>>(),
                     }),
                     factors: model.factors.clone(),
@@ -325,12 +361,7 @@ pub fn tucker(
                 },
             )?;
         }
-        let n = iterations.len();
-        if opts.tol > 0.0
-            && n >= 3
-            && (iterations[n - 2].rec_error - iterations[n - 1].rec_error).abs() < opts.tol
-        {
-            converged = true;
+        if converged {
             break;
         }
     }
