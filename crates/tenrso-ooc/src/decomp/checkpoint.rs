@@ -151,6 +151,23 @@ pub(crate) fn restore(ckpt: &Checkpoint, options: &Value) -> Result<(Vec<Iterati
     ))
 }
 
+/// The checkpoint a run starts from: the last one in `dir` when resuming;
+/// none (and any old one removed) when starting afresh.
+///
+/// # Errors
+/// Resuming without a directory; a damaged checkpoint.
+pub(crate) fn start(dir: Option<&Path>, resume: bool) -> Result<Option<Checkpoint>> {
+    match (dir, resume) {
+        (Some(dir), true) => load(dir),
+        (None, true) => Err(Error::invalid("resuming needs a checkpoint directory")),
+        (Some(dir), false) => {
+            clear(dir);
+            Ok(None)
+        }
+        (None, false) => Ok(None),
+    }
+}
+
 /// Removes `out/checkpoint/` (a finished or restarted run).
 pub(crate) fn clear(out: &Path) {
     let _ = std::fs::remove_dir_all(root(out));

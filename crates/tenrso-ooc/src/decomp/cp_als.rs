@@ -289,17 +289,7 @@ pub fn cp_als(
     let started = Instant::now();
     let mut iterations = Vec::new();
     let mut resumed_after = None;
-    let resumed = match (&opts.checkpoint, opts.resume) {
-        (Some(dir), true) => checkpoint::load(dir)?,
-        (None, true) => {
-            return Err(Error::invalid("resuming needs a checkpoint directory"));
-        }
-        (Some(dir), false) => {
-            checkpoint::clear(dir);
-            None
-        }
-        _ => None,
-    };
+    let resumed = checkpoint::start(opts.checkpoint.as_deref(), opts.resume)?;
     let (split, partial_rows) = best_split(&shape);
     let two_pass = match opts.sweep {
         SweepStrategy::PerMode => false,
@@ -309,7 +299,7 @@ pub fn cp_als(
     let fingerprint = opts.fingerprint(x, two_pass);
     let mut converged = false;
     let (mut model, norm) = if let Some(ckpt) = resumed {
-        let (history, _, done) = checkpoint::restore(&ckpt, &fingerprint)?;
+        let (history, norm, done) = checkpoint::restore(&ckpt, &fingerprint)?;
         iterations = history;
         converged = done;
         resumed_after = Some(ckpt.iteration);
@@ -319,7 +309,6 @@ pub fn cp_als(
             .find(|(a, _, _)| a == "weights")
             .map(|(_, _, v)| v.clone())
             .ok_or_else(|| Error::invalid("the checkpoint has no weights"))?;
-        let norm = checkpoint::restore(&ckpt, &fingerprint)?.1;
         (
             CpModel {
                 weights,

@@ -223,15 +223,7 @@ pub fn tucker(
     let started = Instant::now();
     let mut iterations: Vec<Iteration> = Vec::new();
     let mut resumed_after = None;
-    let resumed = match (&opts.checkpoint, opts.resume) {
-        (Some(dir), true) => checkpoint::load(dir)?,
-        (None, true) => return Err(Error::invalid("resuming needs a checkpoint directory")),
-        (Some(dir), false) => {
-            checkpoint::clear(dir);
-            None
-        }
-        _ => None,
-    };
+    let resumed = checkpoint::start(opts.checkpoint.as_deref(), opts.resume)?;
     let fingerprint = opts.fingerprint(x);
     let mut converged = false;
     let (mut model, norm) = if let Some(ckpt) = resumed {
