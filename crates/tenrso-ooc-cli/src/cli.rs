@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tenrso_ooc::io::ColumnarCompression;
 use tenrso_ooc::memory::{PolicyKind, SpillCodec, SpillDirSpec};
 use tenrso_ooc::ops::{Fill, ReduceOp};
 use tenrso_ooc::plan::PathStrategy;
@@ -75,13 +76,13 @@ pub enum LogFormat {
 pub enum Command {
     /// Create a stored array, filled by a generator
     Create(CreateArgs),
-    /// Describe a stored array: shape, type, chunks, codecs, size on disk
+    /// Describe an array (a store, or a .npy, Arrow or Parquet file): shape, type, chunks, codecs, size on disk
     Info(InfoArgs),
     /// Decode every chunk and check its checksum; exit 1 listing bad chunks
     Verify(VerifyArgs),
-    /// Import a .npy or raw file into a new stored array
+    /// Import a .npy, Arrow IPC, Parquet or raw file into a new stored array
     Import(ImportArgs),
-    /// Export a stored array to a .npy or raw file
+    /// Export an array to a .npy, Arrow IPC, Parquet or raw file
     Export(ExportArgs),
     /// Evaluate an element-wise expression of x (and y) into a new array
     Map(MapArgs),
@@ -108,7 +109,7 @@ pub enum Command {
 pub struct EinsumArgs {
     /// Subscripts in NumPy's syntax, e.g. 'ij,jk->ik', 'bij,bjk->bik', 'ii->i', 'ij,ij->', '...ij,...jk->...ik'
     pub subscripts: String,
-    /// Input arrays, one per operand: Zarr stores or .npy files (e.g. the cores of a tensor network)
+    /// Input arrays, one per operand: Zarr stores, or .npy, Arrow IPC or Parquet files read in place (e.g. the cores of a tensor network)
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output array (required unless the result is a scalar, which is printed)
@@ -128,7 +129,7 @@ pub struct EinsumArgs {
 /// `cp`.
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// Input tensor: a Zarr store or a .npy file
+    /// Input tensor: a Zarr store, or a .npy, .arrow/.arrows/.feather/.ipc or .parquet file read in place
     pub input: PathBuf,
     /// Number of components
     #[arg(long, value_name = "R")]
@@ -198,7 +199,7 @@ pub enum SweepArg {
 /// `tucker`.
 #[derive(Debug, Args)]
 pub struct TuckerArgs {
-    /// Input tensor: a Zarr store or a .npy file
+    /// Input tensor: a Zarr store, or a .npy, .arrow/.arrows/.feather/.ipc or .parquet file read in place
     pub input: PathBuf,
     /// Rank of each mode, e.g. 16,16,16
     #[arg(long, value_name = "R1,R2,…", value_delimiter = ',', required = true)]
@@ -231,7 +232,7 @@ pub struct TuckerArgs {
 pub struct MapArgs {
     /// Expression in x (first input) and y (second), e.g. 'x*2+1', 'sqrt(abs(x))', 'clip(x,0,1)*y'
     pub expr: String,
-    /// First input array (x)
+    /// First input array (x): a Zarr store, or a .npy, .arrow/.arrows/.feather/.ipc or .parquet file read in place
     pub input: PathBuf,
     /// Second input array (y), same shape and type
     pub input2: Option<PathBuf>,
@@ -248,7 +249,7 @@ pub struct MapArgs {
 pub struct ReduceArgs {
     /// sum, mean, min, max or norm
     pub op: ReduceOp,
-    /// Input array
+    /// Input array: a Zarr store, or a .npy, .arrow/.arrows/.feather/.ipc or .parquet file read in place
     pub input: PathBuf,
     /// Axes to reduce, e.g. 0,2 [default: all, giving one value]
     #[arg(long, value_delimiter = ',', value_name = "AXES")]
@@ -264,7 +265,7 @@ pub struct ReduceArgs {
 /// `transpose`.
 #[derive(Debug, Args)]
 pub struct TransposeArgs {
-    /// Input array
+    /// Input array: a Zarr store, or a .npy, .arrow/.arrows/.feather/.ipc or .parquet file read in place
     pub input: PathBuf,
     /// New axis order: output axis k is input axis AXES[k], e.g. 2,0,1
     #[arg(long, value_delimiter = ',', value_name = "AXES")]
@@ -283,7 +284,7 @@ pub struct TransposeArgs {
 /// `rechunk`.
 #[derive(Debug, Args)]
 pub struct RechunkArgs {
-    /// Input array
+    /// Input array: a Zarr store, or a .npy, .arrow/.arrows/.feather/.ipc or .parquet file read in place
     pub input: PathBuf,
     /// New chunk shape
     #[arg(long, value_name = "SHAPE")]
@@ -338,21 +339,22 @@ pub struct CreateArgs {
 /// `info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Array directory
+    /// Array: a store, or a .npy, Arrow IPC or Parquet file
     pub path: PathBuf,
 }
 
 /// `verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Array directory
+    /// Array: a store (or a .npy, Arrow IPC or Parquet file, decoded in full)
     pub path: PathBuf,
 }
 
 /// `import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Source file: .npy, or raw binary (needs --shape and --dtype)
+    /// Source file: .npy, .arrow/.arrows/.feather/.ipc (Arrow IPC file or
+    /// stream), .parquet, or raw binary (needs --shape and --dtype)
     pub src: PathBuf,
     /// Directory of the new array
     pub dst: PathBuf,
@@ -362,6 +364,11 @@ pub struct ImportArgs {
     /// Element type of a raw source (f64 or f32)
     #[arg(long)]
     pub dtype: Option<DType>,
+    /// Arrow/Parquet columns to import: one list (tensor) column, or numeric
+    /// columns read as a rows x columns matrix [default: the only tensor
+    /// column, else all columns]
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
     /// Chunking and codecs.
     #[command(flatten)]
     pub layout: LayoutArgs,
@@ -370,10 +377,24 @@ pub struct ImportArgs {
 /// `export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Array directory
+    /// Array: a store, or a .npy, Arrow or Parquet file
     pub src: PathBuf,
-    /// Destination: .npy, or anything else for raw C-order little-endian binary
+    /// Destination: .npy; .arrow/.feather/.ipc (Arrow IPC file), .arrows
+    /// (IPC stream) or .parquet with an arrow.fixed_shape_tensor column; or
+    /// anything else for raw C-order little-endian binary
     pub dst: PathBuf,
+    /// Rows per record batch (IPC) or row group (Parquet) [default: slabs
+    /// of about 1/16 of the memory limit, whole chunk rows]
+    #[arg(long, value_name = "ROWS")]
+    pub row_group_rows: Option<u64>,
+    /// Compression of IPC buffers (lz4, zstd, none) or Parquet pages (zstd,
+    /// lz4, snappy, none) [default: none for IPC, zstd for Parquet]
+    #[arg(long, value_name = "CODEC")]
+    pub compression: Option<ColumnarCompression>,
+    /// Write a 2-d array as numeric columns with these names (one per
+    /// column) instead of a tensor column
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
 }
 
 /// `demo`.

@@ -26,6 +26,12 @@
 //!   subscripts, [`plan::ContractionPath`] orders the pairwise
 //!   [`plan::ContractionStep`]s, and each step runs as a tiled GEMM through
 //!   the executor.
+//! - [`io`] reads and writes files outside the store: `.npy`/raw
+//!   ([`io::DenseFile`]), Arrow IPC and Parquet with the canonical
+//!   `arrow.fixed_shape_tensor` column or numeric columns. Such files open
+//!   as read-only arrays ([`io::ChunkSource`], through
+//!   [`ZarrArray::open`](store::ZarrArray::open)), so every operation reads
+//!   them in place; [`ops::export_with`] writes them.
 //! - [`decomp`] decomposes stored tensors out of core: streaming
 //!   [`decomp::mttkrp`], [`decomp::cp_als`] and [`decomp::tucker`] (HOSVD
 //!   and HOOI) with TensorLy's parameters, checkpointed every iteration, and

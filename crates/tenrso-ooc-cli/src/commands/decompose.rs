@@ -8,7 +8,6 @@ use tenrso_ooc::decomp::{
     self, CpInit, CpModel, CpOptions, Iteration, SweepStrategy, TuckerInit, TuckerModel,
     TuckerOptions,
 };
-use tenrso_ooc::ops::open_input;
 use tenrso_ooc::store::{ArraySpec, ZarrArray};
 use tenrso_ooc::{ByteSize, Error, Result};
 
@@ -136,8 +135,7 @@ fn summary(
 
 /// `cp`: CP-ALS; factors, weights and report.json into OUTDIR.
 pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
-    let input = open_input(&ctx.session, &args.input, &ctx.progress)?;
-    let x = &input.array;
+    let x = &std::sync::Arc::new(ZarrArray::open(&args.input)?);
     let init = match args.init.as_str() {
         "svd" => CpInit::Svd,
         "random" => CpInit::Random,
@@ -198,8 +196,7 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
 
 /// `tucker`: HOSVD + HOOI; factors, core and report.json into OUTDIR.
 pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
-    let input = open_input(&ctx.session, &args.input, &ctx.progress)?;
-    let x = &input.array;
+    let x = &std::sync::Arc::new(ZarrArray::open(&args.input)?);
     let init = match args.init.as_str() {
         "svd" => TuckerInit::Svd,
         "random" => TuckerInit::Random,

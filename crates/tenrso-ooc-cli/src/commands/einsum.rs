@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 use tenrso_ooc::ops::{self, EinsumOptions, EinsumReport, OutputOptions};
+use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{ByteSize, Result};
 
 use crate::cli::EinsumArgs;
@@ -10,14 +11,13 @@ use crate::{Context, Outcome};
 
 /// Contracts; a scalar result is printed, an array result written.
 pub fn run(args: &EinsumArgs, ctx: &Context) -> Result<Outcome> {
-    // `.npy` operands (e.g. the cores of a tensor network) are imported into
-    // the spill area for the run.
-    let opened = args
+    // `.npy`, Arrow and Parquet operands (e.g. the cores of a tensor
+    // network) are read in place.
+    let inputs = args
         .inputs
         .iter()
-        .map(|p| ops::open_input(&ctx.session, p, &ctx.progress))
+        .map(|p| ZarrArray::open(p).map(std::sync::Arc::new))
         .collect::<Result<Vec<_>>>()?;
-    let inputs: Vec<_> = opened.iter().map(|i| i.array.clone()).collect();
     let opts = EinsumOptions {
         output: OutputOptions {
             chunk_shape: args.chunks.as_ref().map(|s| s.dims().to_vec()),

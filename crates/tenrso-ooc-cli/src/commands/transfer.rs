@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use serde_json::json;
+use tenrso_ooc::io::ColumnarOptions;
 use tenrso_ooc::ops::{self, ImportOptions, TransferReport};
 use tenrso_ooc::{ByteSize, DType, Result};
 
@@ -19,6 +20,7 @@ pub fn import(args: &ImportArgs, ctx: &Context) -> Result<Outcome> {
         raw_shape: args.shape.as_ref().map(|s| s.dims().to_vec()),
         raw_dtype: args.dtype,
         resume: args.layout.resume,
+        columns: args.columns.clone(),
     };
     let start = Instant::now();
     let report = ops::import(&args.src, &args.dst, &opts, &ctx.session, &ctx.progress)?;
@@ -28,7 +30,12 @@ pub fn import(args: &ImportArgs, ctx: &Context) -> Result<Outcome> {
 /// Exports an array to a file.
 pub fn export(args: &ExportArgs, ctx: &Context) -> Result<Outcome> {
     let start = Instant::now();
-    let report = ops::export(&args.src, &args.dst, &ctx.session, &ctx.progress)?;
+    let options = ColumnarOptions {
+        compression: args.compression,
+        row_group_rows: args.row_group_rows,
+        columns: args.columns.clone(),
+    };
+    let report = ops::export_with(&args.src, &args.dst, &options, &ctx.session, &ctx.progress)?;
     Ok(outcome("exported", &args.src, &args.dst, &report, start))
 }
 

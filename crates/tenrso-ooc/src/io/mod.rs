@@ -1,10 +1,22 @@
-//! File formats outside the Zarr store: `.npy` and raw binary, read and
-//! written region by region.
+//! File formats outside the Zarr store: `.npy` and raw binary, Arrow IPC and
+//! Parquet — imported, exported, or read in place as chunked sources
+//! ([`ChunkSource`]).
 
+mod arrow_tensor;
+mod chunk_source;
+mod columnar_writer;
 mod dense_file;
+mod ipc_source;
 mod npy;
+mod parquet_source;
 mod read_at;
 
+pub use arrow_tensor::FIXED_SHAPE_TENSOR;
+pub use chunk_source::{ChunkSource, SourceFormat, SourceOptions, open_source};
+pub(crate) use columnar_writer::ColumnarWriter;
+pub use columnar_writer::{ColumnarCompression, ColumnarOptions};
 pub use dense_file::{DenseFile, DenseLayout};
+pub use ipc_source::IpcSource;
 pub use npy::{npy_header_bytes, read_npy_header};
+pub use parquet_source::ParquetSource;
 pub(crate) use read_at::read_elements_at;

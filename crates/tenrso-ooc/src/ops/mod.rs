@@ -11,7 +11,6 @@ mod random;
 mod reduce;
 mod reorganize;
 pub(crate) mod run_plan;
-mod source;
 mod transfer;
 mod verify;
 
@@ -24,6 +23,5 @@ pub use random::CounterRng;
 pub use reduce::{ReduceOp, ReduceReport, reduce};
 pub use reorganize::{rechunk, transpose};
 pub use run_plan::{OpReport, OutputOptions};
-pub use source::{Input, open_input};
-pub use transfer::{ImportOptions, TransferReport, export, import, is_npy};
+pub use transfer::{ImportOptions, TransferReport, export, export_with, import, is_npy};
 pub use verify::{BadChunk, VerifyReport, verify};

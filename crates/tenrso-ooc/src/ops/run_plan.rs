@@ -96,7 +96,8 @@ pub(crate) fn explain_or_run<T: Element>(
             run: Some(run),
         }),
         Err(err) => {
-            tracing::warn!(error = %err, "operation failed; removing its outputs");
+            // The caller reports the error; this only traces the clean-up.
+            tracing::debug!(error = %err, "operation failed; removing its outputs");
             graph.outputs().for_each(|o| o.remove_created());
             Err(err)
         }

@@ -1,13 +1,13 @@
-//! [`import`] and [`export`]: stream `.npy` and raw files into and out of
-//! stored arrays, chunk by chunk.
+//! [`import`] and [`export`]: stream `.npy`, raw, Arrow IPC and Parquet
+//! files into and out of stored arrays, chunk by chunk.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::core::{ChunkGrid, DType, Error, Result};
+use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, for_each_task};
-use crate::io::DenseFile;
+use crate::io::{ColumnarOptions, ColumnarWriter, DenseFile, SourceFormat, SourceOptions};
 use crate::store::{ArraySpec, Compression, ZarrArray};
 
 /// How to lay out an array created by [`import`].
@@ -27,6 +27,9 @@ pub struct ImportOptions {
     /// Keep chunks already written by an earlier, interrupted import into the
     /// same destination.
     pub resume: bool,
+    /// Columns of an Arrow/Parquet source to import (see
+    /// [`SourceOptions::columns`]).
+    pub columns: Option<Vec<String>>,
 }
 
 /// What an import or export moved.
@@ -50,16 +53,61 @@ pub fn is_npy(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
-fn open_source(src: &Path, opts: &ImportOptions) -> Result<DenseFile> {
-    if is_npy(src) {
-        return DenseFile::open_npy(src);
+/// What an import reads: a dense file (any region read directly) or an
+/// Arrow/Parquet file (read in whole rows).
+enum ImportSource {
+    Dense(DenseFile),
+    Rows(Box<ZarrArray>),
+}
+
+impl ImportSource {
+    fn open(src: &Path, opts: &ImportOptions) -> Result<Self> {
+        let format = SourceFormat::of(src);
+        if matches!(format, Some(SourceFormat::ArrowIpc | SourceFormat::Parquet)) {
+            let options = SourceOptions {
+                columns: opts.columns.clone(),
+            };
+            return ZarrArray::open_source(src, &options).map(|a| Self::Rows(Box::new(a)));
+        }
+        if opts.columns.is_some() {
+            return Err(Error::invalid(format!(
+                "{}: --columns applies to Arrow and Parquet files",
+                src.display()
+            )));
+        }
+        if format == Some(SourceFormat::Npy) {
+            return DenseFile::open_npy(src).map(Self::Dense);
+        }
+        match (&opts.raw_shape, opts.raw_dtype) {
+            (Some(shape), Some(dtype)) => {
+                DenseFile::open_raw(src, shape.clone(), dtype).map(Self::Dense)
+            }
+            _ => Err(Error::invalid(format!(
+                "{} is read as raw binary (it is not .npy, .arrow/.arrows/.feather/.ipc or .parquet): give its --shape and --dtype",
+                src.display()
+            ))),
+        }
     }
-    match (&opts.raw_shape, opts.raw_dtype) {
-        (Some(shape), Some(dtype)) => DenseFile::open_raw(src, shape.clone(), dtype),
-        _ => Err(Error::invalid(format!(
-            "{} is read as raw binary (it does not end in .npy): give its --shape and --dtype",
-            src.display()
-        ))),
+
+    fn shape(&self) -> &[u64] {
+        match self {
+            Self::Dense(f) => f.shape(),
+            Self::Rows(a) => a.shape(),
+        }
+    }
+
+    fn dtype(&self) -> DType {
+        match self {
+            Self::Dense(f) => f.layout().dtype,
+            Self::Rows(a) => a.dtype(),
+        }
+    }
+
+    fn read_region<T: Element>(&self, region: &Region) -> Result<Block<T>> {
+        match self {
+            Self::Dense(f) => f.read_region(region),
+            Self::Rows(a) => a.read_region(region),
+        }
     }
 }
 
@@ -90,9 +138,9 @@ pub fn import(
     session: &Session,
     progress: &dyn Progress,
 ) -> Result<TransferReport> {
-    let source = open_source(src, opts)?;
-    let layout = source.layout().clone();
-    let itemsize = layout.dtype.size() as u64;
+    let source = ImportSource::open(src, opts)?;
+    let (shape, dtype) = (source.shape().to_vec(), source.dtype());
+    let itemsize = dtype.size() as u64;
     // Resuming without a chunk shape keeps the existing array's (the
     // automatic choice depends on the memory limit, which may have changed).
     let existing_chunks = (opts.resume && opts.chunk_shape.is_none())
@@ -108,14 +156,10 @@ pub fn import(
         .clone()
         .or(existing_chunks)
         .unwrap_or_else(|| {
-            ChunkGrid::auto_chunk_shape(
-                &layout.shape,
-                itemsize,
-                session.options().default_chunk_bytes(),
-            )
+            ChunkGrid::auto_chunk_shape(&shape, itemsize, session.options().default_chunk_bytes())
         });
-    let mut spec = ArraySpec::new(layout.shape.clone(), chunk_shape, layout.dtype)
-        .with_compression(opts.compression);
+    let mut spec =
+        ArraySpec::new(shape.clone(), chunk_shape, dtype).with_compression(opts.compression);
     spec.shard_shape = opts.shard_shape.clone();
     let mut array = if opts.resume {
         ZarrArray::create_or_resume(dst, &spec)?
@@ -124,36 +168,87 @@ pub fn import(
     };
     array.record_job("tenrso_import", source_record(src)?, opts.resume)?;
     let grid = array.chunk_grid();
+    // A unit of work: one chunk from a dense file; from rows, the chunks of
+    // one chunk row, so each row of the source is read once.
+    let (units, unit_bytes, source_working_set) = match &source {
+        ImportSource::Dense(_) => (grid.num_chunks(), 0, 0),
+        ImportSource::Rows(a) => {
+            let row_elements: u64 = shape[1..].iter().product();
+            (
+                grid.grid_shape()[0],
+                grid.chunk_shape()[0] * row_elements * itemsize,
+                a.chunk_working_set(),
+            )
+        }
+    };
+    let unit_chunks = |u: u64| -> Vec<Vec<u64>> {
+        match &source {
+            ImportSource::Dense(_) => vec![grid.chunk_coords(u)],
+            ImportSource::Rows(_) => {
+                let mut row = grid.grid_shape().to_vec();
+                row[0] = 1;
+                let mut start = vec![0; row.len()];
+                start[0] = u;
+                ChunkGrid::iter_region(&Region::new(start, row)).collect()
+            }
+        }
+    };
     let skipped = AtomicU64::new(0);
     let copied = AtomicU64::new(0);
     progress.start("import", array.nbytes());
-    let result = dispatch_dtype!(layout.dtype, T => for_each_task(
+    let result = dispatch_dtype!(dtype, T => for_each_task(
         session,
-        array.chunk_working_set(),
+        array.chunk_working_set() + unit_bytes + source_working_set,
         "importing one chunk",
-        grid.num_chunks() as usize,
+        units as usize,
         progress,
-        |i| {
-            let chunk = grid.chunk_coords(i as u64);
-            if opts.resume && array.chunk_exists(&chunk)? {
-                skipped.fetch_add(1, Ordering::Relaxed);
-                return Ok(array.nbytes_of(&chunk));
+        |u| {
+            let mut todo = Vec::new();
+            let mut done_bytes = 0;
+            for chunk in unit_chunks(u as u64) {
+                if opts.resume && array.chunk_exists(&chunk)? {
+                    skipped.fetch_add(1, Ordering::Relaxed);
+                    done_bytes += array.nbytes_of(&chunk);
+                } else {
+                    todo.push(chunk);
+                }
             }
-            let block = source.read_region::<T>(&grid.chunk_region(&chunk))?;
-            array.write_chunk(&chunk, &block)?;
-            let bytes = block.byte_len() as u64;
+            let Some(first) = todo.first() else {
+                return Ok(done_bytes);
+            };
+            let bounds = match &source {
+                ImportSource::Dense(_) => grid.chunk_region(first),
+                ImportSource::Rows(_) => {
+                    let rows = grid.chunk_region(first);
+                    let mut extent = shape.clone();
+                    extent[0] = rows.shape()[0];
+                    let mut start = vec![0; shape.len()];
+                    start[0] = rows.start()[0];
+                    Region::new(start, extent)
+                }
+            };
+            let data = source.read_region::<T>(&bounds)?;
+            for chunk in &todo {
+                let region = grid.chunk_region(chunk);
+                if region == bounds {
+                    array.write_chunk(chunk, &data)?;
+                } else {
+                    array.write_chunk(chunk, &data.extract(&region.relative_to(bounds.start())))?;
+                }
+            }
+            let bytes = data.byte_len() as u64;
             session.metrics().bytes_read.add(bytes);
             session.metrics().bytes_written.add(bytes);
             copied.fetch_add(bytes, Ordering::Relaxed);
-            Ok(bytes)
+            Ok(done_bytes + bytes)
         },
     ));
     progress.finish();
     result?;
     let chunks_skipped = skipped.into_inner();
     Ok(TransferReport {
-        shape: layout.shape,
-        dtype: Some(layout.dtype),
+        shape,
+        dtype: Some(dtype),
         chunks: grid.num_chunks() - chunks_skipped,
         chunks_skipped,
         bytes: copied.into_inner(),
@@ -190,12 +285,167 @@ pub fn export(
     session: &Session,
     progress: &dyn Progress,
 ) -> Result<TransferReport> {
+    export_with(src, dst, &ColumnarOptions::default(), session, progress)
+}
+
+/// [`export`] with the options of Arrow IPC and Parquet destinations
+/// (`.arrow`/`.feather`/`.ipc` IPC file, `.arrows` IPC stream, `.parquet`):
+/// a `fixed_shape_tensor` column (or numeric columns), one record batch or
+/// row group per slab of rows, written in order while the next slab is
+/// read.
+///
+/// # Errors
+/// As [`export`]; [`Error::InvalidArgument`] for options that do not apply
+/// to the destination.
+///
+/// ```
+/// use tenrso_ooc::exec::{NoProgress, Session};
+/// use tenrso_ooc::io::{ColumnarCompression, ColumnarOptions};
+/// use tenrso_ooc::ops::{Fill, export_with, generate};
+/// use tenrso_ooc::store::{ArraySpec, ZarrArray};
+/// # let dir = tempfile::tempdir()?;
+/// let session = Session::default();
+/// let spec = ArraySpec::new(vec![100, 4, 5], vec![10, 4, 5], tenrso_ooc::DType::F32);
+/// let x = dir.path().join("x.zarr");
+/// let mut array = ZarrArray::create(&x, &spec)?;
+/// generate(&mut array, Fill::Range, 0, false, &session, &NoProgress)?;
+/// let options = ColumnarOptions {
+///     compression: Some(ColumnarCompression::Zstd),
+///     row_group_rows: Some(25),
+///     ..Default::default()
+/// };
+/// let parquet = dir.path().join("x.parquet");
+/// export_with(&x, &parquet, &options, &session, &NoProgress)?;
+/// // Read back in place: four row groups of 25 rows of 4x5 cells.
+/// let back = ZarrArray::open(&parquet)?;
+/// assert_eq!(back.shape(), &[100, 4, 5]);
+/// assert_eq!(back.read_chunk::<f32>(&[1, 0, 0])?.as_slice()[0], 500.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn export_with(
+    src: &Path,
+    dst: &Path,
+    options: &ColumnarOptions,
+    session: &Session,
+    progress: &dyn Progress,
+) -> Result<TransferReport> {
     let array = ZarrArray::open(src)?;
     let temp = temp_sibling(dst);
+    let result = match SourceFormat::of(dst) {
+        Some(SourceFormat::ArrowIpc | SourceFormat::Parquet) => {
+            export_rows(&array, dst, &temp, options, session, progress)
+        }
+        _ if *options != ColumnarOptions::default() => Err(Error::invalid(format!(
+            "{}: --row-group-rows, --compression and --columns apply to .arrow/.arrows/.feather/.ipc and .parquet files",
+            dst.display()
+        ))),
+        _ => export_dense(&array, dst, &temp, session, progress),
+    };
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    let report = result?;
+    std::fs::rename(&temp, dst).map_err(|e| Error::io(dst, e))?;
+    if let Some(dir) = dst.parent() {
+        crate::store::sync_dir(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        });
+    }
+    Ok(report)
+}
+
+/// Writes `array` to `dst` in Arrow IPC or Parquet: a reader thread reads
+/// slabs of rows while this thread encodes and writes the previous one.
+fn export_rows(
+    array: &ZarrArray,
+    dst: &Path,
+    temp: &Path,
+    options: &ColumnarOptions,
+    session: &Session,
+    progress: &dyn Progress,
+) -> Result<TransferReport> {
+    let shape = array.shape().to_vec();
+    let dtype = array.dtype();
+    let row_bytes = shape[1..].iter().product::<u64>() * dtype.size() as u64;
+    let limit = session.options().memory_limit;
+    let slab_rows = match options.row_group_rows {
+        Some(0) => return Err(Error::invalid("--row-group-rows must be at least 1")),
+        Some(rows) => rows,
+        None => {
+            let target = (limit / 16).clamp(1 << 20, 64 << 20);
+            let rows = (target / row_bytes.max(1)).max(1);
+            // Whole stored chunk rows where they fit, so slabs read whole chunks.
+            let chunk_rows = array.chunk_grid().chunk_shape()[0];
+            if rows >= chunk_rows {
+                rows / chunk_rows * chunk_rows
+            } else {
+                rows
+            }
+        }
+    }
+    .min(shape[0].max(1));
+    let slab_bytes = slab_rows * row_bytes;
+    // Two slabs in flight (one read, one encoded), the encoder's copy of the
+    // one being written, and the chunks a slab read holds.
+    let mut reservation = session.pool().reservation("export: slabs of rows");
+    reservation.grow(3 * slab_bytes + array.chunk_working_set())?;
+    let mut writer = ColumnarWriter::create(temp, dst, dtype, &shape, options)?;
+    let slabs = shape[0].div_ceil(slab_rows);
+    progress.start("export", array.nbytes());
+    let result = dispatch_dtype!(dtype, T => std::thread::scope(|scope| -> Result<()> {
+        let (send, receive) = std::sync::mpsc::sync_channel::<Result<(Vec<T>, usize)>>(1);
+        let shape = &shape;
+        scope.spawn(move || {
+            for slab in 0..slabs {
+                let start = slab * slab_rows;
+                let rows = slab_rows.min(shape[0] - start);
+                let mut origin = vec![0; shape.len()];
+                origin[0] = start;
+                let mut extent = shape.clone();
+                extent[0] = rows;
+                let block = array.read_region::<T>(&Region::new(origin, extent));
+                let failed = block.is_err();
+                if send.send(block.map(|b| (b.into_vec(), rows as usize))).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for message in receive {
+            let (values, rows) = message?;
+            let bytes = (values.len() * dtype.size()) as u64;
+            writer.write(values, rows)?;
+            session.metrics().bytes_read.add(bytes);
+            session.metrics().bytes_written.add(bytes);
+            progress.advance(bytes);
+        }
+        Ok(())
+    }));
+    progress.finish();
+    result?;
+    writer.finish(temp)?;
+    Ok(TransferReport {
+        shape,
+        dtype: Some(dtype),
+        chunks: slabs,
+        chunks_skipped: 0,
+        bytes: array.nbytes(),
+    })
+}
+
+/// Writes `array` to a `.npy` or raw file at `temp`, chunks in parallel.
+fn export_dense(
+    array: &ZarrArray,
+    dst: &Path,
+    temp: &Path,
+    session: &Session,
+    progress: &dyn Progress,
+) -> Result<TransferReport> {
     let file = if is_npy(dst) {
-        DenseFile::create_npy(&temp, array.dtype(), array.shape())
+        DenseFile::create_npy(temp, array.dtype(), array.shape())
     } else {
-        DenseFile::create_raw(&temp, array.dtype(), array.shape())
+        DenseFile::create_raw(temp, array.dtype(), array.shape())
     }?;
     let bytes = array.nbytes();
     let grid = array.chunk_grid();
@@ -216,20 +466,9 @@ pub fn export(
             Ok(bytes)
         },
     ))
-    .and_then(|()| file.sync())
-    .and_then(|()| std::fs::rename(&temp, dst).map_err(|e| Error::io(dst, e)));
+    .and_then(|()| file.sync());
     progress.finish();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
     result?;
-    if let Some(dir) = dst.parent() {
-        crate::store::sync_dir(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        });
-    }
     Ok(TransferReport {
         shape: array.shape().to_vec(),
         dtype: Some(array.dtype()),
