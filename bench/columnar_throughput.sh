@@ -11,8 +11,9 @@
 #          into numpy and sums it (read-table: pq.read_table, whole file in memory).
 #          Warm = page cache warm; cold = dropped first (needs root).
 # export = ours: `tenrso-ooc export` from an uncompressed store (IPC uncompressed,
-#          Parquet zstd level 1, row groups of 2048 rows = 64 MiB); pyarrow: the same
-#          slabs from a memory-mapped .npy, same compression.
+#          Parquet zstd level 1, row groups of 2048 rows = 64 MiB, fsync'd and renamed
+#          into place); pyarrow: the same slabs from a memory-mapped .npy, same
+#          compression, fsync'd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-bench/out}"

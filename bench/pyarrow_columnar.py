@@ -1,6 +1,7 @@
 """pyarrow's side of bench/columnar_throughput.sh: read a fixed_shape_tensor
 IPC or Parquet file into numpy (summing each batch, so every value is
-touched), or write one from a memory-mapped .npy, slab by slab.
+touched), or write one from a memory-mapped .npy, slab by slab, then fsync
+it (as tenrso-ooc's export does before renaming it into place).
 
     pyarrow_columnar.py read-ipc FILE          memory-mapped, batch by batch
     pyarrow_columnar.py read-parquet FILE      row group by row group
@@ -9,6 +10,7 @@ touched), or write one from a memory-mapped .npy, slab by slab.
     pyarrow_columnar.py write-parquet NPY OUT ROWS   (zstd level 1, like ours)
 """
 
+import os
 import sys
 
 import numpy as np
@@ -50,6 +52,14 @@ def slabs(npy, rows):
         yield pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(x[start:start + rows]))
 
 
+def fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_ipc(npy, out, rows):
     batches = slabs(npy, int(rows))
     first = next(batches)
@@ -58,6 +68,7 @@ def write_ipc(npy, out, rows):
         w.write_batch(pa.record_batch([first], schema=schema))
         for b in batches:
             w.write_batch(pa.record_batch([b], schema=schema))
+    fsync(out)
 
 
 def write_parquet(npy, out, rows):
@@ -69,6 +80,7 @@ def write_parquet(npy, out, rows):
         w.write_table(pa.table([first], schema=schema))
         for b in batches:
             w.write_table(pa.table([b], schema=schema))
+    fsync(out)
 
 
 if __name__ == "__main__":

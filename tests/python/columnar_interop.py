@@ -73,8 +73,20 @@ def write(d):
     pq.write_table(t, os.path.join(d, "x_rg100.parquet"), row_group_size=100, compression="zstd")
     pq.write_table(t, os.path.join(d, "x_rg7.parquet"), row_group_size=7, compression="snappy")
     pq.write_table(t, os.path.join(d, "x_one.parquet"), compression="none")
+    # Next to a dictionary-encoded label column (never read).
+    labels = pa.array([f"c{i % 3}" for i in range(len(x))]).dictionary_encode()
+    with_labels = pa.table({"label": labels, "t": pa.FixedShapeTensorArray.from_numpy_ndarray(x)})
+    write_ipc(os.path.join(d, "x_labels.arrow"), with_labels, 64)
+    write_ipc(os.path.join(d, "x_labels.arrows"), with_labels, 100, stream=True)
     expect("x", x, ["x_file.arrow", "x_stream.arrows", "x_lz4.ipc", "x_zstd_stream.arrows",
-                    "x.feather", "x_rg100.parquet", "x_rg7.parquet", "x_one.parquet"])
+                    "x.feather", "x_rg100.parquet", "x_rg7.parquet", "x_one.parquet",
+                    "x_labels.arrow", "x_labels.arrows"])
+
+    # pyarrow's defaults: one row group (9.4 MiB, more than a chunk), 1 MiB
+    # pages, a dictionary page, no offset index.
+    big = rng.standard_normal((600, 64, 64)).astype(np.float32)
+    pq.write_table(tensor_table(big), os.path.join(d, "big_default.parquet"))
+    expect("big", big, ["big_default.parquet"])
 
     # f32 tensor with a transposing permutation of 2-d cells (stored 6x4,
     # logical 4x6); pyarrow's own reading agrees with the definition here.

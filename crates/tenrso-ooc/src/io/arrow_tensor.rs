@@ -146,7 +146,7 @@ impl ArrowTensor {
                         return Err(invalid(
                             path,
                             format!(
-                                "holds {} tensor columns ({}): choose one with --columns",
+                                "holds {} tensor columns ({}): import the one to use with `import --columns`",
                                 lists.len(),
                                 lists
                                     .iter()
@@ -162,6 +162,23 @@ impl ArrowTensor {
         if fields.is_empty() {
             return Err(invalid(path, "has no columns"));
         }
+        for f in &fields {
+            if schema
+                .fields()
+                .iter()
+                .filter(|g| g.name() == f.name())
+                .count()
+                > 1
+            {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "has more than one column named `{}`: columns are read by name",
+                        f.name()
+                    ),
+                ));
+            }
+        }
         if fields.len() == 1 && is_list(fields[0].data_type()) {
             return Self::tensor_column(fields[0], path, first_row_len);
         }
@@ -171,7 +188,7 @@ impl ArrowTensor {
                 let hint = if is_list(f.data_type()) {
                     "a list column is read alone as a tensor"
                 } else {
-                    "choose numeric columns with --columns"
+                    "import the numeric columns to use with `import --columns`"
                 };
                 invalid(
                     path,
@@ -202,7 +219,12 @@ impl ArrowTensor {
     ) -> Result<Self> {
         let name = field.name();
         let (item, fixed) = match field.data_type() {
-            DataType::FixedSizeList(item, n) => (item, Some(*n as usize)),
+            DataType::FixedSizeList(item, n) => (
+                item,
+                Some(usize::try_from(*n).map_err(|_| {
+                    invalid(path, format!("column `{name}` declares a list size of {n}"))
+                })?),
+            ),
             DataType::List(item) | DataType::LargeList(item) => (item, None),
             _ => unreachable!("tensor_column is called on list columns"),
         };
@@ -222,6 +244,12 @@ impl ArrowTensor {
             Some(n) => n,
             None => first_row_len(name)?,
         };
+        if list_size == 0 {
+            return Err(invalid(
+                path,
+                format!("tensor column `{name}` has empty cells (or no rows to tell their size)"),
+            ));
+        }
         let extension = field.metadata().get(EXTENSION_NAME_KEY).map(String::as_str)
             == Some(FIXED_SHAPE_TENSOR);
         let (physical_shape, permutation) = if extension {
@@ -262,6 +290,22 @@ impl ArrowTensor {
             ArrowLayout::Table { .. } => {}
         }
         shape
+    }
+
+    /// True for a table of numeric columns (one value per column per row).
+    pub(crate) fn is_table(&self) -> bool {
+        matches!(&self.layout, ArrowLayout::Table { .. })
+    }
+
+    /// True when cells are stored in another axis order than they are read.
+    pub(crate) fn is_permuted(&self) -> bool {
+        matches!(
+            &self.layout,
+            ArrowLayout::Tensor {
+                permutation: Some(_),
+                ..
+            }
+        )
     }
 
     /// Elements per row.
@@ -309,8 +353,7 @@ impl ArrowTensor {
     }
 
     /// Copies rows `rows` of `batch` (whose first row is row `first_row` of
-    /// the file) into `out`, C order, converting to `T`; returns the byte
-    /// ranges of the values read (for releasing mapped pages).
+    /// the file) into `out`, C order, converting to `T`.
     ///
     /// # Errors
     /// [`Error::InvalidFile`] for a missing column, null values, or a list
@@ -321,26 +364,34 @@ impl ArrowTensor {
         rows: Range<usize>,
         first_row: u64,
         out: &mut [T],
-    ) -> Result<Vec<Range<usize>>> {
+    ) -> Result<()> {
         let n = rows.len();
         debug_assert_eq!(out.len(), n * self.row_elements());
+        if n == 0 {
+            return Ok(());
+        }
         let column = |name: &str| -> Result<&ArrayRef> {
             batch.column_by_name(name).ok_or_else(|| {
                 invalid(&self.path, format!("a record batch has no column `{name}`"))
             })
         };
-        let no_nulls = |array: &dyn Array, range: Range<usize>, name: &str| -> Result<()> {
-            if let Some(nulls) = array.logical_nulls()
-                && let Some(i) = range.clone().find(|&i| nulls.is_null(i))
-            {
-                let row = first_row + i as u64;
-                return Err(invalid(
-                    &self.path,
-                    format!("column `{name}` has a null at or in row {row}; tensors have no nulls"),
-                ));
-            }
-            Ok(())
-        };
+        // `range` indexes `array`, whose element `range.start + k * per_row`
+        // starts row `rows.start + k` of the batch.
+        let no_nulls =
+            |array: &dyn Array, range: Range<usize>, per_row: usize, name: &str| -> Result<()> {
+                if let Some(nulls) = array.logical_nulls()
+                    && let Some(i) = range.clone().find(|&i| nulls.is_null(i))
+                {
+                    let row = first_row + (rows.start + (i - range.start) / per_row.max(1)) as u64;
+                    return Err(invalid(
+                        &self.path,
+                        format!(
+                            "column `{name}` has a null at or in row {row}; tensors have no nulls"
+                        ),
+                    ));
+                }
+                Ok(())
+            };
         match &self.layout {
             ArrowLayout::Tensor {
                 name,
@@ -350,7 +401,7 @@ impl ArrowTensor {
                 ..
             } => {
                 let array = column(name)?;
-                no_nulls(array.as_ref(), rows.clone(), name)?;
+                no_nulls(array.as_ref(), rows.clone(), 1, name)?;
                 let (values, start) = match array.data_type() {
                     DataType::FixedSizeList(..) => {
                         let list = array.as_fixed_size_list();
@@ -363,17 +414,25 @@ impl ArrowTensor {
                     }
                     DataType::List(_) => {
                         let list = array.as_list::<i32>();
-                        let offsets: Vec<usize> =
-                            list.value_offsets().iter().map(|&o| o as usize).collect();
-                        self.check_lengths(&offsets, rows.clone(), *list_size, first_row, name)?;
-                        (list.values(), offsets[rows.start])
+                        let offsets = &list.value_offsets()[rows.start..=rows.end];
+                        self.check_lengths(
+                            offsets,
+                            *list_size,
+                            first_row + rows.start as u64,
+                            name,
+                        )?;
+                        (list.values(), offsets[0] as usize)
                     }
                     DataType::LargeList(_) => {
                         let list = array.as_list::<i64>();
-                        let offsets: Vec<usize> =
-                            list.value_offsets().iter().map(|&o| o as usize).collect();
-                        self.check_lengths(&offsets, rows.clone(), *list_size, first_row, name)?;
-                        (list.values(), offsets[rows.start])
+                        let offsets = &list.value_offsets()[rows.start..=rows.end];
+                        self.check_lengths(
+                            offsets,
+                            *list_size,
+                            first_row + rows.start as u64,
+                            name,
+                        )?;
+                        (list.values(), offsets[0] as usize)
                     }
                     other => {
                         return Err(invalid(
@@ -383,25 +442,29 @@ impl ArrowTensor {
                     }
                 };
                 let count = n * list_size;
-                no_nulls(values.as_ref(), start..start + count, name)?;
-                let range = copy_values(values.as_ref(), start, out, 1)
+                if start + count > values.len() {
+                    return Err(invalid(
+                        &self.path,
+                        format!("column `{name}` has fewer values than its rows need"),
+                    ));
+                }
+                no_nulls(values.as_ref(), start..start + count, *list_size, name)?;
+                copy_values(values.as_ref(), start, out, 1)
                     .map_err(|e| invalid(&self.path, format!("column `{name}`: {e}")))?;
                 if let Some(perm) = permutation {
                     permute_cells(out, n, physical_shape, perm);
                 }
-                Ok(vec![range])
+                Ok(())
             }
             ArrowLayout::Table { names } => {
                 let stride = names.len();
-                let mut ranges = Vec::with_capacity(stride);
                 for (k, name) in names.iter().enumerate() {
                     let array = column(name)?;
-                    no_nulls(array.as_ref(), rows.clone(), name)?;
-                    let range = copy_values(array.as_ref(), rows.start, &mut out[k..], stride)
+                    no_nulls(array.as_ref(), rows.clone(), 1, name)?;
+                    copy_values(array.as_ref(), rows.start, &mut out[k..], stride)
                         .map_err(|e| invalid(&self.path, format!("column `{name}`: {e}")))?;
-                    ranges.push(range);
                 }
-                Ok(ranges)
+                Ok(())
             }
         }
     }
@@ -437,6 +500,12 @@ impl ArrowTensor {
             },
             (None, _) => {
                 let cells: u64 = shape[1..].iter().product();
+                if cells == 0 {
+                    return Err(Error::invalid(format!(
+                        "an array of shape {} has empty cells, which Arrow cannot hold row by row",
+                        join_dims(shape)
+                    )));
+                }
                 let list_size = i32::try_from(cells).map_err(|_| {
                     Error::invalid(format!(
                         "cells of shape {} hold {cells} values, more than an Arrow list can",
@@ -536,17 +605,18 @@ impl ArrowTensor {
         RecordBatch::try_new(schema.clone(), columns).map_err(arrow)
     }
 
-    fn check_lengths(
+    /// Checks that every row of a list, by its `offsets` (one more than
+    /// the rows, the first of row `first_row`), holds `list_size` values.
+    fn check_lengths<O: Copy + Into<i64>>(
         &self,
-        offsets: &[usize],
-        rows: Range<usize>,
+        offsets: &[O],
         list_size: usize,
         first_row: u64,
         name: &str,
     ) -> Result<()> {
-        for r in rows {
-            let len = offsets[r + 1] - offsets[r];
-            if len != list_size {
+        for (r, pair) in offsets.windows(2).enumerate() {
+            let len = pair[1].into() - pair[0].into();
+            if len != list_size as i64 {
                 return Err(invalid(
                     &self.path,
                     format!(
@@ -583,7 +653,10 @@ fn parse_extension_metadata(
         }
     };
     let shape = uints(&doc, "shape")?.ok_or("metadata has no `shape`")?;
-    let size: u64 = shape.iter().product();
+    let size = shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .ok_or("shape overflows")?;
     if size != list_size as u64 {
         return Err(format!(
             "shape [{}] holds {size} values but the list size is {list_size}",
@@ -651,15 +724,14 @@ pub(crate) fn arrow_type(dtype: DType) -> DataType {
 }
 
 /// Copies `out.len() / stride` (rounded up) values of `values` from index
-/// `start` to every `stride`-th element of `out`; returns the byte range of
-/// the source values.
+/// `start` to every `stride`-th element of `out`.
 #[allow(clippy::unnecessary_cast)] // f64 values go through the same `as f64`
 fn copy_values<T: Element>(
     values: &dyn Array,
     start: usize,
     out: &mut [T],
     stride: usize,
-) -> std::result::Result<Range<usize>, String> {
+) -> std::result::Result<(), String> {
     let count = out.len().div_ceil(stride);
     if start + count > values.len() {
         return Err(format!(
@@ -679,11 +751,9 @@ fn copy_values<T: Element>(
                     *o = T::from_f64(v as f64);
                 }
             }
-            let base = src.as_ptr() as usize;
-            base..base + std::mem::size_of_val(src)
         }};
     }
-    Ok(match values.data_type() {
+    match values.data_type() {
         DataType::Float64 => copy!(Float64Type),
         DataType::Float32 => copy!(Float32Type),
         DataType::Int8 => copy!(Int8Type),
@@ -695,7 +765,8 @@ fn copy_values<T: Element>(
         DataType::UInt32 => copy!(UInt32Type),
         DataType::UInt64 => copy!(UInt64Type),
         other => return Err(format!("values of type {other} are not numeric")),
-    })
+    }
+    Ok(())
 }
 
 /// Reads `region` of an array of `shape` stored as rows into `out`:

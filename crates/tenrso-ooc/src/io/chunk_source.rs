@@ -111,9 +111,10 @@ pub fn open_source(path: &Path, options: &SourceOptions) -> Result<Arc<dyn Chunk
 }
 
 /// Rows per chunk for a file stored in units of `unit_rows` rows (record
-/// batches, row groups) of `row_bytes` each: one unit when the units are
-/// even and at most `target` bytes; else a divisor of an even unit size
-/// near `target` (so no chunk straddles two units), else `target`'s rows.
+/// batches, row groups) of `row_bytes` each: when the units are even, as
+/// many whole units as fit `target` bytes (at least one), or a divisor of a
+/// larger unit near `target` (so no chunk straddles two units); else
+/// `target`'s rows.
 pub(crate) fn rows_per_chunk(unit_rows: &[u64], row_bytes: u64, target: u64) -> u64 {
     let target_rows = (target / row_bytes.max(1)).max(1);
     let Some(&unit) = unit_rows.first() else {
@@ -126,7 +127,7 @@ pub(crate) fn rows_per_chunk(unit_rows: &[u64], row_bytes: u64, target: u64) -> 
         return target_rows;
     }
     if unit <= target_rows {
-        return unit;
+        return target_rows / unit * unit;
     }
     let pieces = unit.div_ceil(target_rows);
     (pieces..=2 * pieces)
@@ -172,8 +173,9 @@ impl ChunkSource for NpySource {
     }
 
     fn chunk_working_set(&self) -> u64 {
-        // The block read, and the chunk's copy of it.
-        2 * self.chunk_shape.iter().product::<u64>() * self.dtype().size() as u64
+        // The block read, its transposed copy (Fortran order), and the
+        // chunk's copy of it.
+        3 * self.chunk_shape.iter().product::<u64>() * self.dtype().size() as u64
     }
 
     fn describe(&self) -> String {
@@ -200,8 +202,9 @@ mod tests {
 
     #[test]
     fn chunks_follow_even_units_and_split_large_ones_evenly() {
-        // Even units that fit: one chunk per unit (the last may be short).
-        assert_eq!(rows_per_chunk(&[100, 100, 37], 1000, 8 << 20), 100);
+        // Even units that fit: whole units per chunk (the last may be short).
+        assert_eq!(rows_per_chunk(&[100, 100, 37], 1000, 8 << 20), 8300);
+        assert_eq!(rows_per_chunk(&[100, 100, 37], 1 << 16, 8 << 20), 100);
         // Units of 2048 rows of 32 KiB under an 8 MiB target: 256 rows, a divisor.
         assert_eq!(rows_per_chunk(&[2048; 32], 32 << 10, 8 << 20), 256);
         // No divisor nearby (a prime unit): the target's rows.
@@ -210,8 +213,8 @@ mod tests {
         assert_eq!(rows_per_chunk(&[10, 30, 10], 1 << 20, 4 << 20), 4);
         // No units (an empty file).
         assert_eq!(rows_per_chunk(&[], 8, 80), 10);
-        // Whole units for compressed batches (no target).
-        assert_eq!(rows_per_chunk(&[5000, 5000], 1 << 20, u64::MAX), 5000);
+        // Compressed batches: the largest batch as the target.
+        assert_eq!(rows_per_chunk(&[5000, 5000], 1 << 20, 5000 << 20), 5000);
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl ColumnarWriter {
         let tensor = ArrowTensor::for_writing(dtype, shape, options.columns.as_deref(), name)?;
         let schema = Arc::new(tensor.schema());
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        let arrow = |e: ArrowError| Error::invalid(format!("{}: {e}", name.display()));
+        let arrow = |e: ArrowError| arrow_error(name, e);
         let format = crate::io::SourceFormat::of(name);
         let sink = if format == Some(crate::io::SourceFormat::Parquet) {
             let compression = match options.compression.unwrap_or(ColumnarCompression::Zstd) {
@@ -108,7 +108,7 @@ impl ColumnarWriter {
                 .build();
             Sink::Parquet(
                 ArrowWriter::try_new(file, schema.clone(), Some(properties))
-                    .map_err(|e| Error::invalid(format!("{}: {e}", name.display())))?,
+                    .map_err(|e| parquet_error(name, e))?,
             )
         } else {
             let compression = match options.compression.unwrap_or(ColumnarCompression::None) {
@@ -151,13 +151,12 @@ impl ColumnarWriter {
     pub(crate) fn write<T: Element>(&mut self, values: Vec<T>, rows: usize) -> Result<()> {
         let batch = self.tensor.batch_of(&self.schema, values, rows)?;
         let path = &self.path;
-        let fail = |e: &dyn std::fmt::Display| Error::invalid(format!("{}: {e}", path.display()));
         match &mut self.sink {
-            Sink::IpcFile(w) => w.write(&batch).map_err(|e| fail(&e)),
-            Sink::IpcStream(w) => w.write(&batch).map_err(|e| fail(&e)),
+            Sink::IpcFile(w) => w.write(&batch).map_err(|e| arrow_error(path, e)),
+            Sink::IpcStream(w) => w.write(&batch).map_err(|e| arrow_error(path, e)),
             Sink::Parquet(w) => {
-                w.write(&batch).map_err(|e| fail(&e))?;
-                w.flush().map_err(|e| fail(&e))
+                w.write(&batch).map_err(|e| parquet_error(path, e))?;
+                w.flush().map_err(|e| parquet_error(path, e))
             }
         }
     }
@@ -165,24 +164,46 @@ impl ColumnarWriter {
     /// Writes the footer and syncs the file.
     pub(crate) fn finish(self, temp: &Path) -> Result<()> {
         let path = &self.path;
-        let fail = |e: &dyn std::fmt::Display| Error::invalid(format!("{}: {e}", path.display()));
+        let fail = |e: ArrowError| arrow_error(path, e);
         let file = match self.sink {
             Sink::IpcFile(mut w) => {
-                w.finish().map_err(|e| fail(&e))?;
+                w.finish().map_err(fail)?;
                 w.into_inner()
-                    .map_err(|e| fail(&e))?
+                    .map_err(fail)?
                     .into_inner()
                     .map_err(|e| Error::io(temp, e.into_error()))?
             }
             Sink::IpcStream(mut w) => {
-                w.finish().map_err(|e| fail(&e))?;
+                w.finish().map_err(fail)?;
                 w.into_inner()
-                    .map_err(|e| fail(&e))?
+                    .map_err(fail)?
                     .into_inner()
                     .map_err(|e| Error::io(temp, e.into_error()))?
             }
-            Sink::Parquet(w) => w.into_inner().map_err(|e| fail(&e))?,
+            Sink::Parquet(w) => w.into_inner().map_err(|e| parquet_error(path, e))?,
         };
         file.sync_all().map_err(|e| Error::io(temp, e))
+    }
+}
+
+/// An Arrow error while writing `path`: I/O failures (a full disk) stay
+/// I/O errors.
+fn arrow_error(path: &Path, e: ArrowError) -> Error {
+    match e {
+        ArrowError::IoError(_, io) => Error::io(path, io),
+        other => Error::invalid(format!("{}: {other}", path.display())),
+    }
+}
+
+/// A Parquet error while writing `path`: I/O failures stay I/O errors.
+fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
+    match e {
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => Error::io(path, *io),
+                Err(other) => Error::invalid(format!("{}: {other}", path.display())),
+            }
+        }
+        other => Error::invalid(format!("{}: {other}", path.display())),
     }
 }

@@ -68,7 +68,7 @@ impl IpcSource {
     /// only message headers).
     ///
     /// # Errors
-    /// [`Error::InvalidFile`] for a truncated or damaged file, dictionary
+    /// [`Error::InvalidFile`] for a truncated or damaged file,
     /// batches, or columns that hold no tensor (see
     /// [`SourceOptions::columns`](crate::io::SourceOptions::columns)).
     pub fn open(path: &Path, columns: Option<&[String]>) -> Result<Self> {
@@ -105,6 +105,8 @@ impl IpcSource {
             if let Some(c) = batch.compression() {
                 compression = Some(format!("{:?}", c.codec()).to_lowercase());
             }
+            check_buffers(&batch, block.bodyLength())
+                .map_err(|e| invalid(path, format!("record batch {i} is damaged: {e}")))?;
             rows.push(u64::try_from(batch.length()).map_err(|_| {
                 invalid(
                     path,
@@ -112,11 +114,14 @@ impl IpcSource {
                 )
             })?);
         }
-        let first_rows: Vec<u64> = rows
-            .iter()
-            .scan(0u64, |next, &r| Some(std::mem::replace(next, *next + r)))
-            .collect();
-        let total: u64 = rows.iter().sum();
+        let mut first_rows = Vec::with_capacity(rows.len());
+        let mut total = 0u64;
+        for &r in &rows {
+            first_rows.push(total);
+            total = total.checked_add(r).ok_or_else(|| {
+                invalid(path, "record batches declare more rows than can be counted")
+            })?;
+        }
         let schema = Arc::new(index.schema);
         let tensor = ArrowTensor::from_schema(&schema, columns, path, &mut |name| {
             first_list_len(&buffer, &index.batches, &schema, index.version, name)
@@ -130,9 +135,25 @@ impl IpcSource {
         let decoder = FileDecoder::new(schema, index.version).with_projection(projection);
         let shape = tensor.shape(total);
         let row_bytes = tensor.row_elements() as u64 * tensor.dtype.size() as u64;
-        // Compressed batches are decoded whole: one chunk each.
+        if compression.is_none() {
+            // Every value takes at least a byte of the body.
+            for (i, (block, &r)) in index.batches.iter().zip(&rows).enumerate() {
+                if r.saturating_mul(tensor.row_elements() as u64) > block.bodyLength() as u64 {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "record batch {i} declares {r} rows but holds {} bytes (truncated or damaged)",
+                            block.bodyLength()
+                        ),
+                    ));
+                }
+            }
+        }
+        // Compressed batches are decoded whole: chunks of the largest batch,
+        // one batch each when they are even.
+        let largest = rows.iter().copied().max().unwrap_or(1).max(1);
         let target = if compression.is_some() {
-            u64::MAX
+            largest.saturating_mul(row_bytes)
         } else {
             SOURCE_CHUNK_BYTES
         };
@@ -166,14 +187,14 @@ impl IpcSource {
             let batch = self.decode(unit)?;
             let n = local.len();
             let dst = &mut out[offset * per_row..(offset + n) * per_row];
-            let ranges = self
-                .tensor
+            self.tensor
                 .copy_rows(&batch, local, self.first_rows[unit], dst)?;
-            if self.compression.is_none() {
-                for range in ranges {
-                    self.release(range);
-                }
-            }
+            // The batch's pages (metadata, buffers, compressed or not) leave
+            // the resident set; a later read of the batch faults them back.
+            let block = &self.batches[unit];
+            let start = self.map.as_ptr() as usize + block.offset() as usize;
+            let len = block.metaDataLength() as usize + block.bodyLength() as usize;
+            self.release(start..start + len);
         }
         Ok(())
     }
@@ -216,12 +237,19 @@ impl ChunkSource for IpcSource {
 
     fn chunk_working_set(&self) -> u64 {
         let chunk = self.chunk_shape.iter().product::<u64>() * self.dtype().size() as u64;
-        match self.compression {
-            // The chunk, and the decompressed batch it is copied from.
-            Some(_) => 2 * chunk + self.largest_batch_bytes(),
-            // The chunk, and the mapped pages of its values until released.
-            None => 2 * chunk,
-        }
+        // A permuted cell layout is reordered through two more buffers.
+        let permute = if self.tensor.is_permuted() {
+            2 * chunk
+        } else {
+            0
+        };
+        permute
+            + match self.compression {
+                // The chunk, and the decompressed batch it is copied from.
+                Some(_) => 2 * chunk + self.largest_batch_bytes(),
+                // The chunk, and the mapped pages of its batch until released.
+                None => 2 * chunk,
+            }
     }
 
     fn describe(&self) -> String {
@@ -269,6 +297,23 @@ fn invalid(path: &Path, reason: impl Into<String>) -> Error {
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
+/// Checks that the buffers of a record batch lie inside its body of
+/// `body` bytes (arrow-ipc slices them unchecked).
+fn check_buffers(batch: &arrow_ipc::RecordBatch<'_>, body: i64) -> std::result::Result<(), String> {
+    if body < 0 {
+        return Err(format!("its body length is {body}"));
+    }
+    for (k, buffer) in batch.buffers().into_iter().flatten().enumerate() {
+        let (offset, length) = (buffer.offset(), buffer.length());
+        if offset < 0 || length < 0 || offset.checked_add(length).is_none_or(|end| end > body) {
+            return Err(format!(
+                "buffer {k} at {offset}+{length} lies outside its {body}-byte body"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Decodes the record batch in `block` of `buffer`.
@@ -352,12 +397,8 @@ fn index_file(map: &[u8], path: &Path) -> Result<Index> {
         .ok_or_else(|| damaged(format!("footer length {footer_len} exceeds the file")))?;
     let footer = arrow_ipc::root_as_footer(&map[footer_start..len - 10])
         .map_err(|e| damaged(format!("footer does not parse: {e}")))?;
-    if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
-        return Err(invalid(
-            path,
-            "holds dictionary-encoded columns, which are not numeric",
-        ));
-    }
+    // Dictionary batches serve dictionary-encoded (non-numeric) columns,
+    // which are never read: they are skipped.
     let schema = footer
         .schema()
         .ok_or_else(|| damaged("footer has no schema".into()))
@@ -441,12 +482,8 @@ fn index_stream(map: &[u8], path: &Path) -> Result<Index> {
                     body as i64,
                 ));
             }
-            MessageHeader::DictionaryBatch => {
-                return Err(invalid(
-                    path,
-                    "holds dictionary-encoded columns, which are not numeric",
-                ));
-            }
+            // Dictionary-encoded columns are not numeric and never read.
+            MessageHeader::DictionaryBatch => {}
             other => {
                 return Err(truncated(format!(
                     "unexpected {other:?} message at byte {pos}"

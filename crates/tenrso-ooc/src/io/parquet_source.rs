@@ -2,8 +2,11 @@
 //! page within a row group larger than a chunk.
 
 use std::fs::File;
+use std::io::{BufReader, Read};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
@@ -12,7 +15,13 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
     RowSelector,
 };
-use parquet::file::metadata::PageIndexPolicy;
+use parquet::column::page::PageReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::page_index::PageIndexBuilder;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataBuilder};
+use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation};
+use parquet::file::reader::{ChunkReader, Length};
+use parquet::file::serialized_reader::SerializedPageReader;
 
 use crate::core::{DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
@@ -23,12 +32,15 @@ use crate::io::chunk_source::{ChunkSource, SOURCE_CHUNK_BYTES, rows_per_chunk};
 /// fixed-size list or an even list) or numeric columns.
 ///
 /// Only the footer is read when opening. A chunk is read from the row
-/// groups it overlaps, selecting its rows: with the file's offset index the
-/// pages before them are skipped unread, and pages are decoded one at a
+/// groups it overlaps, selecting its rows, and pages are decoded one at a
 /// time, so a row group larger than the memory limit is still read in
-/// chunk-sized pieces.
+/// chunk-sized pieces. With an offset index the pages before the selected
+/// rows are skipped unread; files written without one (pyarrow's default)
+/// whose row groups span several chunks get one at opening, by walking the
+/// page headers of the columns read.
 pub struct ParquetSource {
     path: PathBuf,
+    file: PositionedFile,
     metadata: ArrowReaderMetadata,
     mask: ProjectionMask,
     tensor: ArrowTensor,
@@ -37,6 +49,8 @@ pub struct ParquetSource {
     shape: Vec<u64>,
     chunk_shape: Vec<u64>,
     compression: String,
+    /// Where the offset index comes from, for [`ChunkSource::describe`].
+    page_index: &'static str,
 }
 
 impl std::fmt::Debug for ParquetSource {
@@ -57,32 +71,40 @@ impl ParquetSource {
     /// and for columns that hold no tensor (see
     /// [`SourceOptions::columns`](crate::io::SourceOptions::columns)).
     pub fn open(path: &Path, columns: Option<&[String]>) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = PositionedFile::open(path)?;
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-        let metadata = ArrowReaderMetadata::load(&file, options)
+        let metadata = ArrowReaderMetadata::load(&file, options.clone())
             .map_err(|e| invalid(path, format!("not a readable Parquet file: {e}")))?;
         let schema = metadata.schema().clone();
-        let groups = metadata.metadata().row_groups();
-        let group_rows: Vec<u64> = groups
-            .iter()
-            .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
-            .collect();
-        let first_rows: Vec<u64> = group_rows
-            .iter()
-            .scan(0u64, |next, &r| Some(std::mem::replace(next, *next + r)))
-            .collect();
-        let total: u64 = group_rows.iter().sum();
+        let mut group_rows = Vec::with_capacity(metadata.metadata().num_row_groups());
+        for (g, group) in metadata.metadata().row_groups().iter().enumerate() {
+            group_rows.push(u64::try_from(group.num_rows()).map_err(|_| {
+                invalid(
+                    path,
+                    format!("row group {g} declares {} rows", group.num_rows()),
+                )
+            })?);
+        }
+        let mut first_rows = Vec::with_capacity(group_rows.len());
+        let mut total = 0u64;
+        for &r in &group_rows {
+            first_rows.push(total);
+            total = total
+                .checked_add(r)
+                .ok_or_else(|| invalid(path, "row groups declare more rows than can be counted"))?;
+        }
         let tensor = ArrowTensor::from_schema(&schema, columns, path, &mut |name| {
             let index = schema
                 .index_of(name)
                 .map_err(|e| invalid(path, e.to_string()))?;
             let mask = ProjectionMask::roots(metadata.parquet_schema(), [index]);
-            let mut reader = builder(path, &metadata)?
-                .with_projection(mask)
-                .with_row_selection(RowSelection::from(vec![RowSelector::select(1)]))
-                .with_batch_size(1)
-                .build()
-                .map_err(|e| invalid(path, e.to_string()))?;
+            let mut reader =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(file.clone(), metadata.clone())
+                    .with_projection(mask)
+                    .with_row_selection(RowSelection::from(vec![RowSelector::select(1)]))
+                    .with_batch_size(1)
+                    .build()
+                    .map_err(|e| invalid(path, e.to_string()))?;
             let Some(batch) = reader.next() else {
                 return Ok(0);
             };
@@ -98,8 +120,10 @@ impl ParquetSource {
             .iter()
             .filter_map(|n| schema.index_of(n).ok())
             .collect();
-        let mask = ProjectionMask::roots(metadata.parquet_schema(), roots);
-        let compression = groups
+        let mask = ProjectionMask::roots(metadata.parquet_schema(), roots.iter().copied());
+        let compression = metadata
+            .metadata()
+            .row_groups()
             .first()
             .and_then(|g| g.columns().first())
             .map_or("no row groups".into(), |c| {
@@ -110,8 +134,50 @@ impl ParquetSource {
         let mut chunk_shape = shape.clone();
         chunk_shape[0] =
             rows_per_chunk(&group_rows, row_bytes, SOURCE_CHUNK_BYTES).clamp(1, total.max(1));
+        let has_offset_index = metadata
+            .metadata()
+            .page_index()
+            .is_some_and(|p| p.has_offset_indexes());
+        let split = group_rows.iter().any(|&r| r > chunk_shape[0]);
+        let mut page_index = if has_offset_index {
+            "offset index"
+        } else {
+            "no offset index"
+        };
+        let metadata = if split && !has_offset_index {
+            let schema_descr = metadata.parquet_schema();
+            let leaves: Vec<(usize, usize)> = (0..schema_descr.num_columns())
+                .filter(|&leaf| roots.contains(&schema_descr.get_column_root_idx(leaf)))
+                .map(|leaf| {
+                    (
+                        leaf,
+                        if tensor.is_table() {
+                            1
+                        } else {
+                            tensor.row_elements()
+                        },
+                    )
+                })
+                .collect();
+            match walk_page_locations(&file, metadata.metadata(), &leaves) {
+                Some(index) => {
+                    page_index = "offset index built from page headers";
+                    let with_index = ParquetMetaDataBuilder::new_from_metadata(
+                        metadata.metadata().as_ref().clone(),
+                    )
+                    .set_page_index(Some(Arc::new(index)))
+                    .build();
+                    ArrowReaderMetadata::try_new(Arc::new(with_index), options)
+                        .map_err(|e| invalid(path, e.to_string()))?
+                }
+                None => metadata,
+            }
+        } else {
+            metadata
+        };
         Ok(Self {
             path: path.to_path_buf(),
+            file,
             metadata,
             mask,
             tensor,
@@ -120,6 +186,7 @@ impl ParquetSource {
             shape,
             chunk_shape,
             compression,
+            page_index,
         })
     }
 
@@ -145,13 +212,16 @@ impl ParquetSource {
                     ),
                 )
             };
-            let reader = builder(&self.path, &self.metadata)?
-                .with_projection(self.mask.clone())
-                .with_row_groups(vec![group])
-                .with_row_selection(RowSelection::from(selectors))
-                .with_batch_size(local.len())
-                .build()
-                .map_err(|e| context(&e))?;
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                self.file.clone(),
+                self.metadata.clone(),
+            )
+            .with_projection(self.mask.clone())
+            .with_row_groups(vec![group])
+            .with_row_selection(RowSelection::from(selectors))
+            .with_batch_size(local.len())
+            .build()
+            .map_err(|e| context(&e))?;
             let mut done = 0usize;
             for batch in reader {
                 let batch = batch.map_err(|e| context(&e))?;
@@ -175,17 +245,147 @@ impl ParquetSource {
     }
 }
 
-/// A reader builder over its own file handle (handles share no offset, so
-/// chunks are read concurrently).
-fn builder(
-    path: &Path,
-    metadata: &ArrowReaderMetadata,
-) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
-        file,
-        metadata.clone(),
-    ))
+/// The file, read with positioned reads (`pread`): one handle shared by
+/// concurrent chunk reads without a shared offset. It can record where page
+/// headers are read (see [`walk_page_locations`]).
+#[derive(Clone)]
+struct PositionedFile {
+    file: Arc<File>,
+    len: u64,
+    header_reads: Option<Arc<Mutex<Vec<u64>>>>,
+}
+
+impl PositionedFile {
+    fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        Ok(Self {
+            file: Arc::new(file),
+            len,
+            header_reads: None,
+        })
+    }
+}
+
+impl Length for PositionedFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for PositionedFile {
+    type T = BufReader<PositionedRead>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        if let Some(reads) = &self.header_reads {
+            reads.lock().expect("not poisoned").push(start);
+        }
+        Ok(BufReader::with_capacity(
+            16 << 10,
+            PositionedRead {
+                file: self.file.clone(),
+                at: start,
+            },
+        ))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        if start
+            .checked_add(length as u64)
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(ParquetError::EOF(format!(
+                "{length} bytes at offset {start} run past the end of the {}-byte file",
+                self.len
+            )));
+        }
+        let mut buffer = vec![0u8; length];
+        self.file.read_exact_at(&mut buffer, start)?;
+        Ok(buffer.into())
+    }
+}
+
+/// A reader at a position of a [`PositionedFile`].
+struct PositionedRead {
+    file: Arc<File>,
+    at: u64,
+}
+
+impl Read for PositionedRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Offset indexes of the `leaves` (leaf column, values per row) of every
+/// row group, from their page headers: each header is read (not the
+/// page), and a page's rows are its values over the values per row (V1
+/// pages) or its own count (V2). `None` when that cannot be told — a row
+/// that spans pages, nulls, unknown page kinds — and the reader then
+/// decodes the pages it skips.
+fn walk_page_locations(
+    file: &PositionedFile,
+    metadata: &ParquetMetaData,
+    leaves: &[(usize, usize)],
+) -> Option<parquet::file::metadata::page_index::PageIndex> {
+    let columns = metadata.file_metadata().schema_descr().num_columns();
+    let mut index = PageIndexBuilder::new(metadata.num_row_groups(), columns);
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        let rows = usize::try_from(group.num_rows()).ok()?;
+        for &(leaf, per_row) in leaves {
+            let column = group.column(leaf);
+            let reads = Arc::new(Mutex::new(Vec::new()));
+            let recorder = PositionedFile {
+                header_reads: Some(reads.clone()),
+                ..file.clone()
+            };
+            let mut pages =
+                SerializedPageReader::new(Arc::new(recorder), column, rows, None).ok()?;
+            let mut page_rows = Vec::new();
+            while let Some(page) = pages.peek_next_page().ok()? {
+                page_rows.push(if page.is_dict {
+                    None
+                } else {
+                    let levels = page.num_levels.filter(|l| l % per_row.max(1) == 0);
+                    Some(page.num_rows.or(levels.map(|l| l / per_row.max(1)))?)
+                });
+                pages.skip_next_page().ok()?;
+            }
+            let starts = reads.lock().ok()?.clone();
+            if starts.len() != page_rows.len() {
+                return None;
+            }
+            let (start, len) = column.byte_range();
+            let end = start.checked_add(len)?;
+            let mut locations = Vec::with_capacity(page_rows.len());
+            let mut first = 0usize;
+            for (i, (rows_here, &at)) in page_rows.iter().zip(&starts).enumerate() {
+                let next = starts.get(i + 1).copied().unwrap_or(end);
+                if let Some(r) = rows_here {
+                    locations.push(PageLocation {
+                        offset: i64::try_from(at).ok()?,
+                        compressed_page_size: i32::try_from(next.checked_sub(at)?).ok()?,
+                        first_row_index: i64::try_from(first).ok()?,
+                    });
+                    first += r;
+                }
+            }
+            if first != rows {
+                return None;
+            }
+            index.put_offset_index(
+                OffsetIndexMetaData {
+                    page_locations: locations,
+                    unencoded_byte_array_data_bytes: None,
+                },
+                g,
+                leaf,
+            );
+        }
+    }
+    Some(index.build())
 }
 
 fn invalid(path: &Path, reason: impl Into<String>) -> Error {
@@ -218,14 +418,25 @@ impl ChunkSource for ParquetSource {
         // compressed and decompressed pages in flight.
         let chunk = self.chunk_shape.iter().product::<u64>() * self.dtype().size() as u64;
         let levels = self.chunk_shape.iter().product::<u64>() * 4;
-        2 * chunk + levels + (4 << 20)
+        // Each column read holds a compressed and a decompressed page (about
+        // 1 MiB, or a row when rows are larger).
+        let columns = self.tensor.column_names().len() as u64;
+        let row_bytes = self.chunk_shape[1..].iter().product::<u64>() * 8 / columns.max(1);
+        let pages = columns * 2 * row_bytes.max(1 << 20);
+        let permute = if self.tensor.is_permuted() {
+            2 * chunk
+        } else {
+            0
+        };
+        2 * chunk + levels + pages + permute
     }
 
     fn describe(&self) -> String {
         format!(
-            "Parquet file ({} row groups, {}), {}",
+            "Parquet file ({} row groups, {}, {}), {}",
             self.group_rows.len(),
             self.compression,
+            self.page_index,
             self.tensor.describe()
         )
     }

@@ -345,7 +345,10 @@ pub fn export_with(
         let _ = std::fs::remove_file(&temp);
     }
     let report = result?;
-    std::fs::rename(&temp, dst).map_err(|e| Error::io(dst, e))?;
+    if let Err(e) = std::fs::rename(&temp, dst) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(Error::io(dst, e));
+    }
     if let Some(dir) = dst.parent() {
         crate::store::sync_dir(if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -368,6 +371,12 @@ fn export_rows(
 ) -> Result<TransferReport> {
     let shape = array.shape().to_vec();
     let dtype = array.dtype();
+    if shape.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: a 0-d array cannot be written as rows",
+            dst.display()
+        )));
+    }
     let row_bytes = shape[1..].iter().product::<u64>() * dtype.size() as u64;
     let limit = session.options().memory_limit;
     let slab_rows = match options.row_group_rows {
@@ -387,15 +396,19 @@ fn export_rows(
     }
     .min(shape[0].max(1));
     let slab_bytes = slab_rows * row_bytes;
-    // Two slabs in flight (one read, one encoded), the encoder's copy of the
-    // one being written, and the chunks a slab read holds.
+    // A slab being read and one being written (handed over without a
+    // queue), the encoder's copies of the one written (Arrow arrays; for
+    // Parquet also its levels and the encoded row group until flushed), and
+    // the chunks a slab read holds.
     let mut reservation = session.pool().reservation("export: slabs of rows");
-    reservation.grow(3 * slab_bytes + array.chunk_working_set())?;
+    let parquet = SourceFormat::of(dst) == Some(SourceFormat::Parquet);
+    let slabs_held = if parquet { 5 } else { 3 };
+    reservation.grow(slabs_held * slab_bytes + array.chunk_working_set())?;
     let mut writer = ColumnarWriter::create(temp, dst, dtype, &shape, options)?;
     let slabs = shape[0].div_ceil(slab_rows);
     progress.start("export", array.nbytes());
     let result = dispatch_dtype!(dtype, T => std::thread::scope(|scope| -> Result<()> {
-        let (send, receive) = std::sync::mpsc::sync_channel::<Result<(Vec<T>, usize)>>(1);
+        let (send, receive) = std::sync::mpsc::sync_channel::<Result<(Vec<T>, usize)>>(0);
         let shape = &shape;
         scope.spawn(move || {
             for slab in 0..slabs {
