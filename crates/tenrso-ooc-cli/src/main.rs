@@ -90,13 +90,25 @@ fn main() -> ExitCode {
             }
         }
         Err(err) => {
+            let line = one_line(&err.to_string());
             if cli.global.json {
-                println!("{}", json!({ "error": err.to_string() }));
+                println!("{}", json!({ "error": line }));
             }
-            eprintln!("error: {err}");
+            eprintln!("error: {line}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error message on one line: decoders of foreign formats report nested
+/// context on several (flatbuffers' verifier, for one).
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn run(command: &Command, ctx: &Context) -> tenrso_ooc::Result<Outcome> {

@@ -405,3 +405,73 @@ fn two_gib_parquet_and_ipc_reduce_in_place_under_the_limit() {
         eprintln!("{file}: peak RSS {} MiB", r.peak_rss / MIB);
     }
 }
+
+/// Damaged bytes anywhere (mostly in the metadata at both ends) give either
+/// a result or a one-line error: never a panic, a crash or a hang.
+#[test]
+fn mutated_files_never_crash_or_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = arg(d, "x.zarr");
+    run([
+        "create", &store, "--shape", "300,4,5", "--chunks", "50,4,5", "--fill", "normal", "-q",
+    ])
+    .success();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: usize| {
+        // xorshift64*: deterministic, good enough to pick bytes.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n.max(1)
+    };
+    for (name, extra) in [
+        ("x.arrow", vec![]),
+        ("x.arrows", vec!["--compression", "lz4"]),
+        ("x.parquet", vec![]),
+    ] {
+        let good = arg(d, name);
+        let mut args = vec!["export", &store, &good, "--row-group-rows", "100", "-q"];
+        args.extend(extra);
+        run(&args).success();
+        let bytes = std::fs::read(&good).unwrap();
+        let n = bytes.len();
+        let (mut ok, mut failed) = (0, 0);
+        for _ in 0..50 {
+            let mut damaged = bytes.clone();
+            for _ in 0..1 + next(4) {
+                let i = match next(5) {
+                    0 | 1 => next(600.min(n)),
+                    2 | 3 => n - 1 - next(600.min(n)),
+                    _ => next(n),
+                };
+                damaged[i] = next(256) as u8;
+            }
+            let path = d.join(format!("damaged-{name}"));
+            std::fs::write(&path, &damaged).unwrap();
+            let mut cmd = std::process::Command::new("timeout");
+            cmd.args(["60"])
+                .arg(common::bin())
+                .args(["reduce", "sum"])
+                .arg(&path);
+            let r = common::run_command(cmd);
+            let err = r.stderr.trim();
+            match r.code {
+                Some(0) => ok += 1,
+                Some(1) => {
+                    assert_eq!(err.lines().count(), 1, "{name}: {err}");
+                    assert!(
+                        err.starts_with("error: ") && !err.contains("panicked"),
+                        "{err}"
+                    );
+                    failed += 1;
+                }
+                other => panic!("{name}: exit {other:?} (124: hung): {err}"),
+            }
+        }
+        assert!(
+            failed > 0 && ok + failed == 50,
+            "{name}: {ok} ok, {failed} failed"
+        );
+    }
+}

@@ -19,6 +19,7 @@ use crate::core::{DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
 use crate::io::arrow_tensor::{ArrowTensor, read_region_by_rows, units_overlapping};
 use crate::io::chunk_source::{ChunkSource, SOURCE_CHUNK_BYTES, rows_per_chunk};
+use crate::io::guarded;
 
 const CONTINUATION: u32 = 0xFFFF_FFFF;
 const MAGIC: &[u8; 6] = b"ARROW1";
@@ -124,8 +125,11 @@ impl IpcSource {
         }
         let schema = Arc::new(index.schema);
         let tensor = ArrowTensor::from_schema(&schema, columns, path, &mut |name| {
-            first_list_len(&buffer, &index.batches, &schema, index.version, name)
-                .map_err(|e| invalid(path, format!("reading the first row of `{name}`: {e}")))
+            let what = format!("reading the first row of `{name}`");
+            guarded(path, &what, || {
+                first_list_len(&buffer, &index.batches, &schema, index.version, name)
+                    .map_err(|e| invalid(path, format!("{what}: {e}")))
+            })
         })?;
         let projection: Vec<usize> = tensor
             .column_names()
@@ -176,8 +180,11 @@ impl IpcSource {
 
     /// Decodes record batch `i` (zero-copy when uncompressed).
     fn decode(&self, i: usize) -> Result<RecordBatch> {
-        decode_block(&self.decoder, &self.buffer, &self.batches[i])
-            .map_err(|e| invalid(&self.path, format!("record batch {i} does not decode: {e}")))
+        let what = format!("record batch {i}");
+        guarded(&self.path, &what, || {
+            decode_block(&self.decoder, &self.buffer, &self.batches[i])
+                .map_err(|e| invalid(&self.path, format!("{what} does not decode: {e}")))
+        })
     }
 
     fn read_rows<T: Element>(&self, rows: Range<u64>, out: &mut [T]) -> Result<()> {

@@ -5,6 +5,7 @@
 mod arrow_tensor;
 mod chunk_source;
 mod columnar_writer;
+mod decode_guard;
 mod dense_file;
 mod ipc_source;
 mod npy;
@@ -15,6 +16,7 @@ pub use arrow_tensor::FIXED_SHAPE_TENSOR;
 pub use chunk_source::{ChunkSource, SourceFormat, SourceOptions, open_source};
 pub(crate) use columnar_writer::ColumnarWriter;
 pub use columnar_writer::{ColumnarCompression, ColumnarOptions};
+pub(crate) use decode_guard::guarded;
 pub use dense_file::{DenseFile, DenseLayout};
 pub use ipc_source::IpcSource;
 pub use npy::{npy_header_bytes, read_npy_header};

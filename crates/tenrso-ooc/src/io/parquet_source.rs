@@ -27,6 +27,7 @@ use crate::core::{DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
 use crate::io::arrow_tensor::{ArrowTensor, read_region_by_rows, units_overlapping};
 use crate::io::chunk_source::{ChunkSource, SOURCE_CHUNK_BYTES, rows_per_chunk};
+use crate::io::guarded;
 
 /// A Parquet file holding a tensor column (`arrow.fixed_shape_tensor`, a
 /// fixed-size list or an even list) or numeric columns.
@@ -71,6 +72,12 @@ impl ParquetSource {
     /// and for columns that hold no tensor (see
     /// [`SourceOptions::columns`](crate::io::SourceOptions::columns)).
     pub fn open(path: &Path, columns: Option<&[String]>) -> Result<Self> {
+        guarded(path, "reading the footer", || {
+            Self::open_unguarded(path, columns)
+        })
+    }
+
+    fn open_unguarded(path: &Path, columns: Option<&[String]>) -> Result<Self> {
         let file = PositionedFile::open(path)?;
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let metadata = ArrowReaderMetadata::load(&file, options.clone())
@@ -191,6 +198,11 @@ impl ParquetSource {
     }
 
     fn read_rows<T: Element>(&self, rows: Range<u64>, out: &mut [T]) -> Result<()> {
+        let what = format!("rows {}..{}", rows.start, rows.end);
+        guarded(&self.path, &what, || self.read_rows_unguarded(rows, out))
+    }
+
+    fn read_rows_unguarded<T: Element>(&self, rows: Range<u64>, out: &mut [T]) -> Result<()> {
         let per_row = self.tensor.row_elements();
         for (group, local, offset) in units_overlapping(&self.first_rows, self.shape[0], rows) {
             let group_rows = self.group_rows[group] as usize;
