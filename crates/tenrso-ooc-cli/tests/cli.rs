@@ -268,6 +268,7 @@ fn demo_stays_within_its_limit() {
             "import",
             "compare",
             "reduce",
+            "parquet",
             "transpose",
             "matmul",
             "cp",
@@ -275,6 +276,7 @@ fn demo_stays_within_its_limit() {
         ]
     );
     assert_eq!(j["matmul_trace_matches_norm"], true);
+    assert_eq!(j["parquet_sum_matches"], true);
     assert!(j["tucker_fit"].as_f64().unwrap() > 0.98, "{j}");
     assert!(j["cp_fit"].as_f64().unwrap() > 0.9, "{j}");
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tenrso_ooc::decomp::{self, CpOptions, TuckerOptions};
+use tenrso_ooc::io::ColumnarOptions;
 use tenrso_ooc::ops::{self, Fill, ImportOptions, OutputOptions, ReduceOp};
 use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{ByteSize, DType, Error, Result};
@@ -41,7 +42,7 @@ struct Step {
 
 /// Generates a planted low-rank tensor 4x the memory limit, verifies it,
 /// exports it to `.npy`, imports it back and checks the round trip, reduces
-/// and transposes it with the engine, multiplies its unfolding by its
+/// it, writes it as Parquet and sums that file in place, transposes it, multiplies its unfolding by its
 /// transpose (checking the trace against the norm), decomposes it (CP-ALS
 /// and Tucker, checking the fits), and reports peak memory against the limit.
 pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
@@ -179,6 +180,54 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
             norm.value.unwrap_or(f64::NAN)
         ),
     });
+    // The columnar ecosystem: the tensor as Parquet (one fixed_shape_tensor
+    // column, zstd), summed again reading the file in place.
+    let t = Instant::now();
+    let parquet = dir.join("tensor.parquet");
+    let p = ops::export_with(
+        &tensor,
+        &parquet,
+        &ColumnarOptions::default(),
+        &ctx.session,
+        &ctx.progress,
+    )?;
+    let from_file = ops::reduce(
+        &ctx.session,
+        ReduceOp::Sum,
+        Arc::new(ZarrArray::open(&parquet)?),
+        None,
+        None,
+        &OutputOptions::default(),
+        false,
+        &ctx.progress,
+    )?;
+    let parquet_bytes = std::fs::metadata(&parquet)
+        .map_err(|e| Error::io(&parquet, e))?
+        .len();
+    // The two sums add the same values in another order: they agree to
+    // rounding, at most eps·sqrt(N)·‖X‖ or so.
+    let store_sum = sum.value.unwrap_or(f64::NAN);
+    let file_sum = from_file.value.unwrap_or(f64::NAN);
+    let scale = norm.value.unwrap_or(f64::NAN) * (x.shape().iter().product::<u64>() as f64).sqrt();
+    let parquet_ok = (file_sum - store_sum).abs() <= 1e-10 * scale;
+    steps.push(Step {
+        name: "parquet",
+        bytes: 2 * p.bytes,
+        elapsed: t.elapsed(),
+        note: format!(
+            "to .parquet (zstd, {}), summed in place: {}",
+            ByteSize(parquet_bytes),
+            if parquet_ok {
+                "same sum"
+            } else {
+                "SUM DIFFERS"
+            }
+        ),
+    });
+    if args.dir.is_none() {
+        std::fs::remove_file(&parquet).map_err(|e| Error::io(&parquet, e))?;
+    }
+
     let t = Instant::now();
     let transposed = dir.join("transposed.zarr");
     let tr = ops::transpose(
@@ -304,7 +353,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
 
     let peak = peak_rss_bytes();
     let within = peak.is_some_and(|p| p <= limit + RSS_SLACK);
-    let ok = v.is_ok() && c.is_identical() && gram_ok && fits_ok && within;
+    let ok = v.is_ok() && c.is_identical() && parquet_ok && gram_ok && fits_ok && within;
     let mut text = format!(
         "\n  {:<9} {:>12} {:>9} {:>14}  {}\n",
         "step", "data", "time", "rate", "notes"
@@ -353,6 +402,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
         "within_memory_bound": within,
         "bad_chunks": v.bad_chunks.len(),
         "round_trip_identical": c.is_identical(),
+        "parquet_sum_matches": parquet_ok,
         "matmul_gflops_per_second": gflops,
         "matmul_trace_matches_norm": gram_ok,
         "cp_fit": cp_fit,

@@ -319,7 +319,9 @@ pub fn export(
 /// // Read back in place: four row groups of 25 rows of 4x5 cells.
 /// let back = ZarrArray::open(&parquet)?;
 /// assert_eq!(back.shape(), &[100, 4, 5]);
-/// assert_eq!(back.read_chunk::<f32>(&[1, 0, 0])?.as_slice()[0], 500.0);
+/// assert!(back.codec_description().contains("4 row groups"));
+/// let row = back.read_region::<f32>(&tenrso_ooc::Region::new(vec![25, 0, 0], vec![1, 4, 5]))?;
+/// assert_eq!(row.as_slice()[0], 500.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn export_with(
