@@ -166,6 +166,14 @@ impl Error {
         }
     }
 
+    /// An [`Error::InvalidFile`]: `path` holds something malformed.
+    pub fn invalid_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::InvalidFile {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// An [`Error::InvalidArgument`] from anything printable.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidArgument(message.into())

@@ -19,7 +19,10 @@ use arrow_array::types::{
     Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
 };
-use arrow_array::{Array, ArrayRef, FixedSizeListArray, PrimitiveArray, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, GenericListArray, OffsetSizeTrait, PrimitiveArray,
+    RecordBatch,
+};
 use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Value, json};
@@ -67,13 +70,6 @@ pub(crate) struct ArrowTensor {
     pub(crate) layout: ArrowLayout,
     pub(crate) dtype: DType,
     path: PathBuf,
-}
-
-fn invalid(path: &Path, reason: impl Into<String>) -> Error {
-    Error::InvalidFile {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
 }
 
 /// Element type of values of Arrow type `t`: floats keep theirs, integers
@@ -125,7 +121,7 @@ impl ArrowTensor {
                 .iter()
                 .map(|n| {
                     schema.field_with_name(n).map_err(|_| {
-                        invalid(
+                        Error::invalid_file(
                             path,
                             format!("has no column `{n}`; its columns are {}", available()),
                         )
@@ -143,7 +139,7 @@ impl ArrowTensor {
                     0 => schema.fields().iter().map(|f| f.as_ref()).collect(),
                     1 => lists,
                     _ => {
-                        return Err(invalid(
+                        return Err(Error::invalid_file(
                             path,
                             format!(
                                 "holds {} tensor columns ({}): import the one to use with `import --columns`",
@@ -160,7 +156,7 @@ impl ArrowTensor {
             }
         };
         if fields.is_empty() {
-            return Err(invalid(path, "has no columns"));
+            return Err(Error::invalid_file(path, "has no columns"));
         }
         for f in &fields {
             if schema
@@ -170,7 +166,7 @@ impl ArrowTensor {
                 .count()
                 > 1
             {
-                return Err(invalid(
+                return Err(Error::invalid_file(
                     path,
                     format!(
                         "has more than one column named `{}`: columns are read by name",
@@ -190,7 +186,7 @@ impl ArrowTensor {
                 } else {
                     "import the numeric columns to use with `import --columns`"
                 };
-                invalid(
+                Error::invalid_file(
                     path,
                     format!(
                         "column `{}` is of type {}, not numeric: {hint}",
@@ -222,7 +218,10 @@ impl ArrowTensor {
             DataType::FixedSizeList(item, n) => (
                 item,
                 Some(usize::try_from(*n).map_err(|_| {
-                    invalid(path, format!("column `{name}` declares a list size of {n}"))
+                    Error::invalid_file(
+                        path,
+                        format!("column `{name}` declares a list size of {n}"),
+                    )
                 })?),
             ),
             DataType::List(item) | DataType::LargeList(item) => (item, None),
@@ -232,7 +231,7 @@ impl ArrowTensor {
             DataType::Float32 => DType::F32,
             DataType::Float64 => DType::F64,
             other => {
-                return Err(invalid(
+                return Err(Error::invalid_file(
                     path,
                     format!(
                         "tensor column `{name}` holds {other} values; tenrso-ooc reads float32 and float64 tensors"
@@ -245,7 +244,7 @@ impl ArrowTensor {
             None => first_row_len(name)?,
         };
         if list_size == 0 {
-            return Err(invalid(
+            return Err(Error::invalid_file(
                 path,
                 format!("tensor column `{name}` has empty cells (or no rows to tell their size)"),
             ));
@@ -258,7 +257,7 @@ impl ArrowTensor {
                 .get(EXTENSION_METADATA_KEY)
                 .map_or("{}", String::as_str);
             parse_extension_metadata(text, list_size).map_err(|e| {
-                invalid(path, format!("column `{name}` ({FIXED_SHAPE_TENSOR}): {e}"))
+                Error::invalid_file(path, format!("column `{name}` ({FIXED_SHAPE_TENSOR}): {e}"))
             })?
         } else {
             (vec![list_size as u64], None)
@@ -372,7 +371,7 @@ impl ArrowTensor {
         }
         let column = |name: &str| -> Result<&ArrayRef> {
             batch.column_by_name(name).ok_or_else(|| {
-                invalid(&self.path, format!("a record batch has no column `{name}`"))
+                Error::invalid_file(&self.path, format!("a record batch has no column `{name}`"))
             })
         };
         // `range` indexes `array`, whose element `range.start + k * per_row`
@@ -383,7 +382,7 @@ impl ArrowTensor {
                     && let Some(i) = range.clone().find(|&i| nulls.is_null(i))
                 {
                     let row = first_row + (rows.start + (i - range.start) / per_row.max(1)) as u64;
-                    return Err(invalid(
+                    return Err(Error::invalid_file(
                         &self.path,
                         format!(
                             "column `{name}` has a null at or in row {row}; tensors have no nulls"
@@ -412,30 +411,22 @@ impl ArrowTensor {
                         };
                         (list.values(), start)
                     }
-                    DataType::List(_) => {
-                        let list = array.as_list::<i32>();
-                        let offsets = &list.value_offsets()[rows.start..=rows.end];
-                        self.check_lengths(
-                            offsets,
-                            *list_size,
-                            first_row + rows.start as u64,
-                            name,
-                        )?;
-                        (list.values(), offsets[0] as usize)
-                    }
-                    DataType::LargeList(_) => {
-                        let list = array.as_list::<i64>();
-                        let offsets = &list.value_offsets()[rows.start..=rows.end];
-                        self.check_lengths(
-                            offsets,
-                            *list_size,
-                            first_row + rows.start as u64,
-                            name,
-                        )?;
-                        (list.values(), offsets[0] as usize)
-                    }
+                    DataType::List(_) => self.list_rows(
+                        array.as_list::<i32>(),
+                        rows.clone(),
+                        *list_size,
+                        first_row,
+                        name,
+                    )?,
+                    DataType::LargeList(_) => self.list_rows(
+                        array.as_list::<i64>(),
+                        rows.clone(),
+                        *list_size,
+                        first_row,
+                        name,
+                    )?,
                     other => {
-                        return Err(invalid(
+                        return Err(Error::invalid_file(
                             &self.path,
                             format!("column `{name}` changed type to {other} in a record batch"),
                         ));
@@ -443,14 +434,15 @@ impl ArrowTensor {
                 };
                 let count = n * list_size;
                 if start + count > values.len() {
-                    return Err(invalid(
+                    return Err(Error::invalid_file(
                         &self.path,
                         format!("column `{name}` has fewer values than its rows need"),
                     ));
                 }
                 no_nulls(values.as_ref(), start..start + count, *list_size, name)?;
-                copy_values(values.as_ref(), start, out, 1)
-                    .map_err(|e| invalid(&self.path, format!("column `{name}`: {e}")))?;
+                copy_values(values.as_ref(), start, out, 1).map_err(|e| {
+                    Error::invalid_file(&self.path, format!("column `{name}`: {e}"))
+                })?;
                 if let Some(perm) = permutation {
                     permute_cells(out, n, physical_shape, perm);
                 }
@@ -461,8 +453,9 @@ impl ArrowTensor {
                 for (k, name) in names.iter().enumerate() {
                     let array = column(name)?;
                     no_nulls(array.as_ref(), rows.clone(), 1, name)?;
-                    copy_values(array.as_ref(), rows.start, &mut out[k..], stride)
-                        .map_err(|e| invalid(&self.path, format!("column `{name}`: {e}")))?;
+                    copy_values(array.as_ref(), rows.start, &mut out[k..], stride).map_err(
+                        |e| Error::invalid_file(&self.path, format!("column `{name}`: {e}")),
+                    )?;
                 }
                 Ok(())
             }
@@ -605,28 +598,31 @@ impl ArrowTensor {
         RecordBatch::try_new(schema.clone(), columns).map_err(arrow)
     }
 
-    /// Checks that every row of a list, by its `offsets` (one more than
-    /// the rows, the first of row `first_row`), holds `list_size` values.
-    fn check_lengths<O: Copy + Into<i64>>(
+    /// The values of a variable-size list and the index of the first value
+    /// of `rows`, after checking that each of those rows (the batch's first
+    /// is row `first_row` of the file) holds `list_size` values.
+    fn list_rows<'a, O: OffsetSizeTrait>(
         &self,
-        offsets: &[O],
+        list: &'a GenericListArray<O>,
+        rows: Range<usize>,
         list_size: usize,
         first_row: u64,
         name: &str,
-    ) -> Result<()> {
+    ) -> Result<(&'a ArrayRef, usize)> {
+        let offsets = &list.value_offsets()[rows.start..=rows.end];
         for (r, pair) in offsets.windows(2).enumerate() {
-            let len = pair[1].into() - pair[0].into();
-            if len != list_size as i64 {
-                return Err(invalid(
+            let len = pair[1].as_usize() - pair[0].as_usize();
+            if len != list_size {
+                return Err(Error::invalid_file(
                     &self.path,
                     format!(
                         "list column `{name}` is ragged: row {} has {len} values, the first row {list_size}; a tensor needs equal rows",
-                        first_row + r as u64
+                        first_row + (rows.start + r) as u64
                     ),
                 ));
             }
         }
-        Ok(())
+        Ok((list.values(), offsets[0].as_usize()))
     }
 }
 

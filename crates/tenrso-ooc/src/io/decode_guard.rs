@@ -41,10 +41,10 @@ pub(crate) fn guarded<R>(path: &Path, what: &str, decode: impl FnOnce() -> Resul
             .map(|s| (*s).to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "the decoder failed".into());
-        Err(Error::InvalidFile {
-            path: path.to_path_buf(),
-            reason: format!("{what}: damaged data ({message})"),
-        })
+        Err(Error::invalid_file(
+            path,
+            format!("{what}: damaged data ({message})"),
+        ))
     })
 }
 

@@ -76,7 +76,7 @@ impl IpcSource {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if len < 8 {
-            return Err(invalid(
+            return Err(Error::invalid_file(
                 path,
                 format!("is {len} bytes: not an Arrow IPC file or stream"),
             ));
@@ -99,17 +99,18 @@ impl IpcSource {
         let mut compression = None;
         for (i, block) in index.batches.iter().enumerate() {
             let message = message_at(&map, block)
-                .map_err(|e| invalid(path, format!("record batch {i}: {e}")))?;
-            let batch = message
-                .header_as_record_batch()
-                .ok_or_else(|| invalid(path, format!("message {i} is not a record batch")))?;
+                .map_err(|e| Error::invalid_file(path, format!("record batch {i}: {e}")))?;
+            let batch = message.header_as_record_batch().ok_or_else(|| {
+                Error::invalid_file(path, format!("message {i} is not a record batch"))
+            })?;
             if let Some(c) = batch.compression() {
                 compression = Some(format!("{:?}", c.codec()).to_lowercase());
             }
-            check_buffers(&batch, block.bodyLength())
-                .map_err(|e| invalid(path, format!("record batch {i} is damaged: {e}")))?;
+            check_buffers(&batch, block.bodyLength()).map_err(|e| {
+                Error::invalid_file(path, format!("record batch {i} is damaged: {e}"))
+            })?;
             rows.push(u64::try_from(batch.length()).map_err(|_| {
-                invalid(
+                Error::invalid_file(
                     path,
                     format!("record batch {i} declares {} rows", batch.length()),
                 )
@@ -120,7 +121,7 @@ impl IpcSource {
         for &r in &rows {
             first_rows.push(total);
             total = total.checked_add(r).ok_or_else(|| {
-                invalid(path, "record batches declare more rows than can be counted")
+                Error::invalid_file(path, "record batches declare more rows than can be counted")
             })?;
         }
         let schema = Arc::new(index.schema);
@@ -128,7 +129,7 @@ impl IpcSource {
             let what = format!("reading the first row of `{name}`");
             guarded(path, &what, || {
                 first_list_len(&buffer, &index.batches, &schema, index.version, name)
-                    .map_err(|e| invalid(path, format!("{what}: {e}")))
+                    .map_err(|e| Error::invalid_file(path, format!("{what}: {e}")))
             })
         })?;
         let projection: Vec<usize> = tensor
@@ -143,7 +144,7 @@ impl IpcSource {
             // Every value takes at least a byte of the body.
             for (i, (block, &r)) in index.batches.iter().zip(&rows).enumerate() {
                 if r.saturating_mul(tensor.row_elements() as u64) > block.bodyLength() as u64 {
-                    return Err(invalid(
+                    return Err(Error::invalid_file(
                         path,
                         format!(
                             "record batch {i} declares {r} rows but holds {} bytes (truncated or damaged)",
@@ -182,8 +183,9 @@ impl IpcSource {
     fn decode(&self, i: usize) -> Result<RecordBatch> {
         let what = format!("record batch {i}");
         guarded(&self.path, &what, || {
-            decode_block(&self.decoder, &self.buffer, &self.batches[i])
-                .map_err(|e| invalid(&self.path, format!("{what} does not decode: {e}")))
+            decode_block(&self.decoder, &self.buffer, &self.batches[i]).map_err(|e| {
+                Error::invalid_file(&self.path, format!("{what} does not decode: {e}"))
+            })
         })
     }
 
@@ -294,13 +296,6 @@ impl IpcSource {
     }
 }
 
-fn invalid(path: &Path, reason: impl Into<String>) -> Error {
-    Error::InvalidFile {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
@@ -387,7 +382,7 @@ fn message_at<'a>(
 fn index_file(map: &[u8], path: &Path) -> Result<Index> {
     let len = map.len();
     let damaged = |what: String| {
-        invalid(
+        Error::invalid_file(
             path,
             format!("Arrow IPC file is truncated or damaged: {what}"),
         )
@@ -439,7 +434,7 @@ fn index_stream(map: &[u8], path: &Path) -> Result<Index> {
     let mut version = MetadataVersion::V5;
     let mut batches = Vec::new();
     let truncated = |what: String| {
-        invalid(
+        Error::invalid_file(
             path,
             format!("Arrow IPC stream is truncated or damaged: {what}"),
         )
@@ -500,7 +495,7 @@ fn index_stream(map: &[u8], path: &Path) -> Result<Index> {
         pos = end;
     }
     let schema = schema.ok_or_else(|| {
-        invalid(
+        Error::invalid_file(
             path,
             "is not an Arrow IPC file or stream (no schema message)",
         )

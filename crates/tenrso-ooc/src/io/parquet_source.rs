@@ -81,12 +81,12 @@ impl ParquetSource {
         let file = PositionedFile::open(path)?;
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let metadata = ArrowReaderMetadata::load(&file, options.clone())
-            .map_err(|e| invalid(path, format!("not a readable Parquet file: {e}")))?;
+            .map_err(|e| Error::invalid_file(path, format!("not a readable Parquet file: {e}")))?;
         let schema = metadata.schema().clone();
         let mut group_rows = Vec::with_capacity(metadata.metadata().num_row_groups());
         for (g, group) in metadata.metadata().row_groups().iter().enumerate() {
             group_rows.push(u64::try_from(group.num_rows()).map_err(|_| {
-                invalid(
+                Error::invalid_file(
                     path,
                     format!("row group {g} declares {} rows", group.num_rows()),
                 )
@@ -96,14 +96,14 @@ impl ParquetSource {
         let mut total = 0u64;
         for &r in &group_rows {
             first_rows.push(total);
-            total = total
-                .checked_add(r)
-                .ok_or_else(|| invalid(path, "row groups declare more rows than can be counted"))?;
+            total = total.checked_add(r).ok_or_else(|| {
+                Error::invalid_file(path, "row groups declare more rows than can be counted")
+            })?;
         }
         let tensor = ArrowTensor::from_schema(&schema, columns, path, &mut |name| {
             let index = schema
                 .index_of(name)
-                .map_err(|e| invalid(path, e.to_string()))?;
+                .map_err(|e| Error::invalid_file(path, e.to_string()))?;
             let mask = ProjectionMask::roots(metadata.parquet_schema(), [index]);
             let mut reader =
                 ParquetRecordBatchReaderBuilder::new_with_metadata(file.clone(), metadata.clone())
@@ -111,11 +111,11 @@ impl ParquetSource {
                     .with_row_selection(RowSelection::from(vec![RowSelector::select(1)]))
                     .with_batch_size(1)
                     .build()
-                    .map_err(|e| invalid(path, e.to_string()))?;
+                    .map_err(|e| Error::invalid_file(path, e.to_string()))?;
             let Some(batch) = reader.next() else {
                 return Ok(0);
             };
-            let batch = batch.map_err(|e| invalid(path, e.to_string()))?;
+            let batch = batch.map_err(|e| Error::invalid_file(path, e.to_string()))?;
             let column = batch.column(0);
             Ok(match column.data_type() {
                 arrow_schema::DataType::LargeList(_) => column.as_list::<i64>().value_length(0),
@@ -175,7 +175,7 @@ impl ParquetSource {
                     .set_page_index(Some(Arc::new(index)))
                     .build();
                     ArrowReaderMetadata::try_new(Arc::new(with_index), options)
-                        .map_err(|e| invalid(path, e.to_string()))?
+                        .map_err(|e| Error::invalid_file(path, e.to_string()))?
                 }
                 None => metadata,
             }
@@ -215,7 +215,7 @@ impl ParquetSource {
                 selectors.push(RowSelector::skip(group_rows - local.end));
             }
             let context = |e: &dyn std::fmt::Display| {
-                invalid(
+                Error::invalid_file(
                     &self.path,
                     format!(
                         "row group {group} (rows {}..{}): {e}",
@@ -398,13 +398,6 @@ fn walk_page_locations(
         }
     }
     Some(index.build())
-}
-
-fn invalid(path: &Path, reason: impl Into<String>) -> Error {
-    Error::InvalidFile {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
 }
 
 impl ChunkSource for ParquetSource {
