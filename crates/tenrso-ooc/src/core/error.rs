@@ -180,5 +180,15 @@ impl Error {
     }
 }
 
+/// The text of a caught panic's payload (`panic!` with a message gives a
+/// `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

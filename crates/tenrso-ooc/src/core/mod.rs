@@ -4,7 +4,7 @@
 mod block;
 mod chunk_grid;
 mod element;
-mod error;
+pub(crate) mod error;
 mod float;
 mod gemm;
 mod layout;

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::core::error::panic_message;
 use crate::core::{Block, Element, Error, Region, Result};
 use crate::exec::{Progress, Session};
 use crate::memory::{CacheStats, ChunkCache, ChunkKey, ChunkMap, Loader, Pinned, Reservation};
@@ -86,8 +87,28 @@ impl<'a, T: Element> TaskIo<'a, T> {
     }
 }
 
-/// Loads chunk `key` from its stored array.
+/// Loads chunk `key` from its stored array. A panic while loading (a bug,
+/// or a decoder's assertion) becomes an error: the chunk's cache entry then
+/// fails instead of staying "loading" for its waiters forever.
 fn load_chunk<T: Element>(
+    graph: &ChunkGraph,
+    session: &Session,
+    key: ChunkKey,
+) -> Result<Block<T>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        load_chunk_unguarded(graph, session, key)
+    }))
+    .unwrap_or_else(|payload| {
+        Err(Error::invalid(format!(
+            "internal: loading chunk {:?} of `{}` panicked: {}",
+            graph.coords(key),
+            graph.arrays[key.array as usize].name,
+            panic_message(payload.as_ref())
+        )))
+    })
+}
+
+fn load_chunk_unguarded<T: Element>(
     graph: &ChunkGraph,
     session: &Session,
     key: ChunkKey,
@@ -309,7 +330,18 @@ impl<T: Element> StageRun<'_, T> {
             if index >= self.end {
                 break;
             }
-            if let Err(err) = self.run_task(index, &mut reservation) {
+            // A panicking task stops the run with an error (its pins are
+            // released by unwinding) rather than leaving the others waiting.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.run_task(index, &mut reservation)
+            }))
+            .unwrap_or_else(|payload| {
+                Err(Error::invalid(format!(
+                    "internal: task {index} panicked: {}",
+                    panic_message(payload.as_ref())
+                )))
+            });
+            if let Err(err) = outcome {
                 self.fail(index, err);
             }
             reservation.free();
@@ -458,5 +490,54 @@ impl<T: Element> StageRun<'_, T> {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::exec::{ExecOptions, NoProgress};
+    use crate::plan::ChunkGraph;
+    use crate::store::{ArraySpec, ZarrArray};
+    use crate::{ChunkGrid, DType};
+
+    /// Reads its chunk, then panics on task 5.
+    struct PanicsOnFive;
+
+    impl TaskBody<f64> for PanicsOnFive {
+        fn run(&self, index: usize, io: &mut TaskIo<'_, f64>) -> Result<Option<Block<f64>>> {
+            let _chunk = io.input(0)?;
+            assert!(index != 5, "task {index} broke");
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_panicking_task_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ArraySpec::new(vec![64, 8], vec![4, 8], DType::F64);
+        let array = Arc::new(ZarrArray::create(dir.path().join("x.zarr"), &spec).unwrap());
+        let grid = ChunkGrid::new(vec![64, 8], vec![4, 8]).unwrap();
+        let mut graph = ChunkGraph::new("panics", DType::F64);
+        let id = graph.add_array("x", ArrayRole::Input(array), grid.clone());
+        for chunk in grid.iter() {
+            let key = graph.key(id, &chunk);
+            graph.tasks.push(TaskNode {
+                stage: 0,
+                reads: vec![key],
+                write: None,
+                scratch_bytes: 0,
+                pinned_bytes: graph.chunk_bytes(key),
+                work_bytes: 1,
+            });
+        }
+        let session = Session::new(ExecOptions::default().with_threads(2));
+        let err = execute(&session, &graph, &PanicsOnFive, &NoProgress).unwrap_err();
+        assert!(
+            err.to_string().contains("task 5 panicked: task 5 broke"),
+            "{err}"
+        );
     }
 }

@@ -11,6 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Once;
 
+use crate::core::error::panic_message;
 use crate::core::{Error, Result};
 
 thread_local! {
@@ -36,11 +37,7 @@ pub(crate) fn guarded<R>(path: &Path, what: &str, decode: impl FnOnce() -> Resul
     let outcome = catch_unwind(AssertUnwindSafe(decode));
     DECODING.with(|d| d.set(was));
     outcome.unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "the decoder failed".into());
+        let message = panic_message(payload.as_ref());
         Err(Error::invalid_file(
             path,
             format!("{what}: damaged data ({message})"),
