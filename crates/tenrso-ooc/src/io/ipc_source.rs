@@ -69,8 +69,8 @@ impl IpcSource {
     /// only message headers).
     ///
     /// # Errors
-    /// [`Error::InvalidFile`] for a truncated or damaged file,
-    /// batches, or columns that hold no tensor (see
+    /// [`Error::InvalidFile`] for a truncated or damaged file, or columns
+    /// that hold no tensor (see
     /// [`SourceOptions::columns`](crate::io::SourceOptions::columns)).
     pub fn open(path: &Path, columns: Option<&[String]>) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -82,8 +82,8 @@ impl IpcSource {
             ));
         }
         // SAFETY: the map is read-only; a file truncated by another process
-        // while mapped would fault, as with any mapped reader (documented in
-        // the crate's limits).
+        // while mapped makes later reads fault (SIGBUS), as with any mapped
+        // reader: sources must not be rewritten while they are read.
         let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?);
         let stream = &map[..6] != MAGIC;
         let index = if stream {
