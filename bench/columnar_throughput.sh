@@ -10,8 +10,8 @@
 #          pyarrow: bench/pyarrow_columnar.py reads the same file batch by batch
 #          into numpy and sums it (read-table: pq.read_table, whole file in memory).
 #          Warm = page cache warm; cold = dropped first (needs root).
-# export = ours: `tenrso-ooc export` from an uncompressed store (IPC uncompressed,
-#          Parquet zstd level 1, row groups of 2048 rows = 64 MiB, fsync'd and renamed
+# export = ours: `tenrso-ooc export` from an uncompressed store in 8 MiB chunks (IPC
+#          uncompressed, Parquet zstd level 1, default row groups of 512 rows = 16 MiB, fsync'd and renamed
 #          into place); pyarrow: the same slabs from a memory-mapped .npy, same
 #          compression, fsync'd.
 set -euo pipefail
@@ -36,7 +36,7 @@ peer="$PWD/bench/pyarrow_columnar.py"
 
 echo "preparing a ${size_gib} GiB f64 tensor ${rows}x64x64 in $work ..." >&2
 rm -rf "$work/t.zarr" "$work/t.arrow" "$work/t.parquet" "$work/t.npy" "$work/peer.arrow" "$work/peer.parquet"
-"$bin" create "$work/t.zarr" --shape "$rows,64,64" --chunks 2048,64,64 --codec none --fill normal --seed 1 -q >/dev/null
+"$bin" create "$work/t.zarr" --shape "$rows,64,64" --chunks 256,64,64 --codec none --fill normal --seed 1 -q >/dev/null
 "$bin" export "$work/t.zarr" "$work/t.npy" -q >/dev/null
 
 median_of() { local t=(); for _ in $(seq "$repeat"); do t+=("$(timed "$@")"); done; median "${t[@]}"; }
@@ -45,8 +45,8 @@ median_cold() { local t=(); for _ in $(seq "$repeat"); do drop; t+=("$(timed "$@
 cat "$work/t.zarr"/c/*/*/* "$work/t.npy" >/dev/null 2>&1 || true
 ours_ipc_w=$(median_of "$bin" export "$work/t.zarr" "$work/t.arrow" -q)
 ours_pq_w=$(median_of "$bin" export "$work/t.zarr" "$work/t.parquet" -q)
-peer_ipc_w=$(median_of "$py" "$peer" write-ipc "$work/t.npy" "$work/peer.arrow" 2048)
-peer_pq_w=$(median_of "$py" "$peer" write-parquet "$work/t.npy" "$work/peer.parquet" 2048)
+peer_ipc_w=$(median_of "$py" "$peer" write-ipc "$work/t.npy" "$work/peer.arrow" 512)
+peer_pq_w=$(median_of "$py" "$peer" write-parquet "$work/t.npy" "$work/peer.parquet" 512)
 rm -rf "$work/peer.arrow" "$work/peer.parquet" "$work/t.zarr" "$work/t.npy"
 pq_bytes=$(stat -c %s "$work/t.parquet")
 

@@ -384,7 +384,7 @@ pub struct ExportArgs {
     /// anything else for raw C-order little-endian binary
     pub dst: PathBuf,
     /// Rows per record batch (IPC) or row group (Parquet) [default: slabs
-    /// of about 1/16 of the memory limit, whole chunk rows]
+    /// of 1/16 of the memory limit, at most 16 MiB, whole chunk rows]
     #[arg(long, value_name = "ROWS")]
     pub row_group_rows: Option<u64>,
     /// Compression of IPC buffers (lz4, zstd, none) or Parquet pages (zstd,

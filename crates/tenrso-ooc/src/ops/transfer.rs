@@ -385,7 +385,10 @@ fn export_rows(
         Some(0) => return Err(Error::invalid("--row-group-rows must be at least 1")),
         Some(rows) => rows,
         None => {
-            let target = (limit / 16).clamp(1 << 20, 64 << 20);
+            // At most 16 MiB: slabs and the encoder's copies then stay
+            // below glibc's mmap threshold and reuse heap pages instead of
+            // faulting fresh ones in (a 64 MiB slab cost ~50k faults).
+            let target = (limit / 16).clamp(1 << 20, 16 << 20);
             let rows = (target / row_bytes.max(1)).max(1);
             // Whole stored chunk rows where they fit, so slabs read whole chunks.
             let chunk_rows = array.chunk_grid().chunk_shape()[0];
