@@ -1,11 +1,16 @@
-//! Ctrl-C and SIGTERM: remove spill files, then exit.
+//! Ctrl-C and SIGTERM: cancel the session's run; a second signal exits at once.
 
 use std::io::Read;
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use tenrso_ooc::exec::CancelToken;
+
 /// Write end of the self-pipe the signal handler writes to.
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+
+/// The first signal received (0: none).
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(signal: libc::c_int) {
     let fd = PIPE_WRITE.load(Ordering::Relaxed);
@@ -16,10 +21,13 @@ extern "C" fn on_signal(signal: libc::c_int) {
     }
 }
 
-/// Installs handlers for SIGINT and SIGTERM. A watcher thread, woken through a
-/// self-pipe (the only thing done in the handler), removes every spill
-/// directory of the process and exits with 128 + the signal number.
-pub fn install() {
+/// Installs handlers for SIGINT and SIGTERM. A watcher thread, woken through
+/// a self-pipe (the only thing done in the handler), cancels `token` on the
+/// first signal: the running operation stops after the tasks in flight,
+/// releases its memory and removes its spill files and temporaries, and
+/// `main` exits with 128 + the signal number ([`exit_code`]). A second
+/// signal removes every spill directory of the process and exits at once.
+pub fn install(token: CancelToken) {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe(2) fills the two descriptors of a fresh pipe.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
@@ -32,11 +40,15 @@ pub fn install() {
         .name("signals".into())
         .spawn(move || {
             let mut byte = [0u8; 1];
+            if read_end.read_exact(&mut byte).is_err() {
+                return;
+            }
+            RECEIVED.store(i32::from(byte[0]), Ordering::Relaxed);
+            token.cancel();
+            eprintln!("\ninterrupted: stopping after the tasks in flight (again to exit at once)");
             if read_end.read_exact(&mut byte).is_ok() {
                 tenrso_ooc::memory::remove_all_spill_dirs();
-                eprintln!(
-                    "\ninterrupted: spill files removed; every chunk already written is complete"
-                );
+                eprintln!("\ninterrupted twice: spill files removed; every chunk already written is complete");
                 std::process::exit(128 + i32::from(byte[0]));
             }
         });
@@ -48,5 +60,13 @@ pub fn install() {
         unsafe {
             libc::signal(signal, on_signal as *const () as libc::sighandler_t);
         }
+    }
+}
+
+/// 128 + the number of the signal that interrupted the run, if one did.
+pub fn exit_code() -> Option<u8> {
+    match RECEIVED.load(Ordering::Relaxed) {
+        0 => None,
+        signal => Some((128 + signal) as u8),
     }
 }

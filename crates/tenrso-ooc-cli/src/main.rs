@@ -46,7 +46,6 @@ fn main() -> ExitCode {
         Err(err) => return usage_error(err),
     };
     telemetry::init_logging(cli.global.log_format);
-    interrupt::install();
     let default_limit = match cli.command {
         Command::Demo(_) => 64 << 20,
         _ => tenrso_ooc::exec::default_memory_limit(),
@@ -64,6 +63,7 @@ fn main() -> ExitCode {
         progress: Bar::new(!cli.global.quiet && !cli.global.json),
         explain: cli.global.explain,
     };
+    interrupt::install(ctx.session.cancel_token().clone());
     let started = Instant::now();
     let result = telemetry::serve_metrics(cli.global.metrics_addr.as_deref(), &ctx.session)
         .and_then(|_server| run(&cli.command, &ctx));
@@ -75,6 +75,12 @@ fn main() -> ExitCode {
         if let Err(err) = telemetry::write_report(path, &ctx.session, started.elapsed(), outcome) {
             eprintln!("error: {err}");
         }
+    }
+    if let Some(code) = interrupt::exit_code() {
+        // Dropping the session removes its spill area.
+        drop(ctx);
+        eprintln!("interrupted: spill files removed; every chunk already written is complete");
+        return ExitCode::from(code);
     }
     match result {
         Ok(outcome) => {

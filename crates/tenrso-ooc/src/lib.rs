@@ -14,37 +14,39 @@
 //!   reserved from, the spill area and the [`telemetry::Metrics`];
 //!   [`exec::ExecOptions`] sets threads, the memory limit, spill directories
 //!   and the cache policy.
-//! - [`ops`] runs work over stored arrays. Planned operations ([`ops::map`],
-//!   [`ops::reduce`], [`ops::transpose`], [`ops::rechunk`]) build a
-//!   [`plan::ChunkGraph`], [`plan::explain`] it (refusing what cannot fit),
-//!   and [`exec::execute`] it through the [`memory::ChunkCache`] with
-//!   prefetch and spill. Simpler chunk-parallel work: generators
-//!   ([`ops::generate`]), [`ops::verify`], [`ops::compare`], streaming
-//!   `.npy`/raw [`ops::import`] and [`ops::export`].
-//! - [`ops::einsum`] (with [`ops::tensordot`] and [`ops::matmul`]) contracts
-//!   stored arrays out of core: [`plan::EinsumSpec`] parses NumPy's
-//!   subscripts, [`plan::ContractionPath`] orders the pairwise
-//!   [`plan::ContractionStep`]s, and each step runs as a tiled GEMM through
-//!   the executor.
+//! - [`ops`] runs work over stored arrays. Every operation is a request
+//!   value ([`ops::Map`], [`ops::Reduce`], [`ops::Transpose`],
+//!   [`ops::Rechunk`], [`ops::Einsum`] with tensordot and matmul,
+//!   [`ops::Generate`], [`ops::Verify`], [`ops::Compare`], [`ops::Import`],
+//!   [`ops::Export`]) whose `plan(&session)` checks it and returns an
+//!   [`ops::Planned`] operation: `explain()` is its plan (memory, bytes
+//!   read/written/spilled, flops), `run()` executes it. Plans that cannot fit
+//!   are refused before any I/O; runs stop with [`Error::Cancelled`] when
+//!   the session's [`exec::CancelToken`] is cancelled.
+//! - [`plan`] builds what the operations run: [`plan::ChunkGraph`]s of
+//!   chunk tasks, explained by [`plan::explain`], and for einsum the
+//!   [`plan::EinsumSpec`] and [`plan::ContractionPath`] of tiled GEMM steps.
+//!   [`exec`] runs the graphs (it sits above `plan`) through the
+//!   [`memory::ChunkCache`] with prefetch and spill.
 //! - [`io`] reads and writes files outside the store: `.npy`/raw
 //!   ([`io::DenseFile`]), Arrow IPC and Parquet with the canonical
 //!   `arrow.fixed_shape_tensor` column or numeric columns. Such files open
 //!   as read-only arrays ([`io::ChunkSource`], through
 //!   [`ZarrArray::open`](store::ZarrArray::open)), so every operation reads
-//!   them in place; [`ops::export_with`] writes them.
+//!   them in place; [`ops::Export`] writes them.
 //! - [`decomp`] decomposes stored tensors out of core: streaming
 //!   [`decomp::mttkrp`], [`decomp::cp_als`] and [`decomp::tucker`] (HOSVD
-//!   and HOOI) with TensorLy's parameters, checkpointed every iteration, and
+//!   and HOOI) with TensorLy's parameters, checkpointed every iteration,
+//!   stoppable from their iteration callback, and
 //!   [`decomp::reconstruct_cp`]/[`decomp::reconstruct_tucker`] to write a
 //!   model back as a stored tensor.
 //!
 //! ## Example
 //!
 //! ```
-//! use std::sync::Arc;
-//! use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
-//! use tenrso_ooc::ops::{self, Expr, Fill, OutputOptions, ReduceOp};
-//! use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
+//! use tenrso_ooc::exec::{ExecOptions, Session};
+//! use tenrso_ooc::ops::{Einsum, Expr, Fill, Generate, Map, Reduce, ReduceOp, Transpose};
+//! use tenrso_ooc::store::{ArraySpec, Compression};
 //! use tenrso_ooc::{DType, Region};
 //!
 //! # let dir = tempfile::tempdir()?;
@@ -52,28 +54,31 @@
 //! let session = Session::new(ExecOptions::default().with_memory_limit(64 << 20));
 //! let spec = ArraySpec::new(vec![1000, 800], vec![256, 256], DType::F64)
 //!     .with_compression(Compression::Zstd { level: 1 });
-//! let mut x = ZarrArray::create(dir.path().join("x.zarr"), &spec)?;
-//! ops::generate(&mut x, Fill::Normal, 42, false, &session, &NoProgress)?;
-//! assert!(ops::verify(&x, &session, &NoProgress)?.is_ok());
+//! let x = Generate::new(dir.path().join("x.zarr"), spec, Fill::Normal)
+//!     .with_seed(42)
+//!     .plan(&session)?
+//!     .run()?
+//!     .array;
 //!
 //! // Read any region; only the chunks it touches are decoded.
 //! let corner = x.read_region::<f64>(&Region::new(vec![250, 250], vec![10, 10]))?;
 //! assert_eq!(corner.shape(), &[10, 10]);
 //!
-//! // Planned operations: explained before they run, refused if they cannot fit.
-//! let x = Arc::new(x);
-//! let opts = OutputOptions::default();
-//! let sum = ops::reduce(&session, ReduceOp::Sum, x.clone(), None, None, &opts, false, &NoProgress)?;
-//! assert!(sum.value.unwrap().is_finite());
-//! let y = ops::map(&session, &Expr::parse("x*2+1")?, x.clone(), None, &dir.path().join("y.zarr"), &opts, false, &NoProgress)?;
+//! // Plan, look at the plan, then run.
+//! let sum = Reduce::new(ReduceOp::Sum, &x).plan(&session)?;
+//! println!("{sum}"); // tasks, bytes to read, memory against the limit
+//! assert!(sum.run()?.value.unwrap().is_finite());
+//! let y = Map::new(Expr::parse("x*2+1")?, &x, dir.path().join("y.zarr")).plan(&session)?.run()?;
 //! assert_eq!(y.plan.bytes_written, 1000 * 800 * 8);
-//! let t = ops::transpose(&session, x.clone(), &[1, 0], &dir.path().join("t.zarr"), &opts, false, &NoProgress)?;
-//! assert!(t.run.unwrap().pool_peak <= 64 << 20);
+//! let t = Transpose::new(&x, [1, 0], dir.path().join("t.zarr")).plan(&session)?.run()?;
+//! assert!(t.run.pool_peak <= 64 << 20);
 //!
-//! // Stream it out to NumPy's format and back.
-//! let npy = dir.path().join("x.npy");
-//! ops::export(x.path(), &npy, &session, &NoProgress)?;
-//! ops::import(&npy, &dir.path().join("z.zarr"), &Default::default(), &session, &NoProgress)?;
+//! // Out-of-core contractions: the Gram matrix X·Xᵀ, and a scalar.
+//! let gram = Einsum::new("ij,kj->ik", &[&x, &x]).with_out(dir.path().join("g.zarr"));
+//! let report = gram.plan(&session)?.run()?;
+//! assert_eq!(report.plan.output_shape, [1000, 1000]);
+//! let sq = Einsum::new("ij,ij->", &[&x, &x]).plan(&session)?.run()?.value.unwrap();
+//! assert!(sq > 0.0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]

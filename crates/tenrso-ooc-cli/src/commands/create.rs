@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use serde_json::json;
-use tenrso_ooc::store::ZarrArray;
-use tenrso_ooc::{ByteSize, Result, ops};
+use tenrso_ooc::ops::Generate;
+use tenrso_ooc::{ByteSize, Result};
 
 use super::{dims, rate, spec_from_layout};
 use crate::cli::CreateArgs;
@@ -19,26 +19,13 @@ pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
         &args.layout,
         ctx.session.options(),
     );
-    spec.validate()?;
-    // Refuse before touching the disk if one chunk cannot be handled.
-    ctx.session.options().check_fits(
-        spec.chunk_working_set() + args.fill.model_bytes(&spec.shape),
-        "the generator's model and one chunk",
-    )?;
-    let mut array = if args.layout.resume {
-        ZarrArray::create_or_resume(&args.path, &spec)?
-    } else {
-        ZarrArray::create(&args.path, &spec)?
-    };
     let start = Instant::now();
-    let report = ops::generate(
-        &mut array,
-        args.fill,
-        args.seed,
-        args.layout.resume,
-        &ctx.session,
-        &ctx.progress,
-    )?;
+    let report = Generate::new(&args.path, spec, args.fill)
+        .with_seed(args.seed)
+        .with_resume(args.layout.resume)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
+    let array = &report.array;
     let elapsed = start.elapsed();
     let on_disk = array.bytes_on_disk()?;
     let mut text = format!(

@@ -1,12 +1,13 @@
 //! `tenrso-ooc cp` and `tenrso-ooc tucker`.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{Value, json};
 use tenrso_ooc::decomp::{
-    self, CpInit, CpModel, CpOptions, Iteration, SweepStrategy, TuckerInit, TuckerModel,
-    TuckerOptions,
+    self, CpInit, CpModel, CpOptions, DecompositionRun, Iteration, SweepStrategy, TuckerInit,
+    TuckerModel, TuckerOptions,
 };
 use tenrso_ooc::store::{ArraySpec, ZarrArray};
 use tenrso_ooc::{ByteSize, Error, Result};
@@ -35,7 +36,7 @@ fn prepare_out(out: &Path, resume: bool) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))
 }
 
-fn print_iteration(ctx: &Context, what: &str, i: &Iteration) {
+fn print_iteration(ctx: &Context, what: &str, i: &Iteration) -> ControlFlow<()> {
     ctx.progress.line(&format!(
         "{what} iteration {:>3}: fit {:.8}  {:.2} s  read {}",
         i.iteration,
@@ -43,6 +44,7 @@ fn print_iteration(ctx: &Context, what: &str, i: &Iteration) {
         i.seconds,
         ByteSize(i.bytes_read)
     ));
+    ControlFlow::Continue(())
 }
 
 /// The median of the iterations' seconds.
@@ -56,21 +58,32 @@ pub fn median_seconds(iterations: &[Iteration]) -> f64 {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn summary(
-    ctx: &Context,
-    what: &str,
-    input: &Path,
-    x: &ZarrArray,
-    out: &Path,
-    iterations: &[Iteration],
-    converged: bool,
-    init_seconds: f64,
+/// A finished decomposition, for [`summary`].
+struct Decomposed<'a> {
+    what: &'a str,
+    input: &'a Path,
+    x: &'a ZarrArray,
+    out: &'a Path,
+    run: &'a DecompositionRun,
     seconds: f64,
-    passes: usize,
-    resumed_after: Option<usize>,
-    mut json: Value,
-) -> Result<Outcome> {
+}
+
+fn summary(ctx: &Context, done: &Decomposed<'_>, mut json: Value) -> Result<Outcome> {
+    let Decomposed {
+        what,
+        input,
+        x,
+        out,
+        run,
+        seconds,
+    } = *done;
+    let (iterations, converged, init_seconds, passes, resumed_after) = (
+        &run.iterations[..],
+        run.converged,
+        run.init_seconds,
+        run.passes_per_iteration,
+        run.resumed_after,
+    );
     let peak = peak_rss_bytes();
     let limit = ctx.session.memory_limit();
     let fit = iterations.last().map(|i| i.fit);
@@ -175,21 +188,19 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
         "seed": args.seed,
         "normalize": args.normalize,
         "l2": args.l2,
-        "norm": report.norm,
+        "norm": report.run.norm,
         "weights": report.model.weights,
     });
     summary(
         ctx,
-        "cp",
-        &args.input,
-        x,
-        &args.out,
-        &report.iterations,
-        report.converged,
-        report.init_seconds,
-        started.elapsed().as_secs_f64(),
-        report.passes_per_iteration,
-        report.resumed_after,
+        &Decomposed {
+            what: "cp",
+            input: &args.input,
+            x,
+            out: &args.out,
+            run: &report.run,
+            seconds: started.elapsed().as_secs_f64(),
+        },
         json,
     )
 }
@@ -227,20 +238,18 @@ pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
         "tol": args.tol,
         "init": args.init,
         "seed": args.seed,
-        "norm": report.norm,
+        "norm": report.run.norm,
     });
     summary(
         ctx,
-        "tucker",
-        &args.input,
-        x,
-        &args.out,
-        &report.iterations,
-        report.converged,
-        report.init_seconds,
-        started.elapsed().as_secs_f64(),
-        report.passes_per_iteration,
-        report.resumed_after,
+        &Decomposed {
+            what: "tucker",
+            input: &args.input,
+            x,
+            out: &args.out,
+            run: &report.run,
+            seconds: started.elapsed().as_secs_f64(),
+        },
         json,
     )
 }

@@ -1,14 +1,16 @@
 //! `tenrso-ooc demo`: the engine at work on a tensor larger than its memory limit.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tenrso_ooc::decomp::{self, CpOptions, TuckerOptions};
-use tenrso_ooc::io::ColumnarOptions;
-use tenrso_ooc::ops::{self, Fill, ImportOptions, OutputOptions, ReduceOp};
+use tenrso_ooc::ops::{
+    Compare, Einsum, Export, Fill, Generate, Import, ImportOptions, Reduce, ReduceOp, Transpose,
+    Verify,
+};
 use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{ByteSize, DType, Error, Result};
 
@@ -76,8 +78,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     let npy = dir.join("tensor.npy");
     let copy = dir.join("copy.zarr");
     let mut steps = Vec::new();
-    let mut x = ZarrArray::create(&tensor, &spec)?;
-    let nbytes = x.nbytes();
+    let nbytes = shape.iter().product::<u64>() * DType::F64.size() as u64;
     eprintln!(
         "tenrso-ooc demo: {} f64 tensor {} ({:.1}x the {} memory limit), {} threads, in {}",
         dims(&shape),
@@ -89,7 +90,11 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     );
 
     let t = Instant::now();
-    let g = ops::generate(&mut x, fill, 42, false, &ctx.session, &ctx.progress)?;
+    let g = Generate::new(&tensor, spec, fill)
+        .with_seed(42)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
+    let x = g.array.clone();
     let on_disk = x.bytes_on_disk()?;
     steps.push(Step {
         name: "generate",
@@ -99,7 +104,9 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     });
 
     let t = Instant::now();
-    let v = ops::verify(&x, &ctx.session, &ctx.progress)?;
+    let v = Verify::new(&x)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
     steps.push(Step {
         name: "verify",
         bytes: v.bytes_checked,
@@ -108,7 +115,9 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     });
 
     let t = Instant::now();
-    let e = ops::export(&tensor, &npy, &ctx.session, &ctx.progress)?;
+    let e = Export::new(&x, &npy)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
     steps.push(Step {
         name: "export",
         bytes: e.bytes,
@@ -117,12 +126,13 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     });
 
     let t = Instant::now();
-    let opts = ImportOptions {
-        chunk_shape: Some(x.chunk_grid().chunk_shape().to_vec()),
-        compression: Compression::Lz4,
-        ..Default::default()
-    };
-    let i = ops::import(&npy, &copy, &opts, &ctx.session, &ctx.progress)?;
+    let opts = ImportOptions::default()
+        .with_chunk_shape(x.chunk_grid().chunk_shape())
+        .with_compression(Compression::Lz4);
+    let i = Import::new(&npy, &copy)
+        .with_options(opts)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
     steps.push(Step {
         name: "import",
         bytes: i.bytes,
@@ -131,8 +141,10 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     });
 
     let t = Instant::now();
-    let y = ZarrArray::open(&copy)?;
-    let c = ops::compare(&x, &y, &ctx.session, &ctx.progress)?;
+    let y = Arc::new(ZarrArray::open(&copy)?);
+    let c = Compare::new(&x, &y)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
     steps.push(Step {
         name: "compare",
         bytes: 2 * c.elements * 8,
@@ -148,28 +160,13 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     }
 
     // The engine: a reduction and a transpose, planned under the limit.
-    let x = Arc::new(x);
     let t = Instant::now();
-    let sum = ops::reduce(
-        &ctx.session,
-        ReduceOp::Sum,
-        x.clone(),
-        None,
-        None,
-        &OutputOptions::default(),
-        false,
-        &ctx.progress,
-    )?;
-    let norm = ops::reduce(
-        &ctx.session,
-        ReduceOp::Norm,
-        x.clone(),
-        None,
-        None,
-        &OutputOptions::default(),
-        false,
-        &ctx.progress,
-    )?;
+    let sum = Reduce::new(ReduceOp::Sum, &x)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
+    let norm = Reduce::new(ReduceOp::Norm, &x)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
     steps.push(Step {
         name: "reduce",
         bytes: 2 * nbytes,
@@ -184,23 +181,12 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     // column, zstd), summed again reading the file in place.
     let t = Instant::now();
     let parquet = dir.join("tensor.parquet");
-    let p = ops::export_with(
-        &tensor,
-        &parquet,
-        &ColumnarOptions::default(),
-        &ctx.session,
-        &ctx.progress,
-    )?;
-    let from_file = ops::reduce(
-        &ctx.session,
-        ReduceOp::Sum,
-        Arc::new(ZarrArray::open(&parquet)?),
-        None,
-        None,
-        &OutputOptions::default(),
-        false,
-        &ctx.progress,
-    )?;
+    let p = Export::new(&x, &parquet)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
+    let from_file = Reduce::new(ReduceOp::Sum, &Arc::new(ZarrArray::open(&parquet)?))
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
     let parquet_bytes = std::fs::metadata(&parquet)
         .map_err(|e| Error::io(&parquet, e))?
         .len();
@@ -230,16 +216,10 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
 
     let t = Instant::now();
     let transposed = dir.join("transposed.zarr");
-    let tr = ops::transpose(
-        &ctx.session,
-        x.clone(),
-        &[2, 0, 1],
-        &transposed,
-        &OutputOptions::default(),
-        false,
-        &ctx.progress,
-    )?;
-    let run = tr.run.as_ref().expect("ran");
+    let tr = Transpose::new(&x, [2, 0, 1], &transposed)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
+    let run = &tr.run;
     steps.push(Step {
         name: "transpose",
         bytes: run.bytes_read + run.bytes_written,
@@ -252,15 +232,10 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     // which the norm above measured independently.
     let t = Instant::now();
     let gram_path = dir.join("gram.zarr");
-    let gram = ops::einsum(
-        &ctx.session,
-        "ijk,ljk->il",
-        &[x.clone(), x.clone()],
-        Some(&gram_path),
-        &ops::EinsumOptions::default(),
-        false,
-        &ctx.progress,
-    )?;
+    let gram = Einsum::new("ijk,ljk->il", &[&x, &x])
+        .with_out(&gram_path)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
     let g = ZarrArray::open(&gram_path)?.read_region::<f64>(&tenrso_ooc::Region::full(&[n, n]))?;
     let trace: f64 = (0..n as usize)
         .map(|i| g.as_slice()[i * n as usize + i])
@@ -283,7 +258,6 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     // Decompositions, streamed from the lz4 copy (the same values, faster to
     // decode) under the same limit: CP-ALS and Tucker of the planted rank-8
     // tensor.
-    let y = Arc::new(y);
     let t = Instant::now();
     let cp_opts = CpOptions {
         n_iter_max: 12,
@@ -299,21 +273,22 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
             ctx.progress.line(&format!(
                 "  CP-ALS iteration {:>2}: fit {:.6} in {:.2} s",
                 i.iteration, i.fit, i.seconds
-            ))
+            ));
+            ControlFlow::Continue(())
         },
         &ctx.progress,
     )?;
     let cp_fit = cp.fit().unwrap_or(f64::NAN);
-    let cp_per_iter = median_seconds(&cp.iterations);
+    let cp_per_iter = median_seconds(&cp.run.iterations);
     steps.push(Step {
         name: "cp",
-        bytes: cp.iterations.iter().map(|i| i.bytes_read).sum(),
+        bytes: cp.run.iterations.iter().map(|i| i.bytes_read).sum(),
         elapsed: t.elapsed(),
         note: format!(
             "rank 8: fit {cp_fit:.4} after {} iterations, {cp_per_iter:.2} s each ({} passes); init {:.1} s",
-            cp.iterations.len(),
-            cp.passes_per_iteration,
-            cp.init_seconds
+            cp.run.iterations.len(),
+            cp.run.passes_per_iteration,
+            cp.run.init_seconds
         ),
     });
     let t = Instant::now();
@@ -330,21 +305,22 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
             ctx.progress.line(&format!(
                 "  Tucker iteration {}: fit {:.6} in {:.2} s",
                 i.iteration, i.fit, i.seconds
-            ))
+            ));
+            ControlFlow::Continue(())
         },
         &ctx.progress,
     )?;
     let tk_fit = tk.fit().unwrap_or(f64::NAN);
-    let tk_per_iter = median_seconds(&tk.iterations);
+    let tk_per_iter = median_seconds(&tk.run.iterations);
     steps.push(Step {
         name: "tucker",
-        bytes: tk.iterations.iter().map(|i| i.bytes_read).sum(),
+        bytes: tk.run.iterations.iter().map(|i| i.bytes_read).sum(),
         elapsed: t.elapsed(),
         note: format!(
             "ranks 8,8,8: fit {tk_fit:.4} after {} iterations, {tk_per_iter:.2} s each ({} passes); init {:.1} s",
-            tk.iterations.len(),
-            tk.passes_per_iteration,
-            tk.init_seconds
+            tk.run.iterations.len(),
+            tk.run.passes_per_iteration,
+            tk.run.init_seconds
         ),
     });
     // Noise of 1% caps the fit near 0.99; Tucker reaches it, CP-ALS on

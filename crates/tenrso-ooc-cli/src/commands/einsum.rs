@@ -1,7 +1,7 @@
 //! `tenrso-ooc einsum`.
 
 use serde_json::Value;
-use tenrso_ooc::ops::{self, EinsumOptions, EinsumReport, OutputOptions};
+use tenrso_ooc::ops::{Einsum, EinsumReport, OutputOptions};
 use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{ByteSize, Result};
 
@@ -18,61 +18,52 @@ pub fn run(args: &EinsumArgs, ctx: &Context) -> Result<Outcome> {
         .iter()
         .map(|p| ZarrArray::open(p).map(std::sync::Arc::new))
         .collect::<Result<Vec<_>>>()?;
-    let opts = EinsumOptions {
-        output: OutputOptions {
-            chunk_shape: args.chunks.as_ref().map(|s| s.dims().to_vec()),
-            compression: args.codec,
-        },
-        path: args.path,
-    };
-    let report = ops::einsum(
-        &ctx.session,
-        &args.subscripts,
-        &inputs,
-        args.out.as_deref(),
-        &opts,
-        ctx.explain,
-        &ctx.progress,
-    )?;
+    let mut output = OutputOptions::default().with_compression(args.codec);
+    if let Some(chunks) = &args.chunks {
+        output = output.with_chunk_shape(chunks.dims());
+    }
+    let operands: Vec<_> = inputs.iter().collect();
+    let mut request = Einsum::new(&args.subscripts, &operands)
+        .with_output_options(output)
+        .with_path(args.path);
+    if let Some(out) = &args.out {
+        request = request.with_out(out);
+    }
+    let planned = request.plan(&ctx.session)?;
+    if ctx.explain {
+        let plan = planned.explain();
+        let mut json = plan.to_json();
+        json["out"] = out_json(args);
+        return Ok(Outcome {
+            text: format!("einsum {} ({})\n{plan}", args.subscripts, plan.subscripts),
+            json,
+            success: true,
+        });
+    }
+    let report = planned.run_with(&ctx.progress)?;
     Ok(outcome(&report, args, ctx))
+}
+
+fn out_json(args: &EinsumArgs) -> Value {
+    args.out
+        .as_ref()
+        .map_or(Value::Null, |p| Value::from(p.display().to_string()))
 }
 
 fn outcome(report: &EinsumReport, args: &EinsumArgs, ctx: &Context) -> Outcome {
     let limit = ctx.session.memory_limit();
     let mut json = report.to_json();
     let peak = peak_rss_bytes();
-    json["out"] = args
-        .out
-        .as_ref()
-        .map_or(Value::Null, |p| Value::from(p.display().to_string()));
+    json["out"] = out_json(args);
     json["peak_rss_bytes"] = peak.map_or(Value::Null, Value::from);
-    let mut text = format!("einsum {} ({})\n", args.subscripts, report.subscripts);
-    for (k, chunks) in &report.rechunked {
+    let plan = &report.plan;
+    let mut text = format!("einsum {} ({})\n", args.subscripts, plan.subscripts);
+    for (k, chunks) in &plan.rechunked {
         text.push_str(&format!(
             "rechunk operand #{k} to chunks {chunks:?} first (its chunking makes every plan slow)\n"
         ));
     }
-    text.push_str(&report.path.to_string());
-    if ctx.explain {
-        let least = report.path.min_task_bytes();
-        text.push_str(&format!(
-            "  memory: least {} per task, limit {}{}\n",
-            ByteSize(least),
-            ByteSize(limit),
-            if least > limit {
-                "  (DOES NOT FIT)"
-            } else {
-                ""
-            }
-        ));
-        json["memory_limit_bytes"] = Value::from(limit);
-        json["fits"] = Value::from(least <= limit);
-        return Outcome {
-            text,
-            json,
-            success: true,
-        };
-    }
+    text.push_str(&plan.path.to_string());
     text.push_str(&format!(
         "  {:.2} s, {:.2} GFLOP/s; read {}, wrote {}\n  memory: pool peak {}, process peak {} (limit {})\n",
         report.seconds,

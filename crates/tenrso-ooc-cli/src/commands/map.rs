@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tenrso_ooc::Result;
-use tenrso_ooc::ops::{self, Expr, OutputOptions};
+use tenrso_ooc::ops::{Expr, Map, OutputOptions};
 use tenrso_ooc::store::ZarrArray;
 
-use super::operation::outcome;
+use super::operation::{explained, outcome};
 use crate::cli::MapArgs;
 use crate::{Context, Outcome};
 
@@ -21,24 +21,17 @@ pub fn run(args: &MapArgs, ctx: &Context) -> Result<Outcome> {
         .map(ZarrArray::open)
         .transpose()?
         .map(Arc::new);
-    let opts = OutputOptions {
-        chunk_shape: None,
-        compression: args.codec,
-    };
-    let report = ops::map(
-        &ctx.session,
-        &expr,
-        x,
-        y,
-        &args.out,
-        &opts,
-        ctx.explain,
-        &ctx.progress,
-    )?;
+    let opts = OutputOptions::default().with_compression(args.codec);
+    let mut request = Map::new(expr.clone(), &x, &args.out).with_output_options(opts);
+    if let Some(y) = &y {
+        request = request.with_y(y);
+    }
+    let planned = request.plan(&ctx.session)?;
+    let extra = json!({ "out": args.out.display().to_string(), "expr": expr.to_string() });
+    if ctx.explain {
+        return Ok(explained(planned.explain(), extra));
+    }
+    let report = planned.run_with(&ctx.progress)?;
     let headline = format!("map `{expr}` -> {}", args.out.display());
-    Ok(outcome(
-        &report,
-        headline,
-        json!({ "out": args.out.display().to_string(), "expr": expr.to_string() }),
-    ))
+    Ok(outcome(&report, headline, extra))
 }

@@ -3,23 +3,28 @@
 use serde_json::{Value, json};
 use tenrso_ooc::ByteSize;
 use tenrso_ooc::ops::OpReport;
+use tenrso_ooc::plan::PlanReport;
 
 use crate::Outcome;
 use crate::process_memory::peak_rss_bytes;
 
-/// The outcome of a planned operation: the plan alone under `--explain`,
-/// else a summary of the run. `extra` fields are merged into the JSON.
+/// The outcome of `--explain`: the plan alone. `extra` fields are merged
+/// into the JSON.
+pub fn explained(plan: &PlanReport, extra: Value) -> Outcome {
+    let mut json = plan.to_json();
+    merge(&mut json, extra);
+    Outcome {
+        text: plan.to_string(),
+        json,
+        success: true,
+    }
+}
+
+/// The outcome of a planned operation that ran: a summary of the run.
+/// `extra` fields are merged into the JSON.
 pub fn outcome(report: &OpReport, headline: String, extra: Value) -> Outcome {
     let plan = &report.plan;
-    let Some(run) = &report.run else {
-        let mut json = plan.to_json();
-        merge(&mut json, extra);
-        return Outcome {
-            text: plan.to_string(),
-            json,
-            success: true,
-        };
-    };
+    let run = &report.run;
     let peak = peak_rss_bytes();
     let text = format!(
         "{headline}\n  {} tasks in {:.2} s; read {}, wrote {}, spilled {}\n  memory: pool peak {}, process peak {} (limit {})\n",

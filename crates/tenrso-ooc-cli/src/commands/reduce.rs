@@ -4,30 +4,33 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tenrso_ooc::Result;
-use tenrso_ooc::ops::{self, OutputOptions};
+use tenrso_ooc::ops::{OutputOptions, Reduce};
 use tenrso_ooc::store::ZarrArray;
 
-use super::operation::outcome;
+use super::operation::{explained, outcome};
 use crate::cli::ReduceArgs;
 use crate::{Context, Outcome};
 
 /// Reduces; a value over all axes is printed, otherwise an array is written.
 pub fn run(args: &ReduceArgs, ctx: &Context) -> Result<Outcome> {
     let input = Arc::new(ZarrArray::open(&args.input)?);
-    let opts = OutputOptions {
-        chunk_shape: None,
-        compression: args.codec,
-    };
-    let report = ops::reduce(
-        &ctx.session,
-        args.op,
-        input,
-        args.axes.as_deref(),
-        args.out.as_deref(),
-        &opts,
-        ctx.explain,
-        &ctx.progress,
-    )?;
+    let mut request = Reduce::new(args.op, &input)
+        .with_output_options(OutputOptions::default().with_compression(args.codec));
+    if let Some(axes) = &args.axes {
+        request = request.with_axes(axes.clone());
+    }
+    if let Some(out) = &args.out {
+        request = request.with_out(out);
+    }
+    let planned = request.plan(&ctx.session)?;
+    let extra = json!({
+        "op": args.op.to_string(),
+        "out": args.out.as_ref().map(|p| p.display().to_string()),
+    });
+    if ctx.explain {
+        return Ok(explained(planned.explain(), extra));
+    }
+    let report = planned.run_with(&ctx.progress)?;
     let headline = match (&args.out, report.value) {
         (Some(out), _) => format!(
             "{} over axes {:?} -> {}",
@@ -37,16 +40,10 @@ pub fn run(args: &ReduceArgs, ctx: &Context) -> Result<Outcome> {
         ),
         (None, _) => format!("{} of {}", args.op, args.input.display()),
     };
-    let mut out = outcome(
-        &report.op,
-        headline,
-        json!({
-            "op": args.op.to_string(),
-            "value": report.value,
-            "out": args.out.as_ref().map(|p| p.display().to_string()),
-        }),
-    );
-    if let Some(value) = report.value {
+    let mut extra = extra;
+    extra["value"] = json!(report.value);
+    let mut out = outcome(&report.op, headline, extra);
+    if let (Some(value), None) = (report.value, &args.out) {
         // The value alone on stdout (scriptable); the summary goes to stderr.
         eprint!("{}", out.text);
         out.text = format!("{value}\n");

@@ -4,7 +4,8 @@ use std::time::Instant;
 
 use serde_json::json;
 use tenrso_ooc::io::ColumnarOptions;
-use tenrso_ooc::ops::{self, ImportOptions, TransferReport};
+use tenrso_ooc::ops::{Export, Import, ImportOptions, TransferReport};
+use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{ByteSize, DType, Result};
 
 use super::{dims, rate};
@@ -13,17 +14,19 @@ use crate::{Context, Outcome};
 
 /// Imports a file into a new array.
 pub fn import(args: &ImportArgs, ctx: &Context) -> Result<Outcome> {
-    let opts = ImportOptions {
-        chunk_shape: args.layout.chunks.as_ref().map(|s| s.dims().to_vec()),
-        compression: args.layout.codec,
-        shard_shape: args.layout.shard.as_ref().map(|s| s.dims().to_vec()),
-        raw_shape: args.shape.as_ref().map(|s| s.dims().to_vec()),
-        raw_dtype: args.dtype,
-        resume: args.layout.resume,
-        columns: args.columns.clone(),
-    };
+    let mut opts = ImportOptions::default()
+        .with_compression(args.layout.codec)
+        .with_resume(args.layout.resume);
+    opts.chunk_shape = args.layout.chunks.as_ref().map(|s| s.dims().to_vec());
+    opts.shard_shape = args.layout.shard.as_ref().map(|s| s.dims().to_vec());
+    opts.raw_shape = args.shape.as_ref().map(|s| s.dims().to_vec());
+    opts.raw_dtype = args.dtype;
+    opts.columns = args.columns.clone();
     let start = Instant::now();
-    let report = ops::import(&args.src, &args.dst, &opts, &ctx.session, &ctx.progress)?;
+    let report = Import::new(&args.src, &args.dst)
+        .with_options(opts)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
     Ok(outcome("imported", &args.src, &args.dst, &report, start))
 }
 
@@ -35,7 +38,11 @@ pub fn export(args: &ExportArgs, ctx: &Context) -> Result<Outcome> {
         row_group_rows: args.row_group_rows,
         columns: args.columns.clone(),
     };
-    let report = ops::export_with(&args.src, &args.dst, &options, &ctx.session, &ctx.progress)?;
+    let array = std::sync::Arc::new(ZarrArray::open(&args.src)?);
+    let report = Export::new(&array, &args.dst)
+        .with_columnar(options)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
     Ok(outcome("exported", &args.src, &args.dst, &report, start))
 }
 

@@ -1,10 +1,12 @@
 //! `tenrso-ooc verify`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
+use tenrso_ooc::ops::Verify;
 use tenrso_ooc::store::ZarrArray;
-use tenrso_ooc::{ByteSize, Result, ops};
+use tenrso_ooc::{ByteSize, Result};
 
 use super::rate;
 use crate::cli::VerifyArgs;
@@ -12,9 +14,11 @@ use crate::{Context, Outcome};
 
 /// Decodes every stored chunk; fails listing the bad ones.
 pub fn run(args: &VerifyArgs, ctx: &Context) -> Result<Outcome> {
-    let array = ZarrArray::open(&args.path)?;
+    let array = Arc::new(ZarrArray::open(&args.path)?);
     let start = Instant::now();
-    let report = ops::verify(&array, &ctx.session, &ctx.progress)?;
+    let report = Verify::new(&array)
+        .plan(&ctx.session)?
+        .run_with(&ctx.progress)?;
     let elapsed = start.elapsed();
     let mut text = String::new();
     for bad in &report.bad_chunks {

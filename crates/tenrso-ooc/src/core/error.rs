@@ -155,6 +155,13 @@ pub enum Error {
         /// Why the request could not wait for memory.
         reason: String,
     },
+
+    /// The run was cancelled through its session's
+    /// [`CancelToken`](crate::exec::CancelToken) (or an interrupt mapped onto
+    /// it). Reservations, spill files and temporaries are released; output
+    /// chunks already written are kept for a resumed run.
+    #[error("cancelled: the run was stopped before it finished; chunks already written are kept")]
+    Cancelled,
 }
 
 impl Error {

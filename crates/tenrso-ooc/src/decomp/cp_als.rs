@@ -1,6 +1,7 @@
 //! [`cp_als`]: CP decomposition by alternating least squares, out of core,
 //! with TensorLy's parameters and its sequence of updates.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use crate::decomp::mttkrp::{
     best_split, check_factors, left_partial, mode_mttkrp, mttkrp_from_partial, right_partial,
 };
 use crate::decomp::stream::ResidentTensor;
-use crate::decomp::{Iteration, Matrix, tensor_norm};
+use crate::decomp::{DecompositionRun, Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
 use crate::memory::Reservation;
 use crate::ops::CounterRng;
@@ -229,24 +230,14 @@ impl CpOptions {
 pub struct CpReport {
     /// The model.
     pub model: CpModel,
-    /// One entry per iteration, including those before a resume.
-    pub iterations: Vec<Iteration>,
-    /// The run stopped because the error changed by less than `tol`.
-    pub converged: bool,
-    /// `‖X‖`.
-    pub norm: f64,
-    /// Seconds spent initialising (norm and init passes).
-    pub init_seconds: f64,
-    /// Passes over the tensor per iteration.
-    pub passes_per_iteration: usize,
-    /// The iteration the run resumed after, if it did.
-    pub resumed_after: Option<usize>,
+    /// The iterations and why the run stopped.
+    pub run: DecompositionRun,
 }
 
 impl CpReport {
     /// The fit `1 − ‖X − X̂‖/‖X‖` after the last iteration.
     pub fn fit(&self) -> Option<f64> {
-        self.iterations.last().map(|i| i.fit)
+        self.run.fit()
     }
 }
 
@@ -271,7 +262,7 @@ pub fn cp_als(
     session: &Session,
     x: &Arc<ZarrArray>,
     opts: &CpOptions,
-    on_iteration: &mut dyn FnMut(&Iteration),
+    on_iteration: &mut dyn FnMut(&Iteration) -> ControlFlow<()>,
     progress: &dyn Progress,
 ) -> Result<CpReport> {
     let shape = x.shape().to_vec();
@@ -298,6 +289,7 @@ pub fn cp_als(
     };
     let fingerprint = opts.fingerprint(x, two_pass);
     let mut converged = false;
+    let mut stopped_early = false;
     let (mut model, norm) = if let Some(ckpt) = resumed {
         let (history, norm, done) = checkpoint::restore(&ckpt, &fingerprint)?;
         iterations = history;
@@ -341,6 +333,7 @@ pub fn cp_als(
         iterations.len()
     };
     for iteration in first..opts.n_iter_max {
+        session.cancel_token().check()?;
         let t0 = Instant::now();
         let read0 = session.metrics().bytes_read.get();
         let label = |pass: usize| {
@@ -445,7 +438,7 @@ pub fn cp_als(
             bytes_read: session.metrics().bytes_read.get() - read0,
             passes: passes_per_iteration,
         };
-        on_iteration(&info);
+        stopped_early = on_iteration(&info).is_break();
         iterations.push(info);
         if let Some(dir) = &opts.checkpoint {
             checkpoint::save(
@@ -463,18 +456,21 @@ pub fn cp_als(
                 },
             )?;
         }
-        if converged {
+        if converged || stopped_early {
             break;
         }
     }
     Ok(CpReport {
         model,
-        iterations,
-        converged,
-        norm,
-        init_seconds,
-        passes_per_iteration,
-        resumed_after,
+        run: DecompositionRun {
+            iterations,
+            converged,
+            stopped_early,
+            norm,
+            init_seconds,
+            passes_per_iteration,
+            resumed_after,
+        },
     })
 }
 

@@ -10,8 +10,8 @@ use crate::decomp::chunk_kernels::ModeMttkrp;
 use crate::decomp::linalg::{leading_eigenvectors, leading_left_singular_vectors};
 use crate::decomp::stream::stream_accumulate;
 use crate::exec::{Progress, Session};
-use crate::ops::einsum::{TempStore, temp_store_path};
-use crate::ops::{self, CounterRng, EinsumOptions};
+use crate::memory::TempStore;
+use crate::ops::{CounterRng, Einsum};
 use crate::store::ZarrArray;
 
 /// Columns the randomized range finder draws beyond the ones asked for.
@@ -105,19 +105,14 @@ fn mode_gram(
         .map(|(m, c)| if m == mode { 'z' } else { *c })
         .collect();
     let spec = format!("{left},{right}->{}z", letters[mode]);
-    let path = temp_store_path(session, &format!("gram{mode}"))?;
-    let _temp = TempStore(path.clone());
-    ops::einsum(
-        session,
-        &spec,
-        &[x.clone(), x.clone()],
-        Some(&path),
-        &EinsumOptions::default(),
-        false,
-        progress,
-    )?;
+    let temp = TempStore::new(session.spill()?.as_ref(), &format!("gram{mode}"));
+    let path = temp.path();
+    Einsum::new(spec, &[x, x])
+        .with_out(path)
+        .plan(session)?
+        .run_with(progress)?;
     let extent = x.shape()[mode];
-    let gram = ZarrArray::open(&path)?;
+    let gram = ZarrArray::open(path)?;
     let full = Region::full(&[extent, extent]);
     let values = match gram.dtype() {
         DType::F64 => gram.read_region::<f64>(&full)?.into_vec(),

@@ -10,9 +10,8 @@ use crate::core::{Block, ByteSize, Element, Error, Result, Shape};
 use crate::decomp::Matrix;
 use crate::decomp::chunk_kernels::ChunkKernel;
 use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, TaskBody, TaskIo, for_each_task};
+use crate::exec::{Progress, Session, TaskBody, TaskIo, execute_planned, for_each_task};
 use crate::memory::Reservation;
-use crate::ops::run_plan::{explain_for, explain_or_run};
 use crate::plan::{ArrayRole, ChunkGraph, TaskNode};
 use crate::store::ZarrArray;
 
@@ -248,17 +247,17 @@ pub(crate) fn stream_accumulate_held(
                 work_bytes,
             });
         }
-        let explained = explain_for(session, &graph);
+        let explained = crate::plan::explain(
+            &graph,
+            session.threads(),
+            session.memory_limit(),
+            session.options().cache_policy,
+        );
         if held + explained.min_working_set > session.memory_limit() {
             return Err(refuse(explained.min_working_set));
         }
         reservation.grow(held)?;
-        let report = dispatch_dtype!(x.dtype(), T => explain_or_run::<T>(session, &graph, Some(explained), &body, false, progress))?;
-        if report.run.is_none() {
-            return Err(Error::invalid(
-                "internal: a decomposition pass was only explained",
-            ));
-        }
+        dispatch_dtype!(x.dtype(), T => execute_planned::<T>(session, &graph, explained, &body, progress))?;
     }
     let mut result = body.result.into_inner().unwrap_or_else(|p| p.into_inner());
     if plan.parts > 1 {

@@ -1,6 +1,7 @@
 //! [`tucker`]: Tucker decomposition by HOSVD and HOOI, out of core, with
 //! TensorLy's parameters and its sequence of updates.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use crate::decomp::hosvd::leading_mode_vectors;
 use crate::decomp::linalg::leading_left_singular_vectors;
 use crate::decomp::matrix::{read_npy_values, write_npy_values};
 use crate::decomp::stream::{ResidentTensor, stream_accumulate_held};
-use crate::decomp::{Iteration, Matrix, tensor_norm};
+use crate::decomp::{DecompositionRun, Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
 use crate::ops::CounterRng;
 use crate::store::ZarrArray;
@@ -147,24 +148,14 @@ impl TuckerOptions {
 pub struct TuckerReport {
     /// The model.
     pub model: TuckerModel,
-    /// One entry per HOOI iteration, including those before a resume.
-    pub iterations: Vec<Iteration>,
-    /// The run stopped because the error changed by less than `tol`.
-    pub converged: bool,
-    /// `‖X‖`.
-    pub norm: f64,
-    /// Seconds spent initialising (norm and HOSVD passes).
-    pub init_seconds: f64,
-    /// Passes over the tensor per iteration.
-    pub passes_per_iteration: usize,
-    /// The iteration the run resumed after, if it did.
-    pub resumed_after: Option<usize>,
+    /// The iterations and why the run stopped.
+    pub run: DecompositionRun,
 }
 
 impl TuckerReport {
     /// The fit `1 − ‖X − X̂‖/‖X‖` after the last iteration.
     pub fn fit(&self) -> Option<f64> {
-        self.iterations.last().map(|i| i.fit)
+        self.run.fit()
     }
 }
 
@@ -183,7 +174,7 @@ pub fn tucker(
     session: &Session,
     x: &Arc<ZarrArray>,
     opts: &TuckerOptions,
-    on_iteration: &mut dyn FnMut(&Iteration),
+    on_iteration: &mut dyn FnMut(&Iteration) -> ControlFlow<()>,
     progress: &dyn Progress,
 ) -> Result<TuckerReport> {
     let shape = x.shape().to_vec();
@@ -226,6 +217,7 @@ pub fn tucker(
     let resumed = checkpoint::start(opts.checkpoint.as_deref(), opts.resume)?;
     let fingerprint = opts.fingerprint(x);
     let mut converged = false;
+    let mut stopped_early = false;
     let (mut model, norm) = if let Some(ckpt) = resumed {
         let (history, norm, done) = checkpoint::restore(&ckpt, &fingerprint)?;
         iterations = history;
@@ -280,6 +272,7 @@ pub fn tucker(
         iterations.len()
     };
     for iteration in first..opts.n_iter_max {
+        session.cancel_token().check()?;
         let t0 = Instant::now();
         let read0 = session.metrics().bytes_read.get();
         let mut last_projection = (Matrix::zeros(0, 0), None);
@@ -334,7 +327,7 @@ pub fn tucker(
         let n = iterations.len();
         converged =
             opts.tol > 0.0 && n >= 2 && (iterations[n - 1].rec_error - rec_error).abs() < opts.tol;
-        on_iteration(&info);
+        stopped_early = on_iteration(&info).is_break();
         iterations.push(info);
         if let Some(dir) = &opts.checkpoint {
             let core_shape: Vec<u64> = model.core_shape.iter().map(|d| *d as u64).collect();
@@ -353,18 +346,21 @@ pub fn tucker(
                 },
             )?;
         }
-        if converged {
+        if converged || stopped_early {
             break;
         }
     }
     Ok(TuckerReport {
         model,
-        iterations,
-        converged,
-        norm,
-        init_seconds,
-        passes_per_iteration: ndim,
-        resumed_after,
+        run: DecompositionRun {
+            iterations,
+            converged,
+            stopped_early,
+            norm,
+            init_seconds,
+            passes_per_iteration: ndim,
+            resumed_after,
+        },
     })
 }
 

@@ -52,6 +52,10 @@ where
             if index >= num_tasks {
                 break;
             }
+            if let Err(err) = session.cancel_token().check() {
+                fail(index, err);
+                break;
+            }
             if let Err(err) = reservation.grow(per_task_bytes) {
                 fail(index, err);
                 break;

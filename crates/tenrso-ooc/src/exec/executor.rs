@@ -57,6 +57,8 @@ impl<'a, T: Element> TaskIo<'a, T> {
     /// # Errors
     /// As [`TaskIo::input`].
     pub fn chunk(&mut self, key: ChunkKey) -> Result<Pinned<'a, T>> {
+        // Chunk loads are where long tasks (contraction tiles) can stop.
+        self.session.cancel_token().check()?;
         let graph = self.graph;
         let session = self.session;
         let load = move || load_chunk::<T>(graph, session, key);
@@ -328,6 +330,10 @@ impl<T: Element> StageRun<'_, T> {
         while !self.stop.load(Ordering::Relaxed) {
             let index = self.next.fetch_add(1, Ordering::Relaxed);
             if index >= self.end {
+                break;
+            }
+            if let Err(err) = self.session.cancel_token().check() {
+                self.fail(index, err);
                 break;
             }
             // A panicking task stops the run with an error (its pins are

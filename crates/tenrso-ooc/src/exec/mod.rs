@@ -5,12 +5,14 @@
 //! The executor runs the plans of [`crate::plan`]; planning itself depends
 //! only on the layers below (memory, store, core).
 
+mod cancel;
 mod chunk_tasks;
 mod executor;
 mod options;
 mod progress;
 mod session;
 
+pub use cancel::CancelToken;
 pub use chunk_tasks::for_each_task;
 pub use executor::{RunStats, TaskBody, TaskIo, execute, execute_planned};
 pub use options::{ExecOptions, default_memory_limit, physical_memory};

@@ -3,7 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::core::Result;
-use crate::exec::ExecOptions;
+use crate::exec::{CancelToken, ExecOptions};
 use crate::memory::{MemoryPool, SpillManager};
 use crate::telemetry::Metrics;
 
@@ -22,6 +22,7 @@ pub struct Session {
     pool: MemoryPool,
     spill: OnceLock<Arc<SpillManager>>,
     metrics: Arc<Metrics>,
+    cancel: CancelToken,
 }
 
 impl Session {
@@ -35,7 +36,14 @@ impl Session {
             pool,
             spill: OnceLock::new(),
             metrics,
+            cancel: CancelToken::new(),
         }
+    }
+
+    /// The token that cancels this session's runs: clone it and call
+    /// [`CancelToken::cancel`] from any thread while an operation runs.
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.cancel
     }
 
     /// The options.

@@ -5,6 +5,7 @@ mod cache;
 mod policy;
 mod pool;
 mod spill;
+mod temp_store;
 
 pub use cache::{CacheStats, ChunkCache, Loader, Pinned};
 pub use policy::{
@@ -14,3 +15,4 @@ pub use policy::{
 pub(crate) use pool::describe_consumers;
 pub use pool::{MemoryPool, Reclaim, Reservation};
 pub use spill::{SpillCodec, SpillDirSpec, SpillFile, SpillManager, remove_all_spill_dirs};
+pub use temp_store::TempStore;

@@ -1,14 +1,15 @@
-//! [`compare`]: element-wise comparison of two stored arrays.
+//! [`Compare`]: element-wise comparison of two stored arrays.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::core::shape::join_dims;
 use crate::core::{Element, Error, Result, max_nan};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, for_each_task};
+use crate::ops::{ChunkPlan, Planned};
 use crate::store::ZarrArray;
 
-/// What [`compare`] found.
+/// What a [`Compare`] found.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CompareReport {
     /// Elements compared.
@@ -26,32 +27,56 @@ impl CompareReport {
     }
 }
 
-/// Compares two arrays of the same shape and element type element by element,
-/// whatever their chunkings, one chunk of `a` at a time.
-///
-/// # Errors
-/// [`Error::InvalidArgument`] when shapes or element types differ; store errors.
-pub fn compare(
-    a: &ZarrArray,
-    b: &ZarrArray,
-    session: &Session,
-    progress: &dyn Progress,
-) -> Result<CompareReport> {
-    if a.shape() != b.shape() || a.dtype() != b.dtype() {
-        return Err(Error::invalid(format!(
-            "cannot compare {} ({} {}) with {} ({} {})",
-            a.path().display(),
-            a.dtype(),
-            join_dims(a.shape()),
-            b.path().display(),
-            b.dtype(),
-            join_dims(b.shape())
-        )));
+/// Compares two arrays of the same shape and element type element by
+/// element, whatever their chunkings, one chunk of `a` at a time.
+#[derive(Debug, Clone)]
+pub struct Compare {
+    a: Arc<ZarrArray>,
+    b: Arc<ZarrArray>,
+}
+
+impl Compare {
+    /// Compares `a` with `b`.
+    pub fn new(a: &Arc<ZarrArray>, b: &Arc<ZarrArray>) -> Self {
+        Self {
+            a: a.clone(),
+            b: b.clone(),
+        }
     }
-    progress.start("compare", a.nbytes());
-    let result = dispatch_dtype!(a.dtype(), T => compare_chunks::<T>(a, b, session, progress));
-    progress.finish();
-    result
+
+    /// Plans the comparison.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when shapes or element types differ.
+    pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, CompareReport>> {
+        let (a, b) = (self.a.clone(), self.b.clone());
+        if a.shape() != b.shape() || a.dtype() != b.dtype() {
+            return Err(Error::invalid(format!(
+                "cannot compare {} ({} {}) with {} ({} {})",
+                a.path().display(),
+                a.dtype(),
+                join_dims(a.shape()),
+                b.path().display(),
+                b.dtype(),
+                join_dims(b.shape())
+            )));
+        }
+        let plan = ChunkPlan {
+            operation: format!("compare {} with {}", a.path().display(), b.path().display()),
+            tasks: a.chunk_grid().num_chunks(),
+            bytes_read: 2 * a.nbytes(),
+            bytes_written: 0,
+            task_bytes: a.chunk_working_set() + a.chunk_nbytes() + b.chunk_working_set(),
+            memory_limit: session.memory_limit(),
+        };
+        Ok(Planned::new(plan, move |_: &ChunkPlan, progress| {
+            progress.start("compare", a.nbytes());
+            let result =
+                dispatch_dtype!(a.dtype(), T => compare_chunks::<T>(&a, &b, session, progress));
+            progress.finish();
+            result
+        }))
+    }
 }
 
 fn compare_chunks<T: Element>(

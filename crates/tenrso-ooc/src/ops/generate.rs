@@ -2,16 +2,18 @@
 //! or a planted low-rank tensor, chunk-parallel and deterministic.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::json;
 
-use crate::core::{Block, ContiguousRuns, Element, Error, Region, Result, Shape};
+use crate::core::{Block, ChunkGrid, ContiguousRuns, Element, Error, Region, Result, Shape};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, for_each_task};
-use crate::ops::CounterRng;
-use crate::store::ZarrArray;
+use crate::ops::{ChunkPlan, CounterRng, Planned};
+use crate::store::{ArraySpec, ZarrArray};
 
 /// What to fill an array with.
 ///
@@ -267,62 +269,145 @@ impl LowRankModel {
     }
 }
 
-/// What [`generate`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a [`Generate`] did.
+#[derive(Debug, Clone)]
 pub struct GenerateReport {
-    /// Chunks generated and written.
+    /// The array filled.
+    pub array: Arc<ZarrArray>,
+    /// Chunks generated and written by this run.
     pub chunks_written: u64,
-    /// Chunks skipped because they were already stored (resume).
+    /// Chunks kept from an interrupted run (with resume).
     pub chunks_skipped: u64,
-    /// Uncompressed bytes written.
+    /// Bytes written (uncompressed).
     pub bytes_written: u64,
 }
 
-/// Fills every stored chunk of `array` with `fill`, chunks in parallel under
-/// the memory limit. The fill and seed are recorded in the array's
-/// attributes (`tenrso_generator`). With `resume`, chunks already on disk are
-/// kept (a killed run continues where it stopped; every chunk write is
-/// atomic, so a kept chunk is complete), provided the array records the same
-/// fill and seed.
-///
-/// # Errors
-/// [`Error::MemoryLimit`] before any work when the generator's model and one
-/// chunk cannot fit under the limit; [`Error::InvalidArgument`] when resuming
-/// an array generated otherwise; store errors.
+/// Creates a stored array and fills every chunk from a generator, chunks in
+/// parallel under the memory limit. The fill and seed are recorded in the
+/// array's attributes (`tenrso_generator`). With resume, an existing array
+/// of the same layout and generator keeps the chunks already on disk (a
+/// killed run continues where it stopped; every chunk write is atomic, so a
+/// kept chunk is complete).
 ///
 /// ```
-/// use tenrso_ooc::{DType, exec::{NoProgress, Session}};
-/// use tenrso_ooc::ops::{Fill, generate};
-/// use tenrso_ooc::store::{ArraySpec, ZarrArray};
+/// use tenrso_ooc::{DType, exec::Session};
+/// use tenrso_ooc::ops::{Fill, Generate};
+/// use tenrso_ooc::store::ArraySpec;
 /// # let dir = tempfile::tempdir()?;
-/// let mut a = ZarrArray::create(dir.path().join("r"), &ArraySpec::new(vec![3, 4], vec![2, 2], DType::F64))?;
-/// generate(&mut a, Fill::Range, 0, false, &Session::default(), &NoProgress)?;
+/// let spec = ArraySpec::new(vec![3, 4], vec![2, 2], DType::F64);
+/// let planned = Generate::new(dir.path().join("r"), spec, Fill::Range).plan(&Session::default())?;
+/// assert_eq!(planned.explain().tasks, 4);
+/// let a = planned.run()?.array;
 /// let all = a.read_region::<f64>(&tenrso_ooc::Region::full(&[3, 4]))?;
 /// assert_eq!(all.as_slice(), &(0..12).map(f64::from).collect::<Vec<_>>()[..]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn generate(
-    array: &mut ZarrArray,
+#[derive(Debug, Clone)]
+pub struct Generate {
+    path: PathBuf,
+    spec: ArraySpec,
     fill: Fill,
     seed: u64,
     resume: bool,
+}
+
+impl Generate {
+    /// Creates the array at `path` with `spec`, filled with `fill` (seed 0).
+    pub fn new(path: impl Into<PathBuf>, spec: ArraySpec, fill: Fill) -> Self {
+        Self {
+            path: path.into(),
+            spec,
+            fill,
+            seed: 0,
+            resume: false,
+        }
+    }
+
+    /// Sets the seed of random fills.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Continues an interrupted run into the same array.
+    pub fn with_resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Plans the generation: checks the layout and that the generator's
+    /// model and one chunk fit the memory limit.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad layout or fill;
+    /// [`Error::MemoryLimit`] when the model and one chunk cannot fit.
+    pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, GenerateReport>> {
+        self.spec.validate()?;
+        let shape = &self.spec.shape;
+        let model_bytes = self.fill.model_bytes(shape);
+        let task_bytes = model_bytes + self.spec.chunk_working_set();
+        session
+            .options()
+            .check_fits(task_bytes, "the generator's model and one chunk")?;
+        let generator = Generator::new(self.fill, shape, self.seed)?;
+        let grid = ChunkGrid::new(shape.clone(), self.spec.chunk_shape.clone())?;
+        let plan = ChunkPlan {
+            operation: format!(
+                "generate {} (seed {}) into {}",
+                self.fill,
+                self.seed,
+                self.path.display()
+            ),
+            tasks: grid.num_chunks(),
+            bytes_read: 0,
+            bytes_written: Shape::new(shape.clone()).num_elements() * self.spec.dtype.size() as u64,
+            task_bytes,
+            memory_limit: session.memory_limit(),
+        };
+        let request = self.clone();
+        Ok(Planned::new(plan, move |_: &ChunkPlan, progress| {
+            let mut array = if request.resume {
+                ZarrArray::create_or_resume(&request.path, &request.spec)?
+            } else {
+                ZarrArray::create(&request.path, &request.spec)?
+            };
+            let mut model_reservation = session.pool().reservation("generator model");
+            model_reservation.grow(model_bytes)?;
+            let mut record = json!({ "fill": request.fill.to_string(), "seed": request.seed });
+            if let Some(std) = generator.noise_std() {
+                record["noise_std"] = json!(std);
+            }
+            array.record_job("tenrso_generator", record, request.resume)?;
+            fill_chunks(&array, &generator, request.resume, session, progress)?.finish(array)
+        }))
+    }
+}
+
+/// Chunks written and skipped by [`fill_chunks`].
+struct Filled {
+    skipped: u64,
+    written: u64,
+    bytes: u64,
+}
+
+impl Filled {
+    fn finish(self, array: ZarrArray) -> Result<GenerateReport> {
+        Ok(GenerateReport {
+            array: Arc::new(array),
+            chunks_written: self.written,
+            chunks_skipped: self.skipped,
+            bytes_written: self.bytes,
+        })
+    }
+}
+
+fn fill_chunks(
+    array: &ZarrArray,
+    generator: &Generator,
+    resume: bool,
     session: &Session,
     progress: &dyn Progress,
-) -> Result<GenerateReport> {
-    let model_bytes = fill.model_bytes(array.shape());
-    session.options().check_fits(
-        model_bytes + array.chunk_working_set(),
-        "the generator's model and one chunk",
-    )?;
-    let mut model_reservation = session.pool().reservation("generator model");
-    model_reservation.grow(model_bytes)?;
-    let generator = Generator::new(fill, array.shape(), seed)?;
-    let mut record = json!({ "fill": fill.to_string(), "seed": seed });
-    if let Some(std) = generator.noise_std() {
-        record["noise_std"] = json!(std);
-    }
-    array.record_job("tenrso_generator", record, resume)?;
-    let array = &*array;
+) -> Result<Filled> {
     let grid = array.chunk_grid();
     let skipped = AtomicU64::new(0);
     let written = AtomicU64::new(0);
@@ -343,11 +428,11 @@ pub fn generate(
     });
     progress.finish();
     result?;
-    let chunks_skipped = skipped.into_inner();
-    Ok(GenerateReport {
-        chunks_written: grid.num_chunks() - chunks_skipped,
-        chunks_skipped,
-        bytes_written: written.into_inner(),
+    let skipped = skipped.into_inner();
+    Ok(Filled {
+        skipped,
+        written: grid.num_chunks() - skipped,
+        bytes: written.into_inner(),
     })
 }
 

@@ -1,115 +1,158 @@
-//! [`map`]: an element-wise expression over one or two stored arrays.
+//! [`Map`]: an element-wise expression over one or two stored arrays.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::core::shape::join_dims;
 use crate::core::{Block, Element, Error, Result};
-use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, TaskBody, TaskIo};
-use crate::ops::run_plan::explain_or_run;
-use crate::ops::{Expr, OpReport, OutputOptions};
-use crate::plan::{ArrayId, ArrayRole, ChunkGraph, OutputArray, TaskNode};
+use crate::exec::{Session, TaskBody, TaskIo};
+use crate::ops::planned::plan_graph;
+use crate::ops::{Expr, OpReport, OutputOptions, Planned};
+use crate::plan::{ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
 use crate::store::{ArraySpec, ZarrArray};
 
 /// Elements converted to `f64` and evaluated at a time.
 const SEGMENT: usize = 1 << 16;
 
-/// Evaluates `expr` element-wise over `x` (and `y`, of the same shape and
-/// element type, any chunking) into a new array at `out`, chunked like `x`'s
-/// stored chunks. One task per chunk of `x`; chunks of `y` are assembled to
-/// match.
+/// An element-wise [`Expr`] over one or two stored arrays, written to a new
+/// array chunked like `x`'s stored chunks. One task per chunk of `x`; chunks
+/// of `y` (same shape and element type, any chunking) are assembled to match.
 ///
-/// # Errors
-/// [`Error::InvalidArgument`] for mismatched inputs or an expression that
-/// needs `y` without one; plan refusals; store errors.
-#[allow(clippy::too_many_arguments)]
-pub fn map(
-    session: &Session,
-    expr: &Expr,
+/// ```
+/// # use tenrso_ooc::{DType, exec::Session, ops::{Expr, Fill, Generate, Map}, store::ArraySpec};
+/// # let dir = tempfile::tempdir()?;
+/// let session = Session::default();
+/// let spec = ArraySpec::new(vec![5, 5], vec![2, 5], DType::F32);
+/// let x = Generate::new(dir.path().join("x"), spec, Fill::Range).plan(&session)?.run()?.array;
+/// let y = Map::new(Expr::parse("x*2+1")?, &x, dir.path().join("y")).plan(&session)?.run()?;
+/// assert_eq!(y.plan.bytes_written, 100);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Map {
+    expr: Expr,
     x: Arc<ZarrArray>,
     y: Option<Arc<ZarrArray>>,
-    out: &Path,
-    opts: &OutputOptions,
-    explain_only: bool,
-    progress: &dyn Progress,
-) -> Result<OpReport> {
-    if expr.uses_y() && y.is_none() {
-        return Err(Error::invalid(format!(
-            "expression `{expr}` uses y: give a second input"
-        )));
-    }
-    if let Some(y) = &y
-        && (y.shape() != x.shape() || y.dtype() != x.dtype())
-    {
-        return Err(Error::invalid(format!(
-            "map needs inputs of one shape and type: {} is {} {}, {} is {} {}",
-            x.path().display(),
-            x.dtype(),
-            join_dims(x.shape()),
-            y.path().display(),
-            y.dtype(),
-            join_dims(y.shape())
-        )));
-    }
-    let y = y.filter(|_| expr.uses_y());
-    let dtype = x.dtype();
-    let itemsize = dtype.size() as u64;
-    let spec = ArraySpec::new(
-        x.shape().to_vec(),
-        x.chunk_grid().chunk_shape().to_vec(),
-        dtype,
-    )
-    .with_compression(opts.compression);
-    let mut graph = ChunkGraph::new(format!("map `{expr}`"), dtype);
-    let x_id = graph.add_array(
-        x.path().display().to_string(),
-        ArrayRole::Input(x.clone()),
-        x.chunk_grid().clone(),
-    );
-    let y_id = y.as_ref().map(|y| {
-        graph.add_array(
-            y.path().display().to_string(),
-            ArrayRole::Input(y.clone()),
-            y.chunk_grid().clone(),
-        )
-    });
-    let out_id = graph.add_array(
-        out.display().to_string(),
-        ArrayRole::Output(Arc::new(OutputArray::new(out, spec))),
-        x.chunk_grid().clone(),
-    );
-    let same_grid = y.as_ref().is_some_and(|y| y.chunk_grid() == x.chunk_grid());
-    let y_chunk_bytes = y.as_ref().map_or(0, |y| y.chunk_nbytes());
-    let segment_bytes = SEGMENT as u64 * 8 * 3;
-    for chunk in x.chunk_grid().iter() {
-        let key = graph.key(x_id, &chunk);
-        let region = graph.region(key);
-        let bytes = region.num_elements() * itemsize;
-        let mut reads = vec![key];
-        let mut scratch = bytes + segment_bytes;
-        if let Some(y_id) = y_id {
-            if same_grid {
-                reads.push(graph.key(y_id, &chunk));
-            } else {
-                reads.extend(graph.chunks_touching(y_id, &region));
-                scratch += bytes; // the assembled region of y
-            }
+    out: PathBuf,
+    output: OutputOptions,
+}
+
+impl Map {
+    /// Evaluates `expr` over `x` into a new array at `out`.
+    pub fn new(expr: Expr, x: &Arc<ZarrArray>, out: impl Into<PathBuf>) -> Self {
+        Self {
+            expr,
+            x: x.clone(),
+            y: None,
+            out: out.into(),
+            output: OutputOptions::default(),
         }
-        graph.tasks.push(TaskNode {
-            stage: 0,
-            reads,
-            write: Some(graph.key(out_id, &chunk)),
-            scratch_bytes: scratch,
-            pinned_bytes: x.chunk_nbytes() + y_chunk_bytes,
-            work_bytes: bytes,
-        });
     }
-    let body = MapBody {
-        expr: expr.clone(),
-        y: y_id.map(|id| (id, same_grid)),
-    };
-    dispatch_dtype!(dtype, T => explain_or_run::<T>(session, &graph, None, &body, explain_only, progress))
+
+    /// The second operand, `y` in the expression.
+    pub fn with_y(mut self, y: &Arc<ZarrArray>) -> Self {
+        self.y = Some(y.clone());
+        self
+    }
+
+    /// Sets the output's compression and resumption (its chunking follows
+    /// `x`).
+    pub fn with_output_options(mut self, output: OutputOptions) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Plans the map.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for mismatched inputs or an expression that
+    /// needs `y` without one.
+    pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, PlanReport, OpReport>> {
+        let Self {
+            expr,
+            x,
+            y,
+            out,
+            output: opts,
+        } = self;
+        let y = y.clone();
+        if expr.uses_y() && y.is_none() {
+            return Err(Error::invalid(format!(
+                "expression `{expr}` uses y: give a second input"
+            )));
+        }
+        if let Some(y) = &y
+            && (y.shape() != x.shape() || y.dtype() != x.dtype())
+        {
+            return Err(Error::invalid(format!(
+                "map needs inputs of one shape and type: {} is {} {}, {} is {} {}",
+                x.path().display(),
+                x.dtype(),
+                join_dims(x.shape()),
+                y.path().display(),
+                y.dtype(),
+                join_dims(y.shape())
+            )));
+        }
+        let y = y.filter(|_| expr.uses_y());
+        let dtype = x.dtype();
+        let itemsize = dtype.size() as u64;
+        let spec = ArraySpec::new(
+            x.shape().to_vec(),
+            x.chunk_grid().chunk_shape().to_vec(),
+            dtype,
+        )
+        .with_compression(opts.compression);
+        let mut graph = ChunkGraph::new(format!("map `{expr}`"), dtype);
+        let x_id = graph.add_array(
+            x.path().display().to_string(),
+            ArrayRole::Input(Arc::clone(x)),
+            x.chunk_grid().clone(),
+        );
+        let y_id = y.as_ref().map(|y| {
+            graph.add_array(
+                y.path().display().to_string(),
+                ArrayRole::Input(y.clone()),
+                y.chunk_grid().clone(),
+            )
+        });
+        let out_id = graph.add_array(
+            out.display().to_string(),
+            ArrayRole::Output(Arc::new(OutputArray::new(out.clone(), spec))),
+            x.chunk_grid().clone(),
+        );
+        let same_grid = y.as_ref().is_some_and(|y| y.chunk_grid() == x.chunk_grid());
+        let y_chunk_bytes = y.as_ref().map_or(0, |y| y.chunk_nbytes());
+        let segment_bytes = SEGMENT as u64 * 8 * 3;
+        for chunk in x.chunk_grid().iter() {
+            let key = graph.key(x_id, &chunk);
+            let region = graph.region(key);
+            let bytes = region.num_elements() * itemsize;
+            let mut reads = vec![key];
+            let mut scratch = bytes + segment_bytes;
+            if let Some(y_id) = y_id {
+                if same_grid {
+                    reads.push(graph.key(y_id, &chunk));
+                } else {
+                    reads.extend(graph.chunks_touching(y_id, &region));
+                    scratch += bytes; // the assembled region of y
+                }
+            }
+            graph.tasks.push(TaskNode {
+                stage: 0,
+                reads,
+                write: Some(graph.key(out_id, &chunk)),
+                scratch_bytes: scratch,
+                pinned_bytes: x.chunk_nbytes() + y_chunk_bytes,
+                work_bytes: bytes,
+            });
+        }
+        let body = Arc::new(MapBody {
+            expr: expr.clone(),
+            y: y_id.map(|id| (id, same_grid)),
+        });
+        plan_graph(session, graph, None, opts.resume, body)
+    }
 }
 
 struct MapBody {

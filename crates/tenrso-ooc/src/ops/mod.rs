@@ -1,27 +1,66 @@
 //! Operations on stored arrays: generators, verification, comparison, import
 //! and export, elementwise maps, reductions, reorganisation and einsum.
+//!
+//! # The rule every operation follows
+//!
+//! An operation is a small **request value**, built from its required inputs
+//! by `new` (or a named constructor such as [`Einsum::matmul`]) and refined
+//! with `with_*` builder methods; nothing optional is a positional argument.
+//! `plan(&session)` validates the request against the session (threads,
+//! memory limit, spill capacity) and returns a [`Planned`] operation without
+//! writing anything: [`Planned::explain`] (or `Display`) is the plan report,
+//! [`Planned::run`] (or [`Planned::run_with`] and a [`Progress`] observer)
+//! executes it and returns the operation's report.
+//!
+//! - Stored inputs are passed as `&Arc<ZarrArray>` (the request keeps a
+//!   clone); files to read or write, and new arrays, as paths.
+//! - Output layout is [`OutputOptions`] (chunk shape, compression, resume).
+//! - Plans over chunk graphs explain as a [`PlanReport`](crate::plan::PlanReport),
+//!   einsum as an [`EinsumPlan`], independent chunk work as a [`ChunkPlan`].
+//! - A cancelled run ([`crate::exec::CancelToken`]) ends with
+//!   [`Error::Cancelled`](crate::Error::Cancelled); the output chunks it wrote
+//!   stay, and `with_resume(true)` continues it.
+//!
+//! ```
+//! use tenrso_ooc::exec::Session;
+//! use tenrso_ooc::ops::{Fill, Generate, Reduce, ReduceOp};
+//! use tenrso_ooc::store::ArraySpec;
+//! use tenrso_ooc::DType;
+//! # let dir = tempfile::tempdir()?;
+//! let session = Session::default();
+//! let spec = ArraySpec::new(vec![100, 100], vec![50, 50], DType::F64);
+//! let x = Generate::new(dir.path().join("x"), spec, Fill::Ones).plan(&session)?.run()?.array;
+//! let planned = Reduce::new(ReduceOp::Mean, &x).plan(&session)?;
+//! println!("{planned}"); // tasks, bytes to read, memory against the limit
+//! assert_eq!(planned.run()?.value, Some(1.0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`Progress`]: crate::exec::Progress
 
+mod chunk_plan;
 mod compare;
 mod contraction;
-pub(crate) mod einsum;
+mod einsum;
 mod expr;
 mod generate;
 mod map;
+mod planned;
 mod random;
 mod reduce;
 mod reorganize;
-pub(crate) mod run_plan;
 mod transfer;
 mod verify;
 
-pub use compare::{CompareReport, compare};
-pub use einsum::{EinsumOptions, EinsumReport, einsum, matmul, tensordot, tensordot_subscripts};
+pub use chunk_plan::ChunkPlan;
+pub use compare::{Compare, CompareReport};
+pub use einsum::{Einsum, EinsumPlan, EinsumReport, tensordot_subscripts};
 pub use expr::Expr;
-pub use generate::{Fill, GenerateReport, Generator, generate};
-pub use map::map;
+pub use generate::{Fill, Generate, GenerateReport, Generator};
+pub use map::Map;
+pub use planned::{OpReport, OutputOptions, Planned};
 pub use random::CounterRng;
-pub use reduce::{ReduceOp, ReduceReport, reduce};
-pub use reorganize::{rechunk, transpose};
-pub use run_plan::{OpReport, OutputOptions};
-pub use transfer::{ImportOptions, TransferReport, export, export_with, import, is_npy};
-pub use verify::{BadChunk, VerifyReport, verify};
+pub use reduce::{Reduce, ReduceOp, ReduceReport};
+pub use reorganize::{Rechunk, Transpose};
+pub use transfer::{Export, Import, ImportOptions, TransferReport, is_npy};
+pub use verify::{BadChunk, Verify, VerifyReport};

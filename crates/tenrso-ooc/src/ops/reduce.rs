@@ -1,17 +1,16 @@
-//! [`reduce`]: sum, mean, min, max and L2 norm over all or some axes.
+//! [`Reduce`]: sum, mean, min, max and L2 norm over all or some axes.
 
 use std::fmt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape, max_nan, min_nan};
-use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, TaskBody, TaskIo};
-use crate::ops::run_plan::explain_or_run;
-use crate::ops::{OpReport, OutputOptions};
-use crate::plan::{ArrayRole, ChunkGraph, OutputArray, TaskNode};
+use crate::exec::{Session, TaskBody, TaskIo};
+use crate::ops::planned::{plan_graph, write_scalar};
+use crate::ops::{OpReport, OutputOptions, Planned};
+use crate::plan::{ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
 use crate::store::{ArraySpec, ZarrArray};
 
 /// A reduction.
@@ -57,7 +56,7 @@ impl fmt::Display for ReduceOp {
     }
 }
 
-/// What [`reduce`] produced.
+/// What a [`Reduce`] produced.
 #[derive(Debug, Clone)]
 pub struct ReduceReport {
     /// The plan and the run.
@@ -66,144 +65,210 @@ pub struct ReduceReport {
     pub value: Option<f64>,
 }
 
-/// Reduces `input` with `op` over `axes` (all axes when `None` or when every
-/// axis is listed). A full reduction returns its value; a partial one writes
-/// an array of the remaining axes to `out`, chunked like the input on those
+/// A reduction of a stored array with [`ReduceOp`] over all or some axes.
+///
+/// A full reduction gives its value ([`ReduceReport::value`]), and also
+/// writes it as a 0-d array when an output path is given; a partial one
+/// writes an array of the remaining axes, chunked like the input on those
 /// axes.
 ///
 /// Sums are pairwise within each chunk and compensated (Neumaier) across
 /// chunks, in `f64`, in an order fixed by the plan: the result is bitwise the
 /// same for any thread count.
 ///
-/// # Errors
-/// [`Error::InvalidArgument`] for bad axes, a missing or unneeded `out`, or a
-/// chunk shape request; plan refusals; store errors.
-#[allow(clippy::too_many_arguments)]
-pub fn reduce(
-    session: &Session,
+/// ```
+/// # use std::sync::Arc;
+/// # use tenrso_ooc::{DType, exec::Session, ops::{Fill, Generate, Reduce, ReduceOp}, store::ArraySpec};
+/// # let dir = tempfile::tempdir()?;
+/// let session = Session::default();
+/// let spec = ArraySpec::new(vec![6, 4], vec![4, 4], DType::F64);
+/// let x = Generate::new(dir.path().join("x"), spec, Fill::Ones).plan(&session)?.run()?.array;
+/// let total = Reduce::new(ReduceOp::Sum, &x).plan(&session)?.run()?;
+/// assert_eq!(total.value, Some(24.0));
+/// let rows = Reduce::new(ReduceOp::Max, &x).with_axes([1]).with_out(dir.path().join("m"));
+/// println!("{}", rows.plan(&session)?); // the plan report
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reduce {
     op: ReduceOp,
     input: Arc<ZarrArray>,
-    axes: Option<&[usize]>,
-    out: Option<&Path>,
-    opts: &OutputOptions,
-    explain_only: bool,
-    progress: &dyn Progress,
-) -> Result<ReduceReport> {
-    let ndim = input.shape().len();
-    let mut reduced = vec![axes.is_none(); ndim];
-    for &a in axes.unwrap_or(&[]) {
-        if a >= ndim {
-            return Err(Error::invalid(format!(
-                "axis {a} is out of range for an array of {ndim} axes"
-            )));
+    axes: Option<Vec<usize>>,
+    out: Option<PathBuf>,
+    output: OutputOptions,
+}
+
+impl Reduce {
+    /// Reduces `input` with `op` over all axes.
+    pub fn new(op: ReduceOp, input: &Arc<ZarrArray>) -> Self {
+        Self {
+            op,
+            input: input.clone(),
+            axes: None,
+            out: None,
+            output: OutputOptions::default(),
         }
-        if reduced[a] {
-            return Err(Error::invalid(format!("axis {a} is listed twice")));
+    }
+
+    /// Reduces over `axes` only (all axes listed is a full reduction).
+    pub fn with_axes(mut self, axes: impl Into<Vec<usize>>) -> Self {
+        self.axes = Some(axes.into());
+        self
+    }
+
+    /// Writes the result to a new array at `path`.
+    pub fn with_out(mut self, path: impl Into<PathBuf>) -> Self {
+        self.out = Some(path.into());
+        self
+    }
+
+    /// Sets the output's compression and resumption (its chunking follows
+    /// the input).
+    pub fn with_output_options(mut self, output: OutputOptions) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Plans the reduction.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for bad axes, a partial reduction without
+    /// an output path, or a chunk shape request.
+    pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, PlanReport, ReduceReport>> {
+        let Self {
+            op,
+            input,
+            axes,
+            out,
+            output: opts,
+        } = self;
+        let (op, axes, out) = (*op, axes.as_deref(), out.as_deref());
+        let ndim = input.shape().len();
+        let mut reduced = vec![axes.is_none(); ndim];
+        for &a in axes.unwrap_or(&[]) {
+            if a >= ndim {
+                return Err(Error::invalid(format!(
+                    "axis {a} is out of range for an array of {ndim} axes"
+                )));
+            }
+            if reduced[a] {
+                return Err(Error::invalid(format!("axis {a} is listed twice")));
+            }
+            reduced[a] = true;
         }
-        reduced[a] = true;
-    }
-    if opts.chunk_shape.is_some() {
-        return Err(Error::invalid(
-            "reduce chunks its output like the input's remaining axes; --chunks does not apply",
-        ));
-    }
-    let full = reduced.iter().all(|r| *r);
-    let dtype = input.dtype();
-    let grid = input.chunk_grid().clone();
-    let mut graph = ChunkGraph::new(
-        if full {
-            format!("{op} over all axes")
-        } else {
-            format!("{op} over axes {:?}", axes.unwrap_or(&[]))
-        },
-        dtype,
-    );
-    let in_id = graph.add_array(
-        input.path().display().to_string(),
-        ArrayRole::Input(input.clone()),
-        grid.clone(),
-    );
-    let kept: Vec<usize> = (0..ndim).filter(|a| !reduced[*a]).collect();
-    if full {
-        if out.is_some() {
+        if opts.chunk_shape.is_some() {
             return Err(Error::invalid(
-                "a reduction over all axes gives one value: -o does not apply",
+                "reduce chunks its output like the input's remaining axes: an output chunk shape does not apply",
             ));
         }
-        for chunk in grid.iter() {
-            let key = graph.key(in_id, &chunk);
+        let full = reduced.iter().all(|r| *r);
+        let dtype = input.dtype();
+        let grid = input.chunk_grid().clone();
+        let mut graph = ChunkGraph::new(
+            if full {
+                format!("{op} over all axes")
+            } else {
+                format!("{op} over axes {:?}", axes.unwrap_or(&[]))
+            },
+            dtype,
+        );
+        let in_id = graph.add_array(
+            input.path().display().to_string(),
+            ArrayRole::Input(Arc::clone(input)),
+            grid.clone(),
+        );
+        let kept: Vec<usize> = (0..ndim).filter(|a| !reduced[*a]).collect();
+        if full {
+            for chunk in grid.iter() {
+                let key = graph.key(in_id, &chunk);
+                graph.tasks.push(TaskNode {
+                    stage: 0,
+                    reads: vec![key],
+                    write: None,
+                    scratch_bytes: 0,
+                    pinned_bytes: input.chunk_nbytes(),
+                    work_bytes: graph.chunk_bytes(key),
+                });
+            }
+            let body = Arc::new(FullBody {
+                op,
+                partials: Mutex::new(vec![None; graph.tasks.len()]),
+            });
+            let shape = input.shape().to_vec();
+            let scalar_out = out.map(|p| (p.to_path_buf(), opts.compression));
+            let finish = body.clone();
+            return Ok(
+                plan_graph(session, graph, None, false, body)?.then(move |report| {
+                    let value = finish.finish(&shape);
+                    if let Some((path, compression)) = scalar_out {
+                        write_scalar(&path, dtype, compression, value)?;
+                    }
+                    Ok(ReduceReport {
+                        op: report,
+                        value: Some(value),
+                    })
+                }),
+            );
+        }
+        let Some(out) = out else {
+            return Err(Error::invalid(format!(
+                "reducing over axes {:?} leaves an array of shape {}: give an output path",
+                axes.unwrap_or(&[]),
+                join_dims(&kept.iter().map(|a| input.shape()[*a]).collect::<Vec<_>>())
+            )));
+        };
+        let out_shape: Vec<u64> = kept.iter().map(|a| input.shape()[*a]).collect();
+        let out_chunks: Vec<u64> = kept.iter().map(|a| grid.chunk_shape()[*a]).collect();
+        let out_grid = ChunkGrid::new(out_shape.clone(), out_chunks.clone())?;
+        let spec = ArraySpec::new(out_shape, out_chunks, dtype).with_compression(opts.compression);
+        let out_id = graph.add_array(
+            out.display().to_string(),
+            ArrayRole::Output(Arc::new(OutputArray::new(out, spec))),
+            out_grid.clone(),
+        );
+        // The reduced axes' chunk coordinates, visited in C order by every task.
+        let reduced_axes: Vec<usize> = (0..ndim).filter(|a| reduced[*a]).collect();
+        let reduced_grid = Shape::new(
+            reduced_axes
+                .iter()
+                .map(|a| grid.grid_shape()[*a])
+                .collect::<Vec<_>>(),
+        );
+        for out_chunk in out_grid.iter() {
+            let mut reads = Vec::with_capacity(reduced_grid.num_elements() as usize);
+            for k in 0..reduced_grid.num_elements() {
+                let r = reduced_grid.unravel(k);
+                let mut coords = vec![0u64; ndim];
+                for (i, a) in kept.iter().enumerate() {
+                    coords[*a] = out_chunk[i];
+                }
+                for (i, a) in reduced_axes.iter().enumerate() {
+                    coords[*a] = r[i];
+                }
+                reads.push(graph.key(in_id, &coords));
+            }
+            let write = graph.key(out_id, &out_chunk);
+            let out_elements = graph.region(write).num_elements();
             graph.tasks.push(TaskNode {
                 stage: 0,
-                reads: vec![key],
-                write: None,
-                scratch_bytes: 0,
+                reads,
+                write: Some(write),
+                scratch_bytes: out_elements * (16 + dtype.size() as u64),
                 pinned_bytes: input.chunk_nbytes(),
-                work_bytes: graph.chunk_bytes(key),
+                work_bytes: input.nbytes() / out_grid.num_chunks().max(1),
             });
         }
-        let body = FullBody {
-            op,
-            partials: Mutex::new(vec![None; graph.tasks.len()]),
-        };
-        let report = dispatch_dtype!(dtype, T => explain_or_run::<T>(session, &graph, None, &body, explain_only, progress))?;
-        let value = report.run.as_ref().map(|_| body.finish(input.shape()));
-        return Ok(ReduceReport { op: report, value });
+        let count: u64 = reduced_axes.iter().map(|a| input.shape()[*a]).product();
+        let body = Arc::new(AxesBody { op, reduced, count });
+        Ok(
+            plan_graph(session, graph, None, opts.resume, body)?.then(|report| {
+                Ok(ReduceReport {
+                    op: report,
+                    value: None,
+                })
+            }),
+        )
     }
-    let Some(out) = out else {
-        return Err(Error::invalid(format!(
-            "reducing over axes {:?} leaves an array of shape {}: give -o OUT",
-            axes.unwrap_or(&[]),
-            join_dims(&kept.iter().map(|a| input.shape()[*a]).collect::<Vec<_>>())
-        )));
-    };
-    let out_shape: Vec<u64> = kept.iter().map(|a| input.shape()[*a]).collect();
-    let out_chunks: Vec<u64> = kept.iter().map(|a| grid.chunk_shape()[*a]).collect();
-    let out_grid = ChunkGrid::new(out_shape.clone(), out_chunks.clone())?;
-    let spec = ArraySpec::new(out_shape, out_chunks, dtype).with_compression(opts.compression);
-    let out_id = graph.add_array(
-        out.display().to_string(),
-        ArrayRole::Output(Arc::new(OutputArray::new(out, spec))),
-        out_grid.clone(),
-    );
-    // The reduced axes' chunk coordinates, visited in C order by every task.
-    let reduced_axes: Vec<usize> = (0..ndim).filter(|a| reduced[*a]).collect();
-    let reduced_grid = Shape::new(
-        reduced_axes
-            .iter()
-            .map(|a| grid.grid_shape()[*a])
-            .collect::<Vec<_>>(),
-    );
-    for out_chunk in out_grid.iter() {
-        let mut reads = Vec::with_capacity(reduced_grid.num_elements() as usize);
-        for k in 0..reduced_grid.num_elements() {
-            let r = reduced_grid.unravel(k);
-            let mut coords = vec![0u64; ndim];
-            for (i, a) in kept.iter().enumerate() {
-                coords[*a] = out_chunk[i];
-            }
-            for (i, a) in reduced_axes.iter().enumerate() {
-                coords[*a] = r[i];
-            }
-            reads.push(graph.key(in_id, &coords));
-        }
-        let write = graph.key(out_id, &out_chunk);
-        let out_elements = graph.region(write).num_elements();
-        graph.tasks.push(TaskNode {
-            stage: 0,
-            reads,
-            write: Some(write),
-            scratch_bytes: out_elements * (16 + dtype.size() as u64),
-            pinned_bytes: input.chunk_nbytes(),
-            work_bytes: input.nbytes() / out_grid.num_chunks().max(1),
-        });
-    }
-    let count: u64 = reduced_axes.iter().map(|a| input.shape()[*a]).product();
-    let body = AxesBody { op, reduced, count };
-    let report = dispatch_dtype!(dtype, T => explain_or_run::<T>(session, &graph, None, &body, explain_only, progress))?;
-    Ok(ReduceReport {
-        op: report,
-        value: None,
-    })
 }
 
 /// A chunk's contribution to a full reduction.

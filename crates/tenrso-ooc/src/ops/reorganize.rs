@@ -1,69 +1,92 @@
-//! [`transpose`] and [`rechunk`]: move data to a new axis order or chunking
+//! [`Transpose`] and [`Rechunk`]: move data to a new axis order or chunking
 //! under the memory limit, directly or through an intermediate.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape};
-use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, TaskBody, TaskIo};
-use crate::ops::run_plan::{explain_for, explain_or_run};
-use crate::ops::{OpReport, OutputOptions};
+use crate::exec::{Session, TaskBody, TaskIo};
+use crate::ops::planned::{explain_for, plan_graph};
+use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{
     ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode, rechunking_plan,
 };
-use crate::store::{ArraySpec, ZarrArray};
+use crate::store::{ArraySpec, Compression, ZarrArray};
 
-/// Writes `input` with its axes permuted to a new array at `out`: axis `k`
-/// of the output is axis `perm[k]` of the input (NumPy's `transpose(perm)`).
+/// Writes an array with its axes permuted to a new array: axis `k` of the
+/// output is axis `perm[k]` of the input (NumPy's `transpose(perm)`).
 /// Output chunks default to the input's chunks permuted (each output chunk
-/// is one input chunk); other chunkings are planned as in [`rechunk`].
+/// is one input chunk); other chunkings are planned as in [`Rechunk`].
 ///
-/// # Errors
-/// [`Error::InvalidArgument`] for a bad permutation or chunk shape; plan
-/// refusals; store and spill errors.
-#[allow(clippy::too_many_arguments)]
-pub fn transpose(
-    session: &Session,
+/// ```
+/// # use tenrso_ooc::{DType, exec::Session, ops::{Fill, Generate, Transpose}, store::ArraySpec};
+/// # let dir = tempfile::tempdir()?;
+/// let session = Session::default();
+/// let spec = ArraySpec::new(vec![4, 6], vec![2, 3], DType::F64);
+/// let x = Generate::new(dir.path().join("x"), spec, Fill::Range).plan(&session)?.run()?.array;
+/// let planned = Transpose::new(&x, [1, 0], dir.path().join("t")).plan(&session)?;
+/// assert_eq!(planned.explain().bytes_written, 4 * 6 * 8);
+/// planned.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Transpose {
     input: Arc<ZarrArray>,
-    perm: &[usize],
-    out: &Path,
-    opts: &OutputOptions,
-    explain_only: bool,
-    progress: &dyn Progress,
-) -> Result<OpReport> {
-    let ndim = input.shape().len();
-    let mut seen = vec![false; ndim];
-    if perm.len() != ndim
-        || perm
-            .iter()
-            .any(|&p| p >= ndim || std::mem::replace(&mut seen[p], true))
-    {
-        return Err(Error::invalid(format!(
-            "axes {perm:?} are not a permutation of the {ndim} axes of the input"
-        )));
-    }
-    let target = opts.chunk_shape.clone().unwrap_or_else(|| {
-        perm.iter()
-            .map(|&p| input.chunk_grid().chunk_shape()[p])
-            .collect()
-    });
-    let name = format!("transpose to axes {perm:?}");
-    reorganize(
-        session,
-        input,
-        perm,
-        &target,
-        out,
-        opts,
-        name,
-        explain_only,
-        progress,
-    )
+    perm: Vec<usize>,
+    out: PathBuf,
+    output: OutputOptions,
 }
 
-/// Copies `input` to a new array at `out` with chunks of `opts.chunk_shape`.
+impl Transpose {
+    /// Permutes `input`'s axes by `perm` into a new array at `out`.
+    pub fn new(
+        input: &Arc<ZarrArray>,
+        perm: impl Into<Vec<usize>>,
+        out: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            input: input.clone(),
+            perm: perm.into(),
+            out: out.into(),
+            output: OutputOptions::default(),
+        }
+    }
+
+    /// Sets the output's chunk shape, compression and resumption.
+    pub fn with_output_options(mut self, output: OutputOptions) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Plans the transpose.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad permutation or chunk shape.
+    pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, PlanReport, OpReport>> {
+        let (input, perm) = (&self.input, &self.perm[..]);
+        let ndim = input.shape().len();
+        let mut seen = vec![false; ndim];
+        if perm.len() != ndim
+            || perm
+                .iter()
+                .any(|&p| p >= ndim || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(Error::invalid(format!(
+                "axes {perm:?} are not a permutation of the {ndim} axes of the input"
+            )));
+        }
+        let target = self.output.chunk_shape.clone().unwrap_or_else(|| {
+            perm.iter()
+                .map(|&p| input.chunk_grid().chunk_shape()[p])
+                .collect()
+        });
+        let name = format!("transpose to axes {perm:?}");
+        reorganize(session, input, perm, &target, &self.out, &self.output, name)
+    }
+}
+
+/// Copies an array to a new array with another chunk shape.
 ///
 /// The planner compares two plans by the bytes they move, both computed
 /// before running by replaying their chunk accesses through a model of the
@@ -71,58 +94,76 @@ pub fn transpose(
 /// touches, read through the cache) and a two-stage one through an
 /// intermediate whose chunking follows rechunker's algorithm (it lives in the
 /// cache and spills when it does not fit).
-///
-/// # Errors
-/// [`Error::InvalidArgument`] without a chunk shape; plan refusals; store and
-/// spill errors.
-pub fn rechunk(
-    session: &Session,
+#[derive(Debug, Clone)]
+pub struct Rechunk {
     input: Arc<ZarrArray>,
-    out: &Path,
-    opts: &OutputOptions,
-    explain_only: bool,
-    progress: &dyn Progress,
-) -> Result<OpReport> {
-    let Some(target) = opts.chunk_shape.clone() else {
-        return Err(Error::invalid(
-            "rechunk needs the new chunk shape (--chunks)",
-        ));
-    };
-    let identity: Vec<usize> = (0..input.shape().len()).collect();
-    let name = format!("rechunk to {}", join_dims(&target));
-    reorganize(
-        session,
-        input,
-        &identity,
-        &target,
-        out,
-        opts,
-        name,
-        explain_only,
-        progress,
-    )
+    out: PathBuf,
+    output: OutputOptions,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn reorganize(
-    session: &Session,
-    input: Arc<ZarrArray>,
+impl Rechunk {
+    /// Rechunks `input` to `chunks` into a new array at `out`.
+    pub fn new(
+        input: &Arc<ZarrArray>,
+        chunks: impl Into<Vec<u64>>,
+        out: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            input: input.clone(),
+            out: out.into(),
+            output: OutputOptions::default().with_chunk_shape(chunks),
+        }
+    }
+
+    /// Sets the output's compressor.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.output.compression = compression;
+        self
+    }
+
+    /// Resumes an interrupted rechunk into the same output.
+    pub fn with_resume(mut self, resume: bool) -> Self {
+        self.output.resume = resume;
+        self
+    }
+
+    /// Plans the rechunk.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad chunk shape.
+    pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, PlanReport, OpReport>> {
+        let target = self.output.chunk_shape.clone().unwrap_or_default();
+        let identity: Vec<usize> = (0..self.input.shape().len()).collect();
+        let name = format!("rechunk to {}", join_dims(&target));
+        reorganize(
+            session,
+            &self.input,
+            &identity,
+            &target,
+            &self.out,
+            &self.output,
+            name,
+        )
+    }
+}
+
+fn reorganize<'s>(
+    session: &'s Session,
+    input: &Arc<ZarrArray>,
     perm: &[usize],
     target: &[u64],
     out: &Path,
     opts: &OutputOptions,
     name: String,
-    explain_only: bool,
-    progress: &dyn Progress,
-) -> Result<OpReport> {
+) -> Result<Planned<'s, PlanReport, OpReport>> {
     let out_shape: Vec<u64> = perm.iter().map(|&p| input.shape()[p]).collect();
     let out_grid = ChunkGrid::new(out_shape.clone(), target.to_vec())?;
     let spec = ArraySpec::new(out_shape.clone(), target.to_vec(), input.dtype())
         .with_compression(opts.compression);
     spec.validate()?;
     let output = Arc::new(OutputArray::new(out, spec));
-    let direct = direct_plan(&input, perm, &out_grid, &output, &name);
-    let staged = staged_plan(session, &input, perm, &out_grid, &output, &name, &direct);
+    let direct = direct_plan(input, perm, &out_grid, &output, &name);
+    let staged = staged_plan(session, input, perm, &out_grid, &output, &name, &direct);
     // Bytes moved, spills counting twice (written, read back); plans that do
     // not fit come last.
     let cost = |r: &PlanReport| {
@@ -140,10 +181,10 @@ fn reorganize(
         Some((g, p)) if cost(&p) < cost(&direct_plan) => (g, p),
         _ => (direct, direct_plan),
     };
-    let body = Assemble {
+    let body = Arc::new(Assemble {
         perm: perm.to_vec(),
-    };
-    dispatch_dtype!(input.dtype(), T => explain_or_run::<T>(session, &graph, Some(plan), &body, explain_only, progress))
+    });
+    plan_graph(session, graph, Some(plan), opts.resume, body)
 }
 
 /// The input region (input axes) that output region `r` (output axes) reads.

@@ -1,17 +1,20 @@
-//! [`import`] and [`export`]: stream `.npy`, raw, Arrow IPC and Parquet
+//! [`Import`] and [`Export`]: stream `.npy`, raw, Arrow IPC and Parquet
 //! files into and out of stored arrays, chunk by chunk.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, for_each_task};
 use crate::io::{ColumnarOptions, ColumnarWriter, DenseFile, SourceFormat, SourceOptions};
+use crate::ops::{ChunkPlan, Planned};
 use crate::store::{ArraySpec, Compression, ZarrArray};
 
-/// How to lay out an array created by [`import`].
+/// How to lay out an array created by [`Import`], and how to read its source.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ImportOptions {
     /// Chunk shape; `None` picks chunks of
     /// [`ExecOptions::default_chunk_bytes`](crate::exec::ExecOptions::default_chunk_bytes).
@@ -30,6 +33,45 @@ pub struct ImportOptions {
     /// Columns of an Arrow/Parquet source to import (see
     /// [`SourceOptions::columns`]).
     pub columns: Option<Vec<String>>,
+}
+
+impl ImportOptions {
+    /// Sets the chunk shape.
+    pub fn with_chunk_shape(mut self, chunks: impl Into<Vec<u64>>) -> Self {
+        self.chunk_shape = Some(chunks.into());
+        self
+    }
+
+    /// Sets the compressor.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Shards the array with shards of `shape` (a multiple of the chunks).
+    pub fn with_shard_shape(mut self, shape: impl Into<Vec<u64>>) -> Self {
+        self.shard_shape = Some(shape.into());
+        self
+    }
+
+    /// Reads a raw source as `dtype` values of `shape`.
+    pub fn with_raw(mut self, shape: impl Into<Vec<u64>>, dtype: DType) -> Self {
+        self.raw_shape = Some(shape.into());
+        self.raw_dtype = Some(dtype);
+        self
+    }
+
+    /// Keeps chunks of an interrupted import into the same destination.
+    pub fn with_resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Imports only these columns of an Arrow/Parquet source.
+    pub fn with_columns(mut self, columns: Vec<String>) -> Self {
+        self.columns = Some(columns);
+        self
+    }
 }
 
 /// What an import or export moved.
@@ -111,34 +153,81 @@ impl ImportSource {
     }
 }
 
-/// Imports a `.npy` (C or Fortran order, f32/f64, either endianness) or raw
-/// file into a new Zarr array at `dst`, one stored chunk at a time: memory
-/// use is a few chunks per worker, whatever the file size.
-///
-/// # Errors
-/// [`Error::AlreadyExists`] if `dst` exists (unless resuming into the same
-/// layout); [`Error::InvalidFile`] for a malformed source;
-/// [`Error::MemoryLimit`] before any work if a chunk cannot fit.
+/// Imports a `.npy` (C or Fortran order, f32/f64, either endianness), raw,
+/// Arrow IPC or Parquet file into a new stored array, one stored chunk at a
+/// time: memory use is a few chunks per worker, whatever the file size.
 ///
 /// ```
-/// use tenrso_ooc::exec::{NoProgress, Session};
-/// use tenrso_ooc::ops::{ImportOptions, import};
+/// use tenrso_ooc::exec::Session;
+/// use tenrso_ooc::ops::{Import, ImportOptions};
 /// # let dir = tempfile::tempdir()?;
 /// # let src = dir.path().join("x.npy");
 /// # tenrso_ooc::io::DenseFile::create_npy(&src, tenrso_ooc::DType::F64, &[100, 10])?;
-/// let opts = ImportOptions { chunk_shape: Some(vec![32, 10]), ..Default::default() };
-/// let report = import(&src, &dir.path().join("x.zarr"), &opts, &Session::default(), &NoProgress)?;
+/// let opts = ImportOptions::default().with_chunk_shape([32, 10]);
+/// let report = Import::new(&src, dir.path().join("x.zarr")).with_options(opts).plan(&Session::default())?.run()?;
 /// assert_eq!(report.chunks, 4);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn import(
-    src: &Path,
+#[derive(Debug, Clone)]
+pub struct Import {
+    src: PathBuf,
+    dst: PathBuf,
+    options: ImportOptions,
+}
+
+impl Import {
+    /// Imports the file `src` into a new array at `dst`.
+    pub fn new(src: impl Into<PathBuf>, dst: impl Into<PathBuf>) -> Self {
+        Self {
+            src: src.into(),
+            dst: dst.into(),
+            options: ImportOptions::default(),
+        }
+    }
+
+    /// Sets the layout of the array and how to read the source.
+    pub fn with_options(mut self, options: ImportOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Plans the import: opens the source and chooses the layout.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFile`] for a malformed source;
+    /// [`Error::MemoryLimit`] if a chunk cannot fit.
+    pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, TransferReport>> {
+        let source = ImportSource::open(&self.src, &self.options)?;
+        let spec = import_spec(&source, &self.dst, &self.options, session)?;
+        spec.validate()?;
+        session
+            .options()
+            .check_fits(spec.chunk_working_set(), "importing one chunk")?;
+        let grid = ChunkGrid::new(spec.shape.clone(), spec.chunk_shape.clone())?;
+        let bytes = grid.shape().num_elements() * spec.dtype.size() as u64;
+        let plan = ChunkPlan {
+            operation: format!("import {} into {}", self.src.display(), self.dst.display()),
+            tasks: grid.num_chunks(),
+            bytes_read: bytes,
+            bytes_written: bytes,
+            task_bytes: spec.chunk_working_set(),
+            memory_limit: session.memory_limit(),
+        };
+        let request = self.clone();
+        Ok(Planned::new(plan, move |_: &ChunkPlan, progress| {
+            import_into(&source, &spec, &request, session, progress)
+        }))
+    }
+}
+
+/// How [`Import`] lays out `dst`: the source's shape and type, the chunks
+/// asked for, else those of an array being resumed, else automatic ones.
+fn import_spec(
+    source: &ImportSource,
     dst: &Path,
     opts: &ImportOptions,
     session: &Session,
-    progress: &dyn Progress,
-) -> Result<TransferReport> {
-    let source = ImportSource::open(src, opts)?;
+) -> Result<ArraySpec> {
     let (shape, dtype) = (source.shape().to_vec(), source.dtype());
     let itemsize = dtype.size() as u64;
     // Resuming without a chunk shape keeps the existing array's (the
@@ -161,16 +250,29 @@ pub fn import(
     let mut spec =
         ArraySpec::new(shape.clone(), chunk_shape, dtype).with_compression(opts.compression);
     spec.shard_shape = opts.shard_shape.clone();
+    Ok(spec)
+}
+
+fn import_into(
+    source: &ImportSource,
+    spec: &ArraySpec,
+    request: &Import,
+    session: &Session,
+    progress: &dyn Progress,
+) -> Result<TransferReport> {
+    let (src, dst, opts) = (&request.src, &request.dst, &request.options);
+    let (shape, dtype) = (source.shape().to_vec(), source.dtype());
+    let itemsize = dtype.size() as u64;
     let mut array = if opts.resume {
-        ZarrArray::create_or_resume(dst, &spec)?
+        ZarrArray::create_or_resume(dst, spec)?
     } else {
-        ZarrArray::create(dst, &spec)?
+        ZarrArray::create(dst, spec)?
     };
     array.record_job("tenrso_import", source_record(src)?, opts.resume)?;
     let grid = array.chunk_grid();
     // A unit of work: one chunk from a dense file; from rows, the chunks of
     // one chunk row, so each row of the source is read once.
-    let (units, unit_bytes, source_working_set) = match &source {
+    let (units, unit_bytes, source_working_set) = match source {
         ImportSource::Dense(_) => (grid.num_chunks(), 0, 0),
         ImportSource::Rows(a) => {
             let row_elements: u64 = shape[1..].iter().product();
@@ -182,7 +284,7 @@ pub fn import(
         }
     };
     let unit_chunks = |u: u64| -> Vec<Vec<u64>> {
-        match &source {
+        match source {
             ImportSource::Dense(_) => vec![grid.chunk_coords(u)],
             ImportSource::Rows(_) => {
                 let mut row = grid.grid_shape().to_vec();
@@ -216,7 +318,7 @@ pub fn import(
             let Some(first) = todo.first() else {
                 return Ok(done_bytes);
             };
-            let bounds = match &source {
+            let bounds = match source {
                 ImportSource::Dense(_) => grid.chunk_region(first),
                 ImportSource::Rows(_) => {
                     let rows = grid.chunk_region(first);
@@ -272,50 +374,31 @@ fn source_record(src: &Path) -> Result<serde_json::Value> {
     }))
 }
 
-/// Exports the array at `src` to a `.npy` (C order, little endian) or raw
-/// file at `dst`, one stored chunk at a time. The file is written under a
+/// Exports a stored array to a `.npy` (C order, little endian) or raw file,
+/// or to Arrow IPC (`.arrow`/`.feather`/`.ipc` file, `.arrows` stream) or
+/// Parquet (`.parquet`) with a `fixed_shape_tensor` column (or numeric
+/// columns), one record batch or row group per slab of rows, written in
+/// order while the next slab is read. The file is written under a
 /// temporary name and renamed into place when complete, so a failed export
-/// never leaves a partial file at `dst` nor destroys one that was there.
-///
-/// # Errors
-/// Store errors (a corrupt chunk aborts the export); [`Error::Io`].
-pub fn export(
-    src: &Path,
-    dst: &Path,
-    session: &Session,
-    progress: &dyn Progress,
-) -> Result<TransferReport> {
-    export_with(src, dst, &ColumnarOptions::default(), session, progress)
-}
-
-/// [`export`] with the options of Arrow IPC and Parquet destinations
-/// (`.arrow`/`.feather`/`.ipc` IPC file, `.arrows` IPC stream, `.parquet`):
-/// a `fixed_shape_tensor` column (or numeric columns), one record batch or
-/// row group per slab of rows, written in order while the next slab is
-/// read.
-///
-/// # Errors
-/// As [`export`]; [`Error::InvalidArgument`] for options that do not apply
-/// to the destination.
+/// never leaves a partial file at the destination nor destroys one that was
+/// there.
 ///
 /// ```
-/// use tenrso_ooc::exec::{NoProgress, Session};
+/// use tenrso_ooc::exec::Session;
 /// use tenrso_ooc::io::{ColumnarCompression, ColumnarOptions};
-/// use tenrso_ooc::ops::{Fill, export_with, generate};
+/// use tenrso_ooc::ops::{Export, Fill, Generate};
 /// use tenrso_ooc::store::{ArraySpec, ZarrArray};
 /// # let dir = tempfile::tempdir()?;
 /// let session = Session::default();
 /// let spec = ArraySpec::new(vec![100, 4, 5], vec![10, 4, 5], tenrso_ooc::DType::F32);
-/// let x = dir.path().join("x.zarr");
-/// let mut array = ZarrArray::create(&x, &spec)?;
-/// generate(&mut array, Fill::Range, 0, false, &session, &NoProgress)?;
+/// let x = Generate::new(dir.path().join("x.zarr"), spec, Fill::Range).plan(&session)?.run()?.array;
 /// let options = ColumnarOptions {
 ///     compression: Some(ColumnarCompression::Zstd),
 ///     row_group_rows: Some(25),
 ///     ..Default::default()
 /// };
 /// let parquet = dir.path().join("x.parquet");
-/// export_with(&x, &parquet, &options, &session, &NoProgress)?;
+/// Export::new(&x, &parquet).with_columnar(options).plan(&session)?.run()?;
 /// // Read back in place: four row groups of 25 rows of 4x5 cells.
 /// let back = ZarrArray::open(&parquet)?;
 /// assert_eq!(back.shape(), &[100, 4, 5]);
@@ -324,24 +407,88 @@ pub fn export(
 /// assert_eq!(row.as_slice()[0], 500.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn export_with(
-    src: &Path,
+#[derive(Debug, Clone)]
+pub struct Export {
+    array: Arc<ZarrArray>,
+    dst: PathBuf,
+    columnar: ColumnarOptions,
+}
+
+impl Export {
+    /// Exports `array` to the file `dst` (its format from its extension).
+    pub fn new(array: &Arc<ZarrArray>, dst: impl Into<PathBuf>) -> Self {
+        Self {
+            array: array.clone(),
+            dst: dst.into(),
+            columnar: ColumnarOptions::default(),
+        }
+    }
+
+    /// Sets the options of Arrow IPC and Parquet destinations.
+    pub fn with_columnar(mut self, options: ColumnarOptions) -> Self {
+        self.columnar = options;
+        self
+    }
+
+    /// Plans the export.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for options that do not apply to the
+    /// destination.
+    pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, TransferReport>> {
+        let columnar = matches!(
+            SourceFormat::of(&self.dst),
+            Some(SourceFormat::ArrowIpc | SourceFormat::Parquet)
+        );
+        if !columnar && self.columnar != ColumnarOptions::default() {
+            return Err(Error::invalid(format!(
+                "{}: row-group rows, compression and columns apply to .arrow/.arrows/.feather/.ipc and .parquet files",
+                self.dst.display()
+            )));
+        }
+        let array = &self.array;
+        let plan = ChunkPlan {
+            operation: format!(
+                "export {} to {}",
+                array.path().display(),
+                self.dst.display()
+            ),
+            tasks: array.chunk_grid().num_chunks(),
+            bytes_read: array.nbytes(),
+            bytes_written: array.nbytes(),
+            task_bytes: array.chunk_working_set(),
+            memory_limit: session.memory_limit(),
+        };
+        let request = self.clone();
+        Ok(Planned::new(plan, move |_: &ChunkPlan, progress| {
+            export_to(
+                &request.array,
+                &request.dst,
+                &request.columnar,
+                session,
+                progress,
+            )
+        }))
+    }
+}
+
+fn export_to(
+    array: &ZarrArray,
     dst: &Path,
     options: &ColumnarOptions,
     session: &Session,
     progress: &dyn Progress,
 ) -> Result<TransferReport> {
-    let array = ZarrArray::open(src)?;
     let temp = temp_sibling(dst);
     let result = match SourceFormat::of(dst) {
         Some(SourceFormat::ArrowIpc | SourceFormat::Parquet) => {
-            export_rows(&array, dst, &temp, options, session, progress)
+            export_rows(array, dst, &temp, options, session, progress)
         }
         _ if *options != ColumnarOptions::default() => Err(Error::invalid(format!(
             "{}: --row-group-rows, --compression and --columns apply to .arrow/.arrows/.feather/.ipc and .parquet files",
             dst.display()
         ))),
-        _ => export_dense(&array, dst, &temp, session, progress),
+        _ => export_dense(array, dst, &temp, session, progress),
     };
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);

@@ -1,10 +1,11 @@
-//! [`verify`]: decode every stored chunk and check its checksum.
+//! [`Verify`]: decode every stored chunk and check its checksum.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::core::{Element, Error, Result};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, for_each_task};
+use crate::ops::{ChunkPlan, Planned};
 use crate::store::ZarrArray;
 
 /// A chunk that failed verification.
@@ -18,7 +19,7 @@ pub struct BadChunk {
     pub reason: String,
 }
 
-/// What [`verify`] found.
+/// What a [`Verify`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Chunks in the grid.
@@ -43,46 +44,69 @@ impl VerifyReport {
     }
 }
 
-/// Decodes every stored chunk of `array`, checking checksums, and lists every
-/// chunk that fails. Chunks never written are not errors (they read as the
-/// fill value).
-///
-/// # Errors
-/// Only for failures other than corrupt chunks (I/O errors, memory limit).
+/// Decodes every stored chunk of an array, checking checksums, and lists
+/// every chunk that fails. Chunks never written are not errors (they read as
+/// the fill value).
 ///
 /// ```
-/// use tenrso_ooc::{DType, exec::{NoProgress, Session}, ops::verify};
+/// use std::sync::Arc;
+/// use tenrso_ooc::{DType, exec::Session, ops::Verify};
 /// use tenrso_ooc::store::{ArraySpec, ZarrArray};
 /// # let dir = tempfile::tempdir()?;
 /// let array = ZarrArray::create(dir.path().join("a"), &ArraySpec::new(vec![8], vec![4], DType::F32))?;
 /// array.write_chunk(&[1], &tenrso_ooc::Block::from_vec(vec![4], vec![1.0f32; 4])?)?;
-/// let report = verify(&array, &Session::default(), &NoProgress)?;
+/// let report = Verify::new(&Arc::new(array)).plan(&Session::default())?.run()?;
 /// assert!(report.is_ok());
 /// assert_eq!((report.chunks_stored, report.chunks_total), (1, 2));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn verify(
-    array: &ZarrArray,
-    session: &Session,
-    progress: &dyn Progress,
-) -> Result<VerifyReport> {
-    let stored = array.stored_chunks()?;
-    let bad = Mutex::new(Vec::new());
-    let total_bytes: u64 = stored.iter().map(|c| array.nbytes_of(c)).sum();
-    progress.start("verify", total_bytes);
-    let result = dispatch_dtype!(array.dtype(), T => check_chunks::<T>(array, &stored, &bad, session, progress));
-    progress.finish();
-    result?;
-    let mut bad_chunks = bad.into_inner().unwrap_or_else(|p| p.into_inner());
-    bad_chunks.sort_by(|a: &BadChunk, b| a.chunk.cmp(&b.chunk));
-    Ok(VerifyReport {
-        chunks_total: array.chunk_grid().num_chunks(),
-        chunks_stored: stored.len() as u64,
-        bytes_checked: total_bytes,
-        bad_chunks,
-        has_checksum: array.has_checksum(),
-        stale_temporaries: array.stale_temporaries()?.len(),
-    })
+#[derive(Debug, Clone)]
+pub struct Verify {
+    array: Arc<ZarrArray>,
+}
+
+impl Verify {
+    /// Verifies `array`.
+    pub fn new(array: &Arc<ZarrArray>) -> Self {
+        Self {
+            array: array.clone(),
+        }
+    }
+
+    /// Plans the verification: lists the stored chunks.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the store cannot be listed.
+    pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, VerifyReport>> {
+        let array = self.array.clone();
+        let stored = array.stored_chunks()?;
+        let total_bytes: u64 = stored.iter().map(|c| array.nbytes_of(c)).sum();
+        let plan = ChunkPlan {
+            operation: format!("verify {}", array.path().display()),
+            tasks: stored.len() as u64,
+            bytes_read: total_bytes,
+            bytes_written: 0,
+            task_bytes: array.chunk_working_set(),
+            memory_limit: session.memory_limit(),
+        };
+        Ok(Planned::new(plan, move |_: &ChunkPlan, progress| {
+            let bad = Mutex::new(Vec::new());
+            progress.start("verify", total_bytes);
+            let result = dispatch_dtype!(array.dtype(), T => check_chunks::<T>(&array, &stored, &bad, session, progress));
+            progress.finish();
+            result?;
+            let mut bad_chunks = bad.into_inner().unwrap_or_else(|p| p.into_inner());
+            bad_chunks.sort_by(|a: &BadChunk, b| a.chunk.cmp(&b.chunk));
+            Ok(VerifyReport {
+                chunks_total: array.chunk_grid().num_chunks(),
+                chunks_stored: stored.len() as u64,
+                bytes_checked: total_bytes,
+                bad_chunks,
+                has_checksum: array.has_checksum(),
+                stale_temporaries: array.stale_temporaries()?.len(),
+            })
+        }))
+    }
 }
 
 fn check_chunks<T: Element>(

@@ -29,15 +29,33 @@ impl OutputArray {
         }
     }
 
-    /// Creates the array (refusing an existing one).
+    /// Creates the array (refusing an existing one), or with `resume` opens
+    /// the one an interrupted run left (same layout, same `record` under
+    /// `attribute`), and records `record` under `attribute`.
     ///
     /// # Errors
-    /// As [`ZarrArray::create`].
-    pub fn create(&self) -> Result<&Arc<ZarrArray>> {
+    /// As [`ZarrArray::create`] and [`ZarrArray::record_job`].
+    pub fn create(
+        &self,
+        resume: bool,
+        attribute: &str,
+        record: &serde_json::Value,
+    ) -> Result<&Arc<ZarrArray>> {
         if let Some(a) = self.array.get() {
             return Ok(a);
         }
-        let made = Arc::new(ZarrArray::create(&self.path, &self.spec)?);
+        let mut made = if resume {
+            ZarrArray::create_or_resume(&self.path, &self.spec)?
+        } else {
+            ZarrArray::create(&self.path, &self.spec)?
+        };
+        if let Err(err) = made.record_job(attribute, record.clone(), resume) {
+            if !resume {
+                let _ = std::fs::remove_dir_all(&self.path);
+            }
+            return Err(err);
+        }
+        let made = Arc::new(made);
         Ok(self.array.get_or_init(|| made))
     }
 
