@@ -222,31 +222,15 @@ pub fn read_npy_values(path: &Path) -> Result<(Vec<u64>, Vec<f64>)> {
     Ok((shape, data))
 }
 
-/// Writes `values` of `shape` as an `f64` `.npy` file, atomically: the data
-/// goes to a temporary file in the same directory, synced, then renamed.
+/// Writes `values` of `shape` as an `f64` `.npy` file, atomically (through
+/// [`AtomicFile`](crate::store::AtomicFile)).
 ///
 /// # Errors
 /// I/O errors, naming the file.
 pub fn write_npy_values(path: &Path, shape: &[u64], values: &[f64]) -> Result<()> {
     let mut bytes = crate::io::npy_header_bytes(DType::F64, shape);
     bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    write_atomically(path, &bytes)
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename, so
-/// a reader (or a crash) sees the old file or the new one, never a mix.
-///
-/// # Errors
-/// I/O errors, naming the file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let io = |e| Error::io(path, e);
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::store::write_atomically(path, &bytes)
 }
 
 #[cfg(test)]
