@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::core::{Error, Result};
-use crate::decomp::matrix::{read_npy_values, write_npy_values};
+use crate::decomp::matrix::write_npy_values;
 use crate::decomp::{Iteration, Matrix};
+use crate::io::read_npy_values;
 use crate::store::{sync_dir, write_atomically};
 
 /// The state of a decomposition after a completed iteration.

@@ -1,11 +1,13 @@
 //! [`Matrix`]: the small dense row-major `f64` matrices decompositions keep in
-//! memory (factors, Gram matrices, partial contractions), with `.npy` files.
+//! memory (factors, Gram matrices, partial contractions), read from and
+//! written to `.npy` files through the io layer.
 
 use std::path::Path;
 
-use crate::core::{Error, Region, Result};
-use crate::io::DenseFile;
-use crate::{DType, MatView, matmul_add};
+use crate::core::{Error, Result};
+use crate::io::{encode_npy_values, read_npy_values};
+use crate::store::AtomicFile;
+use crate::{MatView, matmul_add};
 
 /// A dense `rows × cols` matrix of `f64`, row-major.
 ///
@@ -192,8 +194,7 @@ impl Matrix {
         }
     }
 
-    /// Writes a 2-d `f64` `.npy` file atomically (a temporary file renamed
-    /// over `path`).
+    /// Writes a 2-d `f64` `.npy` file atomically ([`write_npy_values`]).
     ///
     /// # Errors
     /// I/O errors, naming the file.
@@ -202,35 +203,17 @@ impl Matrix {
     }
 }
 
-/// Reads a whole (small) `f32`/`f64` `.npy` file as `f64` values.
-///
-/// # Errors
-/// [`Error::InvalidFile`] for a malformed file; I/O errors.
-pub fn read_npy_values(path: &Path) -> Result<(Vec<u64>, Vec<f64>)> {
-    let file = DenseFile::open_npy(path)?;
-    let shape = file.shape().to_vec();
-    let region = Region::full(&shape);
-    let data = match file.layout().dtype {
-        DType::F64 => file.read_region::<f64>(&region)?.into_vec(),
-        DType::F32 => file
-            .read_region::<f32>(&region)?
-            .into_vec()
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-    };
-    Ok((shape, data))
-}
-
-/// Writes `values` of `shape` as an `f64` `.npy` file, atomically (through
-/// [`AtomicFile`](crate::store::AtomicFile)).
+/// Writes `values` of `shape` as an `f64` `.npy` file, atomically: the
+/// encoding is [`io::encode_npy_values`](crate::io::encode_npy_values), the
+/// replacement [`AtomicFile`].
 ///
 /// # Errors
 /// I/O errors, naming the file.
 pub fn write_npy_values(path: &Path, shape: &[u64], values: &[f64]) -> Result<()> {
-    let mut bytes = crate::io::npy_header_bytes(DType::F64, shape);
-    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    crate::store::write_atomically(path, &bytes)
+    let mut file = AtomicFile::create(path)?;
+    encode_npy_values(std::io::BufWriter::new(file.file()), shape, values)
+        .map_err(|e| Error::io(path, e))?;
+    file.commit()
 }
 
 #[cfg(test)]

@@ -23,10 +23,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+pub use crate::io::read_npy_values;
 pub use crate::store::write_atomically;
 pub use cp_als::{CpInit, CpModel, CpOptions, CpReport, SweepStrategy, cp_als};
 pub use hosvd::{ModeSvdMethod, leading_mode_vectors};
-pub use matrix::{Matrix, read_npy_values, write_npy_values};
+pub use matrix::{Matrix, write_npy_values};
 pub use mttkrp::mttkrp;
 pub use reconstruct::{reconstruct_cp, reconstruct_tucker};
 pub use tucker::{TuckerInit, TuckerModel, TuckerOptions, TuckerReport, tucker};

@@ -9,6 +9,7 @@ mod decode_guard;
 mod dense_file;
 mod ipc_source;
 mod npy;
+mod npy_values;
 mod parquet_source;
 mod read_at;
 
@@ -20,5 +21,6 @@ pub(crate) use decode_guard::guarded;
 pub use dense_file::{DenseFile, DenseLayout};
 pub use ipc_source::IpcSource;
 pub use npy::{npy_header_bytes, read_npy_header};
+pub use npy_values::{encode_npy_values, read_npy_values};
 pub use parquet_source::ParquetSource;
 pub(crate) use read_at::read_elements_at;
