@@ -2,7 +2,9 @@
 //! Parquet — imported, exported, or read in place as chunked sources
 //! ([`ChunkSource`]).
 
-mod arrow_tensor;
+mod arrow_decode;
+mod arrow_encode;
+mod arrow_layout;
 mod chunk_source;
 mod columnar_writer;
 mod decode_guard;
@@ -12,8 +14,9 @@ mod npy;
 mod npy_values;
 mod parquet_source;
 mod read_at;
+mod row_slabs;
 
-pub use arrow_tensor::FIXED_SHAPE_TENSOR;
+pub use arrow_layout::FIXED_SHAPE_TENSOR;
 pub use chunk_source::{ChunkSource, SourceFormat, SourceOptions, open_source};
 pub(crate) use columnar_writer::ColumnarWriter;
 pub use columnar_writer::{ColumnarCompression, ColumnarOptions};
