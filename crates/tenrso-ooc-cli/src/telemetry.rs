@@ -4,9 +4,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tenrso_ooc::Result;
 use tenrso_ooc::exec::Session;
 use tenrso_ooc::telemetry::MetricsServer;
-use tenrso_ooc::{Error, Result};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
@@ -41,7 +41,7 @@ pub fn serve_metrics(addr: Option<&str>, session: &Session) -> Result<Option<Met
 /// phase, the session's metrics and peak memory.
 ///
 /// # Errors
-/// [`Error::Io`] when the file cannot be written.
+/// [`Error::Io`](tenrso_ooc::Error::Io) when the file cannot be written.
 pub fn write_report(
     path: &Path,
     session: &Session,
@@ -71,5 +71,5 @@ pub fn write_report(
         "result": result,
     });
     let text = serde_json::to_string_pretty(&report).expect("report serialises");
-    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+    tenrso_ooc::store::write_atomically(path, (text + "\n").as_bytes())
 }

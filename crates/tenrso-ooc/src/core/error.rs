@@ -139,7 +139,7 @@ pub enum Error {
         limit = crate::core::ByteSize(*limit),
         requested = crate::core::ByteSize(*requested),
         reserved = crate::core::ByteSize(*reserved),
-        largest = crate::memory::describe_consumers(largest)
+        largest = describe_consumers(largest)
     )]
     MemoryExhausted {
         /// The pool's limit in bytes.
@@ -185,6 +185,17 @@ impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidArgument(message.into())
     }
+}
+
+/// Formats `(name, bytes)` pairs as `cache 96.00 MiB, worker 16.00 MiB`.
+fn describe_consumers(list: &[(String, u64)]) -> String {
+    if list.is_empty() {
+        return "none".into();
+    }
+    list.iter()
+        .map(|(n, b)| format!("{n} {}", crate::core::ByteSize(*b)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The text of a caught panic's payload (`panic!` with a message gives a

@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::core::{Error, Result};
-use crate::decomp::matrix::{read_npy_values, write_atomically, write_npy_values};
+use crate::decomp::matrix::write_npy_values;
 use crate::decomp::{Iteration, Matrix};
+use crate::io::read_npy_values;
+use crate::store::{sync_dir, write_atomically};
 
 /// The state of a decomposition after a completed iteration.
 #[derive(Debug, Clone)]
@@ -51,7 +53,9 @@ pub(crate) fn save(out: &Path, ckpt: &Checkpoint) -> Result<()> {
     for (array, shape, values) in &ckpt.arrays {
         write_npy_values(&dir.join(format!("{array}.npy")), shape, values)?;
     }
-    sync_dir(&dir)?;
+    // Each file is synced into `dir`; `dir` itself must be in `root` before
+    // `state.json` names it.
+    sync_dir(&root).map_err(|e| Error::io(&root, e))?;
     let state = json!({
         "iteration": ckpt.iteration,
         "directory": name,
@@ -61,7 +65,6 @@ pub(crate) fn save(out: &Path, ckpt: &Checkpoint) -> Result<()> {
     });
     let text = serde_json::to_string_pretty(&state).map_err(|e| Error::invalid(e.to_string()))?;
     write_atomically(&root.join("state.json"), text.as_bytes())?;
-    sync_dir(&root)?;
     // Older iterations are no longer needed.
     for entry in std::fs::read_dir(&root)
         .map_err(|e| Error::io(&root, e))?
@@ -74,12 +77,6 @@ pub(crate) fn save(out: &Path, ckpt: &Checkpoint) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }
 
 /// Reads the last complete checkpoint under `out`, if any.

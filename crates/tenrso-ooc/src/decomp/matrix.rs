@@ -1,11 +1,13 @@
 //! [`Matrix`]: the small dense row-major `f64` matrices decompositions keep in
-//! memory (factors, Gram matrices, partial contractions), with `.npy` files.
+//! memory (factors, Gram matrices, partial contractions), read from and
+//! written to `.npy` files through the io layer.
 
 use std::path::Path;
 
-use crate::core::{Error, Region, Result};
-use crate::io::DenseFile;
-use crate::{DType, MatView, matmul_add};
+use crate::core::{Error, Result};
+use crate::io::{encode_npy_values, read_npy_values};
+use crate::store::AtomicFile;
+use crate::{MatView, matmul_add};
 
 /// A dense `rows × cols` matrix of `f64`, row-major.
 ///
@@ -192,8 +194,7 @@ impl Matrix {
         }
     }
 
-    /// Writes a 2-d `f64` `.npy` file atomically (a temporary file renamed
-    /// over `path`).
+    /// Writes a 2-d `f64` `.npy` file atomically ([`write_npy_values`]).
     ///
     /// # Errors
     /// I/O errors, naming the file.
@@ -202,51 +203,17 @@ impl Matrix {
     }
 }
 
-/// Reads a whole (small) `f32`/`f64` `.npy` file as `f64` values.
-///
-/// # Errors
-/// [`Error::InvalidFile`] for a malformed file; I/O errors.
-pub fn read_npy_values(path: &Path) -> Result<(Vec<u64>, Vec<f64>)> {
-    let file = DenseFile::open_npy(path)?;
-    let shape = file.shape().to_vec();
-    let region = Region::full(&shape);
-    let data = match file.layout().dtype {
-        DType::F64 => file.read_region::<f64>(&region)?.into_vec(),
-        DType::F32 => file
-            .read_region::<f32>(&region)?
-            .into_vec()
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-    };
-    Ok((shape, data))
-}
-
-/// Writes `values` of `shape` as an `f64` `.npy` file, atomically: the data
-/// goes to a temporary file in the same directory, synced, then renamed.
+/// Writes `values` of `shape` as an `f64` `.npy` file, atomically: the
+/// encoding is [`io::encode_npy_values`](crate::io::encode_npy_values), the
+/// replacement [`AtomicFile`].
 ///
 /// # Errors
 /// I/O errors, naming the file.
 pub fn write_npy_values(path: &Path, shape: &[u64], values: &[f64]) -> Result<()> {
-    let mut bytes = crate::io::npy_header_bytes(DType::F64, shape);
-    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    write_atomically(path, &bytes)
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename, so
-/// a reader (or a crash) sees the old file or the new one, never a mix.
-///
-/// # Errors
-/// I/O errors, naming the file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let io = |e| Error::io(path, e);
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    let mut file = AtomicFile::create(path)?;
+    encode_npy_values(std::io::BufWriter::new(file.file()), shape, values)
+        .map_err(|e| Error::io(path, e))?;
+    file.commit()
 }
 
 #[cfg(test)]

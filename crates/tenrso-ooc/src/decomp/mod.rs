@@ -30,9 +30,11 @@ mod tucker;
 
 use std::sync::Arc;
 
+pub use crate::io::read_npy_values;
+pub use crate::store::write_atomically;
 pub use cp_als::{CpInit, CpModel, CpOptions, CpReport, SweepStrategy, cp_als};
 pub use hosvd::{ModeSvdMethod, leading_mode_vectors};
-pub use matrix::{Matrix, read_npy_values, write_atomically, write_npy_values};
+pub use matrix::{Matrix, write_npy_values};
 pub use mttkrp::mttkrp;
 pub use reconstruct::{reconstruct_cp, reconstruct_tucker};
 pub use run_report::{DecompositionRun, Iteration};

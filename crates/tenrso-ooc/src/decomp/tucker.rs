@@ -14,10 +14,11 @@ use crate::decomp::chunk_kernels::TuckerProjection;
 use crate::decomp::cp_als::{NamedProgress, load_factors};
 use crate::decomp::hosvd::leading_mode_vectors;
 use crate::decomp::linalg::leading_left_singular_vectors;
-use crate::decomp::matrix::{read_npy_values, write_npy_values};
+use crate::decomp::matrix::write_npy_values;
 use crate::decomp::stream::{ResidentTensor, stream_accumulate_held};
 use crate::decomp::{DecompositionRun, Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
+use crate::io::read_npy_values;
 use crate::ops::CounterRng;
 use crate::store::ZarrArray;
 

@@ -15,7 +15,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::core::{DType, Element, Error, Result};
-use crate::io::arrow_tensor::ArrowTensor;
+use crate::io::arrow_layout::ArrowTensor;
 
 /// Compression of Arrow IPC buffers or Parquet pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

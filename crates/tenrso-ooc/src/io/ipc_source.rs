@@ -17,9 +17,10 @@ use memmap2::Mmap;
 
 use crate::core::{DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
-use crate::io::arrow_tensor::{ArrowTensor, read_region_by_rows, units_overlapping};
+use crate::io::arrow_layout::ArrowTensor;
 use crate::io::chunk_source::{ChunkSource, SOURCE_CHUNK_BYTES, rows_per_chunk};
 use crate::io::guarded;
+use crate::io::row_slabs::{read_region_by_rows, units_overlapping};
 
 const CONTINUATION: u32 = 0xFFFF_FFFF;
 const MAGIC: &[u8; 6] = b"ARROW1";

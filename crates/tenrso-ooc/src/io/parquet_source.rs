@@ -25,9 +25,10 @@ use parquet::file::serialized_reader::SerializedPageReader;
 
 use crate::core::{DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
-use crate::io::arrow_tensor::{ArrowTensor, read_region_by_rows, units_overlapping};
+use crate::io::arrow_layout::ArrowTensor;
 use crate::io::chunk_source::{ChunkSource, SOURCE_CHUNK_BYTES, rows_per_chunk};
 use crate::io::guarded;
+use crate::io::row_slabs::{read_region_by_rows, units_overlapping};
 
 /// A Parquet file holding a tensor column (`arrow.fixed_shape_tensor`, a
 /// fixed-size list or an even list) or numeric columns.

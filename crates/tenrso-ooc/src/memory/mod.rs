@@ -12,7 +12,6 @@ pub use policy::{
     BuildKeyHasher, ChunkKey, ChunkMap, EvictionPolicy, KeyHasher, Lfu, Lru, Min, PolicyKind,
     SimulationResult, simulate,
 };
-pub(crate) use pool::describe_consumers;
 pub use pool::{MemoryPool, Reclaim, Reservation};
 pub use spill::{SpillCodec, SpillDirSpec, SpillFile, SpillManager, remove_all_spill_dirs};
 pub use temp_store::TempStore;

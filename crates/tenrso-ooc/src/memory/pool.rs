@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use crate::core::{ByteSize, Error, Result};
+use crate::core::{Error, Result};
 
 /// Something that can give memory back to the pool on request: the chunk
 /// cache drops clean chunks and spills dirty ones.
@@ -178,6 +178,18 @@ impl MemoryPool {
     /// Current consumers and their bytes, largest first.
     pub fn consumers(&self) -> Vec<(String, u64)> {
         top_consumers(&self.inner.lock(), usize::MAX)
+    }
+}
+
+impl crate::telemetry::PoolGauges for MemoryPool {
+    fn reserved(&self) -> u64 {
+        MemoryPool::reserved(self)
+    }
+    fn peak(&self) -> u64 {
+        MemoryPool::peak(self)
+    }
+    fn limit(&self) -> u64 {
+        MemoryPool::limit(self)
     }
 }
 
@@ -447,17 +459,6 @@ impl Drop for Reservation {
         self.pool.lock().consumers.remove(&self.id);
         self.pool.changed.notify_all();
     }
-}
-
-/// Formats `(name, bytes)` pairs as `cache 96.00 MiB, worker 16.00 MiB`.
-pub(crate) fn describe_consumers(list: &[(String, u64)]) -> String {
-    if list.is_empty() {
-        return "none".into();
-    }
-    list.iter()
-        .map(|(n, b)| format!("{n} {}", ByteSize(*b)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

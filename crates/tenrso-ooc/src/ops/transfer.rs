@@ -10,7 +10,7 @@ use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, for_each_task};
 use crate::io::{ColumnarOptions, ColumnarWriter, DenseFile, SourceFormat, SourceOptions};
 use crate::ops::{ChunkPlan, Planned};
-use crate::store::{ArraySpec, Compression, ZarrArray};
+use crate::store::{ArraySpec, AtomicFile, Compression, ZarrArray};
 
 /// How to lay out an array created by [`Import`], and how to read its source.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -479,32 +479,18 @@ fn export_to(
     session: &Session,
     progress: &dyn Progress,
 ) -> Result<TransferReport> {
-    let temp = temp_sibling(dst);
-    let result = match SourceFormat::of(dst) {
+    let temp = AtomicFile::create(dst)?;
+    let report = match SourceFormat::of(dst) {
         Some(SourceFormat::ArrowIpc | SourceFormat::Parquet) => {
-            export_rows(array, dst, &temp, options, session, progress)
+            export_rows(array, dst, temp.path(), options, session, progress)
         }
         _ if *options != ColumnarOptions::default() => Err(Error::invalid(format!(
             "{}: --row-group-rows, --compression and --columns apply to .arrow/.arrows/.feather/.ipc and .parquet files",
             dst.display()
         ))),
-        _ => export_dense(array, dst, &temp, session, progress),
-    };
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    let report = result?;
-    if let Err(e) = std::fs::rename(&temp, dst) {
-        let _ = std::fs::remove_file(&temp);
-        return Err(Error::io(dst, e));
-    }
-    if let Some(dir) = dst.parent() {
-        crate::store::sync_dir(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        });
-    }
+        _ => export_dense(array, dst, temp.path(), session, progress),
+    }?;
+    temp.commit()?;
     Ok(report)
 }
 
@@ -641,16 +627,4 @@ fn export_dense(
         chunks_skipped: 0,
         bytes,
     })
-}
-
-/// `dir/.name.tenrso-tmp.PID` next to `path`.
-fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("export");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    path.with_file_name(format!(".{name}.tenrso-tmp.{}.{nanos}", std::process::id()))
 }

@@ -1,52 +1,17 @@
 //! [`ContractionStep`]: one pairwise (or single-operand) contraction of an
-//! einsum as batched GEMM, with its tiles chosen under the memory budget.
+//! einsum as batched GEMM: its indices, operand layouts, working set and
+//! modelled cost for given tiles. The tiles themselves are chosen in
+//! `tile_search`, the prices come from `cost_model`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::plan::cost_model::{CostModel, StepWork};
 use crate::plan::einsum_spec::{Label, labels_text};
+use crate::plan::output_chunks::default_output_chunks;
 
-/// Throughput figures the cost model uses: per-thread GEMM rate, stored read
-/// and write rates, the fixed cost of reading one chunk and of one GEMM
-/// call. Rough on purpose: they rank plans, they do not predict times.
-const FLOPS_PER_THREAD: f64 = 20e9;
-const READ_BYTES_PER_SEC: f64 = 2e9;
-const WRITE_BYTES_PER_SEC: f64 = 1e9;
-const COPY_BYTES_PER_SEC: f64 = 4e9;
-/// Per chunk a contraction task reads: load, cache bookkeeping, assembly.
-const SECONDS_PER_CHUNK_READ: f64 = 100e-6;
-/// Planning and starting one more run (a rechunk before a contraction).
-const SECONDS_PER_RUN: f64 = 0.05;
-/// Per chunk a rechunk moves (measured lower: its tasks read few chunks each).
-const SECONDS_PER_CHUNK_MOVED: f64 = 30e-6;
-const SECONDS_PER_GEMM_CALL: f64 = 5e-6;
-/// Tasks the tiles are sized for: each task may use this fraction of the
-/// limit, so that two run at once with room left for the chunk cache. Fixed
-/// (not the thread count) so that tiles — and with them the order of every
-/// partial sum — do not depend on how many threads run.
-const TASK_SHARE_OF_LIMIT: (u64, u64) = (2, 5);
-const PLANNED_WORKERS: f64 = 2.0;
-/// Buffers above this size come from fresh memory mappings (glibc's mmap
-/// threshold as the CLI sets it), so each allocation page-faults all of its
-/// pages anew; smaller ones reuse heap memory.
-const FRESH_MAPPING_BYTES: u64 = 32 << 20;
-/// Rate at which fresh pages are faulted in and zeroed (measured on 2 cores
-/// with both workers allocating).
-const FAULT_BYTES_PER_SEC: f64 = 1e9;
-/// What the chunk graph holds per chunk read it lists and per task (see
-/// `ChunkGraph::footprint`), with room for its per-chunk maps.
-const PLAN_BYTES_PER_READ: u64 = 144;
-const PLAN_BYTES_PER_TASK: u64 = 128;
-
-/// Modelled seconds to rechunk an operand of `bytes` stored in `chunks`
-/// chunks into `new_chunks`: plan and start a run, read it once, write it
-/// once.
-pub fn rechunk_seconds(bytes: u64, chunks: u64, new_chunks: u64) -> f64 {
-    SECONDS_PER_RUN
-        + bytes as f64 / READ_BYTES_PER_SEC
-        + bytes as f64 / WRITE_BYTES_PER_SEC
-        + (chunks + new_chunks) as f64 * SECONDS_PER_CHUNK_MOVED
-}
+/// The figures every step is planned with.
+pub(super) const MODEL: CostModel = CostModel::DEFAULT;
 
 /// An operand of a step: the index of each axis (`None` for a size-1 axis
 /// broadcast against a larger dimension), its shape and stored chunking.
@@ -424,7 +389,7 @@ impl ContractionStep {
     /// pinned while it is copied (plus the copy) and one being loaded, and
     /// its share of the plan's own bookkeeping (every chunk read of every
     /// task is listed, which grows with re-reads and small tiles).
-    fn task_bytes(&self, tiles: &BTreeMap<Label, u64>) -> u64 {
+    pub(super) fn task_bytes(&self, tiles: &BTreeMap<Label, u64>) -> u64 {
         let out_chunk = product(self.output_chunks.iter().copied());
         let load = self
             .inputs
@@ -434,9 +399,7 @@ impl ContractionStep {
             .unwrap_or(0);
         let (_, chunk_reads) = self.reads(tiles);
         let tasks = self.tile_counts(tiles, &self.output);
-        let plan = chunk_reads
-            .saturating_mul(PLAN_BYTES_PER_READ)
-            .saturating_add(tasks.saturating_mul(PLAN_BYTES_PER_TASK));
+        let plan = MODEL.plan_bytes(chunk_reads, tasks);
         self.tile_elements(tiles)
             .saturating_add(out_chunk.saturating_mul(4))
             .saturating_mul(self.itemsize)
@@ -462,19 +425,13 @@ impl ContractionStep {
         (bytes, chunks)
     }
 
-    /// Bytes of buffers large enough to be fresh mappings, over all tasks:
+    /// Bytes of buffers large enough to be fresh mappings, over all tasks
+    /// (the page-fault model of [`CostModel::faulted_bytes`]):
     /// each task's output tile (and its permuted copy), and at every step
     /// along the contracted indices each operand's assembled and packed
     /// tiles.
     fn fresh_mapping_bytes(&self, tiles: &BTreeMap<Label, u64>, tasks: u64) -> f64 {
-        let fresh = |elements: u64| {
-            let bytes = elements.saturating_mul(self.itemsize);
-            if bytes + (64 << 10) >= FRESH_MAPPING_BYTES {
-                bytes as f64
-            } else {
-                0.0
-            }
-        };
+        let fresh = |elements: u64| MODEL.faulted_bytes(elements.saturating_mul(self.itemsize));
         let count = |group: &[Label]| self.tile_counts(tiles, group);
         let out = product(self.output.iter().map(|l| self.tile(tiles, l)));
         let permute = self.inputs.len() == 2 && self.natural_order() != self.output;
@@ -488,7 +445,7 @@ impl ContractionStep {
         per_task * tasks as f64
     }
 
-    fn estimate(&self, tiles: &BTreeMap<Label, u64>) -> StepCost {
+    pub(super) fn estimate(&self, tiles: &BTreeMap<Label, u64>) -> StepCost {
         let count = |group: &[Label]| self.tile_counts(tiles, group);
         let all: f64 = self.sizes.values().map(|&s| s as f64).product();
         let flops = if self.inputs.len() == 2 {
@@ -519,15 +476,16 @@ impl ContractionStep {
         } else {
             tasks.saturating_mul(count(&self.summed[0]))
         };
-        let parallel = (tasks as f64).min(PLANNED_WORKERS);
-        let faults = self.fresh_mapping_bytes(tiles, tasks);
-        let seconds = flops / (FLOPS_PER_THREAD * parallel)
-            + faults / (FAULT_BYTES_PER_SEC * parallel)
-            + bytes_read as f64 / READ_BYTES_PER_SEC
-            + bytes_written as f64 / WRITE_BYTES_PER_SEC
-            + copied / (COPY_BYTES_PER_SEC * parallel)
-            + chunk_reads as f64 * SECONDS_PER_CHUNK_READ
-            + gemm_calls as f64 * SECONDS_PER_GEMM_CALL / parallel;
+        let seconds = MODEL.seconds(&StepWork {
+            flops,
+            faulted_bytes: self.fresh_mapping_bytes(tiles, tasks),
+            bytes_read,
+            bytes_written,
+            copied_bytes: copied,
+            chunk_reads,
+            gemm_calls,
+            tasks,
+        });
         StepCost {
             flops,
             bytes_read,
@@ -537,90 +495,6 @@ impl ContractionStep {
             tasks,
             seconds,
         }
-    }
-
-    /// Tile extents allowed for index `l`, smallest first: multiples of the
-    /// chunks along it (whole output chunks for a result index), doubling,
-    /// then the whole extent.
-    fn candidates(&self, l: Label) -> Vec<u64> {
-        let size = self.sizes[&l];
-        // Tiles aligned with every operand's chunks along `l` read each
-        // chunk in one tile; when the chunkings disagree so much that their
-        // common multiple is large, align with the largest chunk and accept
-        // that some chunks are read by two tiles.
-        let (mut common, mut largest) = (1, 1);
-        for op in &self.inputs {
-            for (axis, a) in op.labels.iter().enumerate() {
-                if *a == Some(l) {
-                    let c = op.chunks[axis].min(size);
-                    common = lcm(common, c);
-                    largest = largest.max(c);
-                }
-            }
-        }
-        let input_align = if common <= size && common <= 4 * largest {
-            common
-        } else {
-            largest
-        };
-        let align = match self.output.iter().position(|o| *o == l) {
-            Some(p) => {
-                let c = self.output_chunks[p].min(size);
-                let both = lcm(c, input_align);
-                if both <= size { both } else { c }
-            }
-            None => input_align.min(size),
-        };
-        let mut out = Vec::new();
-        let mut t = align.max(1);
-        while t < size {
-            out.push(t);
-            t *= 2;
-        }
-        out.push(size);
-        out
-    }
-
-    /// Grows the tiles greedily from the smallest: at each round the index
-    /// whose next tile size lowers the modelled time most, while one task
-    /// fits its share of the limit.
-    fn choose_tiles(&mut self, memory_limit: u64) {
-        let labels: Vec<Label> = self.sizes.keys().copied().collect();
-        let candidates: BTreeMap<Label, Vec<u64>> =
-            labels.iter().map(|&l| (l, self.candidates(l))).collect();
-        let mut level: BTreeMap<Label, usize> = labels.iter().map(|&l| (l, 0)).collect();
-        let tiles_at = |level: &BTreeMap<Label, usize>| -> BTreeMap<Label, u64> {
-            level.iter().map(|(l, &i)| (*l, candidates[l][i])).collect()
-        };
-        let budget = memory_limit / TASK_SHARE_OF_LIMIT.1 * TASK_SHARE_OF_LIMIT.0;
-        let mut tiles = tiles_at(&level);
-        self.min_task_bytes = self.task_bytes(&tiles);
-        let mut cost = self.estimate(&tiles);
-        loop {
-            let mut best: Option<(Label, StepCost)> = None;
-            for &l in &labels {
-                if level[&l] + 1 >= candidates[&l].len() {
-                    continue;
-                }
-                let mut next = level.clone();
-                *next.get_mut(&l).expect("every index has a level") += 1;
-                let t = tiles_at(&next);
-                if self.task_bytes(&t) > budget {
-                    continue;
-                }
-                let c = self.estimate(&t);
-                let better = best.as_ref().map_or(cost.seconds, |(_, b)| b.seconds);
-                if c.seconds < better * (1.0 - 1e-9) {
-                    best = Some((l, c));
-                }
-            }
-            let Some((l, c)) = best else { break };
-            *level.get_mut(&l).expect("every index has a level") += 1;
-            tiles = tiles_at(&level);
-            cost = c;
-        }
-        self.tiles = tiles;
-        self.cost = cost;
     }
 
     /// The subscripts of the step, e.g. `ij,jk->ik`.
@@ -650,67 +524,17 @@ impl fmt::Display for ContractionStep {
     }
 }
 
-/// The default chunking of a step's result: along each index the chunk of
-/// the first operand axis carrying it, the largest extent halved until a
-/// chunk holds at most `target_bytes`.
-fn default_output_chunks(
-    inputs: &[StepOperand],
-    output: &[Label],
-    sizes: &BTreeMap<Label, u64>,
-    itemsize: u64,
-    target_bytes: u64,
-) -> Vec<u64> {
-    if output.is_empty() {
-        return vec![1];
-    }
-    let mut chunks: Vec<u64> = output
-        .iter()
-        .map(|l| {
-            inputs
-                .iter()
-                .find_map(|op| {
-                    op.labels
-                        .iter()
-                        .position(|a| *a == Some(*l))
-                        .map(|axis| op.chunks[axis])
-                })
-                .unwrap_or(1)
-                .min(sizes[l])
-        })
-        .collect();
-    while product(chunks.iter().copied()).saturating_mul(itemsize) > target_bytes {
-        let (axis, &largest) = chunks
-            .iter()
-            .enumerate()
-            .max_by_key(|&(k, &c)| (c, std::cmp::Reverse(k)))
-            .expect("non-empty");
-        if largest <= 1 {
-            break;
-        }
-        chunks[axis] = largest.div_ceil(2);
-    }
-    chunks
-}
-
 /// The product of `values`, saturating at `u64::MAX` (an outer product of
 /// large operands must give a huge size, not wrap).
-fn product(values: impl IntoIterator<Item = u64>) -> u64 {
+pub(super) fn product(values: impl IntoIterator<Item = u64>) -> u64 {
     values.into_iter().fold(1u64, u64::saturating_mul)
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
-}
-
-fn lcm(a: u64, b: u64) -> u64 {
-    (a / gcd(a, b)).saturating_mul(b)
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn op(labels: &str, shape: &[u64], chunks: &[u64]) -> StepOperand {
+    pub(in crate::plan) fn op(labels: &str, shape: &[u64], chunks: &[u64]) -> StepOperand {
         StepOperand {
             labels: labels.chars().map(|c| Some(Label::Letter(c))).collect(),
             shape: shape.to_vec(),
@@ -719,41 +543,12 @@ mod tests {
         }
     }
 
-    fn labels(s: &str) -> Vec<Label> {
+    pub(in crate::plan) fn labels(s: &str) -> Vec<Label> {
         s.chars().map(Label::Letter).collect()
     }
 
-    fn sizes(pairs: &[(char, u64)]) -> BTreeMap<Label, u64> {
+    pub(in crate::plan) fn sizes(pairs: &[(char, u64)]) -> BTreeMap<Label, u64> {
         pairs.iter().map(|&(c, s)| (Label::Letter(c), s)).collect()
-    }
-
-    #[test]
-    fn matmul_tiles_are_chunk_multiples_within_the_budget() {
-        let n = 16384;
-        let step = ContractionStep::plan(
-            vec![
-                op("ij", &[n, n], &[1024, 1024]),
-                op("jk", &[n, n], &[1024, 1024]),
-            ],
-            labels("ik"),
-            None,
-            &sizes(&[('i', n), ('j', n), ('k', n)]),
-            8,
-            1 << 30,
-            8 << 20,
-        );
-        assert_eq!(
-            step.layouts,
-            vec![OperandLayout::Direct, OperandLayout::Direct]
-        );
-        assert_eq!(step.contracted, labels("j"));
-        for t in step.tiles.values() {
-            assert_eq!(t % 1024, 0);
-        }
-        assert!(step.cost.task_bytes <= (1 << 30) * 2 / 5);
-        // Big output tiles: each operand is read only a few times.
-        assert!(step.cost.bytes_read <= 8 * 2 * n * n * 8, "{step}");
-        assert!(step.min_task_bytes < step.cost.task_bytes);
     }
 
     #[test]
@@ -795,25 +590,5 @@ mod tests {
             natural_output(&labels("ijk"), &labels("jl"), &labels("lk")),
             labels("kl")
         );
-    }
-
-    #[test]
-    fn default_output_chunks_follow_the_operands() {
-        let c = default_output_chunks(
-            &[op("ij", &[4096, 4096], &[512, 256])],
-            &labels("ji"),
-            &sizes(&[('i', 4096), ('j', 4096)]),
-            8,
-            8 << 20,
-        );
-        assert_eq!(c, vec![256, 512]);
-        let c = default_output_chunks(
-            &[op("ij", &[4096, 4096], &[4096, 4096])],
-            &labels("ij"),
-            &sizes(&[('i', 4096), ('j', 4096)]),
-            8,
-            8 << 20,
-        );
-        assert_eq!(c, vec![1024, 1024]);
     }
 }

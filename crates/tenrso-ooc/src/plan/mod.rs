@@ -4,15 +4,17 @@
 mod chunk_graph;
 mod contraction_path;
 mod contraction_step;
+mod cost_model;
 mod einsum_spec;
 mod explain;
+mod output_chunks;
 mod rechunk_plan;
+mod tile_search;
 
 pub use chunk_graph::{ArrayId, ArrayNode, ArrayRole, ChunkGraph, OutputArray, TaskNode};
 pub use contraction_path::{ContractionPath, PathStep, PathStrategy};
-pub use contraction_step::{
-    ContractionStep, OperandLayout, StepCost, StepOperand, natural_output, rechunk_seconds,
-};
+pub use contraction_step::{ContractionStep, OperandLayout, StepCost, StepOperand, natural_output};
+pub use cost_model::rechunk_seconds;
 pub use einsum_spec::{EinsumProblem, EinsumSpec, Label, labels_text};
 pub use explain::{PlanReport, explain};
 pub use rechunk_plan::rechunking_plan;

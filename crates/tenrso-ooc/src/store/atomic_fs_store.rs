@@ -1,10 +1,8 @@
 //! [`AtomicFsStore`]: a Zarr filesystem store whose writes are atomic.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator, InvalidByteRangeError};
 use zarrs::storage::{
@@ -13,13 +11,13 @@ use zarrs::storage::{
     WritableStorageTraits, store_set_partial_many,
 };
 
-/// Marker in the names of temporary files, so listings can skip them.
-pub(crate) const TEMP_MARKER: &str = ".tenrso-tmp.";
+use crate::store::atomic_write::{TEMP_MARKER, parent_dir, sync_dir, write_parts_atomically};
 
 /// A Zarr v3 filesystem store (the layout of zarr-python's `LocalStore`)
-/// whose every write is atomic: the value goes to a temporary file in the
-/// same directory, is flushed with `fsync`, then renamed over the key (and
-/// new directories are synced into their parents).
+/// whose every write is atomic: the value goes through
+/// [`AtomicFile`](crate::store::AtomicFile) (a temporary file in the same
+/// directory, flushed with `fsync`, renamed over the key, the directory
+/// synced), and new directories are synced into their parents.
 ///
 /// A reader, or a resumed job, therefore sees each key either with its old
 /// value or its new one, never a torn mix, even if the writer is killed.
@@ -30,9 +28,6 @@ pub(crate) const TEMP_MARKER: &str = ".tenrso-tmp.";
 pub struct AtomicFsStore {
     base: PathBuf,
 }
-
-/// Distinguishes temporary files of concurrent writers within one process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl AtomicFsStore {
     /// A store rooted at the directory `base` (created on first write).
@@ -71,40 +66,8 @@ impl AtomicFsStore {
 
     fn write_atomically_parts(&self, key: &StoreKey, parts: &[&[u8]]) -> std::io::Result<()> {
         let path = self.key_path(key);
-        let dir = path.parent().unwrap_or(&self.base).to_path_buf();
-        create_dirs_durably(&dir)?;
-        let sync_target = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir.clone()
-        };
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("value");
-        let unique = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let temp = dir.join(format!(
-            ".{name}{TEMP_MARKER}{}.{}.{unique}",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)?;
-            for part in parts {
-                file.write_all(part)?;
-            }
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&temp, &path)?;
-            sync_dir(&sync_target);
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        result
+        create_dirs_durably(path.parent().unwrap_or(&self.base))?;
+        write_parts_atomically(&path, parts)
     }
 
     /// Every key under `dir` (a path inside the store), skipping temporaries.
@@ -147,21 +110,9 @@ fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
         create_dirs_durably(parent)?;
     }
     match fs::create_dir(dir) {
-        Ok(()) => {
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent);
-            }
-            Ok(())
-        }
+        Ok(()) => sync_dir(parent_dir(dir)),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
-    }
-}
-
-/// Syncs a directory's entries (best effort: not every filesystem allows it).
-pub(crate) fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 

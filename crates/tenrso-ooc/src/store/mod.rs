@@ -2,15 +2,19 @@
 //!
 //! [`ZarrArray`] creates and opens arrays, reads and writes chunks and regions;
 //! [`ArraySpec`] and [`Compression`] describe an array to create;
-//! [`AtomicFsStore`] makes every write atomic.
+//! [`AtomicFsStore`] makes every write atomic, through [`AtomicFile`], the
+//! library's one way of putting a file in place (also used by exports,
+//! decomposition outputs and checkpoints).
 
 pub(crate) mod array_spec;
 mod atomic_fs_store;
+mod atomic_write;
 mod compression;
 pub(crate) mod zarr_array;
 
 pub use array_spec::ArraySpec;
 pub use atomic_fs_store::AtomicFsStore;
-pub(crate) use atomic_fs_store::sync_dir;
+pub(crate) use atomic_write::sync_dir;
+pub use atomic_write::{AtomicFile, write_atomically};
 pub use compression::Compression;
 pub use zarr_array::ZarrArray;

@@ -5,7 +5,18 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::{Value, json};
 
-use crate::memory::MemoryPool;
+/// Figures of a memory budget that [`Metrics`] reports as gauges.
+///
+/// Telemetry sits below the memory layer, so it reads the session's pool
+/// (`memory::MemoryPool` implements this trait) without depending on it.
+pub trait PoolGauges: std::fmt::Debug + Send + Sync {
+    /// Bytes currently reserved.
+    fn reserved(&self) -> u64;
+    /// The most bytes ever reserved at once.
+    fn peak(&self) -> u64;
+    /// The hard limit in bytes.
+    fn limit(&self) -> u64;
+}
 
 /// One named counter or gauge.
 #[derive(Debug, Default)]
@@ -52,14 +63,15 @@ pub struct Metrics {
     pub tasks_done: Counter,
     /// Tasks planned.
     pub tasks_total: Counter,
-    pool: OnceLock<MemoryPool>,
+    pool: OnceLock<Box<dyn PoolGauges>>,
     phases: Mutex<Vec<(String, f64)>>,
 }
 
 impl Metrics {
-    /// Reports the pool's reserved and peak bytes as gauges.
-    pub fn watch_pool(&self, pool: &MemoryPool) {
-        let _ = self.pool.set(pool.clone());
+    /// Reports the pool's reserved, peak and limit bytes as gauges (the
+    /// first pool watched stays).
+    pub fn watch_pool<P: PoolGauges + Clone + 'static>(&self, pool: &P) {
+        let _ = self.pool.set(Box::new(pool.clone()));
     }
 
     /// Records that phase `name` took `seconds`.
@@ -196,14 +208,27 @@ mod tests {
     fn prometheus_text_has_help_type_and_value() {
         let m = Metrics::default();
         m.bytes_read.add(42);
-        let pool = MemoryPool::new(1000);
-        m.watch_pool(&pool);
+        #[derive(Debug, Clone)]
+        struct Fixed;
+        impl PoolGauges for Fixed {
+            fn reserved(&self) -> u64 {
+                10
+            }
+            fn peak(&self) -> u64 {
+                20
+            }
+            fn limit(&self) -> u64 {
+                1000
+            }
+        }
+        m.watch_pool(&Fixed);
         let text = m.prometheus_text();
         assert!(
             text.contains("# TYPE tenrso_bytes_read_total counter\ntenrso_bytes_read_total 42\n"),
             "{text}"
         );
         assert!(text.contains("tenrso_pool_limit_bytes 1000\n"), "{text}");
+        assert!(text.contains("tenrso_pool_peak_bytes 20\n"), "{text}");
         assert_eq!(m.to_json()["bytes_read_total"], 42);
     }
 }

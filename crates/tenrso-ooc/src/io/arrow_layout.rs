@@ -1,5 +1,7 @@
 //! [`ArrowTensor`]: how a tensor lies in Arrow record batches, shared by the
-//! Arrow IPC and Parquet sources and writers.
+//! Arrow IPC and Parquet sources and writers — the layout found in a schema
+//! or chosen for writing. Decoding rows is in `arrow_decode`, encoding
+//! record batches in `arrow_encode`.
 //!
 //! Two layouts are understood:
 //! - a tensor column: Arrow's canonical `arrow.fixed_shape_tensor` extension
@@ -10,30 +12,18 @@
 //!   record batches and row groups are slabs along axis 0;
 //! - a table of numeric columns: `rows × columns` (a vector for one column).
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
-    UInt32Type, UInt64Type,
-};
-use arrow_array::{
-    Array, ArrayRef, FixedSizeListArray, GenericListArray, OffsetSizeTrait, PrimitiveArray,
-    RecordBatch,
-};
-use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::core::shape::join_dims;
-use crate::core::{Block, DType, Element, Error, Result};
+use crate::core::{DType, Error, Result};
 
 /// The canonical extension name of a fixed-shape tensor column.
 pub const FIXED_SHAPE_TENSOR: &str = "arrow.fixed_shape_tensor";
-const EXTENSION_NAME_KEY: &str = "ARROW:extension:name";
-const EXTENSION_METADATA_KEY: &str = "ARROW:extension:metadata";
+pub(super) const EXTENSION_NAME_KEY: &str = "ARROW:extension:name";
+pub(super) const EXTENSION_METADATA_KEY: &str = "ARROW:extension:metadata";
 
 /// Where the values of a tensor are in a record batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +59,8 @@ pub(crate) enum ArrowLayout {
 pub(crate) struct ArrowTensor {
     pub(crate) layout: ArrowLayout,
     pub(crate) dtype: DType,
-    path: PathBuf,
+    /// The file, named in every error.
+    pub(super) path: PathBuf,
 }
 
 /// Element type of values of Arrow type `t`: floats keep theirs, integers
@@ -351,117 +342,6 @@ impl ArrowTensor {
         }
     }
 
-    /// Copies rows `rows` of `batch` (whose first row is row `first_row` of
-    /// the file) into `out`, C order, converting to `T`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidFile`] for a missing column, null values, or a list
-    /// row of another length than the first.
-    pub(crate) fn copy_rows<T: Element>(
-        &self,
-        batch: &RecordBatch,
-        rows: Range<usize>,
-        first_row: u64,
-        out: &mut [T],
-    ) -> Result<()> {
-        let n = rows.len();
-        debug_assert_eq!(out.len(), n * self.row_elements());
-        if n == 0 {
-            return Ok(());
-        }
-        let column = |name: &str| -> Result<&ArrayRef> {
-            batch.column_by_name(name).ok_or_else(|| {
-                Error::invalid_file(&self.path, format!("a record batch has no column `{name}`"))
-            })
-        };
-        // `range` indexes `array`, whose element `range.start + k * per_row`
-        // starts row `rows.start + k` of the batch.
-        let no_nulls =
-            |array: &dyn Array, range: Range<usize>, per_row: usize, name: &str| -> Result<()> {
-                if let Some(nulls) = array.logical_nulls()
-                    && let Some(i) = range.clone().find(|&i| nulls.is_null(i))
-                {
-                    let row = first_row + (rows.start + (i - range.start) / per_row.max(1)) as u64;
-                    return Err(Error::invalid_file(
-                        &self.path,
-                        format!(
-                            "column `{name}` has a null at or in row {row}; tensors have no nulls"
-                        ),
-                    ));
-                }
-                Ok(())
-            };
-        match &self.layout {
-            ArrowLayout::Tensor {
-                name,
-                physical_shape,
-                permutation,
-                list_size,
-                ..
-            } => {
-                let array = column(name)?;
-                no_nulls(array.as_ref(), rows.clone(), 1, name)?;
-                let (values, start) = match array.data_type() {
-                    DataType::FixedSizeList(..) => {
-                        let list = array.as_fixed_size_list();
-                        let start = if n == 0 {
-                            0
-                        } else {
-                            list.value_offset_at(rows.start)
-                        };
-                        (list.values(), start)
-                    }
-                    DataType::List(_) => self.list_rows(
-                        array.as_list::<i32>(),
-                        rows.clone(),
-                        *list_size,
-                        first_row,
-                        name,
-                    )?,
-                    DataType::LargeList(_) => self.list_rows(
-                        array.as_list::<i64>(),
-                        rows.clone(),
-                        *list_size,
-                        first_row,
-                        name,
-                    )?,
-                    other => {
-                        return Err(Error::invalid_file(
-                            &self.path,
-                            format!("column `{name}` changed type to {other} in a record batch"),
-                        ));
-                    }
-                };
-                let count = n * list_size;
-                if start + count > values.len() {
-                    return Err(Error::invalid_file(
-                        &self.path,
-                        format!("column `{name}` has fewer values than its rows need"),
-                    ));
-                }
-                no_nulls(values.as_ref(), start..start + count, *list_size, name)?;
-                copy_values(values.as_ref(), start, out, 1).map_err(|e| {
-                    Error::invalid_file(&self.path, format!("column `{name}`: {e}"))
-                })?;
-                if let Some(perm) = permutation {
-                    permute_cells(out, n, physical_shape, perm);
-                }
-                Ok(())
-            }
-            ArrowLayout::Table { names } => {
-                let stride = names.len();
-                for (k, name) in names.iter().enumerate() {
-                    let array = column(name)?;
-                    no_nulls(array.as_ref(), rows.clone(), 1, name)?;
-                    copy_values(array.as_ref(), rows.start, &mut out[k..], stride).map_err(
-                        |e| Error::invalid_file(&self.path, format!("column `{name}`: {e}")),
-                    )?;
-                }
-                Ok(())
-            }
-        }
-    }
-
     /// The layout written for an array of `shape`: numeric columns named
     /// `columns` (a 2-d array, one name per column, or a 1-d array and one
     /// name), else a `fixed_shape_tensor` column `tensor` of cells
@@ -520,109 +400,6 @@ impl ArrowTensor {
             dtype,
             path: path.to_path_buf(),
         })
-    }
-
-    /// The Arrow schema of [`ArrowTensor::for_writing`]'s layout, with the
-    /// canonical extension metadata on a tensor column.
-    pub(crate) fn schema(&self) -> Schema {
-        let value = arrow_type(self.dtype);
-        match &self.layout {
-            ArrowLayout::Tensor {
-                name,
-                cell_shape,
-                list_size,
-                ..
-            } => {
-                let item = Arc::new(Field::new("item", value, true));
-                let metadata = json!({ "shape": cell_shape }).to_string();
-                let field = Field::new(
-                    name,
-                    DataType::FixedSizeList(item, *list_size as i32),
-                    false,
-                )
-                .with_metadata(std::collections::HashMap::from([
-                    (
-                        EXTENSION_NAME_KEY.to_string(),
-                        FIXED_SHAPE_TENSOR.to_string(),
-                    ),
-                    (EXTENSION_METADATA_KEY.to_string(), metadata),
-                ]));
-                Schema::new(vec![field])
-            }
-            ArrowLayout::Table { names } => Schema::new(
-                names
-                    .iter()
-                    .map(|n| Field::new(n, value.clone(), false))
-                    .collect::<Vec<_>>(),
-            ),
-        }
-    }
-
-    /// A record batch of `rows` rows from their values in C order.
-    pub(crate) fn batch_of<T: Element>(
-        &self,
-        schema: &Arc<Schema>,
-        values: Vec<T>,
-        rows: usize,
-    ) -> Result<RecordBatch> {
-        let arrow =
-            |e: arrow_schema::ArrowError| Error::invalid(format!("building a record batch: {e}"));
-        let columns: Vec<ArrayRef> = match &self.layout {
-            ArrowLayout::Tensor { list_size, .. } => {
-                let DataType::FixedSizeList(item, _) = schema.field(0).data_type() else {
-                    unreachable!("tensor schemas hold a fixed-size list")
-                };
-                let list = FixedSizeListArray::try_new(
-                    item.clone(),
-                    *list_size as i32,
-                    values_array(values),
-                    None,
-                )
-                .map_err(arrow)?;
-                vec![Arc::new(list)]
-            }
-            ArrowLayout::Table { names } => (0..names.len())
-                .map(|k| {
-                    values_array(
-                        values
-                            .iter()
-                            .skip(k)
-                            .step_by(names.len())
-                            .copied()
-                            .collect(),
-                    )
-                })
-                .collect(),
-        };
-        debug_assert!(columns.iter().all(|c| c.len() == rows));
-        RecordBatch::try_new(schema.clone(), columns).map_err(arrow)
-    }
-
-    /// The values of a variable-size list and the index of the first value
-    /// of `rows`, after checking that each of those rows (the batch's first
-    /// is row `first_row` of the file) holds `list_size` values.
-    fn list_rows<'a, O: OffsetSizeTrait>(
-        &self,
-        list: &'a GenericListArray<O>,
-        rows: Range<usize>,
-        list_size: usize,
-        first_row: u64,
-        name: &str,
-    ) -> Result<(&'a ArrayRef, usize)> {
-        let offsets = &list.value_offsets()[rows.start..=rows.end];
-        for (r, pair) in offsets.windows(2).enumerate() {
-            let len = pair[1].as_usize() - pair[0].as_usize();
-            if len != list_size {
-                return Err(Error::invalid_file(
-                    &self.path,
-                    format!(
-                        "list column `{name}` is ragged: row {} has {len} values, the first row {list_size}; a tensor needs equal rows",
-                        first_row + (rows.start + r) as u64
-                    ),
-                ));
-            }
-        }
-        Ok((list.values(), offsets[0].as_usize()))
     }
 }
 
@@ -683,141 +460,12 @@ fn parse_extension_metadata(
     Ok((shape, perm))
 }
 
-/// Reorders each of the `n` cells in `out` from its stored layout (C order
-/// of `physical_shape`) to the logical cell, the stored one transposed by
-/// `perm` (logical axis `i` is physical axis `perm[i]`).
-fn permute_cells<T: Element>(out: &mut [T], n: usize, physical_shape: &[u64], perm: &[usize]) {
-    let physical: Vec<u64> = std::iter::once(n as u64)
-        .chain(physical_shape.iter().copied())
-        .collect();
-    let axes: Vec<usize> = std::iter::once(0)
-        .chain(perm.iter().map(|&p| p + 1))
-        .collect();
-    let block = Block::from_vec(physical, out.to_vec()).expect("cells fill the buffer");
-    out.copy_from_slice(block.permuted(&axes).as_slice());
-}
-
-/// An Arrow array of `values`, without copying them.
-fn values_array<T: Element>(values: Vec<T>) -> ArrayRef {
-    match T::DTYPE {
-        DType::F64 => Arc::new(PrimitiveArray::<Float64Type>::new(
-            ScalarBuffer::from(bytemuck::cast_vec::<T, f64>(values)),
-            None,
-        )),
-        DType::F32 => Arc::new(PrimitiveArray::<Float32Type>::new(
-            ScalarBuffer::from(bytemuck::cast_vec::<T, f32>(values)),
-            None,
-        )),
-    }
-}
-
 /// The Arrow type of elements of `dtype`.
 pub(crate) fn arrow_type(dtype: DType) -> DataType {
     match dtype {
         DType::F32 => DataType::Float32,
         DType::F64 => DataType::Float64,
     }
-}
-
-/// Copies `out.len() / stride` (rounded up) values of `values` from index
-/// `start` to every `stride`-th element of `out`.
-#[allow(clippy::unnecessary_cast)] // f64 values go through the same `as f64`
-fn copy_values<T: Element>(
-    values: &dyn Array,
-    start: usize,
-    out: &mut [T],
-    stride: usize,
-) -> std::result::Result<(), String> {
-    let count = out.len().div_ceil(stride);
-    if start + count > values.len() {
-        return Err(format!(
-            "needs values {start}..{} but has {}",
-            start + count,
-            values.len()
-        ));
-    }
-    let same_type = stride == 1 && *values.data_type() == arrow_type(T::DTYPE);
-    macro_rules! copy {
-        ($t:ty) => {{
-            let src = &values.as_primitive::<$t>().values()[start..start + count];
-            if same_type {
-                out.copy_from_slice(bytemuck::cast_slice(src));
-            } else {
-                for (o, &v) in out.iter_mut().step_by(stride).zip(src) {
-                    *o = T::from_f64(v as f64);
-                }
-            }
-        }};
-    }
-    match values.data_type() {
-        DataType::Float64 => copy!(Float64Type),
-        DataType::Float32 => copy!(Float32Type),
-        DataType::Int8 => copy!(Int8Type),
-        DataType::Int16 => copy!(Int16Type),
-        DataType::Int32 => copy!(Int32Type),
-        DataType::Int64 => copy!(Int64Type),
-        DataType::UInt8 => copy!(UInt8Type),
-        DataType::UInt16 => copy!(UInt16Type),
-        DataType::UInt32 => copy!(UInt32Type),
-        DataType::UInt64 => copy!(UInt64Type),
-        other => return Err(format!("values of type {other} are not numeric")),
-    }
-    Ok(())
-}
-
-/// Reads `region` of an array of `shape` stored as rows into `out`:
-/// `read_rows` reads whole rows (all inner axes); a region that covers only
-/// part of the inner axes is cut out of whole rows.
-pub(crate) fn read_region_by_rows<T: Element>(
-    shape: &[u64],
-    region: &crate::core::Region,
-    out: &mut [T],
-    read_rows: impl Fn(Range<u64>, &mut [T]) -> Result<()>,
-) -> Result<()> {
-    let rows = region.start()[0]..region.start()[0] + region.shape()[0];
-    let whole = region.start()[1..].iter().all(|&s| s == 0) && region.shape()[1..] == shape[1..];
-    if whole {
-        return read_rows(rows, out);
-    }
-    let mut full_shape = shape.to_vec();
-    full_shape[0] = region.shape()[0];
-    let mut buffer = vec![T::ZERO; full_shape.iter().product::<u64>() as usize];
-    read_rows(rows, &mut buffer)?;
-    let block = Block::from_vec(full_shape, buffer)?;
-    let mut start = region.start().to_vec();
-    start[0] = 0;
-    let part = block.extract(&crate::core::Region::new(start, region.shape().to_vec()));
-    out.copy_from_slice(part.as_slice());
-    Ok(())
-}
-
-/// The units (record batches, row groups; `first_rows[u]` is the first row
-/// of unit `u`, `total` rows in all) overlapping `rows`, each with the rows
-/// to read relative to the unit and the offset of those rows in `rows`.
-pub(crate) fn units_overlapping(
-    first_rows: &[u64],
-    total: u64,
-    rows: Range<u64>,
-) -> Vec<(usize, Range<usize>, usize)> {
-    let mut out = Vec::new();
-    let mut unit = first_rows
-        .partition_point(|&f| f <= rows.start)
-        .saturating_sub(1);
-    while unit < first_rows.len() && first_rows[unit] < rows.end {
-        let unit_end = first_rows.get(unit + 1).copied().unwrap_or(total);
-        let lo = rows.start.max(first_rows[unit]);
-        let hi = rows.end.min(unit_end);
-        if lo < hi {
-            let base = first_rows[unit];
-            out.push((
-                unit,
-                (lo - base) as usize..(hi - base) as usize,
-                (lo - rows.start) as usize,
-            ));
-        }
-        unit += 1;
-    }
-    out
 }
 
 #[cfg(test)]
@@ -854,61 +502,6 @@ mod tests {
             parse_extension_metadata("[", 1)
                 .unwrap_err()
                 .contains("not JSON")
-        );
-    }
-
-    #[test]
-    fn permuted_cells_are_the_stored_ones_transposed() {
-        // Two stored cells of shape 2x3; permutation [1, 0] gives 3x2 cells.
-        let mut cells: Vec<f64> = (0..12).map(f64::from).collect();
-        permute_cells(&mut cells, 2, &[2, 3], &[1, 0]);
-        assert_eq!(
-            cells,
-            vec![0., 3., 1., 4., 2., 5., 6., 9., 7., 10., 8., 11.]
-        );
-    }
-
-    #[test]
-    fn rows_map_onto_units() {
-        let first = [0, 10, 20, 25];
-        assert_eq!(
-            units_overlapping(&first, 40, 5..22),
-            vec![(0, 5..10, 0), (1, 0..10, 5), (2, 0..2, 15)]
-        );
-        assert_eq!(units_overlapping(&first, 40, 25..40), vec![(3, 0..15, 0)]);
-        assert_eq!(units_overlapping(&first, 40, 12..13), vec![(1, 2..3, 0)]);
-    }
-
-    #[test]
-    fn a_table_and_a_tensor_round_trip_through_record_batches() {
-        let path = Path::new("t.arrow");
-        for (shape, columns) in [
-            (vec![4u64, 2, 3], None),
-            (
-                vec![4, 3],
-                Some(vec!["a".to_string(), "b".into(), "c".into()]),
-            ),
-            (vec![4], None),
-        ] {
-            let tensor =
-                ArrowTensor::for_writing(DType::F64, &shape, columns.as_deref(), path).unwrap();
-            let schema = Arc::new(tensor.schema());
-            let values: Vec<f64> = (0..shape.iter().product::<u64>())
-                .map(|v| v as f64)
-                .collect();
-            let batch = tensor.batch_of(&schema, values.clone(), 4).unwrap();
-            let read = ArrowTensor::from_schema(&schema, None, path, &mut |_| Ok(0)).unwrap();
-            assert_eq!(read.shape(4), shape);
-            let mut out = vec![0.0f64; values.len() / 2];
-            read.copy_rows(&batch, 1..3, 0, &mut out).unwrap();
-            let row = values.len() / 4;
-            assert_eq!(out, values[row..3 * row]);
-        }
-        let err =
-            ArrowTensor::for_writing(DType::F32, &[4, 3], Some(&["a".into()]), path).unwrap_err();
-        assert!(
-            err.to_string().contains("--columns names 1 columns"),
-            "{err}"
         );
     }
 }
