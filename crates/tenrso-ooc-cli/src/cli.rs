@@ -124,6 +124,9 @@ pub struct EinsumArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
+    /// Continue an interrupted run into the same OUT: chunks it completed are kept, not recomputed
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// `cp`.
@@ -242,6 +245,9 @@ pub struct MapArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
+    /// Continue an interrupted run into the same OUT: chunks it completed are kept, not recomputed
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// `reduce`.
@@ -260,6 +266,9 @@ pub struct ReduceArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
+    /// Continue an interrupted run into the same OUT: chunks it completed are kept, not recomputed
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// `transpose`.
@@ -279,6 +288,9 @@ pub struct TransposeArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
+    /// Continue an interrupted run into the same OUT: chunks it completed are kept, not recomputed
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// `rechunk`.
@@ -295,6 +307,9 @@ pub struct RechunkArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
+    /// Continue an interrupted run into the same OUT: chunks it completed are kept, not recomputed
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Layout options shared by `create` and `import`.

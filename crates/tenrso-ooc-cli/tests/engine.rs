@@ -8,9 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{arg, bin, run, wait_with_rusage};
-use tenrso_ooc::exec::{NoProgress, Session};
-use tenrso_ooc::ops::compare;
+use common::{arg, bin, identical, run, wait_with_rusage};
 use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{Block, Region};
 
@@ -220,9 +218,7 @@ fn results_do_not_depend_on_the_thread_count() {
         let a = ZarrArray::open(dir.path().join(format!("{name}1"))).unwrap();
         let b = ZarrArray::open(dir.path().join(format!("{name}2"))).unwrap();
         assert!(
-            compare(&a, &b, &Session::default(), &NoProgress)
-                .unwrap()
-                .is_identical(),
+            identical(a, b),
             "{name}"
         );
     }
@@ -350,12 +346,15 @@ fn spill_dirs_in(dir: &Path) -> usize {
         .count()
 }
 
-#[test]
+/// Interrupts a spilling transpose with `signal` once spill files exist:
+/// the run is cancelled (exit 128 + signal), the spill directory is gone,
+/// the output is a valid array, and `--resume` finishes it with the bits of
+/// an uninterrupted run.
 #[allow(
     clippy::zombie_processes,
     reason = "reaped by wait4 in wait_with_rusage"
 )]
-fn interrupt_removes_spill_files() {
+fn interrupted_transpose_is_tidy_and_resumable(signal: libc::c_int) {
     let dir = tempfile::tempdir().unwrap();
     let x = arg(dir.path(), "x.zarr");
     run([
@@ -407,14 +406,58 @@ fn interrupt_removes_spill_files() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     let (code, _) = wait_with_rusage(child.id());
-    assert_eq!(code, Some(130));
+    assert_eq!(code, Some(128 + signal));
     assert_eq!(
         spill_dirs_in(&spill),
         0,
         "spill directories removed on interrupt"
     );
+    // What was written is a valid array; resuming completes it.
+    run(["verify", &out, "-q"]).success();
+    let transpose = |out: &str, resume: bool| {
+        let mut args = vec![
+            "transpose",
+            &x,
+            "--axes",
+            "1,0",
+            "--chunks",
+            "16,4096",
+            "-o",
+            out,
+            "--memory-limit",
+            "16MiB",
+            "--spill-dir",
+            spill.to_str().unwrap(),
+            "-q",
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        run(args).success();
+    };
+    transpose(&out, true);
+    let fresh = arg(dir.path(), "fresh.zarr");
+    transpose(&fresh, false);
+    let (a, b) = (arg(dir.path(), "a.raw"), arg(dir.path(), "b.raw"));
+    run(["export", &out, &a, "-q"]).success();
+    run(["export", &fresh, &b, "-q"]).success();
+    assert!(
+        std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+        "the resumed transpose differs from an uninterrupted one"
+    );
+    assert_eq!(spill_dirs_in(&spill), 0);
+}
+
+#[test]
+fn sigint_cancels_tidily_and_resumes() {
+    interrupted_transpose_is_tidy_and_resumable(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_cancels_tidily_and_resumes() {
+    interrupted_transpose_is_tidy_and_resumable(libc::SIGTERM);
 }
 
 #[test]

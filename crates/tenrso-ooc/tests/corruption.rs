@@ -3,26 +3,24 @@
 use std::fs;
 use std::path::Path;
 
-use tenrso_ooc::exec::{NoProgress, Session};
-use tenrso_ooc::ops::{Fill, generate, verify};
+use std::sync::Arc;
+
+use tenrso_ooc::exec::Session;
+use tenrso_ooc::ops::{Fill, Generate, Verify};
 use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{DType, Error};
 
-fn filled(dir: &Path, compression: Compression, shards: Option<Vec<u64>>) -> ZarrArray {
+fn filled(dir: &Path, compression: Compression, shards: Option<Vec<u64>>) -> Arc<ZarrArray> {
     let mut spec =
         ArraySpec::new(vec![64, 48], vec![16, 16], DType::F64).with_compression(compression);
     spec.shard_shape = shards;
-    let mut array = ZarrArray::create(dir.join("a.zarr"), &spec).unwrap();
-    generate(
-        &mut array,
-        Fill::Normal,
-        1,
-        false,
-        &Session::default(),
-        &NoProgress,
-    )
-    .unwrap();
-    array
+    Generate::new(dir.join("a.zarr"), spec, Fill::Normal)
+        .with_seed(1)
+        .plan(&Session::default())
+        .unwrap()
+        .run()
+        .unwrap()
+        .array
 }
 
 fn flip_byte(path: &Path, at: usize) {
@@ -59,7 +57,11 @@ fn flipped_byte_is_reported_as_corrupt_chunk() {
         }
         // Other chunks still read, and verify lists exactly the bad one.
         assert!(array.read_chunk::<f64>(&[0, 0]).is_ok());
-        let report = verify(&array, &Session::default(), &NoProgress).unwrap();
+        let report = Verify::new(&array)
+            .plan(&Session::default())
+            .unwrap()
+            .run()
+            .unwrap();
         assert_eq!(report.bad_chunks.len(), 1, "{compression}");
         assert_eq!(report.bad_chunks[0].key, "c/1/1");
     }

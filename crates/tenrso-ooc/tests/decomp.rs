@@ -3,6 +3,7 @@
 //! planted low-rank recovery, Tucker, reconstruction, thread-count
 //! determinism, resume and memory refusals.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use tenrso_ooc::decomp::{
     self, CpInit, CpModel, CpOptions, Matrix, SweepStrategy, TuckerInit, TuckerOptions,
 };
 use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
-use tenrso_ooc::ops::{CounterRng, Fill, generate};
+use tenrso_ooc::ops::{CounterRng, Fill, Generate};
 use tenrso_ooc::store::{ArraySpec, ZarrArray};
 use tenrso_ooc::{DType, Error, Region, Shape};
 
@@ -31,9 +32,13 @@ fn make(
     fill: Fill,
 ) -> Arc<ZarrArray> {
     let spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), dtype);
-    let mut a = ZarrArray::create(dir.join(name), &spec).unwrap();
-    generate(&mut a, fill, 7, false, &Session::default(), &NoProgress).unwrap();
-    Arc::new(a)
+    Generate::new(dir.join(name), spec, fill)
+        .with_seed(7)
+        .plan(&Session::default())
+        .unwrap()
+        .run()
+        .unwrap()
+        .array
 }
 
 fn values(a: &ZarrArray) -> Vec<f64> {
@@ -256,12 +261,12 @@ fn cp_als_matches_the_in_memory_reference_with_both_sweeps() {
                 &s,
                 &x,
                 &cp_opts(3, 3, given.clone(), sweep),
-                &mut |_| {},
+                &mut |_| ControlFlow::Continue(()),
                 &NoProgress,
             )
             .unwrap();
             assert_eq!(
-                report.passes_per_iteration,
+                report.run.passes_per_iteration,
                 if sweep == SweepStrategy::TwoPass {
                     2
                 } else {
@@ -317,8 +322,18 @@ fn cp_als_recovers_a_planted_low_rank_tensor_and_is_thread_independent() {
             ..CpOptions::new(3)
         };
         let mut seen = 0;
-        let report = decomp::cp_als(&s, &x, &opts, &mut |_| seen += 1, &NoProgress).unwrap();
-        assert_eq!(seen, report.iterations.len());
+        let report = decomp::cp_als(
+            &s,
+            &x,
+            &opts,
+            &mut |_| {
+                seen += 1;
+                ControlFlow::Continue(())
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(seen, report.run.iterations.len());
         assert!(report.fit().unwrap() > 0.9999, "fit {:?}", report.fit());
         runs.push(report.model);
     }
@@ -345,7 +360,14 @@ fn cp_als_normalized_and_regularised_options_behave() {
         normalize_factors: true,
         ..CpOptions::new(2)
     };
-    let report = decomp::cp_als(&s, &x, &opts, &mut |_| {}, &NoProgress).unwrap();
+    let report = decomp::cp_als(
+        &s,
+        &x,
+        &opts,
+        &mut |_| ControlFlow::Continue(()),
+        &NoProgress,
+    )
+    .unwrap();
     for f in &report.model.factors {
         for n in f.column_norms() {
             assert!((n - 1.0).abs() < 1e-12, "unit columns, got {n}");
@@ -357,7 +379,14 @@ fn cp_als_normalized_and_regularised_options_behave() {
         sweep: SweepStrategy::PerMode,
         ..opts.clone()
     };
-    let other = decomp::cp_als(&s, &x, &per_mode, &mut |_| {}, &NoProgress).unwrap();
+    let other = decomp::cp_als(
+        &s,
+        &x,
+        &per_mode,
+        &mut |_| ControlFlow::Continue(()),
+        &NoProgress,
+    )
+    .unwrap();
     assert!((other.fit().unwrap() - report.fit().unwrap()).abs() < 1e-10);
     // A strong ridge shrinks the model.
     let ridge = CpOptions {
@@ -365,7 +394,14 @@ fn cp_als_normalized_and_regularised_options_behave() {
         n_iter_max: 5,
         ..CpOptions::new(2)
     };
-    let shrunk = decomp::cp_als(&s, &x, &ridge, &mut |_| {}, &NoProgress).unwrap();
+    let shrunk = decomp::cp_als(
+        &s,
+        &x,
+        &ridge,
+        &mut |_| ControlFlow::Continue(()),
+        &NoProgress,
+    )
+    .unwrap();
     assert!(shrunk.fit().unwrap() < report.fit().unwrap());
     for bad in [
         CpOptions::new(0),
@@ -375,7 +411,13 @@ fn cp_als_normalized_and_regularised_options_behave() {
         },
     ] {
         assert!(matches!(
-            decomp::cp_als(&s, &x, &bad, &mut |_| {}, &NoProgress),
+            decomp::cp_als(
+                &s,
+                &x,
+                &bad,
+                &mut |_| ControlFlow::Continue(()),
+                &NoProgress
+            ),
             Err(Error::InvalidArgument(_))
         ));
     }
@@ -405,19 +447,47 @@ fn resume_continues_to_the_same_factors_bitwise() {
         resume,
         ..CpOptions::new(3)
     };
-    let full = decomp::cp_als(&s, &x, &opts(8, false), &mut |_| {}, &NoProgress).unwrap();
-    let part = decomp::cp_als(&s, &x, &opts(3, false), &mut |_| {}, &NoProgress).unwrap();
-    assert_eq!(part.iterations.len(), 3);
-    let resumed = decomp::cp_als(&s, &x, &opts(8, true), &mut |_| {}, &NoProgress).unwrap();
-    assert_eq!(resumed.resumed_after, Some(3));
+    let full = decomp::cp_als(
+        &s,
+        &x,
+        &opts(8, false),
+        &mut |_| ControlFlow::Continue(()),
+        &NoProgress,
+    )
+    .unwrap();
+    let part = decomp::cp_als(
+        &s,
+        &x,
+        &opts(3, false),
+        &mut |_| ControlFlow::Continue(()),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(part.run.iterations.len(), 3);
+    let resumed = decomp::cp_als(
+        &s,
+        &x,
+        &opts(8, true),
+        &mut |_| ControlFlow::Continue(()),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(resumed.run.resumed_after, Some(3));
     assert_eq!(resumed.model, full.model);
-    assert_eq!(resumed.iterations.len(), 8);
+    assert_eq!(resumed.run.iterations.len(), 8);
     // Other options refuse the checkpoint.
     let other = CpOptions {
         rank: 2,
         ..opts(8, true)
     };
-    let err = decomp::cp_als(&s, &x, &other, &mut |_| {}, &NoProgress).unwrap_err();
+    let err = decomp::cp_als(
+        &s,
+        &x,
+        &other,
+        &mut |_| ControlFlow::Continue(()),
+        &NoProgress,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("other options"), "{err}");
 }
 
@@ -445,7 +515,14 @@ fn tucker_fits_low_rank_tensors_and_reconstructs() {
             n_iter_max: 3,
             ..TuckerOptions::new(vec![2, 2, 2, 2])
         };
-        let report = decomp::tucker(&s, &x, &opts, &mut |_| {}, &NoProgress).unwrap();
+        let report = decomp::tucker(
+            &s,
+            &x,
+            &opts,
+            &mut |_| ControlFlow::Continue(()),
+            &NoProgress,
+        )
+        .unwrap();
         assert!(report.fit().unwrap() > 0.9999, "fit {:?}", report.fit());
         for f in &report.model.factors {
             let g = f.gram();
@@ -466,13 +543,25 @@ fn tucker_fits_low_rank_tensors_and_reconstructs() {
         assert!(err / norm < 1e-4, "relative error {}", err / norm);
         fits.push((
             report.model,
-            report.iterations.iter().map(|i| i.fit).collect::<Vec<_>>(),
+            report
+                .run
+                .iterations
+                .iter()
+                .map(|i| i.fit)
+                .collect::<Vec<_>>(),
         ));
     }
     assert_eq!(fits[0], fits[1], "bitwise equal for 1 and 2 threads");
     let s = session(1, 4 << 20);
     let bad = TuckerOptions::new(vec![2, 2, 20, 2]);
-    let err = decomp::tucker(&s, &x, &bad, &mut |_| {}, &NoProgress).unwrap_err();
+    let err = decomp::tucker(
+        &s,
+        &x,
+        &bad,
+        &mut |_| ControlFlow::Continue(()),
+        &NoProgress,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("rank 20 of mode 2"), "{err}");
     let random = TuckerOptions {
         init: TuckerInit::Random,
@@ -480,10 +569,16 @@ fn tucker_fits_low_rank_tensors_and_reconstructs() {
         ..TuckerOptions::new(vec![2, 2, 2, 2])
     };
     assert!(
-        decomp::tucker(&s, &x, &random, &mut |_| {}, &NoProgress)
-            .unwrap()
-            .fit()
-            .unwrap()
+        decomp::tucker(
+            &s,
+            &x,
+            &random,
+            &mut |_| ControlFlow::Continue(()),
+            &NoProgress
+        )
+        .unwrap()
+        .fit()
+        .unwrap()
             > 0.9999
     );
 }

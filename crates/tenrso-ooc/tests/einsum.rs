@@ -8,11 +8,26 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
-use tenrso_ooc::ops::{EinsumOptions, Fill, OutputOptions, einsum, generate, matmul, tensordot};
+use tenrso_ooc::exec::{ExecOptions, Session};
+use tenrso_ooc::ops::{Einsum, Fill, Generate, OutputOptions};
 use tenrso_ooc::plan::{EinsumSpec, Label, PathStrategy};
 use tenrso_ooc::store::{ArraySpec, ZarrArray};
 use tenrso_ooc::{DType, Error, Region, Shape};
+
+/// The output options and path strategy of an einsum request.
+#[derive(Debug, Clone, Default)]
+struct EinsumOptions {
+    output: OutputOptions,
+    path: PathStrategy,
+}
+
+/// The einsum request of `subscripts` over `inputs`, with `opts`.
+fn request(subscripts: &str, inputs: &[Arc<ZarrArray>], opts: &EinsumOptions) -> Einsum {
+    let operands: Vec<&Arc<ZarrArray>> = inputs.iter().collect();
+    Einsum::new(subscripts, &operands)
+        .with_output_options(opts.output.clone())
+        .with_path(opts.path)
+}
 
 fn session(threads: usize, limit: u64) -> Session {
     Session::new(
@@ -31,17 +46,13 @@ fn make(
     seed: u64,
 ) -> Arc<ZarrArray> {
     let spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), dtype);
-    let mut a = ZarrArray::create(dir.join(name), &spec).unwrap();
-    generate(
-        &mut a,
-        Fill::Normal,
-        seed,
-        false,
-        &Session::default(),
-        &NoProgress,
-    )
-    .unwrap();
-    Arc::new(a)
+    Generate::new(dir.join(name), spec, Fill::Normal)
+        .with_seed(seed)
+        .plan(&Session::default())
+        .unwrap()
+        .run()
+        .unwrap()
+        .array
 }
 
 fn values(a: &ZarrArray) -> Vec<f64> {
@@ -109,7 +120,10 @@ fn check(
 ) -> Result<Vec<f64>, Error> {
     let out = dir.join(format!("out-{}", subscripts.replace(['>', ',', '.'], "_")));
     let _ = std::fs::remove_dir_all(&out);
-    let report = einsum(s, subscripts, inputs, Some(&out), opts, false, &NoProgress)?;
+    let report = request(subscripts, inputs, opts)
+        .with_out(&out)
+        .plan(s)?
+        .run()?;
     let got = match report.value {
         Some(v) => vec![v],
         None => values(&ZarrArray::open(&out).unwrap()),
@@ -208,16 +222,14 @@ fn fixed_specs_match_the_reference() {
     .unwrap();
     // A scalar result is also written when an output is named.
     let so = d.join("scalar");
-    let r = einsum(
-        &s,
-        "ij,ij->",
-        &[a.clone(), a.clone()],
-        Some(&so),
-        &o,
-        false,
-        &NoProgress,
-    )
-    .unwrap();
+    let r = request("ij,ij->", &[a.clone(), a.clone()], &o)
+        .with_out(&so)
+        .plan(&s)
+        .unwrap()
+        .run()
+        .unwrap();
+    // As a 0-d array (NumPy's shape `()`).
+    assert_eq!(ZarrArray::open(&so).unwrap().shape(), &[] as &[u64]);
     assert_eq!(
         values(&ZarrArray::open(&so).unwrap()),
         vec![r.value.unwrap()]
@@ -269,17 +281,13 @@ fn tensordot_and_matmul_follow_numpy() {
     let t = make(d, "t", &[5, 6, 7], &[2, 3, 7], DType::F64, 1);
     let u = make(d, "u", &[7, 6, 3], &[7, 2, 3], DType::F64, 2);
     let out = d.join("td");
-    tensordot(
-        &s,
-        t.clone(),
-        u.clone(),
-        (&[1, 2], &[1, 0]),
-        Some(&out),
-        &EinsumOptions::default(),
-        false,
-        &NoProgress,
-    )
-    .unwrap();
+    Einsum::tensordot(&t, &u, (&[1, 2], &[1, 0]))
+        .unwrap()
+        .with_out(&out)
+        .plan(&s)
+        .unwrap()
+        .run()
+        .unwrap();
     let got = values(&ZarrArray::open(&out).unwrap());
     let (want, _) = reference("abc,cbd->ad", &[t.clone(), u.clone()]);
     assert_eq!(ZarrArray::open(&out).unwrap().shape(), &[5, 3]);
@@ -289,16 +297,13 @@ fn tensordot_and_matmul_follow_numpy() {
     let a = make(d, "a", &[4, 6, 7], &[4, 6, 7], DType::F64, 3);
     let b = make(d, "b", &[7, 2], &[7, 2], DType::F64, 4);
     let out = d.join("mm");
-    matmul(
-        &s,
-        a.clone(),
-        b.clone(),
-        Some(&out),
-        &EinsumOptions::default(),
-        false,
-        &NoProgress,
-    )
-    .unwrap();
+    Einsum::matmul(&a, &b)
+        .unwrap()
+        .with_out(&out)
+        .plan(&s)
+        .unwrap()
+        .run()
+        .unwrap();
     assert_eq!(ZarrArray::open(&out).unwrap().shape(), &[4, 6, 2]);
     let (want, _) = reference("...ij,jk->...ik", &[a, b]);
     for (g, w) in values(&ZarrArray::open(&out).unwrap()).iter().zip(&want) {
@@ -315,16 +320,12 @@ fn results_are_bitwise_equal_for_any_thread_count() {
     let c = make(d, "c", &[150, 40], &[32, 40], DType::F64, 3);
     let run = |threads| {
         let out = d.join(format!("out{threads}"));
-        einsum(
-            &session(threads, 2 << 20),
-            "ij,jk,kl->il",
-            &[a.clone(), b.clone(), c.clone()],
-            Some(&out),
-            &EinsumOptions::default(),
-            false,
-            &NoProgress,
-        )
-        .unwrap();
+        Einsum::new("ij,jk,kl->il", &[&a, &b, &c])
+            .with_out(&out)
+            .plan(&session(threads, 2 << 20))
+            .unwrap()
+            .run()
+            .unwrap();
         values(&ZarrArray::open(&out).unwrap())
     };
     let one = run(1);
@@ -338,16 +339,12 @@ fn refuses_before_any_io_when_the_smallest_tiles_do_not_fit() {
     let d = dir.path();
     let a = make(d, "a", &[512, 512], &[512, 512], DType::F64, 1);
     let out = d.join("c");
-    let err = einsum(
-        &session(1, 1 << 20),
-        "ij,jk->ik",
-        &[a.clone(), a.clone()],
-        Some(&out),
-        &EinsumOptions::default(),
-        false,
-        &NoProgress,
-    )
-    .unwrap_err();
+    let small = session(1, 1 << 20);
+    let err = Einsum::new("ij,jk->ik", &[&a, &a])
+        .with_out(&out)
+        .plan(&small)
+        .and_then(|p| p.run())
+        .unwrap_err();
     match &err {
         Error::MemoryLimit {
             limit, required, ..
@@ -357,27 +354,17 @@ fn refuses_before_any_io_when_the_smallest_tiles_do_not_fit() {
     assert!(err.to_string().contains("smallest tiles"), "{err}");
     assert!(!out.exists());
     // Bad subscripts name what is wrong.
-    let e = einsum(
-        &session(1, 64 << 20),
-        "ij,jk->iq",
-        &[a.clone(), a.clone()],
-        Some(&out),
-        &EinsumOptions::default(),
-        true,
-        &NoProgress,
-    )
-    .unwrap_err();
+    let big = session(1, 64 << 20);
+    let e = Einsum::new("ij,jk->iq", &[&a, &a])
+        .with_out(&out)
+        .plan(&big)
+        .unwrap_err();
     assert!(e.to_string().contains("`q`"), "{e}");
-    let e = einsum(
-        &session(1, 64 << 20),
-        "ij,jk->ik",
-        &[a.clone(), make(d, "b", &[3, 4], &[3, 4], DType::F64, 2)],
-        Some(&out),
-        &EinsumOptions::default(),
-        true,
-        &NoProgress,
-    )
-    .unwrap_err();
+    let b = make(d, "b", &[3, 4], &[3, 4], DType::F64, 2);
+    let e = Einsum::new("ij,jk->ik", &[&a, &b])
+        .with_out(&out)
+        .plan(&big)
+        .unwrap_err();
     assert!(e.to_string().contains("index `j`"), "{e}");
 }
 
@@ -391,18 +378,14 @@ fn thin_chunks_along_the_contracted_index_are_rechunked_first() {
     let b = make(d, "b", &[1500, 256], &[1, 256], DType::F64, 2);
     let s = session(2, 4 << 20);
     let out = d.join("c");
-    let report = einsum(
-        &s,
-        "ij,jk->ik",
-        &[a.clone(), b.clone()],
-        Some(&out),
-        &EinsumOptions::default(),
-        false,
-        &NoProgress,
-    )
-    .unwrap();
-    let operands: Vec<usize> = report.rechunked.iter().map(|r| r.0).collect();
-    assert_eq!(operands, vec![0, 1], "{:?}", report.rechunked);
+    let report = Einsum::new("ij,jk->ik", &[&a, &b])
+        .with_out(&out)
+        .plan(&s)
+        .unwrap()
+        .run()
+        .unwrap();
+    let operands: Vec<usize> = report.plan.rechunked.iter().map(|r| r.0).collect();
+    assert_eq!(operands, vec![0, 1], "{:?}", report.plan.rechunked);
     // The reference by loops (the generic one is too slow at this size).
     let (av, bv) = (values(&a), values(&b));
     let got = values(&ZarrArray::open(&out).unwrap());

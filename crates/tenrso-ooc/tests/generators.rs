@@ -1,7 +1,9 @@
 //! Generated arrays are bitwise the same for any chunk shape and thread count.
 
-use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
-use tenrso_ooc::ops::{Fill, Generator, compare, generate};
+use std::sync::Arc;
+
+use tenrso_ooc::exec::{ExecOptions, Session};
+use tenrso_ooc::ops::{Compare, Fill, Generate, Generator};
 use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{DType, Element, Region};
 
@@ -12,17 +14,21 @@ fn make(
     chunks: Vec<u64>,
     fill: Fill,
     threads: usize,
-) -> ZarrArray {
+) -> Arc<ZarrArray> {
     let spec = ArraySpec::new(vec![23, 17, 9], chunks, dtype)
         .with_compression(Compression::Zstd { level: 1 });
-    let mut a = ZarrArray::create(dir.join(name), &spec).unwrap();
     let exec = Session::new(
         ExecOptions::default()
             .with_threads(threads)
             .with_memory_limit(64 << 20),
     );
-    generate(&mut a, fill, 1234, false, &exec, &NoProgress).unwrap();
-    a
+    Generate::new(dir.join(name), spec, fill)
+        .with_seed(1234)
+        .plan(&exec)
+        .unwrap()
+        .run()
+        .unwrap()
+        .array
 }
 
 #[test]
@@ -46,7 +52,7 @@ fn same_seed_same_bits_across_chunkings_and_threads() {
             let c = make(dir.path(), "c", dtype, vec![8, 17, 3], fill, 3);
             let exec = Session::new(ExecOptions::default());
             for other in [&b, &c] {
-                let report = compare(&a, other, &exec, &NoProgress).unwrap();
+                let report = Compare::new(&a, other).plan(&exec).unwrap().run().unwrap();
                 assert!(report.is_identical(), "{dtype} {fill}: {report:?}");
             }
         }
@@ -113,35 +119,34 @@ fn resume_skips_written_chunks_and_finishes_identically() {
     }
     // Another job (other seed, other fill) may not resume into it.
     for (fill, seed) in [(Fill::Normal, 1), (Fill::Uniform, 1234)] {
-        let mut other = ZarrArray::create_or_resume(&path, &spec).unwrap();
-        let err = generate(
-            &mut other,
-            fill,
-            seed,
-            true,
-            &Session::default(),
-            &NoProgress,
-        )
-        .unwrap_err();
+        let session = Session::default();
+        let err = Generate::new(&path, spec.clone(), fill)
+            .with_seed(seed)
+            .with_resume(true)
+            .plan(&session)
+            .and_then(|p| p.run())
+            .unwrap_err();
         assert!(err.to_string().contains("filled by another job"), "{err}");
     }
-    let mut resumed = ZarrArray::create_or_resume(&path, &spec).unwrap();
-    let report = generate(
-        &mut resumed,
-        Fill::Normal,
-        1234,
-        true,
-        &Session::default(),
-        &NoProgress,
-    )
-    .unwrap();
+    let session = Session::default();
+    let report = Generate::new(&path, spec.clone(), Fill::Normal)
+        .with_seed(1234)
+        .with_resume(true)
+        .plan(&session)
+        .unwrap()
+        .run()
+        .unwrap();
+    let resumed = report.array.clone();
     assert_eq!(report.chunks_skipped, some.len() as u64);
     assert_eq!(
         report.chunks_written + report.chunks_skipped,
         resumed.chunk_grid().num_chunks()
     );
     assert!(
-        compare(&full, &resumed, &Session::default(), &NoProgress)
+        Compare::new(&full, &resumed)
+            .plan(&session)
+            .unwrap()
+            .run()
             .unwrap()
             .is_identical()
     );
@@ -151,13 +156,17 @@ fn resume_skips_written_chunks_and_finishes_identically() {
 fn memory_limit_smaller_than_a_chunk_is_refused_before_work() {
     let dir = tempfile::tempdir().unwrap();
     let spec = ArraySpec::new(vec![1024, 1024], vec![1024, 1024], DType::F64);
-    let mut a = ZarrArray::create(dir.path().join("a"), &spec).unwrap();
+    let path = dir.path().join("a");
     let exec = Session::new(ExecOptions::default().with_memory_limit(1 << 20));
-    let err = generate(&mut a, Fill::Ones, 0, false, &exec, &NoProgress).unwrap_err();
+    let err = Generate::new(&path, spec, Fill::Ones)
+        .plan(&exec)
+        .and_then(|p| p.run())
+        .unwrap_err();
     assert!(
         matches!(err, tenrso_ooc::Error::MemoryLimit { .. }),
         "{err}"
     );
     assert!(err.to_string().contains("16.00 MiB"), "{err}");
-    assert!(a.stored_chunks().unwrap().is_empty());
+    // Refused before any work: not even the array was created.
+    assert!(!path.exists());
 }

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
+use tenrso_ooc::exec::{ExecOptions, Session};
 use tenrso_ooc::ops::{
-    Expr, Fill, OutputOptions, ReduceOp, compare, generate, map, rechunk, reduce, transpose,
+    Compare, Expr, Fill, Generate, Map, OutputOptions, Rechunk, Reduce, ReduceOp, Transpose,
 };
 use tenrso_ooc::store::{ArraySpec, ZarrArray};
 use tenrso_ooc::{Block, DType, Region, Shape};
@@ -29,9 +29,13 @@ fn make(
     seed: u64,
 ) -> Arc<ZarrArray> {
     let spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), DType::F64);
-    let mut a = ZarrArray::create(dir.join(name), &spec).unwrap();
-    generate(&mut a, fill, seed, false, &Session::default(), &NoProgress).unwrap();
-    Arc::new(a)
+    Generate::new(dir.join(name), spec, fill)
+        .with_seed(seed)
+        .plan(&Session::default())
+        .unwrap()
+        .run()
+        .unwrap()
+        .array
 }
 
 fn all(a: &ZarrArray) -> Block<f64> {
@@ -59,7 +63,7 @@ proptest! {
         for text in ["x*2+1", "x*y - y", "sqrt(abs(x)) + clip(y, 0.2, 0.8)", "pow(x, 2) + exp(y) - log(y + 1)"] {
             let e = Expr::parse(text).unwrap();
             let out = dir.path().join(format!("out{}", text.len()));
-            map(&s, &e, x.clone(), Some(y.clone()), &out, &OutputOptions::default(), false, &NoProgress).unwrap();
+            Map::new(e.clone(), &x, &out).with_y(&y).with_output_options(OutputOptions::default()).plan(&s).unwrap().run().unwrap();
             let (xv, yv) = (all(&x), all(&y));
             let mut want = vec![0.0; xv.len()];
             e.eval(xv.as_slice(), Some(yv.as_slice()), &mut want);
@@ -76,7 +80,7 @@ proptest! {
         let n = v.len() as f64;
         let sum: f64 = v.as_slice().iter().sum();
         let s = session(threads, 64 << 20);
-        let got = |op| reduce(&s, op, x.clone(), None, None, &OutputOptions::default(), false, &NoProgress).unwrap().value.unwrap();
+        let got = |op| Reduce::new(op, &x).with_output_options(OutputOptions::default()).plan(&s).unwrap().run().unwrap().value.unwrap();
         let tol = 1e-12 * v.as_slice().iter().map(|a| a.abs()).sum::<f64>().max(1.0);
         prop_assert!((got(ReduceOp::Sum) - sum).abs() <= tol);
         prop_assert!((got(ReduceOp::Mean) - sum / n).abs() <= tol / n);
@@ -99,7 +103,7 @@ proptest! {
         let s = session(threads, 64 << 20);
         for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Min, ReduceOp::Max, ReduceOp::Norm] {
             let out = dir.path().join(format!("r{op}"));
-            reduce(&s, op, x.clone(), Some(&axes), Some(&out), &OutputOptions::default(), false, &NoProgress).unwrap();
+            Reduce::new(op, &x).with_axes(axes.clone()).with_out(&out).with_output_options(OutputOptions::default()).plan(&s).unwrap().run().unwrap();
             let got = all(&ZarrArray::open(&out).unwrap());
             prop_assert_eq!(got.shape(), out_shape.dims());
             // Reference: group elements by their kept coordinates.
@@ -144,7 +148,7 @@ proptest! {
         let t2 = dir.path().join("t2");
         let r1 = dir.path().join("r1");
         let want = v.permuted(&perm);
-        let ok = transpose(&s, x.clone(), &perm, &t1, &OutputOptions::default(), false, &NoProgress);
+        let ok = Transpose::new(&x, perm.clone(), &t1).with_output_options(OutputOptions::default()).plan(&s).and_then(|p| p.run());
         // Tiny limits may refuse a plan; that must happen before anything is written.
         if let Err(e) = &ok {
             prop_assert!(matches!(e, tenrso_ooc::Error::MemoryLimit { .. }), "{}", e);
@@ -152,11 +156,11 @@ proptest! {
             return Ok(());
         }
         prop_assert_eq!(&all(&ZarrArray::open(&t1).unwrap()), &want);
-        let opts = OutputOptions { chunk_shape: Some(cb.clone()), ..Default::default() };
-        if transpose(&s, x.clone(), &perm, &t2, &opts, false, &NoProgress).is_ok() {
+        let opts = OutputOptions::default().with_chunk_shape(cb.clone());
+        if Transpose::new(&x, perm.clone(), &t2).with_output_options(opts.clone()).plan(&s).and_then(|p| p.run()).is_ok() {
             prop_assert_eq!(&all(&ZarrArray::open(&t2).unwrap()), &want);
         }
-        if rechunk(&s, x.clone(), &r1, &opts, false, &NoProgress).is_ok() {
+        if Rechunk::new(&x, cb.clone(), &r1).with_compression(opts.compression).with_resume(opts.resume).plan(&s).and_then(|p| p.run()).is_ok() {
             let r = ZarrArray::open(&r1).unwrap();
             prop_assert_eq!(r.chunk_grid().chunk_shape(), &cb[..]);
             prop_assert_eq!(&all(&r), &v);
@@ -173,47 +177,46 @@ fn outputs_are_bitwise_identical_across_thread_counts() {
     for threads in [1, 2, 3] {
         let s = session(threads, 1 << 20);
         let o = OutputOptions::default();
-        let sum = reduce(
-            &s,
-            ReduceOp::Sum,
-            x.clone(),
-            None,
-            None,
-            &o,
-            false,
-            &NoProgress,
-        )
-        .unwrap()
-        .value
-        .unwrap();
+        let sum = Reduce::new(ReduceOp::Sum, &x)
+            .with_output_options(o.clone())
+            .plan(&s)
+            .unwrap()
+            .run()
+            .unwrap()
+            .value
+            .unwrap();
         values.push(sum.to_bits());
         let r = dir.path().join(format!("r{threads}"));
-        reduce(
-            &s,
-            ReduceOp::Norm,
-            x.clone(),
-            Some(&[0, 2]),
-            Some(&r),
-            &o,
-            false,
-            &NoProgress,
-        )
-        .unwrap();
+        Reduce::new(ReduceOp::Norm, &x)
+            .with_axes([0, 2])
+            .with_out(&r)
+            .with_output_options(o.clone())
+            .plan(&s)
+            .unwrap()
+            .run()
+            .unwrap();
         let t = dir.path().join(format!("t{threads}"));
-        let ro = OutputOptions {
-            chunk_shape: Some(vec![50, 60, 1]),
-            ..Default::default()
-        };
-        transpose(&s, x.clone(), &[1, 0, 2], &t, &ro, false, &NoProgress).unwrap();
+        let ro = OutputOptions::default().with_chunk_shape([50, 60, 1]);
+        Transpose::new(&x, [1, 0, 2], &t)
+            .with_output_options(ro)
+            .plan(&s)
+            .unwrap()
+            .run()
+            .unwrap();
     }
     assert!(values.windows(2).all(|w| w[0] == w[1]), "{values:?}");
     let s = Session::default();
     for name in ["r", "t"] {
-        let a = ZarrArray::open(dir.path().join(format!("{name}1"))).unwrap();
+        let a = Arc::new(ZarrArray::open(dir.path().join(format!("{name}1"))).unwrap());
         for threads in [2, 3] {
-            let b = ZarrArray::open(dir.path().join(format!("{name}{threads}"))).unwrap();
+            let b = Arc::new(ZarrArray::open(dir.path().join(format!("{name}{threads}"))).unwrap());
             assert!(
-                compare(&a, &b, &s, &NoProgress).unwrap().is_identical(),
+                Compare::new(&a, &b)
+                    .plan(&s)
+                    .unwrap()
+                    .run()
+                    .unwrap()
+                    .is_identical(),
                 "{name} with {threads} threads"
             );
         }
@@ -238,18 +241,22 @@ fn transpose_through_a_spilling_intermediate() {
             }]),
     );
     let out = dir.path().join("t");
-    let opts = OutputOptions {
-        chunk_shape: Some(vec![16, 1024]),
-        ..Default::default()
-    };
-    let plan = transpose(&s, x.clone(), &[1, 0], &out, &opts, true, &NoProgress)
+    let opts = OutputOptions::default().with_chunk_shape([16, 1024]);
+    let plan = Transpose::new(&x, [1, 0], &out)
+        .with_output_options(opts.clone())
+        .plan(&s)
         .unwrap()
-        .plan;
+        .into_plan();
     assert!(plan.operation.contains("intermediate"), "{plan}");
     assert!(plan.bytes_spilled > 0, "{plan}");
     assert!(!out.exists(), "explain writes nothing");
-    let report = transpose(&s, x.clone(), &[1, 0], &out, &opts, false, &NoProgress).unwrap();
-    let run = report.run.unwrap();
+    let report = Transpose::new(&x, [1, 0], &out)
+        .with_output_options(opts)
+        .plan(&s)
+        .unwrap()
+        .run()
+        .unwrap();
+    let run = report.run;
     assert!(run.bytes_spilled > 0, "{run:?}");
     assert!(run.pool_peak <= 4 << 20);
     assert_eq!(
@@ -283,16 +290,11 @@ fn impossible_plans_are_refused_before_any_io() {
     let s = session(2, 1 << 20);
     let before = s.metrics().bytes_read.get();
     let out = dir.path().join("t");
-    let err = transpose(
-        &s,
-        x.clone(),
-        &[1, 0],
-        &out,
-        &OutputOptions::default(),
-        false,
-        &NoProgress,
-    )
-    .unwrap_err();
+    let err = Transpose::new(&x, [1, 0], &out)
+        .with_output_options(OutputOptions::default())
+        .plan(&s)
+        .and_then(|p| p.run())
+        .unwrap_err();
     assert!(
         matches!(err, tenrso_ooc::Error::MemoryLimit { .. }),
         "{err}"
@@ -300,16 +302,10 @@ fn impossible_plans_are_refused_before_any_io() {
     assert!(err.to_string().contains("1.00 MiB is too small"), "{err}");
     assert_eq!(s.metrics().bytes_read.get(), before);
     assert!(!out.exists());
-    let sum = reduce(
-        &s,
-        ReduceOp::Sum,
-        x,
-        None,
-        None,
-        &OutputOptions::default(),
-        false,
-        &NoProgress,
-    );
+    let sum = Reduce::new(ReduceOp::Sum, &x)
+        .with_output_options(OutputOptions::default())
+        .plan(&s)
+        .and_then(|p| p.run());
     assert!(matches!(sum, Err(tenrso_ooc::Error::MemoryLimit { .. })));
 }
 
@@ -328,11 +324,12 @@ fn tiny_spill_cap_is_a_typed_error_and_leaves_no_output() {
             }]),
     );
     let out = dir.path().join("t");
-    let opts = OutputOptions {
-        chunk_shape: Some(vec![16, 1024]),
-        ..Default::default()
-    };
-    let err = transpose(&s, x, &[1, 0], &out, &opts, false, &NoProgress).unwrap_err();
+    let opts = OutputOptions::default().with_chunk_shape([16, 1024]);
+    let err = Transpose::new(&x, [1, 0], &out)
+        .with_output_options(opts)
+        .plan(&s)
+        .and_then(|p| p.run())
+        .unwrap_err();
     assert!(matches!(err, tenrso_ooc::Error::SpillFull { .. }), "{err}");
     assert!(!out.exists());
 }
@@ -358,33 +355,23 @@ fn min_beats_lru_and_lfu_on_recorded_traces() {
             .with_trace(true),
     );
     let mut traces = Vec::new();
-    let o = OutputOptions {
-        chunk_shape: Some(vec![12, 7, 96]),
-        ..Default::default()
-    };
-    let t = transpose(
-        &s,
-        x.clone(),
-        &[2, 1, 0],
-        &dir.path().join("t"),
-        &o,
-        false,
-        &NoProgress,
-    )
-    .unwrap();
-    traces.push(t.run.unwrap().trace.unwrap());
-    let r = reduce(
-        &s,
-        ReduceOp::Sum,
-        x.clone(),
-        Some(&[0]),
-        Some(&dir.path().join("r")),
-        &OutputOptions::default(),
-        false,
-        &NoProgress,
-    )
-    .unwrap();
-    traces.push(r.op.run.unwrap().trace.unwrap());
+    let o = OutputOptions::default().with_chunk_shape([12, 7, 96]);
+    let t = Transpose::new(&x, [2, 1, 0], dir.path().join("t"))
+        .with_output_options(o)
+        .plan(&s)
+        .unwrap()
+        .run()
+        .unwrap();
+    traces.push(t.run.trace.unwrap());
+    let r = Reduce::new(ReduceOp::Sum, &x)
+        .with_axes([0])
+        .with_out(dir.path().join("r"))
+        .with_output_options(OutputOptions::default())
+        .plan(&s)
+        .unwrap()
+        .run()
+        .unwrap();
+    traces.push(r.op.run.trace.unwrap());
     for trace in &traces {
         assert!(trace.len() > 20, "recorded {} requests", trace.len());
         for capacity in [1, 2, 4, 8, 16] {

@@ -3,8 +3,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
-use tenrso_ooc::ops::{Fill, ImportOptions, compare, export, generate, import};
+use std::sync::Arc;
+
+use tenrso_ooc::exec::{ExecOptions, Session};
+use tenrso_ooc::ops::{Compare, Export, Fill, Generate, Import, ImportOptions};
 use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
 use tenrso_ooc::{DType, Element, Error, Region, Shape};
 
@@ -76,13 +78,16 @@ fn check_import<T: Element>(fortran: bool, big_endian: bool) {
     let value = |i: u64| i as f64 * 0.25 - 3.0;
     write_npy::<T>(&src, &shape, fortran, big_endian, value);
     let dst = dir.path().join("x.zarr");
-    let opts = ImportOptions {
-        chunk_shape: Some(vec![3, 2, 4]),
-        compression: Compression::Zstd { level: 2 },
-        ..Default::default()
-    };
+    let opts = ImportOptions::default()
+        .with_chunk_shape([3, 2, 4])
+        .with_compression(Compression::Zstd { level: 2 });
     let exec = Session::new(ExecOptions::default().with_threads(2));
-    import(&src, &dst, &opts, &exec, &NoProgress).unwrap();
+    Import::new(&src, &dst)
+        .with_options(opts)
+        .plan(&exec)
+        .unwrap()
+        .run()
+        .unwrap();
     let a = ZarrArray::open(&dst).unwrap();
     assert_eq!(a.dtype(), T::DTYPE);
     let got = a.read_region::<T>(&Region::full(&shape)).unwrap();
@@ -110,35 +115,48 @@ fn export_then_import_is_identity_for_npy_and_raw() {
     let dir = tempfile::tempdir().unwrap();
     let spec =
         ArraySpec::new(vec![33, 20, 7], vec![8, 6, 7], DType::F32).with_shards(vec![16, 12, 7]);
-    let mut a = ZarrArray::create(dir.path().join("a.zarr"), &spec).unwrap();
     let exec = Session::new(ExecOptions::default());
-    generate(&mut a, Fill::Normal, 9, false, &exec, &NoProgress).unwrap();
+    let a = Generate::new(dir.path().join("a.zarr"), spec, Fill::Normal)
+        .with_seed(9)
+        .plan(&exec)
+        .unwrap()
+        .run()
+        .unwrap()
+        .array;
+    let identical = |x: &Arc<ZarrArray>, y: &Arc<ZarrArray>| {
+        Compare::new(x, y)
+            .plan(&exec)
+            .unwrap()
+            .run()
+            .unwrap()
+            .is_identical()
+    };
 
     let npy = dir.path().join("a.npy");
-    export(a.path(), &npy, &exec, &NoProgress).unwrap();
-    import(
-        &npy,
-        &dir.path().join("b.zarr"),
-        &ImportOptions::default(),
-        &exec,
-        &NoProgress,
-    )
-    .unwrap();
-    let b = ZarrArray::open(dir.path().join("b.zarr")).unwrap();
-    assert!(compare(&a, &b, &exec, &NoProgress).unwrap().is_identical());
+    Export::new(&a, &npy).plan(&exec).unwrap().run().unwrap();
+    Import::new(&npy, dir.path().join("b.zarr"))
+        .with_options(ImportOptions::default())
+        .plan(&exec)
+        .unwrap()
+        .run()
+        .unwrap();
+    let b = Arc::new(ZarrArray::open(dir.path().join("b.zarr")).unwrap());
+    assert!(identical(&a, &b));
 
     let raw = dir.path().join("a.f32");
-    export(a.path(), &raw, &exec, &NoProgress).unwrap();
+    Export::new(&a, &raw).plan(&exec).unwrap().run().unwrap();
     assert_eq!(std::fs::metadata(&raw).unwrap().len(), 33 * 20 * 7 * 4);
-    let opts = ImportOptions {
-        raw_shape: Some(vec![33, 20, 7]),
-        raw_dtype: Some(DType::F32),
-        chunk_shape: Some(vec![5, 5, 5]),
-        ..Default::default()
-    };
-    import(&raw, &dir.path().join("c.zarr"), &opts, &exec, &NoProgress).unwrap();
-    let c = ZarrArray::open(dir.path().join("c.zarr")).unwrap();
-    assert!(compare(&a, &c, &exec, &NoProgress).unwrap().is_identical());
+    let opts = ImportOptions::default()
+        .with_raw([33, 20, 7], DType::F32)
+        .with_chunk_shape([5, 5, 5]);
+    Import::new(&raw, dir.path().join("c.zarr"))
+        .with_options(opts)
+        .plan(&exec)
+        .unwrap()
+        .run()
+        .unwrap();
+    let c = Arc::new(ZarrArray::open(dir.path().join("c.zarr")).unwrap());
+    assert!(identical(&a, &c));
 }
 
 #[test]
@@ -147,21 +165,18 @@ fn raw_without_shape_or_with_wrong_size_is_refused() {
     let raw = dir.path().join("x.bin");
     std::fs::write(&raw, vec![0u8; 100]).unwrap();
     let exec = Session::new(ExecOptions::default());
-    let err = import(
-        &raw,
-        &dir.path().join("y"),
-        &ImportOptions::default(),
-        &exec,
-        &NoProgress,
-    )
-    .unwrap_err();
+    let err = Import::new(&raw, dir.path().join("y"))
+        .with_options(ImportOptions::default())
+        .plan(&exec)
+        .and_then(|p| p.run())
+        .unwrap_err();
     assert!(err.to_string().contains("--shape and --dtype"), "{err}");
-    let opts = ImportOptions {
-        raw_shape: Some(vec![10, 10]),
-        raw_dtype: Some(DType::F64),
-        ..Default::default()
-    };
-    let err = import(&raw, &dir.path().join("y"), &opts, &exec, &NoProgress).unwrap_err();
+    let opts = ImportOptions::default().with_raw([10, 10], DType::F64);
+    let err = Import::new(&raw, dir.path().join("y"))
+        .with_options(opts)
+        .plan(&exec)
+        .and_then(|p| p.run())
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidFile { .. }), "{err}");
     assert!(
         !dir.path().join("y").exists(),
@@ -172,13 +187,17 @@ fn raw_without_shape_or_with_wrong_size_is_refused() {
 #[test]
 fn failed_export_leaves_an_existing_file_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = ZarrArray::create(
-        dir.path().join("a.zarr"),
-        &ArraySpec::new(vec![16], vec![4], DType::F64),
-    )
-    .unwrap();
     let exec = Session::new(ExecOptions::default());
-    generate(&mut a, Fill::Range, 0, false, &exec, &NoProgress).unwrap();
+    let a = Generate::new(
+        dir.path().join("a.zarr"),
+        ArraySpec::new(vec![16], vec![4], DType::F64),
+        Fill::Range,
+    )
+    .plan(&exec)
+    .unwrap()
+    .run()
+    .unwrap()
+    .array;
     // Corrupt one chunk so the export fails midway.
     let chunk = a.chunk_path(&[2]);
     let mut bytes = std::fs::read(&chunk).unwrap();
@@ -186,7 +205,10 @@ fn failed_export_leaves_an_existing_file_alone() {
     std::fs::write(&chunk, bytes).unwrap();
     let dst = dir.path().join("out.npy");
     std::fs::write(&dst, b"precious").unwrap();
-    let err = export(a.path(), &dst, &exec, &NoProgress).unwrap_err();
+    let err = Export::new(&a, &dst)
+        .plan(&exec)
+        .and_then(|p| p.run())
+        .unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert_eq!(std::fs::read(&dst).unwrap(), b"precious");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())

@@ -18,7 +18,9 @@ pub fn run(args: &EinsumArgs, ctx: &Context) -> Result<Outcome> {
         .iter()
         .map(|p| ZarrArray::open(p).map(std::sync::Arc::new))
         .collect::<Result<Vec<_>>>()?;
-    let mut output = OutputOptions::default().with_compression(args.codec);
+    let mut output = OutputOptions::default()
+        .with_compression(args.codec)
+        .with_resume(args.resume);
     if let Some(chunks) = &args.chunks {
         output = output.with_chunk_shape(chunks.dims());
     }

@@ -21,7 +21,9 @@ pub fn run(args: &MapArgs, ctx: &Context) -> Result<Outcome> {
         .map(ZarrArray::open)
         .transpose()?
         .map(Arc::new);
-    let opts = OutputOptions::default().with_compression(args.codec);
+    let opts = OutputOptions::default()
+        .with_compression(args.codec)
+        .with_resume(args.resume);
     let mut request = Map::new(expr.clone(), &x, &args.out).with_output_options(opts);
     if let Some(y) = &y {
         request = request.with_y(y);

@@ -15,7 +15,9 @@ use crate::{Context, Outcome};
 pub fn run(args: &ReduceArgs, ctx: &Context) -> Result<Outcome> {
     let input = Arc::new(ZarrArray::open(&args.input)?);
     let mut request = Reduce::new(args.op, &input)
-        .with_output_options(OutputOptions::default().with_compression(args.codec));
+        .with_output_options(OutputOptions::default()
+                .with_compression(args.codec)
+                .with_resume(args.resume));
     if let Some(axes) = &args.axes {
         request = request.with_axes(axes.clone());
     }

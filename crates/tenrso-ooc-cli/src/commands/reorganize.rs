@@ -14,7 +14,9 @@ use crate::{Context, Outcome};
 /// Permutes the axes.
 pub fn transpose(args: &TransposeArgs, ctx: &Context) -> Result<Outcome> {
     let input = Arc::new(ZarrArray::open(&args.input)?);
-    let mut opts = OutputOptions::default().with_compression(args.codec);
+    let mut opts = OutputOptions::default()
+        .with_compression(args.codec)
+        .with_resume(args.resume);
     if let Some(chunks) = &args.chunks {
         opts = opts.with_chunk_shape(chunks.dims());
     }
@@ -40,6 +42,7 @@ pub fn rechunk(args: &RechunkArgs, ctx: &Context) -> Result<Outcome> {
     let input = Arc::new(ZarrArray::open(&args.input)?);
     let planned = Rechunk::new(&input, args.chunks.dims(), &args.out)
         .with_compression(args.codec)
+        .with_resume(args.resume)
         .plan(&ctx.session)?;
     let extra = json!({ "out": args.out.display().to_string() });
     if ctx.explain {

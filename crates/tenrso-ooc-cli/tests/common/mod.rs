@@ -141,3 +141,15 @@ pub fn python_script(python: &Path, script: &str, args: &[&Path]) -> String {
 pub fn arg(dir: &Path, name: &str) -> String {
     dir.join(name).to_string_lossy().into_owned()
 }
+
+/// Whether two stored arrays are bitwise equal, element by element
+/// (the library's `Compare`).
+pub fn identical(a: tenrso_ooc::store::ZarrArray, b: tenrso_ooc::store::ZarrArray) -> bool {
+    let session = tenrso_ooc::exec::Session::default();
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let report = tenrso_ooc::ops::Compare::new(&a, &b)
+        .plan(&session)
+        .and_then(|p| p.run())
+        .unwrap();
+    report.is_identical()
+}
