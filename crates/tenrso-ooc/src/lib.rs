@@ -38,8 +38,7 @@
 //!   [`decomp::mttkrp`], [`decomp::cp_als`] and [`decomp::tucker`] (HOSVD
 //!   and HOOI) with TensorLy's parameters, checkpointed every iteration,
 //!   stoppable from their iteration callback, and
-//!   [`decomp::reconstruct_cp`]/[`decomp::reconstruct_tucker`] to write a
-//!   model back as a stored tensor.
+//!   [`decomp::Reconstruct`] to write a model back as a stored tensor.
 //!
 //! ## Example
 //!

@@ -280,7 +280,11 @@ fn cp_als_matches_the_in_memory_reference_with_both_sweeps() {
             // reconstructed model.
             let out = dir.path().join(format!("rec{k}{sweep:?}.zarr"));
             let spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), DType::F64);
-            let rec = decomp::reconstruct_cp(&s, &report.model, &out, &spec, &NoProgress).unwrap();
+            let rec = decomp::Reconstruct::cp(&report.model, &out, spec.clone())
+                .plan(&s)
+                .unwrap()
+                .run()
+                .unwrap();
             let rec = values(&rec);
             let err: f64 = data
                 .iter()
@@ -531,7 +535,11 @@ fn tucker_fits_low_rank_tensors_and_reconstructs() {
         let out = dir.path().join(format!("rec{threads}.zarr"));
         let spec = ArraySpec::new(shape.to_vec(), vec![7, 7, 7, 7], DType::F64);
         let rec = values(
-            &decomp::reconstruct_tucker(&s, &report.model, &out, &spec, &NoProgress).unwrap(),
+            &decomp::Reconstruct::tucker(&report.model, &out, spec.clone())
+                .plan(&s)
+                .unwrap()
+                .run()
+                .unwrap(),
         );
         let err: f64 = data
             .iter()

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use tenrso_ooc::decomp::{
-    self, CpInit, CpModel, CpOptions, DecompositionRun, Iteration, SweepStrategy, TuckerInit,
-    TuckerModel, TuckerOptions,
+    self, CpInit, CpModel, CpOptions, DecompositionRun, Iteration, Reconstruct, SweepStrategy,
+    TuckerInit, TuckerModel, TuckerOptions,
 };
 use tenrso_ooc::store::{ArraySpec, ZarrArray};
 use tenrso_ooc::{ByteSize, Error, Result};
@@ -276,9 +276,11 @@ pub fn reconstruct(args: &ReconstructArgs, ctx: &Context) -> Result<Outcome> {
     );
     let spec = ArraySpec::new(shape.clone(), chunks, args.dtype).with_compression(args.codec);
     let array = match &factors {
-        Ok(cp) => decomp::reconstruct_cp(&ctx.session, cp, &args.out, &spec, &ctx.progress)?,
-        Err(tk) => decomp::reconstruct_tucker(&ctx.session, tk, &args.out, &spec, &ctx.progress)?,
-    };
+        Ok(cp) => Reconstruct::cp(cp, &args.out, spec),
+        Err(tk) => Reconstruct::tucker(tk, &args.out, spec),
+    }
+    .plan(&ctx.session)?
+    .run_with(&ctx.progress)?;
     let elapsed = started.elapsed();
     let text = format!(
         "reconstructed the {kind} model in {} as {} ({} {}) in {:.2} s ({})\n",

@@ -33,7 +33,7 @@ pub enum ModeSvdMethod {
 ///
 /// When the `I_n × I_n` Gram matrix takes at most a quarter of the memory
 /// limit it is computed exactly — the out-of-core contraction
-/// `X₍ₙ₎X₍ₙ₎ᵀ` by [`einsum`](crate::ops::einsum) — and eigendecomposed. Otherwise a randomized
+/// `X₍ₙ₎X₍ₙ₎ᵀ` by [`Einsum`](crate::ops::Einsum) — and eigendecomposed. Otherwise a randomized
 /// range finder sketches the unfolding with `k + 10` Khatri-Rao-structured
 /// Gaussian columns; its singular values are then estimates.
 ///

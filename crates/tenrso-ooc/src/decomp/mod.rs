@@ -1,7 +1,7 @@
 //! Decompositions of stored tensors, out of core: streaming MTTKRP
 //! ([`mttkrp`]), CP-ALS ([`cp_als`]), Tucker by HOSVD and HOOI
 //! ([`tucker`]), and models written back as stored tensors
-//! ([`reconstruct_cp`], [`reconstruct_tucker`]).
+//! ([`Reconstruct`]).
 //!
 //! The tensor is streamed chunk by chunk through the executor, under the
 //! session's memory limit; only the factors, Gram matrices and one partial
@@ -36,7 +36,7 @@ pub use cp_als::{CpInit, CpModel, CpOptions, CpReport, SweepStrategy, cp_als};
 pub use hosvd::{ModeSvdMethod, leading_mode_vectors};
 pub use matrix::{Matrix, write_npy_values};
 pub use mttkrp::mttkrp;
-pub use reconstruct::{reconstruct_cp, reconstruct_tucker};
+pub use reconstruct::{Model, Reconstruct};
 pub use run_report::{DecompositionRun, Iteration};
 pub use tucker::{TuckerInit, TuckerModel, TuckerOptions, TuckerReport, tucker};
 

@@ -22,18 +22,17 @@ use crate::store::ZarrArray;
 /// right shape.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use tenrso_ooc::decomp::{Matrix, mttkrp};
 /// use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
-/// use tenrso_ooc::ops::{self, Fill};
-/// use tenrso_ooc::store::{ArraySpec, ZarrArray};
+/// use tenrso_ooc::ops::{Fill, Generate};
+/// use tenrso_ooc::store::ArraySpec;
 /// use tenrso_ooc::DType;
 /// # let dir = tempfile::tempdir()?;
 /// let session = Session::new(ExecOptions::default().with_memory_limit(16 << 20));
-/// let mut x = ZarrArray::create(dir.path().join("x.zarr"), &ArraySpec::new(vec![6, 5, 4], vec![4, 2, 3], DType::F64))?;
-/// ops::generate(&mut x, Fill::Ones, 0, false, &session, &NoProgress)?;
+/// let spec = ArraySpec::new(vec![6, 5, 4], vec![4, 2, 3], DType::F64);
+/// let x = Generate::new(dir.path().join("x.zarr"), spec, Fill::Ones).plan(&session)?.run()?.array;
 /// let factors: Vec<Matrix> = [6, 5, 4].iter().map(|&i| Matrix::from_vec(i, 2, vec![1.0; i * 2]).unwrap()).collect();
-/// let m = mttkrp(&session, &Arc::new(x), &factors, 1, &NoProgress)?;
+/// let m = mttkrp(&session, &x, &factors, 1, &NoProgress)?;
 /// assert_eq!((m.rows(), m.cols()), (5, 2));
 /// assert_eq!(m.get(0, 0), 24.0); // 6 × 4 ones
 /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -1,100 +1,189 @@
 //! CP and Tucker models written back as stored tensors, chunk by chunk.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::core::{Block, Element, Region, Result};
+use crate::core::{Block, ChunkGrid, Element, Region, Result};
 use crate::decomp::chunk_kernels::{khatri_rao_rows, mode_product};
 use crate::decomp::{CpModel, Matrix, TuckerModel};
-use crate::exec::{Progress, Session, for_each_task};
+use crate::exec::{Progress, Session, TaskSet, for_each_task};
+use crate::ops::{ChunkPlan, Planned};
 use crate::store::{ArraySpec, ZarrArray};
 use crate::{MatView, matmul_add};
 
-/// Writes the full tensor of a CP model into a new array at `out` with
-/// `spec`'s chunking and codecs (its shape must be the model's), one chunk
-/// per task: each chunk is `(F₀ block · diag w) · KR(other blocks)ᵀ`, one GEMM.
-///
-/// # Errors
-/// [`crate::Error::InvalidArgument`] when the shape disagrees; store errors.
-pub fn reconstruct_cp(
-    session: &Session,
-    model: &CpModel,
-    out: &Path,
-    spec: &ArraySpec,
-    progress: &dyn Progress,
-) -> Result<ZarrArray> {
-    let rank = model.rank();
-    write_model(session, &model.factors, out, spec, progress, |region| {
-        let d: Vec<usize> = region.shape().iter().map(|v| *v as usize).collect();
-        let c0 = d[0];
-        let rest: usize = d[1..].iter().product();
-        let start0 = region.start()[0] as usize;
-        let mut first =
-            Matrix::from_vec(c0, rank, model.factors[0].row_block(start0, c0).to_vec())?;
-        first.scale_columns(&model.weights);
-        let kr = khatri_rao_rows(&model.factors, region, 1..d.len(), rank);
-        let mut block = vec![0.0; c0 * rest];
-        matmul_add(
-            &mut block,
-            first.view(),
-            MatView::transposed(&kr, rank, rest),
-            1,
-        );
-        Ok(block)
-    })
+/// A decomposition model to write back as a tensor.
+#[derive(Debug, Clone)]
+pub enum Model {
+    /// A CP model: weights and factors.
+    Cp(CpModel),
+    /// A Tucker model: core and factors.
+    Tucker(TuckerModel),
 }
 
-/// Writes the full tensor of a Tucker model into a new array at `out` (see
-/// [`reconstruct_cp`]): each chunk is the core multiplied on every mode by
-/// the factors' row blocks.
-///
-/// # Errors
-/// As [`reconstruct_cp`].
-pub fn reconstruct_tucker(
-    session: &Session,
-    model: &TuckerModel,
-    out: &Path,
-    spec: &ArraySpec,
-    progress: &dyn Progress,
-) -> Result<ZarrArray> {
-    write_model(session, &model.factors, out, spec, progress, |region| {
-        let mut d = model.core_shape.clone();
-        let mut y = model.core.clone();
-        for m in 0..d.len() {
-            let (start, len) = (region.start()[m] as usize, region.shape()[m] as usize);
-            let u = model.factors[m].row_block(start, len);
-            y = mode_product(&y, &d, m, MatView::row_major(u, len, d[m]));
-            d[m] = len;
+impl Model {
+    fn factors(&self) -> &[Matrix] {
+        match self {
+            Self::Cp(m) => &m.factors,
+            Self::Tucker(m) => &m.factors,
         }
-        Ok(y)
-    })
+    }
+}
+
+/// Writes the full tensor of a CP or Tucker model into a new stored array,
+/// one chunk per task. A CP chunk is `(F₀ block · diag w) · KR(other
+/// blocks)ᵀ`, one GEMM; a Tucker chunk is the core multiplied on every mode
+/// by the factors' row blocks.
+///
+/// ```
+/// use tenrso_ooc::decomp::{CpModel, Matrix, Reconstruct};
+/// use tenrso_ooc::exec::Session;
+/// use tenrso_ooc::store::ArraySpec;
+/// use tenrso_ooc::DType;
+/// # let dir = tempfile::tempdir()?;
+/// let factors = vec![Matrix::from_vec(3, 1, vec![1.0, 2.0, 3.0])?, Matrix::from_vec(2, 1, vec![1.0, 1.0])?];
+/// let model = CpModel { weights: vec![2.0], factors };
+/// let spec = ArraySpec::new(vec![3, 2], vec![2, 2], DType::F64);
+/// let x = Reconstruct::cp(&model, dir.path().join("x"), spec).plan(&Session::default())?.run()?;
+/// assert_eq!(x.read_chunk::<f64>(&[1, 0])?.as_slice(), &[6.0, 6.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reconstruct {
+    model: Model,
+    out: PathBuf,
+    spec: ArraySpec,
+}
+
+impl Reconstruct {
+    /// Writes `model` into a new array at `out` with `spec`'s chunking and
+    /// codecs (its shape must be the model's).
+    pub fn new(model: Model, out: impl Into<PathBuf>, spec: ArraySpec) -> Self {
+        Self {
+            model,
+            out: out.into(),
+            spec,
+        }
+    }
+
+    /// [`new`](Self::new) for a CP model.
+    pub fn cp(model: &CpModel, out: impl Into<PathBuf>, spec: ArraySpec) -> Self {
+        Self::new(Model::Cp(model.clone()), out, spec)
+    }
+
+    /// [`new`](Self::new) for a Tucker model.
+    pub fn tucker(model: &TuckerModel, out: impl Into<PathBuf>, spec: ArraySpec) -> Self {
+        Self::new(Model::Tucker(model.clone()), out, spec)
+    }
+
+    /// Plans the reconstruction.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] when the output's shape is not the
+    /// model's or its layout is invalid.
+    pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, Arc<ZarrArray>>> {
+        let shape: Vec<u64> = self
+            .model
+            .factors()
+            .iter()
+            .map(|f| f.rows() as u64)
+            .collect();
+        if self.spec.shape != shape {
+            return Err(crate::Error::invalid(format!(
+                "the model's shape is {shape:?}, the output's {:?}",
+                self.spec.shape
+            )));
+        }
+        self.spec.validate()?;
+        let grid = ChunkGrid::new(shape.clone(), self.spec.chunk_shape.clone())?;
+        // A chunk in f64, its intermediates (at most two more of its size)
+        // and the encoded copy.
+        let per_task = 4 * grid.chunk_elements() * 8;
+        let plan = ChunkPlan {
+            operation: format!(
+                "reconstruct a {} model into {}",
+                match self.model {
+                    Model::Cp(_) => "CP",
+                    Model::Tucker(_) => "Tucker",
+                },
+                self.out.display()
+            ),
+            tasks: grid.num_chunks(),
+            bytes_read: 0,
+            bytes_written: grid.shape().num_elements() * self.spec.dtype.size() as u64,
+            task_bytes: per_task,
+            memory_limit: session.memory_limit(),
+        };
+        let request = self.clone();
+        Ok(Planned::new(plan, move |plan: &ChunkPlan, progress| {
+            let (out, spec) = (&request.out, &request.spec);
+            let tasks = TaskSet {
+                count: plan.tasks as usize,
+                bytes_each: plan.task_bytes,
+                what: "reconstructing one chunk",
+            };
+            session.options().check_fits(tasks.bytes_each, tasks.what)?;
+            let array = match &request.model {
+                Model::Cp(model) => {
+                    write_model(session, out, spec, tasks, progress, |r| cp_block(model, r))
+                }
+                Model::Tucker(model) => write_model(session, out, spec, tasks, progress, |r| {
+                    tucker_block(model, r)
+                }),
+            }?;
+            Ok(Arc::new(array))
+        }))
+    }
+}
+
+/// The values of `region` of a CP model's tensor.
+fn cp_block(model: &CpModel, region: &Region) -> Result<Vec<f64>> {
+    let rank = model.rank();
+    let d: Vec<usize> = region.shape().iter().map(|v| *v as usize).collect();
+    let c0 = d[0];
+    let rest: usize = d[1..].iter().product();
+    let start0 = region.start()[0] as usize;
+    let mut first = Matrix::from_vec(c0, rank, model.factors[0].row_block(start0, c0).to_vec())?;
+    first.scale_columns(&model.weights);
+    let kr = khatri_rao_rows(&model.factors, region, 1..d.len(), rank);
+    let mut block = vec![0.0; c0 * rest];
+    matmul_add(
+        &mut block,
+        first.view(),
+        MatView::transposed(&kr, rank, rest),
+        1,
+    );
+    Ok(block)
+}
+
+/// The values of `region` of a Tucker model's tensor.
+fn tucker_block(model: &TuckerModel, region: &Region) -> Result<Vec<f64>> {
+    let mut d = model.core_shape.clone();
+    let mut y = model.core.clone();
+    for m in 0..d.len() {
+        let (start, len) = (region.start()[m] as usize, region.shape()[m] as usize);
+        let u = model.factors[m].row_block(start, len);
+        y = mode_product(&y, &d, m, MatView::row_major(u, len, d[m]));
+        d[m] = len;
+    }
+    Ok(y)
 }
 
 fn write_model<F>(
     session: &Session,
-    factors: &[Matrix],
     out: &Path,
     spec: &ArraySpec,
+    tasks: TaskSet<'_>,
     progress: &dyn Progress,
     block: F,
 ) -> Result<ZarrArray>
 where
     F: Fn(&Region) -> Result<Vec<f64>> + Sync,
 {
-    let shape: Vec<u64> = factors.iter().map(|f| f.rows() as u64).collect();
-    if spec.shape != shape {
-        return Err(crate::Error::invalid(format!(
-            "the model's shape is {shape:?}, the output's {:?}",
-            spec.shape
-        )));
-    }
     let array = ZarrArray::create(out, spec)?;
     let grid = array.chunk_grid().clone();
-    // A chunk in f64, its intermediates (at most two more of its size) and
-    // the encoded copy.
-    let per_task = 4 * grid.chunk_elements() * 8;
     progress.start("reconstruct", array.nbytes());
     let result = crate::dispatch_dtype!(array.dtype(), T => {
-        for_each_task(session, per_task, "reconstructing one chunk", grid.num_chunks() as usize, progress, |i| {
+        for_each_task(session, tasks, progress, |i| {
             let coords = grid.chunk_coords(i as u64);
             let region = grid.chunk_region(&coords);
             let values = block(&region)?;

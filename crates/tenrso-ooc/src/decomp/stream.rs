@@ -10,7 +10,7 @@ use crate::core::{Block, ByteSize, Element, Error, Result, Shape};
 use crate::decomp::Matrix;
 use crate::decomp::chunk_kernels::ChunkKernel;
 use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, TaskBody, TaskIo, execute_planned, for_each_task};
+use crate::exec::{Progress, Session, TaskBody, TaskIo, TaskSet, execute_planned, for_each_task};
 use crate::memory::Reservation;
 use crate::plan::{ArrayRole, ChunkGraph, TaskNode};
 use crate::store::ZarrArray;
@@ -55,7 +55,7 @@ impl ResidentTensor {
         let slots: Mutex<Vec<Vec<f64>>> = Mutex::new(vec![Vec::new(); grid.num_chunks() as usize]);
         progress.start("load the tensor into memory", x.nbytes());
         let result = dispatch_dtype!(x.dtype(), T => {
-            for_each_task(session, x.chunk_nbytes(), "loading one chunk", grid.num_chunks() as usize, progress, |i| {
+            for_each_task(session, TaskSet { count: grid.num_chunks() as usize, bytes_each: x.chunk_nbytes(), what: "loading one chunk" }, progress, |i| {
                 let block = x.read_chunk::<T>(&grid.chunk_coords(i as u64))?;
                 session.metrics().bytes_read.add(block.byte_len() as u64);
                 let values: Vec<f64> = block.as_slice().iter().map(|v| v.to_f64()).collect();
@@ -217,15 +217,24 @@ pub(crate) fn stream_accumulate_held(
         }
         reservation.grow(held)?;
         progress.start(label, x.nbytes());
-        let result = for_each_task(session, scratch, label, plan.tasks.len(), progress, |t| {
-            let mut acc = body.new_block(t);
-            for coords in &plan.tasks[t].1 {
-                let chunk = &resident.chunks[grid.chunk_linear_index(coords) as usize];
-                kernel.accumulate(&grid.chunk_region(coords), chunk, &mut acc);
-            }
-            body.finish_block(t, acc);
-            Ok(plan.tasks[t].1.len() as u64 * x.chunk_nbytes())
-        });
+        let result = for_each_task(
+            session,
+            TaskSet {
+                count: plan.tasks.len(),
+                bytes_each: scratch,
+                what: label,
+            },
+            progress,
+            |t| {
+                let mut acc = body.new_block(t);
+                for coords in &plan.tasks[t].1 {
+                    let chunk = &resident.chunks[grid.chunk_linear_index(coords) as usize];
+                    kernel.accumulate(&grid.chunk_region(coords), chunk, &mut acc);
+                }
+                body.finish_block(t, acc);
+                Ok(plan.tasks[t].1.len() as u64 * x.chunk_nbytes())
+            },
+        );
         progress.finish();
         result?;
     } else {

@@ -7,30 +7,45 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::core::{Error, Result};
 use crate::exec::{Progress, Session};
 
-/// Runs `task(0) … task(num_tasks - 1)` on the session's worker threads.
+/// Independent tasks for [`for_each_task`]: how many, and the memory each
+/// holds while it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskSet<'a> {
+    /// Number of tasks.
+    pub count: usize,
+    /// Bytes reserved from the pool for each task while it runs.
+    pub bytes_each: u64,
+    /// What one task is, for errors (e.g. `decoding one chunk`).
+    pub what: &'a str,
+}
+
+/// Runs `task(0) … task(tasks.count - 1)` on the session's worker threads.
 ///
-/// Each task first reserves `per_task_bytes` from the session's pool, waiting
-/// while the pool is full (back-pressure), and releases them when done; so
-/// the memory in flight never exceeds the limit. Workers take tasks in
-/// increasing order, so I/O moves through files roughly sequentially. Each
-/// task returns the progress units it completed. On the first failure no new
-/// task starts, and the error of the lowest-numbered failed task is
-/// returned, whatever the timing.
+/// Each task first reserves `tasks.bytes_each` from the session's pool,
+/// waiting while the pool is full (back-pressure), and releases them when
+/// done; so the memory in flight never exceeds the limit. Workers take tasks
+/// in increasing order, so I/O moves through files roughly sequentially.
+/// Each task returns the progress units it completed. On the first failure
+/// (or a cancellation of the session) no new task starts, and the error of
+/// the lowest-numbered failed task is returned, whatever the timing.
 ///
 /// # Errors
 /// [`Error::MemoryLimit`] before any work when one task does not fit under
-/// the limit; otherwise the first task error.
+/// the limit; [`Error::Cancelled`]; otherwise the first task error.
 pub fn for_each_task<F>(
     session: &Session,
-    per_task_bytes: u64,
-    what: &str,
-    num_tasks: usize,
+    tasks: TaskSet<'_>,
     progress: &dyn Progress,
     task: F,
 ) -> Result<()>
 where
     F: Fn(usize) -> Result<u64> + Sync,
 {
+    let TaskSet {
+        count: num_tasks,
+        bytes_each: per_task_bytes,
+        what,
+    } = tasks;
     session.options().check_fits(per_task_bytes, what)?;
     let workers = session.threads().min(num_tasks.max(1));
     let next = AtomicUsize::new(0);
@@ -104,10 +119,19 @@ mod tests {
     fn runs_every_task_once() {
         let s = session(4, 1 << 20);
         let hits: Vec<AtomicUsize> = (0..100).map(|_| AtomicUsize::new(0)).collect();
-        for_each_task(&s, 1024, "t", hits.len(), &NoProgress, |i| {
-            hits[i].fetch_add(1, Ordering::Relaxed);
-            Ok(1)
-        })
+        for_each_task(
+            &s,
+            TaskSet {
+                count: hits.len(),
+                bytes_each: 1024,
+                what: "t",
+            },
+            &NoProgress,
+            |i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+                Ok(1)
+            },
+        )
         .unwrap();
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
         assert_eq!(s.pool().reserved(), 0);
@@ -119,13 +143,22 @@ mod tests {
         let s = session(4, 2000);
         let in_flight = AtomicU64::new(0);
         let most = AtomicU64::new(0);
-        for_each_task(&s, 1000, "t", 40, &NoProgress, |_| {
-            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(now, Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            in_flight.fetch_sub(1, Ordering::SeqCst);
-            Ok(0)
-        })
+        for_each_task(
+            &s,
+            TaskSet {
+                count: 40,
+                bytes_each: 1000,
+                what: "t",
+            },
+            &NoProgress,
+            |_| {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(0)
+            },
+        )
         .unwrap();
         assert!(most.load(Ordering::SeqCst) <= 2);
         assert!(s.pool().peak() <= 2000);
@@ -134,13 +167,22 @@ mod tests {
     #[test]
     fn reports_the_lowest_failing_task() {
         let s = session(3, 1 << 20);
-        let err = for_each_task(&s, 1, "t", 50, &NoProgress, |i| {
-            if i % 7 == 3 {
-                Err(Error::invalid(format!("task {i}")))
-            } else {
-                Ok(0)
-            }
-        })
+        let err = for_each_task(
+            &s,
+            TaskSet {
+                count: 50,
+                bytes_each: 1,
+                what: "t",
+            },
+            &NoProgress,
+            |i| {
+                if i % 7 == 3 {
+                    Err(Error::invalid(format!("task {i}")))
+                } else {
+                    Ok(0)
+                }
+            },
+        )
         .unwrap_err();
         assert_eq!(err.to_string(), "task 3");
     }
@@ -149,10 +191,19 @@ mod tests {
     fn refuses_tasks_larger_than_the_limit() {
         let s = session(2, 1000);
         let ran = AtomicUsize::new(0);
-        let err = for_each_task(&s, 2000, "a 2000-byte chunk", 3, &NoProgress, |_| {
-            ran.fetch_add(1, Ordering::Relaxed);
-            Ok(0)
-        })
+        let err = for_each_task(
+            &s,
+            TaskSet {
+                count: 3,
+                bytes_each: 2000,
+                what: "a 2000-byte chunk",
+            },
+            &NoProgress,
+            |_| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                Ok(0)
+            },
+        )
         .unwrap_err();
         assert!(matches!(err, Error::MemoryLimit { .. }));
         assert_eq!(ran.load(Ordering::Relaxed), 0);

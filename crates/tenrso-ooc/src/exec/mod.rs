@@ -13,7 +13,7 @@ mod progress;
 mod session;
 
 pub use cancel::CancelToken;
-pub use chunk_tasks::for_each_task;
+pub use chunk_tasks::{TaskSet, for_each_task};
 pub use executor::{RunStats, TaskBody, TaskIo, execute, execute_planned};
 pub use options::{ExecOptions, default_memory_limit, physical_memory};
 pub use progress::{NoProgress, Progress};

@@ -46,7 +46,7 @@ impl FromStr for ColumnarCompression {
     }
 }
 
-/// How [`export`](crate::ops::export) writes Arrow IPC and Parquet files.
+/// How [`Export`](crate::ops::Export) writes Arrow IPC and Parquet files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ColumnarOptions {
     /// Compression; `None` for the format's default (IPC: none, so that it

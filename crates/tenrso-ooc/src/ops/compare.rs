@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use crate::core::shape::join_dims;
 use crate::core::{Element, Error, Result, max_nan};
 use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, for_each_task};
+use crate::exec::{Progress, Session, TaskSet, for_each_task};
 use crate::ops::{ChunkPlan, Planned};
 use crate::store::ZarrArray;
 
@@ -91,9 +91,11 @@ fn compare_chunks<T: Element>(
     let per_task = a.chunk_working_set() + a.chunk_nbytes() + b.chunk_working_set();
     for_each_task(
         session,
-        per_task,
-        "comparing one chunk",
-        grid.num_chunks() as usize,
+        TaskSet {
+            count: grid.num_chunks() as usize,
+            bytes_each: per_task,
+            what: "comparing one chunk",
+        },
         progress,
         |i| {
             let chunk = grid.chunk_coords(i as u64);

@@ -1,4 +1,4 @@
-//! [`einsum`], [`tensordot`] and [`matmul`] over stored arrays: a contraction
+//! [`Einsum`] (with `tensordot` and `matmul`) over stored arrays: a contraction
 //! path of pairwise steps, each a tiled out-of-core GEMM, intermediates in
 //! temporary stores in the spill area.
 
@@ -14,7 +14,7 @@ use crate::dispatch_dtype;
 use crate::exec::{Progress, Session};
 use crate::memory::TempStore;
 use crate::ops::contraction::{ContractionBody, contraction_graph};
-use crate::ops::planned::{plan_graph, write_scalar};
+use crate::ops::planned::{Job, plan_graph, write_scalar};
 use crate::ops::{OpReport, OutputOptions, Planned, Rechunk};
 use crate::plan::{
     ContractionPath, EinsumSpec, OutputArray, PathStrategy, StepOperand, rechunk_seconds,
@@ -503,8 +503,18 @@ fn run_einsum(
         let body = Arc::new(ContractionBody {
             step: s.step.clone(),
         });
-        let resume = opts.resume && k == last;
-        let op = plan_graph(session, graph, None, resume, body)?.run_with(progress)?;
+        // The result is identified by the whole einsum and its stored
+        // operands (intermediates get fresh names on every run) and by the
+        // step's tiles (they fix the summation order).
+        let job = Job {
+            resume: opts.resume && k == last,
+            record: Some(json!({
+                "operation": format!("einsum {subscripts}"),
+                "inputs": inputs.iter().map(|a| a.path().display().to_string()).collect::<Vec<_>>(),
+                "step": s.step.to_string(),
+            })),
+        };
+        let op = plan_graph(session, graph, None, job, body)?.run_with(progress)?;
         report.steps.push(op);
         // Operands consumed by this step are not needed again.
         for &o in &s.operands {

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::core::{Block, ChunkGrid, ContiguousRuns, Element, Error, Region, Result, Shape};
 use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, for_each_task};
+use crate::exec::{Progress, Session, TaskSet, for_each_task};
 use crate::ops::{ChunkPlan, CounterRng, Planned};
 use crate::store::{ArraySpec, ZarrArray};
 
@@ -335,21 +335,16 @@ impl Generate {
         self
     }
 
-    /// Plans the generation: checks the layout and that the generator's
-    /// model and one chunk fit the memory limit.
+    /// Plans the generation: checks the layout and the fill.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a bad layout or fill;
-    /// [`Error::MemoryLimit`] when the model and one chunk cannot fit.
+    /// [`Error::InvalidArgument`] for a bad layout. Running refuses, before
+    /// creating anything, a fill that does not apply to the shape and, with
+    /// [`Error::MemoryLimit`], a model and one chunk that cannot fit.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, GenerateReport>> {
         self.spec.validate()?;
         let shape = &self.spec.shape;
         let model_bytes = self.fill.model_bytes(shape);
-        let task_bytes = model_bytes + self.spec.chunk_working_set();
-        session
-            .options()
-            .check_fits(task_bytes, "the generator's model and one chunk")?;
-        let generator = Generator::new(self.fill, shape, self.seed)?;
         let grid = ChunkGrid::new(shape.clone(), self.spec.chunk_shape.clone())?;
         let plan = ChunkPlan {
             operation: format!(
@@ -361,18 +356,22 @@ impl Generate {
             tasks: grid.num_chunks(),
             bytes_read: 0,
             bytes_written: Shape::new(shape.clone()).num_elements() * self.spec.dtype.size() as u64,
-            task_bytes,
+            task_bytes: model_bytes + self.spec.chunk_working_set(),
             memory_limit: session.memory_limit(),
         };
         let request = self.clone();
-        Ok(Planned::new(plan, move |_: &ChunkPlan, progress| {
+        Ok(Planned::new(plan, move |plan: &ChunkPlan, progress| {
+            session
+                .options()
+                .check_fits(plan.task_bytes, "the generator's model and one chunk")?;
+            let mut model_reservation = session.pool().reservation("generator model");
+            model_reservation.grow(model_bytes)?;
+            let generator = Generator::new(request.fill, &request.spec.shape, request.seed)?;
             let mut array = if request.resume {
                 ZarrArray::create_or_resume(&request.path, &request.spec)?
             } else {
                 ZarrArray::create(&request.path, &request.spec)?
             };
-            let mut model_reservation = session.pool().reservation("generator model");
-            model_reservation.grow(model_bytes)?;
             let mut record = json!({ "fill": request.fill.to_string(), "seed": request.seed });
             if let Some(std) = generator.noise_std() {
                 record["noise_std"] = json!(std);
@@ -413,7 +412,7 @@ fn fill_chunks(
     let written = AtomicU64::new(0);
     progress.start("generate", array.nbytes());
     let result = dispatch_dtype!(array.dtype(), T => {
-        for_each_task(session, array.chunk_working_set(), "generating one chunk", grid.num_chunks() as usize, progress, |i| {
+        for_each_task(session, TaskSet { count: grid.num_chunks() as usize, bytes_each: array.chunk_working_set(), what: "generating one chunk" }, progress, |i| {
             let chunk = grid.chunk_coords(i as u64);
             if resume && array.chunk_exists(&chunk)? {
                 skipped.fetch_add(1, Ordering::Relaxed);

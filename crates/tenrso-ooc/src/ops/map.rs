@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::core::shape::join_dims;
 use crate::core::{Block, Element, Error, Result};
 use crate::exec::{Session, TaskBody, TaskIo};
-use crate::ops::planned::plan_graph;
+use crate::ops::planned::{Job, plan_graph};
 use crate::ops::{Expr, OpReport, OutputOptions, Planned};
 use crate::plan::{ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
 use crate::store::{ArraySpec, ZarrArray};
@@ -151,7 +151,7 @@ impl Map {
             expr: expr.clone(),
             y: y_id.map(|id| (id, same_grid)),
         });
-        plan_graph(session, graph, None, opts.resume, body)
+        plan_graph(session, graph, None, Job::resuming(opts.resume), body)
     }
 }
 

@@ -6,11 +6,14 @@
 //! An operation is a small **request value**, built from its required inputs
 //! by `new` (or a named constructor such as [`Einsum::matmul`]) and refined
 //! with `with_*` builder methods; nothing optional is a positional argument.
-//! `plan(&session)` validates the request against the session (threads,
-//! memory limit, spill capacity) and returns a [`Planned`] operation without
-//! writing anything: [`Planned::explain`] (or `Display`) is the plan report,
-//! [`Planned::run`] (or [`Planned::run_with`] and a [`Progress`] observer)
-//! executes it and returns the operation's report.
+//! `plan(&session)` validates the request (shapes, axes, subscripts, files)
+//! and models it for the session (threads, memory limit, policy), returning
+//! a [`Planned`] operation without writing anything: [`Planned::explain`]
+//! (or `Display`) is the plan report — also for a plan that does not fit,
+//! so it can be shown — and [`Planned::run`] (or [`Planned::run_with`] and
+//! a [`Progress`] observer) executes it and returns the operation's report.
+//! Running refuses a plan that does not fit the memory limit or the spill
+//! capacity before any I/O.
 //!
 //! - Stored inputs are passed as `&Arc<ZarrArray>` (the request keeps a
 //!   clone); files to read or write, and new arrays, as paths.

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::core::{ByteSize, Element, Error, Result};
 use crate::dispatch_dtype;
@@ -160,7 +160,7 @@ pub(crate) fn explain_for(session: &Session, graph: &ChunkGraph) -> PlanReport {
 const OPERATION_ATTRIBUTE: &str = "tenrso_operation";
 
 /// What `graph` records in its outputs: the operation and its inputs.
-fn operation_record(graph: &ChunkGraph) -> serde_json::Value {
+fn operation_record(graph: &ChunkGraph) -> Value {
     let inputs: Vec<String> = graph
         .arrays
         .iter()
@@ -171,10 +171,9 @@ fn operation_record(graph: &ChunkGraph) -> serde_json::Value {
 }
 
 /// Drops the tasks of `graph` whose output chunk an interrupted run of the
-/// same operation already wrote (outputs with a different layout or from
-/// another operation are refused). Returns the outputs found.
-fn skip_written_chunks(graph: &mut ChunkGraph) -> Result<Vec<PathBuf>> {
-    let record = operation_record(graph);
+/// same operation (`record`) already wrote (outputs with a different layout
+/// or from another operation are refused). Returns the outputs found.
+fn skip_written_chunks(graph: &mut ChunkGraph, record: &Value) -> Result<Vec<PathBuf>> {
     let mut written: HashSet<(u32, Vec<u64>)> = HashSet::new();
     let mut found = Vec::new();
     for (id, node) in graph.arrays.iter().enumerate() {
@@ -211,7 +210,7 @@ fn skip_written_chunks(graph: &mut ChunkGraph) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Plans `graph`: resumes into outputs already there when `resume`, then
+/// Plans `graph`: resumes into outputs already there when `job.resume`, then
 /// explains it (unless `explained` already holds its report). The run checks
 /// that it fits (memory limit, spill capacity), creates its outputs and runs
 /// `body`. A failed run deletes the outputs it created, so a failure leaves
@@ -221,15 +220,16 @@ pub(crate) fn plan_graph<'s, B>(
     session: &'s Session,
     mut graph: ChunkGraph,
     explained: Option<PlanReport>,
-    resume: bool,
+    job: Job,
     body: Arc<B>,
 ) -> Result<Planned<'s, PlanReport, OpReport>>
 where
     B: TaskBody<f32> + TaskBody<f64> + 's,
 {
     let planning = std::time::Instant::now();
-    let resumed = if resume {
-        skip_written_chunks(&mut graph)?
+    let record = job.record.unwrap_or_else(|| operation_record(&graph));
+    let resumed = if job.resume {
+        skip_written_chunks(&mut graph, &record)?
     } else {
         Vec::new()
     };
@@ -250,15 +250,45 @@ where
     );
     Ok(Planned::new(plan, move |plan: &PlanReport, progress| {
         let _span = tracing::info_span!("operation", name = %graph.operation).entered();
-        run_graph(session, &graph, plan, &resumed, &*body, progress)
+        let outputs = Outputs {
+            resumed: &resumed,
+            record: &record,
+        };
+        run_graph(session, &graph, plan, &outputs, &*body, progress)
     }))
+}
+
+/// How a graph operation treats its outputs: whether it continues an
+/// interrupted run, and the record that identifies the operation in them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Job {
+    /// Continue into outputs an interrupted run of the same job left.
+    pub resume: bool,
+    /// What identifies the job (default: the graph's operation and inputs).
+    pub record: Option<Value>,
+}
+
+impl Job {
+    /// The default record; resuming when `resume`.
+    pub(crate) fn resuming(resume: bool) -> Self {
+        Self {
+            resume,
+            record: None,
+        }
+    }
+}
+
+/// The outputs a run writes into: those resumed, and the job's record.
+struct Outputs<'a> {
+    resumed: &'a [PathBuf],
+    record: &'a Value,
 }
 
 fn run_graph<B>(
     session: &Session,
     graph: &ChunkGraph,
     plan: &PlanReport,
-    resumed: &[PathBuf],
+    outputs: &Outputs<'_>,
     body: &B,
     progress: &dyn Progress,
 ) -> Result<OpReport>
@@ -282,7 +312,7 @@ where
             ),
         });
     }
-    let record = operation_record(graph);
+    let Outputs { resumed, record } = *outputs;
     let remove_created = || {
         graph
             .outputs()
@@ -291,7 +321,7 @@ where
     };
     for output in graph.outputs() {
         let resume = resumed.contains(&output.path);
-        if let Err(err) = output.create(resume, OPERATION_ATTRIBUTE, &record) {
+        if let Err(err) = output.create(resume, OPERATION_ATTRIBUTE, record) {
             remove_created();
             return Err(err);
         }

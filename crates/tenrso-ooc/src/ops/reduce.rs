@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape, max_nan, min_nan};
 use crate::exec::{Session, TaskBody, TaskIo};
-use crate::ops::planned::{plan_graph, write_scalar};
+use crate::ops::planned::{Job, plan_graph, write_scalar};
 use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
 use crate::store::{ArraySpec, ZarrArray};
@@ -198,7 +198,7 @@ impl Reduce {
             let scalar_out = out.map(|p| (p.to_path_buf(), opts.compression));
             let finish = body.clone();
             return Ok(
-                plan_graph(session, graph, None, false, body)?.then(move |report| {
+                plan_graph(session, graph, None, Job::default(), body)?.then(move |report| {
                     let value = finish.finish(&shape);
                     if let Some((path, compression)) = scalar_out {
                         write_scalar(&path, dtype, compression, value)?;
@@ -261,7 +261,7 @@ impl Reduce {
         let count: u64 = reduced_axes.iter().map(|a| input.shape()[*a]).product();
         let body = Arc::new(AxesBody { op, reduced, count });
         Ok(
-            plan_graph(session, graph, None, opts.resume, body)?.then(|report| {
+            plan_graph(session, graph, None, Job::resuming(opts.resume), body)?.then(|report| {
                 Ok(ReduceReport {
                     op: report,
                     value: None,

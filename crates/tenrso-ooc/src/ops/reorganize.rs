@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape};
 use crate::exec::{Session, TaskBody, TaskIo};
-use crate::ops::planned::{explain_for, plan_graph};
+use crate::ops::planned::{Job, explain_for, plan_graph};
 use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{
     ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode, rechunking_plan,
@@ -184,7 +184,7 @@ fn reorganize<'s>(
     let body = Arc::new(Assemble {
         perm: perm.to_vec(),
     });
-    plan_graph(session, graph, Some(plan), opts.resume, body)
+    plan_graph(session, graph, Some(plan), Job::resuming(opts.resume), body)
 }
 
 /// The input region (input axes) that output region `r` (output axes) reads.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, for_each_task};
+use crate::exec::{Progress, Session, TaskSet, for_each_task};
 use crate::io::{ColumnarOptions, ColumnarWriter, DenseFile, SourceFormat, SourceOptions};
 use crate::ops::{ChunkPlan, Planned};
 use crate::store::{ArraySpec, AtomicFile, Compression, ZarrArray};
@@ -194,15 +194,13 @@ impl Import {
     /// Plans the import: opens the source and chooses the layout.
     ///
     /// # Errors
-    /// [`Error::InvalidFile`] for a malformed source;
-    /// [`Error::MemoryLimit`] if a chunk cannot fit.
+    /// [`Error::InvalidFile`] for a malformed source. Running refuses with
+    /// [`Error::MemoryLimit`], before creating anything, when a chunk cannot
+    /// fit.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, TransferReport>> {
         let source = ImportSource::open(&self.src, &self.options)?;
         let spec = import_spec(&source, &self.dst, &self.options, session)?;
         spec.validate()?;
-        session
-            .options()
-            .check_fits(spec.chunk_working_set(), "importing one chunk")?;
         let grid = ChunkGrid::new(spec.shape.clone(), spec.chunk_shape.clone())?;
         let bytes = grid.shape().num_elements() * spec.dtype.size() as u64;
         let plan = ChunkPlan {
@@ -210,7 +208,7 @@ impl Import {
             tasks: grid.num_chunks(),
             bytes_read: bytes,
             bytes_written: bytes,
-            task_bytes: spec.chunk_working_set(),
+            task_bytes: ImportUnit::of(&source, &grid, &spec).task_bytes,
             memory_limit: session.memory_limit(),
         };
         let request = self.clone();
@@ -253,6 +251,36 @@ fn import_spec(
     Ok(spec)
 }
 
+/// A unit of import work: one chunk from a dense file; from rows, the
+/// chunks of one chunk row, so each row of the source is read once.
+struct ImportUnit {
+    /// Units of the import.
+    count: u64,
+    /// Memory one unit holds: its chunks' working set, the rows read and
+    /// the source's decoding buffers.
+    task_bytes: u64,
+}
+
+impl ImportUnit {
+    fn of(source: &ImportSource, grid: &ChunkGrid, spec: &ArraySpec) -> Self {
+        let chunk_working_set = spec.chunk_working_set();
+        match source {
+            ImportSource::Dense(_) => Self {
+                count: grid.num_chunks(),
+                task_bytes: chunk_working_set,
+            },
+            ImportSource::Rows(a) => {
+                let row_elements: u64 = spec.shape[1..].iter().product();
+                let rows_bytes = grid.chunk_shape()[0] * row_elements * spec.dtype.size() as u64;
+                Self {
+                    count: grid.grid_shape()[0],
+                    task_bytes: chunk_working_set + rows_bytes + a.chunk_working_set(),
+                }
+            }
+        }
+    }
+}
+
 fn import_into(
     source: &ImportSource,
     spec: &ArraySpec,
@@ -262,7 +290,12 @@ fn import_into(
 ) -> Result<TransferReport> {
     let (src, dst, opts) = (&request.src, &request.dst, &request.options);
     let (shape, dtype) = (source.shape().to_vec(), source.dtype());
-    let itemsize = dtype.size() as u64;
+    let grid = ChunkGrid::new(spec.shape.clone(), spec.chunk_shape.clone())?;
+    let unit = ImportUnit::of(source, &grid, spec);
+    session
+        .options()
+        .check_fits(unit.task_bytes, "importing one chunk")?;
+    let (units, task_bytes) = (unit.count, unit.task_bytes);
     let mut array = if opts.resume {
         ZarrArray::create_or_resume(dst, spec)?
     } else {
@@ -270,19 +303,6 @@ fn import_into(
     };
     array.record_job("tenrso_import", source_record(src)?, opts.resume)?;
     let grid = array.chunk_grid();
-    // A unit of work: one chunk from a dense file; from rows, the chunks of
-    // one chunk row, so each row of the source is read once.
-    let (units, unit_bytes, source_working_set) = match source {
-        ImportSource::Dense(_) => (grid.num_chunks(), 0, 0),
-        ImportSource::Rows(a) => {
-            let row_elements: u64 = shape[1..].iter().product();
-            (
-                grid.grid_shape()[0],
-                grid.chunk_shape()[0] * row_elements * itemsize,
-                a.chunk_working_set(),
-            )
-        }
-    };
     let unit_chunks = |u: u64| -> Vec<Vec<u64>> {
         match source {
             ImportSource::Dense(_) => vec![grid.chunk_coords(u)],
@@ -298,12 +318,7 @@ fn import_into(
     let skipped = AtomicU64::new(0);
     let copied = AtomicU64::new(0);
     progress.start("import", array.nbytes());
-    let result = dispatch_dtype!(dtype, T => for_each_task(
-        session,
-        array.chunk_working_set() + unit_bytes + source_working_set,
-        "importing one chunk",
-        units as usize,
-        progress,
+    let result = dispatch_dtype!(dtype, T => for_each_task(session, TaskSet { count: units as usize, bytes_each: task_bytes, what: "importing one chunk" }, progress,
         |u| {
             let mut todo = Vec::new();
             let mut done_bytes = 0;
@@ -601,12 +616,7 @@ fn export_dense(
     let bytes = array.nbytes();
     let grid = array.chunk_grid();
     progress.start("export", bytes);
-    let result = dispatch_dtype!(array.dtype(), T => for_each_task(
-        session,
-        array.chunk_working_set(),
-        "exporting one chunk",
-        grid.num_chunks() as usize,
-        progress,
+    let result = dispatch_dtype!(array.dtype(), T => for_each_task(session, TaskSet { count: grid.num_chunks() as usize, bytes_each: array.chunk_working_set(), what: "exporting one chunk" }, progress,
         |i| {
             let chunk = grid.chunk_coords(i as u64);
             let block = array.read_chunk::<T>(&chunk)?;

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::core::{Element, Error, Result};
 use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, for_each_task};
+use crate::exec::{Progress, Session, TaskSet, for_each_task};
 use crate::ops::{ChunkPlan, Planned};
 use crate::store::ZarrArray;
 
@@ -118,9 +118,11 @@ fn check_chunks<T: Element>(
 ) -> Result<()> {
     for_each_task(
         session,
-        array.chunk_working_set(),
-        "decoding one chunk",
-        stored.len(),
+        TaskSet {
+            count: stored.len(),
+            bytes_each: array.chunk_working_set(),
+            what: "decoding one chunk",
+        },
         progress,
         |i| match array.try_read_chunk::<T>(&stored[i]) {
             Ok(block) => {
