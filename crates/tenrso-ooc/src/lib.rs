@@ -94,5 +94,5 @@ pub mod telemetry;
 
 pub use crate::core::{
     Block, ByteSize, ChunkGrid, ContiguousRuns, DType, Element, Error, MatView, Region, Result,
-    Shape, copy_region, matmul_add,
+    Shape, matmul_add,
 };

@@ -607,11 +607,30 @@ fn randomized_range_finder_spans_the_leading_subspace() {
         },
     );
     let s = session(2, 4 << 20);
-    let (u, _, method) = decomp::leading_mode_vectors(&s, &x, 0, 2, 0, &NoProgress).unwrap();
+    let (u, _, method) = decomp::leading_mode_vectors(
+        &s,
+        &x,
+        decomp::ModeVectors {
+            mode: 0,
+            count: 2,
+            seed: 0,
+        },
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(method, decomp::ModeSvdMethod::Randomized);
     let s_big = session(2, 64 << 20);
-    let (exact, sv, method) =
-        decomp::leading_mode_vectors(&s_big, &x, 0, 2, 0, &NoProgress).unwrap();
+    let (exact, sv, method) = decomp::leading_mode_vectors(
+        &s_big,
+        &x,
+        decomp::ModeVectors {
+            mode: 0,
+            count: 2,
+            seed: 0,
+        },
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(method, decomp::ModeSvdMethod::Gram);
     // The exact path agrees with an in-memory SVD of the unfolding.
     let unfolding = Matrix::from_vec(1200, 30, values(&x)).unwrap();

@@ -119,7 +119,7 @@ impl Iterator for ContiguousRuns {
 ///
 /// # Panics
 /// If a region falls outside its buffer (callers check regions first).
-pub fn copy_region<T: Copy>(
+pub(crate) fn copy_region<T: Copy>(
     src: &[T],
     src_shape: &[u64],
     region: &Region,

@@ -17,6 +17,7 @@ pub use element::{DType, Element};
 pub use error::{Error, Result};
 pub use float::{max_nan, min_nan};
 pub use gemm::{MatView, matmul_add};
-pub use layout::{ContiguousRuns, copy_region};
+pub use layout::ContiguousRuns;
+pub(crate) use layout::copy_region;
 pub use shape::{Region, Shape};
 pub use size::ByteSize;

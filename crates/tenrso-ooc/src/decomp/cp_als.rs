@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::core::{Error, Result};
 use crate::decomp::checkpoint::{self, Checkpoint};
-use crate::decomp::hosvd::leading_mode_vectors;
+use crate::decomp::hosvd::{ModeVectors, leading_mode_vectors};
 use crate::decomp::linalg::solve_right_spd;
 use crate::decomp::mttkrp::{
     best_split, check_factors, left_partial, mode_mttkrp, mttkrp_from_partial, right_partial,
@@ -543,9 +543,11 @@ fn initial_model(
                 let (mut u, s, _) = leading_mode_vectors(
                     session,
                     x,
-                    mode,
-                    rank,
-                    opts.seed,
+                    ModeVectors {
+                        mode,
+                        count: rank,
+                        seed: opts.seed,
+                    },
                     &NamedProgress::new(progress, &label),
                 )?;
                 if mode == 0 {

@@ -27,6 +27,17 @@ pub enum ModeSvdMethod {
     Randomized,
 }
 
+/// Which leading singular vectors [`leading_mode_vectors`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeVectors {
+    /// The mode whose unfolding is decomposed.
+    pub mode: usize,
+    /// How many leading vectors (`k`).
+    pub count: usize,
+    /// Seed of the randomized range finder.
+    pub seed: u64,
+}
+
 /// The `k` leading left singular vectors of the mode-`mode` unfolding of `x`
 /// (`I_n × min(k, I_n)`, signs as [`flip_signs`](super::linalg::flip_signs))
 /// and the singular values, in one streamed pass.
@@ -42,11 +53,14 @@ pub enum ModeSvdMethod {
 pub fn leading_mode_vectors(
     session: &Session,
     x: &Arc<ZarrArray>,
-    mode: usize,
-    k: usize,
-    seed: u64,
+    which: ModeVectors,
     progress: &dyn Progress,
 ) -> Result<(Matrix, Vec<f64>, ModeSvdMethod)> {
+    let ModeVectors {
+        mode,
+        count: k,
+        seed,
+    } = which;
     let extent = x.shape()[mode] as usize;
     let gram_bytes = (extent * extent * 8) as u64;
     if gram_bytes <= session.memory_limit() / 4 {

@@ -33,7 +33,7 @@ use std::sync::Arc;
 pub use crate::io::read_npy_values;
 pub use crate::store::write_atomically;
 pub use cp_als::{CpInit, CpModel, CpOptions, CpReport, SweepStrategy, cp_als};
-pub use hosvd::{ModeSvdMethod, leading_mode_vectors};
+pub use hosvd::{ModeSvdMethod, ModeVectors, leading_mode_vectors};
 pub use matrix::{Matrix, write_npy_values};
 pub use mttkrp::mttkrp;
 pub use reconstruct::{Model, Reconstruct};

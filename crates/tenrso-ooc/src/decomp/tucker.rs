@@ -12,7 +12,7 @@ use crate::core::{Error, Result};
 use crate::decomp::checkpoint::{self, Checkpoint};
 use crate::decomp::chunk_kernels::TuckerProjection;
 use crate::decomp::cp_als::{NamedProgress, load_factors};
-use crate::decomp::hosvd::leading_mode_vectors;
+use crate::decomp::hosvd::{ModeVectors, leading_mode_vectors};
 use crate::decomp::linalg::leading_left_singular_vectors;
 use crate::decomp::matrix::write_npy_values;
 use crate::decomp::stream::{ResidentTensor, stream_accumulate_held};
@@ -404,9 +404,11 @@ fn initial_model(
                 let (u, _, _) = leading_mode_vectors(
                     session,
                     x,
-                    mode,
-                    r,
-                    opts.seed,
+                    ModeVectors {
+                        mode,
+                        count: r,
+                        seed: opts.seed,
+                    },
                     &NamedProgress::new(progress, &label),
                 )?;
                 factors.push(u);

@@ -17,7 +17,8 @@ use crate::ops::contraction::{ContractionBody, contraction_graph};
 use crate::ops::planned::{Job, plan_graph, write_scalar};
 use crate::ops::{OpReport, OutputOptions, Planned, Rechunk};
 use crate::plan::{
-    ContractionPath, EinsumSpec, OutputArray, PathStrategy, StepOperand, rechunk_seconds,
+    ContractionPath, EinsumSpec, OutputArray, PathStrategy, StepOperand, TilingParams,
+    rechunk_seconds,
 };
 use crate::store::{ArraySpec, Compression, ZarrArray};
 
@@ -345,15 +346,10 @@ impl Einsum {
         let itemsize = dtype.size() as u64;
         let target_chunk = session.options().default_chunk_bytes();
         let plan_path = |operands: &[StepOperand]| {
-            ContractionPath::plan(
-                &problem,
-                operands,
-                opts.chunk_shape.clone().filter(|_| !scalar),
-                itemsize,
-                limit,
-                target_chunk,
-                self.path,
-            )
+            let mut params =
+                TilingParams::new(itemsize, limit).with_target_chunk_bytes(target_chunk);
+            params.output_chunks = opts.chunk_shape.clone().filter(|_| !scalar);
+            ContractionPath::plan(&problem, operands, &params, self.path)
         };
         let mut path = plan_path(&operands)?;
         // Rechunk operands first when their chunking makes every plan poor

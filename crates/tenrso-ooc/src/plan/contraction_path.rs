@@ -8,6 +8,7 @@ use std::str::FromStr;
 use crate::core::{ByteSize, Error, Result};
 use crate::plan::contraction_step::{ContractionStep, StepOperand, natural_output};
 use crate::plan::einsum_spec::{EinsumProblem, Label};
+use crate::plan::tiling_params::TilingParams;
 
 /// How to choose the contraction order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,18 +90,12 @@ impl ContractionPath {
     pub fn plan(
         problem: &EinsumProblem,
         inputs: &[StepOperand],
-        output_chunks: Option<Vec<u64>>,
-        itemsize: u64,
-        memory_limit: u64,
-        target_chunk_bytes: u64,
+        params: &TilingParams,
         strategy: PathStrategy,
     ) -> Result<Self> {
         let planner = Planner {
             problem,
-            output_chunks,
-            itemsize,
-            memory_limit,
-            target_chunk_bytes,
+            params: params.clone(),
         };
         let live: Vec<(usize, StepOperand)> = inputs.iter().cloned().enumerate().collect();
         let n = inputs.len();
@@ -206,10 +201,7 @@ type Live = Vec<(usize, StepOperand)>;
 
 struct Planner<'a> {
     problem: &'a EinsumProblem,
-    output_chunks: Option<Vec<u64>>,
-    itemsize: u64,
-    memory_limit: u64,
-    target_chunk_bytes: u64,
+    params: TilingParams,
 }
 
 impl Planner<'_> {
@@ -222,7 +214,10 @@ impl Planner<'_> {
         others: &[&StepOperand],
     ) -> ContractionStep {
         let (output, chunks) = if last {
-            (self.problem.output.clone(), self.output_chunks.clone())
+            (
+                self.problem.output.clone(),
+                self.params.output_chunks.clone(),
+            )
         } else {
             let mut keep: Vec<Label> = self.problem.output.clone();
             for o in others {
@@ -232,15 +227,11 @@ impl Planner<'_> {
             let y = inputs[1].distinct_labels();
             (natural_output(&x, &y, &keep), None)
         };
-        ContractionStep::plan(
-            inputs,
-            output,
-            chunks,
-            &self.problem.sizes,
-            self.itemsize,
-            self.memory_limit,
-            self.target_chunk_bytes,
-        )
+        let params = TilingParams {
+            output_chunks: chunks,
+            ..self.params.clone()
+        };
+        ContractionStep::plan(inputs, output, &self.problem.sizes, &params)
     }
 
     /// Contracts live operands `i` and `j`: the step and the list after it.
@@ -270,7 +261,7 @@ impl Planner<'_> {
             labels,
             shape: step.output_shape(),
             chunks: step.output_chunks.clone(),
-            chunk_load_bytes: 2 * step.output_chunks.iter().product::<u64>() * self.itemsize,
+            chunk_load_bytes: 2 * step.output_chunks.iter().product::<u64>() * self.params.itemsize,
         };
         let mut rest: Vec<(usize, StepOperand)> = live
             .iter()
@@ -383,8 +374,9 @@ mod tests {
             .bind(&shapes)
             .unwrap();
         let inputs: Vec<StepOperand> = (0..3).map(|k| operand(&problem, k, shapes[k])).collect();
-        let plan =
-            |s| ContractionPath::plan(&problem, &inputs, None, 8, 1 << 30, 8 << 20, s).unwrap();
+        let plan = |s| {
+            ContractionPath::plan(&problem, &inputs, &TilingParams::new(8, 1 << 30), s).unwrap()
+        };
         let optimal = plan(PathStrategy::Optimal);
         assert_eq!(optimal.steps[0].operands, vec![1, 2]);
         let mut last = optimal.steps[1].operands.clone();

@@ -9,6 +9,7 @@ use std::fmt;
 use crate::plan::cost_model::{CostModel, StepWork};
 use crate::plan::einsum_spec::{Label, labels_text};
 use crate::plan::output_chunks::default_output_chunks;
+use crate::plan::tiling_params::TilingParams;
 
 /// The figures every step is planned with.
 pub(super) const MODEL: CostModel = CostModel::DEFAULT;
@@ -158,12 +159,15 @@ impl ContractionStep {
     pub fn plan(
         inputs: Vec<StepOperand>,
         output: Vec<Label>,
-        output_chunks: Option<Vec<u64>>,
         sizes: &BTreeMap<Label, u64>,
-        itemsize: u64,
-        memory_limit: u64,
-        target_chunk_bytes: u64,
+        params: &TilingParams,
     ) -> Self {
+        let TilingParams {
+            output_chunks,
+            itemsize,
+            memory_limit,
+            target_chunk_bytes,
+        } = params.clone();
         assert!(
             matches!(inputs.len(), 1 | 2),
             "a step has one or two operands"
@@ -559,11 +563,8 @@ pub(super) mod tests {
                 op("bjk", &[4, 5, 7], &[4, 5, 7]),
             ],
             labels("bik"),
-            None,
             &sizes(&[('b', 4), ('i', 6), ('j', 5), ('k', 7)]),
-            8,
-            1 << 20,
-            1 << 20,
+            &TilingParams::new(8, 1 << 20).with_target_chunk_bytes(1 << 20),
         );
         assert_eq!(step.batch, labels("b"));
         assert_eq!(step.left, labels("i"));
@@ -578,11 +579,8 @@ pub(super) mod tests {
                 op("jl", &[5, 3], &[5, 3]),
             ],
             labels("il"),
-            None,
             &sizes(&[('i', 4), ('j', 5), ('k', 6), ('l', 3)]),
-            8,
-            1 << 20,
-            1 << 20,
+            &TilingParams::new(8, 1 << 20).with_target_chunk_bytes(1 << 20),
         );
         assert_eq!(summing.summed[0], labels("k"));
         assert_eq!(summing.layouts[0], OperandLayout::Packed);

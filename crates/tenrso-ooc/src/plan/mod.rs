@@ -10,6 +10,7 @@ mod explain;
 mod output_chunks;
 mod rechunk_plan;
 mod tile_search;
+mod tiling_params;
 
 pub use chunk_graph::{ArrayId, ArrayNode, ArrayRole, ChunkGraph, OutputArray, TaskNode};
 pub use contraction_path::{ContractionPath, PathStep, PathStrategy};
@@ -18,3 +19,4 @@ pub use cost_model::rechunk_seconds;
 pub use einsum_spec::{EinsumProblem, EinsumSpec, Label, labels_text};
 pub use explain::{PlanReport, explain};
 pub use rechunk_plan::rechunking_plan;
+pub use tiling_params::TilingParams;

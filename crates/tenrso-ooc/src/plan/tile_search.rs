@@ -105,7 +105,7 @@ fn lcm(a: u64, b: u64) -> u64 {
 mod tests {
     use super::lcm;
     use crate::plan::contraction_step::tests::{labels, op, sizes};
-    use crate::plan::{ContractionStep, OperandLayout};
+    use crate::plan::{ContractionStep, OperandLayout, TilingParams};
 
     #[test]
     fn matmul_tiles_are_chunk_multiples_within_the_budget() {
@@ -116,11 +116,8 @@ mod tests {
                 op("jk", &[n, n], &[1024, 1024]),
             ],
             labels("ik"),
-            None,
             &sizes(&[('i', n), ('j', n), ('k', n)]),
-            8,
-            1 << 30,
-            8 << 20,
+            &TilingParams::new(8, 1 << 30).with_target_chunk_bytes(8 << 20),
         );
         assert_eq!(
             step.layouts,
