@@ -12,3 +12,4 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[
 fmt() { printf '%.2f' "$1"; }
 ratio() { printf '%.2f' "$(calc "$1 / $2")"; }
 machine() { echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"; }
+isa() { if grep -qw avx512f /proc/cpuinfo; then echo "AVX-512"; elif grep -qw avx2 /proc/cpuinfo; then echo "AVX2"; else uname -m; fi; }

@@ -235,3 +235,41 @@ print("ok")
     );
     assert!(v.stdout.contains("no checksum"), "{}", v.stdout);
 }
+
+/// Scalar results written to a path are 0-d arrays: zarr-python reads an
+/// einsum's and a full reduction's output as shape `()` with the value we
+/// printed.
+#[test]
+fn scalar_outputs_are_zero_dimensional_in_zarr_python() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (arg(dir.path(), "a.zarr"), arg(dir.path(), "b.zarr"));
+    for (path, seed) in [(&a, "1"), (&b, "2")] {
+        run([
+            "create", path, "--shape", "40,30", "--chunks", "16,16", "--fill", "normal", "--seed",
+            seed, "-q",
+        ])
+        .success();
+    }
+    let dot = arg(dir.path(), "dot.zarr");
+    let printed = run(["einsum", "ij,ij->", &a, &b, "-o", &dot, "-q"]).success();
+    let dot_value: f64 = printed.stdout.trim().parse().unwrap();
+    let total = arg(dir.path(), "sum.zarr");
+    let printed = run(["reduce", "sum", &a, "-o", &total, "-q"]).success();
+    let sum_value: f64 = printed.stdout.trim().parse().unwrap();
+    let script = format!(
+        r#"
+import sys, numpy as np, zarr
+for path, want in [(sys.argv[1], {dot_value}), (sys.argv[2], {sum_value})]:
+    z = zarr.open_array(path, mode="r")
+    assert z.shape == () and z.ndim == 0, (path, z.shape)
+    got = z[()]
+    assert np.asarray(got).shape == ()
+    assert float(got) == want, (path, float(got), want)
+print("ok")
+"#
+    );
+    let (d, s) = (dir.path().join("dot.zarr"), dir.path().join("sum.zarr"));
+    let out = python_script(&py, &script, &[&d, &s]);
+    assert_eq!(out.trim(), "ok");
+}

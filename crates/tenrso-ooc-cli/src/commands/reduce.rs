@@ -14,10 +14,11 @@ use crate::{Context, Outcome};
 /// Reduces; a value over all axes is printed, otherwise an array is written.
 pub fn run(args: &ReduceArgs, ctx: &Context) -> Result<Outcome> {
     let input = Arc::new(ZarrArray::open(&args.input)?);
-    let mut request = Reduce::new(args.op, &input)
-        .with_output_options(OutputOptions::default()
-                .with_compression(args.codec)
-                .with_resume(args.resume));
+    let mut request = Reduce::new(args.op, &input).with_output_options(
+        OutputOptions::default()
+            .with_compression(args.codec)
+            .with_resume(args.resume),
+    );
     if let Some(axes) = &args.axes {
         request = request.with_axes(axes.clone());
     }
@@ -45,7 +46,7 @@ pub fn run(args: &ReduceArgs, ctx: &Context) -> Result<Outcome> {
     let mut extra = extra;
     extra["value"] = json!(report.value);
     let mut out = outcome(&report.op, headline, extra);
-    if let (Some(value), None) = (report.value, &args.out) {
+    if let Some(value) = report.value {
         // The value alone on stdout (scriptable); the summary goes to stderr.
         eprint!("{}", out.text);
         out.text = format!("{value}\n");
