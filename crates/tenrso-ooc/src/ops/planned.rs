@@ -27,8 +27,11 @@ use crate::store::{Compression, ZarrArray};
 /// `R` what the run returns.
 pub struct Planned<'s, P, R> {
     plan: P,
-    run: Box<dyn FnOnce(&P, &dyn Progress) -> Result<R> + 's>,
+    run: RunFn<'s, P, R>,
 }
+
+/// What runs a plan: called once with the plan and the progress observer.
+type RunFn<'s, P, R> = Box<dyn FnOnce(&P, &dyn Progress) -> Result<R> + 's>;
 
 impl<'s, P, R> Planned<'s, P, R> {
     /// A planned operation: `plan` and the closure that runs it.
@@ -180,11 +183,12 @@ fn skip_written_chunks(graph: &mut ChunkGraph, record: &Value) -> Result<Vec<Pat
         let ArrayRole::Output(output) = &node.role else {
             continue;
         };
-        if !output.path.exists() {
+        if !output.path.join("zarr.json").exists() {
             continue;
         }
-        let mut existing = ZarrArray::create_or_resume(&output.path, &output.spec)?;
-        existing.record_job(OPERATION_ATTRIBUTE, record.clone(), true)?;
+        // Opening checks the layout; nothing is written while planning.
+        let existing = ZarrArray::create_or_resume(&output.path, &output.spec)?;
+        existing.check_job(OPERATION_ATTRIBUTE, record)?;
         for chunk in existing.stored_chunks()? {
             written.insert((id as u32, chunk));
         }

@@ -372,35 +372,42 @@ impl ZarrArray {
     /// so that a resumed job can prove it is the same job.
     ///
     /// Without `resume` the record is written. With `resume`, the array must
-    /// already carry the same record (or be empty); then leftover temporary
-    /// files of the interrupted run are removed.
+    /// already carry the same record (or be empty, see
+    /// [`check_job`](Self::check_job)); then leftover temporary files of the
+    /// interrupted run are removed.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when resuming an array that another job
     /// (other parameters, another source) has been filling.
     pub fn record_job(&mut self, attribute: &str, record: Value, resume: bool) -> Result<()> {
-        if resume {
-            match self.attributes().get(attribute) {
-                Some(existing) if *existing == record => {
-                    self.remove_stale_temporaries()?;
-                    return Ok(());
-                }
-                Some(existing) => {
-                    return Err(Error::invalid(format!(
-                        "cannot resume {}: it was filled by another job ({attribute} = {existing}), not this one ({record})",
-                        self.path.display()
-                    )));
-                }
-                None if !self.stored_chunks()?.is_empty() => {
-                    return Err(Error::invalid(format!(
-                        "cannot resume {}: it holds chunks but no {attribute} record, so they may come from another job",
-                        self.path.display()
-                    )));
-                }
-                None => {}
-            }
+        if resume && self.check_job(attribute, &record)? {
+            self.remove_stale_temporaries()?;
+            return Ok(());
         }
         self.set_attribute(attribute, record)
+    }
+
+    /// Whether a job identified by `record` may resume filling this array,
+    /// without changing anything: `true` when the array carries the same
+    /// record under `attribute`, `false` when it carries none and holds no
+    /// chunks yet.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when another job (another record, or
+    /// chunks without a record) has been filling it.
+    pub fn check_job(&self, attribute: &str, record: &Value) -> Result<bool> {
+        match self.attributes().get(attribute) {
+            Some(existing) if existing == record => Ok(true),
+            Some(existing) => Err(Error::invalid(format!(
+                "cannot resume {}: it was filled by another job ({attribute} = {existing}), not this one ({record})",
+                self.path.display()
+            ))),
+            None if !self.stored_chunks()?.is_empty() => Err(Error::invalid(format!(
+                "cannot resume {}: it holds chunks but no {attribute} record, so they may come from another job",
+                self.path.display()
+            ))),
+            None => Ok(false),
+        }
     }
 
     /// The codec chain in words, e.g. `bytes → zstd:3 → crc32c`.
