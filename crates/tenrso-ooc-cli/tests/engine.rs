@@ -217,10 +217,7 @@ fn results_do_not_depend_on_the_thread_count() {
     for name in ["m", "t"] {
         let a = ZarrArray::open(dir.path().join(format!("{name}1"))).unwrap();
         let b = ZarrArray::open(dir.path().join(format!("{name}2"))).unwrap();
-        assert!(
-            identical(a, b),
-            "{name}"
-        );
+        assert!(identical(a, b), "{name}");
     }
 }
 
