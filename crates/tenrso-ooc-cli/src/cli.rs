@@ -124,7 +124,7 @@ pub struct EinsumArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
-    /// Continue an interrupted run into the same OUT: chunks it completed are kept, not recomputed
+    /// Continue an interrupted run of the same command into OUT: output chunks it completed are kept (an einsum recomputes its intermediates)
     #[arg(long)]
     pub resume: bool,
 }
@@ -245,7 +245,7 @@ pub struct MapArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
-    /// Continue an interrupted run into the same OUT: chunks it completed are kept, not recomputed
+    /// Continue an interrupted run of the same command into OUT: output chunks it completed are kept (an einsum recomputes its intermediates)
     #[arg(long)]
     pub resume: bool,
 }
@@ -266,7 +266,7 @@ pub struct ReduceArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
-    /// Continue an interrupted run into the same OUT: chunks it completed are kept, not recomputed
+    /// Continue an interrupted run of the same command into OUT: output chunks it completed are kept (an einsum recomputes its intermediates)
     #[arg(long)]
     pub resume: bool,
 }
@@ -288,7 +288,7 @@ pub struct TransposeArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
-    /// Continue an interrupted run into the same OUT: chunks it completed are kept, not recomputed
+    /// Continue an interrupted run of the same command into OUT: output chunks it completed are kept (an einsum recomputes its intermediates)
     #[arg(long)]
     pub resume: bool,
 }
@@ -307,7 +307,7 @@ pub struct RechunkArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
-    /// Continue an interrupted run into the same OUT: chunks it completed are kept, not recomputed
+    /// Continue an interrupted run of the same command into OUT: output chunks it completed are kept (an einsum recomputes its intermediates)
     #[arg(long)]
     pub resume: bool,
 }

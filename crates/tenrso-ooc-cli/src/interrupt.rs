@@ -25,8 +25,10 @@ extern "C" fn on_signal(signal: libc::c_int) {
 /// a self-pipe (the only thing done in the handler), cancels `token` on the
 /// first signal: the running operation stops after the tasks in flight,
 /// releases its memory and removes its spill files and temporaries, and
-/// `main` exits with 128 + the signal number ([`exit_code`]). A second
-/// signal removes every spill directory of the process and exits at once.
+/// `main` exits with 128 + the signal number ([`exit_code`]). Work that
+/// finishes before it next checks the token completes and reports as usual.
+/// A second signal removes every spill directory of the process and exits
+/// at once.
 pub fn install(token: CancelToken) {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe(2) fills the two descriptors of a fresh pipe.

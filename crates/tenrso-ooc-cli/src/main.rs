@@ -76,7 +76,7 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
         }
     }
-    if let Some(code) = interrupt::exit_code() {
+    if let (Err(tenrso_ooc::Error::Cancelled), Some(code)) = (&result, interrupt::exit_code()) {
         // Dropping the session removes its spill area.
         drop(ctx);
         eprintln!("interrupted: spill files removed; every chunk already written is complete");

@@ -32,7 +32,8 @@ impl Model {
 /// Writes the full tensor of a CP or Tucker model into a new stored array,
 /// one chunk per task. A CP chunk is `(F₀ block · diag w) · KR(other
 /// blocks)ᵀ`, one GEMM; a Tucker chunk is the core multiplied on every mode
-/// by the factors' row blocks.
+/// by the factors' row blocks. A run that fails or is cancelled removes
+/// its partial output (a reconstruction has no resume; rerun it).
 ///
 /// ```
 /// use tenrso_ooc::decomp::{CpModel, Matrix, Reconstruct};

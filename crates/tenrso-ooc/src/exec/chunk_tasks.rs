@@ -96,7 +96,7 @@ where
         });
     }
     match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some((_, err)) => Err(err),
+        Some((_, err)) => session.cancel_token().check().and(Err(err)),
         None => Ok(()),
     }
 }

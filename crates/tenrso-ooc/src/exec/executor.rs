@@ -265,6 +265,9 @@ pub fn execute_planned<T: Element>(
     }
     progress.finish();
     if let Err(err) = outcome {
+        // A cancelled run reports the cancellation, not whatever a worker
+        // stopping meanwhile ran into (a wait for memory cut short).
+        session.cancel_token().check()?;
         return Err(cache.take_spill_error().unwrap_or(err));
     }
     Ok(RunStats {

@@ -14,7 +14,8 @@ use crate::dispatch_dtype;
 use crate::exec::{Progress, Session};
 use crate::memory::TempStore;
 use crate::ops::contraction::{ContractionBody, contraction_graph};
-use crate::ops::planned::{Job, plan_graph, write_scalar};
+use crate::ops::planned::{Job, OPERATION_ATTRIBUTE, job_record, plan_graph};
+use crate::ops::scalar_output::ScalarOutput;
 use crate::ops::{OpReport, OutputOptions, Planned, Rechunk};
 use crate::plan::{
     ContractionPath, EinsumSpec, OutputArray, PathStrategy, StepOperand, TilingParams,
@@ -411,15 +412,34 @@ impl Einsum {
             output_shape: problem.output_shape(),
             memory_limit: limit,
         };
-        let (inputs, out, opts) = (inputs.to_vec(), out.map(Path::to_path_buf), opts.clone());
+        let record = result_record(subscripts, inputs, &plan);
+        let destination = match out {
+            None => Destination::None,
+            Some(out) if scalar => Destination::Scalar(ScalarOutput::check(
+                out,
+                opts.compression,
+                opts.resume,
+                &record,
+            )?),
+            Some(out) => {
+                check_array_output(out, &plan, dtype, opts, &record)?;
+                Destination::Array(out.to_path_buf())
+            }
+        };
+        let inputs = inputs.to_vec();
+        let opts = opts.clone();
         let subscripts = subscripts.to_string();
         Ok(Planned::new(plan, move |plan: &EinsumPlan, progress| {
+            let result = ResultSink {
+                destination: &destination,
+                record: &record,
+            };
             run_einsum(
                 session,
                 plan,
                 &subscripts,
                 &inputs,
-                out.as_deref(),
+                &result,
                 &opts,
                 progress,
             )
@@ -435,13 +455,17 @@ fn run_einsum(
     plan: &EinsumPlan,
     subscripts: &str,
     inputs: &[Arc<ZarrArray>],
-    out: Option<&Path>,
+    result: &ResultSink<'_>,
     opts: &OutputOptions,
     progress: &dyn Progress,
 ) -> Result<EinsumReport> {
     let limit = plan.memory_limit;
     let dtype = inputs[0].dtype();
     let scalar = plan.output_shape.is_empty();
+    let out = match result.destination {
+        Destination::Array(out) => Some(out.as_path()),
+        _ => None,
+    };
     let mut report = EinsumReport {
         plan: plan.clone(),
         steps: Vec::new(),
@@ -504,11 +528,7 @@ fn run_einsum(
         // step's tiles (they fix the summation order).
         let job = Job {
             resume: opts.resume && k == last,
-            record: Some(json!({
-                "operation": format!("einsum {subscripts}"),
-                "inputs": inputs.iter().map(|a| a.path().display().to_string()).collect::<Vec<_>>(),
-                "step": s.step.to_string(),
-            })),
+            record: Some(result.record.clone()),
         };
         let op = plan_graph(session, graph, None, job, body)?.run_with(progress)?;
         report.steps.push(op);
@@ -521,11 +541,11 @@ fn run_einsum(
         temps.push(temp);
     }
     if scalar {
-        let result = arrays.last().and_then(|a| a.clone()).expect("a last step");
-        let value = dispatch_dtype!(dtype, T => result.read_chunk::<T>(&[0]).map(|b| crate::core::Element::to_f64(b.as_slice()[0])))?;
+        let last_array = arrays.last().and_then(|a| a.clone()).expect("a last step");
+        let value = dispatch_dtype!(dtype, T => last_array.read_chunk::<T>(&[0]).map(|b| crate::core::Element::to_f64(b.as_slice()[0])))?;
         report.value = Some(value);
-        if let Some(out) = out {
-            write_scalar(out, dtype, opts.compression, value)?;
+        if let Destination::Scalar(scalar) = result.destination {
+            scalar.write(dtype, value, result.record)?;
         }
     }
     report.seconds = start.elapsed().as_secs_f64();
@@ -536,6 +556,61 @@ fn run_einsum(
         "einsum done"
     );
     Ok(report)
+}
+
+/// Where an einsum's result goes.
+enum Destination {
+    /// Nowhere: a scalar returned in the report.
+    None,
+    /// A new (or resumed) array.
+    Array(PathBuf),
+    /// A 0-d array.
+    Scalar(ScalarOutput),
+}
+
+/// The result's destination and the record that identifies the job in it.
+struct ResultSink<'a> {
+    destination: &'a Destination,
+    record: &'a Value,
+}
+
+/// What identifies an einsum in its result: the subscripts, the stored
+/// operands (intermediates get fresh names on every run) and the last
+/// step's tiles (they fix the summation order, so a resumed run must use
+/// the same — the same memory limit and path).
+fn result_record(subscripts: &str, inputs: &[Arc<ZarrArray>], plan: &EinsumPlan) -> Value {
+    let operands: Vec<&ZarrArray> = inputs.iter().map(|a| &**a).collect();
+    let mut record = job_record(&format!("einsum {subscripts}"), &operands);
+    if let Some(last) = plan.path.steps.last() {
+        record["step"] = json!(last.step.to_string());
+    }
+    record
+}
+
+/// Checks, reading only, that an array result can go to `out`: a new path,
+/// or with resume the result of an interrupted run of the same job, laid
+/// out as this plan would.
+fn check_array_output(
+    out: &Path,
+    plan: &EinsumPlan,
+    dtype: crate::core::DType,
+    opts: &OutputOptions,
+    record: &Value,
+) -> Result<()> {
+    if !(opts.resume && out.join("zarr.json").exists()) {
+        return ZarrArray::check_creatable(out);
+    }
+    let Some(last) = plan.path.steps.last() else {
+        return Err(Error::invalid("internal: an einsum plan without steps"));
+    };
+    let spec = ArraySpec::new(
+        last.step.output_shape(),
+        last.step.output_chunks.clone(),
+        dtype,
+    )
+    .with_compression(opts.compression);
+    let existing = ZarrArray::create_or_resume(out, &spec)?;
+    existing.check_job(OPERATION_ATTRIBUTE, record).map(|_| ())
 }
 
 /// The einsum subscripts of `tensordot` over arrays of `na` and `nb` axes.

@@ -76,6 +76,11 @@ impl Map {
             output: opts,
         } = self;
         let y = y.clone();
+        if opts.chunk_shape.is_some() {
+            return Err(Error::invalid(
+                "map chunks its output like x's stored chunks: an output chunk shape does not apply",
+            ));
+        }
         if expr.uses_y() && y.is_none() {
             return Err(Error::invalid(format!(
                 "expression `{expr}` uses y: give a second input"

@@ -16,13 +16,20 @@
 //! capacity before any I/O.
 //!
 //! - Stored inputs are passed as `&Arc<ZarrArray>` (the request keeps a
-//!   clone); files to read or write, and new arrays, as paths.
+//!   clone); files to read or write, and new arrays, as paths. A required
+//!   output is an argument of `new`; an optional one (a scalar result can
+//!   also be written) is `with_out`.
 //! - Output layout is [`OutputOptions`] (chunk shape, compression, resume).
 //! - Plans over chunk graphs explain as a [`PlanReport`](crate::plan::PlanReport),
 //!   einsum as an [`EinsumPlan`], independent chunk work as a [`ChunkPlan`].
 //! - A cancelled run ([`crate::exec::CancelToken`]) ends with
 //!   [`Error::Cancelled`](crate::Error::Cancelled); the output chunks it wrote
-//!   stay, and `with_resume(true)` continues it.
+//!   stay, and `with_resume(true)` continues it: planning checks, reading
+//!   only, that an existing output has the layout and the job record (the
+//!   operation, its inputs' paths and metadata hashes) of this run, and the
+//!   run skips every task whose output chunks are all on disk. A chain
+//!   einsum recomputes its intermediates and resumes its last step. Without
+//!   resume, an existing output is refused when planning.
 //!
 //! ```
 //! use tenrso_ooc::exec::Session;
@@ -52,6 +59,7 @@ mod planned;
 mod random;
 mod reduce;
 mod reorganize;
+mod scalar_output;
 mod transfer;
 mod verify;
 

@@ -2,17 +2,18 @@
 //! every graph-planned operation shares — output options, resuming into an
 //! existing output, refusing before any I/O, removing outputs of a failed run.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::core::{ByteSize, Element, Error, Result};
+use crate::core::{ByteSize, ChunkGrid, Element, Error, Result};
 use crate::dispatch_dtype;
 use crate::exec::{NoProgress, Progress, RunStats, Session, TaskBody, execute_planned};
-use crate::plan::{ArrayRole, ChunkGraph, PlanReport, explain};
+use crate::memory::ChunkKey;
+use crate::plan::{ArrayRole, ChunkGraph, PlanReport, TaskNode, explain};
 use crate::store::{Compression, ZarrArray};
 
 /// An operation planned against a session: [`explain`](Self::explain) (or
@@ -31,11 +32,14 @@ pub struct Planned<'s, P, R> {
 }
 
 /// What runs a plan: called once with the plan and the progress observer.
-type RunFn<'s, P, R> = Box<dyn FnOnce(&P, &dyn Progress) -> Result<R> + 's>;
+type RunFn<'s, P, R> = Box<dyn FnOnce(&P, &dyn Progress) -> Result<R> + Send + 's>;
 
 impl<'s, P, R> Planned<'s, P, R> {
     /// A planned operation: `plan` and the closure that runs it.
-    pub(crate) fn new(plan: P, run: impl FnOnce(&P, &dyn Progress) -> Result<R> + 's) -> Self {
+    pub(crate) fn new(
+        plan: P,
+        run: impl FnOnce(&P, &dyn Progress) -> Result<R> + Send + 's,
+    ) -> Self {
         Self {
             plan,
             run: Box::new(run),
@@ -71,7 +75,10 @@ impl<'s, P, R> Planned<'s, P, R> {
     }
 
     /// The same plan, with `then` applied to the run's result.
-    pub(crate) fn then<R2>(self, then: impl FnOnce(R) -> Result<R2> + 's) -> Planned<'s, P, R2>
+    pub(crate) fn then<R2>(
+        self,
+        then: impl FnOnce(R) -> Result<R2> + Send + 's,
+    ) -> Planned<'s, P, R2>
     where
         P: 's,
         R: 's,
@@ -160,58 +167,118 @@ pub(crate) fn explain_for(session: &Session, graph: &ChunkGraph) -> PlanReport {
 
 /// The attribute recording which operation fills an output (so a resumed
 /// run can prove it is the same operation).
-const OPERATION_ATTRIBUTE: &str = "tenrso_operation";
+pub(crate) const OPERATION_ATTRIBUTE: &str = "tenrso_operation";
 
-/// What `graph` records in its outputs: the operation and its inputs.
-fn operation_record(graph: &ChunkGraph) -> Value {
-    let inputs: Vec<String> = graph
-        .arrays
+/// What identifies a job in its outputs: the operation and, per stored
+/// input, its canonical path and a hash of its metadata (layout and
+/// attributes, where generators and imports record what filled it), so an
+/// input rewritten in place is not mistaken for the one a run started on.
+pub(crate) fn job_record(operation: &str, inputs: &[&ZarrArray]) -> Value {
+    let inputs: Vec<Value> = inputs
         .iter()
-        .filter(|a| matches!(a.role, ArrayRole::Input(_)))
-        .map(|a| a.name.clone())
+        .map(|a| {
+            let path = std::fs::canonicalize(a.path()).unwrap_or_else(|_| a.path().to_path_buf());
+            let metadata = xxhash_rust::xxh3::xxh3_64(a.metadata().to_string().as_bytes());
+            json!({ "path": path.display().to_string(), "metadata_xxh3": format!("{metadata:016x}") })
+        })
         .collect();
-    json!({ "operation": graph.operation, "inputs": inputs })
+    json!({ "operation": operation, "inputs": inputs })
 }
 
-/// Drops the tasks of `graph` whose output chunk an interrupted run of the
-/// same operation (`record`) already wrote (outputs with a different layout
-/// or from another operation are refused). Returns the outputs found.
-fn skip_written_chunks(graph: &mut ChunkGraph, record: &Value) -> Result<Vec<PathBuf>> {
-    let mut written: HashSet<(u32, Vec<u64>)> = HashSet::new();
+/// [`job_record`] of `graph`: its operation and its stored inputs.
+pub(crate) fn operation_record(graph: &ChunkGraph) -> Value {
+    let inputs: Vec<&ZarrArray> = graph
+        .arrays
+        .iter()
+        .filter_map(|a| match &a.role {
+            ArrayRole::Input(array) => Some(&**array),
+            _ => None,
+        })
+        .collect();
+    job_record(&graph.operation, &inputs)
+}
+
+/// Checks, reading only, that `graph`'s outputs can be written: new paths,
+/// or with `resume` arrays an interrupted run of the same job (`record`)
+/// left (same layout, same record). Returns those found, with the stored
+/// chunks they hold.
+fn check_outputs(
+    graph: &ChunkGraph,
+    record: &Value,
+    resume: bool,
+) -> Result<Vec<(u32, PathBuf, ChunkGrid, HashSet<Vec<u64>>)>> {
     let mut found = Vec::new();
     for (id, node) in graph.arrays.iter().enumerate() {
         let ArrayRole::Output(output) = &node.role else {
             continue;
         };
-        if !output.path.join("zarr.json").exists() {
+        if !(resume && output.path.join("zarr.json").exists()) {
+            ZarrArray::check_creatable(&output.path)?;
             continue;
         }
-        // Opening checks the layout; nothing is written while planning.
+        // Opening an existing array checks its layout and writes nothing.
         let existing = ZarrArray::create_or_resume(&output.path, &output.spec)?;
         existing.check_job(OPERATION_ATTRIBUTE, record)?;
-        for chunk in existing.stored_chunks()? {
-            written.insert((id as u32, chunk));
-        }
-        found.push(output.path.clone());
+        let stored: HashSet<Vec<u64>> = existing.stored_chunks()?.into_iter().collect();
+        let grid = ChunkGrid::new(output.spec.shape.clone(), output.spec.chunk_shape.clone())?;
+        found.push((id as u32, output.path.clone(), grid, stored));
     }
-    if written.is_empty() {
-        return Ok(found);
+    Ok(found)
+}
+
+/// Drops the tasks of `graph` whose output an interrupted run already wrote
+/// completely — every stored chunk its region touches exists, and no other
+/// task writes it (a task may write a tile of many chunks) — then the tasks
+/// producing intermediates that no remaining task reads.
+fn skip_written_tasks(
+    graph: &mut ChunkGraph,
+    resumed: &[(u32, PathBuf, ChunkGrid, HashSet<Vec<u64>>)],
+) {
+    if resumed.iter().all(|(_, _, _, stored)| stored.is_empty()) {
+        return;
     }
-    // Only tasks that alone produce an output chunk can be skipped; every
-    // task of the graphs here writes its chunk whole, once.
-    let coords: Vec<Option<(u32, Vec<u64>)>> = graph
+    let mut writers: HashMap<ChunkKey, usize> = HashMap::new();
+    for key in graph.tasks.iter().filter_map(|t| t.write) {
+        *writers.entry(key).or_default() += 1;
+    }
+    let complete = |graph: &ChunkGraph, key: ChunkKey| {
+        writers.get(&key) == Some(&1)
+            && resumed
+                .iter()
+                .find(|(id, ..)| *id == key.array)
+                .is_some_and(|(_, _, grid, stored)| {
+                    ChunkGrid::iter_region(&grid.chunks_touching(&graph.region(key)))
+                        .all(|c| stored.contains(&c))
+                })
+    };
+    let done: Vec<bool> = graph
         .tasks
         .iter()
-        .map(|t| t.write.map(|k| (k.array, graph.coords(k))))
+        .map(|t| t.write.is_some_and(|k| complete(graph, k)))
         .collect();
-    let mut kept = Vec::with_capacity(graph.tasks.len());
-    for (task, coords) in std::mem::take(&mut graph.tasks).into_iter().zip(coords) {
-        if !coords.is_some_and(|c| written.contains(&c)) {
-            kept.push(task);
+    let mut done = done.into_iter();
+    graph.tasks.retain(|_| !done.next().unwrap_or(false));
+    // Intermediates nobody reads any more need not be computed.
+    loop {
+        let read: HashSet<ChunkKey> = graph
+            .tasks
+            .iter()
+            .flat_map(|t| t.reads.iter().copied())
+            .collect();
+        let orphan = |t: &TaskNode| {
+            t.write.is_some_and(|k| {
+                matches!(graph.arrays[k.array as usize].role, ArrayRole::Temporary)
+                    && !read.contains(&k)
+            })
+        };
+        let before = graph.tasks.len();
+        let keep: Vec<bool> = graph.tasks.iter().map(|t| !orphan(t)).collect();
+        let mut keep = keep.into_iter();
+        graph.tasks.retain(|_| keep.next().unwrap_or(true));
+        if graph.tasks.len() == before {
+            break;
         }
     }
-    graph.tasks = kept;
-    Ok(found)
 }
 
 /// Plans `graph`: resumes into outputs already there when `job.resume`, then
@@ -228,15 +295,13 @@ pub(crate) fn plan_graph<'s, B>(
     body: Arc<B>,
 ) -> Result<Planned<'s, PlanReport, OpReport>>
 where
-    B: TaskBody<f32> + TaskBody<f64> + 's,
+    B: TaskBody<f32> + TaskBody<f64> + Send + 's,
 {
     let planning = std::time::Instant::now();
     let record = job.record.unwrap_or_else(|| operation_record(&graph));
-    let resumed = if job.resume {
-        skip_written_chunks(&mut graph, &record)?
-    } else {
-        Vec::new()
-    };
+    let found = check_outputs(&graph, &record, job.resume)?;
+    skip_written_tasks(&mut graph, &found);
+    let resumed: Vec<PathBuf> = found.into_iter().map(|(_, path, ..)| path).collect();
     let plan = match explained {
         Some(plan) if resumed.is_empty() => plan,
         _ => explain_for(session, &graph),
@@ -335,6 +400,10 @@ where
     session
         .metrics()
         .record_phase("execute", running.elapsed().as_secs_f64());
+    let result = result.map_err(|err| match session.cancel_token().check() {
+        Err(cancelled) => cancelled,
+        Ok(()) => err,
+    });
     match result {
         Ok(run) => Ok(OpReport {
             plan: plan.clone(),
@@ -363,16 +432,17 @@ fn execute_typed<T: Element, B: TaskBody<T>>(
     execute_planned(session, graph, plan.clone(), body, progress)
 }
 
-/// Writes a scalar result as a 0-d array at `path` (NumPy's and
-/// zarr-python's shape `()`), refusing an existing array.
-pub(crate) fn write_scalar(
-    path: &std::path::Path,
-    dtype: crate::core::DType,
-    compression: Compression,
-    value: f64,
-) -> Result<()> {
-    let spec =
-        crate::store::ArraySpec::new(Vec::new(), Vec::new(), dtype).with_compression(compression);
-    let array = ZarrArray::create(path, &spec)?;
-    dispatch_dtype!(dtype, T => array.write_chunk(&[], &crate::core::Block::<T>::from_vec(Vec::new(), vec![T::from_f64(value)])?))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan can be made on one thread and run on another (a worker
+    /// pool, an async runtime, Python releasing the GIL).
+    #[test]
+    fn planned_operations_are_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Planned<'static, PlanReport, OpReport>>();
+        assert_send::<Planned<'static, crate::ops::EinsumPlan, crate::ops::EinsumReport>>();
+        assert_send::<Planned<'static, crate::ops::ChunkPlan, crate::ops::GenerateReport>>();
+    }
 }

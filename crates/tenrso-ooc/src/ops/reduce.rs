@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape, max_nan, min_nan};
 use crate::exec::{Session, TaskBody, TaskIo};
-use crate::ops::planned::{Job, plan_graph, write_scalar};
+use crate::ops::planned::{Job, operation_record, plan_graph};
+use crate::ops::scalar_output::ScalarOutput;
 use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
 use crate::store::{ArraySpec, ZarrArray};
@@ -195,13 +196,16 @@ impl Reduce {
                 partials: Mutex::new(vec![None; graph.tasks.len()]),
             });
             let shape = input.shape().to_vec();
-            let scalar_out = out.map(|p| (p.to_path_buf(), opts.compression));
+            let record = operation_record(&graph);
+            let scalar_out = out
+                .map(|p| ScalarOutput::check(p, opts.compression, opts.resume, &record))
+                .transpose()?;
             let finish = body.clone();
             return Ok(
                 plan_graph(session, graph, None, Job::default(), body)?.then(move |report| {
                     let value = finish.finish(&shape);
-                    if let Some((path, compression)) = scalar_out {
-                        write_scalar(&path, dtype, compression, value)?;
+                    if let Some(scalar) = scalar_out {
+                        scalar.write(dtype, value, &record)?;
                     }
                     Ok(ReduceReport {
                         op: report,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape};
 use crate::exec::{Session, TaskBody, TaskIo};
-use crate::ops::planned::{Job, explain_for, plan_graph};
+use crate::ops::planned::{Job, explain_for, job_record, plan_graph};
 use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{
     ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode, rechunking_plan,
@@ -184,7 +184,12 @@ fn reorganize<'s>(
     let body = Arc::new(Assemble {
         perm: perm.to_vec(),
     });
-    plan_graph(session, graph, Some(plan), Job::resuming(opts.resume), body)
+    // Direct or staged, the output is the same: the job is the operation.
+    let job = Job {
+        resume: opts.resume,
+        record: Some(job_record(&name, &[&**input])),
+    };
+    plan_graph(session, graph, Some(plan), job, body)
 }
 
 /// The input region (input axes) that output region `r` (output axes) reads.

@@ -571,7 +571,10 @@ fn export_rows(
                 origin[0] = start;
                 let mut extent = shape.clone();
                 extent[0] = rows;
-                let block = array.read_region::<T>(&Region::new(origin, extent));
+                let block = session
+                    .cancel_token()
+                    .check()
+                    .and_then(|()| array.read_region::<T>(&Region::new(origin, extent)));
                 let failed = block.is_err();
                 if send.send(block.map(|b| (b.into_vec(), rows as usize))).is_err() || failed {
                     return;
@@ -579,6 +582,7 @@ fn export_rows(
             }
         });
         for message in receive {
+            session.cancel_token().check()?;
             let (values, rows) = message?;
             let bytes = (values.len() * dtype.size()) as u64;
             writer.write(values, rows)?;

@@ -14,7 +14,7 @@ pub(crate) mod zarr_array;
 
 pub use array_spec::ArraySpec;
 pub use atomic_fs_store::AtomicFsStore;
-pub(crate) use atomic_write::sync_dir;
 pub use atomic_write::{AtomicFile, write_atomically};
+pub(crate) use atomic_write::{parent_dir, sync_dir};
 pub use compression::Compression;
 pub use zarr_array::ZarrArray;

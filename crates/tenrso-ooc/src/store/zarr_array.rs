@@ -86,16 +86,14 @@ impl std::fmt::Debug for ZarrArray {
 }
 
 impl ZarrArray {
-    /// Creates an empty array at `path` (a directory, created if needed).
+    /// Whether [`create`](Self::create) may make an array at `path`:
+    /// nothing there, or an empty directory. Reads only.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] if `path` already holds an array, and
-    /// [`Error::InvalidArgument`] if it is a file or a non-empty directory
-    /// (nothing is touched then) or for an invalid spec;
-    /// [`Error::Io`] when the directory cannot be written.
-    pub fn create(path: impl AsRef<Path>, spec: &ArraySpec) -> Result<Self> {
+    /// [`Error::AlreadyExists`] when `path` holds an array;
+    /// [`Error::InvalidArgument`] when it holds anything else.
+    pub fn check_creatable(path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        spec.validate()?;
         if path.join(METADATA_KEY).exists() {
             return Err(Error::AlreadyExists {
                 path: path.to_path_buf(),
@@ -107,6 +105,20 @@ impl ZarrArray {
                 path.display()
             )));
         }
+        Ok(())
+    }
+
+    /// Creates an empty array at `path` (a directory, created if needed).
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if `path` already holds an array, and
+    /// [`Error::InvalidArgument`] if it is a file or a non-empty directory
+    /// (nothing is touched then) or for an invalid spec;
+    /// [`Error::Io`] when the directory cannot be written.
+    pub fn create(path: impl AsRef<Path>, spec: &ArraySpec) -> Result<Self> {
+        let path = path.as_ref();
+        spec.validate()?;
+        Self::check_creatable(path)?;
         let store = Arc::new(AtomicFsStore::new(path));
         let document = spec.metadata_json();
         let bytes = serde_json::to_vec_pretty(&document).expect("metadata serialises");
