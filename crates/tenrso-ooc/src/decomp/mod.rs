@@ -94,5 +94,5 @@ fn tensor_norm(session: &Session, x: &Arc<ZarrArray>, progress: &dyn Progress) -
     )?;
     report
         .value
-        .ok_or_else(|| crate::Error::invalid("internal: the norm pass returned no value"))
+        .ok_or_else(|| crate::Error::internal("the norm pass returned no value"))
 }

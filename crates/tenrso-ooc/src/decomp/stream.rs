@@ -255,9 +255,7 @@ pub(crate) fn stream_accumulate_held(
         reservation.grow(held)?;
         let report = dispatch_dtype!(x.dtype(), T => explain_or_run::<T>(session, &graph, Some(explained), &body, false, progress))?;
         if report.run.is_none() {
-            return Err(Error::invalid(
-                "internal: a decomposition pass was only explained",
-            ));
+            return Err(Error::internal("a decomposition pass was only explained"));
         }
     }
     let mut result = body.result.into_inner().unwrap_or_else(|p| p.into_inner());

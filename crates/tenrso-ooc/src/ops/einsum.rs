@@ -239,7 +239,7 @@ pub fn einsum(
     let scalar = problem.output.is_empty();
     if !scalar && out.is_none() {
         return Err(Error::invalid(format!(
-            "einsum: `{subscripts}` gives an array of shape {:?}; name an output (-o)",
+            "einsum: `{subscripts}` gives an array of shape {:?}; name an output path",
             problem.output_shape()
         )));
     }

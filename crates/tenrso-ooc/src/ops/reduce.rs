@@ -104,7 +104,7 @@ pub fn reduce(
     }
     if opts.chunk_shape.is_some() {
         return Err(Error::invalid(
-            "reduce chunks its output like the input's remaining axes; --chunks does not apply",
+            "reduce chunks its output like the input's remaining axes; an output chunk shape does not apply",
         ));
     }
     let full = reduced.iter().all(|r| *r);
@@ -127,7 +127,7 @@ pub fn reduce(
     if full {
         if out.is_some() {
             return Err(Error::invalid(
-                "a reduction over all axes gives one value: -o does not apply",
+                "a reduction over all axes gives one value: an output path does not apply",
             ));
         }
         for chunk in grid.iter() {
@@ -151,7 +151,7 @@ pub fn reduce(
     }
     let Some(out) = out else {
         return Err(Error::invalid(format!(
-            "reducing over axes {:?} leaves an array of shape {}: give -o OUT",
+            "reducing over axes {:?} leaves an array of shape {}: give an output path",
             axes.unwrap_or(&[]),
             join_dims(&kept.iter().map(|a| input.shape()[*a]).collect::<Vec<_>>())
         )));

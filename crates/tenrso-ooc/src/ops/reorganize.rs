@@ -84,9 +84,7 @@ pub fn rechunk(
     progress: &dyn Progress,
 ) -> Result<OpReport> {
     let Some(target) = opts.chunk_shape.clone() else {
-        return Err(Error::invalid(
-            "rechunk needs the new chunk shape (--chunks)",
-        ));
+        return Err(Error::invalid("rechunk needs the new chunk shape"));
     };
     let identity: Vec<usize> = (0..input.shape().len()).collect();
     let name = format!("rechunk to {}", join_dims(&target));
