@@ -40,7 +40,8 @@ pub struct Outcome {
 }
 
 fn main() -> ExitCode {
-    process_memory::configure_allocator();
+    // First thing, before any thread starts, so every setting takes effect.
+    tenrso_ooc::memory::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
