@@ -40,7 +40,8 @@ pub struct Outcome {
 }
 
 fn main() -> ExitCode {
-    process_memory::configure_allocator();
+    // First thing, before any thread starts, so every setting takes effect.
+    tenrso_ooc::memory::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
@@ -97,12 +98,35 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             let line = one_line(&err.to_string());
+            let hint = hint(&err);
             if cli.global.json {
-                println!("{}", json!({ "error": line }));
+                let mut report = json!({ "error": line });
+                if let Some(hint) = hint {
+                    report["hint"] = json!(hint);
+                }
+                println!("{report}");
             }
-            eprintln!("error: {line}");
+            match hint {
+                Some(hint) => eprintln!("error: {line}; hint: {hint}"),
+                None => eprintln!("error: {line}"),
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What to change on the command line for errors a flag can fix: the
+/// library names its settings (`ExecOptions::memory_limit`), the CLI names
+/// the flags that set them. On the error's line, which stays one line.
+fn hint(err: &tenrso_ooc::Error) -> Option<&'static str> {
+    use tenrso_ooc::Error;
+    match err {
+        Error::MemoryLimit { .. } | Error::MemoryExhausted { .. } => {
+            Some("raise --memory-limit or use smaller --chunks")
+        }
+        Error::SpillFull { .. } => Some("add --spill-dir PATH[:CAP] or raise its cap"),
+        Error::Corrupt { .. } => Some("`tenrso-ooc verify ARRAY` lists every bad chunk"),
+        _ => None,
     }
 }
 

@@ -26,7 +26,9 @@
 //! - [`plan`] builds what the operations run: [`plan::ChunkGraph`]s of
 //!   chunk tasks, explained by [`plan::explain`], and for einsum the
 //!   [`plan::EinsumSpec`] and [`plan::ContractionPath`] of tiled GEMM steps.
-//!   [`exec`] runs the graphs (it sits above `plan`) through the
+//!   [`exec`] runs the graphs (it sits above `plan`; layers depend only
+//!   downward: decomp → ops → exec → plan → memory → store → io →
+//!   telemetry → core) through the
 //!   [`memory::ChunkCache`] with prefetch and spill.
 //! - [`io`] reads and writes files outside the store: `.npy`/raw
 //!   ([`io::DenseFile`]), Arrow IPC and Parquet with the canonical

@@ -170,7 +170,11 @@ fn raw_without_shape_or_with_wrong_size_is_refused() {
         .plan(&exec)
         .and_then(|p| p.run())
         .unwrap_err();
-    assert!(err.to_string().contains("--shape and --dtype"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("give its shape and element type (ImportOptions::with_raw)"),
+        "{err}"
+    );
     let opts = ImportOptions::default().with_raw([10, 10], DType::F64);
     let err = Import::new(&raw, dir.path().join("y"))
         .with_options(opts)

@@ -6,7 +6,7 @@ use serde_json::json;
 use tenrso_ooc::io::ColumnarOptions;
 use tenrso_ooc::ops::{Export, Import, ImportOptions, TransferReport};
 use tenrso_ooc::store::ZarrArray;
-use tenrso_ooc::{ByteSize, DType, Result};
+use tenrso_ooc::{ByteSize, DType, Error, Result};
 
 use super::{dims, rate};
 use crate::cli::{ExportArgs, ImportArgs};
@@ -23,9 +23,17 @@ pub fn import(args: &ImportArgs, ctx: &Context) -> Result<Outcome> {
     opts.raw_dtype = args.dtype;
     opts.columns = args.columns.clone();
     let start = Instant::now();
+    let raw_without_layout = tenrso_ooc::io::SourceFormat::of(&args.src).is_none()
+        && (args.shape.is_none() || args.dtype.is_none());
     let report = Import::new(&args.src, &args.dst)
         .with_options(opts)
-        .plan(&ctx.session)?
+        .plan(&ctx.session)
+        .map_err(|err| match err {
+            Error::InvalidArgument(message) if raw_without_layout => {
+                Error::invalid(format!("{message}; hint: give its --shape and --dtype"))
+            }
+            other => other,
+        })?
         .run_with(&ctx.progress)?;
     Ok(outcome("imported", &args.src, &args.dst, &report, start))
 }

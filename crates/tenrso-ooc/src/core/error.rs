@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::core::DType;
+use crate::core::{ByteSize, DType};
 
 /// Every failure the library reports.
 ///
@@ -99,9 +99,9 @@ pub enum Error {
 
     /// The work cannot run within the memory limit, refused before starting.
     #[error(
-        "memory limit {limit} is too small: {what} needs at least {required}; raise --memory-limit or use smaller chunks",
-        limit = crate::core::ByteSize(*limit),
-        required = crate::core::ByteSize(*required)
+        "memory limit {limit} is too small: {what} needs at least {required}; raise the limit (ExecOptions::memory_limit) or use smaller chunks",
+        limit = ByteSize(*limit),
+        required = ByteSize(*required)
     )]
     MemoryLimit {
         /// The configured limit in bytes.
@@ -114,13 +114,14 @@ pub enum Error {
 
     /// Every spill directory is at its cap or out of space.
     #[error(
-        "cannot spill {requested}: every spill directory is full ({detail}); add --spill-dir or raise its cap",
-        requested = crate::core::ByteSize(*requested)
+        "cannot spill {requested}: every spill directory is full ({detail}); add spill directories or raise their caps (ExecOptions::spill_dirs)",
+        requested = ByteSize(*requested)
     )]
     SpillFull {
         /// Bytes that needed spilling.
         requested: u64,
-        /// What each directory reported.
+        /// What each directory reported: what it holds, its cap and the room
+        /// left, or the error that stopped the write.
         detail: String,
     },
 
@@ -133,12 +134,14 @@ pub enum Error {
         reason: String,
     },
 
-    /// The memory pool could not grant a request.
+    /// The memory pool could not grant a request. Built by
+    /// [`Error::memory_exhausted`].
     #[error(
-        "memory limit {limit} reached: `{consumer}` asked for {requested} with {reserved} reserved ({reason}); largest consumers: {largest}; raise --memory-limit or use smaller chunks",
-        limit = crate::core::ByteSize(*limit),
-        requested = crate::core::ByteSize(*requested),
-        reserved = crate::core::ByteSize(*reserved),
+        "memory limit {limit} reached: `{consumer}` asked for {requested} more while holding {held}, and {available} is available ({reason}); largest consumers: {largest}; raise the limit (ExecOptions::memory_limit) or use smaller chunks",
+        limit = ByteSize(*limit),
+        requested = ByteSize(*requested),
+        held = ByteSize(*held),
+        available = ByteSize(*available),
         largest = describe_consumers(largest)
     )]
     MemoryExhausted {
@@ -146,8 +149,10 @@ pub enum Error {
         limit: u64,
         /// Bytes asked for.
         requested: u64,
-        /// Bytes reserved in the pool at the time.
-        reserved: u64,
+        /// Bytes the asking consumer already held.
+        held: u64,
+        /// Bytes free in the pool at the time.
+        available: u64,
         /// Name of the consumer that asked.
         consumer: String,
         /// The largest consumers and their bytes.
@@ -162,6 +167,11 @@ pub enum Error {
     /// chunks already written are kept for a resumed run.
     #[error("cancelled: the run was stopped before it finished; chunks already written are kept")]
     Cancelled,
+
+    /// A broken invariant of the library itself (a bug, not bad input): the
+    /// run stops with this instead of a panic.
+    #[error("internal error (a bug in tenrso-ooc, please report it): {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -185,6 +195,35 @@ impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidArgument(message.into())
     }
+
+    /// An [`Error::Internal`]: a broken invariant of the library.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Internal(message.into())
+    }
+
+    /// The out-of-memory error of a pool of `limit` bytes (the one place it
+    /// is built): `consumer`, holding `held` bytes, asked for `requested`
+    /// more while `available` were free, and could not have them for
+    /// `reason`; `largest` are the largest consumers, largest first.
+    pub fn memory_exhausted(
+        limit: u64,
+        consumer: impl Into<String>,
+        requested: u64,
+        held: u64,
+        available: u64,
+        largest: Vec<(String, u64)>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::MemoryExhausted {
+            limit,
+            requested,
+            held,
+            available,
+            consumer: consumer.into(),
+            largest,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Formats `(name, bytes)` pairs as `cache 96.00 MiB, worker 16.00 MiB`.
@@ -193,7 +232,7 @@ fn describe_consumers(list: &[(String, u64)]) -> String {
         return "none".into();
     }
     list.iter()
-        .map(|(n, b)| format!("{n} {}", crate::core::ByteSize(*b)))
+        .map(|(n, b)| format!("{n} {}", ByteSize(*b)))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -125,7 +125,7 @@ pub(crate) fn load(out: &Path) -> Result<Option<Checkpoint>> {
 pub(crate) fn restore(ckpt: &Checkpoint, options: &Value) -> Result<(Vec<Iteration>, f64, bool)> {
     if &ckpt.state["options"] != options {
         return Err(Error::invalid(format!(
-            "the checkpoint was made with other options ({}); these are {options}: rerun with the same options and input, or without --resume",
+            "the checkpoint was made with other options ({}); these are {options}: rerun with the same options and input, or start afresh instead of resuming",
             ckpt.state["options"]
         )));
     }

@@ -52,5 +52,5 @@ fn tensor_norm(session: &Session, x: &Arc<ZarrArray>, progress: &dyn Progress) -
         .run_with(&cp_als::NamedProgress::new(progress, "norm of the tensor"))?;
     report
         .value
-        .ok_or_else(|| crate::Error::invalid("internal: the norm pass returned no value"))
+        .ok_or_else(|| crate::Error::internal("the norm pass returned no value"))
 }

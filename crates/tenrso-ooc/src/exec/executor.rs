@@ -101,8 +101,8 @@ fn load_chunk<T: Element>(
         load_chunk_unguarded(graph, session, key)
     }))
     .unwrap_or_else(|payload| {
-        Err(Error::invalid(format!(
-            "internal: loading chunk {:?} of `{}` panicked: {}",
+        Err(Error::internal(format!(
+            "loading chunk {:?} of `{}` panicked: {}",
             graph.coords(key),
             graph.arrays[key.array as usize].name,
             panic_message(payload.as_ref())
@@ -119,8 +119,8 @@ fn load_chunk_unguarded<T: Element>(
         ArrayRole::Input(array) => array,
         ArrayRole::Output(output) => output.array()?,
         ArrayRole::Temporary => {
-            return Err(Error::invalid(format!(
-                "internal: chunk {:?} of temporary `{}` was read before it was produced",
+            return Err(Error::internal(format!(
+                "chunk {:?} of temporary `{}` was read before it was produced",
                 graph.coords(key),
                 graph.arrays[key.array as usize].name
             )));
@@ -194,8 +194,8 @@ pub fn execute_planned<T: Element>(
 ) -> Result<RunStats> {
     plan.check()?;
     if T::DTYPE != graph.dtype {
-        return Err(Error::invalid(format!(
-            "internal: graph of {} run as {}",
+        return Err(Error::internal(format!(
+            "graph of {} run as {}",
             graph.dtype,
             T::DTYPE
         )));
@@ -345,8 +345,8 @@ impl<T: Element> StageRun<'_, T> {
                 self.run_task(index, &mut reservation)
             }))
             .unwrap_or_else(|payload| {
-                Err(Error::invalid(format!(
-                    "internal: task {index} panicked: {}",
+                Err(Error::internal(format!(
+                    "task {index} panicked: {}",
                     panic_message(payload.as_ref())
                 )))
             });
@@ -374,8 +374,8 @@ impl<T: Element> StageRun<'_, T> {
             (Some(key), Some(block)) => {
                 let node = &self.graph.arrays[key.array as usize];
                 if block.shape() != self.graph.region(key).shape() {
-                    return Err(Error::invalid(format!(
-                        "internal: task {index} produced a block of shape {:?} for chunk {:?} of `{}`",
+                    return Err(Error::internal(format!(
+                        "task {index} produced a block of shape {:?} for chunk {:?} of `{}`",
                         block.shape(),
                         self.graph.coords(key),
                         node.name
@@ -397,8 +397,8 @@ impl<T: Element> StageRun<'_, T> {
                     }
                     ArrayRole::Temporary => self.cache.insert(key, block, true, reservation),
                     ArrayRole::Input(_) => {
-                        return Err(Error::invalid(format!(
-                            "internal: task {index} writes input `{}`",
+                        return Err(Error::internal(format!(
+                            "task {index} writes input `{}`",
                             node.name
                         )));
                     }
@@ -406,14 +406,12 @@ impl<T: Element> StageRun<'_, T> {
             }
             (None, None) => {}
             (Some(key), None) => {
-                return Err(Error::invalid(format!(
-                    "internal: task {index} produced nothing for {key:?}"
+                return Err(Error::internal(format!(
+                    "task {index} produced nothing for {key:?}"
                 )));
             }
             (None, Some(_)) => {
-                return Err(Error::invalid(format!(
-                    "internal: task {index} has no output chunk"
-                )));
+                return Err(Error::internal(format!("task {index} has no output chunk")));
             }
         }
         // Chunks whose last planned use this was leave the cache.

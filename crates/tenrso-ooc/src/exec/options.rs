@@ -29,6 +29,11 @@ pub struct ExecOptions {
     /// [`RunStats::trace`](crate::exec::RunStats::trace)), to compare
     /// eviction policies on real access patterns.
     pub record_trace: bool,
+    /// Tune the process's allocator when a session starts
+    /// ([`tune_allocator`](crate::memory::tune_allocator): one arena, a
+    /// lower mmap threshold, trimming), which the memory bound relies on;
+    /// on by default. Process-global and idempotent.
+    pub tune_allocator: bool,
 }
 impl Default for ExecOptions {
     /// All cores, a quarter of physical memory, spill to the temporary
@@ -41,11 +46,19 @@ impl Default for ExecOptions {
             spill_codec: SpillCodec::default(),
             cache_policy: PolicyKind::default(),
             record_trace: false,
+            tune_allocator: true,
         }
     }
 }
 
 impl ExecOptions {
+    /// Sets whether sessions tune the process's allocator (see
+    /// [`ExecOptions::tune_allocator`]).
+    pub fn with_tune_allocator(mut self, tune: bool) -> Self {
+        self.tune_allocator = tune;
+        self
+    }
+
     /// Sets the number of worker threads (0 means all cores).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = if threads == 0 {

@@ -9,7 +9,10 @@ use crate::telemetry::Metrics;
 
 /// One session: its options, its one [`MemoryPool`] (the hard limit every
 /// large buffer is reserved from), its spill area (created on first use,
-/// removed when the session ends) and its [`Metrics`].
+/// removed when the session ends), its [`Metrics`] and its
+/// [`CancelToken`]. Creating one tunes the process's allocator unless
+/// [`ExecOptions::tune_allocator`] is off, so library users get the memory
+/// bound the CLI has.
 ///
 /// ```
 /// use tenrso_ooc::exec::{ExecOptions, Session};
@@ -28,6 +31,9 @@ pub struct Session {
 impl Session {
     /// A session with `options`.
     pub fn new(options: ExecOptions) -> Self {
+        if options.tune_allocator {
+            crate::memory::tune_allocator();
+        }
         let pool = MemoryPool::new(options.memory_limit);
         let metrics = Arc::new(Metrics::default());
         metrics.watch_pool(&pool);

@@ -142,7 +142,8 @@ mod tests {
         let err =
             ArrowTensor::for_writing(DType::F32, &[4, 3], Some(&["a".into()]), path).unwrap_err();
         assert!(
-            err.to_string().contains("--columns names 1 columns"),
+            err.to_string()
+                .contains("1 column names (ColumnarOptions::columns) were given"),
             "{err}"
         );
     }

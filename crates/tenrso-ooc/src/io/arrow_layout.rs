@@ -133,7 +133,7 @@ impl ArrowTensor {
                         return Err(Error::invalid_file(
                             path,
                             format!(
-                                "holds {} tensor columns ({}): import the one to use with `import --columns`",
+                                "holds {} tensor columns ({}): name the one to read (SourceOptions::columns)",
                                 lists.len(),
                                 lists
                                     .iter()
@@ -175,7 +175,7 @@ impl ArrowTensor {
                 let hint = if is_list(f.data_type()) {
                     "a list column is read alone as a tensor"
                 } else {
-                    "import the numeric columns to use with `import --columns`"
+                    "name the numeric columns to read (SourceOptions::columns)"
                 };
                 Error::invalid_file(
                     path,
@@ -362,7 +362,7 @@ impl ArrowTensor {
             }
             (Some(names), _) => {
                 return Err(Error::invalid(format!(
-                    "--columns names {} columns, but an array of shape {} is written as a table only when it is 2-d with that many columns (or 1-d with one)",
+                    "{} column names (ColumnarOptions::columns) were given, but an array of shape {} is written as a table only when it is 2-d with that many columns (or 1-d with one)",
                     names.len(),
                     join_dims(shape)
                 )));

@@ -95,7 +95,7 @@ pub fn open_source(path: &Path, options: &SourceOptions) -> Result<Arc<dyn Chunk
         Some(SourceFormat::Npy) => {
             if columns.is_some() {
                 return Err(Error::invalid(format!(
-                    "{}: --columns applies to Arrow and Parquet files",
+                    "{}: column names (SourceOptions::columns) apply to Arrow and Parquet files",
                     path.display()
                 )));
             }

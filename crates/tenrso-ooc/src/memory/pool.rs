@@ -228,17 +228,19 @@ impl PoolInner {
     }
 
     fn exhausted(&self, state: &PoolState, id: u64, requested: u64, reason: &str) -> Error {
-        Error::MemoryExhausted {
-            limit: self.limit,
+        let (consumer, held) = state
+            .consumers
+            .get(&id)
+            .map_or_else(|| (String::new(), 0), |c| (c.name.clone(), c.held));
+        Error::memory_exhausted(
+            self.limit,
+            consumer,
             requested,
-            reserved: state.reserved,
-            consumer: state
-                .consumers
-                .get(&id)
-                .map_or_else(String::new, |c| c.name.clone()),
-            largest: top_consumers(state, 3),
-            reason: reason.to_string(),
-        }
+            held,
+            self.limit.saturating_sub(state.reserved),
+            top_consumers(state, 3),
+            reason,
+        )
     }
 }
 

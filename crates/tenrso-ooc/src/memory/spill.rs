@@ -123,6 +123,23 @@ struct SpillDir {
     used: AtomicU64,
 }
 
+impl SpillDir {
+    /// What the directory holds and has room for, for [`Error::SpillFull`]:
+    /// `holds 12.00 MiB of its 16.00 MiB cap, 4.00 MiB free`.
+    fn room(&self) -> String {
+        let used = self.used.load(Ordering::Relaxed);
+        match self.cap {
+            Some(cap) => format!(
+                "holds {} of its {} cap, {} free",
+                ByteSize(used),
+                ByteSize(cap),
+                ByteSize(cap.saturating_sub(used))
+            ),
+            None => format!("holds {} (no cap)", ByteSize(used)),
+        }
+    }
+}
+
 /// Spill files of one session, in one or more capped directories tried in
 /// order (fast tier first).
 ///
@@ -298,9 +315,9 @@ impl SpillManager {
                 .map(|cap| cap.saturating_sub(dir.used.load(Ordering::Relaxed)));
             if room.is_some_and(|r| r < HEADER_LEN as u64) {
                 failures.push(format!(
-                    "{} is at its cap of {}",
+                    "{} is at its cap: {}",
                     dir.root.display(),
-                    ByteSize(dir.cap.unwrap_or(0))
+                    dir.room()
                 ));
                 continue;
             }
@@ -317,7 +334,7 @@ impl SpillManager {
                 }
                 Err(WriteFailure::NoRoom(why)) => {
                     let _ = fs::remove_file(&path);
-                    failures.push(format!("{}: {why}", dir.root.display()));
+                    failures.push(format!("{}: {why}: {}", dir.root.display(), dir.room()));
                 }
                 Err(WriteFailure::Io(e)) => {
                     let _ = fs::remove_file(&path);

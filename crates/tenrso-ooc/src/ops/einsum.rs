@@ -601,7 +601,7 @@ fn check_array_output(
         return ZarrArray::check_creatable(out);
     }
     let Some(last) = plan.path.steps.last() else {
-        return Err(Error::invalid("internal: an einsum plan without steps"));
+        return Err(Error::internal("an einsum plan without steps"));
     };
     let spec = ArraySpec::new(
         last.step.output_shape(),

@@ -198,15 +198,15 @@ pub(crate) fn operation_record(graph: &ChunkGraph) -> Value {
     job_record(&graph.operation, &inputs)
 }
 
+/// An output an interrupted run left: its array id, path, stored chunk grid
+/// and the chunks it holds.
+type ResumedOutput = (u32, PathBuf, ChunkGrid, HashSet<Vec<u64>>);
+
 /// Checks, reading only, that `graph`'s outputs can be written: new paths,
 /// or with `resume` arrays an interrupted run of the same job (`record`)
 /// left (same layout, same record). Returns those found, with the stored
 /// chunks they hold.
-fn check_outputs(
-    graph: &ChunkGraph,
-    record: &Value,
-    resume: bool,
-) -> Result<Vec<(u32, PathBuf, ChunkGrid, HashSet<Vec<u64>>)>> {
+fn check_outputs(graph: &ChunkGraph, record: &Value, resume: bool) -> Result<Vec<ResumedOutput>> {
     let mut found = Vec::new();
     for (id, node) in graph.arrays.iter().enumerate() {
         let ArrayRole::Output(output) = &node.role else {
@@ -230,10 +230,7 @@ fn check_outputs(
 /// completely — every stored chunk its region touches exists, and no other
 /// task writes it (a task may write a tile of many chunks) — then the tasks
 /// producing intermediates that no remaining task reads.
-fn skip_written_tasks(
-    graph: &mut ChunkGraph,
-    resumed: &[(u32, PathBuf, ChunkGrid, HashSet<Vec<u64>>)],
-) {
+fn skip_written_tasks(graph: &mut ChunkGraph, resumed: &[ResumedOutput]) {
     if resumed.iter().all(|(_, _, _, stored)| stored.is_empty()) {
         return;
     }

@@ -113,7 +113,7 @@ impl ImportSource {
         }
         if opts.columns.is_some() {
             return Err(Error::invalid(format!(
-                "{}: --columns applies to Arrow and Parquet files",
+                "{}: column names (ImportOptions::columns) apply to Arrow and Parquet files",
                 src.display()
             )));
         }
@@ -125,7 +125,7 @@ impl ImportSource {
                 DenseFile::open_raw(src, shape.clone(), dtype).map(Self::Dense)
             }
             _ => Err(Error::invalid(format!(
-                "{} is read as raw binary (it is not .npy, .arrow/.arrows/.feather/.ipc or .parquet): give its --shape and --dtype",
+                "{} is read as raw binary (it is not .npy, .arrow/.arrows/.feather/.ipc or .parquet): give its shape and element type (ImportOptions::with_raw)",
                 src.display()
             ))),
         }
@@ -500,7 +500,7 @@ fn export_to(
             export_rows(array, dst, temp.path(), options, session, progress)
         }
         _ if *options != ColumnarOptions::default() => Err(Error::invalid(format!(
-            "{}: --row-group-rows, --compression and --columns apply to .arrow/.arrows/.feather/.ipc and .parquet files",
+            "{}: rows per row group, compression and column names (ColumnarOptions) apply to .arrow/.arrows/.feather/.ipc and .parquet files",
             dst.display()
         ))),
         _ => export_dense(array, dst, temp.path(), session, progress),
@@ -530,7 +530,7 @@ fn export_rows(
     let row_bytes = shape[1..].iter().product::<u64>() * dtype.size() as u64;
     let limit = session.options().memory_limit;
     let slab_rows = match options.row_group_rows {
-        Some(0) => return Err(Error::invalid("--row-group-rows must be at least 1")),
+        Some(0) => return Err(Error::invalid("rows per record batch or row group (ColumnarOptions::row_group_rows) must be at least 1")),
         Some(rows) => rows,
         None => {
             // At most 16 MiB: slabs and the encoder's copies then stay

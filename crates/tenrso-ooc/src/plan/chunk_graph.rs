@@ -62,11 +62,11 @@ impl OutputArray {
     /// The array, once created.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when it has not been created yet.
+    /// [`Error::Internal`] when it has not been created yet.
     pub fn array(&self) -> Result<&Arc<ZarrArray>> {
         self.array.get().ok_or_else(|| {
-            Error::invalid(format!(
-                "internal: output {} written before it was created",
+            Error::internal(format!(
+                "output {} written before it was created",
                 self.path.display()
             ))
         })

@@ -106,7 +106,7 @@ impl ContractionPath {
         };
         if strategy_used == PathStrategy::Optimal && n > PathStrategy::OPTIMAL_MAX {
             return Err(Error::invalid(format!(
-                "the optimal path search is limited to {} operands; use --path greedy for {n}",
+                "the optimal path search is limited to {} operands; use PathStrategy::Greedy for {n}",
                 PathStrategy::OPTIMAL_MAX
             )));
         }

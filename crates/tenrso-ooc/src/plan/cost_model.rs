@@ -33,7 +33,7 @@ pub(crate) struct CostModel {
     /// on how many threads run.
     pub planned_workers: f64,
     /// Buffers above this size come from fresh memory mappings (glibc's mmap
-    /// threshold as the CLI sets
+    /// threshold as [`tune_allocator`](crate::memory::tune_allocator) sets
     /// it), so each allocation page-faults all of its pages anew; smaller
     /// ones reuse heap memory.
     pub fresh_mapping_bytes: u64,
@@ -88,7 +88,7 @@ impl CostModel {
         seconds_per_gemm_call: 5e-6,
         task_share_of_limit: (2, 5),
         planned_workers: 2.0,
-        fresh_mapping_bytes: 32 << 20,
+        fresh_mapping_bytes: crate::memory::MMAP_THRESHOLD_BYTES,
         fault_bytes_per_sec: 1e9,
         plan_bytes_per_read: 144,
         plan_bytes_per_task: 128,
