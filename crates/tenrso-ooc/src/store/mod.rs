@@ -11,6 +11,7 @@ mod atomic_fs_store;
 mod atomic_write;
 mod compression;
 pub(crate) mod zarr_array;
+mod zarr_metadata;
 
 pub use array_spec::ArraySpec;
 pub use atomic_fs_store::AtomicFsStore;

@@ -1,7 +1,6 @@
 //! [`ZarrArray`]: a chunked array stored as a Zarr v3 directory.
 
-use std::fs::{self, File};
-use std::os::unix::fs::FileExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,18 +8,21 @@ use serde_json::{Map, Value};
 use zarrs::array::CodecOptions;
 use zarrs::array::{Array, ArrayError, ArrayMetadata, ArrayMetadataV3, CodecError};
 use zarrs::storage::{
-    ListableStorageTraits, ReadableStorageTraits, StorageError, StoreKey, WritableStorageTraits,
+    ListableStorageTraits, ReadableStorageTraits, StorageError, WritableStorageTraits,
 };
 
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
 use crate::io::{ChunkSource, SourceFormat, SourceOptions};
 use crate::store::array_spec::check_addressable;
-use crate::store::atomic_fs_store::is_temp_key;
+use crate::store::zarr_metadata::{
+    ChunkKeyDecoder, METADATA_KEY, describe_codecs, json_dims, metadata_key, parse_fill_value,
+    plain_layout,
+};
 use crate::store::{ArraySpec, AtomicFsStore};
 
-/// Name of the Zarr v3 metadata document in an array directory.
-const METADATA_KEY: &str = "zarr.json";
+mod plain_chunk;
+mod resumable;
 
 /// A chunked `f32`/`f64` array in a Zarr v3 directory store, readable and
 /// writable by zarr-python ≥ 3.
@@ -380,48 +382,6 @@ impl ZarrArray {
         Ok(())
     }
 
-    /// Records which job fills this array, as user attribute `attribute`,
-    /// so that a resumed job can prove it is the same job.
-    ///
-    /// Without `resume` the record is written. With `resume`, the array must
-    /// already carry the same record (or be empty, see
-    /// [`check_job`](Self::check_job)); then leftover temporary files of the
-    /// interrupted run are removed.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] when resuming an array that another job
-    /// (other parameters, another source) has been filling.
-    pub fn record_job(&mut self, attribute: &str, record: Value, resume: bool) -> Result<()> {
-        if resume && self.check_job(attribute, &record)? {
-            self.remove_stale_temporaries()?;
-            return Ok(());
-        }
-        self.set_attribute(attribute, record)
-    }
-
-    /// Whether a job identified by `record` may resume filling this array,
-    /// without changing anything: `true` when the array carries the same
-    /// record under `attribute`, `false` when it carries none and holds no
-    /// chunks yet.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] when another job (another record, or
-    /// chunks without a record) has been filling it.
-    pub fn check_job(&self, attribute: &str, record: &Value) -> Result<bool> {
-        match self.attributes().get(attribute) {
-            Some(existing) if existing == record => Ok(true),
-            Some(existing) => Err(Error::invalid(format!(
-                "cannot resume {}: it was filled by another job ({attribute} = {existing}), not this one ({record})",
-                self.path.display()
-            ))),
-            None if !self.stored_chunks()?.is_empty() => Err(Error::invalid(format!(
-                "cannot resume {}: it holds chunks but no {attribute} record, so they may come from another job",
-                self.path.display()
-            ))),
-            None => Ok(false),
-        }
-    }
-
     /// The codec chain in words, e.g. `bytes → zstd:3 → crc32c`.
     pub fn codec_description(&self) -> String {
         if let Some(source) = &self.source {
@@ -532,47 +492,6 @@ impl ZarrArray {
         } else {
             Ok(Some(full.extract(&Region::full(region.shape()))))
         }
-    }
-
-    /// Reads a plain chunk file: the elements, then (with `crc`) their crc32c.
-    fn read_plain_chunk<T: Element>(&self, chunk: &[u64], crc: bool) -> Result<Option<Vec<T>>> {
-        let path = self.chunk_path(chunk);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        let elements = self.grid.chunk_elements() as usize;
-        let data_len = (elements * std::mem::size_of::<T>()) as u64;
-        let expected = data_len + if crc { 4 } else { 0 };
-        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        if len != expected {
-            return Err(self.corrupt(
-                chunk,
-                format!("chunk file is {len} bytes, expected {expected}"),
-            ));
-        }
-        let data: Vec<T> =
-            crate::io::read_elements_at(&file, 0, elements).map_err(|e| Error::io(&path, e))?;
-        if crc {
-            let mut stored = [0u8; 4];
-            file.read_exact_at(&mut stored, data_len)
-                .map_err(|e| Error::io(&path, e))?;
-            if crc32c::crc32c(bytemuck::cast_slice(&data)) != u32::from_le_bytes(stored) {
-                return Err(self.corrupt(chunk, "checksum mismatch".into()));
-            }
-        }
-        Ok(Some(data))
-    }
-
-    /// Writes a plain chunk file (the full, padded chunk).
-    fn write_plain_chunk<T: Element>(&self, chunk: &[u64], data: &[T], crc: bool) -> Result<()> {
-        let bytes: &[u8] = bytemuck::cast_slice(data);
-        let checksum = crc32c::crc32c(bytes).to_le_bytes();
-        let parts: &[&[u8]] = if crc { &[bytes, &checksum] } else { &[bytes] };
-        self.store
-            .set_parts(&self.array.chunk_key(chunk), parts)
-            .map_err(|e| Error::io(self.chunk_path(chunk), e))
     }
 
     /// Encodes and writes a stored chunk atomically. `block` has the chunk's
@@ -731,45 +650,6 @@ impl ZarrArray {
         self.store.size().map_err(|e| storage_error(&self.path, e))
     }
 
-    /// Temporary files left in the directory by writers that were killed
-    /// mid-write (harmless: never read; removed by [`ZarrArray::remove_stale_temporaries`]).
-    ///
-    /// # Errors
-    /// [`Error::Io`] when the directory cannot be walked.
-    pub fn stale_temporaries(&self) -> Result<Vec<PathBuf>> {
-        if self.source.is_some() {
-            return Ok(Vec::new());
-        }
-        let mut found = Vec::new();
-        let mut stack = vec![self.path.clone()];
-        while let Some(dir) = stack.pop() {
-            let entries = fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::io(&dir, e))?;
-                let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
-                if kind.is_dir() {
-                    stack.push(entry.path());
-                } else if kind.is_file() && entry.file_name().to_str().is_some_and(is_temp_key) {
-                    found.push(entry.path());
-                }
-            }
-        }
-        found.sort();
-        Ok(found)
-    }
-
-    /// Deletes the temporary files of killed writers; returns how many.
-    ///
-    /// # Errors
-    /// [`Error::Io`] when one cannot be removed.
-    pub fn remove_stale_temporaries(&self) -> Result<usize> {
-        let stale = self.stale_temporaries()?;
-        for path in &stale {
-            fs::remove_file(path).map_err(|e| Error::io(path, e))?;
-        }
-        Ok(stale.len())
-    }
-
     fn corrupt(&self, chunk: &[u64], reason: String) -> Error {
         Error::Corrupt {
             array: self.path.clone(),
@@ -815,10 +695,6 @@ pub(crate) fn working_set_of(chunk_bytes: u64) -> u64 {
     chunk_bytes.saturating_mul(4)
 }
 
-fn metadata_key() -> StoreKey {
-    StoreKey::new(METADATA_KEY).expect("valid key")
-}
-
 fn storage_error(path: &Path, err: StorageError) -> Error {
     match err {
         StorageError::IOError(io) => {
@@ -828,151 +704,5 @@ fn storage_error(path: &Path, err: StorageError) -> Error {
             array: path.to_path_buf(),
             message: other.to_string(),
         },
-    }
-}
-
-/// `Some(has_crc)` when the codec chain is just `bytes` (little endian) and
-/// optionally `crc32c` at the end, on a little-endian machine.
-fn plain_layout(codecs: &Value) -> Option<bool> {
-    if cfg!(target_endian = "big") {
-        return None;
-    }
-    let list = codecs.as_array()?;
-    let bytes_le = |c: &Value| {
-        c["name"] == "bytes"
-            && (c["configuration"]["endian"] == "little" || c["configuration"]["endian"].is_null())
-    };
-    let crc_end = |c: &Value| {
-        c["name"] == "crc32c"
-            && (c["configuration"].is_null()
-                || c["configuration"]["location"].is_null()
-                || c["configuration"]["location"] == "end")
-    };
-    match list.as_slice() {
-        [b] if bytes_le(b) => Some(false),
-        [b, c] if bytes_le(b) && crc_end(c) => Some(true),
-        _ => None,
-    }
-}
-
-/// The fill value as f64: a number, `"NaN"`, `"Infinity"`, `"-Infinity"`, or
-/// a hexadecimal bit pattern (`"0x7fc00000"`) of the element type.
-fn parse_fill_value(value: &Value, dtype: DType) -> Option<f64> {
-    match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => match s.as_str() {
-            "NaN" => Some(f64::NAN),
-            "Infinity" => Some(f64::INFINITY),
-            "-Infinity" => Some(f64::NEG_INFINITY),
-            hex => {
-                let bits = u64::from_str_radix(hex.strip_prefix("0x")?, 16).ok()?;
-                match dtype {
-                    DType::F32 => Some(f64::from(f32::from_bits(u32::try_from(bits).ok()?))),
-                    DType::F64 => Some(f64::from_bits(bits)),
-                }
-            }
-        },
-        _ => None,
-    }
-}
-
-/// Turns store keys back into chunk coordinates, for the array's chunk key
-/// encoding (`default`: `c/1/2`; `v2`: `1.2`).
-struct ChunkKeyDecoder {
-    prefix: Option<&'static str>,
-    separator: char,
-    ndim: usize,
-}
-
-impl ChunkKeyDecoder {
-    fn of(metadata: &Value, ndim: usize) -> Self {
-        let encoding = &metadata["chunk_key_encoding"];
-        let v2 = encoding["name"] == "v2";
-        let default_sep = if v2 { "." } else { "/" };
-        let separator = encoding["configuration"]["separator"]
-            .as_str()
-            .unwrap_or(default_sep)
-            .chars()
-            .next()
-            .unwrap_or('/');
-        Self {
-            prefix: (!v2).then_some("c"),
-            separator,
-            ndim,
-        }
-    }
-
-    fn decode(&self, key: &str) -> Option<Vec<u64>> {
-        let rest = match self.prefix {
-            Some(p) => {
-                let rest = key.strip_prefix(p)?;
-                if rest.is_empty() {
-                    return (self.ndim == 0).then(Vec::new);
-                }
-                rest.strip_prefix(self.separator)?
-            }
-            None if self.ndim == 0 => return (key == "0").then(Vec::new),
-            None => key,
-        };
-        let coords: Vec<u64> = rest
-            .split(self.separator)
-            .map(|p| p.parse().ok())
-            .collect::<Option<_>>()?;
-        (coords.len() == self.ndim).then_some(coords)
-    }
-}
-
-fn json_dims(value: &Value) -> Option<Vec<u64>> {
-    value.as_array()?.iter().map(Value::as_u64).collect()
-}
-
-/// Renders a codec list as `bytes → zstd:3 → crc32c`.
-fn describe_codecs(codecs: &Value) -> String {
-    let Some(list) = codecs.as_array() else {
-        return "?".into();
-    };
-    list.iter()
-        .map(|codec| {
-            let name = codec["name"].as_str().unwrap_or("?");
-            let config = &codec["configuration"];
-            match name {
-                "bytes" if config["endian"] == "big" => "bytes(big-endian)".to_string(),
-                "zstd" | "gzip" => format!("{name}:{}", config["level"]),
-                "blosc" => format!(
-                    "blosc-{}:{}",
-                    config["cname"].as_str().unwrap_or("?"),
-                    config["clevel"]
-                ),
-                "sharding_indexed" => format!(
-                    "sharding(inner chunks {}: {}; index: {})",
-                    json_dims(&config["chunk_shape"]).map_or("?".into(), |d| join_dims(&d)),
-                    describe_codecs(&config["codecs"]),
-                    describe_codecs(&config["index_codecs"])
-                ),
-                other => other.to_string(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" → ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Compression;
-
-    #[test]
-    fn describes_codec_chains() {
-        let spec = ArraySpec::new(vec![8, 8], vec![2, 2], DType::F32)
-            .with_compression(Compression::Zstd { level: 3 });
-        assert_eq!(
-            describe_codecs(&spec.metadata_json()["codecs"]),
-            "bytes → zstd:3 → crc32c"
-        );
-        let sharded = spec.with_shards(vec![4, 4]).metadata_json();
-        assert_eq!(
-            describe_codecs(&sharded["codecs"]),
-            "sharding(inner chunks 2x2: bytes → zstd:3 → crc32c; index: bytes → crc32c)"
-        );
     }
 }
