@@ -94,6 +94,11 @@ pub mod plan;
 pub mod store;
 pub mod telemetry;
 
+/// The README's code, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 pub use crate::core::{
     Block, ByteSize, ChunkGrid, ContiguousRuns, DType, Element, Error, MatView, Region, Result,
     Shape, matmul_add,

@@ -295,7 +295,8 @@ pub struct GenerateReport {
 /// use tenrso_ooc::store::ArraySpec;
 /// # let dir = tempfile::tempdir()?;
 /// let spec = ArraySpec::new(vec![3, 4], vec![2, 2], DType::F64);
-/// let planned = Generate::new(dir.path().join("r"), spec, Fill::Range).plan(&Session::default())?;
+/// let session = Session::default();
+/// let planned = Generate::new(dir.path().join("r"), spec, Fill::Range).plan(&session)?;
 /// assert_eq!(planned.explain().tasks, 4);
 /// let a = planned.run()?.array;
 /// let all = a.read_region::<f64>(&tenrso_ooc::Region::full(&[3, 4]))?;
