@@ -409,14 +409,13 @@ fn cancelled_einsum_chain_leaves_no_temporaries_and_resumes_bitwise() {
 }
 
 fn cp_options(iters: usize, checkpoint: Option<PathBuf>, resume: bool) -> CpOptions {
-    CpOptions {
-        n_iter_max: iters,
-        tol: 0.0,
-        init: CpInit::Random,
-        checkpoint,
-        resume,
-        ..CpOptions::new(3)
-    }
+    let mut opts = CpOptions::new(3)
+        .with_n_iter_max(iters)
+        .with_tol(0.0)
+        .with_init(CpInit::Random)
+        .with_resume(resume);
+    opts.checkpoint = checkpoint;
+    opts
 }
 
 fn low_rank(dir: &Path) -> Arc<ZarrArray> {

@@ -175,13 +175,11 @@ fn mttkrp_rejects_bad_factors_and_modes() {
 }
 
 fn cp_opts(rank: usize, iters: usize, init: CpInit, sweep: SweepStrategy) -> CpOptions {
-    CpOptions {
-        n_iter_max: iters,
-        tol: 0.0,
-        init,
-        sweep,
-        ..CpOptions::new(rank)
-    }
+    CpOptions::new(rank)
+        .with_n_iter_max(iters)
+        .with_tol(0.0)
+        .with_init(init)
+        .with_sweep(sweep)
 }
 
 /// One ALS iteration in memory, straight from the definition (MTTKRP by
@@ -320,11 +318,7 @@ fn cp_als_recovers_a_planted_low_rank_tensor_and_is_thread_independent() {
     let mut runs = Vec::new();
     for threads in [1, 2] {
         let s = session(threads, 4 << 20);
-        let opts = CpOptions {
-            n_iter_max: 400,
-            tol: 1e-12,
-            ..CpOptions::new(3)
-        };
+        let opts = CpOptions::new(3).with_n_iter_max(400).with_tol(1e-12);
         let mut seen = 0;
         let report = decomp::cp_als(
             &s,
@@ -359,11 +353,9 @@ fn cp_als_normalized_and_regularised_options_behave() {
         },
     );
     let s = session(2, 4 << 20);
-    let opts = CpOptions {
-        n_iter_max: 50,
-        normalize_factors: true,
-        ..CpOptions::new(2)
-    };
+    let opts = CpOptions::new(2)
+        .with_n_iter_max(50)
+        .with_normalize_factors(true);
     let report = decomp::cp_als(
         &s,
         &x,
@@ -379,10 +371,7 @@ fn cp_als_normalized_and_regularised_options_behave() {
     }
     assert!(report.fit().unwrap() > 0.98, "fit {:?}", report.fit());
     // Two-pass and per-mode sweeps agree with normalisation too.
-    let per_mode = CpOptions {
-        sweep: SweepStrategy::PerMode,
-        ..opts.clone()
-    };
+    let per_mode = opts.clone().with_sweep(SweepStrategy::PerMode);
     let other = decomp::cp_als(
         &s,
         &x,
@@ -393,11 +382,7 @@ fn cp_als_normalized_and_regularised_options_behave() {
     .unwrap();
     assert!((other.fit().unwrap() - report.fit().unwrap()).abs() < 1e-10);
     // A strong ridge shrinks the model.
-    let ridge = CpOptions {
-        l2_reg: 1e6,
-        n_iter_max: 5,
-        ..CpOptions::new(2)
-    };
+    let ridge = CpOptions::new(2).with_l2_reg(1e6).with_n_iter_max(5);
     let shrunk = decomp::cp_als(
         &s,
         &x,
@@ -407,13 +392,7 @@ fn cp_als_normalized_and_regularised_options_behave() {
     )
     .unwrap();
     assert!(shrunk.fit().unwrap() < report.fit().unwrap());
-    for bad in [
-        CpOptions::new(0),
-        CpOptions {
-            l2_reg: -1.0,
-            ..CpOptions::new(2)
-        },
-    ] {
+    for bad in [CpOptions::new(0), CpOptions::new(2).with_l2_reg(-1.0)] {
         assert!(matches!(
             decomp::cp_als(
                 &s,
@@ -443,13 +422,13 @@ fn resume_continues_to_the_same_factors_bitwise() {
     );
     let s = session(2, 4 << 20);
     let full_dir = dir.path().join("full");
-    let opts = |n, resume| CpOptions {
-        n_iter_max: n,
-        tol: 0.0,
-        init: CpInit::Random,
-        checkpoint: Some(full_dir.clone()),
-        resume,
-        ..CpOptions::new(3)
+    let opts = |n, resume| {
+        CpOptions::new(3)
+            .with_n_iter_max(n)
+            .with_tol(0.0)
+            .with_init(CpInit::Random)
+            .with_checkpoint(full_dir.clone())
+            .with_resume(resume)
     };
     let full = decomp::cp_als(
         &s,
@@ -480,10 +459,7 @@ fn resume_continues_to_the_same_factors_bitwise() {
     assert_eq!(resumed.model, full.model);
     assert_eq!(resumed.run.iterations.len(), 8);
     // Other options refuse the checkpoint.
-    let other = CpOptions {
-        rank: 2,
-        ..opts(8, true)
-    };
+    let other = opts(8, true).with_rank(2);
     let err = decomp::cp_als(
         &s,
         &x,
@@ -515,10 +491,7 @@ fn tucker_fits_low_rank_tensors_and_reconstructs() {
     let mut fits = Vec::new();
     for threads in [1, 2] {
         let s = session(threads, 4 << 20);
-        let opts = TuckerOptions {
-            n_iter_max: 3,
-            ..TuckerOptions::new(vec![2, 2, 2, 2])
-        };
+        let opts = TuckerOptions::new(vec![2, 2, 2, 2]).with_n_iter_max(3);
         let report = decomp::tucker(
             &s,
             &x,
@@ -571,11 +544,9 @@ fn tucker_fits_low_rank_tensors_and_reconstructs() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("rank 20 of mode 2"), "{err}");
-    let random = TuckerOptions {
-        init: TuckerInit::Random,
-        n_iter_max: 4,
-        ..TuckerOptions::new(vec![2, 2, 2, 2])
-    };
+    let random = TuckerOptions::new(vec![2, 2, 2, 2])
+        .with_init(TuckerInit::Random)
+        .with_n_iter_max(4);
     assert!(
         decomp::tucker(
             &s,

@@ -78,11 +78,11 @@ fn cases(dir: &std::path::Path) -> Vec<(String, ZarrArray)> {
         let path = dir.join(name);
         let mut export = Export::new(&source, &path);
         if name != "x.npy" {
-            export = export.with_columnar(ColumnarOptions {
-                compression,
-                row_group_rows: rows,
-                ..Default::default()
-            });
+            export = export.with_columnar(
+                ColumnarOptions::default()
+                    .with_compression(compression)
+                    .with_row_group_rows(rows),
+            );
         }
         export.plan(&session).unwrap().run().unwrap();
         cases.push((name.to_string(), ZarrArray::open(&path).unwrap()));

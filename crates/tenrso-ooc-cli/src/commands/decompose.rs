@@ -155,23 +155,21 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
         dir => CpInit::Given(CpModel::load(Path::new(dir))?),
     };
     prepare_out(&args.out, args.resume)?;
-    let opts = CpOptions {
-        rank: args.rank,
-        n_iter_max: args.iters,
-        tol: args.tol,
-        init,
-        seed: args.seed,
-        normalize_factors: args.normalize,
-        l2_reg: args.l2,
-        sweep: match args.sweep {
+    let opts = CpOptions::new(args.rank)
+        .with_n_iter_max(args.iters)
+        .with_tol(args.tol)
+        .with_init(init)
+        .with_seed(args.seed)
+        .with_normalize_factors(args.normalize)
+        .with_l2_reg(args.l2)
+        .with_sweep(match args.sweep {
             SweepArg::Auto => SweepStrategy::Auto,
             SweepArg::TwoPass => SweepStrategy::TwoPass,
             SweepArg::PerMode => SweepStrategy::PerMode,
-        },
-        checkpoint: Some(args.out.clone()),
-        resume: args.resume,
-        hold_in_memory: !args.stream,
-    };
+        })
+        .with_checkpoint(args.out.clone())
+        .with_resume(args.resume)
+        .with_hold_in_memory(!args.stream);
     let started = Instant::now();
     let report = decomp::cp_als(
         &ctx.session,
@@ -214,16 +212,14 @@ pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
         dir => TuckerInit::Given(TuckerModel::load(Path::new(dir))?),
     };
     prepare_out(&args.out, args.resume)?;
-    let opts = TuckerOptions {
-        ranks: args.ranks.clone(),
-        n_iter_max: args.iters,
-        tol: args.tol,
-        init,
-        seed: args.seed,
-        checkpoint: Some(args.out.clone()),
-        resume: args.resume,
-        hold_in_memory: !args.stream,
-    };
+    let opts = TuckerOptions::new(args.ranks.clone())
+        .with_n_iter_max(args.iters)
+        .with_tol(args.tol)
+        .with_init(init)
+        .with_seed(args.seed)
+        .with_checkpoint(args.out.clone())
+        .with_resume(args.resume)
+        .with_hold_in_memory(!args.stream);
     let started = Instant::now();
     let report = decomp::tucker(
         &ctx.session,

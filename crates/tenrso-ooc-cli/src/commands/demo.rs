@@ -259,12 +259,10 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     // decode) under the same limit: CP-ALS and Tucker of the planted rank-8
     // tensor.
     let t = Instant::now();
-    let cp_opts = CpOptions {
-        n_iter_max: 12,
-        tol: 1e-6,
-        checkpoint: Some(dir.join("cp")),
-        ..CpOptions::new(8)
-    };
+    let cp_opts = CpOptions::new(8)
+        .with_n_iter_max(12)
+        .with_tol(1e-6)
+        .with_checkpoint(dir.join("cp"));
     let cp = decomp::cp_als(
         &ctx.session,
         &y,
@@ -292,11 +290,9 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
         ),
     });
     let t = Instant::now();
-    let tk_opts = TuckerOptions {
-        n_iter_max: 5,
-        checkpoint: Some(dir.join("tucker")),
-        ..TuckerOptions::new(vec![8, 8, 8])
-    };
+    let tk_opts = TuckerOptions::new(vec![8, 8, 8])
+        .with_n_iter_max(5)
+        .with_checkpoint(dir.join("tucker"));
     let tk = decomp::tucker(
         &ctx.session,
         &y,

@@ -41,11 +41,10 @@ pub fn import(args: &ImportArgs, ctx: &Context) -> Result<Outcome> {
 /// Exports an array to a file.
 pub fn export(args: &ExportArgs, ctx: &Context) -> Result<Outcome> {
     let start = Instant::now();
-    let options = ColumnarOptions {
-        compression: args.compression,
-        row_group_rows: args.row_group_rows,
-        columns: args.columns.clone(),
-    };
+    let options = ColumnarOptions::default()
+        .with_compression(args.compression)
+        .with_row_group_rows(args.row_group_rows)
+        .with_columns(args.columns.clone());
     let array = std::sync::Arc::new(ZarrArray::open(&args.src)?);
     let report = Export::new(&array, &args.dst)
         .with_columnar(options)

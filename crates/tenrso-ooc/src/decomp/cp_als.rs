@@ -161,6 +161,7 @@ pub enum SweepStrategy {
 
 /// Parameters of [`cp_als`], named as in TensorLy's `parafac`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct CpOptions {
     /// Number of components.
     pub rank: usize,
@@ -206,6 +207,72 @@ impl CpOptions {
             resume: false,
             hold_in_memory: true,
         }
+    }
+
+    /// Sets the number of components.
+    pub fn with_rank(mut self, rank: usize) -> Self {
+        self.rank = rank;
+        self
+    }
+
+    /// Sets the most iterations.
+    pub fn with_n_iter_max(mut self, n_iter_max: usize) -> Self {
+        self.n_iter_max = n_iter_max;
+        self
+    }
+
+    /// Sets the tolerance on the change of the relative error.
+    pub fn with_tol(mut self, tol: f64) -> Self {
+        self.tol = tol;
+        self
+    }
+
+    /// Sets the starting point.
+    pub fn with_init(mut self, init: CpInit) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// Sets the seed of the random init.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets whether factor columns are scaled to unit norm.
+    pub fn with_normalize_factors(mut self, normalize_factors: bool) -> Self {
+        self.normalize_factors = normalize_factors;
+        self
+    }
+
+    /// Sets the ridge regularisation.
+    pub fn with_l2_reg(mut self, l2_reg: f64) -> Self {
+        self.l2_reg = l2_reg;
+        self
+    }
+
+    /// Sets how the MTTKRPs of a sweep are computed.
+    pub fn with_sweep(mut self, sweep: SweepStrategy) -> Self {
+        self.sweep = sweep;
+        self
+    }
+
+    /// Writes a checkpoint into `dir` after every iteration.
+    pub fn with_checkpoint(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(dir.into());
+        self
+    }
+
+    /// Sets whether to continue from the checkpoint.
+    pub fn with_resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Sets whether the tensor may be held in memory across passes.
+    pub fn with_hold_in_memory(mut self, hold_in_memory: bool) -> Self {
+        self.hold_in_memory = hold_in_memory;
+        self
     }
 
     /// What a checkpoint must agree on to be resumed with these options:

@@ -95,6 +95,7 @@ pub enum TuckerInit {
 
 /// Parameters of [`tucker`], named as in TensorLy's `tucker`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TuckerOptions {
     /// The rank of each mode.
     pub ranks: Vec<usize>,
@@ -130,6 +131,54 @@ impl TuckerOptions {
             resume: false,
             hold_in_memory: true,
         }
+    }
+
+    /// Sets the rank of each mode.
+    pub fn with_ranks(mut self, ranks: Vec<usize>) -> Self {
+        self.ranks = ranks;
+        self
+    }
+
+    /// Sets the most HOOI iterations.
+    pub fn with_n_iter_max(mut self, n_iter_max: usize) -> Self {
+        self.n_iter_max = n_iter_max;
+        self
+    }
+
+    /// Sets the tolerance on the change of the relative error.
+    pub fn with_tol(mut self, tol: f64) -> Self {
+        self.tol = tol;
+        self
+    }
+
+    /// Sets the starting point.
+    pub fn with_init(mut self, init: TuckerInit) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// Sets the seed of the random init.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Writes a checkpoint into `dir` after every iteration.
+    pub fn with_checkpoint(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(dir.into());
+        self
+    }
+
+    /// Sets whether to continue from the checkpoint.
+    pub fn with_resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Sets whether the tensor may be held in memory across passes.
+    pub fn with_hold_in_memory(mut self, hold_in_memory: bool) -> Self {
+        self.hold_in_memory = hold_in_memory;
+        self
     }
 
     /// What a checkpoint must agree on to be resumed with these options.

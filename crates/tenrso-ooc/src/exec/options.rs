@@ -14,6 +14,7 @@ use crate::memory::{PolicyKind, SpillCodec, SpillDirSpec};
 /// assert!(err.to_string().contains("64.00 MiB is too small"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExecOptions {
     /// Worker threads (at least 1).
     pub threads: usize,

@@ -43,11 +43,20 @@ pub trait ChunkSource: Send + Sync + std::fmt::Debug {
 
 /// How to read a source file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SourceOptions {
     /// Columns of an Arrow/Parquet table to read: one list column (a
     /// tensor), or numeric columns (a `rows × columns` matrix). `None`: the
     /// only list column, else all columns.
     pub columns: Option<Vec<String>>,
+}
+
+impl SourceOptions {
+    /// Reads only these columns of an Arrow/Parquet table.
+    pub fn with_columns(mut self, columns: Vec<String>) -> Self {
+        self.columns = Some(columns);
+        self
+    }
 }
 
 /// File formats read as sources, by extension.

@@ -48,6 +48,7 @@ impl FromStr for ColumnarCompression {
 
 /// How [`Export`](crate::ops::Export) writes Arrow IPC and Parquet files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ColumnarOptions {
     /// Compression; `None` for the format's default (IPC: none, so that it
     /// is read zero-copy; Parquet: zstd).
@@ -58,6 +59,28 @@ pub struct ColumnarOptions {
     /// Write a 2-d array as a table of numeric columns with these names
     /// (one per column) instead of a `fixed_shape_tensor` column.
     pub columns: Option<Vec<String>>,
+}
+
+impl ColumnarOptions {
+    /// Sets the compression (`None`: the format's default).
+    pub fn with_compression(mut self, compression: Option<ColumnarCompression>) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Sets the rows per record batch or row group (`None`: from the memory
+    /// limit).
+    pub fn with_row_group_rows(mut self, rows: Option<u64>) -> Self {
+        self.row_group_rows = rows;
+        self
+    }
+
+    /// Writes a 2-d array as numeric columns named `columns` (`None`: one
+    /// `fixed_shape_tensor` column).
+    pub fn with_columns(mut self, columns: Option<Vec<String>>) -> Self {
+        self.columns = columns;
+        self
+    }
 }
 
 enum Sink {

@@ -407,11 +407,9 @@ fn source_record(src: &Path) -> Result<serde_json::Value> {
 /// let session = Session::default();
 /// let spec = ArraySpec::new(vec![100, 4, 5], vec![10, 4, 5], tenrso_ooc::DType::F32);
 /// let x = Generate::new(dir.path().join("x.zarr"), spec, Fill::Range).plan(&session)?.run()?.array;
-/// let options = ColumnarOptions {
-///     compression: Some(ColumnarCompression::Zstd),
-///     row_group_rows: Some(25),
-///     ..Default::default()
-/// };
+/// let options = ColumnarOptions::default()
+///     .with_compression(Some(ColumnarCompression::Zstd))
+///     .with_row_group_rows(Some(25));
 /// let parquet = dir.path().join("x.parquet");
 /// Export::new(&x, &parquet).with_columnar(options).plan(&session)?.run()?;
 /// // Read back in place: four row groups of 25 rows of 4x5 cells.
