@@ -205,7 +205,7 @@ impl Error {
     /// is built): `consumer`, holding `held` bytes, asked for `requested`
     /// more while `available` were free, and could not have them for
     /// `reason`; `largest` are the largest consumers, largest first.
-    pub fn memory_exhausted(
+    pub(crate) fn memory_exhausted(
         limit: u64,
         consumer: impl Into<String>,
         requested: u64,
