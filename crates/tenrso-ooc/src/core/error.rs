@@ -134,8 +134,8 @@ pub enum Error {
         reason: String,
     },
 
-    /// The memory pool could not grant a request. Built by
-    /// [`Error::memory_exhausted`].
+    /// The memory pool could not grant a request.
+    /// Built by the pool, with its figures.
     #[error(
         "memory limit {limit} reached: `{consumer}` asked for {requested} more while holding {held}, and {available} is available ({reason}); largest consumers: {largest}; raise the limit (ExecOptions::memory_limit) or use smaller chunks",
         limit = ByteSize(*limit),

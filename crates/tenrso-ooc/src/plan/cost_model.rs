@@ -144,7 +144,7 @@ impl CostModel {
 }
 
 /// Modelled seconds to rechunk an operand of `bytes` stored in `chunks`
-/// chunks into `new_chunks` ([`CostModel::rechunk_seconds`] with the
+/// chunks into `new_chunks` (the cost model's rechunk estimate with the
 /// planner's figures).
 pub fn rechunk_seconds(bytes: u64, chunks: u64, new_chunks: u64) -> f64 {
     CostModel::DEFAULT.rechunk_seconds(bytes, chunks, new_chunks)

@@ -36,7 +36,7 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 const NAME_ATTEMPTS: u32 = 16;
 
 /// A temporary file that replaces `target` atomically when committed, and is
-/// removed when dropped uncommitted (see the [module docs](self)).
+/// removed when dropped uncommitted (see the module docs of `store::atomic_write`).
 ///
 /// ```
 /// use std::io::Write;
@@ -150,7 +150,7 @@ impl Drop for AtomicFile {
 }
 
 /// Writes `bytes` as the new content of `path`, atomically (see the
-/// [module docs](self)).
+/// module docs of `store::atomic_write`).
 ///
 /// # Errors
 /// [`Error::Io`] naming `path`; the file keeps its old content.
