@@ -8,6 +8,9 @@
 //! - [`ZarrArray`](store::ZarrArray) is a chunked `f32`/`f64` array in a Zarr v3
 //!   directory (readable by zarr-python). Chunk writes are atomic, every chunk
 //!   carries a checksum, and corrupt chunks give [`Error::Corrupt`].
+//! - [`io::ReadableArray`] is what every operation reads: Zarr arrays and the
+//!   files read in place implement it, [`store::open_array`] opens either as
+//!   an [`io::ArrayRef`], and [`io::WritableArray`] is a store's write side.
 //! - [`ChunkGrid`], [`Region`], [`Block`] describe how an array is cut into
 //!   chunks and hold the data of one chunk or region.
 //! - [`exec::Session`] owns the [`memory::MemoryPool`] every large buffer is
@@ -33,9 +36,9 @@
 //! - [`io`] reads and writes files outside the store: `.npy`/raw
 //!   ([`io::DenseFile`]), Arrow IPC and Parquet with the canonical
 //!   `arrow.fixed_shape_tensor` column or numeric columns. Such files open
-//!   as read-only arrays ([`io::ChunkSource`], through
-//!   [`ZarrArray::open`](store::ZarrArray::open)), so every operation reads
-//!   them in place; [`ops::Export`] writes them.
+//!   as read-only arrays ([`io::DenseSource`], [`io::IpcSource`],
+//!   [`io::ParquetSource`], through [`store::open_array`]), so every
+//!   operation reads them in place; [`ops::Export`] writes them.
 //! - [`decomp`] decomposes stored tensors out of core: streaming
 //!   [`decomp::mttkrp`], [`decomp::cp_als`] and [`decomp::tucker`] (HOSVD
 //!   and HOOI) with TensorLy's parameters, checkpointed every iteration,
@@ -75,10 +78,10 @@
 //! assert!(t.run.pool_peak <= 64 << 20);
 //!
 //! // Out-of-core contractions: the Gram matrix X·Xᵀ, and a scalar.
-//! let gram = Einsum::new("ij,kj->ik", &[&x, &x]).with_out(dir.path().join("g.zarr"));
+//! let gram = Einsum::new("ij,kj->ik", [&x, &x]).with_out(dir.path().join("g.zarr"));
 //! let report = gram.plan(&session)?.run()?;
 //! assert_eq!(report.plan.output_shape, [1000, 1000]);
-//! let sq = Einsum::new("ij,ij->", &[&x, &x]).plan(&session)?.run()?.value.unwrap();
+//! let sq = Einsum::new("ij,ij->", [&x, &x]).plan(&session)?.run()?.value.unwrap();
 //! assert!(sq > 0.0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -312,7 +312,7 @@ fn existing_outputs_are_refused_when_planning() {
             .map(|_| ())
     ));
     assert!(refused(
-        Einsum::new("ij->ji", &[&x])
+        Einsum::new("ij->ji", [&x])
             .with_out(&taken)
             .plan(&s)
             .map(|_| ())
@@ -331,7 +331,7 @@ fn existing_outputs_are_refused_when_planning() {
             .map(|_| ())
     ));
     assert!(refused(
-        Einsum::new("ij,ij->", &[&x, &x])
+        Einsum::new("ij,ij->", [&x, &x])
             .with_out(&scalar)
             .plan(&s)
             .map(|_| ())
@@ -403,7 +403,7 @@ fn cancelled_einsum_chain_leaves_no_temporaries_and_resumes_bitwise() {
     // Its first step's result is a temporary store in the spill directory
     // while the last step runs.
     cancel_and_resume_einsum(d, "chain", &|| {
-        Einsum::new("ij,jk,kl->il", &[&a, &b, &c])
+        Einsum::new("ij,jk,kl->il", [&a, &b, &c])
             .with_path(tenrso_ooc::plan::PathStrategy::Sequential)
     });
 }
@@ -596,7 +596,7 @@ fn planning_writes_nothing_and_explains_what_runs() {
 
     // Einsum.
     let out = d.join("e");
-    let planned = Einsum::new("ij,jk->ik", &[&x, &y])
+    let planned = Einsum::new("ij,jk->ik", [&x, &y])
         .with_out(&out)
         .plan(&s)
         .unwrap();
@@ -671,7 +671,7 @@ fn scalars_are_0d_arrays_and_0d_arrays_are_inputs() {
 
     // A scalar einsum with an output path writes a 0-d array.
     let out = d.join("dot");
-    let report = Einsum::new("ij,ij->", &[&x, &x])
+    let report = Einsum::new("ij,ij->", [&x, &x])
         .with_out(&out)
         .plan(&s)
         .unwrap()
@@ -707,7 +707,7 @@ fn scalars_are_0d_arrays_and_0d_arrays_are_inputs() {
     }
     // A 0-d operand of an einsum scales the other.
     let out = d.join("scaled");
-    Einsum::new("ij,->ij", &[&x, &dot])
+    Einsum::new("ij,->ij", [&x, &dot])
         .with_out(&out)
         .plan(&s)
         .unwrap()

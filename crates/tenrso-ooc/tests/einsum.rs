@@ -320,7 +320,7 @@ fn results_are_bitwise_equal_for_any_thread_count() {
     let c = make(d, "c", &[150, 40], &[32, 40], DType::F64, 3);
     let run = |threads| {
         let out = d.join(format!("out{threads}"));
-        Einsum::new("ij,jk,kl->il", &[&a, &b, &c])
+        Einsum::new("ij,jk,kl->il", [&a, &b, &c])
             .with_out(&out)
             .plan(&session(threads, 2 << 20))
             .unwrap()
@@ -340,7 +340,7 @@ fn refuses_before_any_io_when_the_smallest_tiles_do_not_fit() {
     let a = make(d, "a", &[512, 512], &[512, 512], DType::F64, 1);
     let out = d.join("c");
     let small = session(1, 1 << 20);
-    let err = Einsum::new("ij,jk->ik", &[&a, &a])
+    let err = Einsum::new("ij,jk->ik", [&a, &a])
         .with_out(&out)
         .plan(&small)
         .and_then(|p| p.run())
@@ -355,13 +355,13 @@ fn refuses_before_any_io_when_the_smallest_tiles_do_not_fit() {
     assert!(!out.exists());
     // Bad subscripts name what is wrong.
     let big = session(1, 64 << 20);
-    let e = Einsum::new("ij,jk->iq", &[&a, &a])
+    let e = Einsum::new("ij,jk->iq", [&a, &a])
         .with_out(&out)
         .plan(&big)
         .unwrap_err();
     assert!(e.to_string().contains("`q`"), "{e}");
     let b = make(d, "b", &[3, 4], &[3, 4], DType::F64, 2);
-    let e = Einsum::new("ij,jk->ik", &[&a, &b])
+    let e = Einsum::new("ij,jk->ik", [&a, &b])
         .with_out(&out)
         .plan(&big)
         .unwrap_err();
@@ -378,7 +378,7 @@ fn thin_chunks_along_the_contracted_index_are_rechunked_first() {
     let b = make(d, "b", &[1500, 256], &[1, 256], DType::F64, 2);
     let s = session(2, 4 << 20);
     let out = d.join("c");
-    let report = Einsum::new("ij,jk->ik", &[&a, &b])
+    let report = Einsum::new("ij,jk->ik", [&a, &b])
         .with_out(&out)
         .plan(&s)
         .unwrap()

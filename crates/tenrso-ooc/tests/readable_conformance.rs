@@ -1,17 +1,20 @@
-//! One conformance suite for every kind of readable array: Zarr stores
-//! (plain, compressed, sharded) and the files read in place (`.npy`, Arrow
-//! IPC file and stream, compressed or not, Parquet), plus raw binary read
-//! through its region reader. Each must give the same values for the same
-//! regions, cover the array exactly once with its chunks, refuse bad
-//! coordinates and element types with typed errors (never a panic), serve
-//! concurrent readers the same bits, and — for files — refuse writes.
+//! One conformance suite for every implementation of
+//! [`ReadableArray`]: Zarr stores (plain, compressed, sharded) and the files
+//! read in place (`.npy`, raw binary, Arrow IPC file and stream, compressed
+//! or not, Parquet), each opened by `store::open_array` as an `ArrayRef`.
+//! Each must give the same values for the same regions, cover the array
+//! exactly once with its chunks, refuse bad coordinates and element types
+//! with typed errors (never a panic), serve concurrent readers the same
+//! bits, leave its bytes untouched when read, and feed an operation.
 
 use std::sync::Arc;
 
 use tenrso_ooc::exec::Session;
-use tenrso_ooc::io::{ColumnarCompression, ColumnarOptions, DenseFile};
-use tenrso_ooc::ops::{Export, Fill, Generate};
-use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
+use tenrso_ooc::io::{
+    ArrayRef, ColumnarCompression, ColumnarOptions, SourceOptions, WritableArray,
+};
+use tenrso_ooc::ops::{Export, Fill, Generate, Reduce, ReduceOp};
+use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray, open_array};
 use tenrso_ooc::{Block, DType, Error, Region};
 
 const SHAPE: [u64; 3] = [37, 6, 5];
@@ -36,7 +39,7 @@ fn regions() -> Vec<Region> {
 
 /// Every kind of readable array, holding [`reference`]: a name and the
 /// array opened as the library opens it.
-fn cases(dir: &std::path::Path) -> Vec<(String, ZarrArray)> {
+fn cases(dir: &std::path::Path) -> Vec<(String, ArrayRef)> {
     let session = Session::default();
     let mut cases = Vec::new();
     let zarr = |name: &str, spec: ArraySpec| {
@@ -46,7 +49,7 @@ fn cases(dir: &std::path::Path) -> Vec<(String, ZarrArray)> {
             .unwrap()
             .run()
             .unwrap();
-        ZarrArray::open(&path).unwrap()
+        open_array(&path, &SourceOptions::default()).unwrap()
     };
     let spec = || ArraySpec::new(SHAPE.to_vec(), vec![8, 4, 5], DType::F64);
     cases.push(("zarr plain".to_string(), zarr("plain.zarr", spec())));
@@ -66,8 +69,9 @@ fn cases(dir: &std::path::Path) -> Vec<(String, ZarrArray)> {
         zarr("sharded.zarr", spec().with_shards(vec![16, 4, 5])),
     ));
     let source = Arc::new(ZarrArray::open(dir.join("plain.zarr")).unwrap());
-    let files: [(&str, Option<ColumnarCompression>, Option<u64>); 6] = [
+    let files: [(&str, Option<ColumnarCompression>, Option<u64>); 7] = [
         ("x.npy", None, None),
+        ("x.bin", None, None),
         ("x.arrow", None, Some(10)),
         ("x-lz4.arrow", Some(ColumnarCompression::Lz4), Some(10)),
         ("x.arrows", Some(ColumnarCompression::Zstd), Some(7)),
@@ -77,7 +81,7 @@ fn cases(dir: &std::path::Path) -> Vec<(String, ZarrArray)> {
     for (name, compression, rows) in files {
         let path = dir.join(name);
         let mut export = Export::new(&source, &path);
-        if name != "x.npy" {
+        if !name.ends_with(".npy") && !name.ends_with(".bin") {
             export = export.with_columnar(
                 ColumnarOptions::default()
                     .with_compression(compression)
@@ -85,7 +89,12 @@ fn cases(dir: &std::path::Path) -> Vec<(String, ZarrArray)> {
             );
         }
         export.plan(&session).unwrap().run().unwrap();
-        cases.push((name.to_string(), ZarrArray::open(&path).unwrap()));
+        let options = if name.ends_with(".bin") {
+            SourceOptions::default().with_raw(SHAPE, DType::F64)
+        } else {
+            SourceOptions::default()
+        };
+        cases.push((name.to_string(), open_array(&path, &options).unwrap()));
     }
     cases
 }
@@ -189,68 +198,102 @@ fn every_readable_array_serves_concurrent_readers_the_same_bits() {
 }
 
 #[test]
-fn files_read_in_place_refuse_writes_and_keep_their_bytes() {
+fn every_readable_array_describes_itself_and_lists_its_chunks() {
     let dir = tempfile::tempdir().unwrap();
     for (name, array) in cases(dir.path()) {
-        let block = array.read_chunk::<f64>(&[0, 0, 0]).unwrap();
-        let written = array.write_chunk(&[0, 0, 0], &block);
-        if name.starts_with("zarr") {
-            written.unwrap();
+        assert!(!array.describe().is_empty(), "{name}");
+        assert!(array.chunk_working_set() >= array.chunk_nbytes(), "{name}");
+        let all: Vec<Vec<u64>> = array.chunk_grid().iter().collect();
+        assert_eq!(
+            array.stored_chunks().unwrap(),
+            all,
+            "{name}: every chunk holds data"
+        );
+        assert_eq!(array.fingerprint(), array.fingerprint(), "{name}: stable");
+        assert!(array.bytes_on_disk().unwrap() > 0, "{name}");
+        assert!(array.stale_temporaries().unwrap().is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn every_readable_array_feeds_an_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::default();
+    let n: u64 = SHAPE.iter().product();
+    let want = (n * (n - 1) / 2) as f64;
+    for (name, array) in cases(dir.path()) {
+        let sum = Reduce::new(ReduceOp::Sum, &array)
+            .plan(&session)
+            .unwrap()
+            .run()
+            .unwrap();
+        assert_eq!(sum.value, Some(want), "{name}");
+    }
+}
+
+#[test]
+fn reading_leaves_files_untouched_and_only_stores_are_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, array) in cases(dir.path()) {
+        let store = array.as_any().downcast_ref::<ZarrArray>();
+        assert_eq!(store.is_some(), name.starts_with("zarr"), "{name}");
+        if let Some(store) = store {
+            let out: &dyn WritableArray = store;
+            let block = Block::from_vec(vec![1, 1, 1], vec![-1.0]).unwrap();
+            out.write_region(&Region::new(vec![9, 5, 4], vec![1, 1, 1]), &block)
+                .unwrap();
+            let back = array
+                .read_region::<f64>(&Region::new(vec![9, 5, 4], vec![1, 1, 1]))
+                .unwrap();
+            assert_eq!(back.as_slice(), &[-1.0], "{name}");
+            assert!(
+                matches!(
+                    out.write_chunk(&[0, 0, 0], &Block::<f32>::zeros(vec![8, 4, 5])),
+                    Err(Error::DtypeMismatch { .. })
+                ),
+                "{name}: a write of the wrong type"
+            );
         } else {
             let before = std::fs::read(array.path()).unwrap();
-            assert!(written.is_err(), "{name}: a write to a file read in place");
-            assert!(
-                array
-                    .write_region(
-                        &Region::full(&[1, 1, 1]),
-                        &Block::from_vec(vec![1, 1, 1], vec![0.0]).unwrap()
-                    )
-                    .is_err(),
-                "{name}: a region write"
-            );
+            for chunk in array.chunk_grid().iter() {
+                array.read_chunk::<f64>(&chunk).unwrap();
+            }
             assert_eq!(std::fs::read(array.path()).unwrap(), before, "{name}");
         }
     }
 }
 
-/// Raw binary has no header: it is read through its region reader with the
-/// shape and type given, and must agree with the same regions.
+/// A raw file of the wrong size, or raw options on a file that has a
+/// format, is refused when opened.
 #[test]
-fn raw_files_read_the_same_regions() {
+fn raw_layouts_are_checked_when_opened() {
     let dir = tempfile::tempdir().unwrap();
-    let session = Session::default();
-    let want = reference();
-    let src = dir.path().join("x.zarr");
-    let array = Generate::new(
-        &src,
-        ArraySpec::new(SHAPE.to_vec(), vec![8, 4, 5], DType::F64),
-        Fill::Range,
-    )
-    .plan(&session)
-    .unwrap()
-    .run()
-    .unwrap()
-    .array;
+    let case = cases(dir.path());
     let raw = dir.path().join("x.bin");
-    Export::new(&array, &raw)
-        .plan(&session)
-        .unwrap()
-        .run()
-        .unwrap();
-    let file = DenseFile::open_raw(&raw, SHAPE.to_vec(), DType::F64).unwrap();
-    for region in regions() {
-        assert_eq!(
-            file.read_region::<f64>(&region).unwrap(),
-            want.extract(&region),
-            "{region:?}"
-        );
-    }
+    let npy = dir.path().join("x.npy");
+    drop(case);
     assert!(
-        file.read_region::<f64>(&Region::new(vec![36, 0, 0], vec![2, 1, 1]))
-            .is_err()
+        open_array(
+            &raw,
+            &SourceOptions::default().with_raw([38, 6, 5], DType::F64)
+        )
+        .is_err(),
+        "a shape larger than the file"
     );
     assert!(
-        DenseFile::open_raw(&raw, vec![38, 6, 5], DType::F64).is_err(),
-        "a shape larger than the file"
+        open_array(&raw, &SourceOptions::default()).is_err(),
+        "raw without its layout"
+    );
+    assert!(
+        open_array(&npy, &SourceOptions::default().with_raw(SHAPE, DType::F64)).is_err(),
+        "a raw layout for a .npy file"
+    );
+    assert!(
+        open_array(
+            &npy,
+            &SourceOptions::default().with_columns(vec!["x".into()])
+        )
+        .is_err(),
+        "columns for a .npy file"
     );
 }

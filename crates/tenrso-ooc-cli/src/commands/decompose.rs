@@ -9,11 +9,12 @@ use tenrso_ooc::decomp::{
     self, CpInit, CpModel, CpOptions, DecompositionRun, Iteration, Reconstruct, SweepStrategy,
     TuckerInit, TuckerModel, TuckerOptions,
 };
-use tenrso_ooc::store::{ArraySpec, ZarrArray};
+use tenrso_ooc::io::ReadableArray;
+use tenrso_ooc::store::ArraySpec;
 use tenrso_ooc::{ByteSize, Error, Result};
 
 use crate::cli::{CpArgs, ReconstructArgs, SweepArg, TuckerArgs};
-use crate::commands::{chunk_shape_or_auto, dims, rate};
+use crate::commands::{chunk_shape_or_auto, dims, open_input, rate};
 use crate::process_memory::peak_rss_bytes;
 use crate::{Context, Outcome};
 
@@ -62,7 +63,7 @@ pub fn median_seconds(iterations: &[Iteration]) -> f64 {
 struct Decomposed<'a> {
     what: &'a str,
     input: &'a Path,
-    x: &'a ZarrArray,
+    x: &'a dyn ReadableArray,
     out: &'a Path,
     run: &'a DecompositionRun,
     seconds: f64,
@@ -148,7 +149,7 @@ fn summary(ctx: &Context, done: &Decomposed<'_>, mut json: Value) -> Result<Outc
 
 /// `cp`: CP-ALS; factors, weights and report.json into OUTDIR.
 pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
-    let x = &std::sync::Arc::new(ZarrArray::open(&args.input)?);
+    let x = &open_input(&args.input)?;
     let init = match args.init.as_str() {
         "svd" => CpInit::Svd,
         "random" => CpInit::Random,
@@ -194,7 +195,7 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
         &Decomposed {
             what: "cp",
             input: &args.input,
-            x,
+            x: &**x,
             out: &args.out,
             run: &report.run,
             seconds: started.elapsed().as_secs_f64(),
@@ -205,7 +206,7 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
 
 /// `tucker`: HOSVD + HOOI; factors, core and report.json into OUTDIR.
 pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
-    let x = &std::sync::Arc::new(ZarrArray::open(&args.input)?);
+    let x = &open_input(&args.input)?;
     let init = match args.init.as_str() {
         "svd" => TuckerInit::Svd,
         "random" => TuckerInit::Random,
@@ -241,7 +242,7 @@ pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
         &Decomposed {
             what: "tucker",
             input: &args.input,
-            x,
+            x: &**x,
             out: &args.out,
             run: &report.run,
             seconds: started.elapsed().as_secs_f64(),

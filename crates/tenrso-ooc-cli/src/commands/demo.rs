@@ -184,7 +184,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     let p = Export::new(&x, &parquet)
         .plan(&ctx.session)?
         .run_with(&ctx.progress)?;
-    let from_file = Reduce::new(ReduceOp::Sum, &Arc::new(ZarrArray::open(&parquet)?))
+    let from_file = Reduce::new(ReduceOp::Sum, &super::open_input(&parquet)?)
         .plan(&ctx.session)?
         .run_with(&ctx.progress)?;
     let parquet_bytes = std::fs::metadata(&parquet)
@@ -232,7 +232,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     // which the norm above measured independently.
     let t = Instant::now();
     let gram_path = dir.join("gram.zarr");
-    let gram = Einsum::new("ijk,ljk->il", &[&x, &x])
+    let gram = Einsum::new("ijk,ljk->il", [&x, &x])
         .with_out(&gram_path)
         .plan(&ctx.session)?
         .run_with(&ctx.progress)?;

@@ -1,8 +1,8 @@
 //! `tenrso-ooc einsum`.
 
+use super::open_input;
 use serde_json::Value;
 use tenrso_ooc::ops::{Einsum, EinsumReport, OutputOptions};
-use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{ByteSize, Result};
 
 use crate::cli::EinsumArgs;
@@ -16,7 +16,7 @@ pub fn run(args: &EinsumArgs, ctx: &Context) -> Result<Outcome> {
     let inputs = args
         .inputs
         .iter()
-        .map(|p| ZarrArray::open(p).map(std::sync::Arc::new))
+        .map(|p| open_input(p))
         .collect::<Result<Vec<_>>>()?;
     let mut output = OutputOptions::default()
         .with_compression(args.codec)
@@ -24,8 +24,7 @@ pub fn run(args: &EinsumArgs, ctx: &Context) -> Result<Outcome> {
     if let Some(chunks) = &args.chunks {
         output = output.with_chunk_shape(chunks.dims());
     }
-    let operands: Vec<_> = inputs.iter().collect();
-    let mut request = Einsum::new(&args.subscripts, &operands)
+    let mut request = Einsum::new(&args.subscripts, &inputs)
         .with_output_options(output)
         .with_path(args.path);
     if let Some(out) = &args.out {

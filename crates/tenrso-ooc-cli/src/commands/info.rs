@@ -4,13 +4,15 @@ use serde_json::{Value, json};
 use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{ByteSize, Result};
 
-use super::dims;
+use super::{dims, open_input};
 use crate::Outcome;
 use crate::cli::InfoArgs;
 
 /// Describes the array.
 pub fn run(args: &InfoArgs) -> Result<Outcome> {
-    let array = ZarrArray::open(&args.path)?;
+    let array = open_input(&args.path)?;
+    // Shards and attributes are a store's; a file read in place has neither.
+    let store = array.as_any().downcast_ref::<ZarrArray>();
     let grid = array.chunk_grid();
     let stored = array.stored_chunks()?;
     let stored_bytes: u64 = stored.iter().map(|c| array.nbytes_of(c)).sum();
@@ -20,11 +22,11 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
     } else {
         0.0
     };
-    let (chunk_shape, shard_shape) = match array.inner_chunk_shape() {
+    let (chunk_shape, shard_shape) = match store.and_then(ZarrArray::inner_chunk_shape) {
         Some(inner) => (inner.to_vec(), Some(grid.chunk_shape().to_vec())),
         None => (grid.chunk_shape().to_vec(), None),
     };
-    let attributes = array.attributes();
+    let attributes = store.map(ZarrArray::attributes).unwrap_or_default();
     let unit = if shard_shape.is_some() {
         "shards"
     } else {
@@ -42,7 +44,7 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
             .map_or(String::new(), |s| format!(", in shards of {}", dims(s))),
         dims(grid.grid_shape()),
         grid.num_chunks(),
-        array.codec_description(),
+        array.describe(),
         if array.has_checksum() {
             ""
         } else {
@@ -69,7 +71,7 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
         "grid_shape": grid.grid_shape(),
         "chunks_total": grid.num_chunks(),
         "chunks_stored": stored.len(),
-        "codecs": array.codec_description(),
+        "codecs": array.describe(),
         "has_checksum": array.has_checksum(),
         "bytes": array.nbytes(),
         "bytes_stored": stored_bytes,

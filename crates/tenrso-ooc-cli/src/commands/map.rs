@@ -1,11 +1,9 @@
 //! `tenrso-ooc map`.
 
-use std::sync::Arc;
-
+use super::open_input;
 use serde_json::json;
 use tenrso_ooc::Result;
 use tenrso_ooc::ops::{Expr, Map, OutputOptions};
-use tenrso_ooc::store::ZarrArray;
 
 use super::operation::{explained, outcome};
 use crate::cli::MapArgs;
@@ -14,13 +12,8 @@ use crate::{Context, Outcome};
 /// Evaluates the expression into a new array.
 pub fn run(args: &MapArgs, ctx: &Context) -> Result<Outcome> {
     let expr = Expr::parse(&args.expr)?;
-    let x = Arc::new(ZarrArray::open(&args.input)?);
-    let y = args
-        .input2
-        .as_ref()
-        .map(ZarrArray::open)
-        .transpose()?
-        .map(Arc::new);
+    let x = open_input(&args.input)?;
+    let y = args.input2.as_ref().map(|p| open_input(p)).transpose()?;
     let opts = OutputOptions::default()
         .with_compression(args.codec)
         .with_resume(args.resume);

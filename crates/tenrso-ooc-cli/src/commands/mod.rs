@@ -12,13 +12,21 @@ pub mod reorganize;
 pub mod transfer;
 pub mod verify;
 
+use std::path::Path;
 use std::time::Duration;
 
 use tenrso_ooc::exec::ExecOptions;
-use tenrso_ooc::store::ArraySpec;
-use tenrso_ooc::{ByteSize, ChunkGrid, DType};
+use tenrso_ooc::io::{ArrayRef, SourceOptions};
+use tenrso_ooc::store::{ArraySpec, open_array};
+use tenrso_ooc::{ByteSize, ChunkGrid, DType, Result};
 
 use crate::cli::LayoutArgs;
+
+/// Opens an input array: a Zarr store, or a `.npy`, Arrow IPC or Parquet
+/// file read in place.
+pub fn open_input(path: &Path) -> Result<ArrayRef> {
+    open_array(path, &SourceOptions::default())
+}
 
 /// The chunk shape to use: the one given, or chunks of
 /// [`ExecOptions::default_chunk_bytes`].

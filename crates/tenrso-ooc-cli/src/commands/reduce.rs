@@ -1,11 +1,9 @@
 //! `tenrso-ooc reduce`.
 
-use std::sync::Arc;
-
+use super::open_input;
 use serde_json::json;
 use tenrso_ooc::Result;
 use tenrso_ooc::ops::{OutputOptions, Reduce};
-use tenrso_ooc::store::ZarrArray;
 
 use super::operation::{explained, outcome};
 use crate::cli::ReduceArgs;
@@ -13,7 +11,7 @@ use crate::{Context, Outcome};
 
 /// Reduces; a value over all axes is printed, otherwise an array is written.
 pub fn run(args: &ReduceArgs, ctx: &Context) -> Result<Outcome> {
-    let input = Arc::new(ZarrArray::open(&args.input)?);
+    let input = open_input(&args.input)?;
     let mut request = Reduce::new(args.op, &input).with_output_options(
         OutputOptions::default()
             .with_compression(args.codec)

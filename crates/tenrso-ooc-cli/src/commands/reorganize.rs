@@ -1,11 +1,9 @@
 //! `tenrso-ooc transpose` and `tenrso-ooc rechunk`.
 
-use std::sync::Arc;
-
+use super::open_input;
 use serde_json::json;
 use tenrso_ooc::Result;
 use tenrso_ooc::ops::{OutputOptions, Rechunk, Transpose};
-use tenrso_ooc::store::ZarrArray;
 
 use super::operation::{explained, outcome};
 use crate::cli::{RechunkArgs, TransposeArgs};
@@ -13,7 +11,7 @@ use crate::{Context, Outcome};
 
 /// Permutes the axes.
 pub fn transpose(args: &TransposeArgs, ctx: &Context) -> Result<Outcome> {
-    let input = Arc::new(ZarrArray::open(&args.input)?);
+    let input = open_input(&args.input)?;
     let mut opts = OutputOptions::default()
         .with_compression(args.codec)
         .with_resume(args.resume);
@@ -39,7 +37,7 @@ pub fn transpose(args: &TransposeArgs, ctx: &Context) -> Result<Outcome> {
 
 /// Changes the chunk shape.
 pub fn rechunk(args: &RechunkArgs, ctx: &Context) -> Result<Outcome> {
-    let input = Arc::new(ZarrArray::open(&args.input)?);
+    let input = open_input(&args.input)?;
     let planned = Rechunk::new(&input, args.chunks.dims(), &args.out)
         .with_compression(args.codec)
         .with_resume(args.resume)

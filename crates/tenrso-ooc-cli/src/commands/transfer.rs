@@ -2,10 +2,10 @@
 
 use std::time::Instant;
 
+use super::open_input;
 use serde_json::json;
 use tenrso_ooc::io::ColumnarOptions;
 use tenrso_ooc::ops::{Export, Import, ImportOptions, TransferReport};
-use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{ByteSize, DType, Error, Result};
 
 use super::{dims, rate};
@@ -45,7 +45,7 @@ pub fn export(args: &ExportArgs, ctx: &Context) -> Result<Outcome> {
         .with_compression(args.compression)
         .with_row_group_rows(args.row_group_rows)
         .with_columns(args.columns.clone());
-    let array = std::sync::Arc::new(ZarrArray::open(&args.src)?);
+    let array = open_input(&args.src)?;
     let report = Export::new(&array, &args.dst)
         .with_columnar(options)
         .plan(&ctx.session)?

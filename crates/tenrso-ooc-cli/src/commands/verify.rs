@@ -1,11 +1,10 @@
 //! `tenrso-ooc verify`.
 
-use std::sync::Arc;
 use std::time::Instant;
 
+use super::open_input;
 use serde_json::json;
 use tenrso_ooc::ops::Verify;
-use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{ByteSize, Result};
 
 use super::rate;
@@ -14,7 +13,7 @@ use crate::{Context, Outcome};
 
 /// Decodes every stored chunk; fails listing the bad ones.
 pub fn run(args: &VerifyArgs, ctx: &Context) -> Result<Outcome> {
-    let array = Arc::new(ZarrArray::open(&args.path)?);
+    let array = open_input(&args.path)?;
     let start = Instant::now();
     let report = Verify::new(&array)
         .plan(&ctx.session)?

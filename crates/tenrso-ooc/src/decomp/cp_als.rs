@@ -3,7 +3,6 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -18,9 +17,9 @@ use crate::decomp::mttkrp::{
 use crate::decomp::stream::ResidentTensor;
 use crate::decomp::{DecompositionRun, Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
+use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::memory::Reservation;
 use crate::ops::CounterRng;
-use crate::store::ZarrArray;
 
 /// A CP model: `X ≈ Σ_r weights[r] · F₀[:, r] ∘ F₁[:, r] ∘ …`.
 #[derive(Debug, Clone, PartialEq)]
@@ -278,7 +277,7 @@ impl CpOptions {
     /// What a checkpoint must agree on to be resumed with these options:
     /// everything that changes the arithmetic (the input's layout and the
     /// resolved sweep fix the summation order).
-    fn fingerprint(&self, x: &ZarrArray, two_pass: bool) -> Value {
+    fn fingerprint(&self, x: &dyn ReadableArray, two_pass: bool) -> Value {
         json!({
             "kind": "cp",
             "shape": x.shape(),
@@ -327,11 +326,12 @@ impl CpReport {
 /// checkpoint; [`Error::MemoryLimit`] when a pass cannot fit; store errors.
 pub fn cp_als(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &impl IntoArrayRef,
     opts: &CpOptions,
     on_iteration: &mut dyn FnMut(&Iteration) -> ControlFlow<()>,
     progress: &dyn Progress,
 ) -> Result<CpReport> {
+    let x = &x.array_ref();
     let shape = x.shape().to_vec();
     let ndim = shape.len();
     if ndim < 2 {
@@ -354,7 +354,7 @@ pub fn cp_als(
         SweepStrategy::TwoPass => true,
         SweepStrategy::Auto => partial_rows * rank as u64 * 8 <= session.memory_limit() / 4,
     };
-    let fingerprint = opts.fingerprint(x, two_pass);
+    let fingerprint = opts.fingerprint(&**x, two_pass);
     let mut converged = false;
     let mut stopped_early = false;
     let (mut model, norm) = if let Some(ckpt) = resumed {
@@ -386,7 +386,7 @@ pub fn cp_als(
         )));
     }
     let resident = if opts.hold_in_memory {
-        ResidentTensor::load_if_small(session, x, progress)?
+        ResidentTensor::load_if_small(session, &**x, progress)?
     } else {
         None
     };
@@ -563,7 +563,7 @@ fn normalize(model: &mut CpModel, grams: &mut [Matrix]) {
 
 fn initial_model(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &ArrayRef,
     opts: &CpOptions,
     progress: &dyn Progress,
 ) -> Result<CpModel> {

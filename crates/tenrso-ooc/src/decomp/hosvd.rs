@@ -1,8 +1,6 @@
 //! Leading left singular vectors of a stored tensor's unfoldings, streamed:
 //! the HOSVD that initialises CP-ALS (`init = svd`) and Tucker.
 
-use std::sync::Arc;
-
 use crate::DType;
 use crate::core::{Error, Region, Result};
 use crate::decomp::Matrix;
@@ -10,6 +8,7 @@ use crate::decomp::chunk_kernels::ModeMttkrp;
 use crate::decomp::linalg::{leading_eigenvectors, leading_left_singular_vectors};
 use crate::decomp::stream::stream_accumulate;
 use crate::exec::{Progress, Session};
+use crate::io::{ArrayRef, IntoArrayRef};
 use crate::memory::TempStore;
 use crate::ops::{CounterRng, Einsum};
 use crate::store::ZarrArray;
@@ -52,10 +51,11 @@ pub struct ModeVectors {
 /// Memory-limit and store errors.
 pub fn leading_mode_vectors(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &impl IntoArrayRef,
     which: ModeVectors,
     progress: &dyn Progress,
 ) -> Result<(Matrix, Vec<f64>, ModeSvdMethod)> {
+    let x = &x.array_ref();
     let ModeVectors {
         mode,
         count: k,
@@ -104,7 +104,7 @@ pub fn leading_mode_vectors(
 /// a temporary store in the spill area.
 fn mode_gram(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &ArrayRef,
     mode: usize,
     progress: &dyn Progress,
 ) -> Result<Matrix> {
@@ -121,7 +121,7 @@ fn mode_gram(
     let spec = format!("{left},{right}->{}z", letters[mode]);
     let temp = TempStore::new(session.spill()?.as_ref(), &format!("gram{mode}"));
     let path = temp.path();
-    Einsum::new(spec, &[x, x])
+    Einsum::new(spec, [x, x])
         .with_out(path)
         .plan(session)?
         .run_with(progress)?;

@@ -28,8 +28,6 @@ mod run_report;
 mod stream;
 mod tucker;
 
-use std::sync::Arc;
-
 pub use crate::io::read_npy_values;
 pub use crate::store::write_atomically;
 pub use cp_als::{CpInit, CpModel, CpOptions, CpReport, SweepStrategy, cp_als};
@@ -42,11 +40,11 @@ pub use tucker::{TuckerInit, TuckerModel, TuckerOptions, TuckerReport, tucker};
 
 use crate::core::Result;
 use crate::exec::{Progress, Session};
+use crate::io::ArrayRef;
 use crate::ops::{Reduce, ReduceOp};
-use crate::store::ZarrArray;
 
 /// `‖X‖`, in one streamed pass (compensated, order fixed by the chunks).
-fn tensor_norm(session: &Session, x: &Arc<ZarrArray>, progress: &dyn Progress) -> Result<f64> {
+fn tensor_norm(session: &Session, x: &ArrayRef, progress: &dyn Progress) -> Result<f64> {
     let report = Reduce::new(ReduceOp::Norm, x)
         .plan(session)?
         .run_with(&cp_als::NamedProgress::new(progress, "norm of the tensor"))?;

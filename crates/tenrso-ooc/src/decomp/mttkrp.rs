@@ -1,15 +1,13 @@
 //! Streaming MTTKRP (matricized tensor times Khatri-Rao product): for one
 //! mode, or for every mode of an ALS sweep from two partial contractions.
 
-use std::sync::Arc;
-
 use crate::core::{Error, Result, Shape};
 use crate::decomp::Matrix;
 use crate::decomp::chunk_kernels::{LeftPartial, ModeMttkrp, RightPartial};
 use crate::decomp::stream::{ResidentTensor, stream_accumulate, stream_accumulate_held};
 use crate::exec::{Progress, Session};
+use crate::io::{ArrayRef, IntoArrayRef};
 use crate::memory::Reservation;
-use crate::store::ZarrArray;
 
 /// `X₍ₙ₎ · (F_N ⊙ … ⊙ F_{n+1} ⊙ F_{n-1} ⊙ … ⊙ F_1)`: the MTTKRP of `mode`
 /// (`I_n × R`), streamed chunk by chunk in one pass over `x`. Each chunk is
@@ -43,11 +41,12 @@ use crate::store::ZarrArray;
 /// [`Error::MemoryLimit`]; store errors.
 pub fn mttkrp(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &impl IntoArrayRef,
     factors: &[Matrix],
     mode: usize,
     progress: &dyn Progress,
 ) -> Result<Matrix> {
+    let x = &x.array_ref();
     let rank = check_factors(x.shape(), factors)?;
     if mode >= x.shape().len() {
         return Err(Error::invalid(format!(
@@ -67,7 +66,7 @@ pub fn mttkrp(
 /// [`mttkrp`] over a tensor that may be held in memory.
 pub(crate) fn mode_mttkrp(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &ArrayRef,
     resident: Option<&ResidentTensor>,
     factors: &[Matrix],
     mode: usize,
@@ -108,7 +107,7 @@ pub(crate) fn check_factors(shape: &[u64], factors: &[Matrix]) -> Result<usize> 
 /// the modes `split..N` contracted against the factors (one pass).
 pub(crate) fn right_partial(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &ArrayRef,
     resident: Option<&ResidentTensor>,
     factors: &[Matrix],
     split: usize,
@@ -129,7 +128,7 @@ pub(crate) fn right_partial(
 /// the modes `0..split` contracted against the factors (one pass).
 pub(crate) fn left_partial(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &ArrayRef,
     resident: Option<&ResidentTensor>,
     factors: &[Matrix],
     split: usize,

@@ -3,7 +3,7 @@
 //! memory — adding each chunk's [`ChunkKernel`] contribution into an
 //! in-memory matrix in a fixed order.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::DType;
 use crate::core::{Block, ByteSize, Element, Error, Result, Shape};
@@ -11,9 +11,9 @@ use crate::decomp::Matrix;
 use crate::decomp::chunk_kernels::ChunkKernel;
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, TaskBody, TaskIo, TaskSet, execute_planned, for_each_task};
+use crate::io::{ArrayRef, ReadableArray};
 use crate::memory::Reservation;
 use crate::plan::{ArrayRole, ChunkGraph, TaskNode};
-use crate::store::ZarrArray;
 
 /// A pass splits its work into at least this many tasks when the output
 /// blocks alone give fewer (a fixed number, so the summation order never
@@ -40,7 +40,7 @@ impl ResidentTensor {
     /// Store errors.
     pub(crate) fn load_if_small(
         session: &Session,
-        x: &ZarrArray,
+        x: &dyn ReadableArray,
         progress: &dyn Progress,
     ) -> Result<Option<Self>> {
         let bytes = x.chunk_grid().shape().num_elements() * 8;
@@ -90,7 +90,7 @@ struct PassTasks {
     block_rows: u64,
 }
 
-fn pass_tasks(x: &ZarrArray, out_modes: &[usize], cols: usize) -> PassTasks {
+fn pass_tasks(x: &dyn ReadableArray, out_modes: &[usize], cols: usize) -> PassTasks {
     let grid = x.chunk_grid();
     let ndim = grid.ndim();
     let other_modes: Vec<usize> = (0..ndim).filter(|m| !out_modes.contains(m)).collect();
@@ -154,7 +154,7 @@ fn pass_tasks(x: &ZarrArray, out_modes: &[usize], cols: usize) -> PassTasks {
 /// executor errors.
 pub(crate) fn stream_accumulate(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &ArrayRef,
     resident: Option<&ResidentTensor>,
     out_modes: &[usize],
     kernel: &dyn ChunkKernel,
@@ -168,7 +168,7 @@ pub(crate) fn stream_accumulate(
 /// to hold as long as it keeps the result (so the pool counts it).
 pub(crate) fn stream_accumulate_held(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &ArrayRef,
     resident: Option<&ResidentTensor>,
     out_modes: &[usize],
     kernel: &dyn ChunkKernel,
@@ -177,7 +177,7 @@ pub(crate) fn stream_accumulate_held(
 ) -> Result<(Matrix, Reservation)> {
     let grid = x.chunk_grid().clone();
     let cols = kernel.cols();
-    let plan = pass_tasks(x, out_modes, cols);
+    let plan = pass_tasks(&**x, out_modes, cols);
     let convert = if x.dtype() == DType::F64 || resident.is_some() {
         0
     } else {

@@ -3,7 +3,6 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -19,8 +18,8 @@ use crate::decomp::stream::{ResidentTensor, stream_accumulate_held};
 use crate::decomp::{DecompositionRun, Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
 use crate::io::read_npy_values;
+use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::ops::CounterRng;
-use crate::store::ZarrArray;
 
 /// A Tucker model: `X ≈ G ×₀ U₀ ×₁ U₁ …`.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,7 +181,7 @@ impl TuckerOptions {
     }
 
     /// What a checkpoint must agree on to be resumed with these options.
-    fn fingerprint(&self, x: &ZarrArray) -> Value {
+    fn fingerprint(&self, x: &dyn ReadableArray) -> Value {
         json!({
             "kind": "tucker",
             "shape": x.shape(),
@@ -222,11 +221,12 @@ impl TuckerReport {
 /// mismatching init or checkpoint; [`Error::MemoryLimit`]; store errors.
 pub fn tucker(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &impl IntoArrayRef,
     opts: &TuckerOptions,
     on_iteration: &mut dyn FnMut(&Iteration) -> ControlFlow<()>,
     progress: &dyn Progress,
 ) -> Result<TuckerReport> {
+    let x = &x.array_ref();
     let shape = x.shape().to_vec();
     let ndim = shape.len();
     if ndim < 2 {
@@ -265,7 +265,7 @@ pub fn tucker(
     let mut iterations: Vec<Iteration> = Vec::new();
     let mut resumed_after = None;
     let resumed = checkpoint::start(opts.checkpoint.as_deref(), opts.resume)?;
-    let fingerprint = opts.fingerprint(x);
+    let fingerprint = opts.fingerprint(&**x);
     let mut converged = false;
     let mut stopped_early = false;
     let (mut model, norm) = if let Some(ckpt) = resumed {
@@ -311,7 +311,7 @@ pub fn tucker(
         }
     }
     let resident = if opts.hold_in_memory {
-        ResidentTensor::load_if_small(session, x, progress)?
+        ResidentTensor::load_if_small(session, &**x, progress)?
     } else {
         None
     };
@@ -416,7 +416,7 @@ pub fn tucker(
 
 fn initial_model(
     session: &Session,
-    x: &Arc<ZarrArray>,
+    x: &ArrayRef,
     opts: &TuckerOptions,
     progress: &dyn Progress,
 ) -> Result<TuckerModel> {

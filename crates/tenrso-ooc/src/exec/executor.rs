@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::core::error::panic_message;
 use crate::core::{Block, Element, Error, Region, Result};
 use crate::exec::{Progress, Session};
+use crate::io::ReadableArray;
 use crate::memory::{CacheStats, ChunkCache, ChunkKey, ChunkMap, Loader, Pinned, Reservation};
 use crate::plan::{ArrayId, ArrayRole, ChunkGraph, PlanReport, TaskNode};
 
@@ -115,9 +116,9 @@ fn load_chunk_unguarded<T: Element>(
     session: &Session,
     key: ChunkKey,
 ) -> Result<Block<T>> {
-    let array = match &graph.arrays[key.array as usize].role {
-        ArrayRole::Input(array) => array,
-        ArrayRole::Output(output) => output.array()?,
+    let array: &dyn ReadableArray = match &graph.arrays[key.array as usize].role {
+        ArrayRole::Input(array) => &**array,
+        ArrayRole::Output(output) => &**output.array()?,
         ArrayRole::Temporary => {
             return Err(Error::internal(format!(
                 "chunk {:?} of temporary `{}` was read before it was produced",

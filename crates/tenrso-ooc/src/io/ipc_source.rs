@@ -15,12 +15,13 @@ use arrow_ipc::{Block, MessageHeader, MetadataVersion};
 use arrow_schema::{ArrowError, Schema};
 use memmap2::Mmap;
 
-use crate::core::{DType, Element, Error, Region, Result};
+use crate::core::{ChunkGrid, DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
+use crate::io::ReadableArray;
 use crate::io::arrow_layout::ArrowTensor;
-use crate::io::chunk_source::{ChunkSource, SOURCE_CHUNK_BYTES, rows_per_chunk};
 use crate::io::guarded;
 use crate::io::row_slabs::{read_region_by_rows, units_overlapping};
+use crate::io::source_file::{SOURCE_CHUNK_BYTES, rows_per_chunk};
 
 const CONTINUATION: u32 = 0xFFFF_FFFF;
 const MAGIC: &[u8; 6] = b"ARROW1";
@@ -42,7 +43,7 @@ pub struct IpcSource {
     batches: Vec<Block>,
     first_rows: Vec<u64>,
     shape: Vec<u64>,
-    chunk_shape: Vec<u64>,
+    grid: ChunkGrid,
     stream: bool,
     compression: Option<String>,
 }
@@ -165,6 +166,8 @@ impl IpcSource {
         };
         let mut chunk_shape = shape.clone();
         chunk_shape[0] = rows_per_chunk(&rows, row_bytes, target).clamp(1, total.max(1));
+        let grid = ChunkGrid::new(shape.clone(), chunk_shape)
+            .map_err(|e| Error::invalid_file(path, e.to_string()))?;
         Ok(Self {
             path: path.to_path_buf(),
             map,
@@ -174,7 +177,7 @@ impl IpcSource {
             batches: index.batches,
             first_rows,
             shape,
-            chunk_shape,
+            grid,
             stream,
             compression,
         })
@@ -228,25 +231,25 @@ impl IpcSource {
     }
 }
 
-impl ChunkSource for IpcSource {
+impl ReadableArray for IpcSource {
     fn path(&self) -> &Path {
         &self.path
-    }
-
-    fn shape(&self) -> &[u64] {
-        &self.shape
     }
 
     fn dtype(&self) -> DType {
         self.tensor.dtype
     }
 
-    fn chunk_shape(&self) -> &[u64] {
-        &self.chunk_shape
+    fn chunk_grid(&self) -> &ChunkGrid {
+        &self.grid
+    }
+
+    fn reads_whole_rows(&self) -> bool {
+        true
     }
 
     fn chunk_working_set(&self) -> u64 {
-        let chunk = self.chunk_shape.iter().product::<u64>() * self.dtype().size() as u64;
+        let chunk = self.grid.chunk_elements() * self.dtype().size() as u64;
         // A permuted cell layout is reordered through two more buffers.
         let permute = if self.tensor.is_permuted() {
             2 * chunk
@@ -274,6 +277,10 @@ impl ChunkSource for IpcSource {
                 )),
             self.tensor.describe()
         )
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn read_region_into(&self, region: &Region, out: &mut [u8]) -> Result<()> {

@@ -23,12 +23,13 @@ use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation}
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedPageReader;
 
-use crate::core::{DType, Element, Error, Region, Result};
+use crate::core::{ChunkGrid, DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
+use crate::io::ReadableArray;
 use crate::io::arrow_layout::ArrowTensor;
-use crate::io::chunk_source::{ChunkSource, SOURCE_CHUNK_BYTES, rows_per_chunk};
 use crate::io::guarded;
 use crate::io::row_slabs::{read_region_by_rows, units_overlapping};
+use crate::io::source_file::{SOURCE_CHUNK_BYTES, rows_per_chunk};
 
 /// A Parquet file holding a tensor column (`arrow.fixed_shape_tensor`, a
 /// fixed-size list or an even list) or numeric columns.
@@ -49,9 +50,9 @@ pub struct ParquetSource {
     group_rows: Vec<u64>,
     first_rows: Vec<u64>,
     shape: Vec<u64>,
-    chunk_shape: Vec<u64>,
+    grid: ChunkGrid,
     compression: String,
-    /// Where the offset index comes from, for [`ChunkSource::describe`].
+    /// Where the offset index comes from, for [`ReadableArray::describe`].
     page_index: &'static str,
 }
 
@@ -183,6 +184,8 @@ impl ParquetSource {
         } else {
             metadata
         };
+        let grid = ChunkGrid::new(shape.clone(), chunk_shape)
+            .map_err(|e| Error::invalid_file(path, e.to_string()))?;
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -192,7 +195,7 @@ impl ParquetSource {
             group_rows,
             first_rows,
             shape,
-            chunk_shape,
+            grid,
             compression,
             page_index,
         })
@@ -401,33 +404,33 @@ fn walk_page_locations(
     Some(index.build())
 }
 
-impl ChunkSource for ParquetSource {
+impl ReadableArray for ParquetSource {
     fn path(&self) -> &Path {
         &self.path
-    }
-
-    fn shape(&self) -> &[u64] {
-        &self.shape
     }
 
     fn dtype(&self) -> DType {
         self.tensor.dtype
     }
 
-    fn chunk_shape(&self) -> &[u64] {
-        &self.chunk_shape
+    fn chunk_grid(&self) -> &ChunkGrid {
+        &self.grid
+    }
+
+    fn reads_whole_rows(&self) -> bool {
+        true
     }
 
     fn chunk_working_set(&self) -> u64 {
         // The chunk, the decoded Arrow values, their repetition and
         // definition levels (two i16 per value in a list column), and the
         // compressed and decompressed pages in flight.
-        let chunk = self.chunk_shape.iter().product::<u64>() * self.dtype().size() as u64;
-        let levels = self.chunk_shape.iter().product::<u64>() * 4;
+        let chunk = self.grid.chunk_elements() * self.dtype().size() as u64;
+        let levels = self.grid.chunk_elements() * 4;
         // Each column read holds a compressed and a decompressed page (about
         // 1 MiB, or a row when rows are larger).
         let columns = self.tensor.column_names().len() as u64;
-        let row_bytes = self.chunk_shape[1..].iter().product::<u64>() * 8 / columns.max(1);
+        let row_bytes = self.grid.chunk_shape()[1..].iter().product::<u64>() * 8 / columns.max(1);
         let pages = columns * 2 * row_bytes.max(1 << 20);
         let permute = if self.tensor.is_permuted() {
             2 * chunk
@@ -445,6 +448,10 @@ impl ChunkSource for ParquetSource {
             self.page_index,
             self.tensor.describe()
         )
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn read_region_into(&self, region: &Region, out: &mut [u8]) -> Result<()> {

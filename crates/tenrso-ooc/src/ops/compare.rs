@@ -1,13 +1,13 @@
 //! [`Compare`]: element-wise comparison of two stored arrays.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::core::shape::join_dims;
 use crate::core::{Element, Error, Result, max_nan};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, TaskSet, for_each_task};
+use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::ops::{ChunkPlan, Planned};
-use crate::store::ZarrArray;
 
 /// What a [`Compare`] found.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -31,16 +31,16 @@ impl CompareReport {
 /// element, whatever their chunkings, one chunk of `a` at a time.
 #[derive(Debug, Clone)]
 pub struct Compare {
-    a: Arc<ZarrArray>,
-    b: Arc<ZarrArray>,
+    a: ArrayRef,
+    b: ArrayRef,
 }
 
 impl Compare {
     /// Compares `a` with `b`.
-    pub fn new(a: &Arc<ZarrArray>, b: &Arc<ZarrArray>) -> Self {
+    pub fn new(a: &impl IntoArrayRef, b: &impl IntoArrayRef) -> Self {
         Self {
-            a: a.clone(),
-            b: b.clone(),
+            a: a.array_ref(),
+            b: b.array_ref(),
         }
     }
 
@@ -72,7 +72,7 @@ impl Compare {
         Ok(Planned::new(plan, move |_: &ChunkPlan, progress| {
             progress.start("compare", a.nbytes());
             let result =
-                dispatch_dtype!(a.dtype(), T => compare_chunks::<T>(&a, &b, session, progress));
+                dispatch_dtype!(a.dtype(), T => compare_chunks::<T>(&*a, &*b, session, progress));
             progress.finish();
             result
         }))
@@ -80,8 +80,8 @@ impl Compare {
 }
 
 fn compare_chunks<T: Element>(
-    a: &ZarrArray,
-    b: &ZarrArray,
+    a: &dyn ReadableArray,
+    b: &dyn ReadableArray,
     session: &Session,
     progress: &dyn Progress,
 ) -> Result<CompareReport> {

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use crate::core::{Block, ChunkGrid, Element, MatView, Region, Result, Shape, matmul_add};
 use crate::exec::{TaskBody, TaskIo};
+use crate::io::ArrayRef;
 use crate::plan::{
     ArrayId, ArrayRole, ChunkGraph, ContractionStep, Label, OperandLayout, OutputArray, TaskNode,
 };
-use crate::store::ZarrArray;
 
 /// A range of one index: start and length.
 type Ranges = BTreeMap<Label, (u64, u64)>;
@@ -20,7 +20,7 @@ type Ranges = BTreeMap<Label, (u64, u64)>;
 /// of contracted tiles (in C order) each operand's chunks under it.
 pub(crate) fn contraction_graph(
     step: &ContractionStep,
-    inputs: &[Arc<ZarrArray>],
+    inputs: &[ArrayRef],
     output: Arc<OutputArray>,
     name: &str,
 ) -> Result<ChunkGraph> {

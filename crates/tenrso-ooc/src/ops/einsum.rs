@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::core::{ByteSize, ChunkGrid, Error, Result};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session};
+use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::memory::TempStore;
 use crate::ops::contraction::{ContractionBody, contraction_graph};
 use crate::ops::planned::{Job, OPERATION_ATTRIBUTE, job_record, plan_graph};
@@ -172,7 +173,7 @@ impl EinsumReport {
 }
 
 /// Whether rechunking `input` to `chunks` fits the session's limit.
-fn rechunk_fits(session: &Session, input: &Arc<ZarrArray>, chunks: &[u64]) -> Result<bool> {
+fn rechunk_fits(session: &Session, input: &ArrayRef, chunks: &[u64]) -> Result<bool> {
     let probe = std::env::temp_dir().join("tenrso-ooc-einsum-rechunk-probe");
     let plan = Rechunk::new(input, chunks, probe).plan(session)?;
     Ok(plan.explain().fits())
@@ -206,10 +207,10 @@ fn rechunk_fits(session: &Session, input: &Arc<ZarrArray>, chunks: &[u64]) -> Re
 ///     arrays.push(Generate::new(dir.path().join(name), spec, Fill::Ones).plan(&session)?.run()?.array);
 /// }
 /// let out = dir.path().join("c");
-/// Einsum::new("ij,jk->ik", &[&arrays[0], &arrays[1]]).with_out(&out).plan(&session)?.run()?;
+/// Einsum::new("ij,jk->ik", [&arrays[0], &arrays[1]]).with_out(&out).plan(&session)?.run()?;
 /// let c = ZarrArray::open(&out)?.read_chunk::<f64>(&[0, 0])?;
 /// assert_eq!(c.as_slice()[0], 200.0);
-/// let total = Einsum::new("ij,jk->", &[&arrays[0], &arrays[1]]).plan(&session)?;
+/// let total = Einsum::new("ij,jk->", [&arrays[0], &arrays[1]]).plan(&session)?;
 /// println!("{total}"); // the path, its tiles and memory
 /// assert_eq!(total.run()?.value, Some(300.0 * 200.0 * 100.0));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -217,18 +218,22 @@ fn rechunk_fits(session: &Session, input: &Arc<ZarrArray>, chunks: &[u64]) -> Re
 #[derive(Debug, Clone)]
 pub struct Einsum {
     subscripts: String,
-    operands: Vec<Arc<ZarrArray>>,
+    operands: Vec<ArrayRef>,
     out: Option<PathBuf>,
     output: OutputOptions,
     path: PathStrategy,
 }
 
 impl Einsum {
-    /// Evaluates `subscripts` over `operands`.
-    pub fn new(subscripts: impl Into<String>, operands: &[&Arc<ZarrArray>]) -> Self {
+    /// Evaluates `subscripts` over `operands` (`[&a, &b]`, or a list of
+    /// [`ArrayRef`]s of mixed kinds: stores and files read in place).
+    pub fn new(
+        subscripts: impl Into<String>,
+        operands: impl IntoIterator<Item = impl IntoArrayRef>,
+    ) -> Self {
         Self {
             subscripts: subscripts.into(),
-            operands: operands.iter().map(|a| Arc::clone(a)).collect(),
+            operands: operands.into_iter().map(|a| a.array_ref()).collect(),
             out: None,
             output: OutputOptions::default(),
             path: PathStrategy::default(),
@@ -242,12 +247,13 @@ impl Einsum {
     /// # Errors
     /// [`Error::InvalidArgument`] for axes out of range or repeated.
     pub fn tensordot(
-        a: &Arc<ZarrArray>,
-        b: &Arc<ZarrArray>,
+        a: &impl IntoArrayRef,
+        b: &impl IntoArrayRef,
         axes: (&[usize], &[usize]),
     ) -> Result<Self> {
+        let (a, b) = (&a.array_ref(), &b.array_ref());
         let subscripts = tensordot_subscripts(a.shape().len(), b.shape().len(), axes)?;
-        Ok(Self::new(subscripts, &[a, b]))
+        Ok(Self::new(subscripts, [a, b]))
     }
 
     /// `numpy.matmul(a, b)`: matrix product over the last two axes, leading
@@ -255,7 +261,8 @@ impl Einsum {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a 0-d operand.
-    pub fn matmul(a: &Arc<ZarrArray>, b: &Arc<ZarrArray>) -> Result<Self> {
+    pub fn matmul(a: &impl IntoArrayRef, b: &impl IntoArrayRef) -> Result<Self> {
+        let (a, b) = (&a.array_ref(), &b.array_ref());
         let subscripts = match (a.shape().len(), b.shape().len()) {
             (0, _) | (_, 0) => {
                 return Err(Error::invalid(
@@ -267,7 +274,7 @@ impl Einsum {
             (_, 1) => "...ij,j->...i",
             _ => "...ij,...jk->...ik",
         };
-        Ok(Self::new(subscripts, &[a, b]))
+        Ok(Self::new(subscripts, [a, b]))
     }
 
     /// Writes the result to a new array at `path` (a scalar as a 0-d array).
@@ -454,7 +461,7 @@ fn run_einsum(
     session: &Session,
     plan: &EinsumPlan,
     subscripts: &str,
-    inputs: &[Arc<ZarrArray>],
+    inputs: &[ArrayRef],
     result: &ResultSink<'_>,
     opts: &OutputOptions,
     progress: &dyn Progress,
@@ -487,7 +494,7 @@ fn run_einsum(
     }
     let start = Instant::now();
     let n = inputs.len();
-    let mut arrays: Vec<Option<Arc<ZarrArray>>> = inputs.iter().cloned().map(Some).collect();
+    let mut arrays: Vec<Option<ArrayRef>> = inputs.iter().cloned().map(Some).collect();
     let mut temps: Vec<Option<TempStore>> = (0..n).map(|_| None).collect();
     for (k, chunks) in report.plan.rechunked.clone() {
         let temp = TempStore::new(session.spill()?.as_ref(), &format!("operand{k}-rechunked"));
@@ -502,7 +509,7 @@ fn run_einsum(
     let steps = report.plan.path.steps.clone();
     let last = steps.len() - 1;
     for (k, s) in steps.iter().enumerate() {
-        let step_inputs: Vec<Arc<ZarrArray>> = s
+        let step_inputs: Vec<ArrayRef> = s
             .operands
             .iter()
             .map(|&o| arrays[o].clone().expect("each operand is used once"))
@@ -578,8 +585,8 @@ struct ResultSink<'a> {
 /// operands (intermediates get fresh names on every run) and the last
 /// step's tiles (they fix the summation order, so a resumed run must use
 /// the same — the same memory limit and path).
-fn result_record(subscripts: &str, inputs: &[Arc<ZarrArray>], plan: &EinsumPlan) -> Value {
-    let operands: Vec<&ZarrArray> = inputs.iter().map(|a| &**a).collect();
+fn result_record(subscripts: &str, inputs: &[ArrayRef], plan: &EinsumPlan) -> Value {
+    let operands: Vec<&dyn ReadableArray> = inputs.iter().map(|a| &**a).collect();
     let mut record = job_record(&format!("einsum {subscripts}"), &operands);
     if let Some(last) = plan.path.steps.last() {
         record["step"] = json!(last.step.to_string());

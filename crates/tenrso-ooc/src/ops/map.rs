@@ -6,10 +6,11 @@ use std::sync::Arc;
 use crate::core::shape::join_dims;
 use crate::core::{Block, Element, Error, Result};
 use crate::exec::{Session, TaskBody, TaskIo};
+use crate::io::{ArrayRef, IntoArrayRef};
 use crate::ops::planned::{Job, plan_graph};
 use crate::ops::{Expr, OpReport, OutputOptions, Planned};
 use crate::plan::{ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
-use crate::store::{ArraySpec, ZarrArray};
+use crate::store::ArraySpec;
 
 /// Elements converted to `f64` and evaluated at a time.
 const SEGMENT: usize = 1 << 16;
@@ -31,18 +32,18 @@ const SEGMENT: usize = 1 << 16;
 #[derive(Debug, Clone)]
 pub struct Map {
     expr: Expr,
-    x: Arc<ZarrArray>,
-    y: Option<Arc<ZarrArray>>,
+    x: ArrayRef,
+    y: Option<ArrayRef>,
     out: PathBuf,
     output: OutputOptions,
 }
 
 impl Map {
     /// Evaluates `expr` over `x` into a new array at `out`.
-    pub fn new(expr: Expr, x: &Arc<ZarrArray>, out: impl Into<PathBuf>) -> Self {
+    pub fn new(expr: Expr, x: &impl IntoArrayRef, out: impl Into<PathBuf>) -> Self {
         Self {
             expr,
-            x: x.clone(),
+            x: x.array_ref(),
             y: None,
             out: out.into(),
             output: OutputOptions::default(),
@@ -50,8 +51,8 @@ impl Map {
     }
 
     /// The second operand, `y` in the expression.
-    pub fn with_y(mut self, y: &Arc<ZarrArray>) -> Self {
-        self.y = Some(y.clone());
+    pub fn with_y(mut self, y: &impl IntoArrayRef) -> Self {
+        self.y = Some(y.array_ref());
         self
     }
 

@@ -15,8 +15,12 @@
 //! Running refuses a plan that does not fit the memory limit or the spill
 //! capacity before any I/O.
 //!
-//! - Stored inputs are passed as `&Arc<ZarrArray>` (the request keeps a
-//!   clone); files to read or write, and new arrays, as paths. A required
+//! - Inputs are readable arrays ([`ReadableArray`](crate::io::ReadableArray)):
+//!   constructors take `&impl IntoArrayRef` (an `&Arc<ZarrArray>`, or an
+//!   [`ArrayRef`](crate::io::ArrayRef) from
+//!   [`open_array`](crate::store::open_array) for a store or a `.npy`, raw,
+//!   IPC or Parquet file read in place) and the request keeps a handle;
+//!   files to write, and new arrays, are paths. A required
 //!   output is an argument of `new`; an optional one (a scalar result can
 //!   also be written) is `with_out`.
 //! - Output layout is [`OutputOptions`] (chunk shape, compression, resume).

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::core::{ByteSize, ChunkGrid, Element, Error, Result};
 use crate::dispatch_dtype;
 use crate::exec::{NoProgress, Progress, RunStats, Session, TaskBody, execute_planned};
+use crate::io::ReadableArray;
 use crate::memory::ChunkKey;
 use crate::plan::{ArrayRole, ChunkGraph, PlanReport, TaskNode, explain};
 use crate::store::{Compression, ZarrArray};
@@ -169,16 +170,17 @@ pub(crate) fn explain_for(session: &Session, graph: &ChunkGraph) -> PlanReport {
 /// run can prove it is the same operation).
 pub(crate) const OPERATION_ATTRIBUTE: &str = "tenrso_operation";
 
-/// What identifies a job in its outputs: the operation and, per stored
-/// input, its canonical path and a hash of its metadata (layout and
-/// attributes, where generators and imports record what filled it), so an
-/// input rewritten in place is not mistaken for the one a run started on.
-pub(crate) fn job_record(operation: &str, inputs: &[&ZarrArray]) -> Value {
+/// What identifies a job in its outputs: the operation and, per input, its
+/// canonical path and a hash of its [fingerprint](ReadableArray::fingerprint)
+/// (for a store, its metadata: layout, and the attributes where generators
+/// and imports record what filled it), so an input rewritten in place is not
+/// mistaken for the one a run started on.
+pub(crate) fn job_record(operation: &str, inputs: &[&dyn ReadableArray]) -> Value {
     let inputs: Vec<Value> = inputs
         .iter()
         .map(|a| {
             let path = std::fs::canonicalize(a.path()).unwrap_or_else(|_| a.path().to_path_buf());
-            let metadata = xxhash_rust::xxh3::xxh3_64(a.metadata().to_string().as_bytes());
+            let metadata = xxhash_rust::xxh3::xxh3_64(a.fingerprint().to_string().as_bytes());
             json!({ "path": path.display().to_string(), "metadata_xxh3": format!("{metadata:016x}") })
         })
         .collect();
@@ -187,7 +189,7 @@ pub(crate) fn job_record(operation: &str, inputs: &[&ZarrArray]) -> Value {
 
 /// [`job_record`] of `graph`: its operation and its stored inputs.
 pub(crate) fn operation_record(graph: &ChunkGraph) -> Value {
-    let inputs: Vec<&ZarrArray> = graph
+    let inputs: Vec<&dyn ReadableArray> = graph
         .arrays
         .iter()
         .filter_map(|a| match &a.role {

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape, max_nan, min_nan};
 use crate::exec::{Session, TaskBody, TaskIo};
+use crate::io::{ArrayRef, IntoArrayRef};
 use crate::ops::planned::{Job, operation_record, plan_graph};
 use crate::ops::scalar_output::ScalarOutput;
 use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
-use crate::store::{ArraySpec, ZarrArray};
+use crate::store::ArraySpec;
 
 /// A reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,7 +94,7 @@ pub struct ReduceReport {
 #[derive(Debug, Clone)]
 pub struct Reduce {
     op: ReduceOp,
-    input: Arc<ZarrArray>,
+    input: ArrayRef,
     axes: Option<Vec<usize>>,
     out: Option<PathBuf>,
     output: OutputOptions,
@@ -101,10 +102,10 @@ pub struct Reduce {
 
 impl Reduce {
     /// Reduces `input` with `op` over all axes.
-    pub fn new(op: ReduceOp, input: &Arc<ZarrArray>) -> Self {
+    pub fn new(op: ReduceOp, input: &impl IntoArrayRef) -> Self {
         Self {
             op,
-            input: input.clone(),
+            input: input.array_ref(),
             axes: None,
             out: None,
             output: OutputOptions::default(),

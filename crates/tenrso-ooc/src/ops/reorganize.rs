@@ -7,12 +7,13 @@ use std::sync::Arc;
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape};
 use crate::exec::{Session, TaskBody, TaskIo};
+use crate::io::{ArrayRef, IntoArrayRef};
 use crate::ops::planned::{Job, explain_for, job_record, plan_graph};
 use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{
     ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode, rechunking_plan,
 };
-use crate::store::{ArraySpec, Compression, ZarrArray};
+use crate::store::{ArraySpec, Compression};
 
 /// Writes an array with its axes permuted to a new array: axis `k` of the
 /// output is axis `perm[k]` of the input (NumPy's `transpose(perm)`).
@@ -32,7 +33,7 @@ use crate::store::{ArraySpec, Compression, ZarrArray};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Transpose {
-    input: Arc<ZarrArray>,
+    input: ArrayRef,
     perm: Vec<usize>,
     out: PathBuf,
     output: OutputOptions,
@@ -41,12 +42,12 @@ pub struct Transpose {
 impl Transpose {
     /// Permutes `input`'s axes by `perm` into a new array at `out`.
     pub fn new(
-        input: &Arc<ZarrArray>,
+        input: &impl IntoArrayRef,
         perm: impl Into<Vec<usize>>,
         out: impl Into<PathBuf>,
     ) -> Self {
         Self {
-            input: input.clone(),
+            input: input.array_ref(),
             perm: perm.into(),
             out: out.into(),
             output: OutputOptions::default(),
@@ -96,7 +97,7 @@ impl Transpose {
 /// cache and spills when it does not fit).
 #[derive(Debug, Clone)]
 pub struct Rechunk {
-    input: Arc<ZarrArray>,
+    input: ArrayRef,
     out: PathBuf,
     output: OutputOptions,
 }
@@ -104,12 +105,12 @@ pub struct Rechunk {
 impl Rechunk {
     /// Rechunks `input` to `chunks` into a new array at `out`.
     pub fn new(
-        input: &Arc<ZarrArray>,
+        input: &impl IntoArrayRef,
         chunks: impl Into<Vec<u64>>,
         out: impl Into<PathBuf>,
     ) -> Self {
         Self {
-            input: input.clone(),
+            input: input.array_ref(),
             out: out.into(),
             output: OutputOptions::default().with_chunk_shape(chunks),
         }
@@ -149,7 +150,7 @@ impl Rechunk {
 
 fn reorganize<'s>(
     session: &'s Session,
-    input: &Arc<ZarrArray>,
+    input: &ArrayRef,
     perm: &[usize],
     target: &[u64],
     out: &Path,
@@ -205,7 +206,7 @@ fn input_region(perm: &[usize], r: &Region) -> Region {
 
 /// One task per output chunk, reading the input chunks it touches.
 fn direct_plan(
-    input: &Arc<ZarrArray>,
+    input: &ArrayRef,
     perm: &[usize],
     out_grid: &ChunkGrid,
     output: &Arc<OutputArray>,
@@ -253,7 +254,7 @@ fn direct_plan(
 /// rechunker's plan; `None` when it would not differ from the direct plan.
 fn staged_plan(
     session: &Session,
-    input: &Arc<ZarrArray>,
+    input: &ArrayRef,
     perm: &[usize],
     out_grid: &ChunkGrid,
     output: &Arc<OutputArray>,

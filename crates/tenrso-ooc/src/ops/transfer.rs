@@ -2,13 +2,15 @@
 //! files into and out of stored arrays, chunk by chunk.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
+use crate::core::{ChunkGrid, DType, Error, Region, Result};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, TaskSet, for_each_task};
-use crate::io::{ColumnarOptions, ColumnarWriter, DenseFile, SourceFormat, SourceOptions};
+use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
+use crate::io::{
+    ColumnarOptions, ColumnarWriter, DenseFile, SourceFormat, SourceOptions, open_source,
+};
 use crate::ops::{ChunkPlan, Planned};
 use crate::store::{ArraySpec, AtomicFile, Compression, ZarrArray};
 
@@ -95,60 +97,25 @@ pub fn is_npy(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
-/// What an import reads: a dense file (any region read directly) or an
-/// Arrow/Parquet file (read in whole rows).
-enum ImportSource {
-    Dense(DenseFile),
-    Rows(Box<ZarrArray>),
-}
-
-impl ImportSource {
-    fn open(src: &Path, opts: &ImportOptions) -> Result<Self> {
-        let format = SourceFormat::of(src);
-        if matches!(format, Some(SourceFormat::ArrowIpc | SourceFormat::Parquet)) {
-            let options = SourceOptions {
-                columns: opts.columns.clone(),
-            };
-            return ZarrArray::open_source(src, &options).map(|a| Self::Rows(Box::new(a)));
-        }
-        if opts.columns.is_some() {
+impl ImportOptions {
+    /// How to read the source `src`: its columns, or its raw layout.
+    fn source_options(&self, src: &Path) -> Result<SourceOptions> {
+        if SourceFormat::of(src).is_none() && self.raw_shape.is_none() && self.raw_dtype.is_none() {
             return Err(Error::invalid(format!(
-                "{}: column names (ImportOptions::columns) apply to Arrow and Parquet files",
+                "{} is read as raw binary (it is not .npy, .arrow/.arrows/.feather/.ipc or .parquet): give its shape and element type (ImportOptions::with_raw)",
                 src.display()
             )));
         }
-        if format == Some(SourceFormat::Npy) {
-            return DenseFile::open_npy(src).map(Self::Dense);
+        let mut options = SourceOptions::default();
+        if let Some(columns) = &self.columns {
+            options = options.with_columns(columns.clone());
         }
-        match (&opts.raw_shape, opts.raw_dtype) {
-            (Some(shape), Some(dtype)) => {
-                DenseFile::open_raw(src, shape.clone(), dtype).map(Self::Dense)
-            }
-            _ => Err(Error::invalid(format!(
-                "{} is read as raw binary (it is not .npy, .arrow/.arrows/.feather/.ipc or .parquet): give its shape and element type (ImportOptions::with_raw)",
-                src.display()
-            ))),
-        }
-    }
-
-    fn shape(&self) -> &[u64] {
-        match self {
-            Self::Dense(f) => f.shape(),
-            Self::Rows(a) => a.shape(),
-        }
-    }
-
-    fn dtype(&self) -> DType {
-        match self {
-            Self::Dense(f) => f.layout().dtype,
-            Self::Rows(a) => a.dtype(),
-        }
-    }
-
-    fn read_region<T: Element>(&self, region: &Region) -> Result<Block<T>> {
-        match self {
-            Self::Dense(f) => f.read_region(region),
-            Self::Rows(a) => a.read_region(region),
+        match (&self.raw_shape, self.raw_dtype) {
+            (Some(shape), Some(dtype)) => Ok(options.with_raw(shape.clone(), dtype)),
+            (None, None) => Ok(options),
+            _ => Err(Error::invalid(
+                "a raw source needs both its shape and its element type (ImportOptions::with_raw)",
+            )),
         }
     }
 }
@@ -198,7 +165,7 @@ impl Import {
     /// [`Error::MemoryLimit`], before creating anything, when a chunk cannot
     /// fit.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, TransferReport>> {
-        let source = ImportSource::open(&self.src, &self.options)?;
+        let source = open_source(&self.src, &self.options.source_options(&self.src)?)?;
         let spec = import_spec(&source, &self.dst, &self.options, session)?;
         spec.validate()?;
         let grid = ChunkGrid::new(spec.shape.clone(), spec.chunk_shape.clone())?;
@@ -221,7 +188,7 @@ impl Import {
 /// How [`Import`] lays out `dst`: the source's shape and type, the chunks
 /// asked for, else those of an array being resumed, else automatic ones.
 fn import_spec(
-    source: &ImportSource,
+    source: &ArrayRef,
     dst: &Path,
     opts: &ImportOptions,
     session: &Session,
@@ -262,27 +229,26 @@ struct ImportUnit {
 }
 
 impl ImportUnit {
-    fn of(source: &ImportSource, grid: &ChunkGrid, spec: &ArraySpec) -> Self {
+    fn of(source: &ArrayRef, grid: &ChunkGrid, spec: &ArraySpec) -> Self {
         let chunk_working_set = spec.chunk_working_set();
-        match source {
-            ImportSource::Dense(_) => Self {
+        if source.reads_whole_rows() {
+            let row_elements: u64 = spec.shape[1..].iter().product();
+            let rows_bytes = grid.chunk_shape()[0] * row_elements * spec.dtype.size() as u64;
+            Self {
+                count: grid.grid_shape()[0],
+                task_bytes: chunk_working_set + rows_bytes + source.chunk_working_set(),
+            }
+        } else {
+            Self {
                 count: grid.num_chunks(),
                 task_bytes: chunk_working_set,
-            },
-            ImportSource::Rows(a) => {
-                let row_elements: u64 = spec.shape[1..].iter().product();
-                let rows_bytes = grid.chunk_shape()[0] * row_elements * spec.dtype.size() as u64;
-                Self {
-                    count: grid.grid_shape()[0],
-                    task_bytes: chunk_working_set + rows_bytes + a.chunk_working_set(),
-                }
             }
         }
     }
 }
 
 fn import_into(
-    source: &ImportSource,
+    source: &ArrayRef,
     spec: &ArraySpec,
     request: &Import,
     session: &Session,
@@ -304,15 +270,14 @@ fn import_into(
     array.record_job("tenrso_import", source_record(src)?, opts.resume)?;
     let grid = array.chunk_grid();
     let unit_chunks = |u: u64| -> Vec<Vec<u64>> {
-        match source {
-            ImportSource::Dense(_) => vec![grid.chunk_coords(u)],
-            ImportSource::Rows(_) => {
-                let mut row = grid.grid_shape().to_vec();
-                row[0] = 1;
-                let mut start = vec![0; row.len()];
-                start[0] = u;
-                ChunkGrid::iter_region(&Region::new(start, row)).collect()
-            }
+        if source.reads_whole_rows() {
+            let mut row = grid.grid_shape().to_vec();
+            row[0] = 1;
+            let mut start = vec![0; row.len()];
+            start[0] = u;
+            ChunkGrid::iter_region(&Region::new(start, row)).collect()
+        } else {
+            vec![grid.chunk_coords(u)]
         }
     };
     let skipped = AtomicU64::new(0);
@@ -333,16 +298,15 @@ fn import_into(
             let Some(first) = todo.first() else {
                 return Ok(done_bytes);
             };
-            let bounds = match source {
-                ImportSource::Dense(_) => grid.chunk_region(first),
-                ImportSource::Rows(_) => {
-                    let rows = grid.chunk_region(first);
-                    let mut extent = shape.clone();
-                    extent[0] = rows.shape()[0];
-                    let mut start = vec![0; shape.len()];
-                    start[0] = rows.start()[0];
-                    Region::new(start, extent)
-                }
+            let bounds = if source.reads_whole_rows() {
+                let rows = grid.chunk_region(first);
+                let mut extent = shape.clone();
+                extent[0] = rows.shape()[0];
+                let mut start = vec![0; shape.len()];
+                start[0] = rows.start()[0];
+                Region::new(start, extent)
+            } else {
+                grid.chunk_region(first)
             };
             let data = source.read_region::<T>(&bounds)?;
             for chunk in &todo {
@@ -402,7 +366,8 @@ fn source_record(src: &Path) -> Result<serde_json::Value> {
 /// use tenrso_ooc::exec::Session;
 /// use tenrso_ooc::io::{ColumnarCompression, ColumnarOptions};
 /// use tenrso_ooc::ops::{Export, Fill, Generate};
-/// use tenrso_ooc::store::{ArraySpec, ZarrArray};
+/// use tenrso_ooc::io::SourceOptions;
+/// use tenrso_ooc::store::{ArraySpec, open_array};
 /// # let dir = tempfile::tempdir()?;
 /// let session = Session::default();
 /// let spec = ArraySpec::new(vec![100, 4, 5], vec![10, 4, 5], tenrso_ooc::DType::F32);
@@ -413,25 +378,25 @@ fn source_record(src: &Path) -> Result<serde_json::Value> {
 /// let parquet = dir.path().join("x.parquet");
 /// Export::new(&x, &parquet).with_columnar(options).plan(&session)?.run()?;
 /// // Read back in place: four row groups of 25 rows of 4x5 cells.
-/// let back = ZarrArray::open(&parquet)?;
+/// let back = open_array(&parquet, &SourceOptions::default())?;
 /// assert_eq!(back.shape(), &[100, 4, 5]);
-/// assert!(back.codec_description().contains("4 row groups"));
+/// assert!(back.describe().contains("4 row groups"));
 /// let row = back.read_region::<f32>(&tenrso_ooc::Region::new(vec![25, 0, 0], vec![1, 4, 5]))?;
 /// assert_eq!(row.as_slice()[0], 500.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Export {
-    array: Arc<ZarrArray>,
+    array: ArrayRef,
     dst: PathBuf,
     columnar: ColumnarOptions,
 }
 
 impl Export {
     /// Exports `array` to the file `dst` (its format from its extension).
-    pub fn new(array: &Arc<ZarrArray>, dst: impl Into<PathBuf>) -> Self {
+    pub fn new(array: &impl IntoArrayRef, dst: impl Into<PathBuf>) -> Self {
         Self {
-            array: array.clone(),
+            array: array.array_ref(),
             dst: dst.into(),
             columnar: ColumnarOptions::default(),
         }
@@ -475,7 +440,7 @@ impl Export {
         let request = self.clone();
         Ok(Planned::new(plan, move |_: &ChunkPlan, progress| {
             export_to(
-                &request.array,
+                &*request.array,
                 &request.dst,
                 &request.columnar,
                 session,
@@ -486,7 +451,7 @@ impl Export {
 }
 
 fn export_to(
-    array: &ZarrArray,
+    array: &dyn ReadableArray,
     dst: &Path,
     options: &ColumnarOptions,
     session: &Session,
@@ -510,7 +475,7 @@ fn export_to(
 /// Writes `array` to `dst` in Arrow IPC or Parquet: a reader thread reads
 /// slabs of rows while this thread encodes and writes the previous one.
 fn export_rows(
-    array: &ZarrArray,
+    array: &dyn ReadableArray,
     dst: &Path,
     temp: &Path,
     options: &ColumnarOptions,
@@ -604,7 +569,7 @@ fn export_rows(
 
 /// Writes `array` to a `.npy` or raw file at `temp`, chunks in parallel.
 fn export_dense(
-    array: &ZarrArray,
+    array: &dyn ReadableArray,
     dst: &Path,
     temp: &Path,
     session: &Session,

@@ -1,12 +1,12 @@
 //! [`Verify`]: decode every stored chunk and check its checksum.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::core::{Element, Error, Result};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, TaskSet, for_each_task};
+use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::ops::{ChunkPlan, Planned};
-use crate::store::ZarrArray;
 
 /// A chunk that failed verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,14 +62,14 @@ impl VerifyReport {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Verify {
-    array: Arc<ZarrArray>,
+    array: ArrayRef,
 }
 
 impl Verify {
     /// Verifies `array`.
-    pub fn new(array: &Arc<ZarrArray>) -> Self {
+    pub fn new(array: &impl IntoArrayRef) -> Self {
         Self {
-            array: array.clone(),
+            array: array.array_ref(),
         }
     }
 
@@ -92,7 +92,7 @@ impl Verify {
         Ok(Planned::new(plan, move |_: &ChunkPlan, progress| {
             let bad = Mutex::new(Vec::new());
             progress.start("verify", total_bytes);
-            let result = dispatch_dtype!(array.dtype(), T => check_chunks::<T>(&array, &stored, &bad, session, progress));
+            let result = dispatch_dtype!(array.dtype(), T => check_chunks::<T>(&*array, &stored, &bad, session, progress));
             progress.finish();
             result?;
             let mut bad_chunks = bad.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -110,7 +110,7 @@ impl Verify {
 }
 
 fn check_chunks<T: Element>(
-    array: &ZarrArray,
+    array: &dyn ReadableArray,
     stored: &[Vec<u64>],
     bad: &Mutex<Vec<BadChunk>>,
     session: &Session,
@@ -124,9 +124,9 @@ fn check_chunks<T: Element>(
             what: "decoding one chunk",
         },
         progress,
-        |i| match array.try_read_chunk::<T>(&stored[i]) {
+        |i| match array.read_chunk::<T>(&stored[i]) {
             Ok(block) => {
-                let bytes = block.map_or(0, |b| b.byte_len() as u64);
+                let bytes = block.byte_len() as u64;
                 session.metrics().bytes_read.add(bytes);
                 Ok(bytes)
             }

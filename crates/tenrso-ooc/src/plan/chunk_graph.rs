@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use crate::core::{ChunkGrid, DType, Error, Region, Result};
+use crate::io::ArrayRef;
 use crate::memory::ChunkKey;
 use crate::store::{ArraySpec, ZarrArray};
 
@@ -87,7 +88,7 @@ pub type ArrayId = u32;
 #[derive(Debug, Clone)]
 pub enum ArrayRole {
     /// A stored array the run reads.
-    Input(Arc<ZarrArray>),
+    Input(ArrayRef),
     /// A stored array the run creates and writes: one task writes one chunk
     /// of the graph's grid, which is whole stored chunks.
     Output(Arc<OutputArray>),

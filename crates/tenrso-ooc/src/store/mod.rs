@@ -1,6 +1,7 @@
 //! Chunked on-disk arrays in Zarr v3 directory stores.
 //!
 //! [`ZarrArray`] creates and opens arrays, reads and writes chunks and regions;
+//! [`open_array`] opens any array an operation reads (a store or a file);
 //! [`ArraySpec`] and [`Compression`] describe an array to create;
 //! [`AtomicFsStore`] makes every write atomic, through [`AtomicFile`], the
 //! library's one way of putting a file in place (also used by exports,
@@ -10,6 +11,7 @@ pub(crate) mod array_spec;
 mod atomic_fs_store;
 mod atomic_write;
 mod compression;
+mod open_array;
 pub(crate) mod zarr_array;
 mod zarr_metadata;
 
@@ -18,4 +20,5 @@ pub use atomic_fs_store::AtomicFsStore;
 pub use atomic_write::{AtomicFile, write_atomically};
 pub(crate) use atomic_write::{parent_dir, sync_dir};
 pub use compression::Compression;
+pub use open_array::open_array;
 pub use zarr_array::ZarrArray;

@@ -13,7 +13,8 @@ use zarrs::storage::{
 
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
-use crate::io::{ChunkSource, SourceFormat, SourceOptions};
+use crate::dispatch_dtype;
+use crate::io::{ReadableArray, SourceFormat, WritableArray};
 use crate::store::array_spec::check_addressable;
 use crate::store::zarr_metadata::{
     ChunkKeyDecoder, METADATA_KEY, describe_codecs, json_dims, metadata_key, parse_fill_value,
@@ -33,9 +34,9 @@ mod resumable;
 /// (see [`AtomicFsStore`]). Chunk data is exchanged as [`Block`]s clipped to
 /// the array, so edge chunks are smaller than interior ones.
 ///
-/// A `.npy`, Arrow IPC or Parquet file opens as a read-only array backed by
-/// a [`ChunkSource`]: its chunks are read from the file in place, so every
-/// operation takes such files as inputs; writes are refused.
+/// It is the [`ReadableArray`] and [`WritableArray`] of the store; files
+/// read in place (`.npy`, raw, Arrow IPC, Parquet) are other readable
+/// arrays, and [`open_array`](crate::store::open_array) opens either.
 ///
 /// Reading a chunk that was never written gives the fill value. Reading a
 /// chunk whose bytes fail to decode or whose checksum does not match gives
@@ -72,8 +73,6 @@ pub struct ZarrArray {
     plain: Option<bool>,
     metadata: Value,
     codec_options: CodecOptions,
-    /// Set for a file read in place (read-only).
-    source: Option<Arc<dyn ChunkSource>>,
 }
 
 impl std::fmt::Debug for ZarrArray {
@@ -137,13 +136,15 @@ impl ZarrArray {
     /// array, or of a data type other than `float32`/`float64`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        if SourceFormat::of(path).is_some() && !path.is_dir() {
-            return Self::open_source(path, &SourceOptions::default());
-        }
         let not_array = |reason: String| Error::NotAnArray {
             path: path.to_path_buf(),
             reason,
         };
+        if SourceFormat::of(path).is_some() && path.is_file() {
+            return Err(not_array(
+                "it is a file read in place (open it with store::open_array)".into(),
+            ));
+        }
         if !path.exists() {
             return Err(not_array("no such directory".into()));
         }
@@ -155,48 +156,6 @@ impl ZarrArray {
         let document: Value = serde_json::from_slice(&bytes)
             .map_err(|e| not_array(format!("{METADATA_KEY} is not valid JSON: {e}")))?;
         Self::from_document(path, store, document)
-    }
-
-    /// Opens a `.npy`, Arrow IPC or Parquet file as a read-only array whose
-    /// chunks are read from the file in place ([`crate::io::open_source`]).
-    ///
-    /// # Errors
-    /// The source's errors ([`Error::InvalidFile`] for a damaged file or
-    /// columns that hold no tensor).
-    pub fn open_source(path: impl AsRef<Path>, options: &SourceOptions) -> Result<Self> {
-        let path = path.as_ref();
-        let source = crate::io::open_source(path, options)?;
-        let document = serde_json::json!({
-            "zarr_format": 3,
-            "node_type": "array",
-            "shape": source.shape(),
-            "data_type": source.dtype().zarr_name(),
-            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": source.chunk_shape()}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-            "fill_value": 0.0,
-            "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
-            "attributes": {"source": source.describe()},
-        });
-        // The store is never touched: reads go to the source, writes are refused.
-        let store = Arc::new(AtomicFsStore::new(path));
-        let mut array = Self::from_document(path, store, document)?;
-        array.source = Some(source);
-        Ok(array)
-    }
-
-    /// The file this array is read from in place, if it is not a Zarr store.
-    pub fn source(&self) -> Option<&Arc<dyn ChunkSource>> {
-        self.source.as_ref()
-    }
-
-    fn check_writable(&self) -> Result<()> {
-        match &self.source {
-            None => Ok(()),
-            Some(_) => Err(Error::invalid(format!(
-                "{} is read in place and cannot be written: write results to a Zarr store",
-                self.path.display()
-            ))),
-        }
     }
 
     /// Opens the array at `path` if it exists with exactly `spec`'s layout
@@ -287,7 +246,6 @@ impl ZarrArray {
             plain,
             metadata: document,
             codec_options,
-            source: None,
         })
     }
 
@@ -339,9 +297,6 @@ impl ZarrArray {
     /// encoded bytes, the checksum-stripped copy, the decoded bytes and the
     /// typed block can coexist, so four times the chunk size.
     pub fn chunk_working_set(&self) -> u64 {
-        if let Some(source) = &self.source {
-            return source.chunk_working_set();
-        }
         if self.plain.is_some() {
             // The chunk itself, and its clipped copy at the array's edges.
             2 * self.chunk_nbytes()
@@ -368,7 +323,6 @@ impl ZarrArray {
     /// # Errors
     /// [`Error::Io`] when the metadata cannot be written.
     pub fn set_attribute(&mut self, key: impl Into<String>, value: Value) -> Result<()> {
-        self.check_writable()?;
         let mut document = self.metadata.clone();
         if !document["attributes"].is_object() {
             document["attributes"] = Value::Object(Map::new());
@@ -384,9 +338,6 @@ impl ZarrArray {
 
     /// The codec chain in words, e.g. `bytes → zstd:3 → crc32c`.
     pub fn codec_description(&self) -> String {
-        if let Some(source) = &self.source {
-            return source.describe();
-        }
         describe_codecs(&self.metadata["codecs"])
     }
 
@@ -416,9 +367,6 @@ impl ZarrArray {
 
     /// The file holding a stored chunk.
     pub fn chunk_path(&self, chunk: &[u64]) -> PathBuf {
-        if self.source.is_some() {
-            return self.path.clone();
-        }
         self.store.key_path(&self.array.chunk_key(chunk))
     }
 
@@ -468,12 +416,6 @@ impl ZarrArray {
     pub fn try_read_chunk<T: Element>(&self, chunk: &[u64]) -> Result<Option<Block<T>>> {
         self.check_dtype::<T>()?;
         self.check_chunk(chunk)?;
-        if let Some(source) = &self.source {
-            let region = self.grid.chunk_region(chunk);
-            let mut data = vec![T::ZERO; region.num_elements() as usize];
-            source.read_region_into(&region, bytemuck::cast_slice_mut(&mut data))?;
-            return Block::from_vec(region.shape().to_vec(), data).map(Some);
-        }
         let full: Option<Vec<T>> = match self.plain {
             Some(crc) => self.read_plain_chunk(chunk, crc)?,
             None => self
@@ -501,7 +443,6 @@ impl ZarrArray {
     /// [`Error::InvalidArgument`] if the block has the wrong shape;
     /// [`Error::DtypeMismatch`], [`Error::ChunkOutOfBounds`], [`Error::Io`].
     pub fn write_chunk<T: Element>(&self, chunk: &[u64], block: &Block<T>) -> Result<()> {
-        self.check_writable()?;
         self.check_dtype::<T>()?;
         self.check_chunk(chunk)?;
         let region = self.grid.chunk_region(chunk);
@@ -599,9 +540,6 @@ impl ZarrArray {
     /// [`Error::Io`] when the store cannot be queried.
     pub fn chunk_exists(&self, chunk: &[u64]) -> Result<bool> {
         self.check_chunk(chunk)?;
-        if self.source.is_some() {
-            return Ok(true);
-        }
         let size = self
             .store
             .size_key(&self.array.chunk_key(chunk))
@@ -617,12 +555,6 @@ impl ZarrArray {
     /// # Errors
     /// [`Error::Io`] when the directory cannot be listed.
     pub fn stored_chunks(&self) -> Result<Vec<Vec<u64>>> {
-        if self.source.is_some() {
-            return Ok(ChunkGrid::iter_region(
-                &self.grid.chunks_touching(&Region::full(self.shape())),
-            )
-            .collect());
-        }
         let keys = self
             .store
             .list()
@@ -642,11 +574,6 @@ impl ZarrArray {
     /// # Errors
     /// [`Error::Io`] when the directory cannot be listed.
     pub fn bytes_on_disk(&self) -> Result<u64> {
-        if self.source.is_some() {
-            return Ok(fs::metadata(&self.path)
-                .map_err(|e| Error::io(&self.path, e))?
-                .len());
-        }
         self.store.size().map_err(|e| storage_error(&self.path, e))
     }
 
@@ -687,6 +614,96 @@ impl ZarrArray {
                 message: format!("chunk {chunk:?}: {other}"),
             },
         }
+    }
+}
+
+impl ReadableArray for ZarrArray {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn chunk_grid(&self) -> &ChunkGrid {
+        &self.grid
+    }
+
+    fn chunk_working_set(&self) -> u64 {
+        ZarrArray::chunk_working_set(self)
+    }
+
+    fn describe(&self) -> String {
+        self.codec_description()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn read_region_into(&self, region: &Region, out: &mut [u8]) -> Result<()> {
+        dispatch_dtype!(self.dtype, T => {
+            let block = ZarrArray::read_region::<T>(self, region)?;
+            out.copy_from_slice(bytemuck::cast_slice(block.as_slice()));
+        });
+        Ok(())
+    }
+
+    fn has_checksum(&self) -> bool {
+        ZarrArray::has_checksum(self)
+    }
+
+    /// The `zarr.json` document: layout, and the attributes where
+    /// generators and imports record what filled the array.
+    fn fingerprint(&self) -> Value {
+        self.metadata.clone()
+    }
+
+    fn stored_chunks(&self) -> Result<Vec<Vec<u64>>> {
+        ZarrArray::stored_chunks(self)
+    }
+
+    fn bytes_on_disk(&self) -> Result<u64> {
+        ZarrArray::bytes_on_disk(self)
+    }
+
+    fn stale_temporaries(&self) -> Result<Vec<PathBuf>> {
+        ZarrArray::stale_temporaries(self)
+    }
+
+    fn read_chunk_f32(&self, chunk: &[u64]) -> Result<Block<f32>> {
+        ZarrArray::read_chunk(self, chunk)
+    }
+
+    fn read_chunk_f64(&self, chunk: &[u64]) -> Result<Block<f64>> {
+        ZarrArray::read_chunk(self, chunk)
+    }
+
+    fn read_region_f32(&self, region: &Region) -> Result<Block<f32>> {
+        ZarrArray::read_region(self, region)
+    }
+
+    fn read_region_f64(&self, region: &Region) -> Result<Block<f64>> {
+        ZarrArray::read_region(self, region)
+    }
+}
+
+impl WritableArray for ZarrArray {
+    fn write_chunk_f32(&self, chunk: &[u64], block: &Block<f32>) -> Result<()> {
+        ZarrArray::write_chunk(self, chunk, block)
+    }
+
+    fn write_chunk_f64(&self, chunk: &[u64], block: &Block<f64>) -> Result<()> {
+        ZarrArray::write_chunk(self, chunk, block)
+    }
+
+    fn write_region_f32(&self, region: &Region, block: &Block<f32>) -> Result<()> {
+        ZarrArray::write_region(self, region, block)
+    }
+
+    fn write_region_f64(&self, region: &Region, block: &Block<f64>) -> Result<()> {
+        ZarrArray::write_region(self, region, block)
     }
 }
 

@@ -59,9 +59,6 @@ impl ZarrArray {
     /// # Errors
     /// [`Error::Io`] when the directory cannot be walked.
     pub fn stale_temporaries(&self) -> Result<Vec<PathBuf>> {
-        if self.source.is_some() {
-            return Ok(Vec::new());
-        }
         let mut found = Vec::new();
         let mut stack = vec![self.path.clone()];
         while let Some(dir) = stack.pop() {

@@ -1,45 +1,16 @@
-//! [`ChunkSource`]: a file read in place as a read-only chunked array
-//! (`.npy`, Arrow IPC, Parquet), and [`open_source`], which picks the reader
-//! by file extension.
+//! [`open_source`]: a file outside the Zarr store (`.npy`, raw, Arrow IPC,
+//! Parquet) opened as a read-only [`ReadableArray`], the reader picked by
+//! the file's extension, and the [`SourceOptions`] that say how to read it.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::core::{ChunkGrid, DType, Error, Region, Result};
-use crate::dispatch_dtype;
-use crate::io::{DenseFile, IpcSource, ParquetSource};
+use crate::core::{DType, Error, Result};
+use crate::io::{ArrayRef, DenseSource, IpcSource, ParquetSource};
 
 /// Bytes aimed at for one chunk of a source whose own units (record
 /// batches, row groups) are larger or uneven.
 pub(crate) const SOURCE_CHUNK_BYTES: u64 = 8 << 20;
-
-/// A file holding one dense array, read region by region without importing
-/// it: the chunk grid follows the file's own units (record batches, row
-/// groups) where they allow.
-///
-/// Open one with [`open_source`]; [`ZarrArray::open`](crate::store::ZarrArray::open)
-/// does it for such files, so every operation reads them directly.
-pub trait ChunkSource: Send + Sync + std::fmt::Debug {
-    /// The file.
-    fn path(&self) -> &Path;
-    /// Extent along each axis.
-    fn shape(&self) -> &[u64];
-    /// Element type the values are read as.
-    fn dtype(&self) -> DType;
-    /// Shape of the chunks it reads best.
-    fn chunk_shape(&self) -> &[u64];
-    /// Bytes held while one chunk is read (decoding buffers included).
-    fn chunk_working_set(&self) -> u64;
-    /// One line: format, compression and layout.
-    fn describe(&self) -> String;
-    /// Reads `region` in C order into `out`, native-endian elements of
-    /// [`ChunkSource::dtype`] (`out` has exactly the region's bytes).
-    ///
-    /// # Errors
-    /// [`Error::InvalidFile`] for damaged or inconsistent data, naming the
-    /// file and where; [`Error::Io`].
-    fn read_region_into(&self, region: &Region, out: &mut [u8]) -> Result<()>;
-}
 
 /// How to read a source file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,9 +20,19 @@ pub struct SourceOptions {
     /// tensor), or numeric columns (a `rows × columns` matrix). `None`: the
     /// only list column, else all columns.
     pub columns: Option<Vec<String>>,
+    /// Shape and element type of a raw binary file (any file whose
+    /// extension is not one of the formats above).
+    pub raw: Option<(Vec<u64>, DType)>,
 }
 
 impl SourceOptions {
+    /// Reads a raw binary file as `dtype` values of `shape` (C order, little
+    /// endian).
+    pub fn with_raw(mut self, shape: impl Into<Vec<u64>>, dtype: DType) -> Self {
+        self.raw = Some((shape.into(), dtype));
+        self
+    }
+
     /// Reads only these columns of an Arrow/Parquet table.
     pub fn with_columns(mut self, columns: Vec<String>) -> Self {
         self.columns = Some(columns);
@@ -83,11 +64,15 @@ impl SourceFormat {
     }
 }
 
-/// Opens `path` as a read-only chunked source, by its extension.
+/// Opens the file `path` as a read-only array read in place: by its
+/// extension `.npy`, Arrow IPC or Parquet; any other file as raw binary when
+/// [`SourceOptions::raw`] gives its layout. Zarr stores and files alike open
+/// with [`open_array`](crate::store::open_array).
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] for an extension that is not a source format;
-/// the reader's errors ([`Error::InvalidFile`] for a damaged file).
+/// [`Error::InvalidArgument`] for a file of no known format and no raw
+/// layout, or options that do not apply to the format; the reader's errors
+/// ([`Error::InvalidFile`] for a damaged file).
 ///
 /// ```
 /// use tenrso_ooc::io::{DenseFile, SourceOptions, open_source};
@@ -98,22 +83,31 @@ impl SourceFormat {
 /// assert_eq!(source.shape(), &[1000, 3]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn open_source(path: &Path, options: &SourceOptions) -> Result<Arc<dyn ChunkSource>> {
+pub fn open_source(path: &Path, options: &SourceOptions) -> Result<ArrayRef> {
+    let format = SourceFormat::of(path);
     let columns = options.columns.as_deref();
-    match SourceFormat::of(path) {
-        Some(SourceFormat::Npy) => {
-            if columns.is_some() {
-                return Err(Error::invalid(format!(
-                    "{}: column names (SourceOptions::columns) apply to Arrow and Parquet files",
-                    path.display()
-                )));
-            }
-            Ok(Arc::new(NpySource::open(path)?))
-        }
-        Some(SourceFormat::ArrowIpc) => Ok(Arc::new(IpcSource::open(path, columns)?)),
-        Some(SourceFormat::Parquet) => Ok(Arc::new(ParquetSource::open(path, columns)?)),
-        None => Err(Error::invalid(format!(
-            "{}: not a source file (.npy, .arrow/.arrows/.feather/.ipc or .parquet)",
+    if columns.is_some() && !matches!(format, Some(SourceFormat::ArrowIpc | SourceFormat::Parquet))
+    {
+        return Err(Error::invalid(format!(
+            "{}: column names (SourceOptions::columns) apply to Arrow and Parquet files",
+            path.display()
+        )));
+    }
+    match (format, &options.raw) {
+        (Some(_), Some(_)) => Err(Error::invalid(format!(
+            "{}: a raw layout (SourceOptions::raw) applies to headerless files, not to .npy, Arrow or Parquet",
+            path.display()
+        ))),
+        (Some(SourceFormat::Npy), None) => Ok(Arc::new(DenseSource::open_npy(path)?)),
+        (Some(SourceFormat::ArrowIpc), None) => Ok(Arc::new(IpcSource::open(path, columns)?)),
+        (Some(SourceFormat::Parquet), None) => Ok(Arc::new(ParquetSource::open(path, columns)?)),
+        (None, Some((shape, dtype))) => Ok(Arc::new(DenseSource::open_raw(
+            path,
+            shape.clone(),
+            *dtype,
+        )?)),
+        (None, None) => Err(Error::invalid(format!(
+            "{} is read as raw binary (it is not .npy, .arrow/.arrows/.feather/.ipc or .parquet): give its shape and element type (SourceOptions::with_raw)",
             path.display()
         ))),
     }
@@ -142,67 +136,6 @@ pub(crate) fn rows_per_chunk(unit_rows: &[u64], row_bytes: u64, target: u64) -> 
     (pieces..=2 * pieces)
         .find(|p| unit % p == 0)
         .map_or(target_rows, |p| unit / p)
-}
-
-/// A `.npy` file read region by region with positioned reads.
-#[derive(Debug)]
-struct NpySource {
-    file: DenseFile,
-    chunk_shape: Vec<u64>,
-}
-
-impl NpySource {
-    fn open(path: &Path) -> Result<Self> {
-        let file = DenseFile::open_npy(path)?;
-        let layout = file.layout();
-        let chunk_shape = ChunkGrid::auto_chunk_shape(
-            &layout.shape,
-            layout.dtype.size() as u64,
-            SOURCE_CHUNK_BYTES,
-        );
-        Ok(Self { file, chunk_shape })
-    }
-}
-
-impl ChunkSource for NpySource {
-    fn path(&self) -> &Path {
-        self.file.path()
-    }
-
-    fn shape(&self) -> &[u64] {
-        self.file.shape()
-    }
-
-    fn dtype(&self) -> DType {
-        self.file.layout().dtype
-    }
-
-    fn chunk_shape(&self) -> &[u64] {
-        &self.chunk_shape
-    }
-
-    fn chunk_working_set(&self) -> u64 {
-        // The block read, its transposed copy (Fortran order), and the
-        // chunk's copy of it.
-        3 * self.chunk_shape.iter().product::<u64>() * self.dtype().size() as u64
-    }
-
-    fn describe(&self) -> String {
-        let layout = self.file.layout();
-        format!(
-            ".npy file ({} order, {} endian)",
-            if layout.fortran_order { "Fortran" } else { "C" },
-            if layout.big_endian { "big" } else { "little" }
-        )
-    }
-
-    fn read_region_into(&self, region: &Region, out: &mut [u8]) -> Result<()> {
-        dispatch_dtype!(self.dtype(), T => {
-            let block = self.file.read_region::<T>(region)?;
-            out.copy_from_slice(bytemuck::cast_slice(block.as_slice()));
-        });
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -246,6 +179,6 @@ mod tests {
         );
         assert_eq!(SourceFormat::of(Path::new("x.zarr")), None);
         let err = open_source(Path::new("x.csv"), &SourceOptions::default()).unwrap_err();
-        assert!(err.to_string().contains("not a source file"), "{err}");
+        assert!(err.to_string().contains("read as raw binary"), "{err}");
     }
 }
