@@ -212,7 +212,7 @@ impl dyn ReadableArray + '_ {
     /// [`Error::DtypeMismatch`], [`Error::ChunkOutOfBounds`], and the
     /// array's read errors.
     pub fn read_chunk<T: Element>(&self, chunk: &[u64]) -> Result<Block<T>> {
-        self.check_dtype::<T>()?;
+        check_dtype::<T, _>(self)?;
         if !self.chunk_grid().contains_chunk(chunk) {
             return Err(Error::ChunkOutOfBounds {
                 array: self.path().to_path_buf(),
@@ -232,24 +232,25 @@ impl dyn ReadableArray + '_ {
     /// [`Error::DtypeMismatch`], [`Error::InvalidArgument`] for a region
     /// outside the array, and the array's read errors.
     pub fn read_region<T: Element>(&self, region: &Region) -> Result<Block<T>> {
-        self.check_dtype::<T>()?;
+        check_dtype::<T, _>(self)?;
         region.check_within(self.shape())?;
         match T::DTYPE {
             DType::F32 => self.read_region_f32(region).map(same_type),
             DType::F64 => self.read_region_f64(region).map(same_type),
         }
     }
+}
 
-    fn check_dtype<T: Element>(&self) -> Result<()> {
-        if T::DTYPE == self.dtype() {
-            Ok(())
-        } else {
-            Err(Error::DtypeMismatch {
-                array: self.path().to_path_buf(),
-                stored: self.dtype(),
-                requested: T::DTYPE,
-            })
-        }
+/// [`Error::DtypeMismatch`] unless `array` holds `T`.
+pub(crate) fn check_dtype<T: Element, A: ReadableArray + ?Sized>(array: &A) -> Result<()> {
+    if T::DTYPE == array.dtype() {
+        Ok(())
+    } else {
+        Err(Error::DtypeMismatch {
+            array: array.path().to_path_buf(),
+            stored: array.dtype(),
+            requested: T::DTYPE,
+        })
     }
 }
 

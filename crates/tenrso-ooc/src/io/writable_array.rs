@@ -1,9 +1,9 @@
 //! [`WritableArray`]: a readable array whose chunks and regions can be
 //! written in place.
 
-use crate::core::{Block, DType, Element, Error, Region, Result};
+use crate::core::{Block, DType, Element, Region, Result};
 use crate::io::ReadableArray;
-use crate::io::readable_array::same_type_ref;
+use crate::io::readable_array::{check_dtype, same_type_ref};
 
 /// A [`ReadableArray`] that can also be written: a Zarr store
 /// ([`ZarrArray`](crate::store::ZarrArray)). Files read in place are not
@@ -59,7 +59,7 @@ impl dyn WritableArray + '_ {
     /// [`Error::ChunkOutOfBounds`](crate::Error::ChunkOutOfBounds), and the
     /// store's errors.
     pub fn write_chunk<T: Element>(&self, chunk: &[u64], block: &Block<T>) -> Result<()> {
-        self.check_writes::<T>()?;
+        check_dtype::<T, _>(self)?;
         match T::DTYPE {
             DType::F32 => self.write_chunk_f32(chunk, same_type_ref(block)),
             DType::F64 => self.write_chunk_f64(chunk, same_type_ref(block)),
@@ -74,23 +74,11 @@ impl dyn WritableArray + '_ {
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a region
     /// outside the array, and the store's errors.
     pub fn write_region<T: Element>(&self, region: &Region, block: &Block<T>) -> Result<()> {
-        self.check_writes::<T>()?;
+        check_dtype::<T, _>(self)?;
         region.check_within(self.shape())?;
         match T::DTYPE {
             DType::F32 => self.write_region_f32(region, same_type_ref(block)),
             DType::F64 => self.write_region_f64(region, same_type_ref(block)),
-        }
-    }
-
-    fn check_writes<T: Element>(&self) -> Result<()> {
-        if T::DTYPE == self.dtype() {
-            Ok(())
-        } else {
-            Err(Error::DtypeMismatch {
-                array: self.path().to_path_buf(),
-                stored: self.dtype(),
-                requested: T::DTYPE,
-            })
         }
     }
 }
