@@ -296,4 +296,59 @@ fn raw_layouts_are_checked_when_opened() {
         .is_err(),
         "columns for a .npy file"
     );
+    // The same raw bytes read with another shape are another input.
+    let as_3d = open_array(&raw, &SourceOptions::default().with_raw(SHAPE, DType::F64)).unwrap();
+    let as_2d = open_array(
+        &raw,
+        &SourceOptions::default().with_raw([37, 30], DType::F64),
+    )
+    .unwrap();
+    assert_ne!(as_3d.fingerprint(), as_2d.fingerprint());
+}
+
+/// Paths are dispatched by what they are: a missing `.npy` is a missing
+/// file, a file of no known format needs a raw layout, a store takes no
+/// file options, and a missing store is not an array.
+#[test]
+fn open_array_names_what_is_wrong_with_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = cases(dir.path());
+    drop(case);
+    let err = open_array(dir.path().join("missing.npy"), &SourceOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    std::fs::write(dir.path().join("x.dat"), [0u8; 16]).unwrap();
+    let err = open_array(dir.path().join("x.dat"), &SourceOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("read as raw binary"), "{err}");
+    let err = open_array(
+        dir.path().join("plain.zarr"),
+        &SourceOptions::default().with_raw([4], DType::F64),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("is a directory"), "{err}");
+    let err = open_array(dir.path().join("missing.zarr"), &SourceOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::NotAnArray { .. }), "{err}");
+}
+
+/// The trait's own typed reads, called on a concrete file reader with bad
+/// coordinates, return errors rather than panicking.
+#[test]
+fn unchecked_trait_reads_refuse_bad_coordinates() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, array) in cases(dir.path()) {
+        assert!(
+            matches!(
+                array.read_chunk_f64(&[99, 0, 0]),
+                Err(Error::ChunkOutOfBounds { .. })
+            ),
+            "{name}"
+        );
+        let outside = Region::new(vec![30, 0, 0], vec![8, 1, 1]);
+        assert!(array.read_region_f64(&outside).is_err(), "{name}");
+        let mut short = vec![0u8; 8];
+        let region = Region::new(vec![0, 0, 0], vec![2, 1, 1]);
+        assert!(
+            array.read_region_into(&region, &mut short).is_err(),
+            "{name}"
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::core::{Block, ChunkGrid, DType, Region, Result};
 use crate::dispatch_dtype;
 use crate::io::source_file::SOURCE_CHUNK_BYTES;
-use crate::io::{DenseFile, ReadableArray};
+use crate::io::{DenseFile, ReadableArray, check_region_into};
 
 /// A `.npy` (C or Fortran order, either endianness) or raw (C order, little
 /// endian) file read in place, in chunks of about 8 MiB.
@@ -84,6 +84,7 @@ impl ReadableArray for DenseSource {
     }
 
     fn read_region_into(&self, region: &Region, out: &mut [u8]) -> Result<()> {
+        check_region_into(self, region, out)?;
         dispatch_dtype!(self.dtype(), T => {
             let block = self.file.read_region::<T>(region)?;
             out.copy_from_slice(bytemuck::cast_slice(block.as_slice()));

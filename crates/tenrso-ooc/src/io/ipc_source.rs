@@ -17,11 +17,11 @@ use memmap2::Mmap;
 
 use crate::core::{ChunkGrid, DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
-use crate::io::ReadableArray;
 use crate::io::arrow_layout::ArrowTensor;
 use crate::io::guarded;
 use crate::io::row_slabs::{read_region_by_rows, units_overlapping};
 use crate::io::source_file::{SOURCE_CHUNK_BYTES, rows_per_chunk};
+use crate::io::{ReadableArray, check_region_into};
 
 const CONTINUATION: u32 = 0xFFFF_FFFF;
 const MAGIC: &[u8; 6] = b"ARROW1";
@@ -284,6 +284,7 @@ impl ReadableArray for IpcSource {
     }
 
     fn read_region_into(&self, region: &Region, out: &mut [u8]) -> Result<()> {
+        check_region_into(self, region, out)?;
         dispatch_dtype!(self.dtype(), T => read_region_by_rows(
             &self.shape,
             region,

@@ -25,11 +25,11 @@ use parquet::file::serialized_reader::SerializedPageReader;
 
 use crate::core::{ChunkGrid, DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
-use crate::io::ReadableArray;
 use crate::io::arrow_layout::ArrowTensor;
 use crate::io::guarded;
 use crate::io::row_slabs::{read_region_by_rows, units_overlapping};
 use crate::io::source_file::{SOURCE_CHUNK_BYTES, rows_per_chunk};
+use crate::io::{ReadableArray, check_region_into};
 
 /// A Parquet file holding a tensor column (`arrow.fixed_shape_tensor`, a
 /// fixed-size list or an even list) or numeric columns.
@@ -455,6 +455,7 @@ impl ReadableArray for ParquetSource {
     }
 
     fn read_region_into(&self, region: &Region, out: &mut [u8]) -> Result<()> {
+        check_region_into(self, region, out)?;
         dispatch_dtype!(self.dtype(), T => read_region_by_rows(
             &self.shape,
             region,

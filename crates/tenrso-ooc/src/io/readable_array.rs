@@ -113,6 +113,9 @@ pub trait ReadableArray: Send + Sync + fmt::Debug {
             "bytes": meta.map_or(0, |m| m.len()),
             "modified_ns": modified.to_string(),
             "layout": self.describe(),
+            "shape": self.shape(),
+            "dtype": self.dtype().short_name(),
+            "chunk_shape": self.chunk_grid().chunk_shape(),
         })
     }
 
@@ -149,6 +152,7 @@ pub trait ReadableArray: Send + Sync + fmt::Debug {
     /// # Errors
     /// As [`read_region_into`](Self::read_region_into).
     fn read_chunk_f32(&self, chunk: &[u64]) -> Result<Block<f32>> {
+        check_chunk(self, chunk)?;
         self.read_region_f32(&self.chunk_grid().chunk_region(chunk))
     }
 
@@ -157,6 +161,7 @@ pub trait ReadableArray: Send + Sync + fmt::Debug {
     /// # Errors
     /// As [`read_region_into`](Self::read_region_into).
     fn read_chunk_f64(&self, chunk: &[u64]) -> Result<Block<f64>> {
+        check_chunk(self, chunk)?;
         self.read_region_f64(&self.chunk_grid().chunk_region(chunk))
     }
 
@@ -213,13 +218,7 @@ impl dyn ReadableArray + '_ {
     /// array's read errors.
     pub fn read_chunk<T: Element>(&self, chunk: &[u64]) -> Result<Block<T>> {
         check_dtype::<T, _>(self)?;
-        if !self.chunk_grid().contains_chunk(chunk) {
-            return Err(Error::ChunkOutOfBounds {
-                array: self.path().to_path_buf(),
-                chunk: chunk.to_vec(),
-                grid: self.chunk_grid().grid_shape().to_vec(),
-            });
-        }
+        check_chunk(self, chunk)?;
         match T::DTYPE {
             DType::F32 => self.read_chunk_f32(chunk).map(same_type),
             DType::F64 => self.read_chunk_f64(chunk).map(same_type),
@@ -238,6 +237,40 @@ impl dyn ReadableArray + '_ {
             DType::F32 => self.read_region_f32(region).map(same_type),
             DType::F64 => self.read_region_f64(region).map(same_type),
         }
+    }
+}
+
+/// [`Error::ChunkOutOfBounds`] unless `chunk` is in `array`'s grid.
+fn check_chunk<A: ReadableArray + ?Sized>(array: &A, chunk: &[u64]) -> Result<()> {
+    if array.chunk_grid().contains_chunk(chunk) {
+        Ok(())
+    } else {
+        Err(Error::ChunkOutOfBounds {
+            array: array.path().to_path_buf(),
+            chunk: chunk.to_vec(),
+            grid: array.chunk_grid().grid_shape().to_vec(),
+        })
+    }
+}
+
+/// What implementations of [`ReadableArray::read_region_into`] check first:
+/// [`Error::InvalidArgument`] for a region outside the array,
+/// [`Error::Internal`] for a buffer that is not the region's size.
+pub(crate) fn check_region_into<A: ReadableArray + ?Sized>(
+    array: &A,
+    region: &Region,
+    out: &[u8],
+) -> Result<()> {
+    region.check_within(array.shape())?;
+    let want = region.num_elements() * array.dtype().size() as u64;
+    if out.len() as u64 == want {
+        Ok(())
+    } else {
+        Err(Error::internal(format!(
+            "{}: a buffer of {} bytes for region {region} of {want} bytes",
+            array.path().display(),
+            out.len()
+        )))
     }
 }
 
@@ -260,6 +293,8 @@ fn read_region_via_bytes<A: ReadableArray + ?Sized, T: Element>(
     array: &A,
     region: &Region,
 ) -> Result<Block<T>> {
+    check_dtype::<T, A>(array)?;
+    region.check_within(array.shape())?;
     let mut data = vec![T::ZERO; region.num_elements() as usize];
     array.read_region_into(region, bytemuck::cast_slice_mut(&mut data))?;
     Block::from_vec(region.shape().to_vec(), data)

@@ -1,4 +1,4 @@
-//! [`Compare`]: element-wise comparison of two stored arrays.
+//! [`Compare`]: element-wise comparison of two arrays (stores or files).
 
 use std::sync::Mutex;
 

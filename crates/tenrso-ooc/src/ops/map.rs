@@ -1,4 +1,5 @@
-//! [`Map`]: an element-wise expression over one or two stored arrays.
+//! [`Map`]: an element-wise expression over one or two arrays, written to a
+//! new store.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -187,7 +187,7 @@ pub(crate) fn job_record(operation: &str, inputs: &[&dyn ReadableArray]) -> Valu
     json!({ "operation": operation, "inputs": inputs })
 }
 
-/// [`job_record`] of `graph`: its operation and its stored inputs.
+/// [`job_record`] of `graph`: its operation and its inputs.
 pub(crate) fn operation_record(graph: &ChunkGraph) -> Value {
     let inputs: Vec<&dyn ReadableArray> = graph
         .arrays

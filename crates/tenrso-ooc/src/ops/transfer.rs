@@ -99,23 +99,29 @@ pub fn is_npy(path: &Path) -> bool {
 
 impl ImportOptions {
     /// How to read the source `src`: its columns, or its raw layout.
+    /// The raw layout applies only to a file of no known format (for the
+    /// others the file says its own, and the options are ignored).
     fn source_options(&self, src: &Path) -> Result<SourceOptions> {
-        if SourceFormat::of(src).is_none() && self.raw_shape.is_none() && self.raw_dtype.is_none() {
-            return Err(Error::invalid(format!(
-                "{} is read as raw binary (it is not .npy, .arrow/.arrows/.feather/.ipc or .parquet): give its shape and element type (ImportOptions::with_raw)",
-                src.display()
-            )));
-        }
+        let format = SourceFormat::of(src);
         let mut options = SourceOptions::default();
         if let Some(columns) = &self.columns {
+            if !matches!(format, Some(SourceFormat::ArrowIpc | SourceFormat::Parquet)) {
+                return Err(Error::invalid(format!(
+                    "{}: column names (ImportOptions::columns) apply to Arrow and Parquet files",
+                    src.display()
+                )));
+            }
             options = options.with_columns(columns.clone());
+        }
+        if format.is_some() {
+            return Ok(options);
         }
         match (&self.raw_shape, self.raw_dtype) {
             (Some(shape), Some(dtype)) => Ok(options.with_raw(shape.clone(), dtype)),
-            (None, None) => Ok(options),
-            _ => Err(Error::invalid(
-                "a raw source needs both its shape and its element type (ImportOptions::with_raw)",
-            )),
+            _ => Err(Error::invalid(format!(
+                "{} is read as raw binary (it is not .npy, .arrow/.arrows/.feather/.ipc or .parquet): give its shape and element type (ImportOptions::with_raw)",
+                src.display()
+            ))),
         }
     }
 }

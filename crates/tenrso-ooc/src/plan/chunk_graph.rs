@@ -87,7 +87,7 @@ pub type ArrayId = u32;
 /// What an array is to a run.
 #[derive(Debug, Clone)]
 pub enum ArrayRole {
-    /// A stored array the run reads.
+    /// An array the run reads: a store or a file read in place.
     Input(ArrayRef),
     /// A stored array the run creates and writes: one task writes one chunk
     /// of the graph's grid, which is whole stored chunks.

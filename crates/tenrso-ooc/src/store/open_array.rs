@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::core::Result;
+use crate::core::{Error, Result};
 use crate::io::{ArrayRef, SourceFormat, SourceOptions, open_source};
 use crate::store::ZarrArray;
 
@@ -13,8 +13,10 @@ use crate::store::ZarrArray;
 /// read in place.
 ///
 /// # Errors
-/// [`Error::NotAnArray`](crate::Error::NotAnArray) for a path that is
-/// neither; the reader's errors for a damaged file.
+/// [`Error::NotAnArray`] for a missing path or a directory that is not a
+/// store; for a file, [`open_source`]'s errors (a file of no known format
+/// without a raw layout, a damaged file, [`Error::Io`] for a missing one);
+/// [`Error::InvalidArgument`] for file options given for a directory.
 ///
 /// ```
 /// use tenrso_ooc::DType;
@@ -29,12 +31,18 @@ use crate::store::ZarrArray;
 /// ```
 pub fn open_array(path: impl AsRef<Path>, options: &SourceOptions) -> Result<ArrayRef> {
     let path = path.as_ref();
-    let is_file = path.is_file();
-    if is_file && (SourceFormat::of(path).is_some() || options.raw.is_some()) {
-        return open_source(path, options);
+    if path.is_dir() {
+        if options != &SourceOptions::default() {
+            return Err(Error::invalid(format!(
+                "{} is a directory (a Zarr store): column names and raw layouts (SourceOptions) apply to files",
+                path.display()
+            )));
+        }
+        return Ok(Arc::new(ZarrArray::open(path)?));
     }
-    if options != &SourceOptions::default() {
-        // Columns or a raw layout given for a store: refuse rather than ignore.
+    // Anything else that exists, or is named as a file, is read as one (a
+    // missing `x.npy` is a missing file, not a missing store).
+    if path.exists() || SourceFormat::of(path).is_some() || options.raw.is_some() {
         return open_source(path, options);
     }
     Ok(Arc::new(ZarrArray::open(path)?))

@@ -14,7 +14,7 @@ use zarrs::storage::{
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
-use crate::io::{ReadableArray, SourceFormat, WritableArray};
+use crate::io::{ReadableArray, SourceFormat, WritableArray, check_region_into};
 use crate::store::array_spec::check_addressable;
 use crate::store::zarr_metadata::{
     ChunkKeyDecoder, METADATA_KEY, describe_codecs, json_dims, metadata_key, parse_fill_value,
@@ -643,6 +643,7 @@ impl ReadableArray for ZarrArray {
     }
 
     fn read_region_into(&self, region: &Region, out: &mut [u8]) -> Result<()> {
+        check_region_into(self, region, out)?;
         dispatch_dtype!(self.dtype, T => {
             let block = ZarrArray::read_region::<T>(self, region)?;
             out.copy_from_slice(bytemuck::cast_slice(block.as_slice()));
