@@ -14,15 +14,10 @@ use tenrso_ooc::ops::{
     Einsum, Expr, Fill, Generate, Import, Map, OutputOptions, Reduce, ReduceOp, Transpose,
 };
 use tenrso_ooc::store::{ArraySpec, ZarrArray};
-use tenrso_ooc::{Block, DType, Error, Region};
+use tenrso_ooc::{Block, DType, Error};
 
-fn session(threads: usize, limit: u64) -> Session {
-    Session::new(
-        ExecOptions::default()
-            .with_threads(threads)
-            .with_memory_limit(limit),
-    )
-}
+mod common;
+use common::{all, generated, session};
 
 /// A session spilling into `dir` only.
 fn spilling_session(threads: usize, limit: u64, dir: &Path) -> Session {
@@ -47,17 +42,7 @@ fn make(
     seed: u64,
 ) -> Arc<ZarrArray> {
     let spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), DType::F64);
-    Generate::new(dir.join(name), spec, fill)
-        .with_seed(seed)
-        .plan(&Session::default())
-        .unwrap()
-        .run()
-        .unwrap()
-        .array
-}
-
-fn all(a: &ZarrArray) -> Block<f64> {
-    a.read_region(&Region::full(a.shape())).unwrap()
+    generated(dir, name, spec, fill, seed)
 }
 
 fn bits(b: &Block<f64>) -> Vec<u64> {

@@ -10,18 +10,13 @@ use std::sync::Arc;
 use tenrso_ooc::decomp::{
     self, CpInit, CpModel, CpOptions, Matrix, SweepStrategy, TuckerInit, TuckerOptions,
 };
-use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
-use tenrso_ooc::ops::{CounterRng, Fill, Generate};
+use tenrso_ooc::exec::NoProgress;
+use tenrso_ooc::ops::{CounterRng, Fill};
 use tenrso_ooc::store::{ArraySpec, ZarrArray};
-use tenrso_ooc::{DType, Error, Region, Shape};
+use tenrso_ooc::{DType, Error, Shape};
 
-fn session(threads: usize, limit: u64) -> Session {
-    Session::new(
-        ExecOptions::default()
-            .with_threads(threads)
-            .with_memory_limit(limit),
-    )
-}
+mod common;
+use common::{generated, session, values};
 
 fn make(
     dir: &Path,
@@ -32,29 +27,7 @@ fn make(
     fill: Fill,
 ) -> Arc<ZarrArray> {
     let spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), dtype);
-    Generate::new(dir.join(name), spec, fill)
-        .with_seed(7)
-        .plan(&Session::default())
-        .unwrap()
-        .run()
-        .unwrap()
-        .array
-}
-
-fn values(a: &ZarrArray) -> Vec<f64> {
-    match a.dtype() {
-        DType::F64 => a
-            .read_region::<f64>(&Region::full(a.shape()))
-            .unwrap()
-            .into_vec(),
-        DType::F32 => a
-            .read_region::<f32>(&Region::full(a.shape()))
-            .unwrap()
-            .into_vec()
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-    }
+    generated(dir, name, spec, fill, 7)
 }
 
 fn random_factors(shape: &[u64], rank: usize, seed: u64) -> Vec<Matrix> {

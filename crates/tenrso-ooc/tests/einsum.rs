@@ -8,11 +8,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use tenrso_ooc::exec::{ExecOptions, Session};
-use tenrso_ooc::ops::{Einsum, Fill, Generate, OutputOptions};
+use tenrso_ooc::exec::Session;
+use tenrso_ooc::ops::{Einsum, Fill, OutputOptions};
 use tenrso_ooc::plan::{EinsumSpec, Label, PathStrategy};
 use tenrso_ooc::store::{ArraySpec, ZarrArray};
-use tenrso_ooc::{DType, Error, Region, Shape};
+use tenrso_ooc::{DType, Error, Shape};
+
+mod common;
+use common::{generated, session, values};
 
 /// The output options and path strategy of an einsum request.
 #[derive(Debug, Clone, Default)]
@@ -29,14 +32,6 @@ fn request(subscripts: &str, inputs: &[Arc<ZarrArray>], opts: &EinsumOptions) ->
         .with_path(opts.path)
 }
 
-fn session(threads: usize, limit: u64) -> Session {
-    Session::new(
-        ExecOptions::default()
-            .with_threads(threads)
-            .with_memory_limit(limit),
-    )
-}
-
 fn make(
     dir: &Path,
     name: &str,
@@ -46,29 +41,7 @@ fn make(
     seed: u64,
 ) -> Arc<ZarrArray> {
     let spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), dtype);
-    Generate::new(dir.join(name), spec, Fill::Normal)
-        .with_seed(seed)
-        .plan(&Session::default())
-        .unwrap()
-        .run()
-        .unwrap()
-        .array
-}
-
-fn values(a: &ZarrArray) -> Vec<f64> {
-    match a.dtype() {
-        DType::F64 => a
-            .read_region::<f64>(&Region::full(a.shape()))
-            .unwrap()
-            .into_vec(),
-        DType::F32 => a
-            .read_region::<f32>(&Region::full(a.shape()))
-            .unwrap()
-            .into_vec()
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-    }
+    generated(dir, name, spec, Fill::Normal, seed)
 }
 
 /// The einsum by its definition: every assignment of the indices, the

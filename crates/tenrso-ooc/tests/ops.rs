@@ -7,18 +7,13 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use tenrso_ooc::exec::{ExecOptions, Session};
 use tenrso_ooc::ops::{
-    Compare, Expr, Fill, Generate, Map, OutputOptions, Rechunk, Reduce, ReduceOp, Transpose,
+    Compare, Expr, Fill, Map, OutputOptions, Rechunk, Reduce, ReduceOp, Transpose,
 };
 use tenrso_ooc::store::{ArraySpec, ZarrArray};
-use tenrso_ooc::{Block, DType, Region, Shape};
+use tenrso_ooc::{DType, Shape};
 
-fn session(threads: usize, limit: u64) -> Session {
-    Session::new(
-        ExecOptions::default()
-            .with_threads(threads)
-            .with_memory_limit(limit),
-    )
-}
+mod common;
+use common::{all, generated, session};
 
 fn make(
     dir: &Path,
@@ -29,17 +24,7 @@ fn make(
     seed: u64,
 ) -> Arc<ZarrArray> {
     let spec = ArraySpec::new(shape.to_vec(), chunks.to_vec(), DType::F64);
-    Generate::new(dir.join(name), spec, fill)
-        .with_seed(seed)
-        .plan(&Session::default())
-        .unwrap()
-        .run()
-        .unwrap()
-        .array
-}
-
-fn all(a: &ZarrArray) -> Block<f64> {
-    a.read_region(&Region::full(a.shape())).unwrap()
+    generated(dir, name, spec, fill, seed)
 }
 
 fn shape_and_chunks(max_ndim: usize) -> impl Strategy<Value = (Vec<u64>, Vec<u64>, Vec<u64>)> {
