@@ -11,6 +11,7 @@ use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::io::{
     ColumnarOptions, ColumnarWriter, DenseFile, SourceFormat, SourceOptions, open_source,
 };
+use crate::ops::planned::job_record;
 use crate::ops::{ChunkPlan, Planned};
 use crate::store::{ArraySpec, AtomicFile, Compression, ZarrArray};
 
@@ -260,7 +261,7 @@ fn import_into(
     session: &Session,
     progress: &dyn Progress,
 ) -> Result<TransferReport> {
-    let (src, dst, opts) = (&request.src, &request.dst, &request.options);
+    let (dst, opts) = (&request.dst, &request.options);
     let (shape, dtype) = (source.shape().to_vec(), source.dtype());
     let grid = ChunkGrid::new(spec.shape.clone(), spec.chunk_shape.clone())?;
     let unit = ImportUnit::of(source, &grid, spec);
@@ -273,7 +274,11 @@ fn import_into(
     } else {
         ZarrArray::create(dst, spec)?
     };
-    array.record_job("tenrso_import", source_record(src)?, opts.resume)?;
+    array.record_job(
+        "tenrso_import",
+        job_record("import", &[&**source]),
+        opts.resume,
+    )?;
     let grid = array.chunk_grid();
     let unit_chunks = |u: u64| -> Vec<Vec<u64>> {
         if source.reads_whole_rows() {
@@ -340,23 +345,6 @@ fn import_into(
         chunks_skipped,
         bytes: copied.into_inner(),
     })
-}
-
-/// What identifies an import's source: its canonical path, size and
-/// modification time, so `--resume` refuses to mix two sources.
-fn source_record(src: &Path) -> Result<serde_json::Value> {
-    let meta = std::fs::metadata(src).map_err(|e| Error::io(src, e))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    let canonical = std::fs::canonicalize(src).unwrap_or_else(|_| src.to_path_buf());
-    Ok(serde_json::json!({
-        "source": canonical.to_string_lossy(),
-        "bytes": meta.len(),
-        "modified_ns": modified.to_string(),
-    }))
 }
 
 /// Exports a stored array to a `.npy` (C order, little endian) or raw file,
