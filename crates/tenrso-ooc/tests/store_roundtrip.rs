@@ -128,6 +128,12 @@ fn attributes_survive_reopening() {
     let again = ZarrArray::open(&path).unwrap();
     assert_eq!(again.attributes()["units"], "kelvin");
     assert_eq!(again.attributes()["step"], 3);
+    let mut again = again;
+    assert!(again.remove_attribute("units").unwrap());
+    assert!(!again.remove_attribute("units").unwrap());
+    let reopened = ZarrArray::open(&path).unwrap();
+    assert!(!reopened.attributes().contains_key("units"));
+    assert_eq!(reopened.attributes()["step"], 3);
 }
 
 #[test]

@@ -328,6 +328,27 @@ impl ZarrArray {
             document["attributes"] = Value::Object(Map::new());
         }
         document["attributes"][key.into()] = value;
+        self.write_metadata(document)
+    }
+
+    /// Removes one user attribute (rewriting `zarr.json` atomically);
+    /// false when there was none.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the metadata cannot be written.
+    pub fn remove_attribute(&mut self, key: &str) -> Result<bool> {
+        let mut document = self.metadata.clone();
+        let removed = document["attributes"]
+            .as_object_mut()
+            .and_then(|attributes| attributes.remove(key))
+            .is_some();
+        if removed {
+            self.write_metadata(document)?;
+        }
+        Ok(removed)
+    }
+
+    fn write_metadata(&mut self, document: Value) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(&document).expect("metadata serialises");
         self.store
             .set(&metadata_key(), bytes.into())

@@ -1,0 +1,237 @@
+//! `Array`: a stored Zarr v3 array or a file read in place, with its
+//! layout, attributes, and selections read to and written from NumPy.
+
+use std::sync::Arc;
+
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use tenrso_ooc::io::{ArrayRef, SourceOptions};
+use tenrso_ooc::store::ZarrArray;
+use tenrso_ooc::{ByteSize, DType, Element, Error};
+
+use crate::errors::OrRaise;
+use crate::progress;
+use crate::selection::{self, AxisSelection};
+use crate::session::PySession;
+
+/// A stored array: a Zarr v3 array (readable and writable) or a
+/// `.npy`/IPC/Parquet file read in place (read-only).
+#[pyclass(name = "Array", module = "tenrso_ooc._native", frozen)]
+pub struct PyArray {
+    /// What operations read.
+    pub array: ArrayRef,
+    /// The same array when it is a Zarr store (writes, attributes).
+    pub zarr: Option<Arc<ZarrArray>>,
+}
+
+impl PyArray {
+    /// A Python `Array` of a Zarr store.
+    pub fn from_zarr(zarr: Arc<ZarrArray>) -> Self {
+        Self {
+            array: zarr.clone(),
+            zarr: Some(zarr),
+        }
+    }
+
+    fn writable(&self) -> PyResult<&Arc<ZarrArray>> {
+        self.zarr
+            .as_ref()
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{}: a file read in place is read-only; import it into a Zarr store to write to it",
+                    self.array.path().display()
+                ))
+            })
+            .or_raise()
+    }
+}
+
+/// Converts `(start, step, count)` triples.
+fn axes(selection: Vec<(u64, u64, u64)>) -> Vec<AxisSelection> {
+    selection
+        .into_iter()
+        .map(|(start, step, count)| AxisSelection { start, step, count })
+        .collect()
+}
+
+/// Reads `selection` into a new NumPy array (the GIL released meanwhile).
+fn read_numpy<'py, T: Element + numpy::Element>(
+    py: Python<'py>,
+    session: &PySession,
+    array: &ArrayRef,
+    selection: &[AxisSelection],
+) -> PyResult<Bound<'py, PyAny>> {
+    let session = &session.inner;
+    let values = progress::run(py, session, None, |_| {
+        let bytes = selection::len(selection) * T::DTYPE.size() as u64;
+        let mut hold = session.pool().reservation("selection read into NumPy");
+        hold.try_grow(bytes).map_err(|_| Error::MemoryLimit {
+            limit: session.memory_limit(),
+            required: bytes,
+            what: format!(
+                "reading {} of {} into NumPy",
+                ByteSize(bytes),
+                array.path().display()
+            ),
+        })?;
+        selection::read::<T>(&**array, selection)
+    })?;
+    let shape: Vec<usize> = selection.iter().map(|s| s.count as usize).collect();
+    Ok(PyArray1::from_vec(py, values).reshape(shape)?.into_any())
+}
+
+#[pymethods]
+impl PyArray {
+    /// Opens a Zarr v3 store or a `.npy`/IPC/Parquet file.
+    #[staticmethod]
+    #[pyo3(signature = (path, columns=None))]
+    fn open(path: std::path::PathBuf, columns: Option<Vec<String>>) -> PyResult<Self> {
+        let mut options = SourceOptions::default();
+        if let Some(columns) = columns {
+            options.columns = Some(columns);
+        }
+        let array = tenrso_ooc::store::open_array(&path, &options).or_raise()?;
+        if array.as_any().downcast_ref::<ZarrArray>().is_some() {
+            return Ok(Self::from_zarr(Arc::new(
+                ZarrArray::open(&path).or_raise()?,
+            )));
+        }
+        Ok(Self { array, zarr: None })
+    }
+
+    /// The array's directory or file.
+    #[getter]
+    fn path(&self) -> std::path::PathBuf {
+        self.array.path().to_path_buf()
+    }
+
+    /// Extent along each axis.
+    #[getter]
+    fn shape(&self) -> Vec<u64> {
+        self.array.shape().to_vec()
+    }
+
+    /// Chunk shape.
+    #[getter]
+    fn chunks(&self) -> Vec<u64> {
+        self.array.chunk_grid().chunk_shape().to_vec()
+    }
+
+    /// The element type, as NumPy names it.
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        match self.array.dtype() {
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+        }
+    }
+
+    /// Bytes of the uncompressed array.
+    #[getter]
+    fn nbytes(&self) -> u64 {
+        self.array.nbytes()
+    }
+
+    /// Bytes the array takes on disk.
+    fn nbytes_stored(&self) -> PyResult<u64> {
+        self.array.bytes_on_disk().or_raise()
+    }
+
+    /// Chunks written (for a store; every chunk of a file).
+    fn nchunks_initialized(&self) -> PyResult<usize> {
+        Ok(self.array.stored_chunks().or_raise()?.len())
+    }
+
+    /// Number of chunks.
+    #[getter]
+    fn nchunks(&self) -> u64 {
+        self.array.chunk_grid().num_chunks()
+    }
+
+    /// How chunks are stored (codecs, or the file's format).
+    fn describe(&self) -> String {
+        self.array.describe()
+    }
+
+    /// The user attributes of a store, as JSON text (`{}` for a file).
+    fn attributes_json(&self) -> String {
+        match &self.zarr {
+            Some(z) => serde_json::Value::Object(z.attributes()).to_string(),
+            None => "{}".into(),
+        }
+    }
+
+    /// Sets attribute `key` to the JSON `value` (stores only).
+    fn set_attribute_json(&self, key: String, value: String) -> PyResult<()> {
+        let zarr = self.writable()?;
+        let value: serde_json::Value = serde_json::from_str(&value)
+            .map_err(|e| Error::invalid(format!("attribute `{key}`: not JSON: {e}")))
+            .or_raise()?;
+        let mut fresh = ZarrArray::open(zarr.path()).or_raise()?;
+        fresh.set_attribute(key, value).or_raise()
+    }
+
+    /// Removes attribute `key` (stores only); false when there was none.
+    fn remove_attribute(&self, key: String) -> PyResult<bool> {
+        let zarr = self.writable()?;
+        let mut fresh = ZarrArray::open(zarr.path()).or_raise()?;
+        fresh.remove_attribute(&key).or_raise()
+    }
+
+    /// Reads the selection `[(start, step, count), …]` (one per axis) into
+    /// a NumPy array of shape `[count, …]`.
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        session: &PySession,
+        selection: Vec<(u64, u64, u64)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let selection = axes(selection);
+        match self.array.dtype() {
+            DType::F32 => read_numpy::<f32>(py, session, &self.array, &selection),
+            DType::F64 => read_numpy::<f64>(py, session, &self.array, &selection),
+        }
+    }
+
+    /// Writes `values` (a C-contiguous array of the selection's shape and
+    /// the array's dtype) into the selection.
+    fn write(
+        &self,
+        py: Python<'_>,
+        session: &PySession,
+        selection: Vec<(u64, u64, u64)>,
+        values: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let zarr = self.writable()?.clone();
+        let selection = axes(selection);
+        match self.array.dtype() {
+            DType::F32 => write_numpy::<f32>(py, session, &zarr, &selection, values),
+            DType::F64 => write_numpy::<f64>(py, session, &zarr, &selection, values),
+        }
+    }
+}
+
+fn write_numpy<T: Element + numpy::Element>(
+    py: Python<'_>,
+    session: &PySession,
+    zarr: &ZarrArray,
+    selection: &[AxisSelection],
+    values: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let values: PyReadonlyArrayDyn<'_, T> = values.extract()?;
+    let want: Vec<usize> = selection.iter().map(|s| s.count as usize).collect();
+    if values.shape() != want.as_slice() {
+        return Err(Error::invalid(format!(
+            "values of shape {:?} for a selection of shape {want:?}",
+            values.shape()
+        )))
+        .or_raise();
+    }
+    let slice = values
+        .as_slice()
+        .map_err(|_| Error::invalid("values must be C-contiguous"))
+        .or_raise()?;
+    progress::run(py, &session.inner, None, |_| {
+        selection::write::<T>(zarr, selection, slice)
+    })
+}

@@ -1,0 +1,290 @@
+//! CP (`parafac`) and Tucker decompositions of stored tensors, and the
+//! reconstruction of a model into a stored tensor, with TensorLy's
+//! parameters; the Python layer turns the results into TensorLy's
+//! `CPTensor` / `TuckerTensor`.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use numpy::{
+    PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use tenrso_ooc::decomp::{
+    CpInit, CpModel, CpOptions, DecompositionRun, Iteration, Matrix, Reconstruct, TuckerInit,
+    TuckerModel, TuckerOptions,
+};
+use tenrso_ooc::store::{ArraySpec, Compression};
+use tenrso_ooc::{ChunkGrid, Error};
+
+use crate::array::PyArray;
+use crate::errors::OrRaise;
+use crate::progress;
+use crate::session::PySession;
+
+/// A factor matrix from NumPy (any float layout, copied).
+fn matrix(values: &PyReadonlyArray2<'_, f64>) -> PyResult<Matrix> {
+    let shape = values.shape();
+    Matrix::from_vec(
+        shape[0],
+        shape[1],
+        values.as_array().iter().copied().collect(),
+    )
+    .or_raise()
+}
+
+/// A factor matrix as a NumPy array.
+fn numpy_matrix<'py>(py: Python<'py>, m: &Matrix) -> PyResult<Bound<'py, PyAny>> {
+    Ok(PyArray1::from_slice(py, m.as_slice())
+        .reshape([m.rows(), m.cols()])?
+        .into_any())
+}
+
+/// The run as JSON text: every iteration and why it stopped.
+fn run_json(run: &DecompositionRun) -> String {
+    serde_json::json!({
+        "iterations": run.iterations.iter().map(Iteration::to_json).collect::<Vec<_>>(),
+        "converged": run.converged,
+        "stopped_early": run.stopped_early,
+        "norm": run.norm,
+        "init_seconds": run.init_seconds,
+        "passes_per_iteration": run.passes_per_iteration,
+        "resumed_after": run.resumed_after,
+    })
+    .to_string()
+}
+
+/// Calls the Python `callback(iteration: dict, rec_error)` after every
+/// iteration, from the engine's thread; `True` stops the run, an exception
+/// stops it and is raised once the run has ended.
+struct IterationCallback<'a> {
+    callback: Option<&'a Py<PyAny>>,
+    raised: &'a Mutex<Option<PyErr>>,
+}
+
+impl IterationCallback<'_> {
+    fn call(&self, iteration: &Iteration) -> ControlFlow<()> {
+        let Some(callback) = self.callback else {
+            return ControlFlow::Continue(());
+        };
+        Python::attach(|py| {
+            let call = || -> PyResult<bool> {
+                let record = PyDict::new(py);
+                record.set_item("iteration", iteration.iteration)?;
+                record.set_item("fit", iteration.fit)?;
+                record.set_item("rec_error", iteration.rec_error)?;
+                record.set_item("seconds", iteration.seconds)?;
+                record.set_item("bytes_read", iteration.bytes_read)?;
+                record.set_item("passes", iteration.passes)?;
+                callback
+                    .bind(py)
+                    .call1((record, iteration.rec_error))?
+                    .is_truthy()
+            };
+            match call() {
+                Ok(true) => ControlFlow::Break(()),
+                Ok(false) => ControlFlow::Continue(()),
+                Err(e) => {
+                    *self.raised.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+    }
+}
+
+/// The exception a callback raised, if any.
+fn raised(raised: Mutex<Option<PyErr>>) -> PyResult<()> {
+    match raised.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// CP-ALS: `(weights, factors, run_json)`.
+#[pyfunction]
+#[pyo3(signature = (session, x, rank, n_iter_max, init, init_weights, init_factors, tol, seed, normalize_factors, l2_reg, checkpoint, resume, callback, progress_callback))]
+#[allow(clippy::too_many_arguments)]
+pub fn parafac<'py>(
+    py: Python<'py>,
+    session: &PySession,
+    x: &PyArray,
+    rank: usize,
+    n_iter_max: usize,
+    init: &str,
+    init_weights: Option<Vec<f64>>,
+    init_factors: Option<Vec<PyReadonlyArray2<'py, f64>>>,
+    tol: f64,
+    seed: u64,
+    normalize_factors: bool,
+    l2_reg: f64,
+    checkpoint: Option<PathBuf>,
+    resume: bool,
+    callback: Option<Py<PyAny>>,
+    progress_callback: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(Vec<f64>, Vec<Bound<'py, PyAny>>, String)> {
+    let init = match (init, init_factors) {
+        ("svd", None) => CpInit::Svd,
+        ("random", None) => CpInit::Random,
+        ("given", Some(factors)) => {
+            let factors = factors.iter().map(matrix).collect::<PyResult<Vec<_>>>()?;
+            let weights = init_weights.unwrap_or_else(|| vec![1.0; rank]);
+            CpInit::Given(CpModel { weights, factors })
+        }
+        (other, _) => {
+            return Err(Error::invalid(format!(
+                "init='{other}': expected 'svd', 'random' or a CPTensor"
+            )))
+            .or_raise();
+        }
+    };
+    let mut options = CpOptions::new(rank)
+        .with_n_iter_max(n_iter_max)
+        .with_init(init)
+        .with_tol(tol)
+        .with_seed(seed)
+        .with_normalize_factors(normalize_factors)
+        .with_l2_reg(l2_reg)
+        .with_resume(resume);
+    if let Some(dir) = checkpoint {
+        options = options.with_checkpoint(dir);
+    }
+    let errors = Mutex::new(None);
+    let on_iteration = IterationCallback {
+        callback: callback.as_ref(),
+        raised: &errors,
+    };
+    let session = &session.inner;
+    let array = &x.array;
+    let report = progress::run(py, session, progress_callback, |p| {
+        tenrso_ooc::decomp::cp_als(session, array, &options, &mut |i| on_iteration.call(i), p)
+    });
+    raised(errors)?;
+    let report = report?;
+    let factors = report
+        .model
+        .factors
+        .iter()
+        .map(|f| numpy_matrix(py, f))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((report.model.weights, factors, run_json(&report.run)))
+}
+
+/// Tucker by HOOI: `(core, factors, run_json)`.
+#[pyfunction]
+#[pyo3(signature = (session, x, ranks, n_iter_max, init, init_core, init_factors, tol, seed, checkpoint, resume, callback, progress_callback))]
+#[allow(clippy::too_many_arguments)]
+pub fn tucker<'py>(
+    py: Python<'py>,
+    session: &PySession,
+    x: &PyArray,
+    ranks: Vec<usize>,
+    n_iter_max: usize,
+    init: &str,
+    init_core: Option<PyReadonlyArrayDyn<'py, f64>>,
+    init_factors: Option<Vec<PyReadonlyArray2<'py, f64>>>,
+    tol: f64,
+    seed: u64,
+    checkpoint: Option<PathBuf>,
+    resume: bool,
+    callback: Option<Py<PyAny>>,
+    progress_callback: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(Bound<'py, PyAny>, Vec<Bound<'py, PyAny>>, String)> {
+    let init = match (init, init_core, init_factors) {
+        ("svd", None, None) => TuckerInit::Svd,
+        ("random", None, None) => TuckerInit::Random,
+        ("given", Some(core), Some(factors)) => TuckerInit::Given(TuckerModel {
+            core_shape: core.shape().to_vec(),
+            core: core.as_array().iter().copied().collect(),
+            factors: factors.iter().map(matrix).collect::<PyResult<Vec<_>>>()?,
+        }),
+        (other, _, _) => {
+            return Err(Error::invalid(format!(
+                "init='{other}': expected 'svd', 'random' or a TuckerTensor"
+            )))
+            .or_raise();
+        }
+    };
+    let mut options = TuckerOptions::new(ranks)
+        .with_n_iter_max(n_iter_max)
+        .with_init(init)
+        .with_tol(tol)
+        .with_seed(seed)
+        .with_resume(resume);
+    if let Some(dir) = checkpoint {
+        options = options.with_checkpoint(dir);
+    }
+    let errors = Mutex::new(None);
+    let on_iteration = IterationCallback {
+        callback: callback.as_ref(),
+        raised: &errors,
+    };
+    let session = &session.inner;
+    let array = &x.array;
+    let report = progress::run(py, session, progress_callback, |p| {
+        tenrso_ooc::decomp::tucker(session, array, &options, &mut |i| on_iteration.call(i), p)
+    });
+    raised(errors)?;
+    let report = report?;
+    let model = &report.model;
+    let core = PyArray1::from_slice(py, &model.core)
+        .reshape(model.core_shape.clone())?
+        .into_any();
+    let factors = model
+        .factors
+        .iter()
+        .map(|f| numpy_matrix(py, f))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((core, factors, run_json(&report.run)))
+}
+
+/// Writes the full tensor of a CP model (`core=None`, `weights` given) or
+/// a Tucker model (`core` given) into a new store at `out`.
+#[pyfunction]
+#[pyo3(signature = (session, weights, core, factors, out, chunks, dtype, compression, progress_callback))]
+#[allow(clippy::too_many_arguments)]
+pub fn reconstruct<'py>(
+    py: Python<'py>,
+    session: &PySession,
+    weights: Option<Vec<f64>>,
+    core: Option<PyReadonlyArrayDyn<'py, f64>>,
+    factors: Vec<PyReadonlyArray2<'py, f64>>,
+    out: PathBuf,
+    chunks: Option<Vec<u64>>,
+    dtype: &str,
+    compression: &str,
+    progress_callback: Option<&Bound<'py, PyAny>>,
+) -> PyResult<PyArray> {
+    let factors = factors.iter().map(matrix).collect::<PyResult<Vec<_>>>()?;
+    let shape: Vec<u64> = factors.iter().map(|f| f.rows() as u64).collect();
+    let dtype = crate::ops::dtype_of(dtype)?;
+    let chunks = chunks.unwrap_or_else(|| {
+        let target = session.inner.options().default_chunk_bytes();
+        ChunkGrid::auto_chunk_shape(&shape, dtype.size() as u64, target)
+    });
+    let compression = compression.parse::<Compression>().or_raise()?;
+    let spec = ArraySpec::new(shape, chunks, dtype).with_compression(compression);
+    let request = match core {
+        Some(core) => Reconstruct::tucker(
+            &TuckerModel {
+                core_shape: core.shape().to_vec(),
+                core: core.as_array().iter().copied().collect(),
+                factors,
+            },
+            &out,
+            spec,
+        ),
+        None => {
+            let weights =
+                weights.unwrap_or_else(|| vec![1.0; factors.first().map_or(0, Matrix::cols)]);
+            Reconstruct::cp(&CpModel { weights, factors }, &out, spec)
+        }
+    };
+    let session = &session.inner;
+    let array = progress::run(py, session, progress_callback, |p| {
+        request.plan(session)?.run_with(p)
+    })?;
+    Ok(PyArray::from_zarr(array))
+}

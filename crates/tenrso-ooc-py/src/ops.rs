@@ -1,0 +1,316 @@
+//! The operations on stored arrays, as module functions taking the
+//! session first (the Python layer supplies the default one), run with
+//! the GIL released and progress reported to an optional callable.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use tenrso_ooc::ops::{
+    Einsum, Expr, Fill, Generate, Map, OutputOptions, Rechunk, Reduce, ReduceOp, Transpose, Verify,
+};
+use tenrso_ooc::plan::{EinsumSpec, PathStrategy};
+use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
+use tenrso_ooc::{ChunkGrid, DType, Error};
+
+use crate::array::PyArray;
+use crate::errors::OrRaise;
+use crate::progress;
+use crate::session::PySession;
+
+/// The result of an operation: a scalar or a stored array.
+#[derive(IntoPyObject)]
+pub enum Output {
+    /// A scalar result.
+    Value(f64),
+    /// An array written to `out`.
+    Array(PyArray),
+}
+
+pub fn open_output(path: &std::path::Path) -> PyResult<PyArray> {
+    Ok(PyArray::from_zarr(Arc::new(
+        ZarrArray::open(path).or_raise()?,
+    )))
+}
+
+/// The scalar of a run, else the array it wrote at `out`.
+fn scalar_or_array(value: Option<f64>, out: Option<PathBuf>, hint: &str) -> PyResult<Output> {
+    match (value, out) {
+        (Some(v), _) => Ok(Output::Value(v)),
+        (None, Some(out)) => Ok(Output::Array(open_output(&out)?)),
+        (None, None) => Err(Error::invalid(hint.to_string())).or_raise(),
+    }
+}
+
+fn parse<T: FromStr<Err = Error>>(text: &str) -> PyResult<T> {
+    T::from_str(text).or_raise()
+}
+
+pub fn dtype_of(name: &str) -> PyResult<DType> {
+    match name {
+        "float32" | "f4" | "<f4" | "f32" => Ok(DType::F32),
+        "float64" | "f8" | "<f8" | "f64" | "float" => Ok(DType::F64),
+        _ => Err(Error::invalid(format!(
+            "dtype='{name}': tenrso-ooc stores float32 or float64"
+        )))
+        .or_raise(),
+    }
+}
+
+/// Creates (and fills) a Zarr v3 array; `chunks=None` picks chunks of
+/// the session's default chunk size.
+#[pyfunction]
+#[pyo3(signature = (session, path, shape, chunks, dtype, compression, fill, seed, shards, progress_callback))]
+#[allow(clippy::too_many_arguments)]
+pub fn create(
+    py: Python<'_>,
+    session: &PySession,
+    path: PathBuf,
+    shape: Vec<u64>,
+    chunks: Option<Vec<u64>>,
+    dtype: &str,
+    compression: &str,
+    fill: &str,
+    seed: u64,
+    shards: Option<Vec<u64>>,
+    progress_callback: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyArray> {
+    let dtype = dtype_of(dtype)?;
+    let chunks = chunks.unwrap_or_else(|| {
+        let target = session.inner.options().default_chunk_bytes();
+        ChunkGrid::auto_chunk_shape(&shape, dtype.size() as u64, target)
+    });
+    let mut spec =
+        ArraySpec::new(shape, chunks, dtype).with_compression(parse::<Compression>(compression)?);
+    if let Some(shards) = shards {
+        spec = spec.with_shards(shards);
+    }
+    let fill = parse::<Fill>(fill)?;
+    if fill == Fill::Zeros {
+        // As zarr-python does: no chunk written, every chunk reads as the
+        // fill value (0) until assigned.
+        let array = py.detach(|| ZarrArray::create(&path, &spec)).or_raise()?;
+        return Ok(PyArray::from_zarr(Arc::new(array)));
+    }
+    let request = Generate::new(path, spec, fill).with_seed(seed);
+    let session = &session.inner;
+    let report = progress::run(py, session, progress_callback, |p| {
+        request.plan(session)?.run_with(p)
+    })?;
+    Ok(PyArray::from_zarr(report.array))
+}
+
+/// Reduces `x` over `axes` (all when `None`): a float, or an array at `out`.
+#[pyfunction]
+#[pyo3(signature = (session, op, x, axes, out, progress_callback))]
+pub fn reduce(
+    py: Python<'_>,
+    session: &PySession,
+    op: &str,
+    x: &PyArray,
+    axes: Option<Vec<usize>>,
+    out: Option<PathBuf>,
+    progress_callback: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Output> {
+    let mut request = Reduce::new(parse::<ReduceOp>(op)?, &x.array);
+    if let Some(axes) = axes {
+        request = request.with_axes(axes);
+    }
+    if let Some(out) = &out {
+        request = request.with_out(out);
+    }
+    let session = &session.inner;
+    let report = progress::run(py, session, progress_callback, |p| {
+        request.plan(session)?.run_with(p)
+    })?;
+    scalar_or_array(
+        report.value,
+        out,
+        "this reduction has an array result: give out=",
+    )
+}
+
+fn einsum_request(
+    subscripts: &str,
+    operands: &[PyRef<'_, PyArray>],
+    optimize: &str,
+) -> PyResult<Einsum> {
+    let strategy = parse::<PathStrategy>(optimize)
+        .map_err(|_| {
+            Error::invalid(format!(
+                "optimize='{optimize}': expected 'auto', 'optimal', 'greedy' or 'sequential'"
+            ))
+        })
+        .or_raise()?;
+    Ok(Einsum::new(subscripts, operands.iter().map(|a| a.array.clone())).with_path(strategy))
+}
+
+/// Evaluates an einsum over stored operands: a float, or an array at `out`.
+#[pyfunction]
+#[pyo3(signature = (session, subscripts, operands, out, optimize, progress_callback))]
+pub fn einsum(
+    py: Python<'_>,
+    session: &PySession,
+    subscripts: &str,
+    operands: Vec<PyRef<'_, PyArray>>,
+    out: Option<PathBuf>,
+    optimize: &str,
+    progress_callback: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Output> {
+    let mut request = einsum_request(subscripts, &operands, optimize)?;
+    if let Some(out) = &out {
+        request = request.with_out(out);
+    }
+    let session = &session.inner;
+    let report = progress::run(py, session, progress_callback, |p| {
+        request.plan(session)?.run_with(p)
+    })?;
+    scalar_or_array(
+        report.value,
+        out,
+        "this einsum has an array result: give out=",
+    )
+}
+
+/// The shape of the result of `subscripts` over operands of `shapes`
+/// (empty for a scalar); bad subscripts raise.
+#[pyfunction]
+pub fn einsum_output_shape(subscripts: &str, shapes: Vec<Vec<u64>>) -> PyResult<Vec<u64>> {
+    let shapes: Vec<&[u64]> = shapes.iter().map(Vec::as_slice).collect();
+    let problem = EinsumSpec::parse(subscripts)
+        .and_then(|spec| spec.bind(&shapes))
+        .or_raise()?;
+    Ok(problem.output_shape())
+}
+
+/// The plan of an einsum as JSON text: path, tiles, flops, bytes, memory
+/// (`out`: where an array result would go; nothing is written).
+#[pyfunction]
+#[pyo3(signature = (session, subscripts, operands, optimize, out))]
+pub fn einsum_path(
+    session: &PySession,
+    subscripts: &str,
+    operands: Vec<PyRef<'_, PyArray>>,
+    optimize: &str,
+    out: Option<PathBuf>,
+) -> PyResult<String> {
+    let mut request = einsum_request(subscripts, &operands, optimize)?;
+    if let Some(out) = &out {
+        request = request.with_out(out);
+    }
+    let planned = request.plan(&session.inner).or_raise()?;
+    let plan = planned.explain();
+    let mut json = plan.to_json();
+    json["output_shape"] = serde_json::json!(plan.output_shape);
+    json["text"] = serde_json::json!(plan.to_string());
+    Ok(json.to_string())
+}
+
+/// The einsum subscripts of `numpy.tensordot(a, b, axes)` for operands of
+/// `na` and `nb` axes.
+#[pyfunction]
+pub fn tensordot_subscripts(
+    na: usize,
+    nb: usize,
+    axes: (Vec<usize>, Vec<usize>),
+) -> PyResult<String> {
+    tenrso_ooc::ops::tensordot_subscripts(na, nb, (&axes.0, &axes.1)).or_raise()
+}
+
+/// Evaluates `expr` (in `x` and `y`) elementwise into a new array at `out`.
+#[pyfunction]
+#[pyo3(signature = (session, expr, x, y, out, progress_callback))]
+pub fn map(
+    py: Python<'_>,
+    session: &PySession,
+    expr: &str,
+    x: &PyArray,
+    y: Option<PyRef<'_, PyArray>>,
+    out: PathBuf,
+    progress_callback: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyArray> {
+    let mut request = Map::new(Expr::parse(expr).or_raise()?, &x.array, &out);
+    if let Some(y) = &y {
+        request = request.with_y(&y.array);
+    }
+    let session = &session.inner;
+    progress::run(py, session, progress_callback, |p| {
+        request.plan(session)?.run_with(p)
+    })?;
+    open_output(&out)
+}
+
+/// Permutes the axes of `x` into a new array at `out` (chunked as
+/// `chunks`, default: the permuted chunks of `x`).
+#[pyfunction]
+#[pyo3(signature = (session, x, axes, out, chunks, progress_callback))]
+pub fn transpose(
+    py: Python<'_>,
+    session: &PySession,
+    x: &PyArray,
+    axes: Vec<usize>,
+    out: PathBuf,
+    chunks: Option<Vec<u64>>,
+    progress_callback: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyArray> {
+    let mut options = OutputOptions::default();
+    if let Some(chunks) = chunks {
+        options = options.with_chunk_shape(chunks);
+    }
+    let request = Transpose::new(&x.array, axes, &out).with_output_options(options);
+    let session = &session.inner;
+    progress::run(py, session, progress_callback, |p| {
+        request.plan(session)?.run_with(p)
+    })?;
+    open_output(&out)
+}
+
+/// Copies `x` into a new array at `out` with another chunk shape.
+#[pyfunction]
+#[pyo3(signature = (session, x, chunks, out, progress_callback))]
+pub fn rechunk(
+    py: Python<'_>,
+    session: &PySession,
+    x: &PyArray,
+    chunks: Vec<u64>,
+    out: PathBuf,
+    progress_callback: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyArray> {
+    let request = Rechunk::new(&x.array, chunks, &out);
+    let session = &session.inner;
+    progress::run(py, session, progress_callback, |p| {
+        request.plan(session)?.run_with(p)
+    })?;
+    open_output(&out)
+}
+
+/// Checks every chunk of `x`; the report as JSON text.
+#[pyfunction]
+#[pyo3(signature = (session, x, progress_callback))]
+pub fn verify(
+    py: Python<'_>,
+    session: &PySession,
+    x: &PyArray,
+    progress_callback: Option<&Bound<'_, PyAny>>,
+) -> PyResult<String> {
+    let request = Verify::new(&x.array);
+    let session = &session.inner;
+    let report = progress::run(py, session, progress_callback, |p| {
+        request.plan(session)?.run_with(p)
+    })?;
+    let bad: Vec<serde_json::Value> = report
+        .bad_chunks
+        .iter()
+        .map(|b| serde_json::json!({"chunk": b.chunk, "key": b.key, "reason": b.reason}))
+        .collect();
+    Ok(serde_json::json!({
+        "ok": report.is_ok(),
+        "chunks_total": report.chunks_total,
+        "chunks_stored": report.chunks_stored,
+        "bytes_checked": report.bytes_checked,
+        "has_checksum": report.has_checksum,
+        "bad_chunks": bad,
+    })
+    .to_string())
+}

@@ -1,0 +1,288 @@
+"""CP (``parafac``) and Tucker decompositions of tensors larger than
+memory, with TensorLy's signatures and results.
+
+The tensor is streamed from disk under the memory limit (held in memory
+across passes when it takes at most half of it). Results are TensorLy's
+``CPTensor`` / ``TuckerTensor`` when TensorLy is installed, else tuples of
+the same shape (``weights, factors`` / ``core, factors``), and match
+TensorLy's iterates: same initialisation (``init="svd"``), same updates,
+the same per-iteration errors to about 1e-10.
+
+Where it differs from TensorLy: ``callback(iteration, rec_error)`` gets
+the iteration's record (a dict: ``iteration``, ``fit``, ``rec_error``,
+``seconds``, ``bytes_read``, ``passes``), not the model; ``random_state``
+seeds tenrso-ooc's own generator, so ``init="random"`` starts elsewhere than
+TensorLy's; ``svd`` is always the streamed truncated SVD.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _native
+from ._array import Array, PathLike
+from ._ops import Out, _deliver, _Operands
+from ._progress import Progress, reporter
+from ._session import Session, Size, resolve
+from .errors import InvalidArgumentError
+
+
+
+def _tensorly_classes() -> tuple[Any, Any]:
+    """TensorLy's ``(CPTensor, TuckerTensor)``, or Nones where TensorLy is
+    not installed; imported on first use (TensorLy brings SciPy, tens of
+    MiB that ``import tenrso_ooc`` need not pay)."""
+    try:
+        from tensorly.cp_tensor import CPTensor  # type: ignore[import-untyped]
+        from tensorly.tucker_tensor import TuckerTensor  # type: ignore[import-untyped]
+    except ImportError:  # TensorLy is optional
+        return None, None
+    return CPTensor, TuckerTensor
+
+
+class CPModel(NamedTuple):
+    """A CP model where TensorLy is not installed: ``(weights, factors)``."""
+
+    weights: np.ndarray[Any, Any]
+    factors: list[np.ndarray[Any, Any]]
+
+
+class TuckerModel(NamedTuple):
+    """A Tucker model where TensorLy is not installed: ``(core, factors)``."""
+
+    core: np.ndarray[Any, Any]
+    factors: list[np.ndarray[Any, Any]]
+
+
+IterationCallback = Callable[[dict[str, Any], float], Any]
+
+
+def _seed(random_state: Any) -> int:
+    if random_state is None:
+        return 0
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**63))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31))
+    raise InvalidArgumentError(
+        f"random_state={random_state!r}: expected None, an int or a NumPy generator"
+    )
+
+
+def _factors(factors: Sequence[Any]) -> list[np.ndarray[Any, Any]]:
+    return [np.ascontiguousarray(f, dtype=np.float64) for f in factors]
+
+
+def _cp(weights: Any, factors: list[np.ndarray[Any, Any]]) -> Any:
+    weights = np.asarray(weights, dtype=np.float64)
+    cp_tensor, _ = _tensorly_classes()
+    if cp_tensor is not None:
+        return cp_tensor((weights, factors))
+    return CPModel(weights, factors)
+
+
+def _tucker_model(core: Any, factors: list[np.ndarray[Any, Any]]) -> Any:
+    _, tucker_tensor = _tensorly_classes()
+    if tucker_tensor is not None:
+        return tucker_tensor((core, factors))
+    return TuckerModel(core, factors)
+
+
+def _check_svd(svd: str) -> None:
+    if svd != "truncated_svd":
+        raise InvalidArgumentError(f"svd='{svd}': tenrso-ooc computes the truncated SVD only")
+
+
+def _finish(model: Any, run: dict[str, Any], return_errors: bool, verbose: int) -> Any:
+    errors = [i["rec_error"] for i in run["iterations"]]
+    if verbose:
+        for i in run["iterations"]:
+            print(f"iteration {i['iteration']}: reconstruction error={i['rec_error']:.10g}")
+        if run["converged"]:
+            print(f"converged in {len(errors)} iterations")
+    return (model, errors) if return_errors else model
+
+
+def parafac(
+    tensor: Array | PathLike | np.ndarray[Any, Any],
+    rank: int,
+    n_iter_max: int = 100,
+    init: str | Any = "svd",
+    svd: str = "truncated_svd",
+    normalize_factors: bool = False,
+    tol: float = 1e-8,
+    random_state: Any = None,
+    verbose: int = 0,
+    return_errors: bool = False,
+    l2_reg: float = 0.0,
+    callback: IterationCallback | None = None,
+    *,
+    checkpoint: PathLike | None = None,
+    resume: bool = False,
+    session: Session | None = None,
+    memory_limit: Size | None = None,
+    progress: Progress = False,
+) -> Any:
+    """CP decomposition by alternating least squares, as TensorLy's
+    ``tensorly.decomposition.parafac``.
+
+    Args:
+        tensor: a stored array, its path, or an in-memory array.
+        rank: number of components.
+        init: ``"svd"``, ``"random"``, or a CP model ``(weights, factors)``
+            to start from.
+        tol: stop when the reconstruction error changes by less than this.
+        return_errors: also return the error after each iteration.
+        callback: called after each iteration with its record and error;
+            returning True stops the run.
+        checkpoint: write the model to this directory after every
+            iteration; with ``resume=True`` continue from it (bitwise the
+            same result as an uninterrupted run).
+
+    >>> import numpy as np, tenrso_ooc as ts
+    >>> from tenrso_ooc.decomposition import parafac
+    >>> rng = np.random.default_rng(0)
+    >>> a, b, c = rng.random((8, 2)), rng.random((9, 2)), rng.random((10, 2))
+    >>> x = np.einsum("ir,jr,kr->ijk", a, b, c)
+    >>> cp, errors = parafac(x, rank=2, n_iter_max=200, tol=0, return_errors=True)
+    >>> errors[-1] < 1e-6
+    True
+    """
+    _check_svd(svd)
+    s = resolve(session, memory_limit)
+    given_weights: list[float] | None = None
+    given_factors: list[np.ndarray[Any, Any]] | None = None
+    if isinstance(init, str):
+        mode = init
+    else:
+        weights, factors = init
+        mode, given_factors = "given", _factors(factors)
+        given_weights = None if weights is None else [float(w) for w in np.ravel(weights)]
+    with _Operands(s) as operands, reporter(progress) as bar:
+        x = operands(tensor)
+        weights, factors, run = _native.parafac(
+            s._native,
+            x._native,
+            rank,
+            n_iter_max,
+            mode,
+            given_weights,
+            given_factors,
+            tol,
+            _seed(random_state),
+            normalize_factors,
+            l2_reg,
+            None if checkpoint is None else os.fspath(checkpoint),
+            resume,
+            callback,
+            bar,
+        )
+    return _finish(_cp(weights, factors), json.loads(run), return_errors, verbose)
+
+
+def tucker(
+    tensor: Array | PathLike | np.ndarray[Any, Any],
+    rank: int | Sequence[int],
+    n_iter_max: int = 100,
+    init: str | Any = "svd",
+    return_errors: bool = False,
+    svd: str = "truncated_svd",
+    tol: float = 1e-4,
+    random_state: Any = None,
+    verbose: bool = False,
+    callback: IterationCallback | None = None,
+    *,
+    checkpoint: PathLike | None = None,
+    resume: bool = False,
+    session: Session | None = None,
+    memory_limit: Size | None = None,
+    progress: Progress = False,
+) -> Any:
+    """Tucker decomposition by HOOI, as TensorLy's
+    ``tensorly.decomposition.tucker``: ``rank`` is one rank per mode (an
+    int for all), ``init`` ``"svd"``, ``"random"`` or a model
+    ``(core, factors)``; the other arguments as :func:`parafac`."""
+    _check_svd(svd)
+    s = resolve(session, memory_limit)
+    given_core = None
+    given_factors = None
+    if isinstance(init, str):
+        mode = init
+    else:
+        core, factors = init
+        mode = "given"
+        given_core = np.ascontiguousarray(core, dtype=np.float64)
+        given_factors = _factors(factors)
+    with _Operands(s) as operands, reporter(progress) as bar:
+        x = operands(tensor)
+        ranks = [int(rank)] * x.ndim if isinstance(rank, (int, np.integer)) else list(rank)
+        core, factors, run = _native.tucker(
+            s._native,
+            x._native,
+            ranks,
+            n_iter_max,
+            mode,
+            given_core,
+            given_factors,
+            tol,
+            _seed(random_state),
+            None if checkpoint is None else os.fspath(checkpoint),
+            resume,
+            callback,
+            bar,
+        )
+    return _finish(_tucker_model(core, factors), json.loads(run), return_errors, int(verbose))
+
+
+def reconstruct(
+    model: Any,
+    out: Out = None,
+    *,
+    chunks: Sequence[int] | None = None,
+    dtype: Any = "float64",
+    compression: str = "zstd",
+    session: Session | None = None,
+    memory_limit: Size | None = None,
+    progress: Progress = False,
+) -> Any:
+    """The full tensor of a CP model ``(weights, factors)`` or a Tucker
+    model ``(core, factors)`` (TensorLy's or ours), written chunk by chunk:
+    NumPy when it fits and ``out`` is None, else a store at ``out``."""
+    first, factors = model
+    factors = _factors(factors)
+    first = np.asarray(first, dtype=np.float64)
+    is_tucker = (
+        first.ndim != 1
+        or isinstance(model, TuckerModel)
+        or type(model).__name__ == "TuckerTensor"
+    )
+    s = resolve(session, memory_limit)
+    shape = [f.shape[0] for f in factors]
+    itemsize = np.dtype(dtype).itemsize
+
+    def compute(path: str) -> Any:
+        with reporter(progress) as bar:
+            return _native.reconstruct(
+                s._native,
+                None if is_tucker else [float(w) for w in np.ravel(first)],
+                np.ascontiguousarray(first) if is_tucker else None,
+                factors,
+                path,
+                None if chunks is None else [int(n) for n in chunks],
+                np.dtype(dtype).name,
+                compression,
+                bar,
+            )
+
+    with _Operands(s) as operands:
+        return _deliver(out, s, shape, itemsize, operands, compute, "reconstruct")
+
+
+__all__ = ["CPModel", "TuckerModel", "parafac", "reconstruct", "tucker"]

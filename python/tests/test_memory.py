@@ -1,0 +1,77 @@
+"""The memory limit holds for Python users too: a child process works on
+data 4x its limit and its peak RSS (VmHWM) stays within limit + 64 MiB."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+LIMIT = 64 << 20
+SLACK = 64 << 20
+
+
+def run_child(body: str, tmp_path: Path) -> dict[str, float]:
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import numpy as np
+        import tenrso_ooc as ts
+        tmp = sys.argv[1]
+        def vmhwm():
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        result = {}
+        """
+    ) + textwrap.dedent(body) + "\nresult['vmhwm'] = vmhwm()\nprint(json.dumps(result))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_peak_rss_within_limit_on_4x_data(tmp_path: Path) -> None:
+    result = run_child(
+        f"""
+        with ts.Session(memory_limit={LIMIT}, threads=2):
+            # 256 MiB = 4x the limit: generated, reduced, mapped, multiplied.
+            x = ts.create(tmp + "/x.zarr", (4096, 8192), fill="normal", seed=1)
+            result["sum"] = ts.sum(x)
+            ts.map("x * 2 + 1", x, out=tmp + "/m.zarr")
+            result["mapped_mean"] = ts.mean(tmp + "/m.zarr")
+            g = ts.einsum("ij,kj->ik", x, x, out=tmp + "/g.zarr")
+            result["trace"] = ts.einsum("ii->", g)
+            result["norm2"] = ts.norm(x) ** 2
+            result["column_sums_0"] = float(ts.sum(x, axis=0)[0])
+        """,
+        tmp_path,
+    )
+    assert result["vmhwm"] <= LIMIT + SLACK, f"VmHWM {result['vmhwm'] / 2**20:.1f} MiB"
+    assert abs(result["mapped_mean"] - (2 * result["sum"] / (4096 * 8192) + 1)) < 1e-9
+    assert abs(result["trace"] - result["norm2"]) <= 1e-9 * result["norm2"]
+
+
+def test_asarray_refuses_what_does_not_fit(tmp_path: Path) -> None:
+    result = run_child(
+        f"""
+        with ts.Session(memory_limit={LIMIT}):
+            x = ts.create(tmp + "/x.zarr", (4096, 8192), fill="ones")
+            try:
+                np.asarray(x)
+            except ts.errors.MemoryLimitError as e:
+                result["required"] = e.required
+                result["limit"] = e.limit
+        """,
+        tmp_path,
+    )
+    assert result["required"] == 4096 * 8192 * 8 and result["limit"] == LIMIT
+    assert result["vmhwm"] <= LIMIT + SLACK
