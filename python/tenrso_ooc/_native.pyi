@@ -13,7 +13,7 @@ __all__ = [
     "reduce",
     "einsum",
     "einsum_path",
-    "einsum_output_shape",
+    "einsum_layout",
     "map",
     "transpose",
     "rechunk",
@@ -101,7 +101,13 @@ def einsum(
     optimize: str,
     progress_callback: _ProgressCallback | None,
 ) -> float | Array: ...
-def einsum_output_shape(subscripts: str, shapes: Sequence[Sequence[int]]) -> list[int]: ...
+def einsum_layout(
+    session: Session,
+    subscripts: str,
+    shapes: Sequence[Sequence[int]],
+    chunks: Sequence[Sequence[int] | None],
+    itemsize: int,
+) -> tuple[list[int], list[list[int]]]: ...
 def einsum_path(
     session: Session,
     subscripts: str,

@@ -63,22 +63,34 @@ def _float_dtype(values: np.ndarray[Any, Any]) -> np.dtype[Any]:
     )
 
 
-def _stored(
-    x: Any, scratch: Callable[[], str], session: Session, dtype: np.dtype[Any] | None = None
-) -> Array:
-    """`x` as a stored array: itself, opened from a path, or an in-memory
-    array copied into a temporary store (as `dtype` when given)."""
+def _opened(x: Any) -> Array | None:
+    """`x` itself or opened from its path; None for an in-memory array."""
     if isinstance(x, Array):
         return x
     if _is_path(x):
         return Array(_native.Array.open(os.fspath(x), None))
+    return None
+
+
+def _stored(
+    x: Any,
+    scratch: Callable[[], str],
+    session: Session,
+    dtype: np.dtype[Any] | None = None,
+    chunks: Sequence[int] | None = None,
+) -> Array:
+    """`x` as a stored array: itself, opened from a path, or an in-memory
+    array copied into a temporary store (as `dtype` and `chunks` when
+    given)."""
+    opened = _opened(x)
+    if opened is not None:
+        return opened
     values = np.asarray(x)
     values = np.ascontiguousarray(values, dtype=dtype or _float_dtype(values))
     if values.ndim == 0:
         raise InvalidArgumentError("a 0-d operand: pass arrays with at least one axis")
     path = os.path.join(scratch(), f"operand-{id(values):x}.zarr")
-    array = from_numpy(path, values, compression="none", session=session)
-    return array
+    return from_numpy(path, values, chunks=chunks, compression="none", session=session)
 
 
 class _Operands:
@@ -94,21 +106,10 @@ class _Operands:
             self._dir = self._stack.enter_context(_scratch())
         return self._dir
 
-    def __call__(self, x: Any, dtype: np.dtype[Any] | None = None) -> Array:
-        return _stored(x, self.scratch, self._session, dtype)
-
-    def all(self, operands: Sequence[Any]) -> list[Array]:
-        """Every operand stored; in-memory ones in the dtype NumPy would
-        compute in with the others (stored operands keep theirs)."""
-        opened = [
-            x if isinstance(x, Array) else Array(_native.Array.open(os.fspath(x), None))
-            if _is_path(x) else None
-            for x in operands
-        ]
-        dtypes = [a.dtype if a is not None else _float_dtype(np.asarray(x))
-                  for a, x in zip(opened, operands)]
-        common = np.result_type(*dtypes) if dtypes else None
-        return [a if a is not None else self(x, common) for a, x in zip(opened, operands)]
+    def __call__(
+        self, x: Any, dtype: np.dtype[Any] | None = None, chunks: Sequence[int] | None = None
+    ) -> Array:
+        return _stored(x, self.scratch, self._session, dtype, chunks)
 
     def __enter__(self) -> _Operands:
         return self
@@ -267,8 +268,29 @@ def _einsum_plan(
     """The stored operands, the result's shape, where the engine writes
     an array result (``out=`` or a scratch store; None for a scalar) and
     the plan."""
-    arrays = stored.all(operands)
-    shape = _native.einsum_output_shape(subscripts, [list(a.shape) for a in arrays])
+    # In-memory operands compute in the dtype NumPy would promote to
+    # (stored operands keep theirs); the engine chunks them to line up
+    # with the stored operands that share their indices.
+    opened = [_opened(x) for x in operands]
+    dtypes: list[np.dtype[Any]] = []
+    shapes: list[list[int]] = []
+    for a, x in zip(opened, operands):
+        if a is None:
+            values = np.asarray(x)
+            dtypes.append(_float_dtype(values))
+            shapes.append(list(values.shape))
+        else:
+            dtypes.append(a.dtype)
+            shapes.append(list(a.shape))
+    common = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+    known = [list(a.chunks) if a is not None else None for a in opened]
+    shape, layout = _native.einsum_layout(
+        session._native, subscripts, shapes, known, common.itemsize
+    )
+    arrays = [
+        a if a is not None else stored(x, common, chunks)
+        for a, x, chunks in zip(opened, operands, layout)
+    ]
     target: str | None = None
     if shape:
         if out is not None and not isinstance(out, np.ndarray):

@@ -72,6 +72,18 @@ def test_einsum_takes_numpy_and_paths(tmp_path: Path, rng: np.random.Generator) 
     np.testing.assert_allclose(mixed, a.astype(np.float32).astype(np.float64) @ b, rtol=1e-12)
 
 
+def test_numpy_operands_line_up_with_stored_chunks(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """A NumPy vector against a stored matrix 8x the limit: the vector is
+    chunked like the matrix's columns, so tiles need not span the axis."""
+    x = rng.standard_normal((256, 32768))
+    stored = store(tmp_path / "x.zarr", x, (64, 2048))
+    v = rng.standard_normal(32768)
+    np.testing.assert_allclose(ts.einsum("ij,j->i", stored, v, memory_limit="8MiB"), x @ v)
+    np.testing.assert_allclose(ts.matmul(stored, v, memory_limit="8MiB"), x @ v)
+
+
 def test_einsum_bitwise_for_any_thread_count(tmp_path: Path, rng: np.random.Generator) -> None:
     a = store(tmp_path / "a.zarr", rng.standard_normal((200, 300)), (64, 64))
     b = store(tmp_path / "b.zarr", rng.standard_normal((300, 100)), (64, 64))

@@ -23,7 +23,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ops::reduce, m)?)?;
     m.add_function(wrap_pyfunction!(ops::einsum, m)?)?;
     m.add_function(wrap_pyfunction!(ops::einsum_path, m)?)?;
-    m.add_function(wrap_pyfunction!(ops::einsum_output_shape, m)?)?;
+    m.add_function(wrap_pyfunction!(ops::einsum_layout, m)?)?;
     m.add_function(wrap_pyfunction!(ops::map, m)?)?;
     m.add_function(wrap_pyfunction!(ops::transpose, m)?)?;
     m.add_function(wrap_pyfunction!(ops::rechunk, m)?)?;

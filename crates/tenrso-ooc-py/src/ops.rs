@@ -173,15 +173,52 @@ pub fn einsum(
     )
 }
 
-/// The shape of the result of `subscripts` over operands of `shapes`
-/// (empty for a scalar); bad subscripts raise.
+/// How an einsum lays out: the shape of its result (empty for a scalar),
+/// and a chunk shape for every operand — its own for stored operands
+/// (`chunks[k]` given), and for in-memory ones (`None`) the session's
+/// default chunking with every axis that shares an index with a stored
+/// operand chunked as that operand is (the smallest such chunk), so that
+/// tiles line up instead of spanning the whole axis. Bad subscripts raise.
 #[pyfunction]
-pub fn einsum_output_shape(subscripts: &str, shapes: Vec<Vec<u64>>) -> PyResult<Vec<u64>> {
-    let shapes: Vec<&[u64]> = shapes.iter().map(Vec::as_slice).collect();
+pub fn einsum_layout(
+    session: &PySession,
+    subscripts: &str,
+    shapes: Vec<Vec<u64>>,
+    chunks: Vec<Option<Vec<u64>>>,
+    itemsize: u64,
+) -> PyResult<(Vec<u64>, Vec<Vec<u64>>)> {
+    let views: Vec<&[u64]> = shapes.iter().map(Vec::as_slice).collect();
     let problem = EinsumSpec::parse(subscripts)
-        .and_then(|spec| spec.bind(&shapes))
+        .and_then(|spec| spec.bind(&views))
         .or_raise()?;
-    Ok(problem.output_shape())
+    let mut stored_extent = std::collections::BTreeMap::new();
+    for (labels, chunks) in problem.operands.iter().zip(&chunks) {
+        for (label, &extent) in labels.iter().zip(chunks.iter().flatten()) {
+            if let Some(label) = label {
+                let e = stored_extent.entry(*label).or_insert(extent);
+                *e = (*e).min(extent);
+            }
+        }
+    }
+    let target = session.inner.options().default_chunk_bytes();
+    let layout = shapes
+        .iter()
+        .zip(&chunks)
+        .zip(&problem.operands)
+        .map(|((shape, chunks), labels)| match chunks {
+            Some(chunks) => chunks.clone(),
+            None => {
+                let mut auto = ChunkGrid::auto_chunk_shape(shape, itemsize, target);
+                for ((c, &n), label) in auto.iter_mut().zip(shape).zip(labels) {
+                    if let Some(&extent) = label.as_ref().and_then(|l| stored_extent.get(l)) {
+                        *c = extent.clamp(1, n.max(1));
+                    }
+                }
+                auto
+            }
+        })
+        .collect();
+    Ok((problem.output_shape(), layout))
 }
 
 /// The plan of an einsum as JSON text: path, tiles, flops, bytes, memory

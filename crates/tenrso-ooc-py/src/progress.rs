@@ -33,9 +33,9 @@ impl Progress for SharedProgress {
 }
 
 impl SharedProgress {
-    fn report(&self, py: Python<'_>, callback: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Calls `callback(label, done, total)`.
+    fn report(&self, callback: &Bound<'_, PyAny>) -> PyResult<()> {
         let label = self.label.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let _ = py;
         callback.call1((
             label,
             self.done.load(Ordering::Relaxed),
@@ -82,7 +82,7 @@ pub fn run<R: Send>(
                 interrupted = Some(e);
             }
             if let (Some(callback), None) = (progress, &interrupted)
-                && let Err(e) = shared.report(py, callback)
+                && let Err(e) = shared.report(callback)
             {
                 // A failing callback stops the run like an interrupt.
                 session.cancel_token().cancel();
