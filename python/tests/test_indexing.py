@@ -60,6 +60,23 @@ def test_simple_keys(tmp_path: Path) -> None:
     assert array[5:2].shape == (0, 4, 5)
 
 
+def test_only_touched_chunks_are_read(tmp_path: Path) -> None:
+    """Every chunk but the ones a selection touches is damaged: the
+    selection still reads, and touching a damaged one fails."""
+    values = np.arange(64.0 * 64).reshape(64, 64)
+    array = store(tmp_path / "a.zarr", values, (16, 16))
+    keep = {"1/2", "1/3"}  # rows 16..31, columns 32..63
+    for chunk in (tmp_path / "a.zarr" / "c").rglob("*"):
+        key = chunk.relative_to(tmp_path / "a.zarr" / "c").as_posix()
+        if chunk.is_file() and key not in keep:
+            chunk.write_bytes(b"damaged")
+    np.testing.assert_array_equal(array[20:30, 40:], values[20:30, 40:])
+    np.testing.assert_array_equal(array[31:15:-3, 60:33:-7], values[31:15:-3, 60:33:-7])
+    np.testing.assert_array_equal(array[17, 35::5], values[17, 35::5])
+    with pytest.raises(ts.errors.CorruptChunkError):
+        array[17, ::5]
+
+
 def test_writes_match_numpy(tmp_path: Path, rng: np.random.Generator) -> None:
     values = rng.standard_normal((7, 9, 5))
     array = store(tmp_path / "a.zarr", values, (3, 4, 2))

@@ -282,9 +282,6 @@ pub fn reconstruct<'py>(
             Reconstruct::cp(&CpModel { weights, factors }, &out, spec)
         }
     };
-    let session = &session.inner;
-    let array = progress::run(py, session, progress_callback, |p| {
-        request.plan(session)?.run_with(p)
-    })?;
+    let array = progress::plan_and_run(py, &session.inner, progress_callback, |s| request.plan(s))?;
     Ok(PyArray::from_zarr(array))
 }

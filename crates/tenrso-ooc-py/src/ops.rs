@@ -94,10 +94,8 @@ pub fn create(
         return Ok(PyArray::from_zarr(Arc::new(array)));
     }
     let request = Generate::new(path, spec, fill).with_seed(seed);
-    let session = &session.inner;
-    let report = progress::run(py, session, progress_callback, |p| {
-        request.plan(session)?.run_with(p)
-    })?;
+    let report =
+        progress::plan_and_run(py, &session.inner, progress_callback, |s| request.plan(s))?;
     Ok(PyArray::from_zarr(report.array))
 }
 
@@ -120,10 +118,8 @@ pub fn reduce(
     if let Some(out) = &out {
         request = request.with_out(out);
     }
-    let session = &session.inner;
-    let report = progress::run(py, session, progress_callback, |p| {
-        request.plan(session)?.run_with(p)
-    })?;
+    let report =
+        progress::plan_and_run(py, &session.inner, progress_callback, |s| request.plan(s))?;
     scalar_or_array(
         report.value,
         out,
@@ -162,10 +158,8 @@ pub fn einsum(
     if let Some(out) = &out {
         request = request.with_out(out);
     }
-    let session = &session.inner;
-    let report = progress::run(py, session, progress_callback, |p| {
-        request.plan(session)?.run_with(p)
-    })?;
+    let report =
+        progress::plan_and_run(py, &session.inner, progress_callback, |s| request.plan(s))?;
     scalar_or_array(
         report.value,
         out,
@@ -271,10 +265,7 @@ pub fn map(
     if let Some(y) = &y {
         request = request.with_y(&y.array);
     }
-    let session = &session.inner;
-    progress::run(py, session, progress_callback, |p| {
-        request.plan(session)?.run_with(p)
-    })?;
+    progress::plan_and_run(py, &session.inner, progress_callback, |s| request.plan(s))?;
     open_output(&out)
 }
 
@@ -296,10 +287,7 @@ pub fn transpose(
         options = options.with_chunk_shape(chunks);
     }
     let request = Transpose::new(&x.array, axes, &out).with_output_options(options);
-    let session = &session.inner;
-    progress::run(py, session, progress_callback, |p| {
-        request.plan(session)?.run_with(p)
-    })?;
+    progress::plan_and_run(py, &session.inner, progress_callback, |s| request.plan(s))?;
     open_output(&out)
 }
 
@@ -315,10 +303,7 @@ pub fn rechunk(
     progress_callback: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyArray> {
     let request = Rechunk::new(&x.array, chunks, &out);
-    let session = &session.inner;
-    progress::run(py, session, progress_callback, |p| {
-        request.plan(session)?.run_with(p)
-    })?;
+    progress::plan_and_run(py, &session.inner, progress_callback, |s| request.plan(s))?;
     open_output(&out)
 }
 
@@ -332,10 +317,8 @@ pub fn verify(
     progress_callback: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<String> {
     let request = Verify::new(&x.array);
-    let session = &session.inner;
-    let report = progress::run(py, session, progress_callback, |p| {
-        request.plan(session)?.run_with(p)
-    })?;
+    let report =
+        progress::plan_and_run(py, &session.inner, progress_callback, |s| request.plan(s))?;
     let bad: Vec<serde_json::Value> = report
         .bad_chunks
         .iter()

@@ -10,6 +10,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use tenrso_ooc::Result;
 use tenrso_ooc::exec::{Progress, Session};
+use tenrso_ooc::ops::Planned;
 
 use crate::errors::OrRaise;
 
@@ -117,4 +118,15 @@ pub fn run<R: Send>(
             }
         }
     })
+}
+
+/// Plans a request against `session` and runs it, both through [`run`]
+/// (off the Python thread, the GIL released, Ctrl-C cancelling).
+pub fn plan_and_run<P, R: Send>(
+    py: Python<'_>,
+    session: &Session,
+    progress: Option<&Bound<'_, PyAny>>,
+    plan: impl for<'s> FnOnce(&'s Session) -> Result<Planned<'s, P, R>> + Send,
+) -> PyResult<R> {
+    run(py, session, progress, |p| plan(session)?.run_with(p))
 }

@@ -50,10 +50,7 @@ pub fn import_file(
         options = options.with_columns(columns);
     }
     let request = Import::new(&src, &dst).with_options(options);
-    let session = &session.inner;
-    progress::run(py, session, progress_callback, |p| {
-        request.plan(session)?.run_with(p)
-    })?;
+    progress::plan_and_run(py, &session.inner, progress_callback, |s| request.plan(s))?;
     open_output(&dst)
 }
 
@@ -81,9 +78,6 @@ pub fn export_file(
         .with_row_group_rows(row_group_rows)
         .with_columns(columns);
     let request = Export::new(&x.array, &dst).with_columnar(columnar);
-    let session = &session.inner;
-    progress::run(py, session, progress_callback, |p| {
-        request.plan(session)?.run_with(p)
-    })?;
+    progress::plan_and_run(py, &session.inner, progress_callback, |s| request.plan(s))?;
     Ok(())
 }
