@@ -15,6 +15,7 @@ import contextlib
 import json
 import operator
 import os
+import re
 import shutil
 import string
 import tempfile
@@ -169,9 +170,9 @@ def _wrap(value: Any) -> Any:
 def create(
     path: PathLike,
     shape: Sequence[int],
-    *,
     chunks: Sequence[int] | None = None,
     dtype: Any = "float64",
+    *,
     fill: str = "zeros",
     seed: int = 0,
     compression: str = "zstd",
@@ -515,24 +516,59 @@ max = _reduction("max", "The maximum")  # noqa: A001
 norm = _reduction("norm", "The Euclidean (Frobenius) norm")
 
 
+_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
+
+
+def _named_operands(
+    expr: str, x: Operand | None, y: Operand | None, named: dict[str, Operand]
+) -> tuple[str, Operand, Operand | None]:
+    """`expr` in the engine's ``x``/``y`` and the operands for them: `x`
+    and `y` as given, or up to two ``name=operand`` keywords (each name
+    in `expr` becomes ``x`` or ``y``, in the keywords' order)."""
+    if not named:
+        if x is None:
+            raise InvalidArgumentError(f"map('{expr}'): give the operand x")
+        return expr, x, y
+    if x is not None or y is not None:
+        raise InvalidArgumentError("map: give operands as x, y or by name, not both")
+    if len(named) > 2:
+        raise InvalidArgumentError(
+            f"map: {len(named)} named operands ({', '.join(named)}); "
+            "an expression takes one or two"
+        )
+    engine = dict(zip(named, ["x", "y"]))
+    rewritten = _NAME.sub(lambda m: engine.get(m.group(0), m.group(0)), expr)
+    operands = list(named.values())
+    return rewritten, operands[0], operands[1] if len(operands) > 1 else None
+
+
 def map(  # noqa: A001
     expr: str,
-    x: Operand,
+    x: Operand | None = None,
     y: Operand | None = None,
     *,
     out: Out = None,
     session: Session | None = None,
     memory_limit: Size | None = None,
     progress: Progress = False,
+    **named: Operand,
 ) -> Any:
     """Evaluates the elementwise expression `expr` in ``x`` (and ``y``,
     of the same shape), e.g. ``"x * 2 + 1"``, ``"sqrt(x) - y"``,
-    ``"max(x, 0)"``.
+    ``"max(x, 0)"``; or in one or two operands given by name.
+
+    Expressions have ``+ - * /``, ``^`` or ``**``, parentheses, numbers,
+    ``pi``, ``e``, the functions ``sqrt abs exp log log2 log10 sin cos tan
+    tanh floor ceil`` and ``pow min max`` of two arguments (the CLI's
+    ``map`` language); they compute in float64.
 
     >>> import numpy as np, tenrso_ooc as ts
     >>> ts.map("x * 2 + y", np.array([1.0, 2.0]), np.array([10.0, 20.0]))
     array([12., 24.])
+    >>> ts.map("temp - offset", temp=np.array([300.0, 310.0]), offset=np.full(2, 273.0))
+    array([27., 37.])
     """
+    expr, x, y = _named_operands(expr, x, y, named)
     s = resolve(session, memory_limit)
     with _Operands(s) as stored:
         xa = stored(x)

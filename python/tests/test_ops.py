@@ -171,6 +171,11 @@ def test_map_transpose_rechunk(tmp_path: Path, rng: np.random.Generator) -> None
     with ts.Session(memory_limit="2MiB"):
         np.testing.assert_allclose(ts.map("x * 2 + 1", xa), x * 2 + 1, rtol=1e-15)
         np.testing.assert_allclose(ts.map("max(x, y) - y", xa, ya), np.maximum(x, y) - y)
+        np.testing.assert_allclose(ts.map("a ** 2 - b", a=xa, b=y), x**2 - y, rtol=1e-15)
+        np.testing.assert_allclose(ts.map("y * 2 + x", y=xa, x=ya), x * 2 + y, rtol=1e-15)
+        np.testing.assert_allclose(ts.map("exp(temp1e)", temp1e=xa), np.exp(x), rtol=1e-15)
+        with pytest.raises(ts.errors.InvalidArgumentError):
+            ts.map("a + b", xa, b=ya)
         mapped = ts.map("sqrt(abs(x))", xa, out=tmp_path / "m.zarr")
         np.testing.assert_allclose(np.asarray(mapped), np.sqrt(np.abs(x)), rtol=1e-15)
 
