@@ -221,7 +221,7 @@ class Array:
                 limit=limit,
                 required=self.nbytes,
             )
-        return self.read(..., session=session, memory_limit=memory_limit)
+        return np.asarray(self.read(..., session=session, memory_limit=memory_limit))
 
     # Operations as methods; see the module functions for the arguments.
     def sum(self, axis: Any = None, **kw: Any) -> Any:

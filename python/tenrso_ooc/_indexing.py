@@ -61,6 +61,9 @@ def normalize(key: Any, shape: tuple[int, ...]) -> tuple[Selection, tuple[Any, .
             selection.append((index % n, 1, 1))
             finish.append(0)
         axis += 1
+    if ellipses:
+        # As NumPy: an index with `...` gives an array, even a 0-d one.
+        finish.append(Ellipsis)
     return selection, tuple(finish)
 
 

@@ -77,6 +77,23 @@ def test_only_touched_chunks_are_read(tmp_path: Path) -> None:
         array[17, ::5]
 
 
+def test_zero_dimensional_and_empty_arrays(tmp_path: Path) -> None:
+    scalar = ts.create(tmp_path / "s.zarr", (), fill="ones")
+    assert scalar.shape == () and scalar[()] == 1.0
+    assert isinstance(scalar[...], np.ndarray) and scalar[...].shape == ()
+    scalar[()] = 5.0
+    assert np.asarray(scalar).shape == () and float(np.asarray(scalar)) == 5.0
+    assert ts.sum(scalar) == 5.0
+    empty = ts.from_numpy(tmp_path / "e.zarr", np.zeros((0, 3)))
+    assert empty.shape == (0, 3) and empty[:].shape == (0, 3)
+    assert ts.sum(empty) == 0.0
+    values = np.arange(6.0).reshape(2, 3)
+    array = store(tmp_path / "a.zarr", values, (1, 2))
+    for key in [(1, 2, ...), (..., 1, 2), (1, ..., 2)]:
+        got = array[key]
+        assert type(got) is type(values[key]) and got.shape == values[key].shape, key
+
+
 def test_writes_match_numpy(tmp_path: Path, rng: np.random.Generator) -> None:
     values = rng.standard_normal((7, 9, 5))
     array = store(tmp_path / "a.zarr", values, (3, 4, 2))
