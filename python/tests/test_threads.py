@@ -58,7 +58,7 @@ def test_the_gil_is_released_while_the_engine_works(tmp_path: Path) -> None:
     """Another Python thread stamps the clock every millisecond while one
     einsum runs: stamps land well inside the call (with the GIL held
     there would be none)."""
-    x = ts.create(tmp_path / "x.zarr", (1536, 1536), chunks=(256, 256), fill="normal")
+    x = ts.create(tmp_path / "x.zarr", (2048, 2048), chunks=(256, 256), fill="normal")
     stamps: list[float] = []
     running = threading.Event()
     running.set()
