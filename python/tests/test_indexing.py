@@ -58,6 +58,8 @@ def test_simple_keys(tmp_path: Path) -> None:
     assert array[1, 2, 3].shape == ()
     np.testing.assert_array_equal(np.asarray(array), values)
     assert array[5:2].shape == (0, 4, 5)
+    # Iteration walks the first axis, as NumPy's does.
+    np.testing.assert_array_equal(np.stack(list(array)), values)
 
 
 def test_only_touched_chunks_are_read(tmp_path: Path) -> None:

@@ -44,6 +44,10 @@ def test_dask_both_ways(tmp_path: Path, rng: np.random.Generator) -> None:
     np.testing.assert_allclose(lazy.sum().compute(), values.sum())
     np.testing.assert_array_equal(lazy[3:9, ::5].compute(), values[3:9, ::5])
 
+    # Dask wraps an Array directly: slicing is all it needs.
+    wrapped = da.from_array(ts.open(tmp_path / "ours.zarr"), chunks=(16, 16))
+    np.testing.assert_allclose((wrapped @ wrapped.T).compute(), values @ values.T, rtol=1e-12)
+
     da.from_array(values, chunks=(32, 24)).to_zarr(str(tmp_path / "dask.zarr"))
     theirs = ts.open(tmp_path / "dask.zarr")
     assert theirs.chunks == (32, 24)
