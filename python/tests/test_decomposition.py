@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 from tensorly.decomposition import parafac as tl_parafac
@@ -44,3 +45,21 @@ def test_tucker_matches_tensorly(tmp_path: Path) -> None:
         tl.tucker_to_tensor(model), tl.tucker_to_tensor(reference), rtol=1e-6, atol=1e-8
     )
     np.testing.assert_allclose(ts.reconstruct(model), tl.tucker_to_tensor(model), atol=1e-12)
+
+
+def test_callbacks_stop_and_raise(tmp_path: Path) -> None:
+    x = ts.create(tmp_path / "x.zarr", (12, 10, 8), fill="lowrank:2:0.1", seed=7)
+    seen: list[int] = []
+
+    def stop_after_two(record: dict[str, object], rec_error: float) -> bool:
+        seen.append(int(record["iteration"]))  # type: ignore[call-overload]
+        return len(seen) == 2
+
+    _, errors = ts.parafac(x, 2, n_iter_max=50, tol=0, callback=stop_after_two, return_errors=True)
+    assert len(seen) == 2 and len(errors) == 2
+
+    def fail(record: dict[str, object], rec_error: float) -> None:
+        raise RuntimeError("from the callback")
+
+    with pytest.raises(RuntimeError, match="from the callback"):
+        ts.tucker(x, [2, 2, 2], n_iter_max=5, callback=fail)

@@ -23,6 +23,7 @@ use crate::array::PyArray;
 use crate::errors::OrRaise;
 use crate::progress;
 use crate::session::PySession;
+use tenrso_ooc::exec::{Progress, Session};
 
 /// A factor matrix from NumPy (any float layout, copied).
 fn matrix(values: &PyReadonlyArray2<'_, f64>) -> PyResult<Matrix> {
@@ -95,12 +96,35 @@ impl IterationCallback<'_> {
     }
 }
 
-/// The exception a callback raised, if any.
-fn raised(raised: Mutex<Option<PyErr>>) -> PyResult<()> {
-    match raised.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
+/// Runs a decomposition through [`progress::run`] (the GIL released,
+/// Ctrl-C cancelling), calling the Python `callback` after every
+/// iteration; an exception the callback raised is raised once the run has
+/// ended.
+fn run_decomposition<R: Send>(
+    py: Python<'_>,
+    session: &PySession,
+    callback: Option<Py<PyAny>>,
+    progress_callback: Option<&Bound<'_, PyAny>>,
+    call: impl FnOnce(
+        &Session,
+        &mut dyn FnMut(&Iteration) -> ControlFlow<()>,
+        &dyn Progress,
+    ) -> tenrso_ooc::Result<R>
+    + Send,
+) -> PyResult<R> {
+    let raised = Mutex::new(None);
+    let on_iteration = IterationCallback {
+        callback: callback.as_ref(),
+        raised: &raised,
+    };
+    let session = &session.inner;
+    let report = progress::run(py, session, progress_callback, |p| {
+        call(session, &mut |i| on_iteration.call(i), p)
+    });
+    if let Some(e) = raised.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
     }
+    report
 }
 
 /// CP-ALS: `(weights, factors, run_json)`.
@@ -151,18 +175,14 @@ pub fn parafac<'py>(
     if let Some(dir) = checkpoint {
         options = options.with_checkpoint(dir);
     }
-    let errors = Mutex::new(None);
-    let on_iteration = IterationCallback {
-        callback: callback.as_ref(),
-        raised: &errors,
-    };
-    let session = &session.inner;
     let array = &x.array;
-    let report = progress::run(py, session, progress_callback, |p| {
-        tenrso_ooc::decomp::cp_als(session, array, &options, &mut |i| on_iteration.call(i), p)
-    });
-    raised(errors)?;
-    let report = report?;
+    let report = run_decomposition(
+        py,
+        session,
+        callback,
+        progress_callback,
+        |s, on_iteration, p| tenrso_ooc::decomp::cp_als(s, array, &options, on_iteration, p),
+    )?;
     let factors = report
         .model
         .factors
@@ -216,18 +236,14 @@ pub fn tucker<'py>(
     if let Some(dir) = checkpoint {
         options = options.with_checkpoint(dir);
     }
-    let errors = Mutex::new(None);
-    let on_iteration = IterationCallback {
-        callback: callback.as_ref(),
-        raised: &errors,
-    };
-    let session = &session.inner;
     let array = &x.array;
-    let report = progress::run(py, session, progress_callback, |p| {
-        tenrso_ooc::decomp::tucker(session, array, &options, &mut |i| on_iteration.call(i), p)
-    });
-    raised(errors)?;
-    let report = report?;
+    let report = run_decomposition(
+        py,
+        session,
+        callback,
+        progress_callback,
+        |s, on_iteration, p| tenrso_ooc::decomp::tucker(s, array, &options, on_iteration, p),
+    )?;
     let model = &report.model;
     let core = PyArray1::from_slice(py, &model.core)
         .reshape(model.core_shape.clone())?

@@ -89,39 +89,29 @@ fn pieces(grid: &ChunkGrid, selection: &[AxisSelection]) -> Vec<ChunkPiece> {
             runs
         })
         .collect();
-    let mut out = Vec::new();
-    let mut index = vec![0usize; selection.len()];
-    loop {
-        let mut start = Vec::with_capacity(index.len());
-        let mut extent = Vec::with_capacity(index.len());
-        let mut out_origin = Vec::with_capacity(index.len());
-        let mut counts = Vec::with_capacity(index.len());
-        for (axis, &i) in index.iter().enumerate() {
-            let (first, offset, n) = per_axis[axis][i];
-            start.push(first);
-            extent.push((n - 1) * selection[axis].step + 1);
-            out_origin.push(offset);
-            counts.push(n);
-        }
-        out.push(ChunkPiece {
-            region: Region::new(start, extent),
-            out_origin,
-            counts,
-        });
-        // Next combination, last axis fastest.
-        let mut axis = index.len();
-        loop {
-            if axis == 0 {
-                return out;
+    // Every combination of one run per axis, last axis fastest.
+    let grid_of_runs = Shape::new(per_axis.iter().map(|r| r.len() as u64).collect::<Vec<_>>());
+    (0..grid_of_runs.num_elements())
+        .map(|linear| {
+            let index = grid_of_runs.unravel(linear);
+            let mut start = Vec::with_capacity(index.len());
+            let mut extent = Vec::with_capacity(index.len());
+            let mut out_origin = Vec::with_capacity(index.len());
+            let mut counts = Vec::with_capacity(index.len());
+            for (axis, &i) in index.iter().enumerate() {
+                let (first, offset, n) = per_axis[axis][i as usize];
+                start.push(first);
+                extent.push((n - 1) * selection[axis].step + 1);
+                out_origin.push(offset);
+                counts.push(n);
             }
-            axis -= 1;
-            index[axis] += 1;
-            if index[axis] < per_axis[axis].len() {
-                break;
+            ChunkPiece {
+                region: Region::new(start, extent),
+                out_origin,
+                counts,
             }
-            index[axis] = 0;
-        }
-    }
+        })
+        .collect()
 }
 
 /// Calls `f(block_offset, out_offset)` for every selected element of a
