@@ -148,6 +148,7 @@ def test_attributes(tmp_path: Path) -> None:
     array = ts.create(tmp_path / "a.zarr", (4,))
     array.attrs["units"] = "kelvin"
     array.attrs["scale"] = {"a": [1, 2]}
+    assert array.attrs["units"] == "kelvin" and len(array.attrs) == 2  # the same handle
     again = ts.open(tmp_path / "a.zarr")
     assert again.attrs["units"] == "kelvin"
     assert dict(again.attrs)["scale"] == {"a": [1, 2]}

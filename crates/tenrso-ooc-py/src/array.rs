@@ -18,24 +18,29 @@ use crate::session::PySession;
 /// `.npy`/IPC/Parquet file read in place (read-only).
 #[pyclass(name = "Array", module = "tenrso_ooc._native", frozen)]
 pub struct PyArray {
-    /// What operations read.
+    /// What operations read (a `ZarrArray` for a store).
     pub array: ArrayRef,
-    /// The same array when it is a Zarr store (writes, attributes).
-    pub zarr: Option<Arc<ZarrArray>>,
 }
 
 impl PyArray {
     /// A Python `Array` of a Zarr store.
     pub fn from_zarr(zarr: Arc<ZarrArray>) -> Self {
-        Self {
-            array: zarr.clone(),
-            zarr: Some(zarr),
-        }
+        Self { array: zarr }
     }
 
-    fn writable(&self) -> PyResult<&Arc<ZarrArray>> {
-        self.zarr
-            .as_ref()
+    /// The store, when the array is one.
+    fn zarr(&self) -> Option<&ZarrArray> {
+        self.array.as_any().downcast_ref::<ZarrArray>()
+    }
+
+    /// The store opened afresh, for its current attributes (the shared
+    /// handle cannot be changed through `&self`).
+    fn metadata(&self) -> PyResult<ZarrArray> {
+        ZarrArray::open(self.writable()?.path()).or_raise()
+    }
+
+    fn writable(&self) -> PyResult<&ZarrArray> {
+        self.zarr()
             .ok_or_else(|| {
                 Error::invalid(format!(
                     "{}: a file read in place is read-only; import it into a Zarr store to write to it",
@@ -91,12 +96,7 @@ impl PyArray {
             options.columns = Some(columns);
         }
         let array = tenrso_ooc::store::open_array(&path, &options).or_raise()?;
-        if array.as_any().downcast_ref::<ZarrArray>().is_some() {
-            return Ok(Self::from_zarr(Arc::new(
-                ZarrArray::open(&path).or_raise()?,
-            )));
-        }
-        Ok(Self { array, zarr: None })
+        Ok(Self { array })
     }
 
     /// The array's directory or file.
@@ -153,29 +153,27 @@ impl PyArray {
         self.array.describe()
     }
 
-    /// The user attributes of a store, as JSON text (`{}` for a file).
-    fn attributes_json(&self) -> String {
-        match &self.zarr {
-            Some(z) => serde_json::Value::Object(z.attributes()).to_string(),
-            None => "{}".into(),
+    /// The user attributes of a store, as JSON text (`{}` for a file),
+    /// read from its `zarr.json` now: this handle's metadata is the one it
+    /// opened with, and attributes change without it.
+    fn attributes_json(&self) -> PyResult<String> {
+        match self.zarr() {
+            Some(_) => Ok(serde_json::Value::Object(self.metadata()?.attributes()).to_string()),
+            None => Ok("{}".into()),
         }
     }
 
     /// Sets attribute `key` to the JSON `value` (stores only).
     fn set_attribute_json(&self, key: String, value: String) -> PyResult<()> {
-        let zarr = self.writable()?;
         let value: serde_json::Value = serde_json::from_str(&value)
             .map_err(|e| Error::invalid(format!("attribute `{key}`: not JSON: {e}")))
             .or_raise()?;
-        let mut fresh = ZarrArray::open(zarr.path()).or_raise()?;
-        fresh.set_attribute(key, value).or_raise()
+        self.metadata()?.set_attribute(key, value).or_raise()
     }
 
     /// Removes attribute `key` (stores only); false when there was none.
     fn remove_attribute(&self, key: String) -> PyResult<bool> {
-        let zarr = self.writable()?;
-        let mut fresh = ZarrArray::open(zarr.path()).or_raise()?;
-        fresh.remove_attribute(&key).or_raise()
+        self.metadata()?.remove_attribute(&key).or_raise()
     }
 
     /// Reads the selection `[(start, step, count), …]` (one per axis) into
@@ -202,11 +200,11 @@ impl PyArray {
         selection: Vec<(u64, u64, u64)>,
         values: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let zarr = self.writable()?.clone();
+        let zarr = self.writable()?;
         let selection = axes(selection);
         match self.array.dtype() {
-            DType::F32 => write_numpy::<f32>(py, session, &zarr, &selection, values),
-            DType::F64 => write_numpy::<f64>(py, session, &zarr, &selection, values),
+            DType::F32 => write_numpy::<f32>(py, session, zarr, &selection, values),
+            DType::F64 => write_numpy::<f64>(py, session, zarr, &selection, values),
         }
     }
 }
