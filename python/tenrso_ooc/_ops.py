@@ -258,17 +258,17 @@ def _optimize(optimize: bool | str) -> str:
     return optimize
 
 
-def _einsum_plan(
+def _einsum_operands(
     subscripts: str,
     operands: Sequence[Operand],
-    optimize: bool | str,
     out: Out,
     session: Session,
     stored: _Operands,
-) -> tuple[list[Array], list[int], str | None, dict[str, Any]]:
-    """The stored operands, the result's shape, where the engine writes
-    an array result (``out=`` or a scratch store; None for a scalar) and
-    the plan."""
+) -> tuple[list[Array], list[int], str | None]:
+    """The stored operands, the result's shape, and where the engine
+    writes an array result (``out=`` or a scratch store; None for a
+    scalar); a NumPy result that cannot fit is refused here, before any
+    operand is copied."""
     # In-memory operands compute in the dtype NumPy would promote to
     # (stored operands keep theirs); the engine chunks them to line up
     # with the stored operands that share their indices.
@@ -300,12 +300,7 @@ def _einsum_plan(
             what = f"einsum('{subscripts}')"
             _check_fits_numpy(shape, arrays[0].dtype.itemsize, session, what)
             target = os.path.join(stored.scratch(), "result.zarr")
-    plan = json.loads(
-        _native.einsum_path(
-            session._native, subscripts, [a._native for a in arrays], _optimize(optimize), target
-        )
-    )
-    return arrays, shape, target, plan
+    return arrays, shape, target
 
 
 def einsum(
@@ -333,7 +328,7 @@ def einsum(
     """
     s = resolve(session, memory_limit)
     with _Operands(s) as stored:
-        arrays, shape, target, _ = _einsum_plan(subscripts, operands, optimize, out, s, stored)
+        arrays, shape, target = _einsum_operands(subscripts, operands, out, s, stored)
         natives = [a._native for a in arrays]
         itemsize = arrays[0].dtype.itemsize
 
@@ -368,7 +363,11 @@ def einsum_path(
     """
     s = resolve(session, memory_limit)
     with _Operands(s) as stored:
-        _, _, _, plan = _einsum_plan(subscripts, operands, optimize, None, s, stored)
+        arrays, _, target = _einsum_operands(subscripts, operands, None, s, stored)
+        natives = [a._native for a in arrays]
+        plan = json.loads(
+            _native.einsum_path(s._native, subscripts, natives, _optimize(optimize), target)
+        )
     live = list(range(len(operands)))
     path: list[Any] = ["einsum_path"]
     for number, step in enumerate(plan["steps"]):
@@ -387,23 +386,17 @@ def tensordot(
     """:func:`numpy.tensordot` as an einsum (same keywords as :func:`einsum`)."""
     ndim_a, ndim_b = _ndim(a), _ndim(b)
     if isinstance(axes, int):
+        if not 0 <= axes <= builtins.min(ndim_a, ndim_b):
+            raise InvalidArgumentError(
+                f"tensordot axes={axes}: operands of {ndim_a} and {ndim_b} axes"
+            )
         axes_a = list(range(ndim_a - axes, ndim_a))
         axes_b = list(range(axes))
     else:
-        axes_a = [x % ndim_a for x in axes[0]]
-        axes_b = [x % ndim_b for x in axes[1]]
-    if len(axes_a) != len(axes_b):
-        raise InvalidArgumentError(
-            f"tensordot axes: {len(axes_a)} axes of a against {len(axes_b)} of b"
-        )
-    letters = iter(string.ascii_letters)
-    sa = [next(letters) for _ in range(ndim_a)]
-    sb = [next(letters) for _ in range(ndim_b)]
-    for i, j in zip(axes_a, axes_b):
-        sb[j] = sa[i]
-    keep = [c for k, c in enumerate(sa) if k not in axes_a]
-    keep += [c for k, c in enumerate(sb) if k not in axes_b]
-    return einsum(f"{''.join(sa)},{''.join(sb)}->{''.join(keep)}", a, b, **kw)
+        axes_a = [x % ndim_a if ndim_a else x for x in axes[0]]
+        axes_b = [x % ndim_b if ndim_b else x for x in axes[1]]
+    subscripts = _native.tensordot_subscripts(ndim_a, ndim_b, (axes_a, axes_b))
+    return einsum(subscripts, a, b, **kw)
 
 
 def matmul(a: Operand, b: Operand, **kw: Any) -> Any:

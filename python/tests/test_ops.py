@@ -125,6 +125,10 @@ def test_tensordot_and_matmul(tmp_path: Path, rng: np.random.Generator) -> None:
     a = rng.standard_normal((12, 10, 8))
     b = rng.standard_normal((10, 8, 6))
     np.testing.assert_allclose(ts.tensordot(a, b), np.tensordot(a, b), rtol=1e-12)
+    np.testing.assert_allclose(ts.tensordot(a, b, axes=0), np.tensordot(a, b, axes=0), rtol=1e-12)
+    for bad in [3, ([0, 0], [1, 2]), ([1], [0, 1])]:
+        with pytest.raises(ts.errors.InvalidArgumentError):
+            ts.tensordot(a, b, axes=bad)
     np.testing.assert_allclose(
         ts.tensordot(a, b, axes=([1], [0])), np.tensordot(a, b, axes=([1], [0])), rtol=1e-12
     )

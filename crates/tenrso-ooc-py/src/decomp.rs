@@ -275,12 +275,12 @@ pub fn reconstruct<'py>(
 ) -> PyResult<PyArray> {
     let factors = factors.iter().map(matrix).collect::<PyResult<Vec<_>>>()?;
     let shape: Vec<u64> = factors.iter().map(|f| f.rows() as u64).collect();
-    let dtype = crate::ops::dtype_of(dtype)?;
+    let dtype = crate::ops::parse::<tenrso_ooc::DType>(dtype)?;
     let chunks = chunks.unwrap_or_else(|| {
         let target = session.inner.options().default_chunk_bytes();
         ChunkGrid::auto_chunk_shape(&shape, dtype.size() as u64, target)
     });
-    let compression = compression.parse::<Compression>().or_raise()?;
+    let compression = crate::ops::parse::<Compression>(compression)?;
     let spec = ArraySpec::new(shape, chunks, dtype).with_compression(compression);
     let request = match core {
         Some(core) => Reconstruct::tucker(

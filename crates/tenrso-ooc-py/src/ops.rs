@@ -43,19 +43,9 @@ fn scalar_or_array(value: Option<f64>, out: Option<PathBuf>, hint: &str) -> PyRe
     }
 }
 
-fn parse<T: FromStr<Err = Error>>(text: &str) -> PyResult<T> {
+/// `text` parsed as the library parses it (dtypes, codecs, fills, …).
+pub fn parse<T: FromStr<Err = Error>>(text: &str) -> PyResult<T> {
     T::from_str(text).or_raise()
-}
-
-pub fn dtype_of(name: &str) -> PyResult<DType> {
-    match name {
-        "float32" | "f4" | "<f4" | "f32" => Ok(DType::F32),
-        "float64" | "f8" | "<f8" | "f64" | "float" => Ok(DType::F64),
-        _ => Err(Error::invalid(format!(
-            "dtype='{name}': tenrso-ooc stores float32 or float64"
-        )))
-        .or_raise(),
-    }
 }
 
 /// Creates (and fills) a Zarr v3 array; `chunks=None` picks chunks of
@@ -76,7 +66,7 @@ pub fn create(
     shards: Option<Vec<u64>>,
     progress_callback: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyArray> {
-    let dtype = dtype_of(dtype)?;
+    let dtype = parse::<DType>(dtype)?;
     let chunks = chunks.unwrap_or_else(|| {
         let target = session.inner.options().default_chunk_bytes();
         ChunkGrid::auto_chunk_shape(&shape, dtype.size() as u64, target)

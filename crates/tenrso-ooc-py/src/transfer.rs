@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use pyo3::prelude::*;
+use tenrso_ooc::DType;
 use tenrso_ooc::io::{ColumnarCompression, ColumnarOptions};
 use tenrso_ooc::ops::{Export, Import, ImportOptions};
 use tenrso_ooc::store::Compression;
 
 use crate::array::PyArray;
 use crate::errors::OrRaise;
-use crate::ops::{dtype_of, open_output};
+use crate::ops::{open_output, parse};
 use crate::progress;
 use crate::session::PySession;
 
@@ -34,7 +35,7 @@ pub fn import_file(
     progress_callback: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyArray> {
     let mut options = ImportOptions::default()
-        .with_compression(Compression::from_str(compression).or_raise()?)
+        .with_compression(parse::<Compression>(compression)?)
         .with_resume(resume);
     if let Some(chunks) = chunks {
         options = options.with_chunk_shape(chunks);
@@ -43,7 +44,7 @@ pub fn import_file(
         options = options.with_shard_shape(shards);
     }
     if let Some(shape) = raw_shape {
-        let dtype = dtype_of(raw_dtype.as_deref().unwrap_or("float64"))?;
+        let dtype = parse::<DType>(raw_dtype.as_deref().unwrap_or("float64"))?;
         options = options.with_raw(shape, dtype);
     }
     if let Some(columns) = columns {
