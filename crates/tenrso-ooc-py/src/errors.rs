@@ -27,73 +27,68 @@ fn python_message(e: &Error) -> String {
         .replace("ExecOptions::threads", "threads=")
 }
 
-/// The `tenrso_ooc.errors` class for `e` and the attributes it carries.
-fn class_of(e: &Error) -> (&'static str, Vec<(&'static str, serde_json::Value)>) {
-    use serde_json::json;
-    match e {
+/// The `tenrso_ooc.errors` class for `e`, its attributes set in `fields`.
+fn class_of(e: &Error, fields: &Bound<'_, PyDict>) -> PyResult<&'static str> {
+    let path = |p: &std::path::Path| p.display().to_string();
+    Ok(match e {
         Error::Corrupt {
             array, chunk, key, ..
-        } => (
-            "CorruptChunkError",
-            vec![
-                ("array", json!(array.display().to_string())),
-                ("chunk", json!(chunk)),
-                ("key", json!(key)),
-            ],
-        ),
+        } => {
+            fields.set_item("array", path(array))?;
+            fields.set_item("chunk", chunk)?;
+            fields.set_item("key", key)?;
+            "CorruptChunkError"
+        }
         Error::MemoryLimit {
             limit, required, ..
-        } => (
-            "MemoryLimitError",
-            vec![("limit", json!(limit)), ("required", json!(required))],
-        ),
-        Error::MemoryExhausted {
-            limit, requested, ..
-        } => (
-            "MemoryLimitError",
-            vec![("limit", json!(limit)), ("required", json!(requested))],
-        ),
-        Error::SpillFull { requested, .. } => {
-            ("SpillFullError", vec![("requested", json!(requested))])
         }
-        Error::AlreadyExists { path } => (
-            "ArrayExistsError",
-            vec![("path", json!(path.display().to_string()))],
-        ),
-        Error::NotAnArray { path, .. } if !path.exists() => (
-            "ArrayNotFoundError",
-            vec![("path", json!(path.display().to_string()))],
-        ),
-        Error::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => (
-            "ArrayNotFoundError",
-            vec![("path", json!(path.display().to_string()))],
-        ),
-        Error::Io { path, .. } => (
-            "StorageError",
-            vec![("path", json!(path.display().to_string()))],
-        ),
-        Error::DtypeMismatch { .. } => ("DTypeError", vec![]),
-        Error::ChunkOutOfBounds { .. } => ("OutOfBoundsError", vec![]),
-        Error::InvalidArgument(_) => ("InvalidArgumentError", vec![]),
-        Error::Cancelled => ("CancelledError", vec![]),
-        _ => ("TenrsoError", vec![]),
-    }
+        | Error::MemoryExhausted {
+            limit,
+            requested: required,
+            ..
+        } => {
+            fields.set_item("limit", limit)?;
+            fields.set_item("required", required)?;
+            "MemoryLimitError"
+        }
+        Error::SpillFull { requested, .. } => {
+            fields.set_item("requested", requested)?;
+            "SpillFullError"
+        }
+        Error::AlreadyExists { path: p } => {
+            fields.set_item("path", path(p))?;
+            "ArrayExistsError"
+        }
+        Error::NotAnArray { path: p, .. } if !p.exists() => {
+            fields.set_item("path", path(p))?;
+            "ArrayNotFoundError"
+        }
+        Error::Io { path: p, source } => {
+            fields.set_item("path", path(p))?;
+            if source.kind() == std::io::ErrorKind::NotFound {
+                "ArrayNotFoundError"
+            } else {
+                "StorageError"
+            }
+        }
+        Error::DtypeMismatch { .. } => "DTypeError",
+        Error::ChunkOutOfBounds { .. } => "OutOfBoundsError",
+        Error::InvalidArgument(_) => "InvalidArgumentError",
+        Error::Cancelled => "CancelledError",
+        _ => "TenrsoError",
+    })
 }
 
 /// `e` as an instance of its `tenrso_ooc.errors` class.
 pub fn to_python(e: Error) -> PyErr {
     Python::attach(|py| {
-        let (class, attributes) = class_of(&e);
         let build = || -> PyResult<PyErr> {
-            let module = py.import("tenrso_ooc.errors")?;
-            let kwargs = PyDict::new(py);
-            let json = py.import("json")?;
-            for (name, value) in attributes {
-                kwargs.set_item(name, json.call_method1("loads", (value.to_string(),))?)?;
-            }
-            let exc = module
+            let fields = PyDict::new(py);
+            let class = class_of(&e, &fields)?;
+            let exc = py
+                .import("tenrso_ooc.errors")?
                 .getattr(class)?
-                .call((python_message(&e),), Some(&kwargs))?;
+                .call((python_message(&e),), Some(&fields))?;
             Ok(PyErr::from_value(exc))
         };
         build().unwrap_or_else(|err| err)
