@@ -68,13 +68,19 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let result = telemetry::serve_metrics(cli.global.metrics_addr.as_deref(), &ctx.session)
         .and_then(|_server| run(&cli.command, &ctx));
+    // Work after the command's own (the report) can fail too: its error is
+    // printed and the exit status says so, while the outputs stay valid.
+    let mut late_error = None;
     if let Some(path) = &cli.global.report {
         let outcome = result
             .as_ref()
             .map(|o| &o.json)
             .map_err(ToString::to_string);
         if let Err(err) = telemetry::write_report(path, &ctx.session, started.elapsed(), outcome) {
-            eprintln!("error: {err}");
+            late_error = Some(format!(
+                "the run report was not written: {}",
+                one_line(&err.to_string())
+            ));
         }
     }
     if let (Err(tenrso_ooc::Error::Cancelled), Some(code)) = (&result, interrupt::exit_code()) {
@@ -90,7 +96,10 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", outcome.text);
             }
-            if outcome.success {
+            if let Some(line) = &late_error {
+                eprintln!("error: {line}");
+            }
+            if outcome.success && late_error.is_none() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -109,6 +118,9 @@ fn main() -> ExitCode {
             match hint {
                 Some(hint) => eprintln!("error: {line}; hint: {hint}"),
                 None => eprintln!("error: {line}"),
+            }
+            if let Some(line) = &late_error {
+                eprintln!("error: {line}");
             }
             ExitCode::FAILURE
         }
@@ -170,7 +182,8 @@ fn usage_error(err: clap::Error) -> ExitCode {
         let _ = err.print();
         return ExitCode::SUCCESS;
     }
-    if std::env::args().any(|a| a == "--json") {
+    // Arguments as the OS gave them: any byte sequence, never a panic.
+    if std::env::args_os().any(|a| a == "--json") {
         let message = err.render().to_string();
         let first = message
             .lines()

@@ -59,7 +59,9 @@ pub fn write_report(
         Err(e) => (Value::Null, Value::String(e)),
     };
     let report = json!({
-        "command": std::env::args().collect::<Vec<_>>(),
+        "command": std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
         "ok": error.is_null(),
         "error": error,
         "seconds": elapsed.as_secs_f64(),

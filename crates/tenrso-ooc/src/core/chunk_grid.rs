@@ -3,6 +3,9 @@
 use crate::core::shape::join_dims;
 use crate::core::{Error, Region, Result, Shape};
 
+/// The most axes an array may have (NumPy's `NPY_MAXDIMS`).
+pub const MAX_AXES: usize = 64;
+
 /// A regular chunk grid: the array is cut into chunks of `chunk_shape`; chunks at
 /// the far edge of an axis are clipped to the array.
 ///
@@ -35,6 +38,12 @@ impl ChunkGrid {
     pub fn new(shape: impl Into<Shape>, chunk_shape: impl Into<Vec<u64>>) -> Result<Self> {
         let shape = shape.into();
         let chunk_shape = chunk_shape.into();
+        if shape.ndim() > MAX_AXES {
+            return Err(Error::invalid(format!(
+                "an array of {} axes: at most {MAX_AXES} are supported (NumPy's limit)",
+                shape.ndim()
+            )));
+        }
         if shape.ndim() != chunk_shape.len() {
             return Err(Error::invalid(format!(
                 "chunk shape {} has {} axes but the array shape {} has {}",

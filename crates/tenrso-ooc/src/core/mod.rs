@@ -12,7 +12,7 @@ pub(crate) mod shape;
 mod size;
 
 pub use block::Block;
-pub use chunk_grid::ChunkGrid;
+pub use chunk_grid::{ChunkGrid, MAX_AXES};
 pub use element::{DType, Element};
 pub use error::{Error, Result};
 pub use float::{max_nan, min_nan};

@@ -35,7 +35,7 @@ impl FromStr for ByteSize {
                 "bad size `{s}`: expected a number with an optional unit, like 512MiB, 4GiB or 1048576"
             ))
         };
-        let number: f64 = number.replace('_', "").parse().map_err(|_| bad())?;
+        let number = number.replace('_', "");
         let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kib" => 1 << 10,
@@ -48,8 +48,14 @@ impl FromStr for ByteSize {
             "tb" => 1_000_000_000_000,
             _ => return Err(bad()),
         };
+        // Whole numbers exactly (f64 would round past 2^53); fractions in f64.
+        if !number.contains('.') {
+            let whole: u64 = number.parse().map_err(|_| bad())?;
+            return whole.checked_mul(multiplier).map(Self).ok_or_else(bad);
+        }
+        let number: f64 = number.parse().map_err(|_| bad())?;
         let bytes = number * multiplier as f64;
-        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
             return Err(bad());
         }
         Ok(Self(bytes.round() as u64))

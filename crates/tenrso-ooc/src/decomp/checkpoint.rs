@@ -96,7 +96,10 @@ pub(crate) fn load(out: &Path) -> Result<Option<Checkpoint>> {
     };
     let v: Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
     let iteration = v["iteration"].as_u64().ok_or_else(|| bad("no iteration"))? as usize;
-    let name = v["directory"].as_str().ok_or_else(|| bad("no directory"))?;
+    let name = v["directory"]
+        .as_str()
+        .filter(|n| !n.is_empty() && !n.contains(['/', '\\', '\0']) && *n != "." && *n != "..")
+        .ok_or_else(|| bad("no directory name (a plain name within the checkpoint)"))?;
     let dir = root(out).join(name);
     let n = v["factors"]
         .as_u64()
@@ -106,7 +109,10 @@ pub(crate) fn load(out: &Path) -> Result<Option<Checkpoint>> {
         .collect::<Result<Vec<_>>>()?;
     let mut arrays = Vec::new();
     for a in v["arrays"].as_array().ok_or_else(|| bad("no array list"))? {
-        let a = a.as_str().ok_or_else(|| bad("bad array name"))?;
+        let a = a
+            .as_str()
+            .filter(|a| !a.is_empty() && !a.contains(['/', '\\', '\0']))
+            .ok_or_else(|| bad("bad array name"))?;
         let (shape, values) = read_npy_values(&dir.join(format!("{a}.npy")))?;
         arrays.push((a.to_string(), shape, values));
     }
@@ -173,6 +179,7 @@ pub(crate) fn clear(out: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn round_trips_and_keeps_only_the_last_iteration() {
@@ -194,5 +201,46 @@ mod tests {
         assert!(!dir.path().join("checkpoint/iter-000001").exists());
         clear(dir.path());
         assert!(load(dir.path()).unwrap().is_none());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(300))]
+
+        /// A damaged `state.json` (any key given any value, or its text cut
+        /// or edited) loads as an error, never a panic, and restores only
+        /// when what it holds is consistent.
+        #[test]
+        fn damaged_state_is_refused(
+            key in proptest::sample::select(vec!["iteration", "directory", "factors", "arrays", "state"]),
+            value in proptest::prop_oneof![
+                proptest::strategy::Just(Value::Null),
+                any::<u64>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                "[a-z./_0-9]{0,12}".prop_map(Value::from),
+                proptest::strategy::Just(json!(["../weights", "weights"])),
+                proptest::strategy::Just(json!({"options": null, "iterations": [1], "norm": "NaN"})),
+            ],
+            cut in proptest::option::of(0usize..400),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let ckpt = Checkpoint {
+                iteration: 1,
+                state: json!({"options": {"rank": 1}, "iterations": [{"iteration": 1, "fit": 0.5}], "norm": 2.0}),
+                factors: vec![Matrix::from_vec(2, 1, vec![1.0, 2.0]).unwrap()],
+                arrays: vec![("weights".into(), vec![1], vec![3.0])],
+            };
+            save(dir.path(), &ckpt).unwrap();
+            let path = root(dir.path()).join("state.json");
+            let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            doc[key] = value;
+            let mut text = doc.to_string().into_bytes();
+            if let Some(cut) = cut {
+                text.truncate(cut);
+            }
+            std::fs::write(&path, &text).unwrap();
+            if let Ok(Some(back)) = load(dir.path()) {
+                let _ = restore(&back, &json!({"rank": 1}));
+            }
+        }
     }
 }

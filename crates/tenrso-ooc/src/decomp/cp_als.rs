@@ -7,10 +7,12 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use crate::core::shape::join_dims;
 use crate::core::{Error, Result};
 use crate::decomp::checkpoint::{self, Checkpoint};
 use crate::decomp::hosvd::{ModeVectors, leading_mode_vectors};
 use crate::decomp::linalg::solve_right_spd;
+use crate::decomp::model_memory::{ModelMemory, saturating_sum};
 use crate::decomp::mttkrp::{
     best_split, check_factors, left_partial, mode_mttkrp, mttkrp_from_partial, right_partial,
 };
@@ -347,13 +349,46 @@ pub fn cp_als(
     let started = Instant::now();
     let mut iterations = Vec::new();
     let mut resumed_after = None;
-    let resumed = checkpoint::start(opts.checkpoint.as_deref(), opts.resume)?;
     let (split, partial_rows) = best_split(&shape);
+    let r = rank as u64;
     let two_pass = match opts.sweep {
         SweepStrategy::PerMode => false,
         SweepStrategy::TwoPass => true,
-        SweepStrategy::Auto => partial_rows * rank as u64 * 8 <= session.memory_limit() / 4,
+        SweepStrategy::Auto => {
+            partial_rows.saturating_mul(r).saturating_mul(8) <= session.memory_limit() / 4
+        }
     };
+    // Refuse what cannot fit before anything is allocated or read.
+    let mut memory = ModelMemory::default();
+    let longest = shape.iter().copied().max().unwrap_or(0);
+    memory
+        .add(
+            "factors",
+            saturating_sum(shape.iter().map(|i| i.saturating_mul(r))),
+        )
+        .add(
+            "Gram matrices and solver workspace",
+            (ndim as u64 + 4).saturating_mul(r.saturating_mul(r)),
+        )
+        .add(
+            "MTTKRP and updated factor",
+            longest.saturating_mul(r).saturating_mul(2),
+        );
+    if two_pass {
+        memory.add("partial contraction", partial_rows.saturating_mul(r));
+    }
+    if matches!(opts.init, CpInit::Svd) {
+        memory.add(
+            "SVD init sketch",
+            saturating_sum(shape.iter().map(|i| i.saturating_mul(r + 10))),
+        );
+    }
+    memory.check(
+        &format!("CP-ALS of rank {rank} on {}", join_dims(&shape)),
+        x.chunk_grid().chunk_elements().saturating_mul(8),
+        session.memory_limit(),
+    )?;
+    let resumed = checkpoint::start(opts.checkpoint.as_deref(), opts.resume)?;
     let fingerprint = opts.fingerprint(&**x, two_pass);
     let mut converged = false;
     let mut stopped_early = false;

@@ -62,7 +62,9 @@ pub fn leading_mode_vectors(
         seed,
     } = which;
     let extent = x.shape()[mode] as usize;
-    let gram_bytes = (extent * extent * 8) as u64;
+    let gram_bytes = (extent as u64)
+        .saturating_mul(extent as u64)
+        .saturating_mul(8);
     if gram_bytes <= session.memory_limit() / 4 {
         let gram = mode_gram(session, x, mode, progress)?;
         let (u, values) = leading_eigenvectors(&gram, k)?;

@@ -22,6 +22,7 @@ mod cp_als;
 mod hosvd;
 pub mod linalg;
 mod matrix;
+mod model_memory;
 mod mttkrp;
 mod reconstruct;
 mod run_report;

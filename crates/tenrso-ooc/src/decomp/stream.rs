@@ -177,20 +177,47 @@ pub(crate) fn stream_accumulate_held(
 ) -> Result<(Matrix, Reservation)> {
     let grid = x.chunk_grid().clone();
     let cols = kernel.cols();
+    // The pass lists every chunk: refused before listing when that cannot fit.
+    let mut graph = ChunkGraph::new(label.to_string(), x.dtype());
+    graph.reserve_listing(grid.num_chunks(), grid.num_chunks(), session.memory_limit())?;
     let plan = pass_tasks(&**x, out_modes, cols);
     let convert = if x.dtype() == DType::F64 || resident.is_some() {
         0
     } else {
         grid.chunk_elements()
     };
-    let scratch =
-        8 * (plan.block_rows * cols as u64 + kernel.scratch_elements(grid.chunk_shape()) + convert);
-    let held = 8 * plan.rows * cols as u64
-        + if plan.parts > 1 {
-            plan.tasks.len() as u64 * plan.block_rows * cols as u64 * 8
-        } else {
-            0
-        };
+    let scratch = plan
+        .block_rows
+        .saturating_mul(cols as u64)
+        .saturating_add(kernel.scratch_elements(grid.chunk_shape()))
+        .saturating_add(convert)
+        .saturating_mul(8);
+    let partial_bytes = if plan.parts > 1 {
+        (plan.tasks.len() as u64)
+            .saturating_mul(plan.block_rows)
+            .saturating_mul(cols as u64)
+            .saturating_mul(8)
+    } else {
+        0
+    };
+    let held = plan
+        .rows
+        .saturating_mul(cols as u64)
+        .saturating_mul(8)
+        .saturating_add(partial_bytes);
+    let refuse = |needed: u64| Error::MemoryLimit {
+        required: held.saturating_add(needed),
+        limit: session.memory_limit(),
+        what: format!(
+            "{label} (its {} result in memory and one task of {})",
+            ByteSize(held),
+            ByteSize(needed)
+        ),
+    };
+    // Nothing is allocated for a result that cannot fit.
+    if held.saturating_add(scratch) > session.memory_limit() {
+        return Err(refuse(scratch));
+    }
     let body = StreamBody {
         kernel,
         plan: &plan,
@@ -200,15 +227,6 @@ pub(crate) fn stream_accumulate_held(
             None;
             if plan.parts > 1 { plan.tasks.len() } else { 0 }
         ]),
-    };
-    let refuse = |needed: u64| Error::MemoryLimit {
-        required: held + needed,
-        limit: session.memory_limit(),
-        what: format!(
-            "{label} (its {} result in memory and one task of {})",
-            ByteSize(held),
-            ByteSize(needed)
-        ),
     };
     let mut reservation = session.pool().reservation(label.to_string());
     if let Some(resident) = resident {
@@ -238,7 +256,6 @@ pub(crate) fn stream_accumulate_held(
         progress.finish();
         result?;
     } else {
-        let mut graph = ChunkGraph::new(label.to_string(), x.dtype());
         let in_id = graph.add_array(
             x.path().display().to_string(),
             ArrayRole::Input(x.clone()),

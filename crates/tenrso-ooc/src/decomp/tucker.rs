@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use crate::core::shape::join_dims;
 use crate::core::{Error, Result};
 use crate::decomp::checkpoint::{self, Checkpoint};
 use crate::decomp::chunk_kernels::TuckerProjection;
@@ -14,6 +15,7 @@ use crate::decomp::cp_als::{NamedProgress, load_factors};
 use crate::decomp::hosvd::{ModeVectors, leading_mode_vectors};
 use crate::decomp::linalg::leading_left_singular_vectors;
 use crate::decomp::matrix::write_npy_values;
+use crate::decomp::model_memory::{ModelMemory, saturating_product, saturating_sum};
 use crate::decomp::stream::{ResidentTensor, stream_accumulate_held};
 use crate::decomp::{DecompositionRun, Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
@@ -245,11 +247,19 @@ pub fn tucker(
             )));
         }
     }
-    for (m, &r) in opts.ranks.iter().enumerate() {
-        let others: usize = (0..ndim)
-            .filter(|k| *k != m)
-            .map(|k| opts.ranks[k])
-            .product();
+    let ranks: Vec<u64> = opts.ranks.iter().map(|&r| r as u64).collect();
+    // The product of every rank but mode m's (the projection's columns).
+    let others = |m: usize| {
+        saturating_product(
+            ranks
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| *k != m)
+                .map(|(_, r)| *r),
+        )
+    };
+    for (m, &r) in ranks.iter().enumerate() {
+        let others = others(m);
         if r > others {
             return Err(Error::invalid(format!(
                 "rank {r} of mode {m} exceeds the product of the other ranks ({others}): HOOI's projection of that mode has only {others} columns"
@@ -261,6 +271,33 @@ pub fn tucker(
             "Tucker needs at least one iteration (n_iter_max ≥ 1)",
         ));
     }
+    // Refuse what cannot fit before anything is allocated or read.
+    let mut memory = ModelMemory::default();
+    let projection = |m: usize| shape[m].saturating_mul(others(m));
+    let svd = |m: usize| {
+        let side = shape[m].min(others(m));
+        side.saturating_mul(side).saturating_mul(2)
+    };
+    memory
+        .add(
+            "factors",
+            saturating_sum(shape.iter().zip(&ranks).map(|(i, r)| i.saturating_mul(*r))),
+        )
+        .add("core", saturating_product(ranks.iter().copied()))
+        .add(
+            "mode projection",
+            (0..ndim).map(projection).max().unwrap_or(0),
+        )
+        .add("its SVD workspace", (0..ndim).map(svd).max().unwrap_or(0));
+    memory.check(
+        &format!(
+            "Tucker of ranks {} on {}",
+            join_dims(&ranks),
+            join_dims(&shape)
+        ),
+        x.chunk_grid().chunk_elements().saturating_mul(8),
+        session.memory_limit(),
+    )?;
     let started = Instant::now();
     let mut iterations: Vec<Iteration> = Vec::new();
     let mut resumed_after = None;

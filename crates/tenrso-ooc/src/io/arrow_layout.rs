@@ -504,4 +504,33 @@ mod tests {
                 .contains("not JSON")
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+        /// Hostile metadata text: never a panic; what parses is consistent.
+        #[test]
+        fn extension_metadata_fuzzed(
+            shape in proptest::collection::vec(0u64..1 << 40, 0..5),
+            perm in proptest::option::of(proptest::collection::vec(0u64..6, 0..5)),
+            key in proptest::sample::select(vec!["permutation", "permutations", "dim_names"]),
+            list_size in 0usize..200,
+            noise in "\\PC{0,24}",
+        ) {
+            let mut doc = serde_json::json!({ "shape": shape });
+            if let Some(p) = perm {
+                doc[key] = serde_json::json!(p);
+            }
+            for text in [doc.to_string(), noise.clone(), format!("{{\"shape\": {noise}}}")] {
+                if let Ok((shape, perm)) = parse_extension_metadata(&text, list_size) {
+                    proptest::prop_assert_eq!(shape.iter().product::<u64>(), list_size as u64);
+                    if let Some(p) = perm {
+                        let mut sorted = p.clone();
+                        sorted.sort_unstable();
+                        proptest::prop_assert_eq!(sorted, (0..shape.len()).collect::<Vec<_>>());
+                    }
+                }
+            }
+        }
+    }
 }

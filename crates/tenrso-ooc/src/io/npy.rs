@@ -31,7 +31,13 @@ pub fn read_npy_header(path: &Path) -> Result<DenseLayout> {
     if got < 10 || &prefix[..6] != MAGIC {
         return Err(invalid("not a .npy file (bad magic string)".into()));
     }
-    let (header_len, header_start) = match prefix[6] {
+    let (major, minor) = (prefix[6], prefix[7]);
+    let (header_len, header_start) = match major {
+        _ if minor != 0 => {
+            return Err(invalid(format!(
+                "unsupported .npy format version {major}.{minor} (NumPy reads 1.0, 2.0 and 3.0)"
+            )));
+        }
         1 => (u64::from(u16::from_le_bytes([prefix[8], prefix[9]])), 10u64),
         2 | 3 if got == 12 => (
             u64::from(u32::from_le_bytes([
@@ -41,8 +47,7 @@ pub fn read_npy_header(path: &Path) -> Result<DenseLayout> {
         ),
         v => {
             return Err(invalid(format!(
-                "unsupported .npy format version {v}.{}",
-                prefix[7]
+                "unsupported .npy format version {v}.{minor} (NumPy reads 1.0, 2.0 and 3.0)"
             )));
         }
     };
@@ -56,7 +61,7 @@ pub fn read_npy_header(path: &Path) -> Result<DenseLayout> {
         file.read_exact_at(&mut header, header_start)
             .map_err(|e| Error::io(path, e))?;
     }
-    let header = String::from_utf8(header).map_err(|_| invalid("header is not text".into()))?;
+    let header = header_text(header, major).map_err(invalid)?;
     let dict = parse_header_dict(&header)
         .map_err(|e| invalid(format!("malformed header {:?}: {e}", header.trim())))?;
     let (dtype, big_endian) = parse_descr(&dict.descr).ok_or_else(|| {
@@ -89,6 +94,25 @@ pub fn read_npy_header(path: &Path) -> Result<DenseLayout> {
         )));
     }
     Ok(layout)
+}
+
+/// The header's text as NumPy's reader takes it: Latin-1 before version
+/// 3.0, UTF-8 from it; no NUL bytes (Python's literal parser refuses them);
+/// ending with the newline the format puts after the space padding.
+fn header_text(bytes: Vec<u8>, major: u8) -> std::result::Result<String, String> {
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        return Err(format!(
+            "the header has a NUL byte at offset {at} (NumPy pads headers with spaces)"
+        ));
+    }
+    if bytes.last() != Some(&b'\n') {
+        return Err("the header does not end with a newline".into());
+    }
+    if major >= 3 {
+        String::from_utf8(bytes).map_err(|_| "the header is not UTF-8 text".into())
+    } else {
+        Ok(bytes.iter().map(|&b| char::from(b)).collect())
+    }
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -198,6 +222,13 @@ fn parse_header_dict(text: &str) -> std::result::Result<HeaderDict, String> {
             break;
         }
     }
+    p.skip_ws();
+    if p.i != p.s.len() {
+        return Err(format!(
+            "unexpected text after the dictionary at byte {}",
+            p.i
+        ));
+    }
     Ok(HeaderDict {
         descr: descr.ok_or("missing `descr`")?,
         fortran_order: fortran.ok_or("missing `fortran_order`")?,
@@ -246,8 +277,14 @@ impl Parser<'_> {
     }
     fn boolean(&mut self) -> std::result::Result<bool, String> {
         for (word, value) in [("True", true), ("False", false)] {
-            if self.s[self.i..].starts_with(word.as_bytes()) {
-                self.i += word.len();
+            let end = self.i + word.len();
+            if self.s[self.i..].starts_with(word.as_bytes())
+                && !self
+                    .s
+                    .get(end)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            {
+                self.i = end;
                 return Ok(value);
             }
         }
@@ -265,18 +302,27 @@ impl Parser<'_> {
             while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
                 self.i += 1;
             }
-            // NumPy on some platforms writes `3L`.
             let digits = std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default();
+            if digits.len() > 1 && digits.starts_with('0') {
+                return Err(format!("extent with a leading zero at byte {start}"));
+            }
             dims.push(
                 digits
                     .parse()
                     .map_err(|_| format!("bad extent at byte {start}"))?,
             );
+            // Python 2's NumPy wrote `3L`.
             self.eat(b'L');
             self.skip_ws();
             if !self.eat(b',') {
                 self.skip_ws();
                 self.expect(b')')?;
+                if dims.len() == 1 {
+                    // `(3)` is the integer 3, not a tuple: NumPy refuses it.
+                    return Err(format!(
+                        "shape `({digits})` is not a tuple (a one-element tuple is written `({digits},)`)"
+                    ));
+                }
                 return Ok(dims);
             }
         }
@@ -310,6 +356,29 @@ mod tests {
             parse_header_dict("{'descr': '<f8', 'fortran_order': Maybe, 'shape': (3,)}").is_err()
         );
         assert!(parse_header_dict("{'descr': '<f8'").is_err());
+        for bad in [
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (3)}",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (03,)}",
+            "{'descr': '<f8', 'fortran_order': Falsey, 'shape': (3,)}",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (3,)} x",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), 'extra': 1}",
+        ] {
+            assert!(parse_header_dict(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_text_is_as_numpy_reads_it() {
+        assert!(header_text(b"{} \n".to_vec(), 1).is_ok());
+        let err = header_text(b"{}\0\0\n".to_vec(), 1).unwrap_err();
+        assert!(err.contains("NUL"), "{err}");
+        assert!(
+            header_text(b"{}   ".to_vec(), 1)
+                .unwrap_err()
+                .contains("newline")
+        );
+        assert!(header_text(vec![b'{', b'}', 0xe9, b'\n'], 1).is_ok());
+        assert!(header_text(vec![b'{', b'}', 0xe9, b'\n'], 3).is_err());
     }
 
     #[test]

@@ -642,4 +642,41 @@ mod tests {
         assert_eq!("zstd:5".parse::<SpillCodec>().unwrap(), SpillCodec::Zstd(5));
         assert!("gzip".parse::<SpillCodec>().is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(300))]
+
+        /// A spill file damaged in any way (bytes changed, inserted,
+        /// removed, cut) reads back as the data written or as
+        /// `SpillCorrupt`: never a panic, never other bytes.
+        #[test]
+        fn damaged_spill_files_are_caught(
+            codec in proptest::sample::select(vec![SpillCodec::None, SpillCodec::Lz4, SpillCodec::Zstd(1)]),
+            len in 0usize..5000,
+            edits in proptest::collection::vec((0usize..1 << 20, proptest::prelude::any::<u8>(), 0u8..4), 1..5),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let m = SpillManager::new(&[spec(dir.path(), None)], codec).unwrap();
+            let d = data(len);
+            let f = m.write(&d).unwrap();
+            let mut bytes = fs::read(f.path()).unwrap();
+            for (at, b, kind) in edits {
+                let n = bytes.len().max(1);
+                match kind {
+                    0 if !bytes.is_empty() => bytes[at % n] ^= b | 1,
+                    1 => bytes.insert(at % (bytes.len() + 1), b),
+                    2 if !bytes.is_empty() => {
+                        bytes.remove(at % n);
+                    }
+                    _ => bytes.truncate(at % n),
+                }
+            }
+            fs::write(f.path(), &bytes).unwrap();
+            let mut back = vec![0u8; d.len()];
+            match m.read(&f, &mut back) {
+                Ok(()) => proptest::prop_assert_eq!(back, d),
+                Err(err) => proptest::prop_assert!(matches!(err, Error::SpillCorrupt { .. }), "{}", err),
+            }
+        }
+    }
 }

@@ -22,7 +22,7 @@ use crate::plan::{
     ContractionPath, EinsumSpec, OutputArray, PathStrategy, StepOperand, TilingParams,
     rechunk_seconds,
 };
-use crate::store::{ArraySpec, Compression, ZarrArray};
+use crate::store::{ArraySpec, Compression, ZarrArray, check_output_not_input};
 
 /// What an einsum will do: the subscripts (ellipses expanded), the operands
 /// rechunked first, and the contraction path with every step's tiles and
@@ -420,6 +420,10 @@ impl Einsum {
             memory_limit: limit,
         };
         let record = result_record(subscripts, inputs, &plan);
+        if let Some(out) = out {
+            let input_paths: Vec<&Path> = inputs.iter().map(|a| a.path()).collect();
+            check_output_not_input(out, &input_paths)?;
+        }
         let destination = match out {
             None => Destination::None,
             Some(out) if scalar => Destination::Scalar(ScalarOutput::check(

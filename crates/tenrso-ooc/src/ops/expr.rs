@@ -71,16 +71,33 @@ const FUNCTIONS_1: [Function1; 12] = [
 /// Elements evaluated per batch.
 const BATCH: usize = 1024;
 
+/// The longest expression accepted, in bytes.
+pub const MAX_EXPR_LEN: usize = 64 << 10;
+
+/// The deepest nesting accepted: parentheses, function calls, unary signs
+/// and powers, each one level. Bounds the parser's recursion and the
+/// evaluator's stack (one 8 KiB batch per level).
+pub const MAX_EXPR_DEPTH: usize = 256;
+
 impl Expr {
     /// Parses `text`.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] naming the position and what was expected.
+    /// [`Error::InvalidArgument`] naming the position and what was expected,
+    /// or the limit exceeded: longer than [`MAX_EXPR_LEN`] bytes, nested
+    /// deeper than [`MAX_EXPR_DEPTH`] levels.
     pub fn parse(text: &str) -> Result<Self> {
+        if text.len() > MAX_EXPR_LEN {
+            return Err(Error::invalid(format!(
+                "bad expression: {} bytes long, more than the {MAX_EXPR_LEN} accepted",
+                text.len()
+            )));
+        }
         let mut p = Parser {
             s: text.as_bytes(),
             i: 0,
             out: Vec::new(),
+            depth: 0,
         };
         p.expr()?;
         p.skip_ws();
@@ -201,12 +218,15 @@ struct Parser<'a> {
     s: &'a [u8],
     i: usize,
     out: Vec<Op>,
+    /// Nesting levels entered (see [`MAX_EXPR_DEPTH`]).
+    depth: usize,
 }
 
 impl Parser<'_> {
     fn error(&self, expected: &str) -> Error {
         let text = String::from_utf8_lossy(self.s);
-        let found = text[self.i.min(text.len())..]
+        let rest = &self.s[self.i.min(self.s.len())..];
+        let found = String::from_utf8_lossy(&rest[..rest.len().min(4)])
             .chars()
             .next()
             .map_or("the end".to_string(), |c| format!("`{c}`"));
@@ -214,6 +234,18 @@ impl Parser<'_> {
             "bad expression `{text}`: expected {expected} at position {}, found {found}",
             self.i + 1
         ))
+    }
+
+    /// Enters one nesting level: refused past [`MAX_EXPR_DEPTH`].
+    fn enter(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_EXPR_DEPTH {
+            return Err(Error::invalid(format!(
+                "bad expression: nested more than {MAX_EXPR_DEPTH} levels deep (parentheses, calls, signs or powers) at position {}",
+                self.i + 1
+            )));
+        }
+        Ok(())
     }
 
     fn skip_ws(&mut self) {
@@ -267,6 +299,13 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<()> {
+        self.enter()?;
+        let result = self.unary_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn unary_inner(&mut self) -> Result<()> {
         if self.eat("-") {
             self.unary()?;
             self.out.push(Op::Neg);
@@ -459,5 +498,26 @@ mod tests {
             assert!(err.contains(want), "{bad}: {err}");
         }
         assert!(!Expr::parse("x*2").unwrap().uses_y());
+    }
+
+    #[test]
+    fn nesting_and_length_are_bounded() {
+        let nested = |n: usize| format!("{}x{}", "(".repeat(n), ")".repeat(n));
+        assert_eq!(eval1(&nested(MAX_EXPR_DEPTH - 1), 2.0), 2.0);
+        for deep in [
+            nested(20_000),
+            format!("{}x", "-".repeat(60_000)),
+            format!("{}x{}", "sqrt(".repeat(10_000), ")".repeat(10_000)),
+            vec!["x"; 10_000].join("^"),
+        ] {
+            let err = Expr::parse(&deep).unwrap_err().to_string();
+            assert!(err.contains("nested more than"), "{err}");
+        }
+        let long = vec!["x"; MAX_EXPR_LEN].join("+");
+        let err = Expr::parse(&long).unwrap_err().to_string();
+        assert!(err.contains("bytes long"), "{err}");
+        // A long flat sum stays within the evaluator's stack.
+        let flat = vec!["x"; 5000].join("+");
+        assert_eq!(eval1(&flat, 1.0), 5000.0);
     }
 }

@@ -131,6 +131,13 @@ impl Map {
         let same_grid = y.as_ref().is_some_and(|y| y.chunk_grid() == x.chunk_grid());
         let y_chunk_bytes = y.as_ref().map_or(0, |y| y.chunk_nbytes());
         let segment_bytes = SEGMENT as u64 * 8 * 3;
+        let chunks = x.chunk_grid().num_chunks();
+        let y_chunks = y.as_ref().map_or(0, |y| y.chunk_grid().num_chunks());
+        graph.reserve_listing(
+            chunks,
+            chunks.saturating_add(y_chunks),
+            session.memory_limit(),
+        )?;
         for chunk in x.chunk_grid().iter() {
             let key = graph.key(x_id, &chunk);
             let region = graph.region(key);

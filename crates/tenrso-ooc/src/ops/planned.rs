@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ use crate::exec::{NoProgress, Progress, RunStats, Session, TaskBody, execute_pla
 use crate::io::ReadableArray;
 use crate::memory::ChunkKey;
 use crate::plan::{ArrayRole, ChunkGraph, PlanReport, TaskNode, explain};
-use crate::store::{Compression, ZarrArray};
+use crate::store::{Compression, ZarrArray, check_output_not_input};
 
 /// An operation planned against a session: [`explain`](Self::explain) (or
 /// `Display`) gives its plan, [`run`](Self::run) executes it.
@@ -210,10 +210,19 @@ type ResumedOutput = (u32, PathBuf, ChunkGrid, HashSet<Vec<u64>>);
 /// chunks they hold.
 fn check_outputs(graph: &ChunkGraph, record: &Value, resume: bool) -> Result<Vec<ResumedOutput>> {
     let mut found = Vec::new();
+    let inputs: Vec<&Path> = graph
+        .arrays
+        .iter()
+        .filter_map(|node| match &node.role {
+            ArrayRole::Input(array) => Some(array.path()),
+            _ => None,
+        })
+        .collect();
     for (id, node) in graph.arrays.iter().enumerate() {
         let ArrayRole::Output(output) = &node.role else {
             continue;
         };
+        check_output_not_input(&output.path, &inputs)?;
         if !(resume && output.path.join("zarr.json").exists()) {
             ZarrArray::check_creatable(&output.path)?;
             continue;

@@ -13,7 +13,7 @@ use crate::ops::planned::{Job, operation_record, plan_graph};
 use crate::ops::scalar_output::ScalarOutput;
 use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
-use crate::store::ArraySpec;
+use crate::store::{ArraySpec, check_output_not_input};
 
 /// A reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -180,7 +180,9 @@ impl Reduce {
             grid.clone(),
         );
         let kept: Vec<usize> = (0..ndim).filter(|a| !reduced[*a]).collect();
+        let limit = session.memory_limit();
         if full {
+            graph.reserve_listing(grid.num_chunks(), grid.num_chunks(), limit)?;
             for chunk in grid.iter() {
                 let key = graph.key(in_id, &chunk);
                 graph.tasks.push(TaskNode {
@@ -198,6 +200,9 @@ impl Reduce {
             });
             let shape = input.shape().to_vec();
             let record = operation_record(&graph);
+            if let Some(out) = out {
+                check_output_not_input(out, &[input.path()])?;
+            }
             let scalar_out = out
                 .map(|p| ScalarOutput::check(p, opts.compression, opts.resume, &record))
                 .transpose()?;
@@ -239,6 +244,7 @@ impl Reduce {
                 .map(|a| grid.grid_shape()[*a])
                 .collect::<Vec<_>>(),
         );
+        graph.reserve_listing(out_grid.num_chunks(), grid.num_chunks(), limit)?;
         for out_chunk in out_grid.iter() {
             let mut reads = Vec::with_capacity(reduced_grid.num_elements() as usize);
             for k in 0..reduced_grid.num_elements() {

@@ -163,7 +163,14 @@ fn reorganize<'s>(
         .with_compression(opts.compression);
     spec.validate()?;
     let output = Arc::new(OutputArray::new(out, spec));
-    let direct = direct_plan(input, perm, &out_grid, &output, &name);
+    let direct = direct_plan(
+        input,
+        perm,
+        &out_grid,
+        &output,
+        &name,
+        session.memory_limit(),
+    )?;
     let staged = staged_plan(session, input, perm, &out_grid, &output, &name, &direct);
     // Bytes moved, spills counting twice (written, read back); plans that do
     // not fit come last.
@@ -211,7 +218,8 @@ fn direct_plan(
     out_grid: &ChunkGrid,
     output: &Arc<OutputArray>,
     name: &str,
-) -> ChunkGraph {
+    limit: u64,
+) -> Result<ChunkGraph> {
     let mut graph = ChunkGraph::new(format!("{name} (direct)"), input.dtype());
     let in_id = graph.add_array(
         input.path().display().to_string(),
@@ -224,6 +232,11 @@ fn direct_plan(
         out_grid.clone(),
     );
     let itemsize = input.dtype().size() as u64;
+    graph.reserve_listing(
+        out_grid.num_chunks(),
+        input.chunk_grid().num_chunks(),
+        limit,
+    )?;
     for c in out_grid.iter() {
         let key = graph.key(out_id, &c);
         let region = graph.region(key);
@@ -247,7 +260,7 @@ fn direct_plan(
             work_bytes: bytes,
         });
     }
-    graph
+    Ok(graph)
 }
 
 /// Two stages through a temporary array in output axes whose chunks follow
@@ -288,6 +301,14 @@ fn staged_plan(
     }
     let int_grid = ChunkGrid::new(shape.clone(), int).ok()?;
     let mut graph = ChunkGraph::new(format!("{name} (via intermediate)"), input.dtype());
+    let int_chunks = int_grid.num_chunks();
+    graph
+        .reserve_listing(
+            int_chunks.saturating_add(out_grid.num_chunks()),
+            int_chunks.saturating_add(input.chunk_grid().num_chunks()),
+            session.memory_limit(),
+        )
+        .ok()?;
     let in_id = graph.add_array(
         input.path().display().to_string(),
         ArrayRole::Input(input.clone()),

@@ -13,7 +13,7 @@ use crate::io::{
 };
 use crate::ops::planned::job_record;
 use crate::ops::{ChunkPlan, Planned};
-use crate::store::{ArraySpec, AtomicFile, Compression, ZarrArray};
+use crate::store::{ArraySpec, AtomicFile, Compression, ZarrArray, check_output_not_input};
 
 /// How to lay out an array created by [`Import`], and how to read its source.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -172,6 +172,7 @@ impl Import {
     /// [`Error::MemoryLimit`], before creating anything, when a chunk cannot
     /// fit.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, TransferReport>> {
+        check_output_not_input(&self.dst, &[&self.src])?;
         let source = open_source(&self.src, &self.options.source_options(&self.src)?)?;
         let spec = import_spec(&source, &self.dst, &self.options, session)?;
         spec.validate()?;
@@ -419,6 +420,7 @@ impl Export {
             )));
         }
         let array = &self.array;
+        check_output_not_input(&self.dst, &[array.path()])?;
         let plan = ChunkPlan {
             operation: format!(
                 "export {} to {}",

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use crate::core::{ChunkGrid, DType, Error, Region, Result};
 use crate::io::ArrayRef;
 use crate::memory::ChunkKey;
+use crate::plan::cost_model::CostModel;
 use crate::store::{ArraySpec, ZarrArray};
 
 /// An array a run will create and write: where, with which layout, and —
@@ -156,6 +157,41 @@ impl ChunkGraph {
             arrays: Vec::new(),
             tasks: Vec::new(),
         }
+    }
+
+    /// Checks, before any task is listed, that a graph of `tasks` tasks
+    /// reading at least `reads` chunks can be held under `limit` — the plan
+    /// counts itself — and reserves room for the tasks.
+    ///
+    /// ```
+    /// use tenrso_ooc::DType;
+    /// use tenrso_ooc::plan::ChunkGraph;
+    /// let mut graph = ChunkGraph::new("sum", DType::F32);
+    /// assert!(graph.reserve_listing(1_000, 1_000, 64 << 20).is_ok());
+    /// let err = graph.reserve_listing(83_333_500_000, 83_333_500_000, 8 << 20).unwrap_err();
+    /// assert!(err.to_string().contains("83333500000 tasks"));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::MemoryLimit`] with the bytes the listing needs.
+    pub fn reserve_listing(&mut self, tasks: u64, reads: u64, limit: u64) -> Result<()> {
+        let required = CostModel::DEFAULT.plan_bytes(reads.max(tasks), tasks);
+        let refuse = || Error::MemoryLimit {
+            limit,
+            required,
+            what: format!(
+                "the plan of `{}` itself ({tasks} tasks reading {} chunks or more)",
+                self.operation,
+                reads.max(tasks)
+            ),
+        };
+        if required > limit {
+            return Err(refuse());
+        }
+        let additional = usize::try_from(tasks).map_err(|_| refuse())?;
+        self.tasks
+            .try_reserve_exact(additional)
+            .map_err(|_| refuse())
     }
 
     /// Adds an array; returns its id.

@@ -57,7 +57,8 @@ impl Term {
             }
             if !c.is_ascii_alphabetic() {
                 return Err(Error::invalid(format!(
-                    "einsum: {what} `{text}` has `{c}`, which is not an index (a-z, A-Z) or `...`"
+                    "einsum: {what} `{text}` has `{}`, which is not an index (a-z, A-Z) or `...`",
+                    c.escape_debug()
                 )));
             }
             letters.push(c);
@@ -95,7 +96,14 @@ impl EinsumSpec {
     /// # Errors
     /// [`Error::InvalidArgument`] naming the term and character at fault.
     pub fn parse(text: &str) -> Result<Self> {
-        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        // NumPy skips ASCII spaces only; any other whitespace is an error.
+        if let Some(c) = text.chars().find(|c| c.is_whitespace() && *c != ' ') {
+            return Err(Error::invalid(format!(
+                "einsum: `{}` has the whitespace character {c:?}; only ASCII spaces may separate subscripts",
+                text.escape_debug()
+            )));
+        }
+        let compact: String = text.chars().filter(|c| *c != ' ').collect();
         let (lhs, rhs) = match compact.split_once("->") {
             Some((l, r)) => (l, Some(r)),
             None => (compact.as_str(), None),
@@ -196,6 +204,9 @@ impl EinsumSpec {
             let e = broadcast_dims[k];
             let before = term.ellipsis.unwrap_or(term.letters.len());
             let mut axes = Vec::with_capacity(shape.len());
+            // A repeated index within one operand takes a diagonal: its axes
+            // need equal sizes (no size-1 stretching, as in NumPy).
+            let mut own: BTreeMap<Label, (usize, u64)> = BTreeMap::new();
             for (axis, &size) in shape.iter().enumerate() {
                 let label = if axis < before {
                     Label::Letter(term.letters[axis])
@@ -209,6 +220,14 @@ impl EinsumSpec {
                         "einsum: operand {k} has an empty axis {axis} (shape {shape:?})"
                     )));
                 }
+                if let Some(&(first_axis, first_size)) = own.get(&label)
+                    && first_size != size
+                {
+                    return Err(Error::invalid(format!(
+                        "einsum: index `{label}` repeats in operand {k} with sizes {first_size} (axis {first_axis}) and {size} (axis {axis}); a repeated index takes a diagonal and needs equal sizes"
+                    )));
+                }
+                own.entry(label).or_insert((axis, size));
                 first_seen.entry(label).or_insert(k);
                 match sizes.get(&label) {
                     // A dimension of size 1 stretches to the others (NumPy
@@ -242,11 +261,7 @@ impl EinsumSpec {
         let output = match &self.output {
             Some(term) => {
                 let before = term.ellipsis.unwrap_or(term.letters.len());
-                if term.ellipsis.is_none()
-                    && broadcast
-                        .iter()
-                        .any(|l| sizes.get(l).is_some_and(|&s| s > 1))
-                {
+                if term.ellipsis.is_none() && !broadcast.is_empty() {
                     return Err(Error::invalid(format!(
                         "einsum: the operands of `{}` have broadcast dimensions (`...`) but the output does not name them; add `...` to the output",
                         self.text
@@ -399,5 +414,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("broadcast"), "{e}");
+    }
+
+    #[test]
+    fn numpy_rules_for_whitespace_diagonals_and_ellipses() {
+        assert!(EinsumSpec::parse(" ij , jk -> ik ").is_ok());
+        for bad in ["ij,\tjk", "ij,jk->ik\n", "ij\u{a0},jk"] {
+            let e = EinsumSpec::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("whitespace"), "{bad:?}: {e}");
+        }
+        // NumPy: "dimensions in operand 0 for collapsing index 'i' don't match".
+        let e = EinsumSpec::parse("jii->")
+            .unwrap()
+            .bind(&[&[2, 1, 3]])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("repeats in operand 0"), "{e}");
+        // Across operands a size-1 axis still broadcasts.
+        assert!(
+            EinsumSpec::parse("ij,jk->ik")
+                .unwrap()
+                .bind(&[&[2, 1], &[3, 4]])
+                .is_ok()
+        );
+        // Broadcast dimensions of size 1 still need `...` in an explicit output.
+        let e = EinsumSpec::parse("...i->i")
+            .unwrap()
+            .bind(&[&[1, 4]])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("add `...`"), "{e}");
+        assert!(EinsumSpec::parse("...i->i").unwrap().bind(&[&[4]]).is_ok());
     }
 }

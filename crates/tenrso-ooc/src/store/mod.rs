@@ -3,6 +3,7 @@
 //! [`ZarrArray`] creates and opens arrays, reads and writes chunks and regions;
 //! [`open_array`] opens any array an operation reads (a store or a file);
 //! [`ArraySpec`] and [`Compression`] describe an array to create;
+//! [`check_output_not_input`] keeps outputs off inputs;
 //! [`AtomicFsStore`] makes every write atomic, through [`AtomicFile`], the
 //! library's one way of putting a file in place (also used by exports,
 //! decomposition outputs and checkpoints).
@@ -12,6 +13,7 @@ mod atomic_fs_store;
 mod atomic_write;
 mod compression;
 mod open_array;
+mod output_path;
 pub(crate) mod zarr_array;
 mod zarr_metadata;
 
@@ -21,4 +23,5 @@ pub use atomic_write::{AtomicFile, write_atomically};
 pub(crate) use atomic_write::{parent_dir, sync_dir};
 pub use compression::Compression;
 pub use open_array::open_array;
+pub use output_path::check_output_not_input;
 pub use zarr_array::ZarrArray;

@@ -17,8 +17,8 @@ use crate::dispatch_dtype;
 use crate::io::{ReadableArray, SourceFormat, WritableArray, check_region_into};
 use crate::store::array_spec::check_addressable;
 use crate::store::zarr_metadata::{
-    ChunkKeyDecoder, METADATA_KEY, describe_codecs, json_dims, metadata_key, parse_fill_value,
-    plain_layout,
+    ChunkKeyDecoder, METADATA_KEY, check_array_metadata, describe_codecs, json_dims, metadata_key,
+    parse_fill_value, plain_layout,
 };
 use crate::store::{ArraySpec, AtomicFsStore};
 
@@ -95,6 +95,12 @@ impl ZarrArray {
     /// [`Error::InvalidArgument`] when it holds anything else.
     pub fn check_creatable(path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
+        if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::invalid(format!(
+                "{} is a symbolic link: a new array is created only at a path that does not exist (links are not followed)",
+                path.display()
+            )));
+        }
         if path.join(METADATA_KEY).exists() {
             return Err(Error::AlreadyExists {
                 path: path.to_path_buf(),
@@ -213,6 +219,8 @@ impl ZarrArray {
         if document["chunk_grid"]["name"] != "regular" {
             return Err(not_array("only regular chunk grids are supported".into()));
         }
+        check_array_metadata(&document)
+            .map_err(|e| not_array(format!("invalid {METADATA_KEY}: {e}")))?;
         let metadata: ArrayMetadataV3 = serde_json::from_value(document.clone())
             .map_err(|e| not_array(format!("invalid {METADATA_KEY}: {e}")))?;
         let array = Array::new_with_metadata(store.clone(), "/", ArrayMetadata::V3(metadata))

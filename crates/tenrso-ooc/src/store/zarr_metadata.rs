@@ -16,6 +16,146 @@ pub(crate) fn metadata_key() -> StoreKey {
     StoreKey::new(METADATA_KEY).expect("valid key")
 }
 
+/// Checks an array's `zarr.json` as the Zarr v3 specification states it,
+/// beyond what the document's structure says: `zarr_format` 3; `shape`, the
+/// regular grid's `chunk_shape` and `dimension_names` of one rank; chunk
+/// extents of at least 1; a known chunk key encoding; a codec chain of
+/// array→array codecs, then exactly one array→bytes codec, then
+/// bytes→bytes codecs, each one known (sharding's inner chains likewise).
+///
+/// # Errors
+/// What is wrong, in the specification's words.
+pub(crate) fn check_array_metadata(document: &Value) -> Result<(), String> {
+    if document["zarr_format"] != 3 {
+        return Err(format!(
+            "zarr_format is {}, not 3 (tenrso-ooc reads Zarr v3)",
+            document["zarr_format"]
+        ));
+    }
+    let shape =
+        json_dims(&document["shape"]).ok_or("shape is not a list of non-negative integers")?;
+    let chunk_shape = json_dims(&document["chunk_grid"]["configuration"]["chunk_shape"])
+        .ok_or("chunk_grid.configuration.chunk_shape is not a list of non-negative integers")?;
+    if chunk_shape.len() != shape.len() {
+        return Err(format!(
+            "chunk_shape has {} dimensions but shape has {}",
+            chunk_shape.len(),
+            shape.len()
+        ));
+    }
+    if chunk_shape.contains(&0) {
+        return Err(format!(
+            "chunk_shape {} has an extent of 0",
+            join_dims(&chunk_shape)
+        ));
+    }
+    match &document["dimension_names"] {
+        Value::Null => {}
+        Value::Array(names) if names.len() == shape.len() => {
+            if !names.iter().all(|n| n.is_string() || n.is_null()) {
+                return Err("dimension_names holds something other than strings and nulls".into());
+            }
+        }
+        Value::Array(names) => {
+            return Err(format!(
+                "dimension_names has {} entries but shape has {} dimensions",
+                names.len(),
+                shape.len()
+            ));
+        }
+        _ => return Err("dimension_names is not a list".into()),
+    }
+    let encoding = &document["chunk_key_encoding"];
+    match encoding["name"].as_str() {
+        Some("default" | "v2") => {}
+        _ => {
+            return Err(format!(
+                "chunk_key_encoding {} is not `default` or `v2`",
+                encoding["name"]
+            ));
+        }
+    }
+    match &encoding["configuration"]["separator"] {
+        Value::Null => {}
+        Value::String(s) if s == "/" || s == "." => {}
+        other => return Err(format!("chunk key separator {other} is not \"/\" or \".\"")),
+    }
+    check_codec_chain(&document["codecs"], shape.len(), "codecs")
+}
+
+/// The class of a codec the specification (and zarrs, as built here) knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum CodecClass {
+    ArrayToArray,
+    ArrayToBytes,
+    BytesToBytes,
+}
+
+fn check_codec_chain(codecs: &Value, ndim: usize, what: &str) -> Result<(), String> {
+    let list = codecs
+        .as_array()
+        .ok_or_else(|| format!("{what} is not a list of codecs"))?;
+    let mut previous = CodecClass::ArrayToArray;
+    let mut array_to_bytes = 0;
+    for (k, codec) in list.iter().enumerate() {
+        let name = codec["name"]
+            .as_str()
+            .ok_or_else(|| format!("{what}[{k}] has no name"))?;
+        let class = match name {
+            "transpose" => CodecClass::ArrayToArray,
+            "bytes" | "sharding_indexed" => CodecClass::ArrayToBytes,
+            "crc32c" | "zstd" | "blosc" | "gzip" => CodecClass::BytesToBytes,
+            other => return Err(format!("{what}[{k}] is the unknown codec `{other}`")),
+        };
+        if class < previous || (class == CodecClass::ArrayToBytes && array_to_bytes > 0) {
+            return Err(format!(
+                "{what} are out of order: `{name}` at position {k} comes after {}; the order is array→array codecs, one array→bytes codec (bytes or sharding_indexed), then bytes→bytes codecs",
+                list[..k]
+                    .iter()
+                    .map(|c| format!("`{}`", c["name"].as_str().unwrap_or("?")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        previous = class;
+        let config = &codec["configuration"];
+        match name {
+            "bytes" => {
+                array_to_bytes += 1;
+                match &config["endian"] {
+                    Value::Null => {}
+                    Value::String(e) if e == "little" || e == "big" => {}
+                    other => {
+                        return Err(format!(
+                            "{what}[{k}]: bytes endian {other} is not \"little\" or \"big\""
+                        ));
+                    }
+                }
+            }
+            "sharding_indexed" => {
+                array_to_bytes += 1;
+                let inner = json_dims(&config["chunk_shape"])
+                    .ok_or_else(|| format!("{what}[{k}]: sharding_indexed has no chunk_shape"))?;
+                if inner.len() != ndim || inner.contains(&0) {
+                    return Err(format!(
+                        "{what}[{k}]: sharding_indexed chunk_shape {} does not match the array's {ndim} dimensions",
+                        join_dims(&inner)
+                    ));
+                }
+                check_codec_chain(&config["codecs"], ndim, "sharding_indexed codecs")?;
+                check_codec_chain(&config["index_codecs"], 1, "sharding_indexed index_codecs")?;
+            }
+            _ => {}
+        }
+    }
+    if array_to_bytes != 1 {
+        return Err(format!(
+            "{what} need exactly one array→bytes codec (bytes or sharding_indexed), found {array_to_bytes}"
+        ));
+    }
+    Ok(())
+}
+
 /// `Some(has_crc)` when the codec chain is just `bytes` (little endian) and
 /// optionally `crc32c` at the end, on a little-endian machine.
 pub(crate) fn plain_layout(codecs: &Value) -> Option<bool> {
@@ -146,6 +286,39 @@ mod tests {
     use super::*;
     use crate::store::ArraySpec;
     use crate::store::Compression;
+
+    #[test]
+    fn metadata_is_checked_as_the_spec_says() {
+        let spec = ArraySpec::new(vec![8, 8], vec![2, 2], DType::F32)
+            .with_compression(Compression::Zstd { level: 3 });
+        let good = spec.clone().metadata_json();
+        check_array_metadata(&good).unwrap();
+        check_array_metadata(&spec.with_shards(vec![4, 4]).metadata_json()).unwrap();
+        let broken = |edit: &dyn Fn(&mut Value)| {
+            let mut d = good.clone();
+            edit(&mut d);
+            check_array_metadata(&d).unwrap_err()
+        };
+        let e = broken(&|d| d["codecs"].as_array_mut().unwrap().reverse());
+        assert!(e.contains("out of order"), "{e}");
+        let e = broken(&|d| d["codecs"][1]["name"] = "lzma".into());
+        assert!(e.contains("unknown codec `lzma`"), "{e}");
+        let e = broken(&|d| {
+            d["codecs"].as_array_mut().unwrap().remove(0);
+        });
+        assert!(e.contains("exactly one array→bytes"), "{e}");
+        let e =
+            broken(&|d| d["chunk_grid"]["configuration"]["chunk_shape"] = serde_json::json!([2]));
+        assert!(e.contains("1 dimensions but shape has 2"), "{e}");
+        let e = broken(&|d| d["dimension_names"] = serde_json::json!(["x"]));
+        assert!(e.contains("dimension_names has 1"), "{e}");
+        let e = broken(&|d| d["zarr_format"] = 2.into());
+        assert!(e.contains("zarr_format"), "{e}");
+        let e = broken(&|d| {
+            d["chunk_grid"]["configuration"]["chunk_shape"] = serde_json::json!([2, 0])
+        });
+        assert!(e.contains("extent of 0"), "{e}");
+    }
 
     #[test]
     fn describes_codec_chains() {
