@@ -66,8 +66,17 @@ fn main() -> ExitCode {
     };
     interrupt::install(ctx.session.cancel_token().clone());
     let started = Instant::now();
-    let result = telemetry::serve_metrics(cli.global.metrics_addr.as_deref(), &ctx.session)
-        .and_then(|_server| run(&cli.command, &ctx));
+    let result = match telemetry::serve_metrics(cli.global.metrics_addr.as_deref(), &ctx.session)
+        .and_then(|_server| run(&cli.command, &ctx))
+    {
+        // `--explain` answers a request refused as too large with its numbers.
+        Err(tenrso_ooc::Error::MemoryLimit {
+            limit,
+            required,
+            what,
+        }) if ctx.explain => Ok(commands::operation::refused_plan(limit, required, &what)),
+        other => other,
+    };
     // Work after the command's own (the report) can fail too: its error is
     // printed and the exit status says so, while the outputs stay valid.
     let mut late_error = None;

@@ -128,6 +128,7 @@ fn decompositions_too_large_for_the_limit_are_refused_by_their_plan() {
         assert!(r.stderr.contains("factors") && r.stderr.contains("memory limit 64.00 MiB"));
         assert!(started.elapsed() < Duration::from_secs(1), "{r:?}");
         assert!(r.peak_rss < 64 << 20, "peak RSS {}", r.peak_rss);
+        assert!(!Path::new(&out).exists(), "a refused run leaves no output");
     }
     // A core of 10¹² values on a declared (sparse) tensor.
     let big = declared_store(dir.path(), "big.zarr", &[10_000; 3], &[100; 3], "float32");
@@ -151,14 +152,30 @@ fn plans_that_cannot_hold_their_own_task_list_are_refused_at_once() {
         &[1, 10],
         "float32",
     );
-    for extra in [&[][..], &["--explain"][..]] {
-        let started = Instant::now();
-        let mut args = vec!["reduce", "sum", &huge, "--memory-limit", "8MiB"];
-        args.extend(extra);
-        let r = refused(dir.path(), &args, 1, "100000000000 tasks");
-        assert!(started.elapsed() < Duration::from_secs(1), "{r:?}");
-        assert!(r.peak_rss < 64 << 20, "peak RSS {}", r.peak_rss);
-    }
+    let started = Instant::now();
+    let args = ["reduce", "sum", &huge, "--memory-limit", "8MiB"];
+    let r = refused(dir.path(), &args, 1, "100000000000 tasks");
+    assert!(started.elapsed() < Duration::from_secs(1), "{r:?}");
+    assert!(r.peak_rss < 64 << 20, "peak RSS {}", r.peak_rss);
+    // `--explain` answers with the numbers, without building the plan.
+    let before = snapshot(dir.path());
+    let started = Instant::now();
+    let r = run([
+        "reduce",
+        "sum",
+        &huge,
+        "--memory-limit",
+        "8MiB",
+        "--explain",
+    ])
+    .success();
+    assert!(started.elapsed() < Duration::from_secs(1), "{r:?}");
+    assert!(r.peak_rss < 64 << 20, "peak RSS {}", r.peak_rss);
+    assert!(
+        r.stdout.contains("100000000000 tasks") && r.stdout.contains("DOES NOT FIT"),
+        "{r:?}"
+    );
+    assert_eq!(snapshot(dir.path()), before);
     let out = arg(dir.path(), "t.zarr");
     for args in [
         vec!["map", "x+1", &huge, "-o", &out],
@@ -270,6 +287,14 @@ fn outputs_that_resolve_to_an_input_are_refused_before_work() {
     refused(
         d,
         &["reduce", "sum", &a, "-o", &arg(d, "./a.zarr")],
+        1,
+        says,
+    );
+    let inside = arg(d, "a.zarr/factors");
+    refused(d, &["tucker", &a, "--ranks", "2,2", "-o", &inside], 1, says);
+    refused(
+        d,
+        &["cp", &npy, "--rank", "2", "-o", &arg(d, "link.npy")],
         1,
         says,
     );

@@ -103,6 +103,47 @@ proptest! {
     }
 }
 
+/// Parses `text` as `T`; when it parses, its printed form parses back to
+/// the same value.
+fn round_trips<T>(text: &str) -> Result<(), TestCaseError>
+where
+    T: std::str::FromStr + std::fmt::Display + PartialEq + std::fmt::Debug,
+{
+    if let Ok(value) = text.parse::<T>() {
+        let shown = value.to_string();
+        let back = shown.parse::<T>();
+        prop_assert!(
+            back.as_ref().is_ok_and(|b| *b == value),
+            "{text:?} -> {shown:?} -> {back:?}",
+            back = back.ok()
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(cases(2000))]
+
+    /// Every option value the CLI and Python hand to the library.
+    #[test]
+    fn option_values(
+        text in prop_oneof![
+            "[a-z0-9:._\\-]{0,16}",
+            "(zstd|lz4|none|blosc|lowrank|normal|uniform|range|ones|zeros|sum|mean|norm|min|max|lru|lfu|greedy|optimal|auto|f32|f64|float32|/tmp|snappy)(:[0-9a-zA-Z.\\-]{0,12}){0,3}",
+        ],
+    ) {
+        round_trips::<tenrso_ooc::ops::ReduceOp>(&text)?;
+        round_trips::<tenrso_ooc::ops::Fill>(&text)?;
+        round_trips::<tenrso_ooc::plan::PathStrategy>(&text)?;
+        round_trips::<Compression>(&text)?;
+        round_trips::<DType>(&text)?;
+        round_trips::<tenrso_ooc::memory::SpillCodec>(&text)?;
+        round_trips::<tenrso_ooc::memory::PolicyKind>(&text)?;
+        let _ = text.parse::<tenrso_ooc::io::ColumnarCompression>();
+        let _ = text.parse::<tenrso_ooc::memory::SpillDirSpec>();
+    }
+}
+
 /// A valid `.npy` file of zeros.
 fn npy_file(dtype: DType, shape: &[u64]) -> Vec<u8> {
     let mut bytes = npy_header_bytes(dtype, shape);

@@ -20,7 +20,11 @@ use crate::{Context, Outcome};
 
 /// Refuses to write into a non-empty `out` unless resuming (never clobber
 /// an earlier result), and creates it.
-fn prepare_out(out: &Path, resume: bool) -> Result<()> {
+/// Checks OUTDIR before a decomposition: not an input (the tensor or an
+/// init model), empty unless resuming a checkpointed run. Nothing is created
+/// here: a refused run leaves no directory behind.
+fn prepare_out(out: &Path, resume: bool, inputs: &[&Path]) -> Result<()> {
+    tenrso_ooc::store::check_output_not_input(out, inputs)?;
     let non_empty = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some());
     if non_empty && !resume {
         return Err(Error::invalid(format!(
@@ -34,7 +38,17 @@ fn prepare_out(out: &Path, resume: bool) -> Result<()> {
             out.display()
         )));
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))
+    Ok(())
+}
+
+/// What a decomposition reads: the tensor, and the init model's directory
+/// when `init` names one.
+fn inputs<'a>(input: &'a Path, init: &'a str) -> Vec<&'a Path> {
+    let mut paths = vec![input];
+    if !matches!(init, "svd" | "random") {
+        paths.push(Path::new(init));
+    }
+    paths
 }
 
 fn print_iteration(ctx: &Context, what: &str, i: &Iteration) -> ControlFlow<()> {
@@ -155,7 +169,11 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
         "random" => CpInit::Random,
         dir => CpInit::Given(CpModel::load(Path::new(dir))?),
     };
-    prepare_out(&args.out, args.resume)?;
+    prepare_out(
+        &args.out,
+        args.resume,
+        &inputs(args.input.as_path(), &args.init),
+    )?;
     let opts = CpOptions::new(args.rank)
         .with_n_iter_max(args.iters)
         .with_tol(args.tol)
@@ -212,7 +230,11 @@ pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
         "random" => TuckerInit::Random,
         dir => TuckerInit::Given(TuckerModel::load(Path::new(dir))?),
     };
-    prepare_out(&args.out, args.resume)?;
+    prepare_out(
+        &args.out,
+        args.resume,
+        &inputs(args.input.as_path(), &args.init),
+    )?;
     let opts = TuckerOptions::new(args.ranks.clone())
         .with_n_iter_max(args.iters)
         .with_tol(args.tol)

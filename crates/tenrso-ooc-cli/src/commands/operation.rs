@@ -20,6 +20,28 @@ pub fn explained(plan: &PlanReport, extra: Value) -> Outcome {
     }
 }
 
+/// The outcome of `--explain` for a request its planning refused as too
+/// large for the limit (before building what cannot fit): the numbers, as
+/// a plan that does not fit.
+pub fn refused_plan(limit: u64, required: u64, what: &str) -> Outcome {
+    Outcome {
+        text: format!(
+            "plan: refused before it was built
+  memory           {what} needs at least {}, limit {}  (DOES NOT FIT)
+",
+            ByteSize(required),
+            ByteSize(limit)
+        ),
+        json: json!({
+            "operation": what,
+            "memory_limit_bytes": limit,
+            "min_working_set_bytes": required,
+            "fits": false,
+        }),
+        success: true,
+    }
+}
+
 /// The outcome of a planned operation that ran: a summary of the run.
 /// `extra` fields are merged into the JSON.
 pub fn outcome(report: &OpReport, headline: String, extra: Value) -> Outcome {

@@ -22,6 +22,7 @@ use crate::exec::{Progress, Session};
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::memory::Reservation;
 use crate::ops::CounterRng;
+use crate::store::check_output_not_input;
 
 /// A CP model: `X ≈ Σ_r weights[r] · F₀[:, r] ∘ F₁[:, r] ∘ …`.
 #[derive(Debug, Clone, PartialEq)]
@@ -388,6 +389,9 @@ pub fn cp_als(
         x.chunk_grid().chunk_elements().saturating_mul(8),
         session.memory_limit(),
     )?;
+    if let Some(dir) = &opts.checkpoint {
+        check_output_not_input(dir, &[x.path()])?;
+    }
     let resumed = checkpoint::start(opts.checkpoint.as_deref(), opts.resume)?;
     let fingerprint = opts.fingerprint(&**x, two_pass);
     let mut converged = false;

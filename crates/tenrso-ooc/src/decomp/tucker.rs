@@ -22,6 +22,7 @@ use crate::exec::{Progress, Session};
 use crate::io::read_npy_values;
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::ops::CounterRng;
+use crate::store::check_output_not_input;
 
 /// A Tucker model: `X ≈ G ×₀ U₀ ×₁ U₁ …`.
 #[derive(Debug, Clone, PartialEq)]
@@ -301,6 +302,9 @@ pub fn tucker(
     let started = Instant::now();
     let mut iterations: Vec<Iteration> = Vec::new();
     let mut resumed_after = None;
+    if let Some(dir) = &opts.checkpoint {
+        check_output_not_input(dir, &[x.path()])?;
+    }
     let resumed = checkpoint::start(opts.checkpoint.as_deref(), opts.resume)?;
     let fingerprint = opts.fingerprint(&**x);
     let mut converged = false;

@@ -17,8 +17,8 @@ use crate::dispatch_dtype;
 use crate::io::{ReadableArray, SourceFormat, WritableArray, check_region_into};
 use crate::store::array_spec::check_addressable;
 use crate::store::zarr_metadata::{
-    ChunkKeyDecoder, METADATA_KEY, check_array_metadata, describe_codecs, json_dims, metadata_key,
-    parse_fill_value, plain_layout,
+    ChunkKeyDecoder, MAX_METADATA_BYTES, METADATA_KEY, check_array_metadata, describe_codecs,
+    json_dims, metadata_key, parse_fill_value, plain_layout,
 };
 use crate::store::{ArraySpec, AtomicFsStore};
 
@@ -153,6 +153,13 @@ impl ZarrArray {
         }
         if !path.exists() {
             return Err(not_array("no such directory".into()));
+        }
+        // Memory follows from the document's size: bound it before reading.
+        let document_len = fs::metadata(path.join(METADATA_KEY)).map_or(0, |m| m.len());
+        if document_len > MAX_METADATA_BYTES {
+            return Err(not_array(format!(
+                "{METADATA_KEY} is {document_len} bytes, more than the {MAX_METADATA_BYTES} accepted"
+            )));
         }
         let store = Arc::new(AtomicFsStore::new(path));
         let bytes = store

@@ -11,6 +11,10 @@ use crate::core::shape::join_dims;
 /// Name of the Zarr v3 metadata document in an array directory.
 pub(crate) const METADATA_KEY: &str = "zarr.json";
 
+/// The largest metadata document read (a valid one of 64 axes with long
+/// attributes is a few KiB).
+pub(crate) const MAX_METADATA_BYTES: u64 = 16 << 20;
+
 /// The store key of the metadata document.
 pub(crate) fn metadata_key() -> StoreKey {
     StoreKey::new(METADATA_KEY).expect("valid key")
