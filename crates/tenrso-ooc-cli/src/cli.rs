@@ -38,7 +38,7 @@ pub struct GlobalArgs {
     #[arg(long, short, global = true)]
     pub quiet: bool,
     /// Spill directory PATH or PATH:CAP, repeatable, tried in order (fast tier first) [default: the system temp dir]
-    #[arg(long = "spill-dir", global = true, value_name = "PATH[:CAP]")]
+    #[arg(long = "spill-dir", global = true, value_name = "PATH[:CAP]", value_parser = spill_dir())]
     pub spill_dirs: Vec<SpillDirSpec>,
     /// Compression of spilled chunks: none, lz4 or zstd[:LEVEL]
     #[arg(long, global = true, default_value = "lz4", value_name = "CODEC")]
@@ -58,6 +58,12 @@ pub struct GlobalArgs {
     /// Log format on stderr (filter with RUST_LOG, default warn)
     #[arg(long, global = true, default_value = "pretty", value_enum)]
     pub log_format: LogFormat,
+}
+
+/// `--spill-dir PATH[:CAP]` with PATH any bytes (not only UTF-8).
+fn spill_dir() -> impl clap::builder::TypedValueParser<Value = SpillDirSpec> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().try_map(|s| SpillDirSpec::parse_os(&s))
 }
 
 /// How logs are printed.

@@ -223,6 +223,23 @@ fn any_byte_in_an_argument_is_an_error_or_a_path_never_a_panic() {
     .success();
     assert!(!r.stderr.contains("panicked"));
     assert!(store.join("zarr.json").exists());
+    // A spill directory (with a cap) under a non-UTF-8 name.
+    let spill = dir.path().join(OsStr::from_bytes(b"spill\xfd"));
+    std::fs::create_dir(&spill).unwrap();
+    let mut spill_arg = spill.into_os_string();
+    spill_arg.push(":1GiB");
+    run([
+        OsStr::new("rechunk"),
+        OsStr::new(&a),
+        OsStr::new("--chunks"),
+        OsStr::new("5,7"),
+        OsStr::new("-o"),
+        dir.path().join("r.zarr").as_os_str(),
+        OsStr::new("--spill-dir"),
+        &spill_arg,
+        OsStr::new("-q"),
+    ])
+    .success();
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(report["ok"], true);

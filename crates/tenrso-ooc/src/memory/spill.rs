@@ -49,24 +49,51 @@ pub struct SpillDirSpec {
     pub cap: Option<u64>,
 }
 
-impl FromStr for SpillDirSpec {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        if let Some((path, cap)) = s.rsplit_once(':')
-            && let Ok(cap) = cap.parse::<ByteSize>()
+impl SpillDirSpec {
+    /// Parses `PATH` or `PATH:CAP` from an OS string: the path may be any
+    /// bytes (not only UTF-8); a suffix after the last `:` that is a size is
+    /// the cap.
+    ///
+    /// ```
+    /// use std::ffi::OsStr;
+    /// use std::os::unix::ffi::OsStrExt;
+    /// use tenrso_ooc::memory::SpillDirSpec;
+    /// let spec = SpillDirSpec::parse_os(OsStr::from_bytes(b"/tmp/\xff:2GiB"))?;
+    /// assert_eq!(spec.path.as_os_str().as_bytes(), b"/tmp/\xff");
+    /// assert_eq!(spec.cap, Some(2 << 30));
+    /// # Ok::<(), tenrso_ooc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty path.
+    pub fn parse_os(s: &std::ffi::OsStr) -> Result<Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = s.as_bytes();
+        if let Some(colon) = bytes.iter().rposition(|&b| b == b':')
+            && let Some(cap) = std::str::from_utf8(&bytes[colon + 1..])
+                .ok()
+                .and_then(|c| c.parse::<ByteSize>().ok())
+            && colon > 0
         {
             return Ok(Self {
-                path: PathBuf::from(path),
+                path: PathBuf::from(std::ffi::OsStr::from_bytes(&bytes[..colon])),
                 cap: Some(cap.0),
             });
         }
-        if s.is_empty() {
+        if bytes.is_empty() {
             return Err(Error::invalid("empty spill directory"));
         }
         Ok(Self {
             path: PathBuf::from(s),
             cap: None,
         })
+    }
+}
+
+impl FromStr for SpillDirSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse_os(s.as_ref())
     }
 }
 
