@@ -3,6 +3,7 @@ what is at fault; bad input leaves existing data as it was."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -153,3 +154,42 @@ def test_cancel_from_another_thread(tmp_path: Path) -> None:
     assert len(outcome) == 1 and isinstance(outcome[0], errors.CancelledError), outcome
     # The session works again afterwards.
     assert ts.sum(x, session=session) == pytest.approx(float(np.asarray(x).sum()))
+
+
+def declared(path: Path, shape: list[int], chunks: list[int]) -> Path:
+    """A valid, sparse float32 store: its zarr.json and no chunks."""
+    path.mkdir()
+    (path / "zarr.json").write_text(
+        json.dumps(
+            {
+                "zarr_format": 3,
+                "node_type": "array",
+                "shape": shape,
+                "data_type": "float32",
+                "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunks}},
+                "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                "fill_value": 0.0,
+                "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+            }
+        )
+    )
+    return path
+
+
+def test_hostile_stores_are_refused_not_aborted(tmp_path: Path) -> None:
+    # One chunk of 4 TB: reading one element of it would decode it all.
+    big_chunk = ts.open(declared(tmp_path / "c.zarr", [10**6, 10**6], [10**6, 10**6]))
+    with pytest.raises(errors.MemoryLimitError, match="decoding chunks of"):
+        big_chunk[0, 0]
+    with pytest.raises(errors.MemoryLimitError):
+        big_chunk[0, 0] = 1.0
+    # 10¹¹ chunks: the plan of a reduction cannot hold its own task list.
+    sparse = ts.open(declared(tmp_path / "s.zarr", [10**6, 10**6], [1, 10]))
+    assert float(sparse[5, 10:20].sum()) == 0.0
+    with pytest.raises(errors.MemoryLimitError, match="100000000000 tasks"):
+        ts.sum(sparse, memory_limit="8MiB")
+    with pytest.raises(errors.InvalidArgumentError, match="nested more than 256"):
+        ts.map("(" * 1000 + "x" + ")" * 1000, sparse, out=tmp_path / "m.zarr")
+    with pytest.raises(errors.MemoryLimitError, match="CP-ALS of rank"):
+        ts.decomposition.parafac(sparse, rank=10**9)
+    assert not (tmp_path / "m.zarr").exists()

@@ -68,15 +68,19 @@ fn read_numpy<'py, T: Element + numpy::Element>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let session = &session.inner;
     let values = progress::run(py, session, None, |_| {
-        let bytes = selection::len(selection) * T::DTYPE.size() as u64;
+        // The result, and the chunk decoded on the way (its whole size, even
+        // for one element of it).
+        let bytes = selection::len(selection).saturating_mul(T::DTYPE.size() as u64);
+        let required = bytes.saturating_add(array.chunk_working_set());
         let mut hold = session.pool().reservation("selection read into NumPy");
-        hold.try_grow(bytes).map_err(|_| Error::MemoryLimit {
+        hold.try_grow(required).map_err(|_| Error::MemoryLimit {
             limit: session.memory_limit(),
-            required: bytes,
+            required,
             what: format!(
-                "reading {} of {} into NumPy",
+                "reading {} of {} into NumPy (decoding chunks of {})",
                 ByteSize(bytes),
-                array.path().display()
+                array.path().display(),
+                ByteSize(array.chunk_working_set())
             ),
         })?;
         selection::read::<T>(&**array, selection)
@@ -230,6 +234,17 @@ fn write_numpy<T: Element + numpy::Element>(
         .map_err(|_| Error::invalid("values must be C-contiguous"))
         .or_raise()?;
     progress::run(py, &session.inner, None, |_| {
+        // A chunk partly selected is read, updated and encoded again.
+        let required = zarr.chunk_working_set();
+        let mut hold = session
+            .inner
+            .pool()
+            .reservation("selection written from NumPy");
+        hold.try_grow(required).map_err(|_| Error::MemoryLimit {
+            limit: session.inner.memory_limit(),
+            required,
+            what: format!("writing into {} chunk by chunk", zarr.path().display()),
+        })?;
         selection::write::<T>(zarr, selection, slice)
     })
 }
