@@ -354,3 +354,38 @@ proptest! {
         prop_assert_eq!(std::fs::read(store.join("zarr.json")).unwrap(), text);
     }
 }
+
+/// A valid store declaring one chunk of 4 TB: reading it is refused with
+/// the numbers, never an allocation that aborts.
+#[test]
+fn chunks_larger_than_the_machine_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("c.zarr");
+    std::fs::create_dir(&store).unwrap();
+    let doc = json!({
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": [1_000_000, 1_000_000],
+        "data_type": "float32",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1_000_000, 1_000_000]}},
+        "chunk_key_encoding": {"name": "default"},
+        "fill_value": 0.0,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+    });
+    write(&store, "zarr.json", doc.to_string().as_bytes());
+    let array = ZarrArray::open(&store).unwrap();
+    for err in [
+        array.read_chunk::<f32>(&[0, 0]).unwrap_err(),
+        array
+            .read_region::<f32>(&tenrso_ooc::Region::new(vec![0, 0], vec![1, 1]))
+            .unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(
+            matches!(err, tenrso_ooc::Error::MemoryLimit { .. })
+                && text.contains("decoding chunk [0, 0]")
+                && text.contains("c.zarr"),
+            "{text}"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! Core types every layer shares: element types, shapes and regions, the chunk
-//! grid, owned blocks, byte sizes and the error type.
+//! grid, owned blocks, byte sizes, the error type and the machine's memory.
 
 mod block;
 mod chunk_grid;
@@ -8,6 +8,7 @@ pub(crate) mod error;
 mod float;
 mod gemm;
 mod layout;
+mod machine;
 pub(crate) mod shape;
 mod size;
 
@@ -19,5 +20,7 @@ pub use float::{max_nan, min_nan};
 pub use gemm::{MatView, matmul_add};
 pub use layout::ContiguousRuns;
 pub(crate) use layout::copy_region;
+pub use machine::physical_memory;
+pub(crate) use machine::physical_memory_cached;
 pub use shape::{Region, Shape};
 pub use size::ByteSize;

@@ -12,9 +12,10 @@ mod options;
 mod progress;
 mod session;
 
+pub use crate::core::physical_memory;
 pub use cancel::CancelToken;
 pub use chunk_tasks::{TaskSet, for_each_task};
 pub use executor::{RunStats, TaskBody, TaskIo, execute, execute_planned};
-pub use options::{ExecOptions, default_memory_limit, physical_memory};
+pub use options::{ExecOptions, default_memory_limit};
 pub use progress::{NoProgress, Progress};
 pub use session::Session;

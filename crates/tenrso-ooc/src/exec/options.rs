@@ -124,24 +124,7 @@ impl ExecOptions {
 
 /// A quarter of physical memory (1 GiB when it cannot be read).
 pub fn default_memory_limit() -> u64 {
-    physical_memory().map_or(1 << 30, |m| m / 4)
-}
-
-/// Memory this process may use, in bytes: physical memory from
-/// `/proc/meminfo`, or the cgroup's limit (containers) when lower.
-pub fn physical_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    let total = kib * 1024;
-    let cgroup = [
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]
-    .iter()
-    .filter_map(|p| std::fs::read_to_string(p).ok())
-    .find_map(|v| v.trim().parse::<u64>().ok());
-    Some(cgroup.map_or(total, |c| c.min(total)))
+    crate::core::physical_memory().map_or(1 << 30, |m| m / 4)
 }
 
 impl std::fmt::Display for ExecOptions {

@@ -12,7 +12,9 @@ use zarrs::storage::{
 };
 
 use crate::core::shape::join_dims;
-use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
+use crate::core::{
+    Block, ChunkGrid, DType, Element, Error, Region, Result, physical_memory_cached,
+};
 use crate::dispatch_dtype;
 use crate::io::{ReadableArray, SourceFormat, WritableArray, check_region_into};
 use crate::store::array_spec::check_addressable;
@@ -452,6 +454,7 @@ impl ZarrArray {
     pub fn try_read_chunk<T: Element>(&self, chunk: &[u64]) -> Result<Option<Block<T>>> {
         self.check_dtype::<T>()?;
         self.check_chunk(chunk)?;
+        self.check_decodable(chunk)?;
         let full: Option<Vec<T>> = match self.plain {
             Some(crc) => self.read_plain_chunk(chunk, crc)?,
             None => self
@@ -470,6 +473,26 @@ impl ZarrArray {
         } else {
             Ok(Some(full.extract(&Region::full(region.shape()))))
         }
+    }
+
+    /// Refuses to decode a chunk that could never fit in this machine's
+    /// memory (a hostile or mistaken chunk shape) instead of aborting on
+    /// the allocation. Operations hold chunks to their memory limit first.
+    fn check_decodable(&self, chunk: &[u64]) -> Result<()> {
+        let machine = physical_memory_cached();
+        let required = self.chunk_working_set();
+        if required > machine {
+            return Err(Error::MemoryLimit {
+                limit: machine,
+                required,
+                what: format!(
+                    "decoding chunk {chunk:?} of {} (chunk shape {}), more than this machine's memory",
+                    self.path.display(),
+                    join_dims(self.grid.chunk_shape())
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Encodes and writes a stored chunk atomically. `block` has the chunk's
