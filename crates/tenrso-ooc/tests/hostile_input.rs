@@ -321,10 +321,39 @@ proptest! {
     #[test]
     fn zarr_metadata_mutated(
         doc in zarr_document(),
-        picks in prop::collection::vec((any::<prop::sample::Index>(), json_value()), 1..4),
+        structural in prop::collection::vec((0u8..7, any::<prop::sample::Index>()), 0..3),
+        picks in prop::collection::vec((any::<prop::sample::Index>(), json_value()), 0..3),
         text_edits in prop::option::of(edits(4)),
     ) {
         let mut doc = doc;
+        // Edits of the structure the spec constrains: codec chains (the
+        // top one or sharding's inner ones), dimension names.
+        for (kind, at) in structural {
+            let chain = if doc["codecs"][0]["name"] == "sharding_indexed" && at.index(2) == 1 {
+                &mut doc["codecs"][0]["configuration"]["codecs"]
+            } else {
+                &mut doc["codecs"]
+            };
+            let Some(list) = chain.as_array_mut() else { continue };
+            let (n, slots) = (list.len().max(1), list.len() + 1);
+            match kind {
+                0 => list.reverse(),
+                1 if !list.is_empty() => {
+                    let c = list[at.index(n)].clone();
+                    list.insert(at.index(slots), c);
+                }
+                2 if !list.is_empty() => {
+                    list.remove(at.index(n));
+                }
+                3 => list.insert(at.index(slots), json!({"name": "transpose", "configuration": {"order": [0]}})),
+                4 => list.insert(at.index(slots), json!({"name": "vlen-utf8"})),
+                5 if !list.is_empty() => list.swap(at.index(n), 0),
+                _ => {
+                    let names: Vec<Value> = (0..at.index(5)).map(|k| json!(format!("d{k}"))).collect();
+                    doc["dimension_names"] = json!(names);
+                }
+            }
+        }
         for (pick, value) in picks {
             let mut all = Vec::new();
             paths(&doc, &mut Vec::new(), &mut all);

@@ -471,6 +471,7 @@ pub(crate) fn arrow_type(dtype: DType) -> DataType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn extension_metadata_reads_permutation_under_both_keys() {
@@ -511,16 +512,35 @@ mod tests {
         /// Hostile metadata text: never a panic; what parses is consistent.
         #[test]
         fn extension_metadata_fuzzed(
-            shape in proptest::collection::vec(0u64..1 << 40, 0..5),
-            perm in proptest::option::of(proptest::collection::vec(0u64..6, 0..5)),
+            shape in proptest::collection::vec(
+                proptest::prop_oneof![
+                    8 => (0u64..5).prop_map(serde_json::Value::from),
+                    1 => proptest::strategy::Just(serde_json::json!(u64::MAX)),
+                    1 => proptest::strategy::Just(serde_json::json!(-1)),
+                    1 => proptest::strategy::Just(serde_json::json!("3")),
+                ],
+                0..5,
+            ),
+            perm in proptest::option::of(proptest::collection::vec(0u64..5, 0..5)),
             key in proptest::sample::select(vec!["permutation", "permutations", "dim_names"]),
+            scalar_perm in proptest::prelude::any::<bool>(),
+            exact_size in proptest::prelude::any::<bool>(),
             list_size in 0usize..200,
             noise in "\\PC{0,24}",
         ) {
             let mut doc = serde_json::json!({ "shape": shape });
             if let Some(p) = perm {
-                doc[key] = serde_json::json!(p);
+                doc[key] = if scalar_perm { serde_json::json!(p.len()) } else { serde_json::json!(p) };
             }
+            // Often the list size the shape holds, so the permutation is checked.
+            let list_size = match shape.iter().map(serde_json::Value::as_u64).collect::<Option<Vec<_>>>() {
+                Some(dims) if exact_size => dims
+                    .iter()
+                    .try_fold(1u64, |a, &d| a.checked_mul(d))
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(list_size),
+                _ => list_size,
+            };
             for text in [doc.to_string(), noise.clone(), format!("{{\"shape\": {noise}}}")] {
                 if let Ok((shape, perm)) = parse_extension_metadata(&text, list_size) {
                     proptest::prop_assert_eq!(shape.iter().product::<u64>(), list_size as u64);
