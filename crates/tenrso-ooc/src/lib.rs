@@ -97,6 +97,9 @@ pub mod plan;
 pub mod store;
 pub mod telemetry;
 
+#[cfg(test)]
+mod fuzz_config;
+
 /// The README's code, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -204,7 +204,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::test_runner::Config::with_cases(300))]
+        #![proptest_config(crate::fuzz_config::fuzz_config(300))]
 
         /// A damaged `state.json` (any key given any value, or its text cut
         /// or edited) loads as an error, never a panic, and restores only

@@ -507,7 +507,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+        #![proptest_config(crate::fuzz_config::fuzz_config(2000))]
 
         /// Hostile metadata text: never a panic; what parses is consistent.
         #[test]

@@ -671,7 +671,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::test_runner::Config::with_cases(300))]
+        #![proptest_config(crate::fuzz_config::fuzz_config(300))]
 
         /// A spill file damaged in any way (bytes changed, inserted,
         /// removed, cut) reads back as the data written or as
