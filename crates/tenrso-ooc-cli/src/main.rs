@@ -35,8 +35,9 @@ pub struct Outcome {
     pub text: String,
     /// Printed with `--json`.
     pub json: Value,
-    /// False makes the process exit with status 1 (e.g. `verify` found bad chunks).
-    pub success: bool,
+    /// Why the command failed although it ran to its end (`verify` found
+    /// bad chunks): printed as an `error:` line, and the exit status is 1.
+    pub failure: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -105,10 +106,11 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", outcome.text);
             }
-            if let Some(line) = &late_error {
+            let errors: Vec<&String> = outcome.failure.iter().chain(&late_error).collect();
+            for line in &errors {
                 eprintln!("error: {line}");
             }
-            if outcome.success && late_error.is_none() {
+            if errors.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

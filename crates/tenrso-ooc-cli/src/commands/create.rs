@@ -67,6 +67,6 @@ pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
     Ok(Outcome {
         text,
         json,
-        success: true,
+        failure: None,
     })
 }

@@ -157,7 +157,7 @@ fn summary(ctx: &Context, done: &Decomposed<'_>, mut json: Value) -> Result<Outc
     Ok(Outcome {
         text,
         json,
-        success: true,
+        failure: None,
     })
 }
 
@@ -322,6 +322,6 @@ pub fn reconstruct(args: &ReconstructArgs, ctx: &Context) -> Result<Outcome> {
     Ok(Outcome {
         text,
         json,
-        success: true,
+        failure: None,
     })
 }

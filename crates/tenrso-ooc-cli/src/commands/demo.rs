@@ -325,7 +325,17 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
 
     let peak = peak_rss_bytes();
     let within = peak.is_some_and(|p| p <= limit + RSS_SLACK);
-    let ok = v.is_ok() && c.is_identical() && parquet_ok && gram_ok && fits_ok && within;
+    let failed: Vec<&str> = [
+        (v.is_ok(), "verify found bad chunks"),
+        (c.is_identical(), "the export round trip differs"),
+        (parquet_ok, "the Parquet sum differs"),
+        (gram_ok, "the matmul trace differs from the norm"),
+        (fits_ok, "a decomposition's fit is too low"),
+        (within, "peak memory is above the limit + 64 MiB"),
+    ]
+    .into_iter()
+    .filter_map(|(ok, what)| (!ok).then_some(what))
+    .collect();
     let mut text = format!(
         "\n  {:<9} {:>12} {:>9} {:>14}  {}\n",
         "step", "data", "time", "rate", "notes"
@@ -388,6 +398,6 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     Ok(Outcome {
         text,
         json,
-        success: ok,
+        failure: (!failed.is_empty()).then(|| format!("demo checks failed: {}", failed.join("; "))),
     })
 }

@@ -38,7 +38,7 @@ pub fn run(args: &EinsumArgs, ctx: &Context) -> Result<Outcome> {
         return Ok(Outcome {
             text: format!("einsum {} ({})\n{plan}", args.subscripts, plan.subscripts),
             json,
-            success: true,
+            failure: None,
         });
     }
     let report = planned.run_with(&ctx.progress)?;
@@ -85,6 +85,6 @@ fn outcome(report: &EinsumReport, args: &EinsumArgs, ctx: &Context) -> Outcome {
     Outcome {
         text,
         json,
-        success: true,
+        failure: None,
     }
 }

@@ -82,6 +82,6 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
     Ok(Outcome {
         text,
         json,
-        success: true,
+        failure: None,
     })
 }

@@ -16,7 +16,7 @@ pub fn explained(plan: &PlanReport, extra: Value) -> Outcome {
     Outcome {
         text: plan.to_string(),
         json,
-        success: true,
+        failure: None,
     }
 }
 
@@ -38,7 +38,7 @@ pub fn refused_plan(limit: u64, required: u64, what: &str) -> Outcome {
             "min_working_set_bytes": required,
             "fits": false,
         }),
-        success: true,
+        failure: None,
     }
 }
 
@@ -80,7 +80,7 @@ pub fn outcome(report: &OpReport, headline: String, extra: Value) -> Outcome {
     Outcome {
         text,
         json,
-        success: true,
+        failure: None,
     }
 }
 

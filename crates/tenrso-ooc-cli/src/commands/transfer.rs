@@ -92,6 +92,6 @@ fn outcome(
     Outcome {
         text,
         json,
-        success: true,
+        failure: None,
     }
 }

@@ -70,6 +70,13 @@ pub fn run(args: &VerifyArgs, ctx: &Context) -> Result<Outcome> {
     Ok(Outcome {
         text,
         json,
-        success: report.is_ok(),
+        failure: (!report.is_ok()).then(|| {
+            format!(
+                "{}: {} of {} stored chunks are bad",
+                array.path().display(),
+                report.bad_chunks.len(),
+                report.chunks_stored
+            )
+        }),
     })
 }
