@@ -381,7 +381,7 @@ pub fn cp_als(
     if matches!(opts.init, CpInit::Svd) {
         memory.add(
             "SVD init sketch",
-            saturating_sum(shape.iter().map(|i| i.saturating_mul(r + 10))),
+            saturating_sum(shape.iter().map(|i| i.saturating_mul(r.saturating_add(10)))),
         );
     }
     memory.check(
