@@ -8,9 +8,10 @@ use crate::core::{Error, Result};
 /// A number of bytes that parses from and prints as `512MiB`, `4GiB`, `1.5GB`
 /// or plain `1048576`.
 ///
-/// Binary suffixes (`KiB`, `MiB`, `GiB`, `TiB`, and the shorthand `K`, `M`,
-/// `G`, `T`) are powers of 1024; decimal ones (`kB`, `MB`, `GB`, `TB`) powers
-/// of 1000. Display always uses binary units.
+/// Binary suffixes (`KiB`, `MiB`, `GiB`, `TiB`, `PiB`, `EiB`, and the
+/// shorthand `K`, `M`, `G`, `T`, `P`) are powers of 1024; decimal ones (`kB`,
+/// `MB`, `GB`, `TB`, `PB`, `EB`) powers of 1000. Display always uses binary
+/// units.
 ///
 /// ```
 /// use tenrso_ooc::ByteSize;
@@ -42,10 +43,14 @@ impl FromStr for ByteSize {
             "m" | "mib" => 1 << 20,
             "g" | "gib" => 1 << 30,
             "t" | "tib" => 1 << 40,
+            "p" | "pib" => 1 << 50,
+            "eib" => 1 << 60,
             "kb" => 1_000,
             "mb" => 1_000_000,
             "gb" => 1_000_000_000,
             "tb" => 1_000_000_000_000,
+            "pb" => 1_000_000_000_000_000,
+            "eb" => 1_000_000_000_000_000_000,
             _ => return Err(bad()),
         };
         // Whole numbers exactly (f64 would round past 2^53); fractions in f64.
@@ -55,7 +60,8 @@ impl FromStr for ByteSize {
         }
         let number: f64 = number.parse().map_err(|_| bad())?;
         let bytes = number * multiplier as f64;
-        if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
+        // Up to 2⁶⁴ (what `16.00 EiB` shows for the largest sizes), saturating.
+        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
             return Err(bad());
         }
         Ok(Self(bytes.round() as u64))
@@ -64,7 +70,7 @@ impl FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
         let mut value = self.0 as f64;
         let mut unit = 0;
         while value >= 1024.0 && unit + 1 < UNITS.len() {
@@ -95,6 +101,12 @@ mod tests {
         assert!(p("12parsecs").is_err());
         assert!(p("").is_err());
         assert!(p("-5MiB").is_err());
+        assert_eq!(p("2PiB").unwrap(), 2 << 50);
+        assert_eq!(p("1EiB").unwrap(), 1 << 60);
+        // The largest size shows as 16.00 EiB and reads back saturated.
+        assert_eq!(ByteSize(u64::MAX).to_string(), "16.00 EiB");
+        assert_eq!(p("16.00 EiB").unwrap(), u64::MAX);
+        assert!(p("17EiB").is_err());
     }
 
     #[test]
