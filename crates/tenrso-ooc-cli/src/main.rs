@@ -75,6 +75,7 @@ fn main() -> ExitCode {
             limit,
             required,
             what,
+            ..
         }) if ctx.explain => Ok(commands::operation::refused_plan(limit, required, &what)),
         other => other,
     };
@@ -142,8 +143,16 @@ fn main() -> ExitCode {
 /// library names its settings (`ExecOptions::memory_limit`), the CLI names
 /// the flags that set them. On the error's line, which stays one line.
 fn hint(err: &tenrso_ooc::Error) -> Option<&'static str> {
-    use tenrso_ooc::Error;
+    use tenrso_ooc::{Error, Remedy};
     match err {
+        Error::MemoryLimit {
+            remedy: Remedy::LargerChunks,
+            ..
+        } => Some("raise --memory-limit, or rechunk the input into larger chunks"),
+        Error::MemoryLimit {
+            remedy: Remedy::LowerRank,
+            ..
+        } => Some("raise --memory-limit or lower --rank/--ranks"),
         Error::MemoryLimit { .. } | Error::MemoryExhausted { .. } => {
             Some("raise --memory-limit or use smaller --chunks")
         }

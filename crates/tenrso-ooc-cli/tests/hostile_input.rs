@@ -126,6 +126,11 @@ fn decompositions_too_large_for_the_limit_are_refused_by_their_plan() {
             "CP-ALS of rank",
         );
         assert!(r.stderr.contains("factors") && r.stderr.contains("memory limit 64.00 MiB"));
+        assert!(
+            r.stderr
+                .contains("hint: raise --memory-limit or lower --rank"),
+            "{r:?}"
+        );
         assert!(started.elapsed() < Duration::from_secs(1), "{r:?}");
         assert!(r.peak_rss < 64 << 20, "peak RSS {}", r.peak_rss);
         assert!(!Path::new(&out).exists(), "a refused run leaves no output");
@@ -155,6 +160,10 @@ fn plans_that_cannot_hold_their_own_task_list_are_refused_at_once() {
     let started = Instant::now();
     let args = ["reduce", "sum", &huge, "--memory-limit", "8MiB"];
     let r = refused(dir.path(), &args, 1, "100000000000 tasks");
+    assert!(
+        r.stderr.contains("rechunk the input into larger chunks"),
+        "{r:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(1), "{r:?}");
     assert!(r.peak_rss < 64 << 20, "peak RSS {}", r.peak_rss);
     // `--explain` answers with the numbers, without building the plan.

@@ -74,6 +74,7 @@ fn read_numpy<'py, T: Element + numpy::Element>(
         let required = bytes.saturating_add(array.chunk_working_set());
         let mut hold = session.pool().reservation("selection read into NumPy");
         hold.try_grow(required).map_err(|_| Error::MemoryLimit {
+            remedy: tenrso_ooc::Remedy::SmallerChunks,
             limit: session.memory_limit(),
             required,
             what: format!(
@@ -241,6 +242,7 @@ fn write_numpy<T: Element + numpy::Element>(
             .pool()
             .reservation("selection written from NumPy");
         hold.try_grow(required).map_err(|_| Error::MemoryLimit {
+            remedy: tenrso_ooc::Remedy::SmallerChunks,
             limit: session.inner.memory_limit(),
             required,
             what: format!("writing into {} chunk by chunk", zarr.path().display()),

@@ -99,7 +99,7 @@ pub enum Error {
 
     /// The work cannot run within the memory limit, refused before starting.
     #[error(
-        "memory limit {limit} is too small: {what} needs at least {required}; raise the limit (ExecOptions::memory_limit) or use smaller chunks",
+        "memory limit {limit} is too small: {what} needs at least {required}; raise the limit (ExecOptions::memory_limit) or {remedy}",
         limit = ByteSize(*limit),
         required = ByteSize(*required)
     )]
@@ -110,6 +110,8 @@ pub enum Error {
         required: u64,
         /// What needs it.
         what: String,
+        /// What else would make it fit.
+        remedy: Remedy,
     },
 
     /// Every spill directory is at its cap or out of space.
@@ -172,6 +174,29 @@ pub enum Error {
     /// run stops with this instead of a panic.
     #[error("internal error (a bug in tenrso-ooc, please report it): {0}")]
     Internal(String),
+}
+
+/// Besides a higher limit, what makes work refused by
+/// [`Error::MemoryLimit`] fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Remedy {
+    /// Smaller chunks (or tiles) make each task hold less.
+    SmallerChunks,
+    /// Larger chunks make fewer tasks: the plan's own list is what does not fit.
+    LargerChunks,
+    /// A lower rank makes a decomposition's model smaller.
+    LowerRank,
+}
+
+impl std::fmt::Display for Remedy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Remedy::SmallerChunks => "use smaller chunks",
+            Remedy::LargerChunks => "store the array in larger chunks (fewer tasks)",
+            Remedy::LowerRank => "lower the rank",
+        })
+    }
 }
 
 impl Error {

@@ -15,7 +15,7 @@ mod size;
 pub use block::Block;
 pub use chunk_grid::{ChunkGrid, MAX_AXES};
 pub use element::{DType, Element};
-pub use error::{Error, Result};
+pub use error::{Error, Remedy, Result};
 pub use float::{max_nan, min_nan};
 pub use gemm::{MatView, matmul_add};
 pub use layout::ContiguousRuns;

@@ -43,6 +43,7 @@ impl ModelMemory {
             .chain([format!("one streamed chunk {}", ByteSize(task_bytes))])
             .collect();
         Err(Error::MemoryLimit {
+            remedy: crate::core::Remedy::LowerRank,
             limit,
             required,
             what: format!("{method}, holding {}", parts.join(", ")),

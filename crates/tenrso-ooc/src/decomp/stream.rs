@@ -206,6 +206,7 @@ pub(crate) fn stream_accumulate_held(
         .saturating_mul(8)
         .saturating_add(partial_bytes);
     let refuse = |needed: u64| Error::MemoryLimit {
+        remedy: crate::core::Remedy::SmallerChunks,
         required: held.saturating_add(needed),
         limit: session.memory_limit(),
         what: format!(

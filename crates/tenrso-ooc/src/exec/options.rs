@@ -113,6 +113,7 @@ impl ExecOptions {
     pub fn check_fits(&self, bytes: u64, what: &str) -> Result<()> {
         if bytes > self.memory_limit {
             return Err(Error::MemoryLimit {
+                remedy: crate::core::Remedy::SmallerChunks,
                 limit: self.memory_limit,
                 required: bytes,
                 what: what.to_string(),

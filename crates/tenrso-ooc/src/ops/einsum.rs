@@ -487,6 +487,7 @@ fn run_einsum(
     for (k, s) in report.plan.path.steps.iter().enumerate() {
         if s.step.min_task_bytes > limit {
             return Err(Error::MemoryLimit {
+                remedy: crate::core::Remedy::SmallerChunks,
                 limit,
                 required: s.step.min_task_bytes,
                 what: format!(

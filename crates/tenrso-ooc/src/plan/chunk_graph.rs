@@ -177,6 +177,7 @@ impl ChunkGraph {
     pub fn reserve_listing(&mut self, tasks: u64, reads: u64, limit: u64) -> Result<()> {
         let required = CostModel::DEFAULT.plan_bytes(reads.max(tasks), tasks);
         let refuse = || Error::MemoryLimit {
+            remedy: crate::core::Remedy::LargerChunks,
             limit,
             required,
             what: format!(

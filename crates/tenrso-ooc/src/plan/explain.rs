@@ -58,6 +58,7 @@ impl PlanReport {
             Ok(())
         } else {
             Err(Error::MemoryLimit {
+                remedy: crate::core::Remedy::SmallerChunks,
                 limit: self.memory_limit,
                 required: self.min_working_set,
                 what: format!("the smallest task of `{}`", self.operation),

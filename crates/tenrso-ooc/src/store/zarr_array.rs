@@ -483,6 +483,7 @@ impl ZarrArray {
         let required = self.chunk_working_set();
         if required > machine {
             return Err(Error::MemoryLimit {
+                remedy: crate::core::Remedy::SmallerChunks,
                 limit: machine,
                 required,
                 what: format!(
