@@ -176,6 +176,21 @@ pub enum Error {
     Internal(String),
 }
 
+/// `text` as an error message quotes it: whole when short, else its start
+/// and end around an elision that says how long it is, so that one line
+/// stays readable whatever the input.
+pub(crate) fn excerpt(text: &str) -> std::borrow::Cow<'_, str> {
+    const HEAD: usize = 60;
+    const TAIL: usize = 40;
+    let chars = text.chars().count();
+    if chars <= HEAD + TAIL + 20 {
+        return text.into();
+    }
+    let head: String = text.chars().take(HEAD).collect();
+    let tail: String = text.chars().skip(chars - TAIL).collect();
+    format!("{head}…({chars} characters)…{tail}").into()
+}
+
 /// Besides a higher limit, what makes work refused by
 /// [`Error::MemoryLimit`] fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+use crate::core::error::excerpt;
 use crate::core::shape::join_dims;
 use crate::core::{DType, Error, Result};
 use crate::io::DenseLayout;
@@ -62,12 +63,16 @@ pub fn read_npy_header(path: &Path) -> Result<DenseLayout> {
             .map_err(|e| Error::io(path, e))?;
     }
     let header = header_text(header, major).map_err(invalid)?;
-    let dict = parse_header_dict(&header)
-        .map_err(|e| invalid(format!("malformed header {:?}: {e}", header.trim())))?;
+    let dict = parse_header_dict(&header).map_err(|e| {
+        invalid(format!(
+            "malformed header {:?}: {e}",
+            excerpt(header.trim())
+        ))
+    })?;
     let (dtype, big_endian) = parse_descr(&dict.descr).ok_or_else(|| {
         invalid(format!(
             "element type `{}` is not supported (tenrso-ooc reads float32 and float64 .npy files)",
-            dict.descr
+            excerpt(&dict.descr)
         ))
     })?;
     let layout = DenseLayout {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::core::error::excerpt;
 use crate::core::{Error, Result};
 
 /// An element-wise expression over one or two inputs, `x` and `y`.
@@ -224,7 +225,8 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn error(&self, expected: &str) -> Error {
-        let text = String::from_utf8_lossy(self.s);
+        let whole = String::from_utf8_lossy(self.s);
+        let text = excerpt(&whole);
         let rest = &self.s[self.i.min(self.s.len())..];
         let found = String::from_utf8_lossy(&rest[..rest.len().min(4)])
             .chars()
@@ -516,6 +518,14 @@ mod tests {
         let long = vec!["x"; MAX_EXPR_LEN].join("+");
         let err = Expr::parse(&long).unwrap_err().to_string();
         assert!(err.contains("bytes long"), "{err}");
+        // Errors quote long input by its start and end: one short line.
+        let err = Expr::parse(&format!("{}?", "x+".repeat(20_000)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.len() < 300 && err.contains("(40001 characters)"),
+            "{err}"
+        );
         // A long flat sum stays within the evaluator's stack.
         let flat = vec!["x"; 5000].join("+");
         assert_eq!(eval1(&flat, 1.0), 5000.0);

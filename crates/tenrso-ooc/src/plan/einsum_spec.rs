@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::core::error::excerpt;
 use crate::core::{Error, Result};
 
 /// An index of an einsum: a letter, or one of the dimensions an ellipsis
@@ -42,6 +43,7 @@ struct Term {
 
 impl Term {
     fn parse(text: &str, what: &str) -> Result<Self> {
+        let shown = excerpt(text);
         let mut letters = Vec::new();
         let mut ellipsis = None;
         let mut rest = text;
@@ -49,7 +51,7 @@ impl Term {
             if let Some(after) = rest.strip_prefix("...") {
                 if ellipsis.replace(letters.len()).is_some() {
                     return Err(Error::invalid(format!(
-                        "einsum: {what} `{text}` has more than one ellipsis"
+                        "einsum: {what} `{shown}` has more than one ellipsis"
                     )));
                 }
                 rest = after;
@@ -57,7 +59,7 @@ impl Term {
             }
             if !c.is_ascii_alphabetic() {
                 return Err(Error::invalid(format!(
-                    "einsum: {what} `{text}` has `{}`, which is not an index (a-z, A-Z) or `...`",
+                    "einsum: {what} `{shown}` has `{}`, which is not an index (a-z, A-Z) or `...`",
                     c.escape_debug()
                 )));
             }
@@ -96,11 +98,12 @@ impl EinsumSpec {
     /// # Errors
     /// [`Error::InvalidArgument`] naming the term and character at fault.
     pub fn parse(text: &str) -> Result<Self> {
+        let shown = excerpt(text);
         // NumPy skips ASCII spaces only; any other whitespace is an error.
         if let Some(c) = text.chars().find(|c| c.is_whitespace() && *c != ' ') {
             return Err(Error::invalid(format!(
                 "einsum: `{}` has the whitespace character {c:?}; only ASCII spaces may separate subscripts",
-                text.escape_debug()
+                shown.escape_debug()
             )));
         }
         let compact: String = text.chars().filter(|c| *c != ' ').collect();
@@ -110,7 +113,7 @@ impl EinsumSpec {
         };
         if rhs.is_some_and(|r| r.contains("->")) {
             return Err(Error::invalid(format!(
-                "einsum: `{text}` has more than one `->`"
+                "einsum: `{shown}` has more than one `->`"
             )));
         }
         let inputs = lhs
@@ -124,12 +127,12 @@ impl EinsumSpec {
             for &c in &out.letters {
                 if seen.contains(&c) {
                     return Err(Error::invalid(format!(
-                        "einsum: output index `{c}` appears more than once in `{text}`"
+                        "einsum: output index `{c}` appears more than once in `{shown}`"
                     )));
                 }
                 if !inputs.iter().any(|t| t.letters.contains(&c)) {
                     return Err(Error::invalid(format!(
-                        "einsum: output index `{c}` does not appear in any operand of `{text}`"
+                        "einsum: output index `{c}` does not appear in any operand of `{shown}`"
                     )));
                 }
                 seen.push(c);
@@ -164,7 +167,7 @@ impl EinsumSpec {
         if shapes.len() != self.inputs.len() {
             return Err(Error::invalid(format!(
                 "einsum: `{}` names {} operand(s) but {} array(s) were given",
-                self.text,
+                excerpt(&self.text),
                 self.inputs.len(),
                 shapes.len()
             )));
@@ -264,7 +267,7 @@ impl EinsumSpec {
                 if term.ellipsis.is_none() && !broadcast.is_empty() {
                     return Err(Error::invalid(format!(
                         "einsum: the operands of `{}` have broadcast dimensions (`...`) but the output does not name them; add `...` to the output",
-                        self.text
+                        excerpt(&self.text)
                     )));
                 }
                 let mut out: Vec<Label> = term.letters[..before]
@@ -445,5 +448,10 @@ mod tests {
             .to_string();
         assert!(e.contains("add `...`"), "{e}");
         assert!(EinsumSpec::parse("...i->i").unwrap().bind(&[&[4]]).is_ok());
+        // Long subscripts are quoted by their start and end.
+        let e = EinsumSpec::parse(&format!("{}->i->j", "ij,".repeat(10_000)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 300 && e.contains("characters)"), "{e}");
     }
 }

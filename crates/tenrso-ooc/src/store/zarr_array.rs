@@ -11,6 +11,7 @@ use zarrs::storage::{
     ListableStorageTraits, ReadableStorageTraits, StorageError, WritableStorageTraits,
 };
 
+use crate::core::error::excerpt;
 use crate::core::shape::join_dims;
 use crate::core::{
     Block, ChunkGrid, DType, Element, Error, Region, Result, physical_memory_cached,
@@ -216,11 +217,11 @@ impl ZarrArray {
         if document["node_type"] != "array" {
             return Err(not_array(format!(
                 "{METADATA_KEY} describes a `{}`, not an array",
-                document["node_type"].as_str().unwrap_or("?")
+                excerpt(document["node_type"].as_str().unwrap_or("?"))
             )));
         }
-        let type_name = document["data_type"].as_str().unwrap_or("?");
-        let dtype = DType::from_zarr_name(type_name).ok_or_else(|| {
+        let type_name = excerpt(document["data_type"].as_str().unwrap_or("?"));
+        let dtype = DType::from_zarr_name(&type_name).ok_or_else(|| {
             not_array(format!(
                 "data type `{type_name}` is not supported (tenrso-ooc handles float32 and float64)"
             ))
@@ -241,7 +242,10 @@ impl ZarrArray {
         let grid = ChunkGrid::new(array.shape().to_vec(), chunk_shape)
             .map_err(|e| not_array(e.to_string()))?;
         let fill = parse_fill_value(&document["fill_value"], dtype).ok_or_else(|| {
-            not_array(format!("unsupported fill_value {}", document["fill_value"]))
+            not_array(format!(
+                "unsupported fill_value {}",
+                excerpt(&document["fill_value"].to_string())
+            ))
         })?;
         let plain = plain_layout(&document["codecs"]);
         let inner_chunk_shape = document["codecs"]
