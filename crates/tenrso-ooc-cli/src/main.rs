@@ -163,7 +163,9 @@ fn hint(err: &tenrso_ooc::Error) -> Option<&'static str> {
 }
 
 /// An error message on one line: decoders of foreign formats report nested
-/// context on several (flatbuffers' verifier, for one).
+/// context on several (flatbuffers' verifier, for one), and hostile input
+/// (file names, header bytes) can carry control characters — terminal
+/// escapes, carriage returns, Unicode line breaks — which are shown escaped.
 fn one_line(message: &str) -> String {
     message
         .lines()
@@ -171,6 +173,17 @@ fn one_line(message: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+        .chars()
+        .flat_map(|c| {
+            let escape = c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+            let shown: Vec<char> = if escape {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            shown
+        })
+        .collect()
 }
 
 fn run(command: &Command, ctx: &Context) -> tenrso_ooc::Result<Outcome> {

@@ -46,6 +46,9 @@ fn refused<S: AsRef<OsStr>>(dir: &Path, args: &[S], code: i32, says: &str) -> Ru
     assert!(r.stderr.starts_with("error: "), "{r:#?}");
     if code == 1 {
         assert_eq!(r.stderr.lines().count(), 1, "{r:#?}");
+        // No control character (terminal escapes, NEL, CR) reaches the line.
+        let line = r.stderr.strip_suffix('\n').unwrap_or(&r.stderr);
+        assert!(!line.chars().any(char::is_control), "{r:#?}");
     }
     assert!(r.stderr.contains(says), "wanted `{says}`: {r:#?}");
     assert_eq!(snapshot(dir), before, "files changed: {r:#?}");
@@ -378,6 +381,18 @@ fn formats_the_reference_readers_refuse_are_refused() {
     refused(d, &["info", &arg(d, "minor.npy")], 1, "format version 1.1");
     let out = arg(d, "x.zarr");
     refused(d, &["import", &arg(d, "nul.npy"), &out], 1, "NUL byte");
+    // Control characters from the file (a Latin-1 NEL in a key) and its
+    // name (a terminal escape) are shown escaped.
+    let mut nel = npy.clone();
+    let at = nel.windows(7).position(|w| w == b"fortran").unwrap();
+    nel[at + 1] = 0x85;
+    let evil = d.join("e\u{1b}[2Jvil.npy");
+    std::fs::write(&evil, &nel).unwrap();
+    let r = refused(d, &["info", evil.to_str().unwrap()], 1, "unexpected key");
+    assert!(
+        r.stderr.contains("\\u{1b}[2J") && r.stderr.contains("\\u{85}"),
+        "{r:?}"
+    );
     // Einsum subscripts by NumPy's rules.
     let cube = arg(d, "cube.zarr");
     run(["create", &cube, "--shape", "2,1,3", "--fill", "ones", "-q"]).success();
