@@ -179,7 +179,7 @@ pub(crate) fn stream_accumulate_held(
     let cols = kernel.cols();
     // The pass lists every chunk: refused before listing when that cannot fit.
     let mut graph = ChunkGraph::new(label.to_string(), x.dtype());
-    graph.reserve_listing(grid.num_chunks(), grid.num_chunks(), session.memory_limit())?;
+    graph.check_listing(grid.num_chunks(), grid.num_chunks(), session.memory_limit())?;
     let plan = pass_tasks(&**x, out_modes, cols);
     let convert = if x.dtype() == DType::F64 || resident.is_some() {
         0
@@ -215,11 +215,8 @@ pub(crate) fn stream_accumulate_held(
             ByteSize(needed)
         ),
     };
-    // Nothing is allocated for a result that cannot fit.
-    if held.saturating_add(scratch) > session.memory_limit() {
-        return Err(refuse(scratch));
-    }
-    let body = StreamBody {
+    // Allocated only once the pass is known to fit.
+    let new_body = || StreamBody {
         kernel,
         plan: &plan,
         cols,
@@ -230,10 +227,11 @@ pub(crate) fn stream_accumulate_held(
         ]),
     };
     let mut reservation = session.pool().reservation(label.to_string());
-    if let Some(resident) = resident {
-        if held + scratch > session.pool().available() {
+    let body = if let Some(resident) = resident {
+        if held.saturating_add(scratch) > session.pool().available() {
             return Err(refuse(scratch));
         }
+        let body = new_body();
         reservation.grow(held)?;
         progress.start(label, x.nbytes());
         let result = for_each_task(
@@ -256,6 +254,7 @@ pub(crate) fn stream_accumulate_held(
         );
         progress.finish();
         result?;
+        body
     } else {
         let in_id = graph.add_array(
             x.path().display().to_string(),
@@ -280,12 +279,14 @@ pub(crate) fn stream_accumulate_held(
             session.memory_limit(),
             session.options().cache_policy,
         );
-        if held + explained.min_working_set > session.memory_limit() {
+        if held.saturating_add(explained.min_working_set) > session.memory_limit() {
             return Err(refuse(explained.min_working_set));
         }
+        let body = new_body();
         reservation.grow(held)?;
         dispatch_dtype!(x.dtype(), T => execute_planned::<T>(session, &graph, explained, &body, progress))?;
-    }
+        body
+    };
     let mut result = body.result.into_inner().unwrap_or_else(|p| p.into_inner());
     if plan.parts > 1 {
         let partials = body

@@ -133,7 +133,7 @@ impl Map {
         let segment_bytes = SEGMENT as u64 * 8 * 3;
         let chunks = x.chunk_grid().num_chunks();
         let y_chunks = y.as_ref().map_or(0, |y| y.chunk_grid().num_chunks());
-        graph.reserve_listing(
+        graph.check_listing(
             chunks,
             chunks.saturating_add(y_chunks),
             session.memory_limit(),

@@ -182,7 +182,7 @@ impl Reduce {
         let kept: Vec<usize> = (0..ndim).filter(|a| !reduced[*a]).collect();
         let limit = session.memory_limit();
         if full {
-            graph.reserve_listing(grid.num_chunks(), grid.num_chunks(), limit)?;
+            graph.check_listing(grid.num_chunks(), grid.num_chunks(), limit)?;
             for chunk in grid.iter() {
                 let key = graph.key(in_id, &chunk);
                 graph.tasks.push(TaskNode {
@@ -244,7 +244,7 @@ impl Reduce {
                 .map(|a| grid.grid_shape()[*a])
                 .collect::<Vec<_>>(),
         );
-        graph.reserve_listing(out_grid.num_chunks(), grid.num_chunks(), limit)?;
+        graph.check_listing(out_grid.num_chunks(), grid.num_chunks(), limit)?;
         for out_chunk in out_grid.iter() {
             let mut reads = Vec::with_capacity(reduced_grid.num_elements() as usize);
             for k in 0..reduced_grid.num_elements() {

@@ -232,7 +232,7 @@ fn direct_plan(
         out_grid.clone(),
     );
     let itemsize = input.dtype().size() as u64;
-    graph.reserve_listing(
+    graph.check_listing(
         out_grid.num_chunks(),
         input.chunk_grid().num_chunks(),
         limit,
@@ -303,7 +303,7 @@ fn staged_plan(
     let mut graph = ChunkGraph::new(format!("{name} (via intermediate)"), input.dtype());
     let int_chunks = int_grid.num_chunks();
     graph
-        .reserve_listing(
+        .check_listing(
             int_chunks.saturating_add(out_grid.num_chunks()),
             int_chunks.saturating_add(input.chunk_grid().num_chunks()),
             session.memory_limit(),

@@ -160,39 +160,35 @@ impl ChunkGraph {
     }
 
     /// Checks, before any task is listed, that a graph of `tasks` tasks
-    /// reading at least `reads` chunks can be held under `limit` — the plan
-    /// counts itself — and reserves room for the tasks.
+    /// reading at least `reads` chunks can be held under `limit`: the plan
+    /// counts itself.
     ///
     /// ```
     /// use tenrso_ooc::DType;
     /// use tenrso_ooc::plan::ChunkGraph;
-    /// let mut graph = ChunkGraph::new("sum", DType::F32);
-    /// assert!(graph.reserve_listing(1_000, 1_000, 64 << 20).is_ok());
-    /// let err = graph.reserve_listing(83_333_500_000, 83_333_500_000, 8 << 20).unwrap_err();
+    /// let graph = ChunkGraph::new("sum", DType::F32);
+    /// assert!(graph.check_listing(1_000, 1_000, 64 << 20).is_ok());
+    /// let err = graph.check_listing(83_333_500_000, 83_333_500_000, 8 << 20).unwrap_err();
     /// assert!(err.to_string().contains("83333500000 tasks"));
     /// ```
     ///
     /// # Errors
     /// [`Error::MemoryLimit`] with the bytes the listing needs.
-    pub fn reserve_listing(&mut self, tasks: u64, reads: u64, limit: u64) -> Result<()> {
-        let required = CostModel::DEFAULT.plan_bytes(reads.max(tasks), tasks);
-        let refuse = || Error::MemoryLimit {
+    pub fn check_listing(&self, tasks: u64, reads: u64, limit: u64) -> Result<()> {
+        let reads = reads.max(tasks);
+        let required = CostModel::DEFAULT.plan_bytes(reads, tasks);
+        if required <= limit {
+            return Ok(());
+        }
+        Err(Error::MemoryLimit {
             remedy: crate::core::Remedy::LargerChunks,
             limit,
             required,
             what: format!(
-                "the plan of `{}` itself ({tasks} tasks reading {} chunks or more)",
-                self.operation,
-                reads.max(tasks)
+                "the plan of `{}` itself ({tasks} tasks reading {reads} chunks or more)",
+                self.operation
             ),
-        };
-        if required > limit {
-            return Err(refuse());
-        }
-        let additional = usize::try_from(tasks).map_err(|_| refuse())?;
-        self.tasks
-            .try_reserve_exact(additional)
-            .map_err(|_| refuse())
+        })
     }
 
     /// Adds an array; returns its id.
