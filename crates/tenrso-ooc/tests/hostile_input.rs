@@ -418,3 +418,39 @@ fn chunks_larger_than_the_machine_are_refused() {
         );
     }
 }
+
+/// What `zarr.json` says about the grid is checked before anything follows
+/// from it: ranks that agree, chunk extents of at least 1, at most 64 axes,
+/// and a document of at most 16 MiB, which is not read when larger.
+#[test]
+fn grids_and_oversized_documents_are_refused_by_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let open_with = |name: &str, shape: Value, chunks: Value, padding: usize| {
+        let store = dir.path().join(name);
+        std::fs::create_dir(&store).unwrap();
+        let doc = json!({
+            "zarr_format": 3,
+            "node_type": "array",
+            "shape": shape,
+            "data_type": "float64",
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunks}},
+            "chunk_key_encoding": {"name": "default"},
+            "fill_value": 0.0,
+            "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+        });
+        let text = format!("{doc}{}", " ".repeat(padding));
+        write(&store, "zarr.json", text.as_bytes());
+        ZarrArray::open(&store).unwrap_err().to_string()
+    };
+    let e = open_with("rank.zarr", json!([8, 8]), json!([2]), 0);
+    assert!(
+        e.contains("has 1 axes but the array shape 8x8 has 2"),
+        "{e}"
+    );
+    let e = open_with("zero.zarr", json!([8, 8]), json!([2, 0]), 0);
+    assert!(e.contains("zero extent"), "{e}");
+    let e = open_with("axes.zarr", json!(vec![1; 65]), json!(vec![1; 65]), 0);
+    assert!(e.contains("65 axes: at most 64"), "{e}");
+    let e = open_with("big.zarr", json!([8]), json!([2]), 16 << 20);
+    assert!(e.contains("more than the 16777216 accepted"), "{e}");
+}

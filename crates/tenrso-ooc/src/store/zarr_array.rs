@@ -229,17 +229,19 @@ impl ZarrArray {
         if document["chunk_grid"]["name"] != "regular" {
             return Err(not_array("only regular chunk grids are supported".into()));
         }
-        check_array_metadata(&document)
+        let shape = json_dims(&document["shape"])
+            .ok_or_else(|| not_array("shape is not a list of non-negative integers".into()))?;
+        let chunk_shape = json_dims(&document["chunk_grid"]["configuration"]["chunk_shape"])
+            .ok_or_else(|| not_array("chunk_grid has no chunk_shape".into()))?;
+        // Ranks that agree, at most 64 axes, chunk extents of at least 1.
+        let grid = ChunkGrid::new(shape, chunk_shape).map_err(|e| not_array(e.to_string()))?;
+        check_addressable(grid.shape().dims(), grid.chunk_shape(), dtype)
+            .map_err(|e| not_array(e.to_string()))?;
+        check_array_metadata(&document, grid.ndim())
             .map_err(|e| not_array(format!("invalid {METADATA_KEY}: {e}")))?;
         let metadata: ArrayMetadataV3 = serde_json::from_value(document.clone())
             .map_err(|e| not_array(format!("invalid {METADATA_KEY}: {e}")))?;
         let array = Array::new_with_metadata(store.clone(), "/", ArrayMetadata::V3(metadata))
-            .map_err(|e| not_array(e.to_string()))?;
-        let chunk_shape = json_dims(&document["chunk_grid"]["configuration"]["chunk_shape"])
-            .ok_or_else(|| not_array("chunk_grid has no chunk_shape".into()))?;
-        check_addressable(array.shape(), &chunk_shape, dtype)
-            .map_err(|e| not_array(e.to_string()))?;
-        let grid = ChunkGrid::new(array.shape().to_vec(), chunk_shape)
             .map_err(|e| not_array(e.to_string()))?;
         let fill = parse_fill_value(&document["fill_value"], dtype).ok_or_else(|| {
             not_array(format!(
