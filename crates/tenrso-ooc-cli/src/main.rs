@@ -174,16 +174,14 @@ fn one_line(message: &str) -> String {
         .collect::<Vec<_>>()
         .join("; ")
         .chars()
-        .flat_map(|c| {
-            let escape = c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
-            let shown: Vec<char> = if escape {
-                c.escape_default().collect()
+        .fold(String::new(), |mut line, c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                line.extend(c.escape_default());
             } else {
-                vec![c]
-            };
-            shown
+                line.push(c);
+            }
+            line
         })
-        .collect()
 }
 
 fn run(command: &Command, ctx: &Context) -> tenrso_ooc::Result<Outcome> {
