@@ -1,5 +1,6 @@
 //! `tenrso-ooc`: the command-line front end.
 
+mod allocator;
 mod cli;
 mod commands;
 mod interrupt;

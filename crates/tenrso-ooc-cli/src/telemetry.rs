@@ -37,6 +37,17 @@ pub fn serve_metrics(addr: Option<&str>, session: &Session) -> Result<Option<Met
     Ok(Some(server))
 }
 
+/// The buffer pool's counters and the allocator below it.
+fn buffer_pool_json() -> Value {
+    let stats = tenrso_ooc::memory::buffer_pool_stats();
+    json!({
+        "allocator": crate::allocator::BELOW,
+        "reused_buffers": stats.reused,
+        "fresh_buffers": stats.fresh,
+        "kept_bytes": stats.kept_bytes,
+    })
+}
+
 /// Writes the JSON run report: the command's outcome (or error), time per
 /// phase, the session's metrics and peak memory.
 ///
@@ -70,6 +81,7 @@ pub fn write_report(
         "memory_limit_bytes": session.memory_limit(),
         "threads": session.threads(),
         "peak_rss_bytes": peak_rss_bytes(),
+        "buffer_pool": buffer_pool_json(),
         "result": result,
     });
     let text = serde_json::to_string_pretty(&report).expect("report serialises");

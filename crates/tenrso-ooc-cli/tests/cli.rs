@@ -179,7 +179,7 @@ fn memory_limit_below_one_chunk_is_refused_before_any_write() {
     ]);
     assert_eq!(r.code, Some(1));
     assert!(
-        r.stderr.contains("memory limit 16.00 MiB is too small") && r.stderr.contains("64.00 MiB"),
+        r.stderr.contains("memory limit 16.00 MiB is too small") && r.stderr.contains("32.00 MiB"),
         "{}",
         r.stderr
     );

@@ -539,3 +539,53 @@ fn metrics_answer_while_running_and_match_the_report() {
             .any(|p| p["name"] == "execute")
     );
 }
+
+/// `--explain`'s planned peak is what the run then reserves at most (within
+/// 10 %), prefetch included, for map, transpose, reduce and einsum on an
+/// array 4× the limit.
+#[test]
+fn explain_plans_the_peak_the_run_reaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = arg(dir.path(), "x.zarr");
+    // 4096 x 16384 f64 = 512 MiB in 8 MiB chunks, under 128 MiB.
+    run([
+        "create",
+        &x,
+        "--shape",
+        "4096,16384",
+        "--chunks",
+        "1024,1024",
+        "--fill",
+        "uniform",
+        "--memory-limit",
+        "1GiB",
+        "-q",
+    ])
+    .success();
+    let out = arg(dir.path(), "out.zarr");
+    let cases: [&[&str]; 5] = [
+        &["map", "x*2+1", &x, "--out", &out],
+        &["transpose", &x, "--axes", "1,0", "--out", &out],
+        &["reduce", "sum", &x],
+        &["reduce", "sum", &x, "--axes", "0", "--out", &out],
+        &["einsum", "ij->j", &x, "--out", &out],
+    ];
+    for args in cases {
+        let with = |extra: &[&str]| {
+            let _ = std::fs::remove_dir_all(&out);
+            let mut all: Vec<&str> = args.to_vec();
+            all.extend_from_slice(&["--memory-limit", LIMIT, "--json"]);
+            all.extend_from_slice(extra);
+            run(all).success().json()
+        };
+        let explained = with(&["--explain"]);
+        let planned = explained["planned_peak_bytes"].as_u64().unwrap() as f64;
+        let ran = with(&["-q"]);
+        let measured = ran["pool_peak_bytes"].as_u64().unwrap() as f64;
+        eprintln!("{args:?}: planned {planned}, pool peak {measured}");
+        assert!(
+            (planned - measured).abs() <= 0.1 * measured,
+            "{args:?}: planned peak {planned} against a pool peak of {measured}"
+        );
+    }
+}

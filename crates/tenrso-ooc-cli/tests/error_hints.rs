@@ -27,7 +27,7 @@ fn a_memory_limit_refusal_hints_at_the_limit_and_chunk_flags() {
     assert_eq!(r.code, Some(1), "{r:?}");
     assert_eq!(
         stderr(&r, dir.path()),
-        "error: memory limit 16.00 MiB is too small: the generator's model and one chunk needs at least 64.00 MiB; raise the limit (ExecOptions::memory_limit) or use smaller chunks; hint: raise --memory-limit or use smaller --chunks\n"
+        "error: memory limit 16.00 MiB is too small: the generator's model and one chunk needs at least 32.00 MiB; raise the limit (ExecOptions::memory_limit) or use smaller chunks; hint: raise --memory-limit or use smaller --chunks\n"
     );
 }
 
@@ -68,7 +68,7 @@ fn a_spill_cap_too_small_for_the_plan_hints_at_spill_dir() {
     assert_eq!(r.code, Some(1), "{r:?}");
     assert_eq!(
         stderr(&r, dir.path()),
-        "error: cannot spill 6.25 MiB: every spill directory is full (the plan spills about 6.25 MiB but the spill directories hold at most 1.00 MiB); add spill directories or raise their caps (ExecOptions::spill_dirs); hint: add --spill-dir PATH[:CAP] or raise its cap\n"
+        "error: cannot spill 6.05 MiB: every spill directory is full (the plan spills about 6.05 MiB but the spill directories hold at most 1.00 MiB); add spill directories or raise their caps (ExecOptions::spill_dirs); hint: add --spill-dir PATH[:CAP] or raise its cap\n"
     );
 }
 

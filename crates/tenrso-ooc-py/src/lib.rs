@@ -14,6 +14,12 @@ mod transfer;
 
 use pyo3::prelude::*;
 
+/// Chunk-sized buffers are recycled by the library's buffer pool (Python's
+/// own objects use Python's allocator and are unaffected).
+#[global_allocator]
+static ALLOCATOR: tenrso_ooc::memory::RecyclingAllocator =
+    tenrso_ooc::memory::RecyclingAllocator::system();
+
 /// The native half of `tenrso_ooc`.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {

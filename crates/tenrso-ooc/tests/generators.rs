@@ -166,7 +166,7 @@ fn memory_limit_smaller_than_a_chunk_is_refused_before_work() {
         matches!(err, tenrso_ooc::Error::MemoryLimit { .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("16.00 MiB"), "{err}");
+    assert!(err.to_string().contains("8.00 MiB"), "{err}");
     // Refused before any work: not even the array was created.
     assert!(!path.exists());
 }

@@ -67,6 +67,78 @@ fn round_trip<T: Element>(
         pattern::<T>(&full, shape, 0.0),
         "{label}"
     );
+    check_streamed_rows::<T>(&array, &label);
+}
+
+/// Streaming every chunk a slab of rows at a time gives its elements in
+/// order, for slabs of any size.
+fn check_streamed_rows<T: Element>(array: &ZarrArray, label: &str) {
+    for chunk in array.chunk_grid().iter() {
+        let expected = array.read_chunk::<T>(&chunk).unwrap();
+        let rows = expected.shape()[0];
+        let row_bytes = expected.byte_len() as u64 / rows;
+        for slab_rows in [1, 2, 3, rows, rows + 5] {
+            let mut got: Vec<u8> = Vec::new();
+            array
+                .stream_chunk_rows(&chunk, slab_rows, &mut |r0, bytes| {
+                    assert_eq!(r0 * row_bytes, got.len() as u64, "{label}: slabs in order");
+                    assert!(bytes.len() as u64 <= slab_rows * row_bytes);
+                    got.extend_from_slice(bytes);
+                    Ok(())
+                })
+                .unwrap();
+            let expected_bytes: &[u8] = bytemuck::cast_slice(expected.as_slice());
+            assert_eq!(
+                got, expected_bytes,
+                "{label} chunk {chunk:?} slabs of {slab_rows}"
+            );
+        }
+    }
+}
+
+#[test]
+fn streamed_rows_of_unwritten_and_damaged_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    for compression in [Compression::None, Compression::Zstd { level: 3 }] {
+        let path = dir.path().join(format!("{compression}.zarr"));
+        let spec =
+            ArraySpec::new(vec![9, 7, 5], vec![4, 3, 2], DType::F64).with_compression(compression);
+        let array = ZarrArray::create(&path, &spec).unwrap();
+        let region = array.chunk_grid().chunk_region(&[2, 2, 2]);
+        array
+            .write_chunk(&[2, 2, 2], &pattern::<f64>(&region, &[9, 7, 5], 0.0))
+            .unwrap();
+        // Never written: the fill value, slab by slab.
+        let mut values = Vec::new();
+        array
+            .stream_chunk_rows(&[0, 1, 0], 3, &mut |_, bytes| {
+                values.extend_from_slice(bytemuck::cast_slice::<u8, f64>(bytes));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(values, vec![0.0; 4 * 3 * 2]);
+        check_streamed_rows::<f64>(&array, &format!("{compression}"));
+        // A flipped byte: an error naming the chunk, after the slabs.
+        let file = array.chunk_path(&[2, 2, 2]);
+        let mut bytes = std::fs::read(&file).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+        std::fs::write(&file, bytes).unwrap();
+        let err = array
+            .stream_chunk_rows(&[2, 2, 2], 1, &mut |_, _| Ok(()))
+            .unwrap_err();
+        assert!(
+            matches!(err, tenrso_ooc::Error::Corrupt { ref chunk, .. } if chunk == &[2, 2, 2]),
+            "{compression}: {err}"
+        );
+        // What the callback returns stops the stream.
+        let stop = array
+            .stream_chunk_rows(&[0, 0, 0], 1, &mut |_, _| {
+                Err(tenrso_ooc::Error::invalid("stop"))
+            })
+            .unwrap_err();
+        assert!(stop.to_string().contains("stop"), "{stop}");
+    }
 }
 
 fn all_cases<T: Element>() {

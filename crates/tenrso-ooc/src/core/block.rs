@@ -100,6 +100,41 @@ impl<T: Element> Block<T> {
         self.data[Shape::new(self.shape.clone()).linear_index(index) as usize]
     }
 
+    /// The block's leading corner of `shape` (the region starting at the
+    /// origin), compacted within the same buffer instead of copied out: a
+    /// chunk clipped at the array's edge never needs a second buffer.
+    ///
+    /// ```
+    /// use tenrso_ooc::Block;
+    /// let b = Block::from_vec(vec![2, 3], vec![0.0f64, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+    /// assert_eq!(b.into_corner(&[2, 2]).as_slice(), &[0.0, 1.0, 3.0, 4.0]);
+    /// ```
+    ///
+    /// # Panics
+    /// If `shape` is not within the block's shape.
+    pub fn into_corner(mut self, shape: &[u64]) -> Block<T> {
+        let corner = Region::new(vec![0; shape.len()], shape.to_vec());
+        assert!(
+            Region::full(&self.shape).contains(&corner),
+            "corner {corner} outside block"
+        );
+        let mut filled = 0usize;
+        // Runs come in ascending source order and land at or before their
+        // source (the corner is dense): moving them in order never
+        // overwrites a run not yet moved.
+        for (start, len) in crate::core::ContiguousRuns::new(&self.shape, &corner) {
+            let (start, len) = (start as usize, len as usize);
+            self.data.copy_within(start..start + len, filled);
+            filled += len;
+        }
+        self.data.truncate(filled);
+        // Give the rest back (the allocator shrinks in place), so the block
+        // holds what its byte size says: the cache accounts by that.
+        self.data.shrink_to_fit();
+        self.shape = shape.to_vec();
+        self
+    }
+
     /// A copy of `region` (in this block's coordinates).
     ///
     /// # Panics

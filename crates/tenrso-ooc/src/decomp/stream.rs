@@ -267,6 +267,7 @@ pub(crate) fn stream_accumulate_held(
             graph.tasks.push(TaskNode {
                 stage: 0,
                 reads,
+                streams: Vec::new(),
                 write: None,
                 scratch_bytes: scratch,
                 pinned_bytes: x.chunk_nbytes(),

@@ -70,6 +70,41 @@ impl<'a, T: Element> TaskIo<'a, T> {
         self.cache.get(key, &loader, self.reservation)
     }
 
+    /// Streams the `k`-th chunk the task declared it streams, a slab of at
+    /// most `slab_rows` rows at a time (see
+    /// [`ReadableArray::stream_chunk_rows`]): outside the cache, into
+    /// buffers the task's scratch accounts for. Checksums are checked when
+    /// it returns.
+    ///
+    /// # Errors
+    /// Load failures (corrupt chunk, I/O), cancellation, and whatever `each`
+    /// returns.
+    pub fn stream_rows(
+        &mut self,
+        k: usize,
+        slab_rows: u64,
+        each: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.session.cancel_token().check()?;
+        let key = self.task.streams[k];
+        let array: &dyn ReadableArray = match &self.graph.arrays[key.array as usize].role {
+            ArrayRole::Input(array) => &**array,
+            ArrayRole::Output(output) => &**output.array()?,
+            ArrayRole::Temporary => {
+                return Err(Error::internal(format!(
+                    "temporary `{}` cannot be streamed",
+                    self.graph.arrays[key.array as usize].name
+                )));
+            }
+        };
+        array.stream_chunk_rows(&self.graph.coords(key), slab_rows, each)?;
+        self.session
+            .metrics()
+            .bytes_read
+            .add(self.graph.chunk_bytes(key));
+        Ok(())
+    }
+
     /// The values of `region` of array `array`, copied out of the chunks it
     /// touches (each pinned only while copied).
     ///
@@ -305,7 +340,9 @@ impl<T: Element> StageRun<'_, T> {
             .min(self.end - self.next.load(Ordering::Relaxed))
             .max(1);
         std::thread::scope(|scope| {
-            scope.spawn(|| self.prefetch());
+            if self.graph.prefetch {
+                scope.spawn(|| self.prefetch());
+            }
             for w in 0..workers {
                 let this = &self;
                 scope.spawn(move || this.work(w));
@@ -434,7 +471,7 @@ impl<T: Element> StageRun<'_, T> {
     /// tasks with thousands of reads; a chunk evicted after its prefetch is
     /// loaded by the worker that needs it.
     fn prefetch(&self) {
-        let window = 2 * self.session.threads() + 2;
+        let window = crate::plan::prefetch_window(self.session.threads());
         // Passive: the prefetcher never waits for memory, so the pool must not
         // count it as a consumer that could release memory to waiters.
         let mut reservation = self.session.pool().reclaimable_reservation("prefetch");
@@ -535,6 +572,7 @@ mod tests {
             graph.tasks.push(TaskNode {
                 stage: 0,
                 reads: vec![key],
+                streams: Vec::new(),
                 write: None,
                 scratch_bytes: 0,
                 pinned_bytes: graph.chunk_bytes(key),

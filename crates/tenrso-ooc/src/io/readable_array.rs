@@ -66,6 +66,57 @@ pub trait ReadableArray: Send + Sync + fmt::Debug {
     /// the file and where; [`Error::Io`].
     fn read_region_into(&self, region: &Region, out: &mut [u8]) -> Result<()>;
 
+    /// Streams chunk `chunk` to `each` in slabs of at most `slab_rows` rows
+    /// of its first axis, in order: each call gets the slab's first row
+    /// (relative to the chunk) and its elements in C order, as
+    /// native-endian bytes (aligned for the element type). Integrity checks
+    /// may complete only after the last slab: nothing derived from the
+    /// slabs may be committed before this returns `Ok`. The default reads
+    /// each slab with [`read_region_into`](Self::read_region_into); stores
+    /// override it to decode a chunk once, in order.
+    ///
+    /// # Errors
+    /// As [`read_region_into`](Self::read_region_into), and whatever `each`
+    /// returns.
+    fn stream_chunk_rows(
+        &self,
+        chunk: &[u64],
+        slab_rows: u64,
+        each: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let region = self.chunk_grid().chunk_region(chunk);
+        let Some(&rows) = region.shape().first() else {
+            let mut scalar = [0u64; 1];
+            let bytes = &mut bytemuck::cast_slice_mut(&mut scalar)[..self.dtype().size()];
+            self.read_region_into(&region, bytes)?;
+            return each(0, bytes);
+        };
+        let row_bytes = region.shape()[1..].iter().product::<u64>() * self.dtype().size() as u64;
+        let slab_rows = slab_rows.clamp(1, rows.max(1));
+        let mut buffer = vec![0u64; (slab_rows * row_bytes).div_ceil(8) as usize];
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buffer);
+        for r0 in (0..rows).step_by(slab_rows as usize) {
+            let n = slab_rows.min(rows - r0);
+            let mut start = region.start().to_vec();
+            start[0] += r0;
+            let mut shape = region.shape().to_vec();
+            shape[0] = n;
+            let slab = &mut bytes[..(n * row_bytes) as usize];
+            self.read_region_into(&Region::new(start, shape), slab)?;
+            each(r0, slab)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes held while [`stream_chunk_rows`](Self::stream_chunk_rows)
+    /// streams an interior chunk in slabs of `slab_rows` rows: the slab
+    /// buffer and (by default, conservatively) one chunk read.
+    fn stream_working_set(&self, slab_rows: u64) -> u64 {
+        let grid = self.chunk_grid();
+        let row = grid.chunk_shape().iter().skip(1).product::<u64>() * self.dtype().size() as u64;
+        slab_rows.saturating_mul(row) + self.chunk_working_set()
+    }
+
     /// Extent along each axis.
     fn shape(&self) -> &[u64] {
         self.chunk_grid().shape().dims()

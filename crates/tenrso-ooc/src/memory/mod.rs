@@ -1,9 +1,10 @@
 //! Memory: the session's [`MemoryPool`] with RAII [`Reservation`]s, the
-//! eviction policies of the chunk cache, spill files, and the allocator
-//! tuning ([`tune_allocator`]) that keeps resident memory near the pool's
-//! figures.
+//! eviction policies of the chunk cache, spill files, the buffer pool
+//! ([`RecyclingAllocator`]) and the allocator tuning ([`tune_allocator`])
+//! that keep resident memory near the pool's figures and page faults rare.
 
 mod allocator;
+mod buffer_pool;
 mod cache;
 mod policy;
 mod pool;
@@ -11,6 +12,10 @@ mod spill;
 mod temp_store;
 
 pub use allocator::{MMAP_THRESHOLD_BYTES, SYSTEM_MALLOC_VAR, tune_allocator};
+pub use buffer_pool::{
+    BufferPoolStats, RECYCLE_MIN_BYTES, RecyclingAllocator, buffer_pool_stats, enable_recycling,
+    size_class,
+};
 pub use cache::{CacheStats, ChunkCache, Loader, Pinned};
 pub use policy::{
     BuildKeyHasher, ChunkKey, ChunkMap, EvictionPolicy, KeyHasher, Lfu, Lru, Min, PolicyKind,

@@ -101,6 +101,7 @@ impl MemoryPool {
     /// any memory being released anywhere (the backstop of the no-progress
     /// detection; mainly for tests).
     pub fn with_stall_timeout(limit: u64, stall_timeout: Duration) -> Self {
+        super::buffer_pool::change_limit(limit, true);
         Self {
             inner: Arc::new(PoolInner {
                 limit,
@@ -205,6 +206,13 @@ fn top_consumers(state: &PoolState, n: usize) -> Vec<(String, u64)> {
     all
 }
 
+impl Drop for PoolInner {
+    /// The buffer pool keeps freed buffers only within the live pools' limits.
+    fn drop(&mut self) {
+        super::buffer_pool::change_limit(self.limit, false);
+    }
+}
+
 impl PoolInner {
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -281,6 +289,7 @@ impl Reservation {
         }
         state.reserved += bytes;
         state.peak = state.peak.max(state.reserved);
+        super::buffer_pool::note_reserved(bytes, true);
         if let Some(c) = state.consumers.get_mut(&self.id) {
             c.held += bytes;
         }
@@ -406,6 +415,7 @@ impl Reservation {
         }
         let mut state = self.pool.lock();
         state.reserved -= bytes;
+        super::buffer_pool::note_reserved(bytes, false);
         state.releases += 1;
         if let Some(c) = state.consumers.get_mut(&self.id) {
             c.held -= bytes;

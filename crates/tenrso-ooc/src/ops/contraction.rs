@@ -59,6 +59,7 @@ pub(crate) fn contraction_graph(
         graph.tasks.push(TaskNode {
             stage: 0,
             reads,
+            streams: Vec::new(),
             write: Some(key),
             // Tiles, the output chunk cut out of the tile, and the copy of
             // the part of an input chunk being assembled.

@@ -40,6 +40,8 @@ pub struct EinsumPlan {
     pub output_shape: Vec<u64>,
     /// The memory limit the tiles were sized for.
     pub memory_limit: u64,
+    /// Worker threads the steps run on.
+    pub threads: usize,
 }
 
 impl EinsumPlan {
@@ -51,6 +53,33 @@ impl EinsumPlan {
     /// Whether every step's smallest task fits the memory limit.
     pub fn fits(&self) -> bool {
         self.path.min_task_bytes() <= self.memory_limit
+    }
+
+    /// The most memory any step is planned to hold: its running tasks, and
+    /// its operands in the chunk cache (which keeps what the tiles re-read
+    /// and what the prefetcher loads ahead) — the limit, when they do not
+    /// fit in it.
+    pub fn planned_peak(&self) -> u64 {
+        self.path
+            .steps
+            .iter()
+            .map(|s| {
+                let step = &s.step;
+                let task = step.cost.task_bytes.max(1);
+                let workers = (self.threads as u64)
+                    .min(step.cost.tasks)
+                    .min(self.memory_limit / task)
+                    .max(1);
+                let operands: u64 = step
+                    .inputs
+                    .iter()
+                    .map(|o| o.shape.iter().product::<u64>() * step.itemsize)
+                    .sum();
+                self.memory_limit
+                    .min(workers.saturating_mul(task).saturating_add(operands))
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// The plan as JSON: the path and each step's tiles and modelled cost.
@@ -82,6 +111,7 @@ impl EinsumPlan {
             "flops": self.flops(),
             "steps": steps,
             "memory_limit_bytes": self.memory_limit,
+            "planned_peak_bytes": self.planned_peak(),
             "fits": self.fits(),
         })
     }
@@ -99,8 +129,9 @@ impl fmt::Display for EinsumPlan {
         let least = self.path.min_task_bytes();
         writeln!(
             f,
-            "  memory: least {} per task, limit {}{}",
+            "  memory: least {} per task, planned peak {}, limit {}{}",
             ByteSize(least),
+            ByteSize(self.planned_peak()),
             ByteSize(self.memory_limit),
             if self.fits() { "" } else { "  (DOES NOT FIT)" }
         )
@@ -347,7 +378,10 @@ impl Einsum {
                 labels: labels.clone(),
                 shape: a.shape().to_vec(),
                 chunks: a.chunk_grid().chunk_shape().to_vec(),
-                chunk_load_bytes: a.chunk_working_set(),
+                // Tiles are sized with a chunk's load counted at least
+                // twice (a copy beside it), as they were before chunks were
+                // read into one buffer: the same tiles, the same sums.
+                chunk_load_bytes: a.chunk_working_set().max(2 * a.chunk_nbytes()),
             })
             .collect();
         let limit = session.memory_limit();
@@ -418,6 +452,7 @@ impl Einsum {
             rechunked,
             output_shape: problem.output_shape(),
             memory_limit: limit,
+            threads: session.threads(),
         };
         let record = result_record(subscripts, inputs, &plan);
         if let Some(out) = out {

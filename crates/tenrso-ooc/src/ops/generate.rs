@@ -413,7 +413,7 @@ fn fill_chunks(
     let written = AtomicU64::new(0);
     progress.start("generate", array.nbytes());
     let result = dispatch_dtype!(array.dtype(), T => {
-        for_each_task(session, TaskSet { count: grid.num_chunks() as usize, bytes_each: array.chunk_working_set(), what: "generating one chunk" }, progress, |i| {
+        for_each_task(session, TaskSet { count: grid.num_chunks() as usize, bytes_each: array.chunk_write_working_set(), what: "generating one chunk" }, progress, |i| {
             let chunk = grid.chunk_coords(i as u64);
             if resume && array.chunk_exists(&chunk)? {
                 skipped.fetch_add(1, Ordering::Relaxed);

@@ -9,6 +9,7 @@ use crate::core::{Block, Element, Error, Result};
 use crate::exec::{Session, TaskBody, TaskIo};
 use crate::io::{ArrayRef, IntoArrayRef};
 use crate::ops::planned::{Job, plan_graph};
+use crate::ops::streamed::{self, elements};
 use crate::ops::{Expr, OpReport, OutputOptions, Planned};
 use crate::plan::{ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
 use crate::store::ArraySpec;
@@ -131,6 +132,13 @@ impl Map {
         let same_grid = y.as_ref().is_some_and(|y| y.chunk_grid() == x.chunk_grid());
         let y_chunk_bytes = y.as_ref().map_or(0, |y| y.chunk_nbytes());
         let segment_bytes = SEGMENT as u64 * 8 * 3;
+        // Large chunks are streamed (y too when it shares x's grid).
+        let streamed = streamed::streams(&**x) && (y.is_none() || same_grid);
+        let rows_per_slab = streamed::slab_rows(&**x);
+        let stream_bytes = y
+            .as_ref()
+            .map_or(0, |y| y.stream_working_set(rows_per_slab))
+            .max(x.stream_working_set(rows_per_slab));
         let chunks = x.chunk_grid().num_chunks();
         let y_chunks = y.as_ref().map_or(0, |y| y.chunk_grid().num_chunks());
         graph.check_listing(
@@ -142,6 +150,20 @@ impl Map {
             let key = graph.key(x_id, &chunk);
             let region = graph.region(key);
             let bytes = region.num_elements() * itemsize;
+            if streamed {
+                let mut streams = vec![key];
+                streams.extend(y_id.map(|y_id| graph.key(y_id, &chunk)));
+                graph.tasks.push(TaskNode {
+                    stage: 0,
+                    reads: Vec::new(),
+                    streams,
+                    write: Some(graph.key(out_id, &chunk)),
+                    scratch_bytes: bytes + segment_bytes + stream_bytes,
+                    pinned_bytes: 0,
+                    work_bytes: bytes,
+                });
+                continue;
+            }
             let mut reads = vec![key];
             let mut scratch = bytes + segment_bytes;
             if let Some(y_id) = y_id {
@@ -155,6 +177,7 @@ impl Map {
             graph.tasks.push(TaskNode {
                 stage: 0,
                 reads,
+                streams: Vec::new(),
                 write: Some(graph.key(out_id, &chunk)),
                 scratch_bytes: scratch,
                 pinned_bytes: x.chunk_nbytes() + y_chunk_bytes,
@@ -164,6 +187,7 @@ impl Map {
         let body = Arc::new(MapBody {
             expr: expr.clone(),
             y: y_id.map(|id| (id, same_grid)),
+            slab_rows: streamed.then_some(rows_per_slab),
         });
         plan_graph(session, graph, None, Job::resuming(opts.resume), body)
     }
@@ -173,10 +197,106 @@ struct MapBody {
     expr: Expr,
     /// The second input and whether it shares `x`'s grid.
     y: Option<(ArrayId, bool)>,
+    /// Rows per slab when the inputs are streamed.
+    slab_rows: Option<u64>,
+}
+
+/// The `f64` buffers an expression is evaluated in, a segment at a time.
+struct Evaluator<'e> {
+    expr: &'e Expr,
+    xs: Vec<f64>,
+    ys: Vec<f64>,
+    rs: Vec<f64>,
+}
+
+impl<'e> Evaluator<'e> {
+    fn new(expr: &'e Expr) -> Self {
+        Self {
+            expr,
+            xs: vec![0.0; SEGMENT],
+            ys: vec![0.0; SEGMENT],
+            rs: vec![0.0; SEGMENT],
+        }
+    }
+
+    /// Evaluates over `x` (and `y`, as long), appending the results to `out`.
+    fn append<T: Element>(&mut self, x: &[T], y: Option<&[T]>, out: &mut Vec<T>) {
+        for start in (0..x.len()).step_by(SEGMENT) {
+            let len = SEGMENT.min(x.len() - start);
+            self.evaluate(&x[start..start + len], y.map(|y| &y[start..start + len]));
+            out.extend(self.rs[..len].iter().map(|v| T::from_f64(*v)));
+        }
+    }
+
+    /// Evaluates over `x` and `y` (as long), writing the results over `x`.
+    fn in_place<T: Element>(&mut self, x: &mut [T], y: &[T]) {
+        for start in (0..x.len()).step_by(SEGMENT) {
+            let len = SEGMENT.min(x.len() - start);
+            self.evaluate(&x[start..start + len], Some(&y[start..start + len]));
+            for (d, r) in x[start..start + len].iter_mut().zip(&self.rs[..len]) {
+                *d = T::from_f64(*r);
+            }
+        }
+    }
+
+    /// One segment, into `rs`.
+    fn evaluate<T: Element>(&mut self, x: &[T], y: Option<&[T]>) {
+        let len = x.len();
+        for (d, s) in self.xs[..len].iter_mut().zip(x) {
+            *d = s.to_f64();
+        }
+        let y_seg = y.map(|y| {
+            for (d, s) in self.ys[..len].iter_mut().zip(y) {
+                *d = s.to_f64();
+            }
+            &self.ys[..len]
+        });
+        self.expr.eval(&self.xs[..len], y_seg, &mut self.rs[..len]);
+    }
+}
+
+impl MapBody {
+    /// The task of a streamed chunk: x's slabs evaluated into the output
+    /// block as they come; with y, x's values first, then y's slabs
+    /// evaluated against them in place.
+    fn run_streamed<T: Element>(
+        &self,
+        io: &mut TaskIo<'_, T>,
+        slab_rows: u64,
+    ) -> Result<Option<Block<T>>> {
+        let region = io.graph().region(io.task().streams[0]);
+        let row: usize = region.shape()[1..].iter().product::<u64>() as usize;
+        let mut out: Vec<T> = Vec::with_capacity(region.num_elements() as usize);
+        let mut evaluator = Evaluator::new(&self.expr);
+        if self.y.is_none() {
+            io.stream_rows(0, slab_rows, &mut |_, bytes| {
+                evaluator.append(elements::<T>(bytes)?, None, &mut out);
+                Ok(())
+            })?;
+        } else {
+            io.stream_rows(0, slab_rows, &mut |_, bytes| {
+                out.extend_from_slice(elements::<T>(bytes)?);
+                Ok(())
+            })?;
+            io.stream_rows(1, slab_rows, &mut |r0, bytes| {
+                let y = elements::<T>(bytes)?;
+                let start = r0 as usize * row;
+                let x = out.get_mut(start..start + y.len()).ok_or_else(|| {
+                    Error::internal("y's slabs do not match x's chunk".to_string())
+                })?;
+                evaluator.in_place(x, y);
+                Ok(())
+            })?;
+        }
+        Ok(Some(Block::from_vec(region.shape().to_vec(), out)?))
+    }
 }
 
 impl<T: Element> TaskBody<T> for MapBody {
     fn run(&self, _index: usize, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>> {
+        if let Some(slab_rows) = self.slab_rows {
+            return self.run_streamed(io, slab_rows);
+        }
         let x = io.input(0)?;
         let region = io.graph().region(x.key());
         // y: a pinned chunk on the same grid, or a region assembled from its chunks.
@@ -192,23 +312,8 @@ impl<T: Element> TaskBody<T> for MapBody {
                 Some(y_owned.as_slice())
             }
         };
-        let n = x.len();
-        let mut out = Vec::with_capacity(n);
-        let (mut xs, mut ys, mut rs) = (vec![0.0; SEGMENT], vec![0.0; SEGMENT], vec![0.0; SEGMENT]);
-        for start in (0..n).step_by(SEGMENT) {
-            let len = SEGMENT.min(n - start);
-            for (d, s) in xs[..len].iter_mut().zip(&x.as_slice()[start..start + len]) {
-                *d = s.to_f64();
-            }
-            let y_seg = y_block.map(|y| {
-                for (d, s) in ys[..len].iter_mut().zip(&y[start..start + len]) {
-                    *d = s.to_f64();
-                }
-                &ys[..len]
-            });
-            self.expr.eval(&xs[..len], y_seg, &mut rs[..len]);
-            out.extend(rs[..len].iter().map(|v| T::from_f64(*v)));
-        }
+        let mut out = Vec::with_capacity(x.len());
+        Evaluator::new(&self.expr).append(x.as_slice(), y_block, &mut out);
         Ok(Some(Block::from_vec(region.shape().to_vec(), out)?))
     }
 }

@@ -64,6 +64,7 @@ mod random;
 mod reduce;
 mod reorganize;
 mod scalar_output;
+mod streamed;
 mod transfer;
 mod verify;
 

@@ -183,11 +183,14 @@ impl Reduce {
         let limit = session.memory_limit();
         if full {
             graph.check_listing(grid.num_chunks(), grid.num_chunks(), limit)?;
+            // Each task reads one chunk and adds it up: nothing to overlap.
+            graph.prefetch = false;
             for chunk in grid.iter() {
                 let key = graph.key(in_id, &chunk);
                 graph.tasks.push(TaskNode {
                     stage: 0,
                     reads: vec![key],
+                    streams: Vec::new(),
                     write: None,
                     scratch_bytes: 0,
                     pinned_bytes: input.chunk_nbytes(),
@@ -263,12 +266,15 @@ impl Reduce {
             graph.tasks.push(TaskNode {
                 stage: 0,
                 reads,
+                streams: Vec::new(),
                 write: Some(write),
                 scratch_bytes: out_elements * (16 + dtype.size() as u64),
                 pinned_bytes: input.chunk_nbytes(),
                 work_bytes: input.nbytes() / out_grid.num_chunks().max(1),
             });
         }
+        // Each task adds up its chunks one after another: nothing to overlap.
+        graph.prefetch = false;
         let count: u64 = reduced_axes.iter().map(|a| input.shape()[*a]).product();
         let body = Arc::new(AxesBody { op, reduced, count });
         Ok(

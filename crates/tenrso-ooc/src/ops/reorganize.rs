@@ -9,6 +9,7 @@ use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape};
 use crate::exec::{Session, TaskBody, TaskIo};
 use crate::io::{ArrayRef, IntoArrayRef};
 use crate::ops::planned::{Job, explain_for, job_record, plan_graph};
+use crate::ops::streamed::{self, elements};
 use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{
     ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode, rechunking_plan,
@@ -244,12 +245,29 @@ fn direct_plan(
         let wanted = input_region(perm, &region);
         let reads = graph.chunks_touching(in_id, &wanted);
         // One input chunk that is exactly the output chunk is permuted
-        // straight into the output block; otherwise pieces are extracted and
-        // permuted one by one.
+        // straight into the output block (a large one streamed a slab of
+        // rows at a time); otherwise pieces are extracted and permuted one
+        // by one.
         let whole = reads.len() == 1 && graph.region(reads[0]) == wanted;
+        if whole && streamed::streams(&**input) {
+            graph.tasks.push(TaskNode {
+                stage: 0,
+                reads: Vec::new(),
+                streams: reads,
+                write: Some(key),
+                // The output block, and a slab as read and permuted.
+                scratch_bytes: bytes
+                    + input.stream_working_set(streamed::slab_rows(&**input))
+                    + streamed::slab_bytes(&**input),
+                pinned_bytes: 0,
+                work_bytes: bytes,
+            });
+            continue;
+        }
         graph.tasks.push(TaskNode {
             stage: 0,
             reads,
+            streams: Vec::new(),
             write: Some(key),
             scratch_bytes: if whole {
                 bytes
@@ -281,11 +299,16 @@ fn staged_plan(
         .map(|&p| input.chunk_grid().chunk_shape()[p])
         .collect();
     let target = out_grid.chunk_shape().to_vec();
-    // Blocks of half of what the workers leave to the cache.
+    // Blocks of half of what the workers leave to the cache (a worker
+    // counted with its pinned input and a load beside it: larger blocks
+    // were measured to spill and re-read more).
     let per_worker = direct
         .tasks
         .iter()
-        .map(|t| direct.task_need(t))
+        .map(|t| {
+            let load = t.reads.iter().map(|k| direct.load_bytes(*k)).max();
+            direct.task_reservation(t) + t.pinned_bytes + load.unwrap_or(0)
+        })
         .max()
         .unwrap_or(0);
     let free = session
@@ -328,6 +351,7 @@ fn staged_plan(
         graph.tasks.push(TaskNode {
             stage: 0,
             reads: graph.chunks_touching(in_id, &input_region(perm, &region)),
+            streams: Vec::new(),
             write: Some(key),
             scratch_bytes: bytes + 2 * input.chunk_nbytes(), // the piece and its permuted copy
             pinned_bytes: input.chunk_nbytes(),
@@ -342,6 +366,7 @@ fn staged_plan(
         graph.tasks.push(TaskNode {
             stage: 1,
             reads: graph.chunks_touching(tmp_id, &region),
+            streams: Vec::new(),
             write: Some(key),
             scratch_bytes: bytes + 2 * int_bytes,
             pinned_bytes: int_bytes,
@@ -380,8 +405,40 @@ struct Assemble {
     perm: Vec<usize>,
 }
 
+impl Assemble {
+    /// A whole input chunk streamed a slab of rows at a time, each slab
+    /// permuted into place in the output block.
+    fn run_streamed<T: Element>(&self, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>> {
+        let graph = io.graph();
+        let task = io.task();
+        let region = graph.region(task.write.expect("reorganizing tasks write a chunk"));
+        let input = graph.region(task.streams[0]);
+        let ArrayRole::Input(array) = &graph.arrays[task.streams[0].array as usize].role else {
+            return Err(Error::internal("only inputs are streamed".to_string()));
+        };
+        let row: u64 = input.shape()[1..].iter().product();
+        // Input axis 0, along which slabs run, is this output axis.
+        let along = self.perm.iter().position(|&p| p == 0).unwrap_or(0);
+        let mut out = Block::<T>::zeros(region.shape().to_vec());
+        io.stream_rows(0, streamed::slab_rows(&**array), &mut |r0, bytes| {
+            let values = elements::<T>(bytes)?;
+            let mut shape = input.shape().to_vec();
+            shape[0] = values.len() as u64 / row.max(1);
+            let slab = Block::from_vec(shape, values.to_vec())?;
+            let mut at = vec![0; region.ndim()];
+            at[along] = r0;
+            out.insert(&at, &slab.permuted(&self.perm));
+            Ok(())
+        })?;
+        Ok(Some(out))
+    }
+}
+
 impl<T: Element> TaskBody<T> for Assemble {
     fn run(&self, _index: usize, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>> {
+        if !io.task().streams.is_empty() {
+            return self.run_streamed(io);
+        }
         let task = io.task();
         let write = task.write.expect("reorganizing tasks write a chunk");
         let region = io.graph().region(write);

@@ -115,8 +115,13 @@ pub struct ArrayNode {
 pub struct TaskNode {
     /// Tasks of stage `k + 1` start after every task of stage `k` ended.
     pub stage: u32,
-    /// Chunks read, in order.
+    /// Chunks read through the cache, in order.
     pub reads: Vec<ChunkKey>,
+    /// Chunks the task streams itself a slab of rows at a time, outside the
+    /// cache (chunks too large to hold beside its output; see
+    /// [`TaskIo::stream_rows`](crate::exec::TaskIo::stream_rows)): their
+    /// slab buffers and decoders are part of its scratch.
+    pub streams: Vec<ChunkKey>,
     /// The chunk written, if any.
     pub write: Option<ChunkKey>,
     /// Bytes of scratch memory (output block, assembled regions,
@@ -146,6 +151,12 @@ pub struct ChunkGraph {
     pub arrays: Vec<ArrayNode>,
     /// Tasks in execution order (stages ascending).
     pub tasks: Vec<TaskNode>,
+    /// Whether the executor loads the inputs of upcoming tasks ahead of
+    /// them (on by default). Off for tasks that only read and combine their
+    /// chunks: workers outrun the prefetcher there (measured: it served 11
+    /// of 128 chunks of a sum), so it only made the memory held vary with
+    /// timing.
+    pub prefetch: bool,
 }
 
 impl ChunkGraph {
@@ -156,6 +167,7 @@ impl ChunkGraph {
             dtype,
             arrays: Vec::new(),
             tasks: Vec::new(),
+            prefetch: true,
         }
     }
 
@@ -307,8 +319,9 @@ impl ChunkGraph {
             .min(self.tasks.len().max(1) as u64) as usize
     }
 
-    /// The memory one task needs at least: its scratch, its pinned inputs and
-    /// one chunk being loaded.
+    /// The memory one task needs at least: its scratch, and one chunk being
+    /// loaded while the task's other pinned inputs are held (the chunk being
+    /// loaded becomes one of them: it is counted once, by its load).
     pub fn task_need(&self, task: &TaskNode) -> u64 {
         let load = task
             .reads
@@ -316,7 +329,13 @@ impl ChunkGraph {
             .map(|k| self.load_bytes(*k))
             .max()
             .unwrap_or(0);
-        self.task_reservation(task) + task.pinned_bytes + load
+        let loading = task
+            .reads
+            .iter()
+            .map(|k| self.chunk_bytes(*k))
+            .min()
+            .unwrap_or(0);
+        self.task_reservation(task) + task.pinned_bytes.saturating_sub(loading) + load
     }
 
     /// What a worker reserves when it starts `task`: its scratch, plus the

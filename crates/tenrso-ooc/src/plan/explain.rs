@@ -128,12 +128,28 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
     let per_worker = graph
         .tasks
         .iter()
-        .map(|t| graph.task_need(t) - t.pinned_bytes)
+        .map(|t| graph.task_need(t).saturating_sub(t.pinned_bytes))
         .max()
         .unwrap_or(0);
     let workers = graph.concurrency(threads, limit) as u64;
     let cache_capacity = limit.saturating_sub(footprint + workers * per_worker);
     let sim = simulate_cache(graph, cache_capacity, policy);
+    let streamed: u64 = graph
+        .tasks
+        .iter()
+        .flat_map(|t| &t.streams)
+        .map(|k| graph.chunk_bytes(*k))
+        .sum();
+    // The cache holds what the plan reuses, and what the prefetcher loads
+    // ahead of the running tasks, whichever is more.
+    let ahead = if graph.prefetch {
+        prefetch_window(threads)
+    } else {
+        0
+    };
+    let cached = sim
+        .peak_cached
+        .max(read_ahead_bytes(graph, workers as usize + ahead));
     let bytes_written = graph
         .tasks
         .iter()
@@ -148,12 +164,46 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
         threads: workers as usize,
         memory_limit: limit,
         min_working_set,
-        planned_peak: limit.min(footprint + workers * per_worker + sim.peak_cached),
-        bytes_read: sim.bytes_read,
+        planned_peak: limit.min(footprint + workers * per_worker + cached),
+        bytes_read: sim.bytes_read + streamed,
         bytes_written,
         bytes_spilled: sim.bytes_spilled,
         cache_policy: policy,
     }
+}
+
+/// How many tasks beyond the running ones the executor's prefetcher loads
+/// the inputs of, with `threads` workers (as far as free memory allows).
+pub fn prefetch_window(threads: usize) -> usize {
+    2 * threads.max(1) + 2
+}
+
+/// The most bytes of distinct chunks read by any `span` consecutive tasks:
+/// what the running tasks and the prefetcher hold in the cache at once.
+fn read_ahead_bytes(graph: &ChunkGraph, span: usize) -> u64 {
+    let mut held: ChunkMap<u32> = ChunkMap::default();
+    let (mut bytes, mut most) = (0u64, 0u64);
+    for (t, task) in graph.tasks.iter().enumerate() {
+        for &key in &task.reads {
+            let n = held.entry(key).or_default();
+            if *n == 0 {
+                bytes += graph.chunk_bytes(key);
+            }
+            *n += 1;
+        }
+        if t >= span {
+            for &key in &graph.tasks[t - span].reads {
+                let n = held.get_mut(&key).expect("added when its task entered");
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&key);
+                    bytes -= graph.chunk_bytes(key);
+                }
+            }
+        }
+        most = most.max(bytes);
+    }
+    most
 }
 
 /// What the cache model counted.

@@ -17,6 +17,6 @@ pub use contraction_path::{ContractionPath, PathStep, PathStrategy};
 pub use contraction_step::{ContractionStep, OperandLayout, StepCost, StepOperand, natural_output};
 pub use cost_model::rechunk_seconds;
 pub use einsum_spec::{EinsumProblem, EinsumSpec, Label, labels_text};
-pub use explain::{PlanReport, explain};
+pub use explain::{PlanReport, explain, prefetch_window};
 pub use rechunk_plan::rechunking_plan;
 pub use tiling_params::TilingParams;

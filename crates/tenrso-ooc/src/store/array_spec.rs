@@ -82,7 +82,9 @@ impl ArraySpec {
         let elements: u64 = self.storage_chunk_shape().iter().product();
         let bytes = elements * self.dtype.size() as u64;
         if self.compression == Compression::None && self.shard_shape.is_none() {
-            2 * bytes // plain chunks: read and written without codec buffers
+            // Plain chunks: read and written without codec buffers; an edge
+            // chunk clipped in an inner axis is written from a padded copy.
+            crate::store::zarr_array::plain_write_working_set(&self.shape, &self.chunk_shape, bytes)
         } else {
             crate::store::zarr_array::working_set_of(bytes)
         }

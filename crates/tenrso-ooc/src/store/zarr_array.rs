@@ -20,12 +20,15 @@ use crate::dispatch_dtype;
 use crate::io::{ReadableArray, SourceFormat, WritableArray, check_region_into};
 use crate::store::array_spec::check_addressable;
 use crate::store::zarr_metadata::{
-    ChunkKeyDecoder, MAX_METADATA_BYTES, METADATA_KEY, check_array_metadata, describe_codecs,
-    json_dims, metadata_key, parse_fill_value, plain_layout,
+    ChunkKeyDecoder, DirectLayout, MAX_METADATA_BYTES, METADATA_KEY, check_array_metadata,
+    describe_codecs, direct_layout, json_dims, metadata_key, parse_fill_value,
 };
 use crate::store::{ArraySpec, AtomicFsStore};
 
-mod plain_chunk;
+mod direct_chunk;
+
+use direct_chunk::DirectOpen;
+pub(crate) use direct_chunk::zstd_stream_bytes;
 mod resumable;
 
 /// A chunked `f32`/`f64` array in a Zarr v3 directory store, readable and
@@ -70,10 +73,11 @@ pub struct ZarrArray {
     inner_chunk_shape: Option<Vec<u64>>,
     /// The fill value, as f64 (exact for both element types).
     fill: f64,
-    /// Set when chunks are plain little-endian bytes, optionally followed by
-    /// a crc32c: they are then read and written directly (one copy, by the
-    /// kernel), bypassing the generic codec pipeline. `Some(true)` with crc.
-    plain: Option<bool>,
+    /// Set when chunks are little-endian bytes, optionally zstd-compressed,
+    /// optionally followed by a crc32c: they are then streamed from their
+    /// file into one buffer (and, uncompressed, written directly), bypassing
+    /// the generic codec pipeline and its copies.
+    direct: Option<DirectLayout>,
     metadata: Value,
     codec_options: CodecOptions,
 }
@@ -249,7 +253,7 @@ impl ZarrArray {
                 excerpt(&document["fill_value"].to_string())
             ))
         })?;
-        let plain = plain_layout(&document["codecs"]);
+        let direct = direct_layout(&document["codecs"]);
         let inner_chunk_shape = document["codecs"]
             .as_array()
             .and_then(|codecs| codecs.iter().find(|c| c["name"] == "sharding_indexed"))
@@ -266,7 +270,7 @@ impl ZarrArray {
             grid,
             inner_chunk_shape,
             fill,
-            plain,
+            direct,
             metadata: document,
             codec_options,
         })
@@ -316,15 +320,34 @@ impl ZarrArray {
         self.grid.chunk_region(chunk).num_elements() * self.dtype.size() as u64
     }
 
-    /// Bytes held in memory while one stored chunk is read or written: the
-    /// encoded bytes, the checksum-stripped copy, the decoded bytes and the
-    /// typed block can coexist, so four times the chunk size.
+    /// Bytes held in memory while one stored chunk is read: the chunk
+    /// itself for plain chunks (read straight into it, clipped in place at
+    /// the edges), plus the streaming decoder's window and buffers for zstd
+    /// chunks; four times the chunk for other codec chains, whose generic
+    /// pipeline can hold the encoded bytes, a checksum-stripped copy, the
+    /// decoded bytes and the typed block at once. (Writing is accounted by
+    /// [`ArraySpec::chunk_working_set`].)
     pub fn chunk_working_set(&self) -> u64 {
-        if self.plain.is_some() {
-            // The chunk itself, and its clipped copy at the array's edges.
-            2 * self.chunk_nbytes()
-        } else {
-            working_set_of(self.chunk_nbytes())
+        let chunk = self.chunk_nbytes();
+        match self.direct {
+            Some(DirectLayout { zstd: false, .. }) => chunk,
+            Some(DirectLayout { zstd: true, .. }) => chunk + zstd_stream_bytes(chunk),
+            None => working_set_of(chunk),
+        }
+    }
+
+    /// Bytes held in memory while one stored chunk is written: plain chunks
+    /// are written straight from the block (edge chunks padded from a fill
+    /// buffer, or from a padded copy when clipped in an inner axis), other
+    /// chains go through the generic pipeline (four times the chunk, as when
+    /// reading).
+    pub fn chunk_write_working_set(&self) -> u64 {
+        let chunk = self.chunk_nbytes();
+        match self.direct {
+            Some(DirectLayout { zstd: false, .. }) => {
+                plain_write_working_set(self.shape(), self.grid.chunk_shape(), chunk)
+            }
+            _ => working_set_of(chunk),
         }
     }
 
@@ -461,9 +484,14 @@ impl ZarrArray {
         self.check_dtype::<T>()?;
         self.check_chunk(chunk)?;
         self.check_decodable(chunk)?;
-        let full: Option<Vec<T>> = match self.plain {
-            Some(crc) => self.read_plain_chunk(chunk, crc)?,
-            None => self
+        let direct = match self.direct {
+            Some(layout) => self.open_direct(chunk, layout)?,
+            None => DirectOpen::TooLargeWindow,
+        };
+        let full: Option<Vec<T>> = match direct {
+            DirectOpen::Absent => None,
+            DirectOpen::Stream(stream) => Some(stream.into_vec(self, chunk)?),
+            DirectOpen::TooLargeWindow => self
                 .array
                 .retrieve_chunk_if_exists_opt(chunk, &self.codec_options)
                 .map_err(|e| self.chunk_error(chunk, e))?,
@@ -474,11 +502,7 @@ impl ZarrArray {
         let region = self.grid.chunk_region(chunk);
         let full = Block::from_vec(self.grid.chunk_shape().to_vec(), full)
             .map_err(|e| self.corrupt(chunk, e.to_string()))?;
-        if region.shape() == self.grid.chunk_shape() {
-            Ok(Some(full))
-        } else {
-            Ok(Some(full.extract(&Region::full(region.shape()))))
-        }
+        Ok(Some(full.into_corner(region.shape())))
     }
 
     /// Refuses to decode a chunk that could never fit in this machine's
@@ -520,8 +544,10 @@ impl ZarrArray {
                 join_dims(block.shape())
             )));
         }
-        if let Some(crc) = self.plain {
-            return if region.shape() == self.grid.chunk_shape() {
+        if let Some(DirectLayout { zstd: false, crc }) = self.direct {
+            return if region.shape().get(1..) == self.grid.chunk_shape().get(1..) {
+                // Whole, or clipped along the first axis only: the block is
+                // a prefix of the stored chunk, the rest is fill.
                 self.write_plain_chunk(chunk, block.as_slice(), crc)
             } else {
                 let mut padded =
@@ -708,6 +734,27 @@ impl ReadableArray for ZarrArray {
         self
     }
 
+    fn stream_chunk_rows(
+        &self,
+        chunk: &[u64],
+        slab_rows: u64,
+        each: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        ZarrArray::stream_chunk_rows(self, chunk, slab_rows, each)
+    }
+
+    fn stream_working_set(&self, slab_rows: u64) -> u64 {
+        let chunk = self.chunk_nbytes();
+        let row =
+            self.grid.chunk_shape().iter().skip(1).product::<u64>() * self.dtype.size() as u64;
+        let slab = slab_rows.saturating_mul(row).min(chunk);
+        match self.direct {
+            Some(DirectLayout { zstd: false, .. }) => slab,
+            Some(DirectLayout { zstd: true, .. }) => slab + zstd_stream_bytes(chunk),
+            None => working_set_of(chunk),
+        }
+    }
+
     fn read_region_into(&self, region: &Region, out: &mut [u8]) -> Result<()> {
         check_region_into(self, region, out)?;
         dispatch_dtype!(self.dtype, T => {
@@ -771,6 +818,25 @@ impl WritableArray for ZarrArray {
 
     fn write_region_f64(&self, region: &Region, block: &Block<f64>) -> Result<()> {
         ZarrArray::write_region(self, region, block)
+    }
+}
+
+/// The fill buffer a plain edge chunk clipped along its first axis only is
+/// padded from when written (repeated as needed; at most a chunk).
+pub(crate) const PAD_BYTES: u64 = 1 << 20;
+
+/// Bytes held while a plain chunk of `chunk_bytes` of an array of `shape`
+/// in chunks of `chunk_shape` is written: the block alone; a fill buffer
+/// beside it when edge chunks are clipped along the first axis only; a
+/// padded copy when they are clipped in another axis.
+pub(crate) fn plain_write_working_set(shape: &[u64], chunk_shape: &[u64], chunk_bytes: u64) -> u64 {
+    let clipped = |axis: usize| !shape[axis].is_multiple_of(chunk_shape[axis].max(1));
+    if (1..shape.len()).any(clipped) {
+        2 * chunk_bytes
+    } else if !shape.is_empty() && clipped(0) {
+        chunk_bytes + chunk_bytes.min(PAD_BYTES)
+    } else {
+        chunk_bytes
     }
 }
 

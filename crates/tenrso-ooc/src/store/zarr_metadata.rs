@@ -142,9 +142,21 @@ fn check_codec_chain(codecs: &Value, ndim: usize, what: &str) -> Result<(), Stri
     Ok(())
 }
 
-/// `Some(has_crc)` when the codec chain is just `bytes` (little endian) and
-/// optionally `crc32c` at the end, on a little-endian machine.
-pub(crate) fn plain_layout(codecs: &Value) -> Option<bool> {
+/// A codec chain the array reads (and, without zstd, writes) itself,
+/// streaming the chunk file into one recycled buffer instead of going
+/// through the generic pipeline's intermediate buffers: `bytes` (little
+/// endian), then optionally `zstd`, then optionally `crc32c` — the chains
+/// of this library's stores and of zarr-python's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirectLayout {
+    /// The bytes are one zstd frame.
+    pub zstd: bool,
+    /// A crc32c of the (encoded) bytes follows them.
+    pub crc: bool,
+}
+
+/// The [`DirectLayout`] of a codec chain, on a little-endian machine.
+pub(crate) fn direct_layout(codecs: &Value) -> Option<DirectLayout> {
     if cfg!(target_endian = "big") {
         return None;
     }
@@ -153,17 +165,21 @@ pub(crate) fn plain_layout(codecs: &Value) -> Option<bool> {
         c["name"] == "bytes"
             && (c["configuration"]["endian"] == "little" || c["configuration"]["endian"].is_null())
     };
+    let zstd = |c: &Value| c["name"] == "zstd";
     let crc_end = |c: &Value| {
         c["name"] == "crc32c"
             && (c["configuration"].is_null()
                 || c["configuration"]["location"].is_null()
                 || c["configuration"]["location"] == "end")
     };
-    match list.as_slice() {
-        [b] if bytes_le(b) => Some(false),
-        [b, c] if bytes_le(b) && crc_end(c) => Some(true),
-        _ => None,
-    }
+    let (zstd, crc) = match list.as_slice() {
+        [b] if bytes_le(b) => (false, false),
+        [b, c] if bytes_le(b) && crc_end(c) => (false, true),
+        [b, z] if bytes_le(b) && zstd(z) => (true, false),
+        [b, z, c] if bytes_le(b) && zstd(z) && crc_end(c) => (true, true),
+        _ => return None,
+    };
+    Some(DirectLayout { zstd, crc })
 }
 
 /// The fill value as f64: a number, `"NaN"`, `"Infinity"`, `"-Infinity"`, or

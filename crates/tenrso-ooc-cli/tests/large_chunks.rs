@@ -1,0 +1,168 @@
+//! Dask-sized chunks: a 1 GiB store in 128 MiB chunks (plain, and zstd as
+//! zarr-python writes by default) under a 256 MiB limit. A reduction reads
+//! each chunk straight into one buffer, a map and a transpose stream their
+//! input a slab of rows at a time into the output chunk, all within the
+//! limit; under a
+//! limit too small for one chunk beside its slabs, the map is refused
+//! before it reads anything, with the numbers.
+
+mod common;
+
+use common::{arg, run};
+use tenrso_ooc::store::ZarrArray;
+
+const MIB: u64 = 1 << 20;
+const LIMIT: &str = "256MiB";
+const BOUND: u64 = 256 * MIB + 64 * MIB;
+
+#[test]
+fn chunks_of_128_mib_stream_under_a_256_mib_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sums = Vec::new();
+    let mut maps = Vec::new();
+    let mut transposes = Vec::new();
+    for codec in ["none", "zstd:1"] {
+        let x = arg(dir.path(), &format!("x-{codec}.zarr"));
+        // 8192 x 16384 f64 = 1 GiB in 1024-row chunks of 128 MiB.
+        run([
+            "create",
+            &x,
+            "--shape",
+            "8192,16384",
+            "--chunks",
+            "1024,16384",
+            "--fill",
+            "uniform",
+            "--seed",
+            "5",
+            "--codec",
+            codec,
+            "--memory-limit",
+            "1GiB",
+            "-q",
+        ])
+        .success();
+        // map streams x a slab of rows at a time into the output chunk:
+        // one chunk held, not two.
+        let out = arg(dir.path(), &format!("m-{codec}.zarr"));
+        let map = run([
+            "map",
+            "x*2+1",
+            &x,
+            "--out",
+            &out,
+            "--memory-limit",
+            LIMIT,
+            "-q",
+        ])
+        .success();
+        eprintln!("{codec}: map peak {} MiB", map.peak_rss / MIB);
+        assert!(
+            map.peak_rss <= BOUND,
+            "{codec}: map peak {} MiB",
+            map.peak_rss / MIB
+        );
+        maps.push((x.clone(), out));
+
+        // transpose streams x into each permuted output chunk likewise.
+        let t = arg(dir.path(), &format!("t-{codec}.zarr"));
+        let tr = run([
+            "transpose",
+            &x,
+            "--axes",
+            "1,0",
+            "--out",
+            &t,
+            "--memory-limit",
+            LIMIT,
+            "-q",
+        ])
+        .success();
+        eprintln!("{codec}: transpose peak {} MiB", tr.peak_rss / MIB);
+        assert!(
+            tr.peak_rss <= BOUND,
+            "{codec}: transpose peak {} MiB",
+            tr.peak_rss / MIB
+        );
+        transposes.push((x.clone(), t));
+
+        // Under 128 MiB a chunk cannot fit beside anything: refused before
+        // reading, with the numbers, in a small process.
+        let refused = arg(dir.path(), "refused.zarr");
+        let r = run([
+            "map",
+            "x*2+1",
+            &x,
+            "--out",
+            &refused,
+            "--memory-limit",
+            "128MiB",
+            "-q",
+        ]);
+        assert_eq!(r.code, Some(1), "{r:?}");
+        assert!(
+            r.stderr.contains("memory limit 128.00 MiB is too small")
+                && r.stderr.contains("needs at least"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.peak_rss < 64 * MIB,
+            "refusal peak {} MiB",
+            r.peak_rss / MIB
+        );
+        assert!(!std::path::Path::new(&refused).exists());
+
+        let sum = run(["reduce", "sum", &x, "--memory-limit", LIMIT, "--json", "-q"]).success();
+        eprintln!("{codec}: reduce sum peak {} MiB", sum.peak_rss / MIB);
+        assert!(
+            sum.peak_rss <= BOUND,
+            "{codec}: reduce peak {} MiB",
+            sum.peak_rss / MIB
+        );
+        sums.push((codec, x, sum.json()["value"].as_f64().unwrap()));
+    }
+    // Checked last: a child's peak RSS starts at its parent's peak (the
+    // forked address space's high-water mark survives exec), and reading a
+    // 128 MiB chunk here would raise it.
+    for (codec, x, value) in sums {
+        let a = ZarrArray::open(&x).unwrap();
+        let reference: f64 = (0..8u64)
+            .map(|i| {
+                a.read_chunk::<f64>(&[i, 0])
+                    .unwrap()
+                    .as_slice()
+                    .iter()
+                    .sum::<f64>()
+            })
+            .sum();
+        assert!(
+            (value - reference).abs() <= 1e-9 * reference.abs(),
+            "{codec}: {value} vs {reference}"
+        );
+    }
+    for (x, out) in maps {
+        let (x, out) = (ZarrArray::open(&x).unwrap(), ZarrArray::open(&out).unwrap());
+        for i in [0u64, 7] {
+            let expected: Vec<f64> = x
+                .read_chunk::<f64>(&[i, 0])
+                .unwrap()
+                .as_slice()
+                .iter()
+                .map(|v| v * 2.0 + 1.0)
+                .collect();
+            assert_eq!(
+                out.read_chunk::<f64>(&[i, 0]).unwrap().as_slice(),
+                &expected[..]
+            );
+        }
+    }
+    for (x, t) in transposes {
+        let (x, t) = (ZarrArray::open(&x).unwrap(), ZarrArray::open(&t).unwrap());
+        // Output chunk [0, i] is input chunk [i, 0] transposed.
+        for i in [0u64, 5] {
+            let expected = x.read_chunk::<f64>(&[i, 0]).unwrap().permuted(&[1, 0]);
+            assert_eq!(t.read_chunk::<f64>(&[0, i]).unwrap(), expected);
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The buffer pool as the global allocator (as in the `tenrso-ooc` binary
+//! and the Python module): chunk buffers are recycled across chunks and
+//! passes, so a second pass over a store of 64 MiB chunks page-faults far
+//! less than once per page, and kept buffers go back under memory pressure
+//! and when the last memory pool ends.
+
+use tenrso_ooc::DType;
+use tenrso_ooc::memory::{RecyclingAllocator, buffer_pool_stats, tune_allocator};
+use tenrso_ooc::ops::{Fill, Reduce, ReduceOp};
+use tenrso_ooc::store::ArraySpec;
+
+mod common;
+use common::{generated, session};
+
+#[global_allocator]
+static ALLOCATOR: RecyclingAllocator = RecyclingAllocator::system();
+
+/// Minor page faults of this process so far.
+fn minor_faults() -> u64 {
+    // SAFETY: getrusage writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
+        usage
+    };
+    usage.ru_minflt as u64
+}
+
+/// One test function: the pool's counters and the fault counts are
+/// process-wide, so the steps run in order.
+#[test]
+fn chunk_buffers_are_recycled_and_released_under_pressure() {
+    if std::env::var_os(tenrso_ooc::memory::SYSTEM_MALLOC_VAR).is_some() {
+        return; // recycling is turned off on purpose
+    }
+    tune_allocator();
+    let dir = tempfile::tempdir().unwrap();
+    // 256 MiB of f64 in four chunks of 64 MiB (plain: bytes + crc32c).
+    let spec = ArraySpec::new(vec![4096, 8192], vec![1024, 8192], DType::F64);
+    let x = generated(dir.path(), "x", spec, Fill::Uniform, 7);
+    let s = session(2, 512 << 20);
+    let pass = || {
+        let before = minor_faults();
+        let value = Reduce::new(ReduceOp::Sum, &x)
+            .plan(&s)
+            .unwrap()
+            .run()
+            .unwrap()
+            .value
+            .unwrap();
+        (value, minor_faults() - before)
+    };
+    let (first, _) = pass();
+    let reused_before = buffer_pool_stats().reused;
+    let (second, faults) = pass();
+    assert_eq!(first.to_bits(), second.to_bits());
+    let pages = (256u64 << 20) / 4096;
+    assert!(
+        faults < pages / 10,
+        "second pass: {faults} minor faults for {pages} pages of data"
+    );
+    assert!(buffer_pool_stats().reused >= reused_before + 4);
+    assert!(buffer_pool_stats().kept_bytes > 0);
+
+    // Pressure: an allocation that would not fit beside the kept buffers
+    // under the 512 MiB limit takes them back first.
+    let big = vec![1u8; 448 << 20];
+    assert!(buffer_pool_stats().kept_bytes <= 64 << 20);
+    drop(big);
+    // When the last pool ends, every kept buffer goes back.
+    drop(s);
+    assert_eq!(buffer_pool_stats().kept_bytes, 0);
+}
