@@ -6,7 +6,8 @@
 # (system, jemalloc, mimalloc; "no recycling" = TENRSO_OOC_SYSTEM_MALLOC=1)
 # on the 64 MiB store. Page cache warm; medians of REPEAT (default 3).
 #
-#   bench/large_chunks.sh [WORKDIR]   (default bench/out; needs ~4x SIZE_GIB free)
+#   bench/large_chunks.sh [WORKDIR]   (default bench/out; needs ~4x SIZE_GIB free;
+#   VENV=DIR uses an existing virtualenv with numpy, zarr and dask)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-bench/out}"
@@ -23,7 +24,7 @@ for f in jemalloc mimalloc; do
 done
 cargo build --release -q -p tenrso-ooc-cli
 bin="$PWD/target/release/tenrso-ooc"
-venv="$work/venv"
+venv="${VENV:-$work/venv}"
 if ! "$venv/bin/python" -c "import numpy, zarr, dask.array" 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check numpy "zarr>=3,<4" "dask[array]"

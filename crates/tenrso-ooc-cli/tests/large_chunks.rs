@@ -1,8 +1,8 @@
 //! Dask-sized chunks: a 1 GiB store in 128 MiB chunks (plain, and zstd as
 //! zarr-python writes by default) under a 256 MiB limit. A reduction reads
-//! each chunk straight into one buffer, a map and a transpose stream their
-//! input a slab of rows at a time into the output chunk, all within the
-//! limit; under a
+//! each chunk a slab at a time, a map and a transpose stream their input a
+//! slab of rows at a time into the output chunk, einsum rechunks first and
+//! CP-ALS streams its passes, all within the limit + 64 MiB; under a
 //! limit too small for one chunk beside its slabs, the map is refused
 //! before it reads anything, with the numbers.
 
@@ -21,6 +21,8 @@ fn chunks_of_128_mib_stream_under_a_256_mib_limit() {
     let mut sums = Vec::new();
     let mut maps = Vec::new();
     let mut transposes = Vec::new();
+    let mut column_sums = Vec::new();
+    let mut fits = Vec::new();
     for codec in ["none", "zstd:1"] {
         let x = arg(dir.path(), &format!("x-{codec}.zarr"));
         // 8192 x 16384 f64 = 1 GiB in 1024-row chunks of 128 MiB.
@@ -85,6 +87,54 @@ fn chunks_of_128_mib_stream_under_a_256_mib_limit() {
             tr.peak_rss / MIB
         );
         transposes.push((x.clone(), t));
+
+        // einsum rechunks x first (its tiles could not fit 128 MiB chunks)
+        // and contracts within the limit.
+        let e = arg(dir.path(), &format!("e-{codec}.zarr"));
+        let es = run([
+            "einsum",
+            "ij->j",
+            &x,
+            "--out",
+            &e,
+            "--memory-limit",
+            LIMIT,
+            "-q",
+        ])
+        .success();
+        eprintln!("{codec}: einsum peak {} MiB", es.peak_rss / MIB);
+        assert!(
+            es.peak_rss <= BOUND,
+            "{codec}: einsum peak {} MiB",
+            es.peak_rss / MIB
+        );
+        column_sums.push((x.clone(), e));
+
+        // CP-ALS streams the chunks through its MTTKRP passes.
+        let cp = run([
+            "cp",
+            &x,
+            "--rank",
+            "4",
+            "--iters",
+            "1",
+            "--init",
+            "random",
+            "-o",
+            &arg(dir.path(), &format!("cp-{codec}")),
+            "--memory-limit",
+            LIMIT,
+            "-q",
+            "--json",
+        ])
+        .success();
+        eprintln!("{codec}: cp peak {} MiB", cp.peak_rss / MIB);
+        assert!(
+            cp.peak_rss <= BOUND,
+            "{codec}: cp peak {} MiB",
+            cp.peak_rss / MIB
+        );
+        fits.push(cp.json()["fit"].as_f64().unwrap());
 
         // Under 128 MiB a chunk cannot fit beside anything: refused before
         // reading, with the numbers, in a small process.
@@ -165,4 +215,24 @@ fn chunks_of_128_mib_stream_under_a_256_mib_limit() {
             assert_eq!(t.read_chunk::<f64>(&[0, i]).unwrap(), expected);
         }
     }
+    for (x, e) in column_sums {
+        let (x, e) = (ZarrArray::open(&x).unwrap(), ZarrArray::open(&e).unwrap());
+        let mut sums = vec![0.0f64; 16384];
+        for i in 0..8u64 {
+            let chunk = x.read_chunk::<f64>(&[i, 0]).unwrap();
+            for row in chunk.as_slice().chunks_exact(16384) {
+                for (s, v) in sums.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+        }
+        let got = e
+            .read_region::<f64>(&tenrso_ooc::Region::full(e.shape()))
+            .unwrap();
+        for (g, s) in got.as_slice().iter().zip(&sums) {
+            assert!((g - s).abs() <= 1e-9 * s.abs(), "{g} vs {s}");
+        }
+    }
+    // The same data, plain or zstd: the same model, bit for bit.
+    assert_eq!(fits[0].to_bits(), fits[1].to_bits());
 }

@@ -167,15 +167,17 @@ impl<A: GlobalAlloc + Default + 'static> RecyclingAllocator<A> {
         }
         FRESH.fetch_add(1, Ordering::Relaxed);
         // SAFETY: a non-zero size and a power-of-two alignment.
-        let ptr = unsafe {
-            if zeroed.is_some() {
-                self.inner.alloc_zeroed(class)
-            } else {
-                self.inner.alloc(class)
-            }
-        };
+        let ptr = unsafe { self.inner.alloc(class) };
         if !ptr.is_null() {
             LIVE.fetch_add(size, Ordering::Relaxed);
+            // Advised before the first touch, zeroed after it (the system
+            // allocator would zero a 64-byte-aligned block itself, page by
+            // page, before any advice).
+            advise_huge_pages(ptr, size);
+            if let Some(len) = zeroed {
+                // SAFETY: the block holds `size` ≥ `len` bytes.
+                unsafe { ptr.write_bytes(0, len) };
+            }
         }
         ptr
     }
@@ -212,6 +214,29 @@ impl<A: GlobalAlloc + Default + 'static> RecyclingAllocator<A> {
         // SAFETY: as the caller promises.
         unsafe { release::<A>(ptr as usize, class) };
     }
+}
+
+/// Asks the kernel to back a fresh chunk-sized buffer with transparent huge
+/// pages where it can: its first touch then faults once per 2 MiB instead
+/// of once per 4 KiB (measured: a sum over 128 MiB chunks spent a third of
+/// its time faulting in its first buffers). Advice only: ignored where
+/// huge pages are off.
+fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let start = (ptr as usize).next_multiple_of(PAGE);
+        let end = (ptr as usize + len) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: the range lies within the buffer just allocated;
+            // MADV_HUGEPAGE changes how it is backed, never its contents.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, len);
 }
 
 /// Frees a recycled buffer of `class` bytes with `A`.

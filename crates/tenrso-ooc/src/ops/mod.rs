@@ -59,6 +59,7 @@ mod einsum;
 mod expr;
 mod generate;
 mod map;
+mod pairwise;
 mod planned;
 mod random;
 mod reduce;

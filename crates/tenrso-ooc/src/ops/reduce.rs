@@ -9,8 +9,10 @@ use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape, max_nan, min_nan};
 use crate::exec::{Session, TaskBody, TaskIo};
 use crate::io::{ArrayRef, IntoArrayRef};
+use crate::ops::pairwise::{PairwiseStream, pairwise};
 use crate::ops::planned::{Job, operation_record, plan_graph};
 use crate::ops::scalar_output::ScalarOutput;
+use crate::ops::streamed::{self, elements};
 use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
 use crate::store::{ArraySpec, check_output_not_input};
@@ -185,21 +187,36 @@ impl Reduce {
             graph.check_listing(grid.num_chunks(), grid.num_chunks(), limit)?;
             // Each task reads one chunk and adds it up: nothing to overlap.
             graph.prefetch = false;
+            // Large chunks are streamed a slab at a time: the slab stays in
+            // the CPU caches while it is summed (same tree, same bits).
+            let slab_rows = streamed::streams(&**input).then(|| streamed::slab_rows(&**input));
             for chunk in grid.iter() {
                 let key = graph.key(in_id, &chunk);
-                graph.tasks.push(TaskNode {
-                    stage: 0,
-                    reads: vec![key],
-                    streams: Vec::new(),
-                    write: None,
-                    scratch_bytes: 0,
-                    pinned_bytes: input.chunk_nbytes(),
-                    work_bytes: graph.chunk_bytes(key),
+                graph.tasks.push(match slab_rows {
+                    Some(rows) => TaskNode {
+                        stage: 0,
+                        reads: Vec::new(),
+                        streams: vec![key],
+                        write: None,
+                        scratch_bytes: input.stream_working_set(rows) + 128 * 8,
+                        pinned_bytes: 0,
+                        work_bytes: graph.chunk_bytes(key),
+                    },
+                    None => TaskNode {
+                        stage: 0,
+                        reads: vec![key],
+                        streams: Vec::new(),
+                        write: None,
+                        scratch_bytes: 0,
+                        pinned_bytes: input.chunk_nbytes(),
+                        work_bytes: graph.chunk_bytes(key),
+                    },
                 });
             }
             let body = Arc::new(FullBody {
                 op,
                 partials: Mutex::new(vec![None; graph.tasks.len()]),
+                slab_rows,
             });
             let shape = input.shape().to_vec();
             let record = operation_record(&graph);
@@ -297,29 +314,6 @@ struct Partial {
     nan: bool,
 }
 
-/// Pairwise sum of `f(v)` over `v` (NumPy's scheme: blocks of 128 summed in
-/// eight lanes, halves combined recursively).
-fn pairwise<T: Element, F: Fn(f64) -> f64 + Copy>(v: &[T], f: F) -> f64 {
-    if v.len() <= 128 {
-        let mut lanes = [0.0f64; 8];
-        let mut chunks = v.chunks_exact(8);
-        for c in &mut chunks {
-            for (l, x) in lanes.iter_mut().zip(c) {
-                *l += f(x.to_f64());
-            }
-        }
-        let mut s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
-            + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-        for x in chunks.remainder() {
-            s += f(x.to_f64());
-        }
-        s
-    } else {
-        let mid = (v.len() / 2).next_multiple_of(8);
-        pairwise(&v[..mid], f) + pairwise(&v[mid..], f)
-    }
-}
-
 /// Compensated (Neumaier) accumulation: `sum + comp` is the running total.
 #[inline]
 fn neumaier(sum: &mut f64, comp: &mut f64, x: f64) {
@@ -354,6 +348,8 @@ fn extremes<T: Element>(v: &[T]) -> (f64, f64, bool) {
 struct FullBody {
     op: ReduceOp,
     partials: Mutex<Vec<Option<Partial>>>,
+    /// Rows per slab when chunks are streamed.
+    slab_rows: Option<u64>,
 }
 
 impl FullBody {
@@ -382,8 +378,62 @@ impl FullBody {
     }
 }
 
+impl FullBody {
+    /// The partial of a chunk streamed a slab at a time: the same sums as
+    /// over the whole chunk (the pairwise tree does not depend on the
+    /// slabs; minima and maxima do not depend on the order).
+    fn streamed_partial<T: Element>(
+        &self,
+        io: &mut TaskIo<'_, T>,
+        slab_rows: u64,
+    ) -> Result<Partial> {
+        let len = io.graph().region(io.task().streams[0]).num_elements() as usize;
+        let f = if self.op == ReduceOp::Norm {
+            square
+        } else {
+            identity
+        };
+        let mut sum = PairwiseStream::new(len, f);
+        let (mut min, mut max, mut nan) = (f64::INFINITY, f64::NEG_INFINITY, false);
+        let extremes_only = matches!(self.op, ReduceOp::Min | ReduceOp::Max);
+        io.stream_rows(0, slab_rows, &mut |_, bytes| {
+            let v = elements::<T>(bytes)?;
+            if extremes_only {
+                let (lo, hi, n) = extremes(v);
+                min = min.min(lo);
+                max = max.max(hi);
+                nan |= n;
+            } else {
+                sum.feed(v);
+            }
+            Ok(())
+        })?;
+        Ok(if extremes_only {
+            Partial {
+                sum: 0.0,
+                min,
+                max,
+                nan,
+            }
+        } else {
+            let sum = sum.total().ok_or_else(|| {
+                Error::internal("a streamed chunk ended before its last element".to_string())
+            })?;
+            Partial {
+                sum,
+                ..Default::default()
+            }
+        })
+    }
+}
+
 impl<T: Element> TaskBody<T> for FullBody {
     fn run(&self, index: usize, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>> {
+        if let Some(slab_rows) = self.slab_rows {
+            let partial = self.streamed_partial(io, slab_rows)?;
+            self.partials.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(partial);
+            return Ok(None);
+        }
         let chunk = io.input(0)?;
         let v = chunk.as_slice();
         let partial = match self.op {

@@ -272,7 +272,9 @@ fn direct_plan(
             scratch_bytes: if whole {
                 bytes
             } else {
-                bytes + 2 * input.chunk_nbytes()
+                // Each piece (and its permuted copy) is at most the smaller
+                // of an input chunk and the output chunk.
+                bytes + 2 * input.chunk_nbytes().min(bytes)
             },
             pinned_bytes: input.chunk_nbytes(),
             work_bytes: bytes,
@@ -353,7 +355,9 @@ fn staged_plan(
             reads: graph.chunks_touching(in_id, &input_region(perm, &region)),
             streams: Vec::new(),
             write: Some(key),
-            scratch_bytes: bytes + 2 * input.chunk_nbytes(), // the piece and its permuted copy
+            // The piece and its permuted copy, each at most the smaller of
+            // an input chunk and the written chunk.
+            scratch_bytes: bytes + 2 * input.chunk_nbytes().min(bytes),
             pinned_bytes: input.chunk_nbytes(),
             work_bytes: bytes,
         });
