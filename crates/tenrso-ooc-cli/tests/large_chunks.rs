@@ -15,6 +15,22 @@ const MIB: u64 = 1 << 20;
 const LIMIT: &str = "256MiB";
 const BOUND: u64 = 256 * MIB + 64 * MIB;
 
+/// Runs `args` under the 256 MiB limit, checks that it succeeds within the
+/// limit + 64 MiB, and returns the run.
+fn within_limit(codec: &str, args: &[&str]) -> common::Run {
+    let mut all = args.to_vec();
+    all.extend(["--memory-limit", LIMIT, "-q"]);
+    let r = run(all).success();
+    eprintln!("{codec}: {} peak {} MiB", args[0], r.peak_rss / MIB);
+    assert!(
+        r.peak_rss <= BOUND,
+        "{codec}: {} peak {} MiB",
+        args[0],
+        r.peak_rss / MIB
+    );
+    r
+}
+
 #[test]
 fn chunks_of_128_mib_stream_under_a_256_mib_limit() {
     let dir = tempfile::tempdir().unwrap();
@@ -44,101 +60,36 @@ fn chunks_of_128_mib_stream_under_a_256_mib_limit() {
             "-q",
         ])
         .success();
-        // map streams x a slab of rows at a time into the output chunk:
-        // one chunk held, not two.
-        let out = arg(dir.path(), &format!("m-{codec}.zarr"));
-        let map = run([
-            "map",
-            "x*2+1",
-            &x,
-            "--out",
-            &out,
-            "--memory-limit",
-            LIMIT,
-            "-q",
-        ])
-        .success();
-        eprintln!("{codec}: map peak {} MiB", map.peak_rss / MIB);
-        assert!(
-            map.peak_rss <= BOUND,
-            "{codec}: map peak {} MiB",
-            map.peak_rss / MIB
-        );
-        maps.push((x.clone(), out));
+        let out = |name: &str| arg(dir.path(), &format!("{name}-{codec}.zarr"));
 
-        // transpose streams x into each permuted output chunk likewise.
-        let t = arg(dir.path(), &format!("t-{codec}.zarr"));
-        let tr = run([
-            "transpose",
-            &x,
-            "--axes",
-            "1,0",
-            "--out",
-            &t,
-            "--memory-limit",
-            LIMIT,
-            "-q",
-        ])
-        .success();
-        eprintln!("{codec}: transpose peak {} MiB", tr.peak_rss / MIB);
-        assert!(
-            tr.peak_rss <= BOUND,
-            "{codec}: transpose peak {} MiB",
-            tr.peak_rss / MIB
-        );
+        // map and transpose stream x a slab of rows at a time into each
+        // output chunk: one chunk held, not two.
+        let (m, t) = (out("m"), out("t"));
+        within_limit(codec, &["map", "x*2+1", &x, "--out", &m]);
+        maps.push((x.clone(), m));
+        within_limit(codec, &["transpose", &x, "--axes", "1,0", "--out", &t]);
         transposes.push((x.clone(), t));
-
-        // einsum rechunks x first (its tiles could not fit 128 MiB chunks)
-        // and contracts within the limit.
-        let e = arg(dir.path(), &format!("e-{codec}.zarr"));
-        let es = run([
-            "einsum",
-            "ij->j",
-            &x,
-            "--out",
-            &e,
-            "--memory-limit",
-            LIMIT,
-            "-q",
-        ])
-        .success();
-        eprintln!("{codec}: einsum peak {} MiB", es.peak_rss / MIB);
-        assert!(
-            es.peak_rss <= BOUND,
-            "{codec}: einsum peak {} MiB",
-            es.peak_rss / MIB
-        );
+        // einsum rechunks x first (no tile could hold a 128 MiB chunk).
+        let e = out("e");
+        within_limit(codec, &["einsum", "ij->j", &x, "--out", &e]);
         column_sums.push((x.clone(), e));
-
         // CP-ALS streams the chunks through its MTTKRP passes.
-        let cp = run([
-            "cp",
-            &x,
-            "--rank",
-            "4",
-            "--iters",
-            "1",
-            "--init",
-            "random",
-            "-o",
-            &arg(dir.path(), &format!("cp-{codec}")),
-            "--memory-limit",
-            LIMIT,
-            "-q",
-            "--json",
-        ])
-        .success();
-        eprintln!("{codec}: cp peak {} MiB", cp.peak_rss / MIB);
-        assert!(
-            cp.peak_rss <= BOUND,
-            "{codec}: cp peak {} MiB",
-            cp.peak_rss / MIB
+        let cp_dir = out("cp");
+        let cp = within_limit(
+            codec,
+            &[
+                "cp", &x, "--rank", "4", "--iters", "1", "--init", "random", "-o", &cp_dir,
+                "--json",
+            ],
         );
         fits.push(cp.json()["fit"].as_f64().unwrap());
+        // A sum holds no chunk at all: slab by slab.
+        let sum = within_limit(codec, &["reduce", "sum", &x, "--json"]);
+        sums.push((codec, x.clone(), sum.json()["value"].as_f64().unwrap()));
 
-        // Under 128 MiB a chunk cannot fit beside anything: refused before
-        // reading, with the numbers, in a small process.
-        let refused = arg(dir.path(), "refused.zarr");
+        // Under 128 MiB an output chunk and a slab cannot fit: refused
+        // before reading, with the numbers, in a small process.
+        let refused = out("refused");
         let r = run([
             "map",
             "x*2+1",
@@ -162,19 +113,9 @@ fn chunks_of_128_mib_stream_under_a_256_mib_limit() {
             r.peak_rss / MIB
         );
         assert!(!std::path::Path::new(&refused).exists());
-
-        let sum = run(["reduce", "sum", &x, "--memory-limit", LIMIT, "--json", "-q"]).success();
-        eprintln!("{codec}: reduce sum peak {} MiB", sum.peak_rss / MIB);
-        assert!(
-            sum.peak_rss <= BOUND,
-            "{codec}: reduce peak {} MiB",
-            sum.peak_rss / MIB
-        );
-        sums.push((codec, x, sum.json()["value"].as_f64().unwrap()));
     }
-    // Checked last: a child's peak RSS starts at its parent's peak (the
-    // forked address space's high-water mark survives exec), and reading a
-    // 128 MiB chunk here would raise it.
+    // Checked last: a child's peak RSS starts at its parent's resident size
+    // when forked, and reading 128 MiB chunks here would raise it.
     for (codec, x, value) in sums {
         let a = ZarrArray::open(&x).unwrap();
         let reference: f64 = (0..8u64)

@@ -387,44 +387,49 @@ impl FullBody {
         io: &mut TaskIo<'_, T>,
         slab_rows: u64,
     ) -> Result<Partial> {
-        let len = io.graph().region(io.task().streams[0]).num_elements() as usize;
-        let f = if self.op == ReduceOp::Norm {
-            square
-        } else {
-            identity
-        };
-        let mut sum = PairwiseStream::new(len, f);
-        let (mut min, mut max, mut nan) = (f64::INFINITY, f64::NEG_INFINITY, false);
-        let extremes_only = matches!(self.op, ReduceOp::Min | ReduceOp::Max);
-        io.stream_rows(0, slab_rows, &mut |_, bytes| {
-            let v = elements::<T>(bytes)?;
-            if extremes_only {
-                let (lo, hi, n) = extremes(v);
-                min = min.min(lo);
-                max = max.max(hi);
-                nan |= n;
-            } else {
-                sum.feed(v);
+        match self.op {
+            ReduceOp::Min | ReduceOp::Max => {
+                let (mut min, mut max, mut nan) = (f64::INFINITY, f64::NEG_INFINITY, false);
+                io.stream_rows(0, slab_rows, &mut |_, bytes| {
+                    let (lo, hi, n) = extremes(elements::<T>(bytes)?);
+                    min = min.min(lo);
+                    max = max.max(hi);
+                    nan |= n;
+                    Ok(())
+                })?;
+                Ok(Partial {
+                    sum: 0.0,
+                    min,
+                    max,
+                    nan,
+                })
             }
-            Ok(())
-        })?;
-        Ok(if extremes_only {
-            Partial {
-                sum: 0.0,
-                min,
-                max,
-                nan,
-            }
-        } else {
-            let sum = sum.total().ok_or_else(|| {
-                Error::internal("a streamed chunk ended before its last element".to_string())
-            })?;
-            Partial {
-                sum,
-                ..Default::default()
-            }
-        })
+            // Each function its own instance, so that it is inlined.
+            ReduceOp::Norm => streamed_sum(io, slab_rows, square),
+            ReduceOp::Sum | ReduceOp::Mean => streamed_sum(io, slab_rows, identity),
+        }
     }
+}
+
+/// The pairwise sum of `f` over the task's streamed chunk.
+fn streamed_sum<T: Element, F: Fn(f64) -> f64>(
+    io: &mut TaskIo<'_, T>,
+    slab_rows: u64,
+    f: F,
+) -> Result<Partial> {
+    let len = io.graph().region(io.task().streams[0]).num_elements() as usize;
+    let mut sum = PairwiseStream::new(len, f);
+    io.stream_rows(0, slab_rows, &mut |_, bytes| {
+        sum.feed(elements::<T>(bytes)?);
+        Ok(())
+    })?;
+    let sum = sum.total().ok_or_else(|| {
+        Error::internal("a streamed chunk ended before its last element".to_string())
+    })?;
+    Ok(Partial {
+        sum,
+        ..Default::default()
+    })
 }
 
 impl<T: Element> TaskBody<T> for FullBody {

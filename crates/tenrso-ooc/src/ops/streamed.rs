@@ -18,28 +18,25 @@ pub(crate) fn streams(input: &dyn ReadableArray) -> bool {
     input.chunk_nbytes() >= STREAM_CHUNK_BYTES && !input.shape().is_empty()
 }
 
-/// Rows of the first axis per slab of about 4 MiB of `input`'s chunks.
-pub(crate) fn slab_rows(input: &dyn ReadableArray) -> u64 {
-    let row = input
+/// Bytes of one row (every axis but the first) of `input`'s chunks.
+fn row_bytes(input: &dyn ReadableArray) -> u64 {
+    input
         .chunk_grid()
         .chunk_shape()
         .iter()
         .skip(1)
         .product::<u64>()
-        * input.dtype().size() as u64;
-    (SLAB_BYTES / row.max(1)).max(1)
+        * input.dtype().size() as u64
+}
+
+/// Rows of the first axis per slab of about 4 MiB of `input`'s chunks.
+pub(crate) fn slab_rows(input: &dyn ReadableArray) -> u64 {
+    (SLAB_BYTES / row_bytes(input).max(1)).max(1)
 }
 
 /// Bytes of one slab of `input`'s chunks (at most a chunk).
 pub(crate) fn slab_bytes(input: &dyn ReadableArray) -> u64 {
-    let row = input
-        .chunk_grid()
-        .chunk_shape()
-        .iter()
-        .skip(1)
-        .product::<u64>()
-        * input.dtype().size() as u64;
-    (slab_rows(input) * row).min(input.chunk_nbytes())
+    (slab_rows(input) * row_bytes(input)).min(input.chunk_nbytes())
 }
 
 /// A streamed slab's bytes as elements.
