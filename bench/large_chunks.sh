@@ -4,7 +4,9 @@
 # chunk files (the page-cache read rate, as dd) and Dask on the same stores;
 # minor page faults per GiB read; and the allocator below the buffer pool
 # (system, jemalloc, mimalloc; "no recycling" = TENRSO_OOC_SYSTEM_MALLOC=1)
-# on the 64 MiB store. Page cache warm; medians of REPEAT (default 3).
+# on `verify` of the 64 MiB store (it decodes every chunk into a chunk
+# buffer; sums stream slabs and hold none). Page cache warm; medians of
+# REPEAT (default 3).
 #
 #   bench/large_chunks.sh [WORKDIR]   (default bench/out; needs ~4x SIZE_GIB free;
 #   VENV=DIR uses an existing virtualenv with numpy, zarr and dask)
@@ -56,7 +58,7 @@ done
 echo
 echo "64 and 128 MiB chunks against 8 MiB (sum time ratio): $(ratio "${sum_s[64]}" "${sum_s[8]}"), $(ratio "${sum_s[128]}" "${sum_s[8]}")"
 echo
-echo "| allocator below the buffer pool (64 MiB chunks) | sum | faults/GiB | peak RSS |"
+echo "| allocator below the buffer pool (verify, 64 MiB chunks) | time | faults/GiB | peak RSS |"
 echo "|---|---|---|---|"
 x="$work/lc64.zarr"
 for a in system "system, no recycling" jemalloc mimalloc; do
@@ -65,9 +67,9 @@ for a in system "system, no recycling" jemalloc mimalloc; do
         "system, no recycling") b="$bin"; env=(TENRSO_OOC_SYSTEM_MALLOC=1) ;;
         *) b="$work/tenrso-ooc-$a"; env=() ;;
     esac
-    s=$(med timed env "${env[@]}" "$b" reduce sum "$x" --memory-limit "$limit" -q)
-    f=$(faults env "${env[@]}" "$b" reduce sum "$x" --memory-limit "$limit" -q)
-    r=$(/usr/bin/time -f %M env "${env[@]}" "$b" reduce sum "$x" --memory-limit "$limit" -q 2>&1 >/dev/null | tail -1)
+    s=$(med timed env "${env[@]}" "$b" verify "$x" --memory-limit "$limit" -q)
+    f=$(faults env "${env[@]}" "$b" verify "$x" --memory-limit "$limit" -q)
+    r=$(/usr/bin/time -f %M env "${env[@]}" "$b" verify "$x" --memory-limit "$limit" -q 2>&1 >/dev/null | tail -1)
     echo "| $a | $(fmt "$s") s | $(calc "int($f / $size_gib)") | $(calc "int($r / 1024)") MiB |"
 done
 rm -rf "$work"/lc*.zarr "$work/lc_out.zarr"
