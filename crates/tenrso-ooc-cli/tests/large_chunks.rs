@@ -177,3 +177,46 @@ fn chunks_of_128_mib_stream_under_a_256_mib_limit() {
     // The same data, plain or zstd: the same model, bit for bit.
     assert_eq!(fits[0].to_bits(), fits[1].to_bits());
 }
+
+/// A store of 128 MiB shards (16 MiB inner chunks) is streamed a band of
+/// inner chunks at a time: a sum and a map stay within the limit, and the
+/// sum has the bits of the same data in plain 128 MiB chunks.
+#[test]
+fn shards_of_128_mib_stream_under_a_256_mib_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, sharded) = (arg(dir.path(), "x.zarr"), arg(dir.path(), "s.zarr"));
+    for (path, layout) in [(&plain, "1024,16384"), (&sharded, "128,16384")] {
+        let mut args = vec![
+            "create",
+            path,
+            "--shape",
+            "8192,16384",
+            "--chunks",
+            layout,
+            "--fill",
+            "uniform",
+            "--seed",
+            "5",
+            "--memory-limit",
+            "1GiB",
+            "-q",
+        ];
+        if path == &sharded {
+            args.extend(["--shard", "1024,16384"]);
+        }
+        run(args).success();
+    }
+    let value =
+        |x: &str| within_limit("sharded", &["reduce", "sum", x, "--json"]).json()["value"].clone();
+    assert_eq!(value(&sharded), value(&plain));
+    within_limit(
+        "sharded",
+        &[
+            "map",
+            "x*2+1",
+            &sharded,
+            "--out",
+            &arg(dir.path(), "m.zarr"),
+        ],
+    );
+}

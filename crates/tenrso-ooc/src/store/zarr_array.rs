@@ -748,10 +748,17 @@ impl ReadableArray for ZarrArray {
         let row =
             self.grid.chunk_shape().iter().skip(1).product::<u64>() * self.dtype.size() as u64;
         let slab = slab_rows.saturating_mul(row).min(chunk);
-        match self.direct {
-            Some(DirectLayout { zstd: false, .. }) => slab,
-            Some(DirectLayout { zstd: true, .. }) => slab + zstd_stream_bytes(chunk),
-            None => working_set_of(chunk),
+        match (self.direct, &self.inner_chunk_shape) {
+            (Some(DirectLayout { zstd: false, .. }), _) => slab,
+            (Some(DirectLayout { zstd: true, .. }), _) => slab + zstd_stream_bytes(chunk),
+            // A band of whole inner chunks, decoded through the pipeline.
+            (None, Some(inner)) => {
+                let band = slab_rows
+                    .next_multiple_of(inner[0].max(1))
+                    .saturating_mul(row);
+                working_set_of(band.min(chunk))
+            }
+            (None, None) => working_set_of(chunk),
         }
     }
 

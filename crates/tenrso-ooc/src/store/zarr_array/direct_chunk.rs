@@ -179,7 +179,9 @@ impl ZarrArray {
     /// the slab's first row (relative to the chunk) and its elements in C
     /// order, as little-endian bytes. A slab buffer of full stored rows is
     /// the only chunk-sized memory for direct chunks (plain, or zstd with a
-    /// bounded window); other codec chains decode the whole chunk first.
+    /// bounded window); a shard is read a band of inner chunks at a time
+    /// (positioned reads of those inner chunks); other codec chains decode
+    /// the whole chunk first.
     /// Checksums are checked after the last slab: nothing derived from the
     /// slabs may be committed before this returns `Ok`.
     ///
@@ -226,6 +228,33 @@ impl ZarrArray {
                     let n = slab_rows.min(rows - r0);
                     each(r0, &bytes[..(n * clipped_row) as usize])?;
                 }
+            }
+            DirectOpen::TooLargeWindow if self.inner_chunk_shape.is_some() => {
+                // A shard: each slab (whole rows of inner chunks) read with
+                // positioned reads of the inner chunks it covers.
+                let inner_rows = self.inner_chunk_shape.as_ref().map_or(1, |c| c[0].max(1));
+                let step = slab_rows.next_multiple_of(inner_rows);
+                dispatch_dtype!(self.dtype, T => {
+                    for r0 in (0..rows).step_by(step as usize) {
+                        let n = step.min(rows - r0);
+                        let mut start = vec![0; clipped.len()];
+                        start[0] = r0;
+                        let mut shape = clipped.to_vec();
+                        shape[0] = n;
+                        let subset = zarrs::array::ArraySubset::new_with_start_shape(start, shape)
+                            .map_err(|e| Error::internal(e.to_string()))?;
+                        let band: Vec<T> = self
+                            .array
+                            .retrieve_chunk_subset_opt(chunk, &subset, &self.codec_options)
+                            .map_err(|e| self.chunk_error(chunk, e))?;
+                        let bytes: &[u8] = bytemuck::cast_slice(&band);
+                        for s0 in (0..n).step_by(slab_rows as usize) {
+                            let m = slab_rows.min(n - s0);
+                            let at = (s0 * clipped_row) as usize;
+                            each(r0 + s0, &bytes[at..at + (m * clipped_row) as usize])?;
+                        }
+                    }
+                });
             }
             DirectOpen::TooLargeWindow => {
                 dispatch_dtype!(self.dtype, T => {
