@@ -118,15 +118,7 @@ impl<T: Element> Block<T> {
             Region::full(&self.shape).contains(&corner),
             "corner {corner} outside block"
         );
-        let mut filled = 0usize;
-        // Runs come in ascending source order and land at or before their
-        // source (the corner is dense): moving them in order never
-        // overwrites a run not yet moved.
-        for (start, len) in crate::core::ContiguousRuns::new(&self.shape, &corner) {
-            let (start, len) = (start as usize, len as usize);
-            self.data.copy_within(start..start + len, filled);
-            filled += len;
-        }
+        let filled = crate::core::compact_corner(&mut self.data, &self.shape, shape);
         self.data.truncate(filled);
         // Give the rest back (the allocator shrinks in place), so the block
         // holds what its byte size says: the cache accounts by that.

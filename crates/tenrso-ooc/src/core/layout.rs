@@ -146,6 +146,25 @@ pub(crate) fn copy_region<T: Copy>(
     }
 }
 
+/// Moves the leading corner of extents `corner` (the region at the origin)
+/// of C-order `data` of `shape` to the front of `data`, densely, in place;
+/// returns its number of elements. Runs come in ascending source order and
+/// land at or before their source (the corner is dense), so moving them in
+/// order never overwrites a run not yet moved.
+///
+/// # Panics
+/// If the corner is not within `shape` or `data` is shorter than `shape`.
+pub(crate) fn compact_corner<T: Copy>(data: &mut [T], shape: &[u64], corner: &[u64]) -> usize {
+    let region = Region::new(vec![0; corner.len()], corner.to_vec());
+    let mut filled = 0usize;
+    for (start, len) in ContiguousRuns::new(shape, &region) {
+        let (start, len) = (start as usize, len as usize);
+        data.copy_within(start..start + len, filled);
+        filled += len;
+    }
+    filled
+}
+
 /// Splits each run into pieces of `unit` elements (`unit` divides every run:
 /// both run lengths are products of trailing region extents).
 fn split_runs(runs: ContiguousRuns, unit: usize) -> impl Iterator<Item = (u64, u64)> {

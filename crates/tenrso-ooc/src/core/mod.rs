@@ -19,7 +19,7 @@ pub use error::{Error, Remedy, Result};
 pub use float::{max_nan, min_nan};
 pub use gemm::{MatView, matmul_add};
 pub use layout::ContiguousRuns;
-pub(crate) use layout::copy_region;
+pub(crate) use layout::{compact_corner, copy_region};
 pub use machine::physical_memory;
 pub(crate) use machine::physical_memory_cached;
 pub use shape::{Region, Shape};

@@ -87,17 +87,11 @@ impl<'a, T: Element> TaskIo<'a, T> {
     ) -> Result<()> {
         self.session.cancel_token().check()?;
         let key = self.task.streams[k];
-        let array: &dyn ReadableArray = match &self.graph.arrays[key.array as usize].role {
-            ArrayRole::Input(array) => &**array,
-            ArrayRole::Output(output) => &**output.array()?,
-            ArrayRole::Temporary => {
-                return Err(Error::internal(format!(
-                    "temporary `{}` cannot be streamed",
-                    self.graph.arrays[key.array as usize].name
-                )));
-            }
-        };
-        array.stream_chunk_rows(&self.graph.coords(key), slab_rows, each)?;
+        stored_array(self.graph, key)?.stream_chunk_rows(
+            &self.graph.coords(key),
+            slab_rows,
+            each,
+        )?;
         self.session
             .metrics()
             .bytes_read
@@ -151,20 +145,23 @@ fn load_chunk_unguarded<T: Element>(
     session: &Session,
     key: ChunkKey,
 ) -> Result<Block<T>> {
-    let array: &dyn ReadableArray = match &graph.arrays[key.array as usize].role {
-        ArrayRole::Input(array) => &**array,
-        ArrayRole::Output(output) => &**output.array()?,
-        ArrayRole::Temporary => {
-            return Err(Error::internal(format!(
-                "chunk {:?} of temporary `{}` was read before it was produced",
-                graph.coords(key),
-                graph.arrays[key.array as usize].name
-            )));
-        }
-    };
-    let block = array.read_chunk::<T>(&graph.coords(key))?;
+    let block = stored_array(graph, key)?.read_chunk::<T>(&graph.coords(key))?;
     session.metrics().bytes_read.add(block.byte_len() as u64);
     Ok(block)
+}
+
+/// The stored array chunk `key` is read from: an input, or an output being
+/// read back (a temporary is read from the cache or its spill, never here).
+fn stored_array(graph: &ChunkGraph, key: ChunkKey) -> Result<&dyn ReadableArray> {
+    match &graph.arrays[key.array as usize].role {
+        ArrayRole::Input(array) => Ok(&**array),
+        ArrayRole::Output(output) => Ok(&**output.array()?),
+        ArrayRole::Temporary => Err(Error::internal(format!(
+            "chunk {:?} of temporary `{}` was read before it was produced",
+            graph.coords(key),
+            graph.arrays[key.array as usize].name
+        ))),
+    }
 }
 
 /// What a run did.

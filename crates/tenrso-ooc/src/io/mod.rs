@@ -31,6 +31,7 @@ pub use npy_values::{encode_npy_values, read_npy_values};
 pub use parquet_source::ParquetSource;
 pub(crate) use read_at::read_elements_at;
 pub(crate) use readable_array::check_region_into;
+pub(crate) use readable_array::chunk_row_bytes;
 pub use readable_array::{ArrayRef, IntoArrayRef, ReadableArray};
 pub use source_file::{SourceFormat, SourceOptions, open_source};
 pub use writable_array::WritableArray;

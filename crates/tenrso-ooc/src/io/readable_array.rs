@@ -9,6 +9,13 @@ use serde_json::{Value, json};
 
 use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
 
+/// Bytes of one row (every axis but the first) of `array`'s interior
+/// chunks: the unit its chunks are streamed in.
+pub(crate) fn chunk_row_bytes(array: &(impl ReadableArray + ?Sized)) -> u64 {
+    let inner: u64 = array.chunk_grid().chunk_shape().iter().skip(1).product();
+    inner * array.dtype().size() as u64
+}
+
 /// A chunked array that can be read chunk by chunk or region by region:
 /// a Zarr store ([`ZarrArray`](crate::store::ZarrArray)) or a `.npy`, raw,
 /// Arrow IPC or Parquet file read in place. Every operation takes its inputs
@@ -112,9 +119,7 @@ pub trait ReadableArray: Send + Sync + fmt::Debug {
     /// streams an interior chunk in slabs of `slab_rows` rows: the slab
     /// buffer and (by default, conservatively) one chunk read.
     fn stream_working_set(&self, slab_rows: u64) -> u64 {
-        let grid = self.chunk_grid();
-        let row = grid.chunk_shape().iter().skip(1).product::<u64>() * self.dtype().size() as u64;
-        slab_rows.saturating_mul(row) + self.chunk_working_set()
+        slab_rows.saturating_mul(chunk_row_bytes(self)) + self.chunk_working_set()
     }
 
     /// Extent along each axis.

@@ -108,18 +108,15 @@ pub fn size_class(size: usize) -> usize {
     size.div_ceil(step).saturating_mul(step)
 }
 
-fn recyclable(layout: Layout) -> bool {
-    layout.size() >= RECYCLE_MIN_BYTES && layout.align() <= ALIGN
-}
-
-/// The layout a recyclable allocation of `size` bytes has below.
-fn class_layout(size: usize) -> Layout {
-    // Rounding can only overflow a valid layout for sizes near
-    // `isize::MAX`; those keep their own size (consistently: this function
-    // alone decides the layout of a size).
-    Layout::from_size_align(size_class(size), ALIGN)
-        .or_else(|_| Layout::from_size_align(size, ALIGN))
-        .expect("a valid layout's size with a 64-byte alignment")
+/// The layout a recyclable allocation has below: its size rounded up to
+/// its class, aligned to 64; `None` for one passed straight through (small,
+/// aligned beyond 64, or too close to `isize::MAX` to round). It depends on
+/// the size and alignment only, so an allocation and its deallocation agree.
+fn class_of(layout: Layout) -> Option<Layout> {
+    if layout.size() < RECYCLE_MIN_BYTES || layout.align() > ALIGN {
+        return None;
+    }
+    Layout::from_size_align(size_class(layout.size()), ALIGN).ok()
 }
 
 /// A global allocator that keeps freed chunk-sized buffers for reuse (the
@@ -244,9 +241,11 @@ fn advise_huge_pages(ptr: *mut u8, len: usize) {
 /// # Safety
 /// `address` was allocated by `A` with the class layout of `class`.
 unsafe fn release<A: GlobalAlloc + Default>(address: usize, class: usize) {
-    // SAFETY: as the caller promises; `class` is already a class size, and
-    // rounding a class gives itself.
-    unsafe { A::default().dealloc(address as *mut u8, class_layout(class)) }
+    // SAFETY: as the caller promises; that layout was valid when allocated.
+    unsafe {
+        let layout = Layout::from_size_align_unchecked(class, ALIGN);
+        A::default().dealloc(address as *mut u8, layout)
+    }
 }
 
 // SAFETY: every allocation is served by `inner` (directly, or as a buffer
@@ -255,50 +254,45 @@ unsafe fn release<A: GlobalAlloc + Default>(address: usize, class: usize) {
 // `inner` with the layout they were allocated with.
 unsafe impl<A: GlobalAlloc + Default + 'static> GlobalAlloc for RecyclingAllocator<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !recyclable(layout) {
+        match class_of(layout) {
+            Some(class) => self.allocate(class, None),
             // SAFETY: the caller's layout, unchanged.
-            return unsafe { self.inner.alloc(layout) };
+            None => unsafe { self.inner.alloc(layout) },
         }
-        self.allocate(class_layout(layout.size()), None)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !recyclable(layout) {
+        match class_of(layout) {
+            Some(class) => self.allocate(class, Some(layout.size())),
             // SAFETY: the caller's layout, unchanged.
-            return unsafe { self.inner.alloc_zeroed(layout) };
+            None => unsafe { self.inner.alloc_zeroed(layout) },
         }
-        self.allocate(class_layout(layout.size()), Some(layout.size()))
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if !recyclable(layout) {
+        match class_of(layout) {
+            // SAFETY: recyclable allocations use their class layout.
+            Some(class) => unsafe { self.keep_or_free(ptr, class.size()) },
             // SAFETY: allocated by `inner` with this layout.
-            return unsafe { self.inner.dealloc(ptr, layout) };
+            None => unsafe { self.inner.dealloc(ptr, layout) },
         }
-        // SAFETY: recyclable allocations use their class layout.
-        unsafe { self.keep_or_free(ptr, class_layout(layout.size()).size()) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller guarantees `new_size` with `layout.align()` is valid.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        match (recyclable(layout), recyclable(new_layout)) {
+        match (class_of(layout), class_of(new_layout)) {
             // SAFETY: allocated by `inner` with `layout`.
-            (false, false) => unsafe { self.inner.realloc(ptr, layout, new_size) },
-            (true, true) if size_class(layout.size()) == size_class(new_size) => ptr,
-            (true, true) => {
+            (None, None) => unsafe { self.inner.realloc(ptr, layout, new_size) },
+            (Some(old), Some(new)) if old == new => ptr,
+            (Some(old), Some(new)) => {
                 // Another class: let the allocator below move or resize the
                 // block (in place where it can: no copy, no second buffer).
-                let (old_class, new_class) = (size_class(layout.size()), size_class(new_size));
-                // SAFETY: allocated by `inner` with the old class layout; the
-                // new class size with alignment 64 is a valid layout.
-                let new_ptr = unsafe {
-                    self.inner
-                        .realloc(ptr, class_layout(layout.size()), new_class)
-                };
+                // SAFETY: allocated by `inner` with `old`; `new` is valid.
+                let new_ptr = unsafe { self.inner.realloc(ptr, old, new.size()) };
                 if !new_ptr.is_null() {
-                    LIVE.fetch_sub(old_class, Ordering::Relaxed);
-                    LIVE.fetch_add(new_class, Ordering::Relaxed);
+                    LIVE.fetch_sub(old.size(), Ordering::Relaxed);
+                    LIVE.fetch_add(new.size(), Ordering::Relaxed);
                 }
                 new_ptr
             }
@@ -331,35 +325,34 @@ pub fn enable_recycling(on: bool) -> bool {
     was
 }
 
-/// Adds (a pool starts) or removes (a pool ends) `bytes` of memory limit;
-/// kept buffers that no longer fit are returned to the allocator below.
-pub(crate) fn change_limit(bytes: u64, add: bool) {
-    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
-    let limit = if add {
-        LIMIT
-            .fetch_add(bytes, Ordering::Relaxed)
-            .saturating_add(bytes)
-    } else {
-        LIMIT
-            .fetch_sub(bytes, Ordering::Relaxed)
-            .saturating_sub(bytes)
-    };
-    let _ = limit;
+/// A memory pool with `limit` bytes started: kept buffers may use it.
+pub(crate) fn pool_started(limit: u64) {
+    LIMIT.fetch_add(as_usize(limit), Ordering::Relaxed);
+}
+
+/// A memory pool with `limit` bytes ended: kept buffers that no longer fit
+/// are returned to the allocator below (all of them with the last pool).
+pub(crate) fn pool_ended(limit: u64) {
+    LIMIT.fetch_sub(as_usize(limit), Ordering::Relaxed);
     release_kept_above(room_beside(0));
 }
 
-/// Records `bytes` more (`grow`) or fewer reserved in a memory pool; kept
-/// buffers that no longer fit beside the reservations are returned.
-pub(crate) fn note_reserved(bytes: u64, grow: bool) {
-    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
-    if grow {
-        RESERVED.fetch_add(bytes, Ordering::Relaxed);
-        if KEPT.load(Ordering::Relaxed) > 0 {
-            release_kept_above(room_beside(0));
-        }
-    } else {
-        RESERVED.fetch_sub(bytes, Ordering::Relaxed);
+/// A pool reserved `bytes` more: kept buffers that no longer fit beside the
+/// reservations are returned.
+pub(crate) fn reserved_grew(bytes: u64) {
+    RESERVED.fetch_add(as_usize(bytes), Ordering::Relaxed);
+    if KEPT.load(Ordering::Relaxed) > 0 {
+        release_kept_above(room_beside(0));
     }
+}
+
+/// A pool released `bytes` of its reservations.
+pub(crate) fn reserved_shrank(bytes: u64) {
+    RESERVED.fetch_sub(as_usize(bytes), Ordering::Relaxed);
+}
+
+fn as_usize(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
 /// The bytes kept buffers may take beside what is in use, and `more`
@@ -445,5 +438,18 @@ mod tests {
             assert_eq!(size_class(class), class);
         }
         assert_eq!(size_class(usize::MAX), usize::MAX);
+    }
+
+    #[test]
+    fn only_chunk_sized_plainly_aligned_layouts_are_recycled() {
+        let layout = |size, align| Layout::from_size_align(size, align).unwrap();
+        assert_eq!(class_of(layout(1 << 20, 8)), None);
+        assert_eq!(class_of(layout(64 << 20, 4096)), None);
+        assert_eq!(
+            class_of(layout((64 << 20) + 4, 8)),
+            Some(layout(72 << 20, ALIGN))
+        );
+        // Too close to isize::MAX to round up: passed through, no panic.
+        assert_eq!(class_of(layout(isize::MAX as usize - 64, 8)), None);
     }
 }

@@ -101,7 +101,7 @@ impl MemoryPool {
     /// any memory being released anywhere (the backstop of the no-progress
     /// detection; mainly for tests).
     pub fn with_stall_timeout(limit: u64, stall_timeout: Duration) -> Self {
-        super::buffer_pool::change_limit(limit, true);
+        super::buffer_pool::pool_started(limit);
         Self {
             inner: Arc::new(PoolInner {
                 limit,
@@ -209,7 +209,7 @@ fn top_consumers(state: &PoolState, n: usize) -> Vec<(String, u64)> {
 impl Drop for PoolInner {
     /// The buffer pool keeps freed buffers only within the live pools' limits.
     fn drop(&mut self) {
-        super::buffer_pool::change_limit(self.limit, false);
+        super::buffer_pool::pool_ended(self.limit);
     }
 }
 
@@ -289,7 +289,7 @@ impl Reservation {
         }
         state.reserved += bytes;
         state.peak = state.peak.max(state.reserved);
-        super::buffer_pool::note_reserved(bytes, true);
+        super::buffer_pool::reserved_grew(bytes);
         if let Some(c) = state.consumers.get_mut(&self.id) {
             c.held += bytes;
         }
@@ -415,7 +415,7 @@ impl Reservation {
         }
         let mut state = self.pool.lock();
         state.reserved -= bytes;
-        super::buffer_pool::note_reserved(bytes, false);
+        super::buffer_pool::reserved_shrank(bytes);
         state.releases += 1;
         if let Some(c) = state.consumers.get_mut(&self.id) {
             c.held -= bytes;

@@ -72,7 +72,11 @@ impl<T: Element, F: Fn(f64) -> f64> PairwiseStream<T, F> {
             leaf_len: 0,
             total: None,
         };
-        stream.descend(len);
+        if len == 0 {
+            stream.total = Some(0.0);
+        } else {
+            stream.descend(len);
+        }
         stream
     }
 
@@ -135,9 +139,6 @@ impl<T: Element, F: Fn(f64) -> f64> PairwiseStream<T, F> {
 
     /// The sum, once all `len` elements have been fed (`None` before).
     pub(crate) fn total(&self) -> Option<f64> {
-        if self.total.is_none() && self.stack.is_empty() && self.leaf_len == 0 {
-            return Some(0.0); // no elements at all
-        }
         self.total
     }
 }

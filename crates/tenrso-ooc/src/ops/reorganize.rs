@@ -255,10 +255,11 @@ fn direct_plan(
                 reads: Vec::new(),
                 streams: reads,
                 write: Some(key),
-                // The output block, and a slab as read and permuted.
+                // The output block, the slab being read, and its copy as a
+                // block and permuted.
                 scratch_bytes: bytes
                     + input.stream_working_set(streamed::slab_rows(&**input))
-                    + streamed::slab_bytes(&**input),
+                    + 2 * streamed::slab_bytes(&**input),
                 pinned_bytes: 0,
                 work_bytes: bytes,
             });

@@ -4,7 +4,7 @@
 //! chunks (see [`TaskIo::stream_rows`](crate::exec::TaskIo::stream_rows)).
 
 use crate::core::{Element, Error, Result};
-use crate::io::ReadableArray;
+use crate::io::{ReadableArray, chunk_row_bytes};
 
 /// Input chunks of at least this many bytes are streamed instead of held
 /// whole beside the output chunk.
@@ -18,25 +18,14 @@ pub(crate) fn streams(input: &dyn ReadableArray) -> bool {
     input.chunk_nbytes() >= STREAM_CHUNK_BYTES && !input.shape().is_empty()
 }
 
-/// Bytes of one row (every axis but the first) of `input`'s chunks.
-fn row_bytes(input: &dyn ReadableArray) -> u64 {
-    input
-        .chunk_grid()
-        .chunk_shape()
-        .iter()
-        .skip(1)
-        .product::<u64>()
-        * input.dtype().size() as u64
-}
-
 /// Rows of the first axis per slab of about 4 MiB of `input`'s chunks.
 pub(crate) fn slab_rows(input: &dyn ReadableArray) -> u64 {
-    (SLAB_BYTES / row_bytes(input).max(1)).max(1)
+    (SLAB_BYTES / chunk_row_bytes(input).max(1)).max(1)
 }
 
 /// Bytes of one slab of `input`'s chunks (at most a chunk).
 pub(crate) fn slab_bytes(input: &dyn ReadableArray) -> u64 {
-    (slab_rows(input) * row_bytes(input)).min(input.chunk_nbytes())
+    (slab_rows(input) * chunk_row_bytes(input)).min(input.chunk_nbytes())
 }
 
 /// A streamed slab's bytes as elements.

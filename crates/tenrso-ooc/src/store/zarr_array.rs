@@ -486,12 +486,12 @@ impl ZarrArray {
         self.check_decodable(chunk)?;
         let direct = match self.direct {
             Some(layout) => self.open_direct(chunk, layout)?,
-            None => DirectOpen::TooLargeWindow,
+            None => DirectOpen::Generic,
         };
         let full: Option<Vec<T>> = match direct {
             DirectOpen::Absent => None,
             DirectOpen::Stream(stream) => Some(stream.into_vec(self, chunk)?),
-            DirectOpen::TooLargeWindow => self
+            DirectOpen::Generic => self
                 .array
                 .retrieve_chunk_if_exists_opt(chunk, &self.codec_options)
                 .map_err(|e| self.chunk_error(chunk, e))?,
@@ -745,8 +745,7 @@ impl ReadableArray for ZarrArray {
 
     fn stream_working_set(&self, slab_rows: u64) -> u64 {
         let chunk = self.chunk_nbytes();
-        let row =
-            self.grid.chunk_shape().iter().skip(1).product::<u64>() * self.dtype.size() as u64;
+        let row = crate::io::chunk_row_bytes(self);
         let slab = slab_rows.saturating_mul(row).min(chunk);
         match (self.direct, &self.inner_chunk_shape) {
             (Some(DirectLayout { zstd: false, .. }), _) => slab,

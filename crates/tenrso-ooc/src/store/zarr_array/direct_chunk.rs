@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Take};
 use std::os::unix::fs::FileExt;
 
-use crate::core::{ContiguousRuns, Element, Error, Region, Result};
+use crate::core::{Element, Error, Result, compact_corner};
 use crate::dispatch_dtype;
 use crate::store::ZarrArray;
 use crate::store::zarr_metadata::DirectLayout;
@@ -65,9 +65,10 @@ pub(super) enum DirectOpen {
     Absent,
     /// Its decoded bytes, to read in order.
     Stream(DirectStream),
-    /// A zstd frame whose window exceeds 2^[`MAX_WINDOW_LOG`] bytes: read
-    /// it through the generic pipeline.
-    TooLargeWindow,
+    /// Read it through the generic pipeline: a zstd frame whose window
+    /// exceeds 2^[`MAX_WINDOW_LOG`] bytes, or a chain (blosc, sharding)
+    /// the direct path does not cover.
+    Generic,
 }
 
 /// The decoded bytes of one stored (full, unclipped) direct chunk, read in
@@ -135,7 +136,7 @@ impl ZarrArray {
             match zstd_window(&header[..n]) {
                 None => return Err(self.corrupt(chunk, "zstd: not a zstd frame".into())),
                 Some(window) if window > 1 << MAX_WINDOW_LOG => {
-                    return Ok(DirectOpen::TooLargeWindow);
+                    return Ok(DirectOpen::Generic);
                 }
                 Some(_) => {}
             }
@@ -211,7 +212,7 @@ impl ZarrArray {
         let slab_rows = slab_rows.clamp(1, rows.max(1));
         let opened = match self.direct {
             Some(layout) => self.open_direct(chunk, layout)?,
-            None => DirectOpen::TooLargeWindow,
+            None => DirectOpen::Generic,
         };
         let slabs = (0..rows).step_by(slab_rows as usize);
         match opened {
@@ -229,7 +230,7 @@ impl ZarrArray {
                     each(r0, &bytes[..(n * clipped_row) as usize])?;
                 }
             }
-            DirectOpen::TooLargeWindow if self.inner_chunk_shape.is_some() => {
+            DirectOpen::Generic if self.inner_chunk_shape.is_some() => {
                 // A shard: each slab (whole rows of inner chunks) read with
                 // positioned reads of the inner chunks it covers.
                 let inner_rows = self.inner_chunk_shape.as_ref().map_or(1, |c| c[0].max(1));
@@ -256,7 +257,7 @@ impl ZarrArray {
                     }
                 });
             }
-            DirectOpen::TooLargeWindow => {
+            DirectOpen::Generic => {
                 dispatch_dtype!(self.dtype, T => {
                     let block = self.read_chunk::<T>(chunk)?;
                     let bytes: &[u8] = bytemuck::cast_slice(block.as_slice());
@@ -285,21 +286,17 @@ impl ZarrArray {
     }
 }
 
-/// Compacts `rows` full stored rows (inner shape `full`) in place to their
-/// clipped corners (inner shape `clipped`), in C order at the front.
+/// Compacts `rows` full stored rows (inner extents `full`) in place to
+/// their clipped corners (inner extents `clipped`), in C order at the front:
+/// the chunk's corner, with bytes as a last axis of `item`.
 fn clip_rows(slab: &mut [u8], rows: u64, full: &[u64], clipped: &[u64], item: u64) {
-    let shape: Vec<u64> = std::iter::once(rows).chain(full.iter().copied()).collect();
-    let corner: Vec<u64> = std::iter::once(rows)
-        .chain(clipped.iter().copied())
-        .collect();
-    let region = Region::new(vec![0; shape.len()], corner);
-    let mut filled = 0usize;
-    // Runs ascend and land at or before their source (see Block::into_corner).
-    for (start, len) in ContiguousRuns::new(&shape, &region) {
-        let (start, len) = ((start * item) as usize, (len * item) as usize);
-        slab.copy_within(start..start + len, filled);
-        filled += len;
-    }
+    let with_bytes = |inner: &[u64]| -> Vec<u64> {
+        std::iter::once(rows)
+            .chain(inner.iter().copied())
+            .chain([item])
+            .collect()
+    };
+    compact_corner(slab, &with_bytes(full), &with_bytes(clipped));
 }
 
 impl DirectStream {
