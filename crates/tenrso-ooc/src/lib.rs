@@ -106,6 +106,6 @@ mod fuzz_config;
 struct ReadmeDoctests;
 
 pub use crate::core::{
-    Block, ByteSize, ChunkGrid, ContiguousRuns, DType, Element, Error, MatView, Region, Remedy,
-    Result, Shape, matmul_add,
+    Block, ByteSize, ChunkGrid, ChunkSet, ContiguousRuns, DType, Element, Error, MatView, Region,
+    Remedy, Result, Shape, matmul_add,
 };

@@ -208,6 +208,77 @@ fn outputs_are_bitwise_identical_across_thread_counts() {
     }
 }
 
+/// Full reductions combine per-chunk partials in a tree of fan-in 64 laid
+/// over grid order: chunk counts that are not multiples of the fan-in
+/// (65, 4161 = 64² + 65), with chunks never written among them, give the
+/// same bits for any thread count, and the in-memory values within
+/// rounding.
+#[test]
+fn tree_reductions_are_bitwise_equal_for_any_thread_count_on_uneven_grids() {
+    let dir = tempfile::tempdir().unwrap();
+    for rows in [65u64, 4161] {
+        let x = make(
+            dir.path(),
+            &format!("x{rows}"),
+            &[rows, 8],
+            &[1, 8],
+            Fill::Normal,
+            rows,
+        );
+        // The same values with every third chunk never written (fill 0.25).
+        let spec = ArraySpec::new(vec![rows, 8], vec![1, 8], DType::F64).with_fill_value(0.25);
+        let sparse =
+            Arc::new(ZarrArray::create(dir.path().join(format!("s{rows}")), &spec).unwrap());
+        let mut reference = all(&x).as_slice().to_vec();
+        for r in 0..rows {
+            let row = &mut reference[r as usize * 8..(r as usize + 1) * 8];
+            if r % 3 == 1 {
+                row.fill(0.25);
+            } else {
+                let block = tenrso_ooc::Block::from_vec(vec![1, 8], row.to_vec()).unwrap();
+                sparse.write_chunk(&[r, 0], &block).unwrap();
+            }
+        }
+        for op in [
+            ReduceOp::Sum,
+            ReduceOp::Mean,
+            ReduceOp::Norm,
+            ReduceOp::Min,
+            ReduceOp::Max,
+        ] {
+            let n = reference.len() as f64;
+            let want = match op {
+                ReduceOp::Sum => reference.iter().sum::<f64>(),
+                ReduceOp::Mean => reference.iter().sum::<f64>() / n,
+                ReduceOp::Norm => reference.iter().map(|v| v * v).sum::<f64>().sqrt(),
+                ReduceOp::Min => reference.iter().copied().fold(f64::INFINITY, f64::min),
+                ReduceOp::Max => reference.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            };
+            let bits: Vec<u64> = [1, 2, 3]
+                .into_iter()
+                .map(|threads| {
+                    let v = Reduce::new(op, &sparse)
+                        .plan(&session(threads, 1 << 20))
+                        .unwrap()
+                        .run()
+                        .unwrap()
+                        .value
+                        .unwrap();
+                    assert!(
+                        (v - want).abs() <= 1e-12 * want.abs().max(1.0),
+                        "{op} {rows}: {v} vs {want}"
+                    );
+                    v.to_bits()
+                })
+                .collect();
+            assert!(
+                bits.windows(2).all(|w| w[0] == w[1]),
+                "{op} {rows}: {bits:?}"
+            );
+        }
+    }
+}
+
 /// A transpose whose output chunks cross every input chunk, under a limit
 /// far below the array: planned through an intermediate that spills, and
 /// still exact.

@@ -3,6 +3,7 @@
 
 mod block;
 mod chunk_grid;
+mod chunk_set;
 mod element;
 pub(crate) mod error;
 mod float;
@@ -14,6 +15,7 @@ mod size;
 
 pub use block::Block;
 pub use chunk_grid::{ChunkGrid, MAX_AXES};
+pub use chunk_set::{ChunkSet, ChunkSetBuilder};
 pub use element::{DType, Element};
 pub use error::{Error, Remedy, Result};
 pub use float::{max_nan, min_nan};

@@ -2,7 +2,7 @@
 //! every buffer reserved from the session's memory pool.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::core::error::panic_message;
@@ -266,20 +266,28 @@ pub fn execute_planned<T: Element>(
             .fetch_add(1, Ordering::Relaxed);
     }
     cache.record_trace(session.options().record_trace);
-    metrics.tasks_total.add(graph.tasks.len() as u64);
+    let count = graph.task_count();
+    metrics.tasks_total.add(count);
     progress.start(
         &graph.operation,
-        graph.tasks.iter().map(|t| t.work_bytes).sum(),
+        match &graph.stream {
+            Some(stream) => stream.totals().work_bytes,
+            None => graph.tasks.iter().map(|t| t.work_bytes).sum(),
+        },
     );
     let mut stage_start = 0;
     let mut outcome = Ok(());
-    while stage_start < graph.tasks.len() && outcome.is_ok() {
-        let stage = graph.tasks[stage_start].stage;
-        let stage_end = stage_start
-            + graph.tasks[stage_start..]
-                .iter()
-                .take_while(|t| t.stage == stage)
-                .count();
+    while stage_start < count && outcome.is_ok() {
+        let stage = graph.task(stage_start).stage;
+        let stage_end = if graph.stream.is_some() {
+            count
+        } else {
+            stage_start
+                + graph.tasks[stage_start as usize..]
+                    .iter()
+                    .take_while(|t| t.stage == stage)
+                    .count() as u64
+        };
         let _span = tracing::info_span!("stage", stage, tasks = stage_end - stage_start).entered();
         let run = StageRun {
             graph,
@@ -288,7 +296,7 @@ pub fn execute_planned<T: Element>(
             body,
             progress,
             remaining: &remaining,
-            next: AtomicUsize::new(stage_start),
+            next: AtomicU64::new(stage_start),
             end: stage_end,
             stop: AtomicBool::new(false),
             first_error: Mutex::new(None),
@@ -323,10 +331,10 @@ struct StageRun<'a, T: Element> {
     body: &'a dyn TaskBody<T>,
     progress: &'a dyn Progress,
     remaining: &'a ChunkMap<AtomicU32>,
-    next: AtomicUsize,
-    end: usize,
+    next: AtomicU64,
+    end: u64,
     stop: AtomicBool,
-    first_error: Mutex<Option<(usize, Error)>>,
+    first_error: Mutex<Option<(u64, Error)>>,
 }
 
 impl<T: Element> StageRun<'_, T> {
@@ -334,7 +342,7 @@ impl<T: Element> StageRun<'_, T> {
         let workers = self
             .graph
             .concurrency(self.session.threads(), self.session.memory_limit())
-            .min(self.end - self.next.load(Ordering::Relaxed))
+            .min((self.end - self.next.load(Ordering::Relaxed)).min(usize::MAX as u64) as usize)
             .max(1);
         std::thread::scope(|scope| {
             if self.graph.prefetch {
@@ -355,7 +363,7 @@ impl<T: Element> StageRun<'_, T> {
         }
     }
 
-    fn fail(&self, index: usize, err: Error) {
+    fn fail(&self, index: u64, err: Error) {
         self.stop.store(true, Ordering::Relaxed);
         let mut slot = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
         if slot.as_ref().is_none_or(|(i, _)| index < *i) {
@@ -392,8 +400,14 @@ impl<T: Element> StageRun<'_, T> {
         }
     }
 
-    fn run_task(&self, index: usize, reservation: &mut Reservation) -> Result<()> {
-        let task = &self.graph.tasks[index];
+    fn run_task(&self, index: u64, reservation: &mut Reservation) -> Result<()> {
+        let task = self.graph.task(index);
+        let task = &*task;
+        if self.graph.stream.is_some() && self.graph.already_written(task) {
+            self.progress.advance(task.work_bytes);
+            self.session.metrics().tasks_done.add(1);
+            return Ok(());
+        }
         reservation.grow(self.graph.task_reservation(task))?;
         let output = {
             let mut io = TaskIo {
@@ -403,7 +417,7 @@ impl<T: Element> StageRun<'_, T> {
                 task,
                 reservation,
             };
-            self.body.run(index, &mut io)?
+            self.body.run(index as usize, &mut io)?
         };
         match (task.write, output) {
             (Some(key), Some(block)) => {
@@ -440,6 +454,14 @@ impl<T: Element> StageRun<'_, T> {
                 }
             }
             (None, None) => {}
+            // A chunk left unwritten is the output's fill value: a task
+            // whose inputs were all absent writes nothing when the fill is
+            // its result.
+            (Some(key), None)
+                if matches!(
+                    self.graph.arrays[key.array as usize].role,
+                    ArrayRole::Output(_)
+                ) => {}
             (Some(key), None) => {
                 return Err(Error::internal(format!(
                     "task {index} produced nothing for {key:?}"
@@ -449,9 +471,12 @@ impl<T: Element> StageRun<'_, T> {
                 return Err(Error::internal(format!("task {index} has no output chunk")));
             }
         }
-        // Chunks whose last planned use this was leave the cache.
+        // Chunks whose last planned use this was leave the cache (every
+        // read of a streamed graph is its chunk's only one).
         for key in &task.reads {
-            if self.remaining[key].fetch_sub(1, Ordering::AcqRel) == 1 {
+            if self.graph.stream.is_some()
+                || self.remaining[key].fetch_sub(1, Ordering::AcqRel) == 1
+            {
                 self.cache.remove(*key);
             }
         }
@@ -473,27 +498,36 @@ impl<T: Element> StageRun<'_, T> {
         // count it as a consumer that could release memory to waiters.
         let mut reservation = self.session.pool().reclaimable_reservation("prefetch");
         let mut cursor = (self.next.load(Ordering::Relaxed), 0usize);
+        let threads = self.session.threads() as u64;
         while !self.stop.load(Ordering::Relaxed) {
             let base = self.next.load(Ordering::Relaxed);
             if base >= self.end {
                 break;
             }
-            let last = (base + window).min(self.end);
+            let last = (base + window as u64).min(self.end);
             let mut waiting_for_memory = false;
             let mut loaded = false;
             // Tasks that read many chunks: load ahead of the running tasks'
             // own reads too (the oldest running task is at most `threads`
             // behind `base`), so their I/O overlaps their compute.
-            let oldest_running = base.saturating_sub(self.session.threads());
+            // (A streamed graph's chunks leave with their only task: only
+            // tasks not started yet are loaded for.)
+            let oldest_running = if self.graph.stream.is_some() {
+                base
+            } else {
+                base.saturating_sub(threads)
+            };
             if cursor.0 < oldest_running {
                 cursor = (oldest_running, 0);
             }
             let (mut t, mut r) = cursor;
             'tasks: while t < last {
-                let reads = &self.graph.tasks[t].reads;
+                let task = self.graph.task(t);
+                let reads = &task.reads;
                 while r < reads.len() {
                     let key = reads[r];
-                    let needed = self.remaining[&key].load(Ordering::Acquire) > 0;
+                    let needed = self.graph.stream.is_some()
+                        || self.remaining[&key].load(Ordering::Acquire) > 0;
                     let input = matches!(
                         self.graph.arrays[key.array as usize].role,
                         ArrayRole::Input(_)
@@ -508,7 +542,9 @@ impl<T: Element> StageRun<'_, T> {
                             Ok(true) => {
                                 loaded = true;
                                 // Its last user may have finished meanwhile.
-                                if self.remaining[&key].load(Ordering::Acquire) == 0 {
+                                if self.graph.stream.is_none()
+                                    && self.remaining[&key].load(Ordering::Acquire) == 0
+                                {
                                     self.cache.remove(key);
                                 }
                             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
+use crate::core::{Block, ChunkGrid, ChunkSet, DType, Element, Error, Region, Result};
 
 /// Bytes of one row (every axis but the first) of `array`'s interior
 /// chunks: the unit its chunks are streamed in.
@@ -175,13 +175,32 @@ pub trait ReadableArray: Send + Sync + fmt::Debug {
         })
     }
 
-    /// Chunks that hold data, in C order (a store's written chunks; every
-    /// chunk of a file).
+    /// Chunks that hold data (a store's written chunks; every chunk of a
+    /// file): the others are the fill value.
     ///
     /// # Errors
     /// [`Error::Io`] when a store cannot be listed.
+    fn stored_chunk_set(&self) -> Result<ChunkSet> {
+        Ok(ChunkSet::all(self.chunk_grid().num_chunks()))
+    }
+
+    /// The value of every element of a chunk that is not stored.
+    fn fill_value(&self) -> f64 {
+        0.0
+    }
+
+    /// Coordinates of the chunks that hold data, in C order (see
+    /// [`stored_chunk_set`](Self::stored_chunk_set)).
+    ///
+    /// # Errors
+    /// As [`stored_chunk_set`](Self::stored_chunk_set).
     fn stored_chunks(&self) -> Result<Vec<Vec<u64>>> {
-        Ok(self.chunk_grid().iter().collect())
+        let grid = self.chunk_grid();
+        Ok(self
+            .stored_chunk_set()?
+            .iter()
+            .map(|i| grid.chunk_coords(i))
+            .collect())
     }
 
     /// Temporary files that writers killed mid-write left behind (harmless:

@@ -63,6 +63,7 @@ mod pairwise;
 mod planned;
 mod random;
 mod reduce;
+mod reduction_tree;
 mod reorganize;
 mod scalar_output;
 mod streamed;

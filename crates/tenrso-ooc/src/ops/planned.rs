@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::core::{ByteSize, ChunkGrid, Element, Error, Result};
+use crate::core::{ByteSize, ChunkGrid, ChunkSet, Element, Error, Result};
 use crate::dispatch_dtype;
 use crate::exec::{NoProgress, Progress, RunStats, Session, TaskBody, execute_planned};
 use crate::io::ReadableArray;
 use crate::memory::ChunkKey;
-use crate::plan::{ArrayRole, ChunkGraph, PlanReport, TaskNode, explain};
+use crate::plan::{ArrayRole, ChunkGraph, PlanReport, TaskNode, WrittenChunks, explain};
 use crate::store::{Compression, ZarrArray, check_output_not_input};
 
 /// An operation planned against a session: [`explain`](Self::explain) (or
@@ -202,7 +202,7 @@ pub(crate) fn operation_record(graph: &ChunkGraph) -> Value {
 
 /// An output an interrupted run left: its array id, path, stored chunk grid
 /// and the chunks it holds.
-type ResumedOutput = (u32, PathBuf, ChunkGrid, HashSet<Vec<u64>>);
+type ResumedOutput = (u32, PathBuf, ChunkGrid, ChunkSet);
 
 /// Checks, reading only, that `graph`'s outputs can be written: new paths,
 /// or with `resume` arrays an interrupted run of the same job (`record`)
@@ -230,7 +230,7 @@ fn check_outputs(graph: &ChunkGraph, record: &Value, resume: bool) -> Result<Vec
         // Opening an existing array checks its layout and writes nothing.
         let existing = ZarrArray::create_or_resume(&output.path, &output.spec)?;
         existing.check_job(OPERATION_ATTRIBUTE, record)?;
-        let stored: HashSet<Vec<u64>> = existing.stored_chunks()?.into_iter().collect();
+        let stored = existing.stored_chunk_set()?;
         let grid = ChunkGrid::new(output.spec.shape.clone(), output.spec.chunk_shape.clone())?;
         found.push((id as u32, output.path.clone(), grid, stored));
     }
@@ -245,6 +245,19 @@ fn skip_written_tasks(graph: &mut ChunkGraph, resumed: &[ResumedOutput]) {
     if resumed.iter().all(|(_, _, _, stored)| stored.is_empty()) {
         return;
     }
+    if graph.stream.is_some() {
+        // Streamed tasks each write their own chunks: the executor skips
+        // those whose chunks are all written.
+        graph.written = resumed
+            .iter()
+            .map(|(array, _, grid, stored)| WrittenChunks {
+                array: *array,
+                grid: grid.clone(),
+                stored: stored.clone(),
+            })
+            .collect();
+        return;
+    }
     let mut writers: HashMap<ChunkKey, usize> = HashMap::new();
     for key in graph.tasks.iter().filter_map(|t| t.write) {
         *writers.entry(key).or_default() += 1;
@@ -256,7 +269,7 @@ fn skip_written_tasks(graph: &mut ChunkGraph, resumed: &[ResumedOutput]) {
                 .find(|(id, ..)| *id == key.array)
                 .is_some_and(|(_, _, grid, stored)| {
                     ChunkGrid::iter_region(&grid.chunks_touching(&graph.region(key)))
-                        .all(|c| stored.contains(&c))
+                        .all(|c| stored.contains(grid.chunk_linear_index(&c)))
                 })
     };
     let done: Vec<bool> = graph

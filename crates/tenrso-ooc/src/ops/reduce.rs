@@ -3,18 +3,25 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::core::shape::join_dims;
-use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape, max_nan, min_nan};
+use crate::core::{
+    Block, ChunkGrid, ChunkSet, Element, Error, Region, Result, Shape, max_nan, min_nan,
+};
 use crate::exec::{Session, TaskBody, TaskIo};
 use crate::io::{ArrayRef, IntoArrayRef};
+use crate::memory::ChunkKey;
 use crate::ops::pairwise::{PairwiseStream, pairwise};
 use crate::ops::planned::{Job, operation_record, plan_graph};
+use crate::ops::reduction_tree::ReductionTree;
 use crate::ops::scalar_output::ScalarOutput;
 use crate::ops::streamed::{self, elements};
 use crate::ops::{OpReport, OutputOptions, Planned};
-use crate::plan::{ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
+use crate::plan::{
+    ArrayRole, ChunkGraph, GridWalk, OutputArray, PlanReport, StreamTotals, TaskNode,
+};
 use crate::store::{ArraySpec, check_output_not_input};
 
 /// A reduction.
@@ -182,40 +189,57 @@ impl Reduce {
             grid.clone(),
         );
         let kept: Vec<usize> = (0..ndim).filter(|a| !reduced[*a]).collect();
-        let limit = session.memory_limit();
+        let stored = input.stored_chunk_set()?;
+        let fill = input.fill_value();
         if full {
-            graph.check_listing(grid.num_chunks(), grid.num_chunks(), limit)?;
             // Each task reads one chunk and adds it up: nothing to overlap.
             graph.prefetch = false;
             // Large chunks are streamed a slab at a time: the slab stays in
             // the CPU caches while it is summed (same tree, same bits).
             let slab_rows = streamed::streams(&**input).then(|| streamed::slab_rows(&**input));
-            for chunk in grid.iter() {
-                let key = graph.key(in_id, &chunk);
-                graph.tasks.push(match slab_rows {
-                    Some(rows) => TaskNode {
+            let task = {
+                let (grid, itemsize) = (grid.clone(), dtype.size() as u64);
+                let (scratch, pinned) = match slab_rows {
+                    Some(rows) => (input.stream_working_set(rows) + 128 * 8, 0),
+                    None => (0, input.chunk_nbytes()),
+                };
+                move |index: u64| {
+                    let key = ChunkKey::new(in_id, index);
+                    let bytes =
+                        grid.chunk_region(&grid.chunk_coords(index)).num_elements() * itemsize;
+                    TaskNode {
                         stage: 0,
-                        reads: Vec::new(),
-                        streams: vec![key],
+                        reads: if slab_rows.is_some() {
+                            Vec::new()
+                        } else {
+                            vec![key]
+                        },
+                        streams: if slab_rows.is_some() {
+                            vec![key]
+                        } else {
+                            Vec::new()
+                        },
                         write: None,
-                        scratch_bytes: input.stream_working_set(rows) + 128 * 8,
-                        pinned_bytes: 0,
-                        work_bytes: graph.chunk_bytes(key),
-                    },
-                    None => TaskNode {
-                        stage: 0,
-                        reads: vec![key],
-                        streams: Vec::new(),
-                        write: None,
-                        scratch_bytes: 0,
-                        pinned_bytes: input.chunk_nbytes(),
-                        work_bytes: graph.chunk_bytes(key),
-                    },
-                });
-            }
+                        scratch_bytes: scratch,
+                        pinned_bytes: pinned,
+                        work_bytes: bytes,
+                    }
+                }
+            };
+            let bytes_read = stored_bytes(&**input, &stored);
+            let totals = StreamTotals {
+                work_bytes: bytes_read,
+                bytes_read,
+                bytes_written: 0,
+                absent_chunks: stored.absent(),
+            };
+            let count = stored.len();
+            graph.stream = Some(Arc::new(GridWalk::new(stored, task(0), totals, task)));
             let body = Arc::new(FullBody {
                 op,
-                partials: Mutex::new(vec![None; graph.tasks.len()]),
+                tree: ReductionTree::new(count, Partial::combine),
+                stored_elements: AtomicU64::new(0),
+                fill,
                 slab_rows,
             });
             let shape = input.shape().to_vec();
@@ -229,7 +253,7 @@ impl Reduce {
             let finish = body.clone();
             return Ok(
                 plan_graph(session, graph, None, Job::default(), body)?.then(move |report| {
-                    let value = finish.finish(&shape);
+                    let value = finish.finish(&shape)?;
                     if let Some(scalar) = scalar_out {
                         scalar.write(dtype, value, &record)?;
                     }
@@ -250,50 +274,87 @@ impl Reduce {
         let out_shape: Vec<u64> = kept.iter().map(|a| input.shape()[*a]).collect();
         let out_chunks: Vec<u64> = kept.iter().map(|a| grid.chunk_shape()[*a]).collect();
         let out_grid = ChunkGrid::new(out_shape.clone(), out_chunks.clone())?;
-        let spec = ArraySpec::new(out_shape, out_chunks, dtype).with_compression(opts.compression);
+        // The reduced axes' chunk coordinates, visited in C order by every task.
+        let reduced_axes: Vec<usize> = (0..ndim).filter(|a| reduced[*a]).collect();
+        let count: u64 = reduced_axes.iter().map(|a| input.shape()[*a]).product();
+        // An output element whose inputs were never written is this value:
+        // the output's fill, so that such output chunks are not written.
+        let spec = ArraySpec::new(out_shape, out_chunks, dtype)
+            .with_compression(opts.compression)
+            .with_fill_value(op.of_fill(fill, count));
         let out_id = graph.add_array(
             out.display().to_string(),
             ArrayRole::Output(Arc::new(OutputArray::new(out, spec))),
             out_grid.clone(),
         );
-        // The reduced axes' chunk coordinates, visited in C order by every task.
-        let reduced_axes: Vec<usize> = (0..ndim).filter(|a| reduced[*a]).collect();
         let reduced_grid = Shape::new(
             reduced_axes
                 .iter()
                 .map(|a| grid.grid_shape()[*a])
                 .collect::<Vec<_>>(),
         );
-        graph.check_listing(out_grid.num_chunks(), grid.num_chunks(), limit)?;
-        for out_chunk in out_grid.iter() {
-            let mut reads = Vec::with_capacity(reduced_grid.num_elements() as usize);
-            for k in 0..reduced_grid.num_elements() {
-                let r = reduced_grid.unravel(k);
+        let out_chunk_bytes = out_grid.chunk_shape().iter().product::<u64>() * dtype.size() as u64;
+        let bytes_read = stored_bytes(&**input, &stored);
+        let totals = StreamTotals {
+            work_bytes: input.nbytes(),
+            bytes_read,
+            bytes_written: out_grid.shape().num_elements() * dtype.size() as u64,
+            absent_chunks: stored.absent(),
+        };
+        let work_each = input.nbytes() / out_grid.num_chunks().max(1);
+        let pinned = input.chunk_nbytes();
+        let task = {
+            let (grid, out_grid) = (grid.clone(), out_grid.clone());
+            let stored = stored.clone();
+            move |out_index: u64, all: bool| {
+                let out_chunk = out_grid.chunk_coords(out_index);
                 let mut coords = vec![0u64; ndim];
                 for (i, a) in kept.iter().enumerate() {
                     coords[*a] = out_chunk[i];
                 }
-                for (i, a) in reduced_axes.iter().enumerate() {
-                    coords[*a] = r[i];
+                let mut reads = Vec::new();
+                for k in 0..reduced_grid.num_elements() {
+                    let r = reduced_grid.unravel(k);
+                    for (i, a) in reduced_axes.iter().enumerate() {
+                        coords[*a] = r[i];
+                    }
+                    let index = grid.chunk_linear_index(&coords);
+                    if all || stored.contains(index) {
+                        reads.push(ChunkKey::new(in_id, index));
+                    }
                 }
-                reads.push(graph.key(in_id, &coords));
+                let out_elements = out_grid.chunk_region(&out_chunk).num_elements();
+                TaskNode {
+                    stage: 0,
+                    reads,
+                    streams: Vec::new(),
+                    write: Some(ChunkKey::new(out_id, out_index)),
+                    scratch_bytes: out_elements * (16 + dtype.size() as u64),
+                    pinned_bytes: pinned,
+                    work_bytes: work_each,
+                }
             }
-            let write = graph.key(out_id, &out_chunk);
-            let out_elements = graph.region(write).num_elements();
-            graph.tasks.push(TaskNode {
-                stage: 0,
-                reads,
-                streams: Vec::new(),
-                write: Some(write),
-                scratch_bytes: out_elements * (16 + dtype.size() as u64),
-                pinned_bytes: input.chunk_nbytes(),
-                work_bytes: input.nbytes() / out_grid.num_chunks().max(1),
-            });
-        }
+        };
+        let largest = {
+            let mut t = task(0, true);
+            t.reads.truncate(1);
+            t.scratch_bytes = out_chunk_bytes / dtype.size() as u64 * (16 + dtype.size() as u64);
+            t
+        };
+        graph.stream = Some(Arc::new(GridWalk::new(
+            ChunkSet::all(out_grid.num_chunks()),
+            largest,
+            totals,
+            move |i| task(i, false),
+        )));
         // Each task adds up its chunks one after another: nothing to overlap.
         graph.prefetch = false;
-        let count: u64 = reduced_axes.iter().map(|a| input.shape()[*a]).product();
-        let body = Arc::new(AxesBody { op, reduced, count });
+        let body = Arc::new(AxesBody {
+            op,
+            reduced,
+            count,
+            fill,
+        });
         Ok(
             plan_graph(session, graph, None, Job::resuming(opts.resume), body)?.then(|report| {
                 Ok(ReduceReport {
@@ -345,36 +406,108 @@ fn extremes<T: Element>(v: &[T]) -> (f64, f64, bool) {
     (lo, hi, nan)
 }
 
+impl Partial {
+    /// Children combined in order: sums compensated (Neumaier), extremes
+    /// folded.
+    fn combine(children: &[Partial]) -> Partial {
+        let (mut sum, mut comp) = (0.0, 0.0);
+        let (mut min, mut max, mut nan) = (f64::INFINITY, f64::NEG_INFINITY, false);
+        for p in children {
+            neumaier(&mut sum, &mut comp, p.sum);
+            min = min.min(p.min);
+            max = max.max(p.max);
+            nan |= p.nan;
+        }
+        Partial {
+            sum: sum + comp,
+            min,
+            max,
+            nan,
+        }
+    }
+}
+
+impl ReduceOp {
+    /// The reduction of `count` elements all equal to `fill`: what elements
+    /// never written reduce to.
+    fn of_fill(self, fill: f64, count: u64) -> f64 {
+        let n = count as f64;
+        match self {
+            Self::Sum => fill * n,
+            Self::Mean => (fill * n) / n,
+            Self::Norm => (fill * fill * n).sqrt(),
+            Self::Min | Self::Max => fill,
+        }
+    }
+}
+
+/// Bytes of the chunks of `stored` (a set of `array`'s chunks): exact when
+/// every chunk is stored or few are, else bounded by whole chunks.
+fn stored_bytes(array: &dyn crate::io::ReadableArray, stored: &ChunkSet) -> u64 {
+    if stored.is_all() {
+        return array.nbytes();
+    }
+    if stored.len() > 1 << 20 {
+        return (stored.len().saturating_mul(array.chunk_nbytes())).min(array.nbytes());
+    }
+    let grid = array.chunk_grid();
+    stored
+        .iter()
+        .map(|i| grid.chunk_region(&grid.chunk_coords(i)).num_elements())
+        .sum::<u64>()
+        * array.dtype().size() as u64
+}
+
 struct FullBody {
     op: ReduceOp,
-    partials: Mutex<Vec<Option<Partial>>>,
+    /// The stored chunks' partials, combined in a fixed tree.
+    tree: ReductionTree<Partial>,
+    /// Elements of the stored chunks (the rest are the fill value).
+    stored_elements: AtomicU64,
+    /// The input's fill value.
+    fill: f64,
     /// Rows per slab when chunks are streamed.
     slab_rows: Option<u64>,
 }
 
 impl FullBody {
-    /// Combines the chunks' partials in chunk order.
-    fn finish(&self, shape: &[u64]) -> f64 {
-        let partials = self.partials.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut sum, mut comp) = (0.0, 0.0);
-        let (mut lo, mut hi, mut nan) = (f64::INFINITY, f64::NEG_INFINITY, false);
-        for p in partials.iter().flatten() {
-            neumaier(&mut sum, &mut comp, p.sum);
-            lo = lo.min(p.min);
-            hi = hi.max(p.max);
-            nan |= p.nan;
+    /// The stored chunks' tree, then the elements never written, counted
+    /// as the fill value.
+    fn finish(&self, shape: &[u64]) -> Result<f64> {
+        let total_elements = Shape::new(shape.to_vec()).num_elements();
+        let stored_elements = self.stored_elements.load(Ordering::Relaxed);
+        let mut root = match self.tree.finish() {
+            Some(root) => root,
+            None if stored_elements == 0 => Partial::combine(&[]),
+            None => {
+                return Err(Error::internal(
+                    "a reduction ended with partials missing".to_string(),
+                ));
+            }
+        };
+        let absent = total_elements - stored_elements;
+        if absent > 0 {
+            let fill = self.fill;
+            let (mut sum, mut comp) = (root.sum, 0.0);
+            let of_fill = match self.op {
+                ReduceOp::Norm => fill * fill * absent as f64,
+                _ => fill * absent as f64,
+            };
+            neumaier(&mut sum, &mut comp, of_fill);
+            root.sum = sum + comp;
+            root.min = root.min.min(fill);
+            root.max = root.max.max(fill);
+            root.nan |= fill.is_nan();
         }
-        let total = sum + comp;
-        let count = Shape::new(shape.to_vec()).num_elements() as f64;
-        match self.op {
-            ReduceOp::Sum => total,
-            ReduceOp::Mean => total / count,
-            ReduceOp::Norm => total.sqrt(),
-            ReduceOp::Min if nan => f64::NAN,
-            ReduceOp::Max if nan => f64::NAN,
-            ReduceOp::Min => lo,
-            ReduceOp::Max => hi,
-        }
+        let count = total_elements as f64;
+        Ok(match self.op {
+            ReduceOp::Sum => root.sum,
+            ReduceOp::Mean => root.sum / count,
+            ReduceOp::Norm => root.sum.sqrt(),
+            ReduceOp::Min | ReduceOp::Max if root.nan => f64::NAN,
+            ReduceOp::Min => root.min,
+            ReduceOp::Max => root.max,
+        })
     }
 }
 
@@ -428,15 +561,23 @@ fn streamed_sum<T: Element, F: Fn(f64) -> f64>(
     })?;
     Ok(Partial {
         sum,
-        ..Default::default()
+        ..Partial::combine(&[])
     })
 }
 
 impl<T: Element> TaskBody<T> for FullBody {
     fn run(&self, index: usize, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>> {
+        let key = io
+            .task()
+            .reads
+            .first()
+            .or(io.task().streams.first())
+            .copied();
+        let elements = key.map_or(0, |k| io.graph().region(k).num_elements());
+        self.stored_elements.fetch_add(elements, Ordering::Relaxed);
         if let Some(slab_rows) = self.slab_rows {
             let partial = self.streamed_partial(io, slab_rows)?;
-            self.partials.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(partial);
+            self.tree.add(index as u64, partial);
             return Ok(None);
         }
         let chunk = io.input(0)?;
@@ -444,11 +585,11 @@ impl<T: Element> TaskBody<T> for FullBody {
         let partial = match self.op {
             ReduceOp::Sum | ReduceOp::Mean => Partial {
                 sum: pairwise(v, identity),
-                ..Default::default()
+                ..Partial::combine(&[])
             },
             ReduceOp::Norm => Partial {
                 sum: pairwise(v, square),
-                ..Default::default()
+                ..Partial::combine(&[])
             },
             ReduceOp::Min | ReduceOp::Max => {
                 let (min, max, nan) = extremes(v);
@@ -460,7 +601,7 @@ impl<T: Element> TaskBody<T> for FullBody {
                 }
             }
         };
-        self.partials.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(partial);
+        self.tree.add(index as u64, partial);
         Ok(None)
     }
 }
@@ -471,11 +612,22 @@ struct AxesBody {
     reduced: Vec<bool>,
     /// Elements reduced into each output element (for the mean).
     count: u64,
+    /// The input's fill value: what its chunks never written hold.
+    fill: f64,
 }
 
 impl<T: Element> TaskBody<T> for AxesBody {
     fn run(&self, _index: usize, io: &mut TaskIo<'_, T>) -> Result<Option<Block<T>>> {
-        let out_key = io.task().write.expect("axis reductions write");
+        let Some(out_key) = io.task().write else {
+            return Err(Error::internal(
+                "an axis reduction task writes nothing".to_string(),
+            ));
+        };
+        if io.task().reads.is_empty() {
+            // Every input chunk is absent: the output chunk is the output's
+            // fill value, left unwritten.
+            return Ok(None);
+        }
         let out_region = io.graph().region(out_key);
         let n = out_region.num_elements() as usize;
         let extreme = matches!(self.op, ReduceOp::Min | ReduceOp::Max);
@@ -557,6 +709,35 @@ impl<T: Element> TaskBody<T> for AxesBody {
                             .zip(row)
                             .for_each(|(s, x)| *s = max_nan(*s, x.to_f64())),
                     }
+                }
+            }
+        }
+        // Elements per output element in chunks never written.
+        let stored: u64 = io
+            .task()
+            .reads
+            .iter()
+            .map(|k| {
+                let region = io.graph().region(*k);
+                (0..ndim)
+                    .filter(|a| self.reduced[*a])
+                    .map(|a| region.shape()[a])
+                    .product::<u64>()
+            })
+            .sum();
+        let absent = self.count - stored;
+        if absent > 0 {
+            let fill = self.fill;
+            for i in 0..n {
+                match self.op {
+                    ReduceOp::Sum | ReduceOp::Mean => {
+                        neumaier(&mut acc[i], &mut comp[i], fill * absent as f64)
+                    }
+                    ReduceOp::Norm => {
+                        neumaier(&mut acc[i], &mut comp[i], fill * fill * absent as f64)
+                    }
+                    ReduceOp::Min => acc[i] = min_nan(acc[i], fill),
+                    ReduceOp::Max => acc[i] = max_nan(acc[i], fill),
                 }
             }
         }

@@ -1,11 +1,13 @@
 //! [`ChunkGraph`]: an operation as a deterministic graph of chunk tasks.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use crate::core::{ChunkGrid, DType, Error, Region, Result};
+use crate::core::{ChunkGrid, ChunkSet, DType, Error, Region, Result};
 use crate::io::ArrayRef;
 use crate::memory::ChunkKey;
+use crate::plan::TaskStream;
 use crate::plan::cost_model::CostModel;
 use crate::store::{ArraySpec, ZarrArray};
 
@@ -82,6 +84,17 @@ impl OutputArray {
     }
 }
 
+/// The stored chunks of an output that an interrupted run already wrote.
+#[derive(Debug, Clone)]
+pub struct WrittenChunks {
+    /// The output.
+    pub array: ArrayId,
+    /// Its stored chunk grid.
+    pub grid: ChunkGrid,
+    /// The chunks written.
+    pub stored: ChunkSet,
+}
+
 /// Number of an array within a [`ChunkGraph`].
 pub type ArrayId = u32;
 
@@ -149,8 +162,14 @@ pub struct ChunkGraph {
     pub dtype: DType,
     /// Arrays by [`ArrayId`].
     pub arrays: Vec<ArrayNode>,
-    /// Tasks in execution order (stages ascending).
+    /// Tasks in execution order (stages ascending), when listed.
     pub tasks: Vec<TaskNode>,
+    /// The tasks, when generated from a grid walk instead of listed (then
+    /// `tasks` is empty).
+    pub stream: Option<Arc<dyn TaskStream>>,
+    /// Output chunks an interrupted run already wrote: streamed tasks that
+    /// write only such chunks are skipped.
+    pub written: Vec<WrittenChunks>,
     /// Whether the executor loads the inputs of upcoming tasks ahead of
     /// them (on by default). Off for tasks that only read and combine their
     /// chunks: workers outrun the prefetcher there (measured: it served 11
@@ -167,8 +186,57 @@ impl ChunkGraph {
             dtype,
             arrays: Vec::new(),
             tasks: Vec::new(),
+            stream: None,
+            written: Vec::new(),
             prefetch: true,
         }
+    }
+
+    /// Number of tasks, listed or streamed.
+    pub fn task_count(&self) -> u64 {
+        match &self.stream {
+            Some(stream) => stream.len(),
+            None => self.tasks.len() as u64,
+        }
+    }
+
+    /// Task `index`: borrowed when listed, made when streamed.
+    pub fn task(&self, index: u64) -> Cow<'_, TaskNode> {
+        match &self.stream {
+            Some(stream) => Cow::Owned(stream.task(index)),
+            None => Cow::Borrowed(&self.tasks[index as usize]),
+        }
+    }
+
+    /// The most memory any task needs (see [`task_need`](Self::task_need)),
+    /// and the most it holds outside the cache.
+    pub fn largest_need(&self) -> (u64, u64) {
+        let need = |t: &TaskNode| {
+            let n = self.task_need(t);
+            (n, n.saturating_sub(t.pinned_bytes))
+        };
+        match &self.stream {
+            Some(stream) if !stream.is_empty() => need(&stream.largest()),
+            Some(_) => (0, 0),
+            None => self
+                .tasks
+                .iter()
+                .map(need)
+                .fold((0, 0), |(a, b), (n, w)| (a.max(n), b.max(w))),
+        }
+    }
+
+    /// True when an interrupted run already wrote every stored chunk the
+    /// streamed `task` writes.
+    pub fn already_written(&self, task: &TaskNode) -> bool {
+        let Some(key) = task.write else {
+            return false;
+        };
+        self.written.iter().any(|w| {
+            w.array == key.array
+                && ChunkGrid::iter_region(&w.grid.chunks_touching(&self.region(key)))
+                    .all(|c| w.stored.contains(w.grid.chunk_linear_index(&c)))
+        })
     }
 
     /// Checks, before any task is listed, that a graph of `tasks` tasks
@@ -261,7 +329,8 @@ impl ChunkGraph {
     }
 
     /// The sequence of every chunk read, in task order: the future the
-    /// executor prefetches along and Belady's MIN evicts by.
+    /// executor prefetches along and Belady's MIN evicts by. Empty for a
+    /// streamed graph, which reads each chunk once.
     pub fn schedule(&self) -> Vec<ChunkKey> {
         self.tasks
             .iter()
@@ -279,13 +348,23 @@ impl ChunkGraph {
 
     /// Number of stages.
     pub fn stages(&self) -> u32 {
+        if self.stream.is_some() {
+            return u32::from(self.task_count() > 0);
+        }
         self.tasks.iter().map(|t| t.stage + 1).max().unwrap_or(0)
     }
 
     /// Bytes the graph itself occupies in memory while it runs — the tasks,
     /// the schedule, and per chunk the executor's use count and the MIN
     /// policy's list of future uses — reserved from the pool for the run.
+    ///
+    /// A streamed graph holds what its stream holds, one task per worker
+    /// and the chunk sets of a resumed output: nothing per chunk.
     pub fn footprint(&self) -> u64 {
+        if let Some(stream) = &self.stream {
+            let written: u64 = self.written.iter().map(|w| w.stored.heap_bytes()).sum();
+            return stream.heap_bytes() + written + 64 * std::mem::size_of::<TaskNode>() as u64;
+        }
         let reads: usize = self.tasks.iter().map(|t| t.reads.len()).sum();
         let mut keys: Vec<ChunkKey> = self
             .tasks
@@ -306,17 +385,11 @@ impl ChunkGraph {
     /// no more than fit with every one at its largest need, so that tasks
     /// that hold memory while waiting for more can never deadlock.
     pub fn concurrency(&self, threads: usize, limit: u64) -> usize {
-        let need = self
-            .tasks
-            .iter()
-            .map(|t| self.task_need(t))
-            .max()
-            .unwrap_or(0)
-            .max(1);
+        let need = self.largest_need().0.max(1);
         let fit = (limit.saturating_sub(self.footprint()) / need).max(1);
         (threads.max(1) as u64)
             .min(fit)
-            .min(self.tasks.len().max(1) as u64) as usize
+            .min(self.task_count().max(1)) as usize
     }
 
     /// The memory one task needs at least: its scratch, and one chunk being

@@ -39,6 +39,9 @@ pub struct PlanReport {
     pub bytes_written: u64,
     /// Bytes of intermediates written to spill files (uncompressed).
     pub bytes_spilled: u64,
+    /// Input chunks never written, counted as the fill value without being
+    /// read.
+    pub absent_chunks: u64,
     /// The eviction policy modelled.
     pub cache_policy: PolicyKind,
 }
@@ -79,6 +82,7 @@ impl PlanReport {
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
             "bytes_spilled": self.bytes_spilled,
+            "absent_chunks": self.absent_chunks,
             "cache_policy": self.cache_policy.to_string(),
             "fits": self.fits(),
         })
@@ -101,7 +105,16 @@ impl fmt::Display for PlanReport {
             ByteSize(self.memory_limit),
             if self.fits() { "" } else { "  (DOES NOT FIT)" }
         )?;
-        writeln!(f, "  read             {}", ByteSize(self.bytes_read))?;
+        if self.absent_chunks > 0 {
+            writeln!(
+                f,
+                "  read             {} ({} chunks absent: the fill value, not read)",
+                ByteSize(self.bytes_read),
+                self.absent_chunks
+            )?;
+        } else {
+            writeln!(f, "  read             {}", ByteSize(self.bytes_read))?;
+        }
         writeln!(f, "  write            {}", ByteSize(self.bytes_written))?;
         writeln!(
             f,
@@ -117,21 +130,41 @@ impl fmt::Display for PlanReport {
 pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKind) -> PlanReport {
     let threads = threads.max(1);
     let footprint = graph.footprint();
-    let min_working_set = footprint
-        + graph
-            .tasks
-            .iter()
-            .map(|t| graph.task_need(t))
-            .max()
-            .unwrap_or(0);
-    // What workers hold outside the cache: scratch and one load each.
-    let per_worker = graph
-        .tasks
-        .iter()
-        .map(|t| graph.task_need(t).saturating_sub(t.pinned_bytes))
-        .max()
-        .unwrap_or(0);
+    // The largest task's need, and what workers hold outside the cache:
+    // scratch and one load each.
+    let (largest, per_worker) = graph.largest_need();
+    let min_working_set = footprint + largest;
     let workers = graph.concurrency(threads, limit) as u64;
+    let ahead = if graph.prefetch {
+        prefetch_window(threads)
+    } else {
+        0
+    };
+    if let Some(stream) = &graph.stream {
+        // Every chunk is read once, by one task: the cache holds the
+        // running tasks' inputs and the prefetcher's, nothing else.
+        let totals = stream.totals();
+        let pinned = if !stream.is_empty() {
+            stream.largest().pinned_bytes
+        } else {
+            0
+        };
+        let span = (workers + ahead as u64).min(stream.len());
+        return PlanReport {
+            operation: graph.operation.clone(),
+            stages: graph.stages(),
+            tasks: stream.len(),
+            threads: workers as usize,
+            memory_limit: limit,
+            min_working_set,
+            planned_peak: limit.min(footprint + workers * per_worker + span * pinned),
+            bytes_read: totals.bytes_read,
+            bytes_written: totals.bytes_written,
+            bytes_spilled: 0,
+            absent_chunks: totals.absent_chunks,
+            cache_policy: policy,
+        };
+    }
     let cache_capacity = limit.saturating_sub(footprint + workers * per_worker);
     let sim = simulate_cache(graph, cache_capacity, policy);
     let streamed: u64 = graph
@@ -142,11 +175,6 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
         .sum();
     // The cache holds what the plan reuses, and what the prefetcher loads
     // ahead of the running tasks, whichever is more.
-    let ahead = if graph.prefetch {
-        prefetch_window(threads)
-    } else {
-        0
-    };
     let cached = sim
         .peak_cached
         .max(read_ahead_bytes(graph, workers as usize + ahead));
@@ -168,6 +196,7 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
         bytes_read: sim.bytes_read + streamed,
         bytes_written,
         bytes_spilled: sim.bytes_spilled,
+        absent_chunks: 0,
         cache_policy: policy,
     }
 }

@@ -37,6 +37,8 @@ pub struct ArraySpec {
     pub shard_shape: Option<Vec<u64>>,
     /// User attributes stored in `zarr.json`.
     pub attributes: Map<String, Value>,
+    /// The value of every element of a chunk never written (0 unless set).
+    pub fill_value: f64,
 }
 
 impl ArraySpec {
@@ -49,7 +51,18 @@ impl ArraySpec {
             compression: Compression::None,
             shard_shape: None,
             attributes: Map::new(),
+            fill_value: 0.0,
         }
+    }
+
+    /// Sets the fill value: what chunks never written hold (rounded to the
+    /// element type).
+    pub fn with_fill_value(mut self, fill_value: f64) -> Self {
+        self.fill_value = match self.dtype {
+            DType::F32 => f64::from(fill_value as f32),
+            DType::F64 => fill_value,
+        };
+        self
     }
 
     /// Sets the compressor.
@@ -141,10 +154,21 @@ impl ArraySpec {
                 "configuration": { "chunk_shape": grid_chunk_shape }
             },
             "chunk_key_encoding": { "name": "default", "configuration": { "separator": "/" } },
-            "fill_value": 0.0,
+            "fill_value": fill_value_json(self.fill_value),
             "codecs": codecs,
             "attributes": self.attributes,
         })
+    }
+}
+
+/// A fill value as Zarr v3 writes it: a number, or `"NaN"`, `"Infinity"`,
+/// `"-Infinity"`.
+fn fill_value_json(fill: f64) -> Value {
+    match fill {
+        f if f.is_nan() => json!("NaN"),
+        f64::INFINITY => json!("Infinity"),
+        f64::NEG_INFINITY => json!("-Infinity"),
+        f => json!(f),
     }
 }
 

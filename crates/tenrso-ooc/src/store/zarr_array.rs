@@ -14,14 +14,14 @@ use zarrs::storage::{
 use crate::core::error::excerpt;
 use crate::core::shape::join_dims;
 use crate::core::{
-    Block, ChunkGrid, DType, Element, Error, Region, Result, physical_memory_cached,
+    Block, ChunkGrid, ChunkSet, DType, Element, Error, Region, Result, physical_memory_cached,
 };
 use crate::dispatch_dtype;
 use crate::io::{ReadableArray, SourceFormat, WritableArray, check_region_into};
 use crate::store::array_spec::check_addressable;
 use crate::store::zarr_metadata::{
-    ChunkKeyDecoder, DirectLayout, MAX_METADATA_BYTES, METADATA_KEY, check_array_metadata,
-    describe_codecs, direct_layout, json_dims, metadata_key, parse_fill_value,
+    DirectLayout, MAX_METADATA_BYTES, METADATA_KEY, check_array_metadata, describe_codecs,
+    direct_layout, json_dims, metadata_key, parse_fill_value,
 };
 use crate::store::{ArraySpec, AtomicFsStore};
 
@@ -29,6 +29,7 @@ mod direct_chunk;
 
 use direct_chunk::DirectOpen;
 pub(crate) use direct_chunk::zstd_stream_bytes;
+mod listing;
 mod resumable;
 
 /// A chunked `f32`/`f64` array in a Zarr v3 directory store, readable and
@@ -639,28 +640,6 @@ impl ZarrArray {
         Ok(size.is_some())
     }
 
-    /// Coordinates of every stored chunk that has been written, in C order.
-    ///
-    /// Derived from the directory listing (one entry per file on disk), so
-    /// it costs the chunks that exist, not the size of the chunk grid.
-    ///
-    /// # Errors
-    /// [`Error::Io`] when the directory cannot be listed.
-    pub fn stored_chunks(&self) -> Result<Vec<Vec<u64>>> {
-        let keys = self
-            .store
-            .list()
-            .map_err(|e| storage_error(&self.path, e))?;
-        let decoder = ChunkKeyDecoder::of(&self.metadata, self.grid.ndim());
-        let mut chunks: Vec<Vec<u64>> = keys
-            .iter()
-            .filter_map(|k| decoder.decode(k.as_str()))
-            .filter(|c| self.grid.contains_chunk(c))
-            .collect();
-        chunks.sort();
-        Ok(chunks)
-    }
-
     /// Bytes the array occupies on disk (chunks and metadata).
     ///
     /// # Errors
@@ -780,8 +759,12 @@ impl ReadableArray for ZarrArray {
         self.metadata.clone()
     }
 
-    fn stored_chunks(&self) -> Result<Vec<Vec<u64>>> {
-        ZarrArray::stored_chunks(self)
+    fn stored_chunk_set(&self) -> Result<ChunkSet> {
+        ZarrArray::stored_chunk_set(self)
+    }
+
+    fn fill_value(&self) -> f64 {
+        self.fill
     }
 
     fn bytes_on_disk(&self) -> Result<u64> {
