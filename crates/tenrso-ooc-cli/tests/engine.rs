@@ -540,9 +540,11 @@ fn metrics_answer_while_running_and_match_the_report() {
     );
 }
 
-/// `--explain`'s planned peak is what the run then reserves at most (within
-/// 10 %), prefetch included, for map, transpose, reduce and einsum on an
-/// array 4× the limit.
+/// `--explain`'s planned peak is what the run then reserves at most, and
+/// reached (within 10 %, or one chunk of the eight prefetched and running:
+/// a streamed task drops its input before writing its output, so a run
+/// whose writes dominate stays that much below), prefetch included, for
+/// map, transpose, reduce and einsum on an array 4× the limit.
 #[test]
 fn explain_plans_the_peak_the_run_reaches() {
     let dir = tempfile::tempdir().unwrap();
@@ -583,8 +585,9 @@ fn explain_plans_the_peak_the_run_reaches() {
         let ran = with(&["-q"]);
         let measured = ran["pool_peak_bytes"].as_u64().unwrap() as f64;
         eprintln!("{args:?}: planned {planned}, pool peak {measured}");
+        let chunk = (8 << 20) as f64;
         assert!(
-            (planned - measured).abs() <= 0.1 * measured,
+            measured <= planned * 1.001 && planned - measured <= (0.1 * measured).max(chunk),
             "{args:?}: planned peak {planned} against a pool peak of {measured}"
         );
     }

@@ -131,6 +131,59 @@ fn a_hundred_million_chunks_four_stored_reduce_exactly_under_64_mib() {
         .collect();
     assert_eq!(column(4242), want);
     assert_eq!(column(1), vec![0.5 * grid[0] as f64; 1024]);
+
+    // A map runs a task per stored chunk; the rest of its output is the
+    // expression of the fill, its fill value. A transpose likewise.
+    let mapped = dir.path().join("mapped.zarr");
+    let r = run([
+        "map",
+        "x*2+1",
+        &xs,
+        "-o",
+        mapped.to_str().unwrap(),
+        "--memory-limit",
+        "64MiB",
+        "--json",
+    ])
+    .success();
+    assert_eq!(r.json()["plan"]["tasks"], 4);
+    assert!(
+        r.peak_rss <= limit + 64 * MIB,
+        "peak {} MiB",
+        r.peak_rss / MIB
+    );
+    let mapped = ZarrArray::open(&mapped).unwrap();
+    assert_eq!(mapped.stored_chunks().unwrap().len(), 4);
+    let got = mapped.read_chunk::<f64>(&[17, 4242]).unwrap();
+    let want: Vec<f64> = stored[1].iter().map(|v| v * 2.0 + 1.0).collect();
+    assert_eq!(got.as_slice(), &want[..]);
+    assert_eq!(
+        mapped.read_chunk::<f64>(&[1, 1]).unwrap().as_slice(),
+        &[2.0; 1024][..]
+    );
+    let transposed = dir.path().join("t.zarr");
+    let r = run([
+        "transpose",
+        &xs,
+        "--axes",
+        "1,0",
+        "-o",
+        transposed.to_str().unwrap(),
+        "--chunks",
+        "1024,1",
+        "--memory-limit",
+        "64MiB",
+        "--json",
+    ])
+    .success();
+    assert_eq!(r.json()["plan"]["tasks"], 4);
+    let transposed = ZarrArray::open(&transposed).unwrap();
+    let got = transposed.read_chunk::<f64>(&[4242, 17]).unwrap();
+    assert_eq!(got.as_slice(), stored[1].as_slice());
+    assert_eq!(
+        transposed.read_chunk::<f64>(&[0, 1]).unwrap().as_slice(),
+        &[0.5; 1024][..]
+    );
 }
 
 #[test]
@@ -183,6 +236,21 @@ fn a_trillion_chunk_store_is_explained_at_once() {
         "peak {} MiB",
         r.peak_rss / MIB
     );
+    let out = arg(dir.path(), "m.zarr");
+    let r = run([
+        "map",
+        "x+1",
+        &xs,
+        "-o",
+        &out,
+        "--explain",
+        "--json",
+        "--memory-limit",
+        "16MiB",
+    ])
+    .success();
+    assert_eq!(r.json()["tasks"], 1);
+    assert_eq!(r.json()["bytes_written"], 8192);
 }
 
 #[test]

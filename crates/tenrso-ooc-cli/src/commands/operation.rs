@@ -48,10 +48,16 @@ pub fn outcome(report: &OpReport, headline: String, extra: Value) -> Outcome {
     let plan = &report.plan;
     let run = &report.run;
     let peak = peak_rss_bytes();
+    let absent = if plan.absent_chunks > 0 {
+        format!(" ({} absent chunks not read)", plan.absent_chunks)
+    } else {
+        String::new()
+    };
     let text = format!(
-        "{headline}\n  {} tasks in {:.2} s; read {}, wrote {}, spilled {}\n  memory: pool peak {}, process peak {} (limit {})\n",
+        "{headline}\n  {} tasks in {:.2} s ({:.1} µs overhead per task); read {}{absent}, wrote {}, spilled {}\n  memory: pool peak {}, process peak {} (limit {})\n",
         plan.tasks,
         run.seconds,
+        run.overhead_per_task_us,
         ByteSize(run.bytes_read),
         ByteSize(run.bytes_written),
         ByteSize(run.bytes_spilled),
@@ -59,13 +65,11 @@ pub fn outcome(report: &OpReport, headline: String, extra: Value) -> Outcome {
         peak.map_or("?".to_string(), |p| ByteSize(p).to_string()),
         ByteSize(plan.memory_limit),
     );
-    let mut json = json!({
+    let mut json = run.to_json();
+    merge(
+        &mut json,
+        json!({
         "plan": plan.to_json(),
-        "seconds": run.seconds,
-        "bytes_read": run.bytes_read,
-        "bytes_written": run.bytes_written,
-        "bytes_spilled": run.bytes_spilled,
-        "pool_peak_bytes": run.pool_peak,
         "peak_rss_bytes": peak,
         "cache": {
             "hits": run.cache.hits,
@@ -75,7 +79,8 @@ pub fn outcome(report: &OpReport, headline: String, extra: Value) -> Outcome {
             "prefetch_hits": run.cache.prefetch_hits,
             "load_waits": run.cache.load_waits,
         },
-    });
+        }),
+    );
     merge(&mut json, extra);
     Outcome {
         text,

@@ -135,6 +135,19 @@ impl ChunkSet {
         (0..self.len()).map(|k| self.nth(k).unwrap_or(u64::MAX))
     }
 
+    /// The chunks in either set (of grids of the same size).
+    pub fn union(&self, other: &ChunkSet) -> ChunkSet {
+        if self.is_all() || other.is_empty() {
+            return self.clone();
+        }
+        if other.is_all() || self.is_empty() {
+            return other.clone();
+        }
+        let mut both = ChunkSet::builder(self.universe.max(other.universe));
+        self.iter().chain(other.iter()).for_each(|i| both.insert(i));
+        both.finish()
+    }
+
     /// Bytes the set holds on the heap.
     pub fn heap_bytes(&self) -> u64 {
         (match &self.repr {

@@ -67,7 +67,13 @@ impl<'a, T: Element> TaskIo<'a, T> {
             working_set: graph.load_bytes(key),
             load: &load,
         };
-        self.cache.get(key, &loader, self.reservation)
+        let pinned = self.cache.get(key, &loader, self.reservation)?;
+        // A streamed graph reads each chunk once: it leaves the cache as
+        // soon as the task drops it, not after the task.
+        if graph.stream.is_some() {
+            self.cache.remove_after_use(key);
+        }
+        Ok(pinned)
     }
 
     /// Streams the `k`-th chunk the task declared it streams, a slab of at
@@ -184,6 +190,29 @@ pub struct RunStats {
     /// The chunk requests in the order the cache saw them, when the session
     /// records traces.
     pub trace: Option<Vec<ChunkKey>>,
+    /// Tasks run (tasks of a resumed run whose output was on disk excluded).
+    pub tasks_run: u64,
+    /// Microseconds per task that workers spent outside the tasks' own
+    /// I/O and compute: taking the next task, making it, reserving its
+    /// memory, cache bookkeeping, and waiting (for memory, at the end of a
+    /// stage). Worker time (workers × wall time) less the time inside task
+    /// bodies and output writes, divided by the tasks run.
+    pub overhead_per_task_us: f64,
+}
+
+impl RunStats {
+    /// The run's figures as JSON (without the plan).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "seconds": self.seconds,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "bytes_spilled": self.bytes_spilled,
+            "pool_peak_bytes": self.pool_peak,
+            "tasks_run": self.tasks_run,
+            "overhead_per_task_us": self.overhead_per_task_us,
+        })
+    }
 }
 /// Runs `graph` with `body` in `session`: refuses a plan that cannot fit the
 /// memory limit before any work; then runs each stage's tasks in plan order
@@ -277,6 +306,8 @@ pub fn execute_planned<T: Element>(
     );
     let mut stage_start = 0;
     let mut outcome = Ok(());
+    let (task_nanos, tasks_run) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut worker_seconds = 0.0;
     while stage_start < count && outcome.is_ok() {
         let stage = graph.task(stage_start).stage;
         let stage_end = if graph.stream.is_some() {
@@ -289,6 +320,7 @@ pub fn execute_planned<T: Element>(
                     .count() as u64
         };
         let _span = tracing::info_span!("stage", stage, tasks = stage_end - stage_start).entered();
+        let stage_started = Instant::now();
         let run = StageRun {
             graph,
             session,
@@ -300,8 +332,12 @@ pub fn execute_planned<T: Element>(
             end: stage_end,
             stop: AtomicBool::new(false),
             first_error: Mutex::new(None),
+            task_nanos: &task_nanos,
+            tasks_run: &tasks_run,
         };
+        let workers = run.workers();
         outcome = run.run();
+        worker_seconds += workers as f64 * stage_started.elapsed().as_secs_f64();
         stage_start = stage_end;
     }
     progress.finish();
@@ -320,6 +356,12 @@ pub fn execute_planned<T: Element>(
         bytes_spilled: metrics.bytes_spilled.get() - spilled0,
         pool_peak: session.pool().peak(),
         trace: session.options().record_trace.then(|| cache.take_trace()),
+        tasks_run: tasks_run.load(Ordering::Relaxed),
+        overhead_per_task_us: {
+            let busy = task_nanos.load(Ordering::Relaxed) as f64 * 1e-9;
+            let run = tasks_run.load(Ordering::Relaxed).max(1) as f64;
+            (worker_seconds - busy).max(0.0) / run * 1e6
+        },
     })
 }
 
@@ -335,15 +377,23 @@ struct StageRun<'a, T: Element> {
     end: u64,
     stop: AtomicBool,
     first_error: Mutex<Option<(u64, Error)>>,
+    /// Nanoseconds spent inside task bodies and output writes.
+    task_nanos: &'a AtomicU64,
+    /// Tasks run.
+    tasks_run: &'a AtomicU64,
 }
 
 impl<T: Element> StageRun<'_, T> {
-    fn run(self) -> Result<()> {
-        let workers = self
-            .graph
+    /// Worker threads for the stage.
+    fn workers(&self) -> usize {
+        self.graph
             .concurrency(self.session.threads(), self.session.memory_limit())
             .min((self.end - self.next.load(Ordering::Relaxed)).min(usize::MAX as u64) as usize)
-            .max(1);
+            .max(1)
+    }
+
+    fn run(self) -> Result<()> {
+        let workers = self.workers();
         std::thread::scope(|scope| {
             if self.graph.prefetch {
                 scope.spawn(|| self.prefetch());
@@ -409,6 +459,7 @@ impl<T: Element> StageRun<'_, T> {
             return Ok(());
         }
         reservation.grow(self.graph.task_reservation(task))?;
+        let started = Instant::now();
         let output = {
             let mut io = TaskIo {
                 graph: self.graph,
@@ -471,6 +522,9 @@ impl<T: Element> StageRun<'_, T> {
                 return Err(Error::internal(format!("task {index} has no output chunk")));
             }
         }
+        self.task_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.tasks_run.fetch_add(1, Ordering::Relaxed);
         // Chunks whose last planned use this was leave the cache (every
         // read of a streamed graph is its chunk's only one).
         for key in &task.reads {

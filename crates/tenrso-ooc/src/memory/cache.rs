@@ -48,6 +48,9 @@ struct Entry<T> {
     spill_copy: Option<Arc<SpillFile>>,
     /// Loaded by a prefetch and not yet used.
     prefetched: bool,
+    /// No use is planned after the current pins: the entry leaves the cache
+    /// when the last is dropped.
+    last_use: bool,
     bytes: u64,
 }
 
@@ -101,8 +104,15 @@ impl<T: Element> std::ops::Deref for Pinned<'_, T> {
 impl<T: Element> Drop for Pinned<'_, T> {
     fn drop(&mut self) {
         let mut state = self.cache.lock();
-        if let Some(e) = state.entries.get_mut(&self.key) {
-            e.pins = e.pins.saturating_sub(1);
+        let Some(e) = state.entries.get_mut(&self.key) else {
+            return;
+        };
+        e.pins = e.pins.saturating_sub(1);
+        if e.pins == 0 && e.last_use {
+            let bytes = e.bytes;
+            state.entries.remove(&self.key);
+            state.reservation.shrink(bytes);
+            state.policy.on_remove(self.key);
         }
     }
 }
@@ -460,6 +470,21 @@ impl<T: Element> ChunkCache<T> {
         }
     }
 
+    /// Forgets `key` once its current pins are dropped (now when there are
+    /// none): no later use is planned.
+    pub fn remove_after_use(&self, key: ChunkKey) {
+        let mut guard = self.lock();
+        match guard.entries.get_mut(&key) {
+            Some(e) if e.pins > 0 => e.last_use = true,
+            Some(e) if matches!(e.slot, Slot::Loading) => {}
+            Some(_) => {
+                drop(guard);
+                self.remove(key);
+            }
+            None => {}
+        }
+    }
+
     /// Evicts up to `bytes`: unpinned clean chunks are dropped, dirty ones
     /// spilled; clean ones go first unless the policy knows the future (see
     /// [`EvictionPolicy::knows_future`]).
@@ -596,6 +621,7 @@ impl<T> Entry<T> {
             spilling: false,
             spill_copy: None,
             prefetched,
+            last_use: false,
             bytes: 0,
         }
     }

@@ -5,13 +5,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::core::shape::join_dims;
-use crate::core::{Block, Element, Error, Result};
+use crate::core::{Block, ChunkGrid, ChunkSet, Element, Error, Result};
 use crate::exec::{Session, TaskBody, TaskIo};
 use crate::io::{ArrayRef, IntoArrayRef};
+use crate::memory::ChunkKey;
 use crate::ops::planned::{Job, plan_graph};
+use crate::ops::reduce::stored_bytes;
 use crate::ops::streamed::{self, elements};
 use crate::ops::{Expr, OpReport, OutputOptions, Planned};
-use crate::plan::{ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode};
+use crate::plan::{
+    ArrayId, ArrayRole, ChunkGraph, GridWalk, OutputArray, PlanReport, StreamTotals, TaskNode,
+};
 use crate::store::ArraySpec;
 
 /// Elements converted to `f64` and evaluated at a time.
@@ -105,12 +109,21 @@ impl Map {
         let y = y.filter(|_| expr.uses_y());
         let dtype = x.dtype();
         let itemsize = dtype.size() as u64;
+        // Elements never written in x (and y) are their fill values, so the
+        // output there is the expression of the fills: the output's fill.
+        let fill = {
+            let mut v = [0.0];
+            let y_fill = y.as_ref().map(|y| [y.fill_value()]);
+            expr.eval(&[x.fill_value()], y_fill.as_ref().map(|f| &f[..]), &mut v);
+            v[0]
+        };
         let spec = ArraySpec::new(
             x.shape().to_vec(),
             x.chunk_grid().chunk_shape().to_vec(),
             dtype,
         )
-        .with_compression(opts.compression);
+        .with_compression(opts.compression)
+        .with_fill_value(fill);
         let mut graph = ChunkGraph::new(format!("map `{expr}`"), dtype);
         let x_id = graph.add_array(
             x.path().display().to_string(),
@@ -139,51 +152,66 @@ impl Map {
             .as_ref()
             .map_or(0, |y| y.stream_working_set(rows_per_slab))
             .max(x.stream_working_set(rows_per_slab));
-        let chunks = x.chunk_grid().num_chunks();
-        let y_chunks = y.as_ref().map_or(0, |y| y.chunk_grid().num_chunks());
-        graph.check_listing(
-            chunks,
-            chunks.saturating_add(y_chunks),
-            session.memory_limit(),
-        )?;
-        for chunk in x.chunk_grid().iter() {
-            let key = graph.key(x_id, &chunk);
-            let region = graph.region(key);
-            let bytes = region.num_elements() * itemsize;
+        // One task per chunk of x that holds data (or whose y chunk does);
+        // with y on another grid, one per chunk of x.
+        let x_stored = x.stored_chunk_set()?;
+        let tasks = match &y {
+            None => x_stored,
+            Some(y) if same_grid => x_stored.union(&y.stored_chunk_set()?),
+            Some(_) => ChunkSet::all(x.chunk_grid().num_chunks()),
+        };
+        let grid = x.chunk_grid().clone();
+        let y_grid = y.as_ref().map(|y| y.chunk_grid().clone());
+        let pinned = x.chunk_nbytes() + y_chunk_bytes;
+        let task = move |index: u64| {
+            let key = ChunkKey::new(x_id, index);
+            let bytes = grid.chunk_region(&grid.chunk_coords(index)).num_elements() * itemsize;
+            let write = Some(ChunkKey::new(out_id, index));
             if streamed {
                 let mut streams = vec![key];
-                streams.extend(y_id.map(|y_id| graph.key(y_id, &chunk)));
-                graph.tasks.push(TaskNode {
+                streams.extend(y_id.map(|y_id| ChunkKey::new(y_id, index)));
+                return TaskNode {
                     stage: 0,
                     reads: Vec::new(),
                     streams,
-                    write: Some(graph.key(out_id, &chunk)),
+                    write,
                     scratch_bytes: bytes + segment_bytes + stream_bytes,
                     pinned_bytes: 0,
                     work_bytes: bytes,
-                });
-                continue;
+                };
             }
             let mut reads = vec![key];
             let mut scratch = bytes + segment_bytes;
-            if let Some(y_id) = y_id {
+            if let (Some(y_id), Some(y_grid)) = (y_id, &y_grid) {
                 if same_grid {
-                    reads.push(graph.key(y_id, &chunk));
+                    reads.push(ChunkKey::new(y_id, index));
                 } else {
-                    reads.extend(graph.chunks_touching(y_id, &region));
+                    let region = grid.chunk_region(&grid.chunk_coords(index));
+                    reads.extend(
+                        ChunkGrid::iter_region(&y_grid.chunks_touching(&region))
+                            .map(|c| ChunkKey::new(y_id, y_grid.chunk_linear_index(&c))),
+                    );
                     scratch += bytes; // the assembled region of y
                 }
             }
-            graph.tasks.push(TaskNode {
+            TaskNode {
                 stage: 0,
                 reads,
                 streams: Vec::new(),
-                write: Some(graph.key(out_id, &chunk)),
+                write,
                 scratch_bytes: scratch,
-                pinned_bytes: x.chunk_nbytes() + y_chunk_bytes,
+                pinned_bytes: pinned,
                 work_bytes: bytes,
-            });
-        }
+            }
+        };
+        let x_bytes = stored_bytes(&**x, &tasks);
+        let totals = StreamTotals {
+            work_bytes: x_bytes,
+            bytes_read: x_bytes * (1 + u64::from(y.is_some())),
+            bytes_written: x_bytes,
+            absent_chunks: tasks.absent() * (1 + u64::from(y.is_some())),
+        };
+        graph.stream = Some(Arc::new(GridWalk::new(tasks, task(0), totals, task)));
         let body = Arc::new(MapBody {
             expr: expr.clone(),
             y: y_id.map(|id| (id, same_grid)),

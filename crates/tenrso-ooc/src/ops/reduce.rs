@@ -443,7 +443,7 @@ impl ReduceOp {
 
 /// Bytes of the chunks of `stored` (a set of `array`'s chunks): exact when
 /// every chunk is stored or few are, else bounded by whole chunks.
-fn stored_bytes(array: &dyn crate::io::ReadableArray, stored: &ChunkSet) -> u64 {
+pub(crate) fn stored_bytes(array: &dyn crate::io::ReadableArray, stored: &ChunkSet) -> u64 {
     if stored.is_all() {
         return array.nbytes();
     }

@@ -5,14 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::core::shape::join_dims;
-use crate::core::{Block, ChunkGrid, Element, Error, Region, Result, Shape};
+use crate::core::{Block, ChunkGrid, ChunkSet, Element, Error, Region, Result, Shape};
 use crate::exec::{Session, TaskBody, TaskIo};
 use crate::io::{ArrayRef, IntoArrayRef};
+use crate::memory::ChunkKey;
 use crate::ops::planned::{Job, explain_for, job_record, plan_graph};
+use crate::ops::reduce::stored_bytes;
 use crate::ops::streamed::{self, elements};
 use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{
-    ArrayId, ArrayRole, ChunkGraph, OutputArray, PlanReport, TaskNode, rechunking_plan,
+    ArrayId, ArrayRole, ChunkGraph, GridWalk, OutputArray, PlanReport, StreamTotals, TaskNode,
+    rechunking_plan,
 };
 use crate::store::{ArraySpec, Compression};
 
@@ -161,7 +164,8 @@ fn reorganize<'s>(
     let out_shape: Vec<u64> = perm.iter().map(|&p| input.shape()[p]).collect();
     let out_grid = ChunkGrid::new(out_shape.clone(), target.to_vec())?;
     let spec = ArraySpec::new(out_shape.clone(), target.to_vec(), input.dtype())
-        .with_compression(opts.compression);
+        .with_compression(opts.compression)
+        .with_fill_value(input.fill_value());
     spec.validate()?;
     let output = Arc::new(OutputArray::new(out, spec));
     let direct = direct_plan(
@@ -233,53 +237,99 @@ fn direct_plan(
         out_grid.clone(),
     );
     let itemsize = input.dtype().size() as u64;
-    graph.check_listing(
-        out_grid.num_chunks(),
-        input.chunk_grid().num_chunks(),
-        limit,
-    )?;
-    for c in out_grid.iter() {
-        let key = graph.key(out_id, &c);
-        let region = graph.region(key);
-        let bytes = region.num_elements() * itemsize;
-        let wanted = input_region(perm, &region);
-        let reads = graph.chunks_touching(in_id, &wanted);
-        // One input chunk that is exactly the output chunk is permuted
-        // straight into the output block (a large one streamed a slab of
-        // rows at a time); otherwise pieces are extracted and permuted one
-        // by one.
-        let whole = reads.len() == 1 && graph.region(reads[0]) == wanted;
-        if whole && streamed::streams(&**input) {
-            graph.tasks.push(TaskNode {
+    let in_grid = input.chunk_grid().clone();
+    let streams = streamed::streams(&**input);
+    let (slab_scratch, in_chunk_bytes) = (
+        input.stream_working_set(streamed::slab_rows(&**input))
+            + 2 * streamed::slab_bytes(&**input),
+        input.chunk_nbytes(),
+    );
+    let task = {
+        let (in_grid, out_grid, perm) = (in_grid.clone(), out_grid.clone(), perm.to_vec());
+        move |out_index: u64| {
+            let key = ChunkKey::new(out_id, out_index);
+            let region = out_grid.chunk_region(&out_grid.chunk_coords(out_index));
+            let bytes = region.num_elements() * itemsize;
+            let wanted = input_region(&perm, &region);
+            let reads: Vec<ChunkKey> = ChunkGrid::iter_region(&in_grid.chunks_touching(&wanted))
+                .map(|c| ChunkKey::new(in_id, in_grid.chunk_linear_index(&c)))
+                .collect();
+            // One input chunk that is exactly the output chunk is permuted
+            // straight into the output block (a large one streamed a slab
+            // of rows at a time); otherwise pieces are extracted and
+            // permuted one by one.
+            let whole = reads.len() == 1
+                && in_grid.chunk_region(&in_grid.chunk_coords(reads[0].index)) == wanted;
+            if whole && streams {
+                return TaskNode {
+                    stage: 0,
+                    reads: Vec::new(),
+                    streams: reads,
+                    write: Some(key),
+                    // The output block, the slab being read, and its copy as
+                    // a block and permuted.
+                    scratch_bytes: bytes + slab_scratch,
+                    pinned_bytes: 0,
+                    work_bytes: bytes,
+                };
+            }
+            TaskNode {
                 stage: 0,
-                reads: Vec::new(),
-                streams: reads,
+                reads,
+                streams: Vec::new(),
                 write: Some(key),
-                // The output block, the slab being read, and its copy as a
-                // block and permuted.
-                scratch_bytes: bytes
-                    + input.stream_working_set(streamed::slab_rows(&**input))
-                    + 2 * streamed::slab_bytes(&**input),
-                pinned_bytes: 0,
+                scratch_bytes: if whole {
+                    bytes
+                } else {
+                    // Each piece (and its permuted copy) is at most the
+                    // smaller of an input chunk and the output chunk.
+                    bytes + 2 * in_chunk_bytes.min(bytes)
+                },
+                pinned_bytes: in_chunk_bytes,
                 work_bytes: bytes,
-            });
-            continue;
+            }
         }
-        graph.tasks.push(TaskNode {
-            stage: 0,
-            reads,
-            streams: Vec::new(),
-            write: Some(key),
-            scratch_bytes: if whole {
-                bytes
-            } else {
-                // Each piece (and its permuted copy) is at most the smaller
-                // of an input chunk and the output chunk.
-                bytes + 2 * input.chunk_nbytes().min(bytes)
-            },
-            pinned_bytes: input.chunk_nbytes(),
+    };
+    // Output chunks made of whole input chunks read each input chunk once:
+    // their tasks are streamed, only those over stored input chunks.
+    let whole_chunks = perm.iter().enumerate().all(|(k, &p)| {
+        out_grid.chunk_shape()[k].is_multiple_of(in_grid.chunk_shape()[p])
+            || out_grid.chunk_shape()[k] >= out_grid.shape().dims()[k]
+    });
+    if whole_chunks {
+        let stored = input.stored_chunk_set()?;
+        let tasks = if stored.is_all() {
+            ChunkSet::all(out_grid.num_chunks())
+        } else {
+            let mut tasks = ChunkSet::builder(out_grid.num_chunks());
+            for index in stored.iter() {
+                let start = in_grid
+                    .chunk_region(&in_grid.chunk_coords(index))
+                    .start()
+                    .to_vec();
+                let out_chunk: Vec<u64> = perm
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &p)| start[p] / out_grid.chunk_shape()[k])
+                    .collect();
+                tasks.insert(out_grid.chunk_linear_index(&out_chunk));
+            }
+            tasks.finish()
+        };
+        let bytes = stored_bytes(&**input, &stored);
+        let totals = StreamTotals {
             work_bytes: bytes,
-        });
+            bytes_read: bytes,
+            bytes_written: bytes,
+            absent_chunks: stored.absent(),
+        };
+        let largest = task(0);
+        graph.stream = Some(Arc::new(GridWalk::new(tasks, largest, totals, task)));
+        return Ok(graph);
+    }
+    graph.check_listing(out_grid.num_chunks(), in_grid.num_chunks(), limit)?;
+    for index in 0..out_grid.num_chunks() {
+        graph.tasks.push(task(index));
     }
     Ok(graph)
 }
@@ -305,15 +355,15 @@ fn staged_plan(
     // Blocks of half of what the workers leave to the cache (a worker
     // counted with its pinned input and a load beside it: larger blocks
     // were measured to spill and re-read more).
-    let per_worker = direct
-        .tasks
-        .iter()
-        .map(|t| {
-            let load = t.reads.iter().map(|k| direct.load_bytes(*k)).max();
-            direct.task_reservation(t) + t.pinned_bytes + load.unwrap_or(0)
-        })
-        .max()
-        .unwrap_or(0);
+    let per_task = |t: &TaskNode| {
+        let load = t.reads.iter().map(|k| direct.load_bytes(*k)).max();
+        direct.task_reservation(t) + t.pinned_bytes + load.unwrap_or(0)
+    };
+    let per_worker = match &direct.stream {
+        Some(stream) if !stream.is_empty() => per_task(&stream.largest()),
+        Some(_) => 0,
+        None => direct.tasks.iter().map(per_task).max().unwrap_or(0),
+    };
     let free = session
         .memory_limit()
         .saturating_sub(session.threads() as u64 * per_worker + direct.footprint());
