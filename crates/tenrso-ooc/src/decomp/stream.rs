@@ -3,17 +3,18 @@
 //! memory — adding each chunk's [`ChunkKernel`] contribution into an
 //! in-memory matrix in a fixed order.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::DType;
+use crate::core::ChunkSet;
 use crate::core::{Block, ByteSize, Element, Error, Result, Shape};
 use crate::decomp::Matrix;
 use crate::decomp::chunk_kernels::ChunkKernel;
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, TaskBody, TaskIo, TaskSet, execute_planned, for_each_task};
 use crate::io::{ArrayRef, ReadableArray};
-use crate::memory::Reservation;
-use crate::plan::{ArrayRole, ChunkGraph, TaskNode};
+use crate::memory::{ChunkKey, Reservation};
+use crate::plan::{ArrayRole, ChunkGraph, GridWalk, StreamTotals, TaskNode};
 
 /// A pass splits its work into at least this many tasks when the output
 /// blocks alone give fewer (a fixed number, so the summation order never
@@ -73,11 +74,10 @@ impl ResidentTensor {
 }
 
 /// The tasks of a pass: each owns one output block (the chunks sharing
-/// coordinates on the output modes), or a fixed share of one.
+/// coordinates on the output modes), or a fixed share of one. Tasks are
+/// made from the grid's arithmetic, never listed.
+#[derive(Debug, Clone)]
 struct PassTasks {
-    /// Per task: its block's chunk coordinates on the output modes, and the
-    /// chunks it reads in order.
-    tasks: Vec<(Vec<u64>, Vec<Vec<u64>>)>,
     /// Tasks per block (> 1: partial sums added at the end).
     parts: u64,
     /// Output rows (C order over the output modes' extents).
@@ -88,6 +88,43 @@ struct PassTasks {
     out_extents: Vec<u64>,
     /// Rows of a full output block.
     block_rows: u64,
+    /// The output modes, and the others.
+    out_modes: Vec<usize>,
+    other_modes: Vec<usize>,
+    /// The chunk grid on the output modes (one block per point), and on
+    /// the others (the chunks of a block).
+    block_grid: Shape,
+    member_grid: Shape,
+}
+
+impl PassTasks {
+    /// Number of tasks.
+    fn count(&self) -> u64 {
+        self.block_grid.num_elements() * self.parts
+    }
+
+    /// Task `t`'s block: its chunk coordinates on the output modes.
+    fn block(&self, t: u64) -> Vec<u64> {
+        self.block_grid.unravel(t / self.parts)
+    }
+
+    /// The chunks task `t` reads, in order.
+    fn reads(&self, t: u64) -> impl Iterator<Item = Vec<u64>> + '_ {
+        let (block, p) = (self.block(t), t % self.parts);
+        let members = self.member_grid.num_elements();
+        let ndim = self.out_modes.len() + self.other_modes.len();
+        ((members * p / self.parts)..(members * (p + 1) / self.parts)).map(move |k| {
+            let member = self.member_grid.unravel(k);
+            let mut coords = vec![0u64; ndim];
+            for (i, m) in self.out_modes.iter().enumerate() {
+                coords[*m] = block[i];
+            }
+            for (i, m) in self.other_modes.iter().enumerate() {
+                coords[*m] = member[i];
+            }
+            coords
+        })
+    }
 }
 
 fn pass_tasks(x: &dyn ReadableArray, out_modes: &[usize], cols: usize) -> PassTasks {
@@ -107,33 +144,16 @@ fn pass_tasks(x: &dyn ReadableArray, out_modes: &[usize], cols: usize) -> PassTa
     } else {
         1
     };
-    let mut tasks = Vec::new();
-    for b in 0..blocks {
-        let block = block_grid.unravel(b);
-        for p in 0..parts {
-            let reads = ((members * p / parts)..(members * (p + 1) / parts))
-                .map(|k| {
-                    let member = member_grid.unravel(k);
-                    let mut coords = vec![0u64; ndim];
-                    for (i, m) in out_modes.iter().enumerate() {
-                        coords[*m] = block[i];
-                    }
-                    for (i, m) in other_modes.iter().enumerate() {
-                        coords[*m] = member[i];
-                    }
-                    coords
-                })
-                .collect();
-            tasks.push((block.clone(), reads));
-        }
-    }
     PassTasks {
-        tasks,
         parts,
         rows: out_extents.iter().product(),
         out_chunk,
         out_extents,
         block_rows,
+        out_modes: out_modes.to_vec(),
+        other_modes,
+        block_grid,
+        member_grid,
     }
 }
 
@@ -177,10 +197,8 @@ pub(crate) fn stream_accumulate_held(
 ) -> Result<(Matrix, Reservation)> {
     let grid = x.chunk_grid().clone();
     let cols = kernel.cols();
-    // The pass lists every chunk: refused before listing when that cannot fit.
     let mut graph = ChunkGraph::new(label.to_string(), x.dtype());
-    graph.check_listing(grid.num_chunks(), grid.num_chunks(), session.memory_limit())?;
-    let plan = pass_tasks(&**x, out_modes, cols);
+    let plan = Arc::new(pass_tasks(&**x, out_modes, cols));
     let convert = if x.dtype() == DType::F64 || resident.is_some() {
         0
     } else {
@@ -193,7 +211,7 @@ pub(crate) fn stream_accumulate_held(
         .saturating_add(convert)
         .saturating_mul(8);
     let partial_bytes = if plan.parts > 1 {
-        (plan.tasks.len() as u64)
+        plan.count()
             .saturating_mul(plan.block_rows)
             .saturating_mul(cols as u64)
             .saturating_mul(8)
@@ -223,7 +241,11 @@ pub(crate) fn stream_accumulate_held(
         result: Mutex::new(vec![0.0; plan.rows as usize * cols]),
         partials: Mutex::new(vec![
             None;
-            if plan.parts > 1 { plan.tasks.len() } else { 0 }
+            if plan.parts > 1 {
+                plan.count() as usize
+            } else {
+                0
+            }
         ]),
     };
     let mut reservation = session.pool().reservation(label.to_string());
@@ -237,19 +259,21 @@ pub(crate) fn stream_accumulate_held(
         let result = for_each_task(
             session,
             TaskSet {
-                count: plan.tasks.len(),
+                count: plan.count() as usize,
                 bytes_each: scratch,
                 what: label,
             },
             progress,
             |t| {
                 let mut acc = body.new_block(t);
-                for coords in &plan.tasks[t].1 {
-                    let chunk = &resident.chunks[grid.chunk_linear_index(coords) as usize];
-                    kernel.accumulate(&grid.chunk_region(coords), chunk, &mut acc);
+                let mut read = 0;
+                for coords in plan.reads(t as u64) {
+                    let chunk = &resident.chunks[grid.chunk_linear_index(&coords) as usize];
+                    kernel.accumulate(&grid.chunk_region(&coords), chunk, &mut acc);
+                    read += x.chunk_nbytes();
                 }
                 body.finish_block(t, acc);
-                Ok(plan.tasks[t].1.len() as u64 * x.chunk_nbytes())
+                Ok(read)
             },
         );
         progress.finish();
@@ -261,19 +285,43 @@ pub(crate) fn stream_accumulate_held(
             ArrayRole::Input(x.clone()),
             grid.clone(),
         );
-        for (_, reads) in &plan.tasks {
-            let reads: Vec<_> = reads.iter().map(|c| graph.key(in_id, c)).collect();
-            let work_bytes = reads.iter().map(|k| graph.chunk_bytes(*k)).sum();
-            graph.tasks.push(TaskNode {
-                stage: 0,
-                reads,
-                streams: Vec::new(),
-                write: None,
-                scratch_bytes: scratch,
-                pinned_bytes: x.chunk_nbytes(),
-                work_bytes,
-            });
-        }
+        let task = {
+            let (plan, grid, itemsize) = (plan.clone(), grid.clone(), x.dtype().size() as u64);
+            let pinned = x.chunk_nbytes();
+            move |t: u64| {
+                let reads: Vec<ChunkKey> = plan
+                    .reads(t)
+                    .map(|c| ChunkKey::new(in_id, grid.chunk_linear_index(&c)))
+                    .collect();
+                let work_bytes = plan
+                    .reads(t)
+                    .map(|c| grid.chunk_region(&c).num_elements() * itemsize)
+                    .sum();
+                TaskNode {
+                    stage: 0,
+                    reads,
+                    streams: Vec::new(),
+                    write: None,
+                    scratch_bytes: scratch,
+                    pinned_bytes: pinned,
+                    work_bytes,
+                }
+            }
+        };
+        let totals = StreamTotals {
+            work_bytes: x.nbytes(),
+            bytes_read: x.nbytes(),
+            bytes_written: 0,
+            absent_chunks: 0,
+        };
+        let mut largest = task(0);
+        largest.reads.truncate(1);
+        graph.stream = Some(Arc::new(GridWalk::new(
+            ChunkSet::all(plan.count()),
+            largest,
+            totals,
+            task,
+        )));
         let explained = crate::plan::explain(
             &graph,
             session.threads(),
@@ -303,8 +351,8 @@ pub(crate) fn stream_accumulate_held(
                 }
             }
             if let Some(sum) = sum {
-                let block = &plan.tasks[b * plan.parts as usize].0;
-                scatter(&sum, block, &plan, cols, &mut result);
+                let block = plan.block(b as u64 * plan.parts);
+                scatter(&sum, &block, &plan, cols, &mut result);
             }
         }
     }
@@ -368,7 +416,7 @@ struct StreamBody<'a> {
 
 impl StreamBody<'_> {
     fn new_block(&self, task: usize) -> Vec<f64> {
-        let rows: u64 = block_extents(&self.plan.tasks[task].0, self.plan)
+        let rows: u64 = block_extents(&self.plan.block(task as u64), self.plan)
             .iter()
             .product();
         vec![0.0; rows as usize * self.cols]
@@ -381,7 +429,7 @@ impl StreamBody<'_> {
             let mut result = self.result.lock().unwrap_or_else(|p| p.into_inner());
             scatter(
                 &acc,
-                &self.plan.tasks[task].0,
+                &self.plan.block(task as u64),
                 self.plan,
                 self.cols,
                 &mut result,

@@ -447,7 +447,7 @@ pub(crate) fn stored_bytes(array: &dyn crate::io::ReadableArray, stored: &ChunkS
     if stored.is_all() {
         return array.nbytes();
     }
-    if stored.len() > 1 << 20 {
+    if stored.len() > 1 << 24 {
         return (stored.len().saturating_mul(array.chunk_nbytes())).min(array.nbytes());
     }
     let grid = array.chunk_grid();

@@ -2,10 +2,11 @@
 
 use std::sync::Mutex;
 
-use crate::core::{Element, Error, Result};
+use crate::core::{ChunkSet, Element, Error, Result};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, TaskSet, for_each_task};
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
+use crate::ops::reduce::stored_bytes;
 use crate::ops::{ChunkPlan, Planned};
 
 /// A chunk that failed verification.
@@ -79,11 +80,12 @@ impl Verify {
     /// [`Error::Io`] when the store cannot be listed.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, VerifyReport>> {
         let array = self.array.clone();
-        let stored = array.stored_chunks()?;
-        let total_bytes: u64 = stored.iter().map(|c| array.nbytes_of(c)).sum();
+        // Chunks never written are counted, not read.
+        let stored = array.stored_chunk_set()?;
+        let total_bytes = stored_bytes(&*array, &stored);
         let plan = ChunkPlan {
             operation: format!("verify {}", array.path().display()),
-            tasks: stored.len() as u64,
+            tasks: stored.len(),
             bytes_read: total_bytes,
             bytes_written: 0,
             task_bytes: array.chunk_working_set(),
@@ -99,7 +101,7 @@ impl Verify {
             bad_chunks.sort_by(|a: &BadChunk, b| a.chunk.cmp(&b.chunk));
             Ok(VerifyReport {
                 chunks_total: array.chunk_grid().num_chunks(),
-                chunks_stored: stored.len() as u64,
+                chunks_stored: stored.len(),
                 bytes_checked: total_bytes,
                 bad_chunks,
                 has_checksum: array.has_checksum(),
@@ -111,20 +113,21 @@ impl Verify {
 
 fn check_chunks<T: Element>(
     array: &dyn ReadableArray,
-    stored: &[Vec<u64>],
+    stored: &ChunkSet,
     bad: &Mutex<Vec<BadChunk>>,
     session: &Session,
     progress: &dyn Progress,
 ) -> Result<()> {
+    let grid = array.chunk_grid();
     for_each_task(
         session,
         TaskSet {
-            count: stored.len(),
+            count: stored.len() as usize,
             bytes_each: array.chunk_working_set(),
             what: "decoding one chunk",
         },
         progress,
-        |i| match array.read_chunk::<T>(&stored[i]) {
+        |i| match array.read_chunk::<T>(&grid.chunk_coords(stored.nth(i as u64).unwrap_or(0))) {
             Ok(block) => {
                 let bytes = block.byte_len() as u64;
                 session.metrics().bytes_read.add(bytes);

@@ -143,7 +143,28 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
     if let Some(stream) = &graph.stream {
         // Every chunk is read once, by one task: the cache holds the
         // running tasks' inputs and the prefetcher's, nothing else.
-        let totals = stream.totals();
+        let mut totals = stream.totals();
+        let mut tasks = stream.len();
+        if !graph.written.is_empty() {
+            // A resumed run: count what the tasks left to run read and
+            // write (one pass over the tasks, holding one at a time).
+            let (mut left, mut read, mut written) = (0, 0, 0);
+            for index in 0..stream.len() {
+                let task = stream.task(index);
+                if graph.already_written(&task) {
+                    continue;
+                }
+                left += 1;
+                read += task
+                    .reads
+                    .iter()
+                    .chain(&task.streams)
+                    .map(|k| graph.chunk_bytes(*k))
+                    .sum::<u64>();
+                written += task.write.map_or(0, |k| graph.chunk_bytes(k));
+            }
+            (tasks, totals.bytes_read, totals.bytes_written) = (left, read, written);
+        }
         let pinned = if !stream.is_empty() {
             stream.largest().pinned_bytes
         } else {
@@ -153,7 +174,7 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
         return PlanReport {
             operation: graph.operation.clone(),
             stages: graph.stages(),
-            tasks: stream.len(),
+            tasks,
             threads: workers as usize,
             memory_limit: limit,
             min_working_set,
