@@ -313,14 +313,26 @@ impl Reduce {
                     coords[*a] = out_chunk[i];
                 }
                 let mut reads = Vec::new();
-                for k in 0..reduced_grid.num_elements() {
-                    let r = reduced_grid.unravel(k);
-                    for (i, a) in reduced_axes.iter().enumerate() {
-                        coords[*a] = r[i];
+                if !all && stored.len() < reduced_grid.num_elements() {
+                    // Fewer stored chunks than positions to visit: pick the
+                    // stored ones in this output chunk's slab (grid order
+                    // is C order over the reduced axes here too).
+                    for index in stored.iter() {
+                        let c = grid.chunk_coords(index);
+                        if kept.iter().enumerate().all(|(i, a)| c[*a] == out_chunk[i]) {
+                            reads.push(ChunkKey::new(in_id, index));
+                        }
                     }
-                    let index = grid.chunk_linear_index(&coords);
-                    if all || stored.contains(index) {
-                        reads.push(ChunkKey::new(in_id, index));
+                } else {
+                    for k in 0..reduced_grid.num_elements() {
+                        let r = reduced_grid.unravel(k);
+                        for (i, a) in reduced_axes.iter().enumerate() {
+                            coords[*a] = r[i];
+                        }
+                        let index = grid.chunk_linear_index(&coords);
+                        if all || stored.contains(index) {
+                            reads.push(ChunkKey::new(in_id, index));
+                        }
                     }
                 }
                 let out_elements = out_grid.chunk_region(&out_chunk).num_elements();
