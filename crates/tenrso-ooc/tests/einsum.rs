@@ -306,6 +306,61 @@ fn results_are_bitwise_equal_for_any_thread_count() {
     assert_eq!(one, run(3));
 }
 
+/// Block-sparse operands (fill 0, chunks never written): tile pairs that
+/// are both absent are neither read nor multiplied, output tiles made only
+/// of them stay unwritten, and the product equals the dense reference.
+#[test]
+fn products_of_absent_tiles_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sparse = |name: &str, stored: &[[u64; 2]], seed: u64| {
+        let dense = make(
+            d,
+            &format!("{name}-dense"),
+            &[256, 256],
+            &[64, 64],
+            DType::F64,
+            seed,
+        );
+        let spec = ArraySpec::new(vec![256, 256], vec![64, 64], DType::F64);
+        let array = ZarrArray::create(d.join(name), &spec).unwrap();
+        for c in stored {
+            array
+                .write_chunk(c, &dense.read_chunk::<f64>(c).unwrap())
+                .unwrap();
+        }
+        (Arc::new(array), dense)
+    };
+    // A holds block row 0 and block (2, 1); B block column 2 and (1, 0).
+    let (a, a_dense) = sparse("a", &[[0, 0], [0, 1], [0, 2], [0, 3], [2, 1]], 1);
+    let (b, b_dense) = sparse("b", &[[0, 2], [1, 2], [2, 2], [3, 2], [1, 0]], 2);
+    let s = session(2, 512 << 10);
+    let run = |x: &Arc<ZarrArray>, y: &Arc<ZarrArray>, name: &str| {
+        let out = d.join(name);
+        let report = Einsum::new("ij,jk->ik", [x, y])
+            .with_out(&out)
+            .plan(&s)
+            .unwrap()
+            .run()
+            .unwrap();
+        (
+            report.steps.last().unwrap().run.bytes_read,
+            ZarrArray::open(&out).unwrap(),
+        )
+    };
+    let (read, c) = run(&a, &b, "c");
+    let (want, mag) = reference("ij,jk->ik", &[a.clone(), b.clone()]);
+    for ((g, w), m) in values(&c).iter().zip(&want).zip(&mag) {
+        assert!((g - w).abs() <= 1e-12 * m.max(1.0), "{g} vs {w}");
+    }
+    // The same product of fully stored operands (same tiles) reads more,
+    // and writes every tile.
+    let (dense_read, _) = run(&a_dense, &b_dense, "c-dense");
+    assert!(read < dense_read, "read {read} of {dense_read}");
+    let stored = c.stored_chunks().unwrap();
+    assert!(!stored.is_empty() && stored.len() < 16, "{stored:?}");
+}
+
 #[test]
 fn refuses_before_any_io_when_the_smallest_tiles_do_not_fit() {
     let dir = tempfile::tempdir().unwrap();

@@ -78,6 +78,12 @@ fn outcome(
             report.chunks_skipped
         ));
     }
+    if report.chunks_absent > 0 {
+        text.push_str(&format!(
+            "  {} chunks were never written: exported as the fill value, not read\n",
+            report.chunks_absent
+        ));
+    }
     let json = json!({
         "src": src.display().to_string(),
         "dst": dst.display().to_string(),
@@ -85,6 +91,7 @@ fn outcome(
         "dtype": dtype,
         "chunks": report.chunks,
         "chunks_skipped": report.chunks_skipped,
+        "chunks_absent": report.chunks_absent,
         "bytes": report.bytes,
         "seconds": elapsed.as_secs_f64(),
         "peak_rss_bytes": crate::process_memory::peak_rss_bytes(),

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::core::{Block, ChunkGrid, Element, MatView, Region, Result, Shape, matmul_add};
+use crate::core::{
+    Block, ChunkGrid, ChunkSet, Element, MatView, Region, Result, Shape, matmul_add,
+};
 use crate::exec::{TaskBody, TaskIo};
 use crate::io::ArrayRef;
 use crate::plan::{
@@ -23,6 +25,7 @@ pub(crate) fn contraction_graph(
     inputs: &[ArrayRef],
     output: Arc<OutputArray>,
     name: &str,
+    absent: Option<&AbsentTiles>,
 ) -> Result<ChunkGraph> {
     let dtype = inputs[0].dtype();
     let mut graph = ChunkGraph::new(name.to_string(), dtype);
@@ -48,6 +51,9 @@ pub(crate) fn contraction_graph(
         let mut reads = Vec::new();
         let mut work = 0;
         for kc in tile_combinations(step, &step.contracted, &ranges) {
+            if absent.is_some_and(|a| a.both_absent(step, &kc)) {
+                continue;
+            }
             for (k, _) in inputs.iter().enumerate() {
                 for sc in tile_combinations(step, &step.summed[k], &kc) {
                     let region = operand_region(step, k, &sc);
@@ -69,6 +75,49 @@ pub(crate) fn contraction_graph(
         });
     }
     Ok(graph)
+}
+
+/// The stored chunks of a product's two operands whose fill value is 0:
+/// a pair of operand tiles both in chunks never written multiplies to zero,
+/// so it is neither read nor multiplied.
+#[derive(Debug, Clone)]
+pub(crate) struct AbsentTiles {
+    stored: Vec<(ChunkGrid, ChunkSet)>,
+}
+
+impl AbsentTiles {
+    /// The stored chunks of `inputs`, when there are two, both fill with 0
+    /// and some chunk is absent; `None` otherwise.
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) when a store cannot be listed.
+    pub(crate) fn of(inputs: &[ArrayRef]) -> Result<Option<Self>> {
+        if inputs.len() != 2 || inputs.iter().any(|a| a.fill_value() != 0.0) {
+            return Ok(None);
+        }
+        let stored = inputs
+            .iter()
+            .map(|a| Ok((a.chunk_grid().clone(), a.stored_chunk_set()?)))
+            .collect::<Result<Vec<_>>>()?;
+        if stored.iter().any(|(_, set)| set.is_all()) {
+            return Ok(None);
+        }
+        Ok(Some(Self { stored }))
+    }
+
+    /// True when both operands' tiles under contracted ranges `kc` lie in
+    /// chunks never written.
+    fn both_absent(&self, step: &ContractionStep, kc: &Ranges) -> bool {
+        self.stored.iter().enumerate().all(|(k, (grid, set))| {
+            tile_combinations(step, &step.summed[k], kc)
+                .iter()
+                .all(|sc| {
+                    let region = operand_region(step, k, sc);
+                    ChunkGrid::iter_region(&grid.chunks_touching(&region))
+                        .all(|c| !set.contains(grid.chunk_linear_index(&c)))
+                })
+        })
+    }
 }
 
 /// The ranges of the output indices of output tile `region`.
@@ -224,6 +273,8 @@ fn batch_matrix<T>(
 /// Runs the tasks of a [`contraction_graph`].
 pub(crate) struct ContractionBody {
     pub(crate) step: ContractionStep,
+    /// Tile pairs to skip (see [`AbsentTiles`]).
+    pub(crate) absent: Option<AbsentTiles>,
 }
 
 impl ContractionBody {
@@ -297,7 +348,16 @@ impl<T: Element> TaskBody<T> for ContractionBody {
         let m = Self::extent(&ranges, &step.left);
         let n = Self::extent(&ranges, &step.right);
         let mut c = vec![T::ZERO; b * m * n];
+        let mut multiplied = false;
         for kc in tile_combinations(step, &step.contracted, &ranges) {
+            if self
+                .absent
+                .as_ref()
+                .is_some_and(|a| a.both_absent(step, &kc))
+            {
+                continue;
+            }
+            multiplied = true;
             let kk = Self::extent(&kc, &step.contracted);
             let x = self.operand_tile(io, 0, &kc)?;
             let y = self.operand_tile(io, 1, &kc)?;
@@ -309,6 +369,11 @@ impl<T: Element> TaskBody<T> for ContractionBody {
                     1,
                 );
             }
+        }
+        if !multiplied && self.absent.is_some() {
+            // Every product was of absent tiles: the tile is the output's
+            // fill value (0), left unwritten.
+            return Ok(None);
         }
         let natural = step.natural_order();
         let shape: Vec<u64> = natural.iter().map(|l| ranges[l].1).collect();

@@ -14,7 +14,7 @@ use crate::dispatch_dtype;
 use crate::exec::{Progress, Session};
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::memory::TempStore;
-use crate::ops::contraction::{ContractionBody, contraction_graph};
+use crate::ops::contraction::{AbsentTiles, ContractionBody, contraction_graph};
 use crate::ops::planned::{Job, OPERATION_ATTRIBUTE, job_record, plan_graph};
 use crate::ops::scalar_output::ScalarOutput;
 use crate::ops::{OpReport, OutputOptions, Planned, Rechunk};
@@ -566,9 +566,17 @@ fn run_einsum(
         array_spec.validate()?;
         let output = Arc::new(OutputArray::new(&target, array_spec));
         let name = format!("einsum step {k}/{}: {}", steps.len(), s.step.subscripts());
-        let graph = contraction_graph(&s.step, &step_inputs, output.clone(), &name)?;
+        let absent = AbsentTiles::of(&step_inputs)?;
+        let graph = contraction_graph(
+            &s.step,
+            &step_inputs,
+            output.clone(),
+            &name,
+            absent.as_ref(),
+        )?;
         let body = Arc::new(ContractionBody {
             step: s.step.clone(),
+            absent,
         });
         // The result is identified by the whole einsum and its stored
         // operands (intermediates get fresh names on every run) and by the

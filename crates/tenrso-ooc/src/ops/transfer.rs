@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::core::{ChunkGrid, DType, Error, Region, Result};
+use crate::core::{Block, ChunkGrid, DType, Element, Error, Region, Result};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, TaskSet, for_each_task};
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
@@ -88,6 +88,9 @@ pub struct TransferReport {
     pub chunks: u64,
     /// Stored chunks skipped because an earlier run had written them.
     pub chunks_skipped: u64,
+    /// Chunks of the source never written: exported as its fill value
+    /// without being read.
+    pub chunks_absent: u64,
     /// Uncompressed bytes transferred.
     pub bytes: u64,
 }
@@ -344,6 +347,7 @@ fn import_into(
         dtype: Some(dtype),
         chunks: grid.num_chunks() - chunks_skipped,
         chunks_skipped,
+        chunks_absent: 0,
         bytes: copied.into_inner(),
     })
 }
@@ -559,6 +563,7 @@ fn export_rows(
         dtype: Some(dtype),
         chunks: slabs,
         chunks_skipped: 0,
+        chunks_absent: 0,
         bytes: array.nbytes(),
     })
 }
@@ -578,12 +583,25 @@ fn export_dense(
     }?;
     let bytes = array.nbytes();
     let grid = array.chunk_grid();
+    // Chunks never written are the fill value: not read, and not written
+    // either when it is 0 (the new file reads as zeros).
+    let stored = array.stored_chunk_set()?;
+    let fill = array.fill_value();
     progress.start("export", bytes);
     let result = dispatch_dtype!(array.dtype(), T => for_each_task(session, TaskSet { count: grid.num_chunks() as usize, bytes_each: array.chunk_working_set(), what: "exporting one chunk" }, progress,
         |i| {
             let chunk = grid.chunk_coords(i as u64);
+            let region = grid.chunk_region(&chunk);
+            if !stored.contains(i as u64) {
+                if fill.to_bits() != 0 {
+                    let block = Block::<T>::filled(region.shape().to_vec(), T::from_f64(fill));
+                    file.write_region(&region, &block)?;
+                    session.metrics().bytes_written.add(block.byte_len() as u64);
+                }
+                return Ok(region.num_elements() * array.dtype().size() as u64);
+            }
             let block = array.read_chunk::<T>(&chunk)?;
-            file.write_region(&grid.chunk_region(&chunk), &block)?;
+            file.write_region(&region, &block)?;
             let bytes = block.byte_len() as u64;
             session.metrics().bytes_read.add(bytes);
             session.metrics().bytes_written.add(bytes);
@@ -598,6 +616,7 @@ fn export_dense(
         dtype: Some(array.dtype()),
         chunks: grid.num_chunks(),
         chunks_skipped: 0,
+        chunks_absent: stored.absent(),
         bytes,
     })
 }
