@@ -279,4 +279,34 @@ fn a_reduction_holds_the_same_memory_for_ten_and_a_hundred_thousand_chunks() {
     }
     // Flat: ten times the chunks, at most 2 MiB more (allocator noise).
     assert!(peaks[1] <= peaks[0] + 2 * MIB, "{peaks:?}");
+    // A map likewise (fewer chunks: each output chunk is synced to disk).
+    let mut peaks = Vec::new();
+    for rows in [2_000u64, 20_000] {
+        let x = arg(dir.path(), &format!("small{rows}.zarr"));
+        run([
+            "create",
+            &x,
+            "--shape",
+            &format!("{rows},512"),
+            "--chunks",
+            "1,512",
+            "-q",
+        ])
+        .success();
+        let out = arg(dir.path(), &format!("m{rows}.zarr"));
+        let r = run([
+            "map",
+            "x*2",
+            &x,
+            "-o",
+            &out,
+            "--memory-limit",
+            "16MiB",
+            "--json",
+        ])
+        .success();
+        peaks.push(r.peak_rss);
+        eprintln!("map of {rows} chunks: peak {} KiB", r.peak_rss >> 10);
+    }
+    assert!(peaks[1] <= peaks[0] + 2 * MIB, "{peaks:?}");
 }

@@ -144,7 +144,7 @@ impl PyArray {
 
     /// Chunks written (for a store; every chunk of a file).
     fn nchunks_initialized(&self) -> PyResult<usize> {
-        Ok(self.array.stored_chunks().or_raise()?.len())
+        Ok(self.array.stored_chunk_set().or_raise()?.len() as usize)
     }
 
     /// Number of chunks.

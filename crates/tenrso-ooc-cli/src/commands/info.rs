@@ -14,8 +14,8 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
     // Shards and attributes are a store's; a file read in place has neither.
     let store = array.as_any().downcast_ref::<ZarrArray>();
     let grid = array.chunk_grid();
-    let stored = array.stored_chunks()?;
-    let stored_bytes: u64 = stored.iter().map(|c| array.nbytes_of(c)).sum();
+    let stored = array.stored_chunk_set()?;
+    let stored_bytes = array.stored_nbytes(&stored);
     let on_disk = array.bytes_on_disk()?;
     let ratio = if on_disk > 0 {
         stored_bytes as f64 / on_disk as f64

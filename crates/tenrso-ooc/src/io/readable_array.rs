@@ -184,6 +184,24 @@ pub trait ReadableArray: Send + Sync + fmt::Debug {
         Ok(ChunkSet::all(self.chunk_grid().num_chunks()))
     }
 
+    /// Bytes of the chunks of `stored` (a set of this array's chunks):
+    /// exact when every chunk is stored or up to 2²⁴ are, else bounded by
+    /// whole chunks (edge chunks counted whole).
+    fn stored_nbytes(&self, stored: &ChunkSet) -> u64 {
+        if stored.is_all() {
+            return self.nbytes();
+        }
+        if stored.len() > 1 << 24 {
+            return (stored.len().saturating_mul(self.chunk_nbytes())).min(self.nbytes());
+        }
+        let grid = self.chunk_grid();
+        stored
+            .iter()
+            .map(|i| grid.chunk_region(&grid.chunk_coords(i)).num_elements())
+            .sum::<u64>()
+            * self.dtype().size() as u64
+    }
+
     /// The value of every element of a chunk that is not stored.
     fn fill_value(&self) -> f64 {
         0.0

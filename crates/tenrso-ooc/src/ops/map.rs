@@ -10,7 +10,6 @@ use crate::exec::{Session, TaskBody, TaskIo};
 use crate::io::{ArrayRef, IntoArrayRef};
 use crate::memory::ChunkKey;
 use crate::ops::planned::{Job, plan_graph};
-use crate::ops::reduce::stored_bytes;
 use crate::ops::streamed::{self, elements};
 use crate::ops::{Expr, OpReport, OutputOptions, Planned};
 use crate::plan::{
@@ -204,7 +203,7 @@ impl Map {
                 work_bytes: bytes,
             }
         };
-        let x_bytes = stored_bytes(&**x, &tasks);
+        let x_bytes = x.stored_nbytes(&tasks);
         let totals = StreamTotals {
             work_bytes: x_bytes,
             bytes_read: x_bytes * (1 + u64::from(y.is_some())),

@@ -226,7 +226,7 @@ impl Reduce {
                     }
                 }
             };
-            let bytes_read = stored_bytes(&**input, &stored);
+            let bytes_read = input.stored_nbytes(&stored);
             let totals = StreamTotals {
                 work_bytes: bytes_read,
                 bytes_read,
@@ -294,7 +294,7 @@ impl Reduce {
                 .collect::<Vec<_>>(),
         );
         let out_chunk_bytes = out_grid.chunk_shape().iter().product::<u64>() * dtype.size() as u64;
-        let bytes_read = stored_bytes(&**input, &stored);
+        let bytes_read = input.stored_nbytes(&stored);
         let totals = StreamTotals {
             work_bytes: input.nbytes(),
             bytes_read,
@@ -451,23 +451,6 @@ impl ReduceOp {
             Self::Min | Self::Max => fill,
         }
     }
-}
-
-/// Bytes of the chunks of `stored` (a set of `array`'s chunks): exact when
-/// every chunk is stored or few are, else bounded by whole chunks.
-pub(crate) fn stored_bytes(array: &dyn crate::io::ReadableArray, stored: &ChunkSet) -> u64 {
-    if stored.is_all() {
-        return array.nbytes();
-    }
-    if stored.len() > 1 << 24 {
-        return (stored.len().saturating_mul(array.chunk_nbytes())).min(array.nbytes());
-    }
-    let grid = array.chunk_grid();
-    stored
-        .iter()
-        .map(|i| grid.chunk_region(&grid.chunk_coords(i)).num_elements())
-        .sum::<u64>()
-        * array.dtype().size() as u64
 }
 
 struct FullBody {

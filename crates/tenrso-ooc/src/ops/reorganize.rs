@@ -10,7 +10,6 @@ use crate::exec::{Session, TaskBody, TaskIo};
 use crate::io::{ArrayRef, IntoArrayRef};
 use crate::memory::ChunkKey;
 use crate::ops::planned::{Job, explain_for, job_record, plan_graph};
-use crate::ops::reduce::stored_bytes;
 use crate::ops::streamed::{self, elements};
 use crate::ops::{OpReport, OutputOptions, Planned};
 use crate::plan::{
@@ -316,7 +315,7 @@ fn direct_plan(
             }
             tasks.finish()
         };
-        let bytes = stored_bytes(&**input, &stored);
+        let bytes = input.stored_nbytes(&stored);
         let totals = StreamTotals {
             work_bytes: bytes,
             bytes_read: bytes,

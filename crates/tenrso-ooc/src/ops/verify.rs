@@ -6,7 +6,6 @@ use crate::core::{ChunkSet, Element, Error, Result};
 use crate::dispatch_dtype;
 use crate::exec::{Progress, Session, TaskSet, for_each_task};
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
-use crate::ops::reduce::stored_bytes;
 use crate::ops::{ChunkPlan, Planned};
 
 /// A chunk that failed verification.
@@ -82,7 +81,7 @@ impl Verify {
         let array = self.array.clone();
         // Chunks never written are counted, not read.
         let stored = array.stored_chunk_set()?;
-        let total_bytes = stored_bytes(&*array, &stored);
+        let total_bytes = array.stored_nbytes(&stored);
         let plan = ChunkPlan {
             operation: format!("verify {}", array.path().display()),
             tasks: stored.len(),
