@@ -183,11 +183,10 @@ def test_hostile_stores_are_refused_not_aborted(tmp_path: Path) -> None:
         big_chunk[0, 0]
     with pytest.raises(errors.MemoryLimitError):
         big_chunk[0, 0] = 1.0
-    # 10¹¹ chunks: the plan of a reduction cannot hold its own task list.
+    # 10¹¹ chunks, none written: a reduction costs what the store holds.
     sparse = ts.open(declared(tmp_path / "s.zarr", [10**6, 10**6], [1, 10]))
     assert float(sparse[5, 10:20].sum()) == 0.0
-    with pytest.raises(errors.MemoryLimitError, match="100000000000 tasks"):
-        ts.sum(sparse, memory_limit="8MiB")
+    assert float(ts.sum(sparse, memory_limit="8MiB")) == 0.0
     with pytest.raises(errors.InvalidArgumentError, match="nested more than 256"):
         ts.map("(" * 1000 + "x" + ")" * 1000, sparse, out=tmp_path / "m.zarr")
     with pytest.raises(errors.MemoryLimitError, match="CP-ALS of rank"):

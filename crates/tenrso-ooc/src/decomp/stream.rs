@@ -314,7 +314,11 @@ pub(crate) fn stream_accumulate_held(
             bytes_written: 0,
             absent_chunks: 0,
         };
-        let mut largest = task(0);
+        let mut largest = if plan.count() > 0 {
+            task(0)
+        } else {
+            TaskNode::default()
+        };
         largest.reads.truncate(1);
         graph.stream = Some(Arc::new(GridWalk::new(
             ChunkSet::all(plan.count()),

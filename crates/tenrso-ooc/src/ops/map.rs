@@ -210,7 +210,12 @@ impl Map {
             bytes_written: x_bytes,
             absent_chunks: tasks.absent() * (1 + u64::from(y.is_some())),
         };
-        graph.stream = Some(Arc::new(GridWalk::new(tasks, task(0), totals, task)));
+        let largest = if x.chunk_grid().num_chunks() > 0 {
+            task(0)
+        } else {
+            TaskNode::default()
+        };
+        graph.stream = Some(Arc::new(GridWalk::new(tasks, largest, totals, task)));
         let body = Arc::new(MapBody {
             expr: expr.clone(),
             y: y_id.map(|id| (id, same_grid)),

@@ -234,7 +234,12 @@ impl Reduce {
                 absent_chunks: stored.absent(),
             };
             let count = stored.len();
-            graph.stream = Some(Arc::new(GridWalk::new(stored, task(0), totals, task)));
+            let largest = if grid.num_chunks() > 0 {
+                task(0)
+            } else {
+                TaskNode::default()
+            };
+            graph.stream = Some(Arc::new(GridWalk::new(stored, largest, totals, task)));
             let body = Arc::new(FullBody {
                 op,
                 tree: ReductionTree::new(count, Partial::combine),
@@ -347,7 +352,9 @@ impl Reduce {
                 }
             }
         };
-        let largest = {
+        let largest = if out_grid.num_chunks() == 0 {
+            TaskNode::default()
+        } else {
             let mut t = task(0, true);
             t.reads.truncate(1);
             t.scratch_bytes = out_chunk_bytes / dtype.size() as u64 * (16 + dtype.size() as u64);

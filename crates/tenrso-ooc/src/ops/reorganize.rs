@@ -322,7 +322,11 @@ fn direct_plan(
             bytes_written: bytes,
             absent_chunks: stored.absent(),
         };
-        let largest = task(0);
+        let largest = if out_grid.num_chunks() > 0 {
+            task(0)
+        } else {
+            TaskNode::default()
+        };
         graph.stream = Some(Arc::new(GridWalk::new(tasks, largest, totals, task)));
         return Ok(graph);
     }
