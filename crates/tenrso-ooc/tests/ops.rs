@@ -279,6 +279,32 @@ fn tree_reductions_are_bitwise_equal_for_any_thread_count_on_uneven_grids() {
     }
 }
 
+/// A sharded store lists its shards: shards never written are the fill
+/// value, and partly written shards read their missing inner chunks as it.
+#[test]
+fn sharded_stores_count_absent_shards_as_the_fill() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ArraySpec::new(vec![64, 8], vec![2, 8], DType::F64)
+        .with_shards(vec![8, 8])
+        .with_fill_value(-1.0);
+    let x = Arc::new(ZarrArray::create(dir.path().join("x"), &spec).unwrap());
+    // Shards 1 and 6 of 8 are written; shard 6 only in its first half.
+    let ones = tenrso_ooc::Block::filled(vec![8, 8], 2.0f64);
+    x.write_chunk(&[1, 0], &ones).unwrap();
+    x.write_region(
+        &tenrso_ooc::Region::new(vec![48, 0], vec![4, 8]),
+        &tenrso_ooc::Block::filled(vec![4, 8], 3.0f64),
+    )
+    .unwrap();
+    assert_eq!(x.stored_chunks().unwrap(), vec![vec![1, 0], vec![6, 0]]);
+    let reference: Vec<f64> = all(&x).as_slice().to_vec();
+    let want: f64 = reference.iter().sum();
+    let s = session(2, 1 << 20);
+    let report = Reduce::new(ReduceOp::Sum, &x).plan(&s).unwrap();
+    assert_eq!(report.explain().absent_chunks, 6);
+    assert_eq!(report.run().unwrap().value, Some(want));
+}
+
 /// A transpose whose output chunks cross every input chunk, under a limit
 /// far below the array: planned through an intermediate that spills, and
 /// still exact.
