@@ -253,24 +253,30 @@ fn a_trillion_chunk_store_is_explained_at_once() {
     assert_eq!(r.json()["bytes_written"], 8192);
 }
 
+/// A store of `rows` chunks of one row of 512 ones, in `dir`.
+fn rows_of_ones(dir: &std::path::Path, rows: u64) -> String {
+    let x = arg(dir, &format!("ones{rows}.zarr"));
+    run([
+        "create",
+        &x,
+        "--shape",
+        &format!("{rows},512"),
+        "--chunks",
+        "1,512",
+        "--fill",
+        "ones",
+        "-q",
+    ])
+    .success();
+    x
+}
+
 #[test]
 fn a_reduction_holds_the_same_memory_for_ten_and_a_hundred_thousand_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let mut peaks = Vec::new();
     for rows in [10_000u64, 100_000] {
-        let x = arg(dir.path(), &format!("x{rows}.zarr"));
-        run([
-            "create",
-            &x,
-            "--shape",
-            &format!("{rows},512"),
-            "--chunks",
-            "1,512",
-            "--fill",
-            "ones",
-            "-q",
-        ])
-        .success();
+        let x = rows_of_ones(dir.path(), rows);
         let value = reduce_value(&x, "sum", "16MiB", 16 * MIB);
         assert_eq!(value, (rows * 512) as f64);
         let r = run(["reduce", "sum", &x, "--memory-limit", "16MiB", "--json"]).success();
@@ -282,17 +288,7 @@ fn a_reduction_holds_the_same_memory_for_ten_and_a_hundred_thousand_chunks() {
     // A map likewise (fewer chunks: each output chunk is synced to disk).
     let mut peaks = Vec::new();
     for rows in [2_000u64, 20_000] {
-        let x = arg(dir.path(), &format!("small{rows}.zarr"));
-        run([
-            "create",
-            &x,
-            "--shape",
-            &format!("{rows},512"),
-            "--chunks",
-            "1,512",
-            "-q",
-        ])
-        .success();
+        let x = rows_of_ones(dir.path(), rows);
         let out = arg(dir.path(), &format!("m{rows}.zarr"));
         let r = run([
             "map",

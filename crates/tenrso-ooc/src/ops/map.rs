@@ -151,14 +151,24 @@ impl Map {
             .as_ref()
             .map_or(0, |y| y.stream_working_set(rows_per_slab))
             .max(x.stream_working_set(rows_per_slab));
-        // One task per chunk of x that holds data (or whose y chunk does);
-        // with y on another grid, one per chunk of x.
+        // One task per chunk of x that holds data (or whose y chunk does).
+        // With y on another grid, one per chunk of x, listed: a chunk of y
+        // serves several tasks, and the cache keeps it until its last.
         let x_stored = x.stored_chunk_set()?;
         let tasks = match &y {
             None => x_stored,
             Some(y) if same_grid => x_stored.union(&y.stored_chunk_set()?),
-            Some(_) => ChunkSet::all(x.chunk_grid().num_chunks()),
+            Some(y) => {
+                let chunks = x.chunk_grid().num_chunks();
+                graph.check_listing(
+                    chunks,
+                    chunks.saturating_add(y.chunk_grid().num_chunks()),
+                    session.memory_limit(),
+                )?;
+                ChunkSet::all(chunks)
+            }
         };
+        let listed = y.is_some() && !same_grid;
         let grid = x.chunk_grid().clone();
         let y_grid = y.as_ref().map(|y| y.chunk_grid().clone());
         let pinned = x.chunk_nbytes() + y_chunk_bytes;
@@ -215,7 +225,11 @@ impl Map {
         } else {
             TaskNode::default()
         };
-        graph.stream = Some(Arc::new(GridWalk::new(tasks, largest, totals, task)));
+        if listed {
+            graph.tasks = (0..tasks.len()).map(task).collect();
+        } else {
+            graph.stream = Some(Arc::new(GridWalk::new(tasks, largest, totals, task)));
+        }
         let body = Arc::new(MapBody {
             expr: expr.clone(),
             y: y_id.map(|id| (id, same_grid)),
