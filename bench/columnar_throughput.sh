@@ -26,12 +26,7 @@ rows=$((size_gib * 32768))
 source bench/common.sh
 rate() { calc "$size_gib * 1024 / $1"; }   # MiB/s
 
-venv="$work/venv-pyarrow"
-if ! "$venv/bin/python" -c "import numpy, pyarrow" 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check numpy "pyarrow>=26,<27"
-fi
-py="$venv/bin/python"
+py=$(peer_python "$work/venv-pyarrow" "numpy, pyarrow" numpy "pyarrow>=26,<27")
 peer="$PWD/bench/pyarrow_columnar.py"
 
 echo "preparing a ${size_gib} GiB f64 tensor ${rows}x64x64 in $work ..." >&2

@@ -25,13 +25,8 @@ mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 cargo build --release -q -p tenrso-ooc-cli
 bin="$PWD/target/release/tenrso-ooc"
-venv="$work/venv-tensorly"
-if ! "$venv/bin/python" -c "import numpy, tensorly" 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check numpy "tensorly>=0.10,<0.11"
-fi
-py="$venv/bin/python"
 source bench/common.sh
+py=$(peer_python "$work/venv-tensorly" "numpy, tensorly" numpy "tensorly>=0.10,<0.11")
 
 # Runs "$@" under /usr/bin/time; prints "SECONDS PEAK_MIB" then the output.
 timed_rss() {

@@ -28,13 +28,8 @@ cargo build --release -q -p tenrso-ooc-cli
 cargo build --release -q -p tenrso-ooc --example gemm_in_memory
 bin="$PWD/target/release/tenrso-ooc"
 gemm="$PWD/target/release/examples/gemm_in_memory"
-venv="$work/venv"
-if ! "$venv/bin/python" -c "import numpy, zarr, dask.array, threadpoolctl" 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check numpy "zarr>=3,<4" "dask[array]" threadpoolctl
-fi
-py="$venv/bin/python"
 source bench/common.sh
+py=$(peer_python "$work/venv" "numpy, zarr, dask.array, threadpoolctl" numpy "zarr>=3,<4" "dask[array]" threadpoolctl)
 
 # Runs "$@" REPEAT times under /usr/bin/time; prints "MEDIAN_SECONDS PEAK_MIB
 # LAST_STDOUT_LINE_MATCHING $pattern".

@@ -22,14 +22,9 @@ mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 cargo build --release -q -p tenrso-ooc-cli
 bin="$PWD/target/release/tenrso-ooc"
-venv="$work/venv"
-if ! "$venv/bin/python" -c "import numpy, zarr, dask.array" 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check numpy "zarr>=3,<4" "dask[array]"
-fi
-py="$venv/bin/python"
-
 source bench/common.sh
+py=$(peer_python "$work/venv" "numpy, zarr, dask.array" numpy "zarr>=3,<4" "dask[array]")
+
 gbs() { calc "$size_gib * 1.073741824 / $1"; }   # GB/s for the array size
 
 rows=$((size_gib * 2048))

@@ -26,12 +26,7 @@ for f in jemalloc mimalloc; do
 done
 cargo build --release -q -p tenrso-ooc-cli
 bin="$PWD/target/release/tenrso-ooc"
-venv="${VENV:-$work/venv}"
-if ! "$venv/bin/python" -c "import numpy, zarr, dask.array" 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check numpy "zarr>=3,<4" "dask[array]"
-fi
-py="$venv/bin/python"
+py=$(peer_python "${VENV:-$work/venv}" "numpy, zarr, dask.array" numpy "zarr>=3,<4" "dask[array]")
 limit=1GiB
 cols=16384
 rows=$((size_gib * 1024 * 1024 * 1024 / 8 / cols))

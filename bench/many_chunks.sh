@@ -4,10 +4,10 @@
 # stores (da.from_zarr(x).sum().compute(); (x*2+1).to_zarr(out)), threaded
 # scheduler on every core: wall time, peak RSS, and our overhead per task
 # (worker time outside task bodies and writes, from the run's JSON). Page
-# cache warm. Medians of REPEAT (default 3); Dask at 10^6 chunks runs
-# DASK_BIG_REPEAT (default 1) time(s) under a DASK_TIMEOUT (default 900 s)
-# limit; maps run up to MAP_MAX chunks (default 10^5: every chunk write
-# pays an fsync today, issue 29).
+# cache warm. Medians of REPEAT (default 3); from 10^5 chunks on, Dask and
+# the maps run BIG_REPEAT (default 1) time(s), Dask under a DASK_TIMEOUT
+# (default 600 s) limit; maps run up to MAP_MAX chunks (default 10^5: every
+# chunk write pays an fsync today, issue 29).
 #
 #   bench/many_chunks.sh [WORKDIR]   (default bench/out; needs ~5 GiB free;
 #   VENV=DIR uses an existing virtualenv with numpy, zarr and dask;
@@ -16,8 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-bench/out}"
 repeat="${REPEAT:-3}"
-dask_big_repeat="${DASK_BIG_REPEAT:-1}"
-dask_timeout="${DASK_TIMEOUT:-900}"
+big_repeat="${BIG_REPEAT:-1}"
+dask_timeout="${DASK_TIMEOUT:-600}"
 map_max="${MAP_MAX:-100000}"
 mkdir -p "$work"
 work="$(cd "$work" && pwd)"
@@ -25,12 +25,7 @@ source bench/common.sh
 
 cargo build --release -q -p tenrso-ooc-cli
 bin="$PWD/target/release/tenrso-ooc"
-venv="${VENV:-$work/venv}"
-if ! "$venv/bin/python" -c "import numpy, zarr, dask.array" 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check numpy "zarr>=3,<4" "dask[array]"
-fi
-py="$venv/bin/python"
+py=$(peer_python "${VENV:-$work/venv}" "numpy, zarr, dask.array" numpy "zarr>=3,<4" "dask[array]")
 limit=256MiB
 threads=$(nproc)
 
@@ -71,13 +66,13 @@ for n in ${SIZES:-10000 100000 1000000}; do
     [ -d "$x" ] || "$bin" create "$x" --shape "$n,512" --chunks 1,512 --fill uniform --seed 7 -q >/dev/null
     ours=$(med2 "$repeat" 600 "$bin" reduce sum "$x" --memory-limit "$limit" --threads "$threads" -q)
     over=$("$bin" reduce sum "$x" --memory-limit "$limit" --threads "$threads" --json | "$py" -c "import json,sys; print(round(json.load(sys.stdin)['overhead_per_task_us'], 2))")
-    reps=$repeat; [ "$n" -ge 1000000 ] && reps=$dask_big_repeat
+    reps=$repeat; [ "$n" -ge 100000 ] && reps=$big_repeat
     d=$(med2 "$reps" "$dask_timeout" "$py" -c "$dask_sum" "$x")
     echo "| $n | $(cell "$ours") | $over | $(cell "$d") | $(rat "$d" "$ours") | $(ratm "$d" "$ours") |"
     if [ "$n" -le "$map_max" ]; then
         out="$work/many_out.zarr"
-        mo=$(med2 "$repeat" 900 bash -c "rm -rf '$out'; '$bin' map 'x*2+1' '$x' --out '$out' --memory-limit $limit --threads $threads -q")
-        dm=$(med2 "$repeat" "$dask_timeout" bash -c "rm -rf '$out'; '$py' -c \"$dask_map\" '$x' '$out'")
+        mo=$(med2 "$reps" 900 bash -c "rm -rf '$out'; '$bin' map 'x*2+1' '$x' --out '$out' --memory-limit $limit --threads $threads -q")
+        dm=$(med2 "$reps" "$dask_timeout" bash -c "rm -rf '$out'; '$py' -c \"$dask_map\" '$x' '$out'")
         maps+=("| $n | $(cell "$mo") | $(cell "$dm") | $(rat "$dm" "$mo") | $(ratm "$dm" "$mo") |")
     fi
 done
@@ -86,5 +81,5 @@ echo "| chunks | ours map | ours peak | Dask map | Dask peak | Dask/ours time | 
 echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${maps[@]}"
 echo
-echo "$(machine), $(isa); limit $limit; medians of $repeat"
+echo "$(machine), $(isa); limit $limit; medians of $repeat (of $big_repeat for Dask and maps from 10^5 chunks)"
 rm -rf "$work/many_out.zarr"
