@@ -7,9 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use zarrs::array::CodecOptions;
 use zarrs::array::{Array, ArrayError, ArrayMetadata, ArrayMetadataV3, CodecError};
-use zarrs::storage::{
-    ListableStorageTraits, ReadableStorageTraits, StorageError, WritableStorageTraits,
-};
+use zarrs::storage::{ReadableStorageTraits, StorageError, WritableStorageTraits};
 
 use crate::core::error::excerpt;
 use crate::core::shape::join_dims;
@@ -638,14 +636,6 @@ impl ZarrArray {
             .size_key(&self.array.chunk_key(chunk))
             .map_err(|e| storage_error(&self.path, e))?;
         Ok(size.is_some())
-    }
-
-    /// Bytes the array occupies on disk (chunks and metadata).
-    ///
-    /// # Errors
-    /// [`Error::Io`] when the directory cannot be listed.
-    pub fn bytes_on_disk(&self) -> Result<u64> {
-        self.store.size().map_err(|e| storage_error(&self.path, e))
     }
 
     fn corrupt(&self, chunk: &[u64], reason: String) -> Error {

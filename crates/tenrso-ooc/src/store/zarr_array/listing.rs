@@ -22,15 +22,35 @@ impl ZarrArray {
     pub fn stored_chunk_set(&self) -> Result<ChunkSet> {
         let decoder = ChunkKeyDecoder::of(&self.metadata, self.grid.ndim());
         let mut set = ChunkSet::builder(self.grid.num_chunks());
-        let mut key = String::new();
-        walk(&self.path, &mut key, &mut |key| {
+        walk(&self.path, &mut String::new(), &mut |key, _| {
             if let Some(chunk) = decoder.decode(key)
                 && self.grid.contains_chunk(&chunk)
             {
                 set.insert(self.grid.chunk_linear_index(&chunk));
             }
+            Ok(())
         })?;
         Ok(set.finish())
+    }
+
+    /// Bytes the array occupies on disk: its chunks and `zarr.json`
+    /// (walked as [`stored_chunk_set`](Self::stored_chunk_set) walks).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a directory or file cannot be read.
+    pub fn bytes_on_disk(&self) -> Result<u64> {
+        let metadata = self.path.join("zarr.json");
+        let mut bytes = fs::metadata(&metadata)
+            .map_err(|e| Error::io(&metadata, e))?
+            .len();
+        walk(&self.path, &mut String::new(), &mut |_, entry| {
+            bytes += entry
+                .metadata()
+                .map_err(|e| Error::io(entry.path(), e))?
+                .len();
+            Ok(())
+        })?;
+        Ok(bytes)
     }
 
     /// Coordinates of every stored chunk that has been written, in C order
@@ -44,9 +64,13 @@ impl ZarrArray {
     }
 }
 
-/// Calls `each` with the store key (`c/0/3`) of every file under `dir`,
-/// skipping metadata and writers' temporaries.
-fn walk(dir: &Path, key: &mut String, each: &mut dyn FnMut(&str)) -> Result<()> {
+/// Calls `each` with the store key (`c/0/3`) and entry of every file under
+/// `dir`, skipping metadata and writers' temporaries.
+fn walk(
+    dir: &Path,
+    key: &mut String,
+    each: &mut dyn FnMut(&str, &fs::DirEntry) -> Result<()>,
+) -> Result<()> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -62,7 +86,7 @@ fn walk(dir: &Path, key: &mut String, each: &mut dyn FnMut(&str)) -> Result<()> 
         if kind.is_dir() {
             walk(&entry.path(), key, each)?;
         } else if kind.is_file() && !is_temp_key(&name) && name != "zarr.json" {
-            each(key);
+            each(key, &entry)?;
         }
         key.truncate(len);
     }
