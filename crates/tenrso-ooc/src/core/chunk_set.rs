@@ -132,7 +132,7 @@ impl ChunkSet {
 
     /// The chunks in the set, in grid order.
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        (0..self.len()).map(|k| self.nth(k).unwrap_or(u64::MAX))
+        (0..self.len()).filter_map(|k| self.nth(k))
     }
 
     /// The chunks in either set (of grids of the same size).

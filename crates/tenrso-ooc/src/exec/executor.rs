@@ -577,7 +577,9 @@ impl<T: Element> StageRun<'_, T> {
             let (mut t, mut r) = cursor;
             'tasks: while t < last {
                 let task = self.graph.task(t);
-                let reads = &task.reads;
+                // A resumed task whose output is on disk will not run.
+                let skipped = self.graph.stream.is_some() && self.graph.already_written(&task);
+                let reads: &[ChunkKey] = if skipped { &[] } else { &task.reads };
                 while r < reads.len() {
                     let key = reads[r];
                     let needed = self.graph.stream.is_some()
