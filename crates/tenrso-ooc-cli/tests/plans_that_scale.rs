@@ -253,6 +253,47 @@ fn a_trillion_chunk_store_is_explained_at_once() {
     assert_eq!(r.json()["bytes_written"], 8192);
 }
 
+/// Export of a sparse store: absent chunks are written as the fill value
+/// (NumPy reads them so) without being read — bytes read count only the
+/// stored chunks — and the report says how many there were.
+#[test]
+fn export_writes_absent_chunks_as_the_fill_unread() {
+    let Some(py) = common::python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for fill in [0.5, 0.0] {
+        let x = dir.path().join(format!("x{fill}.zarr"));
+        let stored = sparse_store(&x, [20, 4], fill, &[[3, 1], [17, 0]]);
+        let npy = dir.path().join(format!("x{fill}.npy"));
+        let report = dir.path().join(format!("r{fill}.json"));
+        let r = run([
+            "export",
+            x.to_str().unwrap(),
+            npy.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--json",
+        ])
+        .success();
+        assert_eq!(r.json()["chunks_absent"], 78);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(report["metrics"]["bytes_read_total"], 2 * 8192);
+        // NumPy: the stored rows where they were written, the fill elsewhere.
+        let script = "import sys, numpy as np\n\
+            a = np.load(sys.argv[1])\n\
+            f = float(sys.argv[2])\n\
+            stored = np.zeros(a.shape, bool)\n\
+            stored[3, 1024:2048] = True\n\
+            stored[17, 0:1024] = True\n\
+            assert a.shape == (20, 4096) and (a[~stored] == f).all()\n\
+            print(repr(a[3, 1024:1030].tolist()), repr(a[17, :6].tolist()))";
+        let fill_arg = std::path::PathBuf::from(fill.to_string());
+        let out = common::python_script(&py, script, &[&npy, &fill_arg]);
+        let want = format!("{:?} {:?}", &stored[0][..6], &stored[1][..6]);
+        assert_eq!(out.trim(), want);
+    }
+}
+
 /// A store of `rows` chunks of one row of 512 ones, in `dir`.
 fn rows_of_ones(dir: &std::path::Path, rows: u64) -> String {
     let x = arg(dir, &format!("ones{rows}.zarr"));

@@ -183,9 +183,11 @@ impl EinsumReport {
             for (k, v) in steps.iter_mut().enumerate() {
                 if let Some(op) = self.steps.get(self.plan.rechunked.len() + k) {
                     v["plan"] = op.plan.to_json();
-                    v["seconds"] = json!(op.run.seconds);
-                    v["bytes_read"] = json!(op.run.bytes_read);
-                    v["pool_peak_bytes"] = json!(op.run.pool_peak);
+                    // Seconds, bytes, pool peak, overhead per task.
+                    if let (Some(step), Value::Object(run)) = (v.as_object_mut(), op.run.to_json())
+                    {
+                        step.extend(run);
+                    }
                 }
             }
         }
