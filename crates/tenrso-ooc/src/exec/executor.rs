@@ -453,7 +453,7 @@ impl<T: Element> StageRun<'_, T> {
     fn run_task(&self, index: u64, reservation: &mut Reservation) -> Result<()> {
         let task = self.graph.task(index);
         let task = &*task;
-        if self.graph.stream.is_some() && self.graph.already_written(task) {
+        if self.graph.already_written(task) {
             self.progress.advance(task.work_bytes);
             self.session.metrics().tasks_done.add(1);
             return Ok(());
@@ -578,7 +578,7 @@ impl<T: Element> StageRun<'_, T> {
             'tasks: while t < last {
                 let task = self.graph.task(t);
                 // A resumed task whose output is on disk will not run.
-                let skipped = self.graph.stream.is_some() && self.graph.already_written(&task);
+                let skipped = self.graph.already_written(&task);
                 let reads: &[ChunkKey] = if skipped { &[] } else { &task.reads };
                 while r < reads.len() {
                     let key = reads[r];

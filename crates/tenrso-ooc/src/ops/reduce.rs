@@ -386,7 +386,7 @@ impl Reduce {
 }
 
 /// A chunk's contribution to a full reduction.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Partial {
     sum: f64,
     min: f64,

@@ -226,8 +226,9 @@ impl ChunkGraph {
         }
     }
 
-    /// True when an interrupted run already wrote every stored chunk the
-    /// streamed `task` writes.
+    /// True when an interrupted run already wrote every stored chunk
+    /// `task` writes (known for streamed graphs: a listed graph drops such
+    /// tasks when it is planned, and its `written` is empty).
     pub fn already_written(&self, task: &TaskNode) -> bool {
         let Some(key) = task.write else {
             return false;
