@@ -46,31 +46,39 @@ fn chunk_buffers_are_recycled_and_released_under_pressure() {
     let mut pass = || {
         passes += 1;
         let out = dir.path().join(format!("y{passes}"));
-        let before = minor_faults();
+        let (before, pool_before) = (minor_faults(), buffer_pool_stats());
         Map::new(Expr::parse("x*2+1").unwrap(), &x, &out)
             .plan(&s)
             .unwrap()
             .run()
             .unwrap();
         let faults = minor_faults() - before;
-        (
-            ZarrArray::open(&out)
-                .unwrap()
-                .read_chunk::<f64>(&[3, 0])
-                .unwrap(),
-            faults,
-        )
+        let pool = buffer_pool_stats();
+        let fresh = pool.fresh - pool_before.fresh;
+        let reused = pool.reused - pool_before.reused;
+        (out, faults, fresh, reused)
     };
-    let (first, _) = pass();
-    let reused_before = buffer_pool_stats().reused;
-    let (second, faults) = pass();
-    assert_eq!(first, second);
+    let (first, ..) = pass();
+    let (second, faults, fresh, reused) = pass();
+    let last_chunk = |path| {
+        ZarrArray::open(path)
+            .unwrap()
+            .read_chunk::<f64>(&[3, 0])
+            .unwrap()
+    };
+    assert_eq!(last_chunk(&first), last_chunk(&second));
+    // Every chunk buffer of the second run is a kept one: none is fresh.
+    assert!(reused >= 4, "{reused} chunk buffers reused in pass 2");
+    assert_eq!(fresh, 0, "fresh chunk buffers in pass 2");
+    // Without recycling, each of the 65536 output pages faults. Heap pages
+    // of smaller buffers that `malloc-trim` handed back between the passes
+    // fault again (timing-dependent: 1 to 4385 measured), so the bound
+    // is a quarter of the data, not zero.
     let pages = (256u64 << 20) / 4096;
     assert!(
-        faults < pages / 10,
+        faults < pages / 4,
         "second pass: {faults} minor faults for {pages} pages of data"
     );
-    assert!(buffer_pool_stats().reused >= reused_before + 4);
     assert!(buffer_pool_stats().kept_bytes > 0);
 
     // Pressure: an allocation that would not fit beside the kept buffers
