@@ -25,7 +25,7 @@ pub struct Cli {
 /// Options shared by every command.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Memory limit for the run, e.g. 512MiB or 4GiB [default: 25% of RAM; 64MiB for demo]
+    /// Memory limit for the run, e.g. 512MiB or 4GiB; under mpirun, of each rank [default: 25% of RAM; 64MiB for demo]
     #[arg(long, global = true, value_name = "SIZE")]
     pub memory_limit: Option<ByteSize>,
     /// Worker threads [default: all cores]
@@ -108,6 +108,41 @@ pub enum Command {
     Reconstruct(ReconstructArgs),
     /// Show the engine at work on a tensor larger than its memory limit
     Demo(DemoArgs),
+}
+
+impl Command {
+    /// The command's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Create(_) => "create",
+            Self::Info(_) => "info",
+            Self::Verify(_) => "verify",
+            Self::Import(_) => "import",
+            Self::Export(_) => "export",
+            Self::Map(_) => "map",
+            Self::Reduce(_) => "reduce",
+            Self::Transpose(_) => "transpose",
+            Self::Rechunk(_) => "rechunk",
+            Self::Einsum(_) => "einsum",
+            Self::Cp(_) => "cp",
+            Self::Tucker(_) => "tucker",
+            Self::Reconstruct(_) => "reconstruct",
+            Self::Demo(_) => "demo",
+        }
+    }
+
+    /// True for commands that run SPMD under mpirun, each rank its share.
+    pub fn runs_distributed(&self) -> bool {
+        !matches!(
+            self,
+            Self::Import(_)
+                | Self::Export(_)
+                | Self::Cp(_)
+                | Self::Tucker(_)
+                | Self::Reconstruct(_)
+                | Self::Demo(_)
+        )
+    }
 }
 
 /// `einsum`.

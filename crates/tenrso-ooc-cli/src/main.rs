@@ -4,6 +4,7 @@ mod allocator;
 mod cli;
 mod commands;
 mod interrupt;
+mod job;
 mod process_memory;
 mod progress;
 mod telemetry;
@@ -49,6 +50,21 @@ fn main() -> ExitCode {
         Err(err) => return usage_error(err),
     };
     telemetry::init_logging(cli.global.log_format);
+    let job = match job::Job::start() {
+        Ok(job) => job,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if job.ranks.is_distributed() && !cli.command.runs_distributed() {
+        eprintln!(
+            "{}{}",
+            job.error_prefix(),
+            job::refuse_distributed(cli.command.name(), job.ranks.size())
+        );
+        return job.fail(2);
+    }
     let default_limit = match cli.command {
         Command::Demo(_) => 64 << 20,
         _ => tenrso_ooc::exec::default_memory_limit(),
@@ -62,13 +78,15 @@ fn main() -> ExitCode {
         exec = exec.with_threads(threads);
     }
     let ctx = Context {
-        session: Session::new(exec),
-        progress: Bar::new(!cli.global.quiet && !cli.global.json),
+        session: Session::new(exec).with_ranks(job.ranks.clone()),
+        // Rank 0 speaks for the job; the others print only errors.
+        progress: Bar::new(job.is_root() && !cli.global.quiet && !cli.global.json),
         explain: cli.global.explain,
     };
     interrupt::install(ctx.session.cancel_token().clone());
     let started = Instant::now();
-    let result = match telemetry::serve_metrics(cli.global.metrics_addr.as_deref(), &ctx.session)
+    let metrics_addr = cli.global.metrics_addr.as_deref().filter(|_| job.is_root());
+    let result = match telemetry::serve_metrics(metrics_addr, &ctx.session)
         .and_then(|_server| run(&cli.command, &ctx))
     {
         // `--explain` answers a request refused as too large with its numbers.
@@ -83,7 +101,17 @@ fn main() -> ExitCode {
     // Work after the command's own (the report) can fail too: its error is
     // printed and the exit status says so, while the outputs stay valid.
     let mut late_error = None;
-    if let Some(path) = &cli.global.report {
+    // Each rank's peak memory, gathered by every rank (all got here).
+    let mut peaks_line = None;
+    let result = result.map(|outcome| {
+        if ctx.explain {
+            return outcome;
+        }
+        let (outcome, line) = with_rank_peaks(outcome, &job);
+        peaks_line = line;
+        outcome
+    });
+    if let Some(path) = cli.global.report.as_ref().filter(|_| job.is_root()) {
         let outcome = result
             .as_ref()
             .map(|o| &o.json)
@@ -102,11 +130,23 @@ fn main() -> ExitCode {
         return ExitCode::from(code);
     }
     match result {
+        Ok(outcome) if !job.is_root() => {
+            // The outcome is the job's (rank 0 prints it), failure included.
+            if outcome.failure.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Ok(outcome) => {
             if cli.global.json {
                 println!("{}", outcome.json);
             } else {
                 print!("{}", outcome.text);
+                // On stderr, with the summaries (stdout may hold a value).
+                if let Some(line) = peaks_line {
+                    eprintln!("{line}");
+                }
             }
             let errors: Vec<&String> = outcome.failure.iter().chain(&late_error).collect();
             for line in &errors {
@@ -121,23 +161,48 @@ fn main() -> ExitCode {
         Err(err) => {
             let line = one_line(&err.to_string());
             let hint = hint(&err);
-            if cli.global.json {
+            if cli.global.json && job.is_root() {
                 let mut report = json!({ "error": line });
                 if let Some(hint) = hint {
                     report["hint"] = json!(hint);
                 }
                 println!("{report}");
             }
+            let prefix = job.error_prefix();
             match hint {
-                Some(hint) => eprintln!("error: {line}; hint: {hint}"),
-                None => eprintln!("error: {line}"),
+                Some(hint) => eprintln!("{prefix}{line}; hint: {hint}"),
+                None => eprintln!("{prefix}{line}"),
             }
             if let Some(line) = &late_error {
-                eprintln!("error: {line}");
+                eprintln!("{prefix}{line}");
             }
-            ExitCode::FAILURE
+            job.fail(1)
         }
     }
+}
+
+/// Under several ranks (a collective), `outcome` with each rank's peak
+/// resident memory in `ranks_peak_rss_bytes`, and a line saying them for
+/// stderr; unchanged in one process.
+fn with_rank_peaks(mut outcome: Outcome, job: &job::Job) -> (Outcome, Option<String>) {
+    if !job.ranks.is_distributed() {
+        return (outcome, None);
+    }
+    let peaks = job.gather(process_memory::peak_rss_bytes().unwrap_or(0));
+    let listed: Vec<String> = peaks
+        .iter()
+        .enumerate()
+        .map(|(r, p)| format!("rank {r} {}", tenrso_ooc::ByteSize(*p)))
+        .collect();
+    let line = format!(
+        "  {} ranks, peak memory: {}",
+        peaks.len(),
+        listed.join(", ")
+    );
+    if let Some(map) = outcome.json.as_object_mut() {
+        map.insert("ranks_peak_rss_bytes".into(), json!(peaks));
+    }
+    (outcome, Some(line))
 }
 
 /// What to change on the command line for errors a flag can fix: the

@@ -89,6 +89,7 @@
 
 pub mod core;
 pub mod decomp;
+pub mod distributed;
 pub mod exec;
 pub mod io;
 pub mod memory;

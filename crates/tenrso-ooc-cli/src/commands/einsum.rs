@@ -77,7 +77,9 @@ fn outcome(report: &EinsumReport, args: &EinsumArgs, ctx: &Context) -> Outcome {
     ));
     if let Some(value) = report.value {
         // The value alone on stdout (scriptable); the summary goes to stderr.
-        eprint!("{text}");
+        if ctx.session.ranks().is_root() {
+            eprint!("{text}");
+        }
         text = format!("{value}\n");
     } else if let Some(out) = &args.out {
         text.push_str(&format!("  -> {}\n", out.display()));

@@ -46,7 +46,9 @@ pub fn run(args: &ReduceArgs, ctx: &Context) -> Result<Outcome> {
     let mut out = outcome(&report.op, headline, extra);
     if let Some(value) = report.value {
         // The value alone on stdout (scriptable); the summary goes to stderr.
-        eprint!("{}", out.text);
+        if ctx.session.ranks().is_root() {
+            eprint!("{}", out.text);
+        }
         out.text = format!("{value}\n");
     }
     Ok(out)

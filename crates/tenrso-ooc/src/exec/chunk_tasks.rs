@@ -101,6 +101,36 @@ where
     }
 }
 
+/// [`for_each_task`] over this rank's share of the tasks when several
+/// ranks run the session (a contiguous run of `0..tasks.count`, balanced by
+/// count); `task` is called with indices of the whole set. In one process,
+/// every task. Returns how many tasks this rank ran.
+///
+/// # Errors
+/// As [`for_each_task`].
+pub fn for_each_owned_task<F>(
+    session: &Session,
+    tasks: TaskSet<'_>,
+    progress: &dyn Progress,
+    task: F,
+) -> Result<usize>
+where
+    F: Fn(usize) -> Result<u64> + Sync,
+{
+    let (rank, size) = (
+        session.ranks().rank() as u128,
+        session.ranks().size() as u128,
+    );
+    let at = |k: u128| (tasks.count as u128 * k / size) as usize;
+    let (start, end) = (at(rank), at(rank + 1));
+    let owned = TaskSet {
+        count: end - start,
+        ..tasks
+    };
+    for_each_task(session, owned, progress, |i| task(start + i))?;
+    Ok(end - start)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::error::panic_message;
 use crate::core::{Block, Element, Error, Region, Result};
+use crate::distributed::{OwnedTasks, Ranks, all_gather_u64s, stage_ranges};
 use crate::exec::{Progress, Session};
 use crate::io::ReadableArray;
 use crate::memory::{CacheStats, ChunkCache, ChunkKey, ChunkMap, Loader, Pinned, Reservation};
@@ -198,9 +199,103 @@ pub struct RunStats {
     /// stage). Worker time (workers × wall time) less the time inside task
     /// bodies and output writes, divided by the tasks run.
     pub overhead_per_task_us: f64,
+    /// Each rank's own figures when several ranks ran the graph (then the
+    /// counters above are their totals, `seconds` and `pool_peak` their
+    /// maxima); empty in one process.
+    pub ranks: Vec<RankRun>,
+}
+
+/// What one rank did of a distributed run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RankRun {
+    /// The rank.
+    pub rank: usize,
+    /// Its wall-clock seconds.
+    pub seconds: f64,
+    /// Tasks it ran.
+    pub tasks_run: u64,
+    /// Bytes it read from stored arrays.
+    pub bytes_read: u64,
+    /// Bytes it wrote to stored arrays.
+    pub bytes_written: u64,
+    /// Bytes it spilled.
+    pub bytes_spilled: u64,
+    /// The most memory its pool reserved at once.
+    pub pool_peak: u64,
+}
+
+impl RankRun {
+    fn to_u64s(self) -> [u64; 7] {
+        [
+            self.rank as u64,
+            self.seconds.to_bits(),
+            self.tasks_run,
+            self.bytes_read,
+            self.bytes_written,
+            self.bytes_spilled,
+            self.pool_peak,
+        ]
+    }
+
+    fn from_u64s(v: &[u64]) -> Self {
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        Self {
+            rank: at(0) as usize,
+            seconds: f64::from_bits(at(1)),
+            tasks_run: at(2),
+            bytes_read: at(3),
+            bytes_written: at(4),
+            bytes_spilled: at(5),
+            pool_peak: at(6),
+        }
+    }
+
+    /// The figures as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "rank": self.rank,
+            "seconds": self.seconds,
+            "tasks_run": self.tasks_run,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "bytes_spilled": self.bytes_spilled,
+            "pool_peak_bytes": self.pool_peak,
+        })
+    }
 }
 
 impl RunStats {
+    /// Gathers every rank's figures (a collective: every rank calls it):
+    /// the counters become totals over the ranks, the time and pool peak
+    /// maxima, and [`ranks`](Self::ranks) holds each rank's own. Nothing
+    /// changes in one process.
+    pub fn gather(mut self, ranks: &dyn Ranks) -> Self {
+        if !ranks.is_distributed() {
+            return self;
+        }
+        let mine = RankRun {
+            rank: ranks.rank(),
+            seconds: self.seconds,
+            tasks_run: self.tasks_run,
+            bytes_read: self.bytes_read,
+            bytes_written: self.bytes_written,
+            bytes_spilled: self.bytes_spilled,
+            pool_peak: self.pool_peak,
+        };
+        let all: Vec<RankRun> = all_gather_u64s(ranks, &mine.to_u64s())
+            .iter()
+            .map(|v| RankRun::from_u64s(v))
+            .collect();
+        self.seconds = all.iter().map(|r| r.seconds).fold(0.0, f64::max);
+        self.pool_peak = all.iter().map(|r| r.pool_peak).max().unwrap_or(0);
+        self.tasks_run = all.iter().map(|r| r.tasks_run).sum();
+        self.bytes_read = all.iter().map(|r| r.bytes_read).sum();
+        self.bytes_written = all.iter().map(|r| r.bytes_written).sum();
+        self.bytes_spilled = all.iter().map(|r| r.bytes_spilled).sum();
+        self.ranks = all;
+        self
+    }
+
     /// The run's figures as JSON (without the plan).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -211,6 +306,7 @@ impl RunStats {
             "pool_peak_bytes": self.pool_peak,
             "tasks_run": self.tasks_run,
             "overhead_per_task_us": self.overhead_per_task_us,
+            "ranks": self.ranks.iter().map(RankRun::to_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -275,12 +371,35 @@ pub fn execute_planned<T: Element>(
         .arrays
         .iter()
         .any(|a| matches!(a.role, ArrayRole::Temporary));
+    let ranks = session.ranks();
+    if has_temporaries && ranks.is_distributed() {
+        // Intermediates live in one rank's cache: a later stage on another
+        // rank could not read them (the operation must store them).
+        return Err(Error::internal(format!(
+            "`{}` keeps intermediates in memory and cannot be shared among {} ranks",
+            graph.operation,
+            ranks.size()
+        )));
+    }
+    // The tasks this rank owns, stage by stage (all of them in one process).
+    let stages: Vec<OwnedTasks> = stage_ranges(graph)
+        .into_iter()
+        .map(|s| graph.ownership.owned(graph, s, ranks.rank(), ranks.size()))
+        .collect();
     let spill = if has_temporaries {
         Some(session.spill()?)
     } else {
         None
     };
-    let schedule = graph.schedule();
+    let schedule: Vec<ChunkKey> = if graph.stream.is_some() {
+        Vec::new()
+    } else {
+        stages
+            .iter()
+            .flat_map(OwnedTasks::iter)
+            .flat_map(|i| graph.tasks[i as usize].reads.iter().copied())
+            .collect()
+    };
     let cache = ChunkCache::<T>::new(
         session.pool(),
         session.options().cache_policy.build(&schedule),
@@ -295,31 +414,36 @@ pub fn execute_planned<T: Element>(
             .fetch_add(1, Ordering::Relaxed);
     }
     cache.record_trace(session.options().record_trace);
-    let count = graph.task_count();
-    metrics.tasks_total.add(count);
+    let owned_count: u64 = stages.iter().map(OwnedTasks::len).sum();
+    metrics.tasks_total.add(owned_count);
     progress.start(
         &graph.operation,
         match &graph.stream {
-            Some(stream) => stream.totals().work_bytes,
-            None => graph.tasks.iter().map(|t| t.work_bytes).sum(),
+            // A stream's tasks are alike: this rank's share of the work.
+            Some(stream) => {
+                let totals = stream.totals().work_bytes as u128;
+                (totals * owned_count as u128 / stream.len().max(1) as u128) as u64
+            }
+            None => stages
+                .iter()
+                .flat_map(OwnedTasks::iter)
+                .map(|i| graph.tasks[i as usize].work_bytes)
+                .sum(),
         },
     );
-    let mut stage_start = 0;
     let mut outcome = Ok(());
     let (task_nanos, tasks_run) = (AtomicU64::new(0), AtomicU64::new(0));
     let mut worker_seconds = 0.0;
-    while stage_start < count && outcome.is_ok() {
-        let stage = graph.task(stage_start).stage;
-        let stage_end = if graph.stream.is_some() {
-            count
-        } else {
-            stage_start
-                + graph.tasks[stage_start as usize..]
-                    .iter()
-                    .take_while(|t| t.stage == stage)
-                    .count() as u64
-        };
-        let _span = tracing::info_span!("stage", stage, tasks = stage_end - stage_start).entered();
+    for (k, owned) in stages.iter().enumerate() {
+        if k > 0 && ranks.is_distributed() {
+            // A stage reads what earlier stages wrote, on every rank.
+            ranks.barrier();
+        }
+        if owned.is_empty() {
+            continue;
+        }
+        let stage = graph.task(owned.get(0)).stage;
+        let _span = tracing::info_span!("stage", stage, tasks = owned.len()).entered();
         let stage_started = Instant::now();
         let run = StageRun {
             graph,
@@ -328,8 +452,8 @@ pub fn execute_planned<T: Element>(
             body,
             progress,
             remaining: &remaining,
-            next: AtomicU64::new(stage_start),
-            end: stage_end,
+            tasks: owned,
+            next: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             first_error: Mutex::new(None),
             task_nanos: &task_nanos,
@@ -338,7 +462,9 @@ pub fn execute_planned<T: Element>(
         let workers = run.workers();
         outcome = run.run();
         worker_seconds += workers as f64 * stage_started.elapsed().as_secs_f64();
-        stage_start = stage_end;
+        if outcome.is_err() {
+            break;
+        }
     }
     progress.finish();
     if let Err(err) = outcome {
@@ -362,10 +488,12 @@ pub fn execute_planned<T: Element>(
             let run = tasks_run.load(Ordering::Relaxed).max(1) as f64;
             (worker_seconds - busy).max(0.0) / run * 1e6
         },
+        ranks: Vec::new(),
     })
 }
 
-/// One stage in progress: the tasks `next..end` still to start.
+/// One stage in progress: the owned tasks from position `next` on still to
+/// start.
 struct StageRun<'a, T: Element> {
     graph: &'a ChunkGraph,
     session: &'a Session,
@@ -373,8 +501,10 @@ struct StageRun<'a, T: Element> {
     body: &'a dyn TaskBody<T>,
     progress: &'a dyn Progress,
     remaining: &'a ChunkMap<AtomicU32>,
+    /// The stage's tasks this rank runs.
+    tasks: &'a OwnedTasks,
+    /// Position in `tasks` of the next task to start.
     next: AtomicU64,
-    end: u64,
     stop: AtomicBool,
     first_error: Mutex<Option<(u64, Error)>>,
     /// Nanoseconds spent inside task bodies and output writes.
@@ -388,7 +518,10 @@ impl<T: Element> StageRun<'_, T> {
     fn workers(&self) -> usize {
         self.graph
             .concurrency(self.session.threads(), self.session.memory_limit())
-            .min((self.end - self.next.load(Ordering::Relaxed)).min(usize::MAX as u64) as usize)
+            .min(
+                (self.tasks.len() - self.next.load(Ordering::Relaxed)).min(usize::MAX as u64)
+                    as usize,
+            )
             .max(1)
     }
 
@@ -424,10 +557,11 @@ impl<T: Element> StageRun<'_, T> {
     fn work(&self, worker: usize) {
         let mut reservation = self.session.pool().reservation(format!("worker {worker}"));
         while !self.stop.load(Ordering::Relaxed) {
-            let index = self.next.fetch_add(1, Ordering::Relaxed);
-            if index >= self.end {
+            let position = self.next.fetch_add(1, Ordering::Relaxed);
+            if position >= self.tasks.len() {
                 break;
             }
+            let index = self.tasks.get(position);
             if let Err(err) = self.session.cancel_token().check() {
                 self.fail(index, err);
                 break;
@@ -555,10 +689,10 @@ impl<T: Element> StageRun<'_, T> {
         let threads = self.session.threads() as u64;
         while !self.stop.load(Ordering::Relaxed) {
             let base = self.next.load(Ordering::Relaxed);
-            if base >= self.end {
+            if base >= self.tasks.len() {
                 break;
             }
-            let last = (base + window as u64).min(self.end);
+            let last = (base + window as u64).min(self.tasks.len());
             let mut waiting_for_memory = false;
             let mut loaded = false;
             // Tasks that read many chunks: load ahead of the running tasks'
@@ -576,7 +710,7 @@ impl<T: Element> StageRun<'_, T> {
             }
             let (mut t, mut r) = cursor;
             'tasks: while t < last {
-                let task = self.graph.task(t);
+                let task = self.graph.task(self.tasks.get(t));
                 // A resumed task whose output is on disk will not run.
                 let skipped = self.graph.already_written(&task);
                 let reads: &[ChunkKey] = if skipped { &[] } else { &task.reads };

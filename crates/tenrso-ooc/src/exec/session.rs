@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::core::Result;
+use crate::distributed::{Ranks, SingleProcess};
 use crate::exec::{CancelToken, ExecOptions};
 use crate::memory::{MemoryPool, SpillManager};
 use crate::telemetry::Metrics;
@@ -26,6 +27,7 @@ pub struct Session {
     spill: OnceLock<Arc<SpillManager>>,
     metrics: Arc<Metrics>,
     cancel: CancelToken,
+    ranks: Arc<dyn Ranks>,
 }
 
 impl Session {
@@ -43,7 +45,30 @@ impl Session {
             spill: OnceLock::new(),
             metrics,
             cancel: CancelToken::new(),
+            ranks: Arc::new(SingleProcess),
         }
+    }
+
+    /// The same session run by `ranks` together, SPMD (see
+    /// [`crate::distributed`]): each rank holds its own session, with its
+    /// own memory limit, and runs the tasks it owns.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tenrso_ooc::distributed::SingleProcess;
+    /// use tenrso_ooc::exec::Session;
+    /// let session = Session::default().with_ranks(Arc::new(SingleProcess));
+    /// assert_eq!(session.ranks().size(), 1);
+    /// ```
+    pub fn with_ranks(mut self, ranks: Arc<dyn Ranks>) -> Self {
+        self.ranks = ranks;
+        self
+    }
+
+    /// The ranks running this session's operations (one process unless
+    /// [`with_ranks`](Self::with_ranks) says otherwise).
+    pub fn ranks(&self) -> &dyn Ranks {
+        &*self.ranks
     }
 
     /// The token that cancels this session's runs: clone it and call

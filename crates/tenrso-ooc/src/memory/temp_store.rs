@@ -15,6 +15,8 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug)]
 pub struct TempStore {
     path: PathBuf,
+    /// Whether dropping it removes the directory (the rank that named it).
+    owned: bool,
 }
 
 impl TempStore {
@@ -30,7 +32,15 @@ impl TempStore {
                 "temp-{}-{what}.zarr",
                 NEXT.fetch_add(1, Ordering::Relaxed)
             )),
+            owned: true,
         }
+    }
+
+    /// The temporary store another rank of the job named (see
+    /// [`Ranks`](crate::distributed::Ranks)), shared by every rank: that
+    /// rank removes it, this one does not.
+    pub fn shared(path: PathBuf) -> Self {
+        Self { path, owned: false }
     }
 
     /// Where the store goes.
@@ -41,6 +51,8 @@ impl TempStore {
 
 impl Drop for TempStore {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }

@@ -14,6 +14,8 @@ use crate::plan::{
     ArrayId, ArrayRole, ChunkGraph, ContractionStep, Label, OperandLayout, OutputArray, TaskNode,
 };
 
+use crate::distributed::{Ownership, TileSplit};
+
 /// A range of one index: start and length.
 type Ranges = BTreeMap<Label, (u64, u64)>;
 
@@ -42,6 +44,22 @@ pub(crate) fn contraction_graph(
         ArrayRole::Output(output.clone()),
         tile_grid.clone(),
     );
+    if let [x, y] = inputs {
+        // Ranks own blocks of output tiles: a row block of `x`, a column
+        // block of `y` each (batch indices go with the rows).
+        let axes = |side: &[Label]| -> Vec<usize> {
+            (0..step.output.len())
+                .filter(|&i| side.contains(&step.output[i]))
+                .collect()
+        };
+        let rows: Vec<Label> = step.batch.iter().chain(&step.left).copied().collect();
+        graph.ownership = Ownership::Tiles(TileSplit {
+            row_axes: axes(&rows),
+            col_axes: axes(&step.right),
+            row_bytes: x.nbytes(),
+            col_bytes: y.nbytes(),
+        });
+    }
     let itemsize = dtype.size() as u64;
     let out_chunk_bytes = step.output_chunks.iter().product::<u64>() * itemsize;
     let pinned = inputs.iter().map(|a| a.chunk_nbytes()).max().unwrap_or(0);

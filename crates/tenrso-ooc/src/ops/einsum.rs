@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::core::{ByteSize, ChunkGrid, Error, Result};
 use crate::dispatch_dtype;
+use crate::distributed::TileSplit;
 use crate::exec::{Progress, Session};
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::memory::TempStore;
@@ -19,8 +20,8 @@ use crate::ops::planned::{Job, OPERATION_ATTRIBUTE, job_record, plan_graph};
 use crate::ops::scalar_output::ScalarOutput;
 use crate::ops::{OpReport, OutputOptions, Planned, Rechunk};
 use crate::plan::{
-    ContractionPath, EinsumSpec, OutputArray, PathStrategy, StepOperand, TilingParams,
-    rechunk_seconds,
+    ContractionPath, ContractionStep, EinsumSpec, Label, OutputArray, PathStrategy, StepOperand,
+    TilingParams, rechunk_seconds,
 };
 use crate::store::{ArraySpec, Compression, ZarrArray, check_output_not_input};
 
@@ -42,6 +43,71 @@ pub struct EinsumPlan {
     pub memory_limit: u64,
     /// Worker threads the steps run on.
     pub threads: usize,
+    /// Under several ranks, how each product step shares its output tiles
+    /// among them; empty in one process.
+    pub ranks: Vec<StepRanks>,
+}
+
+/// How the ranks share one product step: a grid of ranks over its output
+/// tiles (SUMMA's layout), and what each rank reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRanks {
+    /// The step.
+    pub step: usize,
+    /// Ranks along the rows (the left operand's free indices) and columns.
+    pub grid: (u64, u64),
+    /// Output tiles per rank, at most.
+    pub tiles_per_rank: u64,
+    /// Bytes of operands each rank reads at least: a row block of the left
+    /// operand and a column block of the right one.
+    pub bytes_read_per_rank: u64,
+    /// Bytes all ranks read together (each operand byte once per rank that
+    /// needs it): the job's read volume.
+    pub bytes_read_total: u64,
+}
+
+impl StepRanks {
+    /// The share of `step` (number `index` of the path) among `ranks`;
+    /// `None` when it is not a product of two operands or no grid fits.
+    fn of(index: usize, step: &ContractionStep, ranks: usize) -> Option<Self> {
+        let [x, y] = step.inputs.as_slice() else {
+            return None;
+        };
+        let tiles = |labels: &mut dyn Iterator<Item = &Label>| -> u64 {
+            labels
+                .map(|l| step.sizes[l].div_ceil(step.tiles[l].max(1)))
+                .product()
+        };
+        let rows = tiles(&mut step.batch.iter().chain(&step.left));
+        let cols = tiles(&mut step.right.iter());
+        let bytes = |o: &StepOperand| o.shape.iter().product::<u64>() * step.itemsize;
+        let split = TileSplit {
+            row_axes: Vec::new(),
+            col_axes: Vec::new(),
+            row_bytes: bytes(x),
+            col_bytes: bytes(y),
+        };
+        let (pr, pc) = split.rank_grid(ranks, rows, cols)?;
+        let each = split.row_bytes.div_ceil(pr) + split.col_bytes.div_ceil(pc);
+        Some(Self {
+            step: index,
+            grid: (pr, pc),
+            tiles_per_rank: rows.div_ceil(pr) * cols.div_ceil(pc),
+            bytes_read_per_rank: each,
+            bytes_read_total: split.row_bytes * pc + split.col_bytes * pr,
+        })
+    }
+
+    /// The share as JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "step": self.step,
+            "rank_grid": [self.grid.0, self.grid.1],
+            "tiles_per_rank": self.tiles_per_rank,
+            "bytes_read_per_rank": self.bytes_read_per_rank,
+            "bytes_read_total": self.bytes_read_total,
+        })
+    }
 }
 
 impl EinsumPlan {
@@ -113,6 +179,7 @@ impl EinsumPlan {
             "memory_limit_bytes": self.memory_limit,
             "planned_peak_bytes": self.planned_peak(),
             "fits": self.fits(),
+            "ranks": self.ranks.iter().map(StepRanks::to_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -134,7 +201,20 @@ impl fmt::Display for EinsumPlan {
             ByteSize(self.planned_peak()),
             ByteSize(self.memory_limit),
             if self.fits() { "" } else { "  (DOES NOT FIT)" }
-        )
+        )?;
+        for r in &self.ranks {
+            writeln!(
+                f,
+                "  ranks, step {}: {}x{} grid of ranks over the output tiles, at most {} tile(s) each; each rank reads {} (all ranks {})",
+                r.step,
+                r.grid.0,
+                r.grid.1,
+                r.tiles_per_rank,
+                ByteSize(r.bytes_read_per_rank),
+                ByteSize(r.bytes_read_total)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -448,6 +528,16 @@ impl Einsum {
                 .collect();
         }
         tracing::info!(subscripts = %problem.expanded_text(), path = %path, "einsum planned");
+        let size = session.ranks().size();
+        let ranks = if size > 1 {
+            path.steps
+                .iter()
+                .enumerate()
+                .filter_map(|(k, s)| StepRanks::of(k, &s.step, size))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let plan = EinsumPlan {
             subscripts: problem.expanded_text(),
             path,
@@ -455,6 +545,7 @@ impl Einsum {
             output_shape: problem.output_shape(),
             memory_limit: limit,
             threads: session.threads(),
+            ranks,
         };
         let record = result_record(subscripts, inputs, &plan);
         if let Some(out) = out {
@@ -539,7 +630,7 @@ fn run_einsum(
     let mut arrays: Vec<Option<ArrayRef>> = inputs.iter().cloned().map(Some).collect();
     let mut temps: Vec<Option<TempStore>> = (0..n).map(|_| None).collect();
     for (k, chunks) in report.plan.rechunked.clone() {
-        let temp = TempStore::new(session.spill()?.as_ref(), &format!("operand{k}-rechunked"));
+        let temp = job_temp(session, &format!("operand{k}-rechunked"))?;
         let dir = temp.path().to_path_buf();
         let op = Rechunk::new(&inputs[k], chunks, &dir)
             .plan(session)?
@@ -559,7 +650,7 @@ fn run_einsum(
         let (target, compression, temp) = match out.filter(|_| k == last && !scalar) {
             Some(out) => (out.to_path_buf(), opts.compression, None),
             None => {
-                let temp = TempStore::new(session.spill()?.as_ref(), &format!("einsum-step{k}"));
+                let temp = job_temp(session, &format!("einsum-step{k}"))?;
                 (temp.path().to_path_buf(), Compression::None, Some(temp))
             }
         };
@@ -601,7 +692,9 @@ fn run_einsum(
         let last_array = arrays.last().and_then(|a| a.clone()).expect("a last step");
         let value = dispatch_dtype!(dtype, T => last_array.read_chunk::<T>(&[0]).map(|b| crate::core::Element::to_f64(b.as_slice()[0])))?;
         report.value = Some(value);
-        if let Destination::Scalar(scalar) = result.destination {
+        if let Destination::Scalar(scalar) = result.destination
+            && session.ranks().is_root()
+        {
             scalar.write(dtype, value, result.record)?;
         }
     }
@@ -613,6 +706,25 @@ fn run_einsum(
         "einsum done"
     );
     Ok(report)
+}
+
+/// A temporary store for an intermediate named `what`, in the spill area
+/// of rank 0, which every rank of the job writes and reads (so, under
+/// several ranks on several machines, the spill directory must be shared).
+fn job_temp(session: &Session, what: &str) -> Result<TempStore> {
+    let ranks = session.ranks();
+    if !ranks.is_distributed() {
+        return Ok(TempStore::new(session.spill()?.as_ref(), what));
+    }
+    let mine = ranks
+        .is_root()
+        .then(|| session.spill().map(|s| TempStore::new(s.as_ref(), what)))
+        .transpose()?;
+    let named = mine.as_ref().map(|t| t.path().display().to_string());
+    let path = ranks.broadcast(named.unwrap_or_default().as_bytes());
+    Ok(mine.unwrap_or_else(|| {
+        TempStore::shared(PathBuf::from(String::from_utf8_lossy(&path).into_owned()))
+    }))
 }
 
 /// Where an einsum's result goes.

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use crate::core::{Block, ChunkGrid, ContiguousRuns, Element, Error, Region, Result, Shape};
 use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, TaskSet, for_each_task};
+use crate::distributed::sum_over_ranks;
+use crate::exec::{Progress, Session, TaskSet, for_each_owned_task};
 use crate::ops::{ChunkPlan, CounterRng, Planned};
 use crate::store::{ArraySpec, ZarrArray};
 
@@ -368,16 +369,35 @@ impl Generate {
             let mut model_reservation = session.pool().reservation("generator model");
             model_reservation.grow(model_bytes)?;
             let generator = Generator::new(request.fill, &request.spec.shape, request.seed)?;
-            let mut array = if request.resume {
-                ZarrArray::create_or_resume(&request.path, &request.spec)?
-            } else {
-                ZarrArray::create(&request.path, &request.spec)?
+            // Rank 0 creates the array; with several ranks, the others
+            // open it once it exists and each fills its share of chunks.
+            let ranks = session.ranks();
+            let created = ranks.is_root().then(|| -> Result<ZarrArray> {
+                let mut array = if request.resume {
+                    ZarrArray::create_or_resume(&request.path, &request.spec)?
+                } else {
+                    ZarrArray::create(&request.path, &request.spec)?
+                };
+                let mut record = json!({ "fill": request.fill.to_string(), "seed": request.seed });
+                if let Some(std) = generator.noise_std() {
+                    record["noise_std"] = json!(std);
+                }
+                array.record_job("tenrso_generator", record, request.resume)?;
+                Ok(array)
+            });
+            let array = match created {
+                Some(array) => {
+                    let array = array?;
+                    if ranks.is_distributed() {
+                        ranks.barrier();
+                    }
+                    array
+                }
+                None => {
+                    ranks.barrier();
+                    ZarrArray::open(&request.path)?
+                }
             };
-            let mut record = json!({ "fill": request.fill.to_string(), "seed": request.seed });
-            if let Some(std) = generator.noise_std() {
-                record["noise_std"] = json!(std);
-            }
-            array.record_job("tenrso_generator", record, request.resume)?;
             fill_chunks(&array, &generator, request.resume, session, progress)?.finish(array)
         }))
     }
@@ -411,9 +431,10 @@ fn fill_chunks(
     let grid = array.chunk_grid();
     let skipped = AtomicU64::new(0);
     let written = AtomicU64::new(0);
-    progress.start("generate", array.nbytes());
+    let ranks = session.ranks();
+    progress.start("generate", array.nbytes() / ranks.size() as u64);
     let result = dispatch_dtype!(array.dtype(), T => {
-        for_each_task(session, TaskSet { count: grid.num_chunks() as usize, bytes_each: array.chunk_write_working_set(), what: "generating one chunk" }, progress, |i| {
+        for_each_owned_task(session, TaskSet { count: grid.num_chunks() as usize, bytes_each: array.chunk_write_working_set(), what: "generating one chunk" }, progress, |i| {
             let chunk = grid.chunk_coords(i as u64);
             if resume && array.chunk_exists(&chunk)? {
                 skipped.fetch_add(1, Ordering::Relaxed);
@@ -428,11 +449,12 @@ fn fill_chunks(
     });
     progress.finish();
     result?;
-    let skipped = skipped.into_inner();
+    // Every rank's chunks are written when any rank returns.
+    let total = sum_over_ranks(ranks, &[skipped.into_inner(), written.into_inner()]);
     Ok(Filled {
-        skipped,
-        written: grid.num_chunks() - skipped,
-        bytes: written.into_inner(),
+        skipped: total[0],
+        written: grid.num_chunks() - total[0],
+        bytes: total[1],
     })
 }
 

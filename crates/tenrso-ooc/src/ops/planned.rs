@@ -323,10 +323,13 @@ where
     let found = check_outputs(&graph, &record, job.resume)?;
     skip_written_tasks(&mut graph, &found);
     let resumed: Vec<PathBuf> = found.into_iter().map(|(_, path, ..)| path).collect();
-    let plan = match explained {
+    let mut plan = match explained {
         Some(plan) if resumed.is_empty() => plan,
         _ => explain_for(session, &graph),
     };
+    if session.ranks().is_distributed() {
+        plan.ranks = crate::distributed::shares(&graph, session.ranks().size());
+    }
     session
         .metrics()
         .record_phase("plan", planning.elapsed().as_secs_f64());
@@ -403,21 +406,22 @@ where
         });
     }
     let Outputs { resumed, record } = *outputs;
+    let ranks = session.ranks();
     let remove_created = || {
-        graph
-            .outputs()
-            .filter(|o| !resumed.contains(&o.path))
-            .for_each(|o| o.remove_created())
-    };
-    for output in graph.outputs() {
-        let resume = resumed.contains(&output.path);
-        if let Err(err) = output.create(resume, OPERATION_ATTRIBUTE, record) {
-            remove_created();
-            return Err(err);
+        // Rank 0 created the outputs: it alone removes them.
+        if ranks.is_root() {
+            graph
+                .outputs()
+                .filter(|o| !resumed.contains(&o.path))
+                .for_each(|o| o.remove_created())
         }
-    }
+    };
+    create_outputs(session, graph, resumed, record).inspect_err(|_| remove_created())?;
     let running = std::time::Instant::now();
     let result = dispatch_dtype!(graph.dtype, T => execute_typed::<T, B>(session, graph, plan, body, progress));
+    // Every rank's chunks are written before any rank goes on (to read
+    // them, or to report).
+    let result = result.map(|run| run.gather(ranks));
     session
         .metrics()
         .record_phase("execute", running.elapsed().as_secs_f64());
@@ -441,6 +445,36 @@ where
             Err(err)
         }
     }
+}
+
+/// Creates `graph`'s outputs (or opens those resumed). With several ranks,
+/// rank 0 creates them once every rank has planned (so no rank finds an
+/// output another just created), and the others open them.
+fn create_outputs(
+    session: &Session,
+    graph: &ChunkGraph,
+    resumed: &[PathBuf],
+    record: &Value,
+) -> Result<()> {
+    let ranks = session.ranks();
+    if ranks.is_distributed() {
+        ranks.barrier();
+    }
+    if ranks.is_root() {
+        for output in graph.outputs() {
+            let resume = resumed.contains(&output.path);
+            output.create(resume, OPERATION_ATTRIBUTE, record)?;
+        }
+    }
+    if ranks.is_distributed() {
+        ranks.barrier();
+        if !ranks.is_root() {
+            for output in graph.outputs() {
+                output.open_created()?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn execute_typed<T: Element, B: TaskBody<T>>(

@@ -10,6 +10,7 @@ use crate::core::shape::join_dims;
 use crate::core::{
     Block, ChunkGrid, ChunkSet, Element, Error, Region, Result, Shape, max_nan, min_nan,
 };
+use crate::distributed::{Ranks, all_gather_u64s};
 use crate::exec::{Session, TaskBody, TaskIo};
 use crate::io::{ArrayRef, IntoArrayRef};
 use crate::memory::ChunkKey;
@@ -258,8 +259,9 @@ impl Reduce {
             let finish = body.clone();
             return Ok(
                 plan_graph(session, graph, None, Job::default(), body)?.then(move |report| {
-                    let value = finish.finish(&shape)?;
-                    if let Some(scalar) = scalar_out {
+                    let ranks = session.ranks();
+                    let value = finish.finish(&shape, ranks)?;
+                    if let Some(scalar) = scalar_out.filter(|_| ranks.is_root()) {
                         scalar.write(dtype, value, &record)?;
                     }
                     Ok(ReduceReport {
@@ -474,11 +476,38 @@ struct FullBody {
 
 impl FullBody {
     /// The stored chunks' tree, then the elements never written, counted
-    /// as the fill value.
-    fn finish(&self, shape: &[u64]) -> Result<f64> {
+    /// as the fill value. With several ranks (a collective), every rank's
+    /// tree frontier joins one tree on every rank: the same nodes combine
+    /// the same children as in one process.
+    fn finish(&self, shape: &[u64], ranks: &dyn Ranks) -> Result<f64> {
         let total_elements = Shape::new(shape.to_vec()).num_elements();
-        let stored_elements = self.stored_elements.load(Ordering::Relaxed);
-        let mut root = match self.tree.finish() {
+        let mut stored_elements = self.stored_elements.load(Ordering::Relaxed);
+        let joined;
+        let tree = if ranks.is_distributed() {
+            let mut mine = vec![stored_elements];
+            for (level, index, p) in self.tree.frontier() {
+                mine.extend([level as u64, index, p.sum.to_bits(), p.min.to_bits()]);
+                mine.extend([p.max.to_bits(), u64::from(p.nan)]);
+            }
+            joined = ReductionTree::new(self.tree.count(), Partial::combine);
+            stored_elements = 0;
+            for theirs in all_gather_u64s(ranks, &mine) {
+                stored_elements += theirs.first().copied().unwrap_or(0);
+                for n in theirs.get(1..).unwrap_or(&[]).chunks_exact(6) {
+                    let partial = Partial {
+                        sum: f64::from_bits(n[2]),
+                        min: f64::from_bits(n[3]),
+                        max: f64::from_bits(n[4]),
+                        nan: n[5] != 0,
+                    };
+                    joined.add_at(n[0] as usize, n[1], partial);
+                }
+            }
+            &joined
+        } else {
+            &self.tree
+        };
+        let mut root = match tree.finish() {
             Some(root) => root,
             None if stored_elements == 0 => Partial::combine(&[]),
             None => {

@@ -40,17 +40,34 @@ impl<P: Clone> ReductionTree<P> {
         }
     }
 
+    /// Number of partials the tree combines.
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
     /// Adds partial `index` (each index once).
     pub(crate) fn add(&self, index: u64, partial: P) {
+        self.add_at(0, index, partial);
+    }
+
+    /// Adds node `index` of tree level `level` (a level-0 node is a
+    /// partial), combined elsewhere from the same children as here: how
+    /// the [`frontier`](Self::frontier) of a tree over a run of the
+    /// partials joins this one.
+    pub(crate) fn add_at(&self, level: usize, index: u64, partial: P) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut level, mut index, mut partial, mut width) = (0usize, index, partial, self.count);
+        let mut width = self.count;
+        for _ in 0..level {
+            width = width.div_ceil(FAN_IN);
+        }
+        let (mut level, mut index, mut partial) = (level, index, partial);
         loop {
             if width <= 1 {
                 state.root = Some(partial);
                 return;
             }
             if state.open.len() <= level {
-                state.open.push(BTreeMap::new());
+                state.open.resize_with(level + 1, BTreeMap::new);
             }
             let node = index / FAN_IN;
             let children = FAN_IN.min(width - node * FAN_IN) as usize;
@@ -68,6 +85,34 @@ impl<P: Clone> ReductionTree<P> {
             width = width.div_ceil(FAN_IN);
             level += 1;
         }
+    }
+
+    /// Every node held, as `(level, index, partial)`: for a tree given a
+    /// contiguous run of the partials, the largest nodes combined from that
+    /// run alone. Adding every rank's frontier with
+    /// [`add_at`](Self::add_at) to a new tree gives the same root, bit for
+    /// bit, as adding every partial to one.
+    pub(crate) fn frontier(&self) -> Vec<(usize, u64, P)> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut nodes = Vec::new();
+        for (level, open) in state.open.iter().enumerate() {
+            for (node, slots) in open {
+                for (slot, p) in slots.iter().enumerate() {
+                    if let Some(p) = p {
+                        nodes.push((level, node * FAN_IN + slot as u64, p.clone()));
+                    }
+                }
+            }
+        }
+        if let Some(root) = &state.root {
+            let (mut level, mut width) = (0, self.count);
+            while width > 1 {
+                width = width.div_ceil(FAN_IN);
+                level += 1;
+            }
+            nodes.push((level, 0, root.clone()));
+        }
+        nodes
     }
 
     /// The combination of every partial; `None` when some are missing (or
@@ -120,6 +165,34 @@ mod tests {
             assert!((a - values.iter().sum::<f64>()).abs() < 1e-9);
         }
         assert!(ReductionTree::new(0, sum).finish().is_none());
+    }
+
+    #[test]
+    fn frontiers_of_contiguous_runs_join_to_the_same_bits() {
+        for count in [1u64, 5, 64, 65, 4097, 300_000] {
+            let values: Vec<f64> = (0..count).map(|i| 1.0 / (i as f64 + 7.0)).collect();
+            let whole = ReductionTree::new(count, sum);
+            for (i, v) in values.iter().enumerate() {
+                whole.add(i as u64, *v);
+            }
+            let expected = whole.finish().unwrap().to_bits();
+            for ranks in [1u64, 2, 3, 4, 7] {
+                let joined = ReductionTree::new(count, sum);
+                for r in 0..ranks {
+                    let part = ReductionTree::new(count, sum);
+                    for i in count * r / ranks..count * (r + 1) / ranks {
+                        part.add(i, values[i as usize]);
+                    }
+                    let frontier = part.frontier();
+                    assert!(frontier.len() <= 2 * 4 * FAN_IN as usize);
+                    for (level, index, p) in frontier {
+                        joined.add_at(level, index, p);
+                    }
+                }
+                let got = joined.finish().unwrap().to_bits();
+                assert_eq!(got, expected, "count {count}, {ranks} ranks");
+            }
+        }
     }
 
     #[test]

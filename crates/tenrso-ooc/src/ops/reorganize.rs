@@ -175,7 +175,13 @@ fn reorganize<'s>(
         &name,
         session.memory_limit(),
     )?;
-    let staged = staged_plan(session, input, perm, &out_grid, &output, &name, &direct);
+    // A staged plan keeps its intermediate in one process's cache: under
+    // several ranks each reads the input chunks its output chunks need.
+    let staged = if session.ranks().is_distributed() {
+        None
+    } else {
+        staged_plan(session, input, perm, &out_grid, &output, &name, &direct)
+    };
     // Bytes moved, spills counting twice (written, read back); plans that do
     // not fit come last.
     let cost = |r: &PlanReport| {

@@ -4,7 +4,10 @@ use std::sync::Mutex;
 
 use crate::core::{ChunkSet, Element, Error, Result};
 use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, TaskSet, for_each_task};
+use serde_json::{Value, json};
+
+use crate::distributed::Ranks;
+use crate::exec::{Progress, Session, TaskSet, for_each_owned_task};
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::ops::{ChunkPlan, Planned};
 
@@ -92,11 +95,12 @@ impl Verify {
         };
         Ok(Planned::new(plan, move |_: &ChunkPlan, progress| {
             let bad = Mutex::new(Vec::new());
-            progress.start("verify", total_bytes);
+            progress.start("verify", total_bytes / session.ranks().size() as u64);
             let result = dispatch_dtype!(array.dtype(), T => check_chunks::<T>(&*array, &stored, &bad, session, progress));
             progress.finish();
             result?;
-            let mut bad_chunks = bad.into_inner().unwrap_or_else(|p| p.into_inner());
+            let bad = bad.into_inner().unwrap_or_else(|p| p.into_inner());
+            let mut bad_chunks = gather_bad_chunks(session.ranks(), bad);
             bad_chunks.sort_by(|a: &BadChunk, b| a.chunk.cmp(&b.chunk));
             Ok(VerifyReport {
                 chunks_total: array.chunk_grid().num_chunks(),
@@ -110,6 +114,32 @@ impl Verify {
     }
 }
 
+/// Every rank's bad chunks, on every rank (as JSON between ranks).
+fn gather_bad_chunks(ranks: &dyn Ranks, mine: Vec<BadChunk>) -> Vec<BadChunk> {
+    if !ranks.is_distributed() {
+        return mine;
+    }
+    let as_json: Vec<Value> = mine
+        .iter()
+        .map(|b| json!({ "chunk": b.chunk, "key": b.key, "reason": b.reason }))
+        .collect();
+    let bytes = serde_json::to_vec(&as_json).unwrap_or_default();
+    ranks
+        .all_gather(&bytes)
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<Vec<Value>>(b).ok())
+        .flatten()
+        .map(|v| BadChunk {
+            chunk: v["chunk"]
+                .as_array()
+                .map(|c| c.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default(),
+            key: v["key"].as_str().unwrap_or_default().to_string(),
+            reason: v["reason"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
 fn check_chunks<T: Element>(
     array: &dyn ReadableArray,
     stored: &ChunkSet,
@@ -118,7 +148,7 @@ fn check_chunks<T: Element>(
     progress: &dyn Progress,
 ) -> Result<()> {
     let grid = array.chunk_grid();
-    for_each_task(
+    for_each_owned_task(
         session,
         TaskSet {
             count: stored.len() as usize,
@@ -143,4 +173,5 @@ fn check_chunks<T: Element>(
             Err(other) => Err(other),
         },
     )
+    .map(|_| ())
 }

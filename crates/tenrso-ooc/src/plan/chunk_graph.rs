@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use crate::core::{ChunkGrid, ChunkSet, DType, Error, Region, Result};
+use crate::distributed::Ownership;
 use crate::io::ArrayRef;
 use crate::memory::ChunkKey;
 use crate::plan::TaskStream;
@@ -61,6 +62,19 @@ impl OutputArray {
         }
         let made = Arc::new(made);
         Ok(self.array.get_or_init(|| made))
+    }
+
+    /// Opens the array another rank of the job created (with
+    /// [`create`](Self::create)) for this rank to write its chunks into.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::open`].
+    pub fn open_created(&self) -> Result<&Arc<ZarrArray>> {
+        if let Some(a) = self.array.get() {
+            return Ok(a);
+        }
+        let opened = Arc::new(ZarrArray::open(&self.path)?);
+        Ok(self.array.get_or_init(|| opened))
     }
 
     /// The array, once created.
@@ -176,6 +190,9 @@ pub struct ChunkGraph {
     /// of 128 chunks of a sum), so it only made the memory held vary with
     /// timing.
     pub prefetch: bool,
+    /// Which rank runs which task when several run the graph together
+    /// (see [`crate::distributed`]).
+    pub ownership: Ownership,
 }
 
 impl ChunkGraph {
@@ -189,6 +206,7 @@ impl ChunkGraph {
             stream: None,
             written: Vec::new(),
             prefetch: true,
+            ownership: Ownership::Balanced,
         }
     }
 

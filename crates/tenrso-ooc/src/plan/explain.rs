@@ -5,6 +5,7 @@ use std::fmt;
 use serde_json::{Value, json};
 
 use crate::core::{ByteSize, Error, Result};
+use crate::distributed::RankShare;
 use crate::memory::{ChunkKey, ChunkMap, EvictionPolicy, PolicyKind};
 use crate::plan::{ArrayRole, ChunkGraph};
 
@@ -44,6 +45,9 @@ pub struct PlanReport {
     pub absent_chunks: u64,
     /// The eviction policy modelled.
     pub cache_policy: PolicyKind,
+    /// Each rank's share when several ranks run the plan (each under its
+    /// own memory limit); empty in one process.
+    pub ranks: Vec<RankShare>,
 }
 
 impl PlanReport {
@@ -85,6 +89,11 @@ impl PlanReport {
             "absent_chunks": self.absent_chunks,
             "cache_policy": self.cache_policy.to_string(),
             "fits": self.fits(),
+            "ranks": self.ranks.iter().map(|r| json!({
+                "rank": r.rank,
+                "tasks": r.tasks,
+                "bytes_read": r.bytes_read,
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -121,7 +130,25 @@ impl fmt::Display for PlanReport {
             "  spill            {} (cache policy {})",
             ByteSize(self.bytes_spilled),
             self.cache_policy
-        )
+        )?;
+        if !self.ranks.is_empty() {
+            writeln!(
+                f,
+                "  ranks            {} ranks, each under its own limit of {}",
+                self.ranks.len(),
+                ByteSize(self.memory_limit)
+            )?;
+            for r in &self.ranks {
+                writeln!(
+                    f,
+                    "    rank {:<3}       {} tasks, reads {}",
+                    r.rank,
+                    r.tasks,
+                    ByteSize(r.bytes_read)
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -184,6 +211,7 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
             bytes_spilled: 0,
             absent_chunks: totals.absent_chunks,
             cache_policy: policy,
+            ranks: Vec::new(),
         };
     }
     let cache_capacity = limit.saturating_sub(footprint + workers * per_worker);
@@ -219,6 +247,7 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
         bytes_spilled: sim.bytes_spilled,
         absent_chunks: 0,
         cache_policy: policy,
+        ranks: Vec::new(),
     }
 }
 

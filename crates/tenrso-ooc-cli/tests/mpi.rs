@@ -1,0 +1,485 @@
+//! Every array command under `mpirun -np 1..4` against one process, bit for
+//! bit; per-rank memory on data 4× the per-rank limit; fail-stop on a
+//! corrupt chunk. Needs Open MPI (`mpirun`) and the build with `--features
+//! mpi`; the default build compiles none of it.
+//!
+//! The one-process reference is the build without MPI when
+//! `TENRSO_OOC_SERIAL_BIN` names it (`.ci/run` keeps a copy), else this
+//! binary started without `mpirun` (one rank, no collective on any path).
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::bin;
+
+/// What one `mpirun` produced.
+#[derive(Debug)]
+struct MpiRun {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    seconds: f64,
+}
+
+impl MpiRun {
+    fn success(self) -> Self {
+        assert_eq!(self.code, Some(0), "mpirun failed: {self:#?}");
+        self
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// Runs `cmd` (stdin closed, output read on two threads), killing it after
+/// `limit`: SIGTERM first (mpirun then ends its ranks), SIGKILL 5 s later.
+fn run_with_timeout(mut cmd: Command, limit: Duration) -> MpiRun {
+    let started = Instant::now();
+    let mut child: Child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut terminated = None;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        let elapsed = started.elapsed();
+        match terminated {
+            None if elapsed > limit => {
+                // SAFETY: kill only sends a signal to our own child.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                terminated = Some(Instant::now());
+            }
+            Some(at) if at.elapsed() > Duration::from_secs(5) => {
+                let _ = child.kill();
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    MpiRun {
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// `mpirun -np N tenrso-ooc ARGS`, with what Open MPI needs as root and in
+/// containers, killed after 120 s.
+fn mpirun(np: usize, args: &[&str]) -> MpiRun {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--oversubscribe", "-np", &np.to_string()])
+        .arg(bin())
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+        // Four ranks share two cores: one thread each keeps runs short.
+        .env("RAYON_NUM_THREADS", "1");
+    run_with_timeout(cmd, Duration::from_secs(120))
+}
+
+/// The one-process reference: the build without MPI, or this one started
+/// without mpirun.
+fn serial(args: &[&str]) -> MpiRun {
+    let bin = std::env::var_os("TENRSO_OOC_SERIAL_BIN").map_or_else(bin, PathBuf::from);
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    run_with_timeout(cmd, Duration::from_secs(120))
+}
+
+/// Every file under `dir`, by relative path, with its bytes.
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                found.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+            }
+        }
+    }
+    found
+}
+
+/// Asserts two stores hold the same files, byte for byte.
+fn assert_same_store(expected: &Path, got: &Path) {
+    let (a, b) = (files(expected), files(got));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{} and {} hold different files",
+        expected.display(),
+        got.display()
+    );
+    for (name, bytes) in &a {
+        assert!(
+            bytes == &b[name],
+            "{} differs between {} and {}",
+            name.display(),
+            expected.display(),
+            got.display()
+        );
+    }
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Every command of the issue, on shapes the chunks do not divide, by one
+/// process and by 1, 2, 3 and 4 ranks: the same files, the same values.
+#[test]
+fn every_command_is_bitwise_equal_for_one_to_four_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (x, y, a, b, c) = (
+        d.join("x"),
+        d.join("y"),
+        d.join("a"),
+        d.join("b"),
+        d.join("c"),
+    );
+    let create = |path: &Path, shape: &str, chunks: &str, fill: &str, seed: &str| {
+        vec![
+            "create".to_string(),
+            p(path).to_string(),
+            "--shape".into(),
+            shape.into(),
+            "--chunks".into(),
+            chunks.into(),
+            "--fill".into(),
+            fill.into(),
+            "--seed".into(),
+            seed.into(),
+            "-q".into(),
+        ]
+    };
+    let inputs = [
+        create(&x, "1000,777", "128,100", "uniform", "3"),
+        create(&y, "1000,777", "96,130", "normal", "4"),
+        create(&a, "600,450", "128,100", "uniform", "5"),
+        create(&b, "450,530", "100,96", "normal", "6"),
+        create(&c, "530,310", "96,64", "uniform", "7"),
+    ];
+    for args in &inputs {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        serial(&args).success();
+    }
+    // Commands writing an array: (name, arguments before the output path).
+    let limit = ["--memory-limit", "12MiB", "-q"];
+    let writes: Vec<(&str, Vec<&str>)> = vec![
+        ("map", vec!["map", "x*2+sin(y)", p(&x), p(&y)]),
+        ("reduce0", vec!["reduce", "sum", p(&x), "--axes", "0"]),
+        ("reduce1", vec!["reduce", "max", p(&y), "--axes", "1"]),
+        ("transpose", vec!["transpose", p(&x), "--axes", "1,0"]),
+        ("rechunk", vec!["rechunk", p(&y), "--chunks", "300,70"]),
+        ("matmul", vec!["einsum", "ij,jk->ik", p(&a), p(&b)]),
+        ("chain", vec!["einsum", "ij,jk,kl->il", p(&a), p(&b), p(&c)]),
+    ];
+    let values: Vec<Vec<&str>> = vec![
+        vec!["reduce", "sum", p(&x)],
+        vec!["reduce", "mean", p(&y)],
+        vec!["reduce", "norm", p(&x)],
+        vec!["reduce", "min", p(&y)],
+        vec!["reduce", "max", p(&x)],
+        vec!["einsum", "ij,ij->", p(&x), p(&y)],
+    ];
+    let out = |name: &str, who: &str| d.join(format!("{name}-{who}"));
+    let with_out = |args: &[&str], target: &Path| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(["-o".to_string(), p(target).to_string()]);
+        v.extend(limit.iter().map(|s| s.to_string()));
+        v
+    };
+    for (name, args) in &writes {
+        let v = with_out(args, &out(name, "serial"));
+        serial(&v.iter().map(String::as_str).collect::<Vec<_>>()).success();
+    }
+    let expected_values: Vec<String> = values
+        .iter()
+        .map(|args| {
+            let mut v = args.clone();
+            v.extend(limit);
+            serial(&v).success().stdout
+        })
+        .collect();
+    let created = d.join("created-serial");
+    serial(
+        &create(&created, "333,250", "64,64", "normal", "9")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .success();
+    for np in 1..=4 {
+        let who = format!("np{np}");
+        for (name, args) in &writes {
+            let target = out(name, &who);
+            let v = with_out(args, &target);
+            mpirun(np, &v.iter().map(String::as_str).collect::<Vec<_>>()).success();
+            assert_same_store(&out(name, "serial"), &target);
+        }
+        for (args, expected) in values.iter().zip(&expected_values) {
+            let mut v = args.clone();
+            v.extend(limit);
+            let got = mpirun(np, &v).success();
+            assert_eq!(&got.stdout, expected, "{args:?} with {np} ranks");
+        }
+        let made = d.join(format!("created-{who}"));
+        let v = create(&made, "333,250", "64,64", "normal", "9");
+        mpirun(np, &v.iter().map(String::as_str).collect::<Vec<_>>()).success();
+        assert_same_store(&created, &made);
+        let verified = mpirun(np, &["verify", p(&made), "--json"]).success();
+        assert_eq!(verified.json()["chunks_stored"], 24, "{verified:#?}");
+    }
+}
+
+/// Two ranks, each under 64 MiB, on 256 MiB of data: every rank's peak
+/// resident memory stays within its limit plus 64 MiB.
+#[test]
+fn each_rank_holds_its_own_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let x = d.join("x");
+    // 256 MiB of f64 in 4 MiB chunks; a 16 MiB right-hand side.
+    serial(&[
+        "create",
+        p(&x),
+        "--shape",
+        "4096,8192",
+        "--chunks",
+        "512,1024",
+        "--fill",
+        "uniform",
+        "-q",
+    ])
+    .success();
+    let w = d.join("w");
+    serial(&[
+        "create",
+        p(&w),
+        "--shape",
+        "8192,256",
+        "--chunks",
+        "1024,256",
+        "-q",
+    ])
+    .success();
+    let limit: u64 = 64 << 20;
+    let runs: Vec<Vec<String>> = vec![
+        vec![
+            "map".into(),
+            "x*2+1".into(),
+            p(&x).into(),
+            "-o".into(),
+            p(&d.join("m")).into(),
+        ],
+        vec!["reduce".into(), "norm".into(), p(&x).into()],
+        vec![
+            "reduce".into(),
+            "sum".into(),
+            p(&x).into(),
+            "--axes".into(),
+            "1".into(),
+            "-o".into(),
+            p(&d.join("r")).into(),
+        ],
+        vec![
+            "transpose".into(),
+            p(&x).into(),
+            "--axes".into(),
+            "1,0".into(),
+            "-o".into(),
+            p(&d.join("t")).into(),
+        ],
+        vec![
+            "einsum".into(),
+            "ij,jk->ik".into(),
+            p(&x).into(),
+            p(&w).into(),
+            "-o".into(),
+            p(&d.join("e")).into(),
+        ],
+    ];
+    for args in &runs {
+        let mut v: Vec<&str> = args.iter().map(String::as_str).collect();
+        v.extend(["--memory-limit", "64MiB", "--json", "-q"]);
+        let run = mpirun(2, &v).success();
+        let peaks = run.json()["ranks_peak_rss_bytes"].clone();
+        let peaks: Vec<u64> = peaks
+            .as_array()
+            .unwrap_or_else(|| panic!("no per-rank peaks: {run:#?}"))
+            .iter()
+            .map(|p| p.as_u64().unwrap())
+            .collect();
+        assert_eq!(peaks.len(), 2);
+        for (rank, peak) in peaks.iter().enumerate() {
+            assert!(
+                *peak <= limit + (64 << 20),
+                "{args:?}: rank {rank} peaked at {} MiB",
+                peak >> 20
+            );
+        }
+    }
+}
+
+/// A chunk one rank reads is corrupt: every rank ends, non-zero, within
+/// 10 s, with that rank's error naming the chunk; `verify` lists it.
+#[test]
+fn a_corrupt_chunk_on_one_rank_ends_every_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x");
+    serial(&[
+        "create",
+        p(&x),
+        "--shape",
+        "1000,777",
+        "--chunks",
+        "128,100",
+        "-q",
+    ])
+    .success();
+    // The last chunk along both axes: the last rank's.
+    let chunk = x.join("c/7/7");
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&chunk, bytes).unwrap();
+    for args in [
+        vec!["reduce", "sum", p(&x)],
+        vec!["map", "x+1", p(&x), "-o", p(&dir.path().join("y"))],
+    ] {
+        let run = mpirun(3, &args);
+        assert_ne!(run.code, Some(0), "{run:#?}");
+        assert!(run.seconds < 10.0, "took {} s: {run:#?}", run.seconds);
+        assert!(
+            run.stderr.contains("error (rank 2 of 3)") && run.stderr.contains("[7, 7]"),
+            "{run:#?}"
+        );
+    }
+    let run = mpirun(3, &["verify", p(&x), "--json"]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    let bad = &run.json()["bad_chunks"];
+    assert_eq!(bad.as_array().map(Vec::len), Some(1), "{run:#?}");
+}
+
+/// Commands that do not run distributed yet say so, and `--explain` shows
+/// each rank's share.
+#[test]
+fn refusals_and_explained_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    serial(&[
+        "create",
+        p(&a),
+        "--shape",
+        "2000,1500",
+        "--chunks",
+        "250,250",
+        "-q",
+    ])
+    .success();
+    serial(&[
+        "create",
+        p(&b),
+        "--shape",
+        "1500,1800",
+        "--chunks",
+        "250,300",
+        "-q",
+    ])
+    .success();
+    let cp = mpirun(
+        2,
+        &["cp", p(&a), "--rank", "2", "-o", p(&dir.path().join("m"))],
+    );
+    assert_eq!(cp.code, Some(2), "{cp:#?}");
+    assert!(cp.stderr.contains("`cp` runs in one process"), "{cp:#?}");
+    let explained = mpirun(
+        4,
+        &[
+            "einsum",
+            "ij,jk->ik",
+            p(&a),
+            p(&b),
+            "-o",
+            p(&dir.path().join("c")),
+            "--explain",
+            "--memory-limit",
+            "12MiB",
+        ],
+    )
+    .success();
+    assert!(
+        explained.stdout.contains("2x2 grid of ranks"),
+        "{explained:#?}"
+    );
+    let json = mpirun(
+        4,
+        &[
+            "einsum",
+            "ij,jk->ik",
+            p(&a),
+            p(&b),
+            "-o",
+            p(&dir.path().join("c")),
+            "--explain",
+            "--json",
+            "--memory-limit",
+            "12MiB",
+        ],
+    )
+    .success()
+    .json();
+    let step = &json["ranks"][0];
+    assert_eq!(step["rank_grid"], serde_json::json!([2, 2]));
+    // A row block of a and a column block of b per rank.
+    let (a_bytes, b_bytes) = (2000u64 * 1500 * 8, 1500u64 * 1800 * 8);
+    assert_eq!(step["bytes_read_per_rank"], a_bytes / 2 + b_bytes / 2);
+    let map = mpirun(
+        3,
+        &[
+            "map",
+            "x+1",
+            p(&a),
+            "-o",
+            p(&dir.path().join("m")),
+            "--explain",
+            "--json",
+        ],
+    )
+    .success()
+    .json();
+    let shares = map["ranks"].as_array().unwrap();
+    assert_eq!(shares.len(), 3);
+    let tasks: u64 = shares.iter().map(|s| s["tasks"].as_u64().unwrap()).sum();
+    assert_eq!(tasks, 48);
+}

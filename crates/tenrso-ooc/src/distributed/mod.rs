@@ -1,0 +1,23 @@
+//! Many processes, one answer: the ranks of an SPMD job ([`Ranks`]), which
+//! rank owns which task ([`Ownership`]), and — with the `mpi` feature — MPI
+//! as the transport ([`MpiRanks`]).
+//!
+//! Every rank plans the same graph; each runs the tasks it owns by a static
+//! rule and writes only their output chunks; rank 0 creates the outputs.
+//! Floating-point values that cross ranks are gathered as bytes and
+//! combined in the plan's order, so results are bitwise those of one
+//! process. See `docs/distributed.md`.
+
+mod ownership;
+mod ranks;
+
+#[cfg(feature = "mpi")]
+mod mpi;
+
+#[cfg(feature = "mpi")]
+pub use self::mpi::{MpiEnvironment, MpiRanks, abort_job, init_mpi};
+pub(crate) use ownership::stage_ranges;
+pub use ownership::{OwnedTasks, Ownership, RankShare, TileSplit, shares};
+pub use ranks::{
+    Ranks, SingleProcess, all_gather_u64s, sum_over_ranks, u64s_from_bytes, u64s_to_bytes,
+};
