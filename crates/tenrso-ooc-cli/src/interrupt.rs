@@ -28,8 +28,9 @@ extern "C" fn on_signal(signal: libc::c_int) {
 /// `main` exits with 128 + the signal number ([`exit_code`]). Work that
 /// finishes before it next checks the token completes and reports as usual.
 /// A second signal removes every spill directory of the process and exits
-/// at once.
-pub fn install(token: CancelToken) {
+/// at once. Only a process that `speaks` (rank 0 of an MPI job) says so on
+/// stderr.
+pub fn install(token: CancelToken, speaks: bool) {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe(2) fills the two descriptors of a fresh pipe.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
@@ -47,10 +48,14 @@ pub fn install(token: CancelToken) {
             }
             RECEIVED.store(i32::from(byte[0]), Ordering::Relaxed);
             token.cancel();
-            eprintln!("\ninterrupted: stopping after the tasks in flight (again to exit at once)");
+            if speaks {
+                eprintln!("\ninterrupted: stopping after the tasks in flight (again to exit at once)");
+            }
             if read_end.read_exact(&mut byte).is_ok() {
                 tenrso_ooc::memory::remove_all_spill_dirs();
-                eprintln!("\ninterrupted twice: spill files removed; every chunk already written is complete");
+                if speaks {
+                    eprintln!("\ninterrupted twice: spill files removed; every chunk already written is complete");
+                }
                 std::process::exit(128 + i32::from(byte[0]));
             }
         });

@@ -83,7 +83,7 @@ fn main() -> ExitCode {
         progress: Bar::new(job.is_root() && !cli.global.quiet && !cli.global.json),
         explain: cli.global.explain,
     };
-    interrupt::install(ctx.session.cancel_token().clone());
+    interrupt::install(ctx.session.cancel_token().clone(), job.is_root());
     let started = Instant::now();
     let metrics_addr = cli.global.metrics_addr.as_deref().filter(|_| job.is_root());
     let result = match telemetry::serve_metrics(metrics_addr, &ctx.session)
@@ -126,7 +126,9 @@ fn main() -> ExitCode {
     if let (Err(tenrso_ooc::Error::Cancelled), Some(code)) = (&result, interrupt::exit_code()) {
         // Dropping the session removes its spill area.
         drop(ctx);
-        eprintln!("interrupted: spill files removed; every chunk already written is complete");
+        if job.is_root() {
+            eprintln!("interrupted: spill files removed; every chunk already written is complete");
+        }
         return ExitCode::from(code);
     }
     match result {

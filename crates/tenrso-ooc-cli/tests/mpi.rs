@@ -242,15 +242,20 @@ fn every_command_is_bitwise_equal_for_one_to_four_ranks() {
     .success();
     for np in 1..=4 {
         let who = format!("np{np}");
+        // Threads per rank vary too (the serial runs use every core).
+        let threads = (np % 3 + 1).to_string();
+        let threads = ["--threads", threads.as_str()];
         for (name, args) in &writes {
             let target = out(name, &who);
-            let v = with_out(args, &target);
+            let mut v = with_out(args, &target);
+            v.extend(threads.iter().map(|s| s.to_string()));
             mpirun(np, &v.iter().map(String::as_str).collect::<Vec<_>>()).success();
             assert_same_store(&out(name, "serial"), &target);
         }
         for (args, expected) in values.iter().zip(&expected_values) {
             let mut v = args.clone();
             v.extend(limit);
+            v.extend(threads);
             let got = mpirun(np, &v).success();
             assert_eq!(&got.stdout, expected, "{args:?} with {np} ranks");
         }
@@ -295,43 +300,16 @@ fn each_rank_holds_its_own_memory_limit() {
     ])
     .success();
     let limit: u64 = 64 << 20;
-    let runs: Vec<Vec<String>> = vec![
-        vec![
-            "map".into(),
-            "x*2+1".into(),
-            p(&x).into(),
-            "-o".into(),
-            p(&d.join("m")).into(),
-        ],
-        vec!["reduce".into(), "norm".into(), p(&x).into()],
-        vec![
-            "reduce".into(),
-            "sum".into(),
-            p(&x).into(),
-            "--axes".into(),
-            "1".into(),
-            "-o".into(),
-            p(&d.join("r")).into(),
-        ],
-        vec![
-            "transpose".into(),
-            p(&x).into(),
-            "--axes".into(),
-            "1,0".into(),
-            "-o".into(),
-            p(&d.join("t")).into(),
-        ],
-        vec![
-            "einsum".into(),
-            "ij,jk->ik".into(),
-            p(&x).into(),
-            p(&w).into(),
-            "-o".into(),
-            p(&d.join("e")).into(),
-        ],
+    let (m, r, t, e) = (d.join("m"), d.join("r"), d.join("t"), d.join("e"));
+    let runs: [Vec<&str>; 5] = [
+        vec!["map", "x*2+1", p(&x), "-o", p(&m)],
+        vec!["reduce", "norm", p(&x)],
+        vec!["reduce", "sum", p(&x), "--axes", "1", "-o", p(&r)],
+        vec!["transpose", p(&x), "--axes", "1,0", "-o", p(&t)],
+        vec!["einsum", "ij,jk->ik", p(&x), p(&w), "-o", p(&e)],
     ];
     for args in &runs {
-        let mut v: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut v = args.clone();
         v.extend(["--memory-limit", "64MiB", "--json", "-q"]);
         let run = mpirun(2, &v).success();
         let peaks = run.json()["ranks_peak_rss_bytes"].clone();

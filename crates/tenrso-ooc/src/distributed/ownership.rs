@@ -275,3 +275,87 @@ pub fn shares(graph: &ChunkGraph, size: usize) -> Vec<RankShare> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{ChunkGrid, DType};
+    use crate::memory::ChunkKey;
+    use crate::plan::{ArrayRole, OutputArray, TaskNode};
+    use crate::store::ArraySpec;
+    use std::sync::Arc;
+
+    /// A graph writing each tile of a `rows × cols` grid once, with uneven
+    /// work.
+    fn tiles(rows: u64, cols: u64) -> ChunkGraph {
+        let mut graph = ChunkGraph::new("tiles", DType::F64);
+        let spec = ArraySpec::new(vec![rows * 4, cols * 4], vec![4, 4], DType::F64);
+        let out = Arc::new(OutputArray::new("/nonexistent", spec));
+        let grid = ChunkGrid::new(vec![rows * 4, cols * 4], vec![4, 4]).unwrap();
+        let id = graph.add_array("out", ArrayRole::Output(out), grid.clone());
+        for (i, _) in grid.iter().enumerate() {
+            graph.tasks.push(TaskNode {
+                write: Some(ChunkKey::new(id, i as u64)),
+                work_bytes: 1 + (i as u64 * 7) % 5,
+                ..TaskNode::default()
+            });
+        }
+        graph
+    }
+
+    /// Every task has exactly one owner, for any rule and rank count.
+    #[test]
+    fn every_task_has_one_owner() {
+        for (rows, cols) in [(1, 1), (3, 5), (4, 4), (7, 2)] {
+            let mut graph = tiles(rows, cols);
+            for rule in [
+                Ownership::Balanced,
+                Ownership::Tiles(TileSplit {
+                    row_axes: vec![0],
+                    col_axes: vec![1],
+                    row_bytes: 100,
+                    col_bytes: 300,
+                }),
+            ] {
+                graph.ownership = rule.clone();
+                for size in 1..=6 {
+                    let mut owners = vec![0u32; graph.tasks.len()];
+                    for rank in 0..size {
+                        for t in rule
+                            .owned(&graph, 0..graph.tasks.len() as u64, rank, size)
+                            .iter()
+                        {
+                            owners[t as usize] += 1;
+                        }
+                    }
+                    assert!(
+                        owners.iter().all(|&o| o == 1),
+                        "{rule:?} {size} ranks: {owners:?}"
+                    );
+                    let shares = shares(&graph, size);
+                    let total: u64 = shares.iter().map(|s| s.tasks).sum();
+                    assert_eq!(total, graph.tasks.len() as u64);
+                }
+            }
+        }
+    }
+
+    /// The grid of ranks follows the operands' sizes and never has more
+    /// rows or columns than there are tiles.
+    #[test]
+    fn the_rank_grid_reads_least() {
+        let split = |row_bytes, col_bytes| TileSplit {
+            row_axes: vec![0],
+            col_axes: vec![1],
+            row_bytes,
+            col_bytes,
+        };
+        assert_eq!(split(100, 100).rank_grid(4, 8, 8), Some((2, 2)));
+        // A large left operand is split among more rank rows.
+        assert_eq!(split(1000, 10).rank_grid(4, 8, 8), Some((4, 1)));
+        assert_eq!(split(10, 1000).rank_grid(4, 8, 8), Some((1, 4)));
+        // One tile column: every rank in one column.
+        assert_eq!(split(10, 1000).rank_grid(3, 8, 1), Some((3, 1)));
+        assert_eq!(split(1, 1).rank_grid(5, 2, 2), None);
+    }
+}

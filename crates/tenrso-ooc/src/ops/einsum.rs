@@ -196,10 +196,15 @@ impl fmt::Display for EinsumPlan {
         let least = self.path.min_task_bytes();
         writeln!(
             f,
-            "  memory: least {} per task, planned peak {}, limit {}{}",
+            "  memory: least {} per task, planned peak {}, limit {}{}{}",
             ByteSize(least),
             ByteSize(self.planned_peak()),
             ByteSize(self.memory_limit),
+            if self.ranks.is_empty() {
+                ""
+            } else {
+                " per rank"
+            },
             if self.fits() { "" } else { "  (DOES NOT FIT)" }
         )?;
         for r in &self.ranks {
