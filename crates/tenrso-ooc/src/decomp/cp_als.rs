@@ -334,6 +334,7 @@ pub fn cp_als(
     on_iteration: &mut dyn FnMut(&Iteration) -> ControlFlow<()>,
     progress: &dyn Progress,
 ) -> Result<CpReport> {
+    crate::distributed::one_process_only(session.ranks(), "CP-ALS")?;
     let x = &x.array_ref();
     let shape = x.shape().to_vec();
     let ndim = shape.len();

@@ -82,6 +82,7 @@ impl Reconstruct {
     /// [`crate::Error::InvalidArgument`] when the output's shape is not the
     /// model's or its layout is invalid.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, Arc<ZarrArray>>> {
+        crate::distributed::one_process_only(session.ranks(), "reconstruct")?;
         let shape: Vec<u64> = self
             .model
             .factors()

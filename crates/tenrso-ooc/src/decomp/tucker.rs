@@ -229,6 +229,7 @@ pub fn tucker(
     on_iteration: &mut dyn FnMut(&Iteration) -> ControlFlow<()>,
     progress: &dyn Progress,
 ) -> Result<TuckerReport> {
+    crate::distributed::one_process_only(session.ranks(), "Tucker")?;
     let x = &x.array_ref();
     let shape = x.shape().to_vec();
     let ndim = shape.len();

@@ -1,6 +1,6 @@
 //! Many processes, one answer: the ranks of an SPMD job ([`Ranks`]), which
-//! rank owns which task ([`Ownership`]), and — with the `mpi` feature — MPI
-//! as the transport ([`MpiRanks`]).
+//! rank owns which task ([`Ownership`]), and the transports: MPI with the
+//! `mpi` feature (`MpiRanks`), or threads of one process ([`LocalRanks`]).
 //!
 //! Every rank plans the same graph; each runs the tasks it owns by a static
 //! rule and writes only their output chunks; rank 0 creates the outputs.
@@ -8,6 +8,7 @@
 //! combined in the plan's order, so results are bitwise those of one
 //! process. See `docs/distributed.md`.
 
+mod local_ranks;
 mod ownership;
 mod ranks;
 
@@ -16,8 +17,10 @@ mod mpi;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::{MpiEnvironment, MpiRanks, abort_job, init_mpi};
+pub use local_ranks::LocalRanks;
 pub(crate) use ownership::stage_ranges;
 pub use ownership::{OwnedTasks, Ownership, RankShare, TileSplit, shares};
+pub(crate) use ranks::one_process_only;
 pub use ranks::{
     Ranks, SingleProcess, all_gather_u64s, sum_over_ranks, u64s_from_bytes, u64s_to_bytes,
 };

@@ -103,3 +103,20 @@ pub fn sum_over_ranks(ranks: &dyn Ranks, counts: &[u64]) -> Vec<u64> {
     }
     total
 }
+
+/// Refuses `operation` in a session run by several ranks: operations that
+/// do not share their work yet would run whole on every rank (and race to
+/// create their outputs).
+///
+/// # Errors
+/// [`Error::InvalidArgument`](crate::Error::InvalidArgument) naming the
+/// operation and the rank count.
+pub(crate) fn one_process_only(ranks: &dyn Ranks, operation: &str) -> crate::core::Result<()> {
+    if ranks.is_distributed() {
+        return Err(crate::core::Error::invalid(format!(
+            "{operation} runs in one process (not yet under MPI), not on {} ranks",
+            ranks.size()
+        )));
+    }
+    Ok(())
+}

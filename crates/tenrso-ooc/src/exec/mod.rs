@@ -10,12 +10,14 @@ mod chunk_tasks;
 mod executor;
 mod options;
 mod progress;
+mod rank_run;
 mod session;
 
 pub use crate::core::physical_memory;
 pub use cancel::CancelToken;
 pub use chunk_tasks::{TaskSet, for_each_owned_task, for_each_task};
-pub use executor::{RankRun, RunStats, TaskBody, TaskIo, execute, execute_planned};
+pub use executor::{RunStats, TaskBody, TaskIo, execute, execute_planned};
 pub use options::{ExecOptions, default_memory_limit};
 pub use progress::{NoProgress, Progress};
+pub use rank_run::RankRun;
 pub use session::Session;

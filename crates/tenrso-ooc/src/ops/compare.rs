@@ -49,6 +49,7 @@ impl Compare {
     /// # Errors
     /// [`Error::InvalidArgument`] when shapes or element types differ.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, CompareReport>> {
+        crate::distributed::one_process_only(session.ranks(), "compare")?;
         let (a, b) = (self.a.clone(), self.b.clone());
         if a.shape() != b.shape() || a.dtype() != b.dtype() {
             return Err(Error::invalid(format!(

@@ -175,6 +175,7 @@ impl Import {
     /// [`Error::MemoryLimit`], before creating anything, when a chunk cannot
     /// fit.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, TransferReport>> {
+        crate::distributed::one_process_only(session.ranks(), "import")?;
         check_output_not_input(&self.dst, &[&self.src])?;
         let source = open_source(&self.src, &self.options.source_options(&self.src)?)?;
         let spec = import_spec(&source, &self.dst, &self.options, session)?;
@@ -413,6 +414,7 @@ impl Export {
     /// [`Error::InvalidArgument`] for options that do not apply to the
     /// destination.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, TransferReport>> {
+        crate::distributed::one_process_only(session.ranks(), "export")?;
         let columnar = matches!(
             SourceFormat::of(&self.dst),
             Some(SourceFormat::ArrowIpc | SourceFormat::Parquet)

@@ -1,0 +1,220 @@
+//! The distributed code paths with ranks as threads ([`LocalRanks`]): every
+//! operation that shares its tasks among ranks writes the same files and
+//! returns the same bits as one process, for 1 to 4 ranks, and operations
+//! that do not share them yet refuse several ranks. (The same under real
+//! MPI: the CLI's `tests/mpi.rs`, with `--features mpi`.)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tenrso_ooc::DType;
+use tenrso_ooc::decomp::{CpOptions, cp_als};
+use tenrso_ooc::distributed::LocalRanks;
+use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
+use tenrso_ooc::ops::{
+    Einsum, Expr, Fill, Generate, Map, Rechunk, Reduce, ReduceOp, Transpose, Verify,
+};
+use tenrso_ooc::store::ArraySpec;
+
+mod common;
+use common::generated;
+
+/// Every file under `dir` with its bytes, by relative path.
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().to_path_buf();
+                found.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    found
+}
+
+/// Runs `job` SPMD on `size` threads, each a rank with its own session
+/// (2 threads, a 16 MiB limit); returns each rank's result.
+fn spmd<R: Send>(size: usize, job: impl Fn(&Session) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = LocalRanks::group(size)
+            .into_iter()
+            .map(|ranks| {
+                let job = &job;
+                s.spawn(move || {
+                    let options = ExecOptions::default()
+                        .with_threads(2)
+                        .with_memory_limit(16 << 20);
+                    job(&Session::new(options).with_ranks(Arc::new(ranks)))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// What one run of every operation gives: full reductions' bits, verify's
+/// counts, and the written stores under `out`.
+fn every_operation(session: &Session, inputs: &Path, out: &Path) -> Vec<u64> {
+    let open =
+        |name: &str| Arc::new(tenrso_ooc::store::ZarrArray::open(inputs.join(name)).unwrap());
+    let (x, y, a, b, c) = (open("x"), open("y"), open("a"), open("b"), open("c"));
+    let mut bits = Vec::new();
+    Map::new(Expr::parse("x*2+sin(y)").unwrap(), &x, out.join("map"))
+        .with_y(&y)
+        .plan(session)
+        .unwrap()
+        .run()
+        .unwrap();
+    for op in [
+        ReduceOp::Sum,
+        ReduceOp::Mean,
+        ReduceOp::Norm,
+        ReduceOp::Min,
+        ReduceOp::Max,
+    ] {
+        let report = Reduce::new(op, &x).plan(session).unwrap().run().unwrap();
+        bits.push(report.value.unwrap().to_bits());
+    }
+    Reduce::new(ReduceOp::Sum, &y)
+        .with_axes([0])
+        .with_out(out.join("reduce0"))
+        .plan(session)
+        .unwrap()
+        .run()
+        .unwrap();
+    Transpose::new(&x, [1, 0], out.join("transpose"))
+        .plan(session)
+        .unwrap()
+        .run()
+        .unwrap();
+    Rechunk::new(&y, [300, 70], out.join("rechunk"))
+        .plan(session)
+        .unwrap()
+        .run()
+        .unwrap();
+    Einsum::new("ij,jk->ik", [&a, &b])
+        .with_out(out.join("matmul"))
+        .plan(session)
+        .unwrap()
+        .run()
+        .unwrap();
+    Einsum::new("ij,jk,kl->il", [&a, &b, &c])
+        .with_out(out.join("chain"))
+        .plan(session)
+        .unwrap()
+        .run()
+        .unwrap();
+    let dot = Einsum::new("ij,ij->", [&x, &y])
+        .plan(session)
+        .unwrap()
+        .run()
+        .unwrap();
+    bits.push(dot.value.unwrap().to_bits());
+    let spec = ArraySpec::new(vec![333, 250], vec![64, 64], DType::F64);
+    let made = Generate::new(out.join("generated"), spec, Fill::Normal)
+        .with_seed(9)
+        .plan(session)
+        .unwrap()
+        .run()
+        .unwrap();
+    bits.push(made.chunks_written);
+    let verified = Verify::new(&made.array)
+        .plan(session)
+        .unwrap()
+        .run()
+        .unwrap();
+    bits.extend([verified.chunks_stored, verified.bad_chunks.len() as u64]);
+    bits
+}
+
+#[test]
+fn every_operation_is_bitwise_equal_for_one_to_four_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs");
+    let spec = |shape: [u64; 2], chunks: [u64; 2]| {
+        ArraySpec::new(shape.to_vec(), chunks.to_vec(), DType::F64)
+    };
+    generated(
+        &inputs,
+        "x",
+        spec([1000, 777], [128, 100]),
+        Fill::Uniform,
+        3,
+    );
+    generated(&inputs, "y", spec([1000, 777], [96, 130]), Fill::Normal, 4);
+    generated(&inputs, "a", spec([600, 450], [128, 100]), Fill::Uniform, 5);
+    generated(&inputs, "b", spec([450, 530], [100, 96]), Fill::Normal, 6);
+    generated(&inputs, "c", spec([530, 310], [96, 64]), Fill::Uniform, 7);
+    let reference_dir = dir.path().join("one");
+    let reference = spmd(1, |s| every_operation(s, &inputs, &reference_dir)).remove(0);
+    let expected = files(&reference_dir);
+    assert_eq!(reference[7], 24, "chunks generated");
+    for size in 2..=4 {
+        let out = dir.path().join(format!("ranks{size}"));
+        for got in spmd(size, |s| every_operation(s, &inputs, &out)) {
+            assert_eq!(got, reference, "{size} ranks");
+        }
+        let written = files(&out);
+        assert_eq!(
+            written.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{size} ranks"
+        );
+        for (name, bytes) in &expected {
+            assert!(
+                &written[name] == bytes,
+                "{} differs with {size} ranks",
+                name.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_ranks_share_the_tasks_and_gather_their_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ArraySpec::new(vec![1000, 777], vec![128, 100], DType::F64);
+    let x = generated(dir.path(), "x", spec, Fill::Uniform, 3);
+    let runs = spmd(3, |s| {
+        let report = Map::new(Expr::parse("x+1").unwrap(), &x, dir.path().join("y"))
+            .plan(s)
+            .unwrap();
+        // Each rank's share of the plan, the same on every rank.
+        let shares: Vec<u64> = report.explain().ranks.iter().map(|r| r.tasks).collect();
+        let run = report.run().unwrap().run;
+        (s.ranks().rank(), shares, run.tasks_run, run.ranks.clone())
+    });
+    for (rank, shares, tasks_run, per_rank) in &runs {
+        assert_eq!(shares, &vec![21, 21, 22], "rank {rank}");
+        assert_eq!(*tasks_run, 64, "totals over the ranks");
+        let own: Vec<u64> = per_rank.iter().map(|r| r.tasks_run).collect();
+        assert_eq!(own, vec![21, 21, 22]);
+    }
+}
+
+#[test]
+fn operations_not_shared_yet_refuse_several_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ArraySpec::new(vec![40, 30], vec![10, 10], DType::F64);
+    let x = generated(dir.path(), "x", spec, Fill::Uniform, 3);
+    let errors = spmd(2, |s| {
+        cp_als(
+            s,
+            &x,
+            &CpOptions::new(2),
+            &mut |_| std::ops::ControlFlow::Continue(()),
+            &NoProgress,
+        )
+        .unwrap_err()
+        .to_string()
+    });
+    for e in errors {
+        assert!(e.contains("CP-ALS runs in one process"), "{e}");
+    }
+}
