@@ -218,3 +218,33 @@ fn operations_not_shared_yet_refuse_several_ranks() {
         assert!(e.contains("CP-ALS runs in one process"), "{e}");
     }
 }
+
+#[test]
+fn a_resumed_run_may_use_another_rank_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ArraySpec::new(vec![1000, 777], vec![128, 100], DType::F64);
+    let x = generated(dir.path(), "x", spec, Fill::Uniform, 3);
+    let x = &x;
+    let map = |out: PathBuf, resume: bool| {
+        move |s: &Session| {
+            Map::new(Expr::parse("x*3-1").unwrap(), x, &out)
+                .with_output_options(tenrso_ooc::ops::OutputOptions::default().with_resume(resume))
+                .plan(s)
+                .unwrap()
+                .run()
+                .unwrap()
+                .run
+                .tasks_run
+        }
+    };
+    let (whole, resumed) = (dir.path().join("whole"), dir.path().join("resumed"));
+    spmd(1, map(whole.clone(), false));
+    spmd(2, map(resumed.clone(), false));
+    // An interrupted run: some chunks never written.
+    std::fs::remove_dir_all(resumed.join("c/3")).unwrap();
+    std::fs::remove_file(resumed.join("c/7/1")).unwrap();
+    for tasks_run in spmd(3, map(resumed.clone(), true)) {
+        assert_eq!(tasks_run, 9, "the 9 missing chunks, shared by 3 ranks");
+    }
+    assert_eq!(files(&whole), files(&resumed));
+}
