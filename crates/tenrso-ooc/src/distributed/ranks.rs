@@ -9,7 +9,7 @@ use std::fmt;
 /// combined by the engine in the plan's order, never by the transport.
 ///
 /// [`SingleProcess`] is the default (rank 0 of 1: every collective is the
-/// identity); [`MpiRanks`](crate::distributed::MpiRanks) (feature `mpi`)
+/// identity); `MpiRanks` (feature `mpi`)
 /// runs over MPI's world communicator.
 ///
 /// ```
