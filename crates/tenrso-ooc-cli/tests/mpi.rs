@@ -401,42 +401,25 @@ fn refusals_and_explained_shares() {
     );
     assert_eq!(cp.code, Some(2), "{cp:#?}");
     assert!(cp.stderr.contains("`cp` runs in one process"), "{cp:#?}");
-    let explained = mpirun(
-        4,
-        &[
-            "einsum",
-            "ij,jk->ik",
-            p(&a),
-            p(&b),
-            "-o",
-            p(&dir.path().join("c")),
-            "--explain",
-            "--memory-limit",
-            "12MiB",
-        ],
-    )
-    .success();
+    let c = dir.path().join("c");
+    let explain = [
+        "einsum",
+        "ij,jk->ik",
+        p(&a),
+        p(&b),
+        "-o",
+        p(&c),
+        "--explain",
+    ];
+    let limit = ["--memory-limit", "12MiB"];
+    let explained = mpirun(4, &[&explain[..], &limit].concat()).success();
     assert!(
         explained.stdout.contains("2x2 grid of ranks"),
         "{explained:#?}"
     );
-    let json = mpirun(
-        4,
-        &[
-            "einsum",
-            "ij,jk->ik",
-            p(&a),
-            p(&b),
-            "-o",
-            p(&dir.path().join("c")),
-            "--explain",
-            "--json",
-            "--memory-limit",
-            "12MiB",
-        ],
-    )
-    .success()
-    .json();
+    let json = mpirun(4, &[&explain[..], &limit, &["--json"]].concat())
+        .success()
+        .json();
     let step = &json["ranks"][0];
     assert_eq!(step["rank_grid"], serde_json::json!([2, 2]));
     // A row block of a and a column block of b per rank.
