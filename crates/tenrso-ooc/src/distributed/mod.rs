@@ -21,6 +21,4 @@ pub use local_ranks::LocalRanks;
 pub(crate) use ownership::stage_ranges;
 pub use ownership::{OwnedTasks, Ownership, RankShare, TileSplit, shares};
 pub(crate) use ranks::one_process_only;
-pub use ranks::{
-    Ranks, SingleProcess, all_gather_u64s, sum_over_ranks, u64s_from_bytes, u64s_to_bytes,
-};
+pub use ranks::{Ranks, SingleProcess, all_gather_u64s, sum_over_ranks};

@@ -68,12 +68,12 @@ impl Ranks for SingleProcess {
 }
 
 /// `u64`s as little-endian bytes, for [`Ranks::all_gather`].
-pub fn u64s_to_bytes(values: &[u64]) -> Vec<u8> {
+fn u64s_to_bytes(values: &[u64]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// The `u64`s of [`u64s_to_bytes`].
-pub fn u64s_from_bytes(bytes: &[u8]) -> Vec<u64> {
+fn u64s_from_bytes(bytes: &[u8]) -> Vec<u64> {
     bytes
         .chunks_exact(8)
         .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))

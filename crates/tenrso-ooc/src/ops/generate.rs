@@ -372,7 +372,7 @@ impl Generate {
             // Rank 0 creates the array; with several ranks, the others
             // open it once it exists and each fills its share of chunks.
             let ranks = session.ranks();
-            let created = ranks.is_root().then(|| -> Result<ZarrArray> {
+            let created = if ranks.is_root() {
                 let mut array = if request.resume {
                     ZarrArray::create_or_resume(&request.path, &request.spec)?
                 } else {
@@ -383,20 +383,16 @@ impl Generate {
                     record["noise_std"] = json!(std);
                 }
                 array.record_job("tenrso_generator", record, request.resume)?;
-                Ok(array)
-            });
+                Some(array)
+            } else {
+                None
+            };
+            if ranks.is_distributed() {
+                ranks.barrier();
+            }
             let array = match created {
-                Some(array) => {
-                    let array = array?;
-                    if ranks.is_distributed() {
-                        ranks.barrier();
-                    }
-                    array
-                }
-                None => {
-                    ranks.barrier();
-                    ZarrArray::open(&request.path)?
-                }
+                Some(array) => array,
+                None => ZarrArray::open(&request.path)?,
             };
             fill_chunks(&array, &generator, request.resume, session, progress)?.finish(array)
         }))

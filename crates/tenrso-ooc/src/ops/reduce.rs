@@ -428,6 +428,26 @@ fn extremes<T: Element>(v: &[T]) -> (f64, f64, bool) {
 }
 
 impl Partial {
+    /// The partial as four words, bit for bit (to cross ranks).
+    fn to_words(self) -> [u64; 4] {
+        [
+            self.sum.to_bits(),
+            self.min.to_bits(),
+            self.max.to_bits(),
+            u64::from(self.nan),
+        ]
+    }
+
+    /// The partial of [`to_words`](Self::to_words).
+    fn from_words(w: &[u64]) -> Self {
+        Partial {
+            sum: f64::from_bits(w[0]),
+            min: f64::from_bits(w[1]),
+            max: f64::from_bits(w[2]),
+            nan: w[3] != 0,
+        }
+    }
+
     /// Children combined in order: sums compensated (Neumaier), extremes
     /// folded.
     fn combine(children: &[Partial]) -> Partial {
@@ -484,23 +504,18 @@ impl FullBody {
         let mut stored_elements = self.stored_elements.load(Ordering::Relaxed);
         let joined;
         let tree = if ranks.is_distributed() {
+            // Each node as (level, index, the partial's four words).
             let mut mine = vec![stored_elements];
             for (level, index, p) in self.tree.frontier() {
-                mine.extend([level as u64, index, p.sum.to_bits(), p.min.to_bits()]);
-                mine.extend([p.max.to_bits(), u64::from(p.nan)]);
+                mine.extend([level as u64, index]);
+                mine.extend(p.to_words());
             }
             joined = ReductionTree::new(self.tree.count(), Partial::combine);
             stored_elements = 0;
             for theirs in all_gather_u64s(ranks, &mine) {
                 stored_elements += theirs.first().copied().unwrap_or(0);
                 for n in theirs.get(1..).unwrap_or(&[]).chunks_exact(6) {
-                    let partial = Partial {
-                        sum: f64::from_bits(n[2]),
-                        min: f64::from_bits(n[3]),
-                        max: f64::from_bits(n[4]),
-                        nan: n[5] != 0,
-                    };
-                    joined.add_at(n[0] as usize, n[1], partial);
+                    joined.add_at(n[0] as usize, n[1], Partial::from_words(&n[2..]));
                 }
             }
             &joined
