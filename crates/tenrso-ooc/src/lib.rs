@@ -108,5 +108,5 @@ struct ReadmeDoctests;
 
 pub use crate::core::{
     Block, ByteSize, ChunkGrid, ChunkSet, ContiguousRuns, DType, Element, Error, MatView, Region,
-    Remedy, Result, Shape, matmul_add,
+    Remedy, Result, Shape, gemm_gflops, gemm_kernel, matmul_add,
 };

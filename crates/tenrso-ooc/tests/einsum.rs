@@ -306,6 +306,74 @@ fn results_are_bitwise_equal_for_any_thread_count() {
     assert_eq!(one, run(3));
 }
 
+/// Products large enough that each tile's GEMM is cut into blocks of rows
+/// shared by the task's threads (fewer tasks than threads): bitwise equal
+/// for 1, 2 and 3 threads, and equal to a plain triple loop, plain and
+/// batched, with shapes no tile or block divides.
+#[test]
+fn large_tiles_are_multiplied_by_several_threads_with_the_same_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (subscripts, a_shape, b_shape) in [
+        ("ij,jk->ik", vec![2300, 410], vec![410, 1010]),
+        ("bij,bjk->bik", vec![2, 1030, 170], vec![2, 170, 770]),
+    ] {
+        let chunks = |s: &[u64]| s.iter().map(|n| n.div_ceil(3)).collect::<Vec<_>>();
+        let a = make(d, "a", &a_shape, &chunks(&a_shape), DType::F64, 11);
+        let b = make(d, "b", &b_shape, &chunks(&b_shape), DType::F64, 12);
+        let (x, y) = (values(&a), values(&b));
+        let [m, kk] = a_shape[a_shape.len() - 2..] else {
+            unreachable!()
+        };
+        let n = b_shape[b_shape.len() - 1];
+        let (m, kk, n) = (m as usize, kk as usize, n as usize);
+        let batches = x.len() / (m * kk);
+        let mut want = vec![0.0; batches * m * n];
+        let mut mag = vec![0.0; batches * m * n];
+        for at in 0..batches {
+            for i in 0..m {
+                for p in 0..kk {
+                    let xv = x[at * m * kk + i * kk + p];
+                    for j in 0..n {
+                        let term = xv * y[at * kk * n + p * n + j];
+                        want[at * m * n + i * n + j] += term;
+                        mag[at * m * n + i * n + j] += term.abs();
+                    }
+                }
+            }
+        }
+        let run = |threads| {
+            let out = d.join(format!("out{threads}"));
+            let _ = std::fs::remove_dir_all(&out);
+            Einsum::new(subscripts, [&a, &b])
+                .with_out(&out)
+                .plan(&session(threads, 256 << 20))
+                .unwrap()
+                .run()
+                .unwrap();
+            values(&ZarrArray::open(&out).unwrap())
+        };
+        let one = run(1);
+        for (k, (g, w)) in one.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-12 * mag[k],
+                "{subscripts}: element {k}: {g} vs {w}"
+            );
+        }
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&one) == bits(&run(2)),
+            "{subscripts}: 2 threads differ"
+        );
+        assert!(
+            bits(&one) == bits(&run(3)),
+            "{subscripts}: 3 threads differ"
+        );
+        std::fs::remove_dir_all(d.join("a")).unwrap();
+        std::fs::remove_dir_all(d.join("b")).unwrap();
+    }
+}
+
 /// Block-sparse operands (fill 0, chunks never written): tile pairs that
 /// are both absent are neither read nor multiplied, output tiles made only
 /// of them stay unwritten, and the product equals the dense reference.

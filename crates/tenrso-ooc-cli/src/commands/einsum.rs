@@ -35,6 +35,9 @@ pub fn run(args: &EinsumArgs, ctx: &Context) -> Result<Outcome> {
         let plan = planned.explain();
         let mut json = plan.to_json();
         json["out"] = out_json(args);
+        if plan.multiplies() {
+            json["gemm_gflops_per_thread"] = tenrso_ooc::gemm_gflops().into();
+        }
         return Ok(Outcome {
             text: format!("einsum {} ({})\n{plan}", args.subscripts, plan.subscripts),
             json,

@@ -8,6 +8,8 @@ mod element;
 pub(crate) mod error;
 mod float;
 mod gemm;
+#[cfg(feature = "blas")]
+mod gemm_blas;
 mod layout;
 mod machine;
 pub(crate) mod shape;
@@ -19,7 +21,7 @@ pub use chunk_set::{ChunkSet, ChunkSetBuilder};
 pub use element::{DType, Element};
 pub use error::{Error, Remedy, Result};
 pub use float::{max_nan, min_nan};
-pub use gemm::{MatView, matmul_add};
+pub use gemm::{MatView, gemm_gflops, gemm_kernel, matmul_add};
 pub use layout::ContiguousRuns;
 pub(crate) use layout::{compact_corner, copy_region};
 pub use machine::physical_memory;

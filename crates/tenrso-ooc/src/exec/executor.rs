@@ -34,6 +34,7 @@ pub struct TaskIo<'a, T: Element> {
     session: &'a Session,
     task: &'a TaskNode,
     reservation: &'a mut Reservation,
+    threads: usize,
 }
 
 impl<'a, T: Element> TaskIo<'a, T> {
@@ -45,6 +46,13 @@ impl<'a, T: Element> TaskIo<'a, T> {
     /// The graph being run.
     pub fn graph(&self) -> &'a ChunkGraph {
         self.graph
+    }
+
+    /// Threads the task may use inside its body (e.g. for a GEMM): the
+    /// session's threads shared by the tasks that can still run at once, so
+    /// a stage with fewer tasks than threads keeps every core busy.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// The `k`-th chunk the task declared it reads.
@@ -444,7 +452,7 @@ impl<T: Element> StageRun<'_, T> {
             }
             for w in 0..workers {
                 let this = &self;
-                scope.spawn(move || this.work(w));
+                scope.spawn(move || this.work(w, workers));
             }
         });
         match self
@@ -465,7 +473,7 @@ impl<T: Element> StageRun<'_, T> {
         }
     }
 
-    fn work(&self, worker: usize) {
+    fn work(&self, worker: usize, workers: usize) {
         let mut reservation = self.session.pool().reservation(format!("worker {worker}"));
         while !self.stop.load(Ordering::Relaxed) {
             let position = self.next.fetch_add(1, Ordering::Relaxed);
@@ -480,7 +488,8 @@ impl<T: Element> StageRun<'_, T> {
             // A panicking task stops the run with an error (its pins are
             // released by unwinding) rather than leaving the others waiting.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.run_task(index, &mut reservation)
+                let threads = self.task_threads(position, workers);
+                self.run_task(index, threads, &mut reservation)
             }))
             .unwrap_or_else(|payload| {
                 Err(Error::internal(format!(
@@ -495,7 +504,16 @@ impl<T: Element> StageRun<'_, T> {
         }
     }
 
-    fn run_task(&self, index: u64, reservation: &mut Reservation) -> Result<()> {
+    /// Threads for the task started at `position` of the stage: the
+    /// session's threads over the tasks that can run beside it (fewer than
+    /// the workers once the stage's last tasks have started).
+    fn task_threads(&self, position: u64, workers: usize) -> usize {
+        let remaining = self.tasks.len() - position;
+        let running = (workers as u64).min(remaining).max(1);
+        (self.session.threads() as u64 / running).max(1) as usize
+    }
+
+    fn run_task(&self, index: u64, threads: usize, reservation: &mut Reservation) -> Result<()> {
         let task = self.graph.task(index);
         let task = &*task;
         if self.graph.already_written(task) {
@@ -512,6 +530,7 @@ impl<T: Element> StageRun<'_, T> {
                 session: self.session,
                 task,
                 reservation,
+                threads,
             };
             self.body.run(index as usize, &mut io)?
         };

@@ -1,6 +1,7 @@
 //! One [`ContractionStep`] as a [`ChunkGraph`] and the task body that runs
 //! it: output tiles resident, operand tiles streamed along the contracted
-//! indices in a fixed order, multiplied by faer's GEMM.
+//! indices in a fixed order, multiplied by the build's GEMM kernel
+//! ([`matmul_add`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -384,7 +385,7 @@ impl<T: Element> TaskBody<T> for ContractionBody {
                     &mut c[at * m * n..(at + 1) * m * n],
                     batch_matrix(&x, step.layouts[0], m, kk, at),
                     batch_matrix(&y, step.layouts[1], kk, n, at),
-                    1,
+                    io.threads(),
                 );
             }
         }

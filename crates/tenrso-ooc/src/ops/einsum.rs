@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::core::{ByteSize, ChunkGrid, Error, Result};
+use crate::core::{ByteSize, ChunkGrid, Error, Result, gemm_gflops, gemm_kernel};
 use crate::dispatch_dtype;
 use crate::distributed::TileSplit;
 use crate::exec::{Progress, Session};
@@ -180,7 +180,14 @@ impl EinsumPlan {
             "planned_peak_bytes": self.planned_peak(),
             "fits": self.fits(),
             "ranks": self.ranks.iter().map(StepRanks::to_json).collect::<Vec<_>>(),
+            "gemm_kernel": self.multiplies().then(gemm_kernel),
         })
+    }
+
+    /// True when a step multiplies two operands (by GEMM): its text then
+    /// names the kernel and measures its speed ([`gemm_gflops`]).
+    pub fn multiplies(&self) -> bool {
+        self.path.steps.iter().any(|s| s.step.inputs.len() == 2)
     }
 }
 
@@ -207,6 +214,14 @@ impl fmt::Display for EinsumPlan {
             },
             if self.fits() { "" } else { "  (DOES NOT FIT)" }
         )?;
+        if self.multiplies() {
+            writeln!(
+                f,
+                "  gemm: {}; {:.1} GFLOP/s per thread (measured on 768³ f64)",
+                gemm_kernel(),
+                gemm_gflops()
+            )?;
+        }
         for r in &self.ranks {
             writeln!(
                 f,
