@@ -137,6 +137,22 @@ fn fixed_specs_match_the_reference() {
         ("ji,jk->ik", vec![b.clone(), b.clone()]),
         ("ijk,jl->ilk", vec![t3.clone(), m.clone()]),
         ("ijk,jl->il", vec![t3.clone(), m.clone()]),
+        // Slices of `x` used where they lie in its chunks (chunks whole
+        // along the contracted and trailing kept indices), with batch.
+        (
+            "ijk,jl->ilk",
+            vec![
+                make(d, "t3w", &[5, 9, 4], &[2, 9, 4], DType::F64, 19),
+                m.clone(),
+            ],
+        ),
+        (
+            "bijk,bjl->bilk",
+            vec![
+                make(d, "t4", &[3, 4, 5, 6], &[1, 3, 5, 6], DType::F64, 20),
+                make(d, "y3", &[3, 5, 2], &[2, 5, 2], DType::F64, 21),
+            ],
+        ),
         ("bij,bjk->bik", vec![bt.clone(), bt2.clone()]),
         ("bij,bjk->kbi", vec![bt.clone(), bt2.clone()]),
         ("ii->i", vec![sq.clone()]),

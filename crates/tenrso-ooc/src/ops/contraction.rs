@@ -272,21 +272,29 @@ fn accumulate_dims(
     dims
 }
 
-/// Matrix `at` of a `[batch][rows][cols]` tile (stored transposed for
-/// [`OperandLayout::Transposed`]).
+/// Matrix `at` of a `[batch][rows][cols]` tile (stored `[batch][cols][rows]`
+/// when `transposed`).
 fn batch_matrix<T>(
     data: &[T],
-    layout: OperandLayout,
+    transposed: bool,
     rows: usize,
     cols: usize,
     at: usize,
 ) -> MatView<'_, T> {
     let part = &data[at * rows * cols..(at + 1) * rows * cols];
-    if layout == OperandLayout::Transposed {
+    if transposed {
         MatView::transposed(part, rows, cols)
     } else {
         MatView::row_major(part, rows, cols)
     }
+}
+
+/// Whether operand tiles in `layout` hold their matrices transposed.
+fn is_transposed(layout: OperandLayout) -> bool {
+    matches!(
+        layout,
+        OperandLayout::Transposed | OperandLayout::Slices { .. }
+    )
 }
 
 /// Runs the tasks of a [`contraction_graph`].
@@ -299,6 +307,36 @@ pub(crate) struct ContractionBody {
 impl ContractionBody {
     fn extent(ranges: &Ranges, labels: &[Label]) -> usize {
         labels.iter().map(|l| ranges[l].1 as usize).product()
+    }
+
+    /// The first operand's tile for contracted ranges `kc`, and the number
+    /// of its leading axes that index its GEMM slices (batch indices, then the leading kept
+    /// ones of [`OperandLayout::Slices`]), when every slice lies whole in
+    /// one stored chunk: the slices are then multiplied where they lie in
+    /// the cache, a chunk at a time, never copied. `None` when a slice
+    /// straddles chunks, the tile must be packed, or the operand has
+    /// broadcast axes.
+    fn slices_in_place(&self, graph: &ChunkGraph, kc: &Ranges) -> Option<(Region, usize)> {
+        let step = &self.step;
+        let lead = match step.layouts[0] {
+            OperandLayout::Direct | OperandLayout::Transposed => 0,
+            OperandLayout::Slices { lead } => lead,
+            OperandLayout::Packed => return None,
+        };
+        if step.inputs[0].labels.iter().any(Option::is_none) {
+            return None;
+        }
+        let region = operand_region(step, 0, kc);
+        let outer = step.batch.len() + lead;
+        let grid = &graph.arrays[0].grid;
+        let chunks = grid.chunks_touching(&region);
+        let first = graph.region(graph.key(0, chunks.start()));
+        let whole = (outer..region.shape().len()).all(|a| {
+            chunks.shape()[a] == 1
+                && first.start()[a] == region.start()[a]
+                && first.shape()[a] == region.shape()[a]
+        });
+        whole.then_some((region, outer))
     }
 
     /// Operand `k`'s tile for contracted ranges `kc` in GEMM layout, with its
@@ -363,10 +401,17 @@ impl<T: Element> TaskBody<T> for ContractionBody {
             }
             return Block::from_vec(region.shape().to_vec(), out).map(Some);
         }
+        // The first operand's leading kept indices, looped over like batch
+        // indices when its tile is multiplied slice by slice.
+        let lead = match step.layouts[0] {
+            OperandLayout::Slices { lead } => lead,
+            _ => 0,
+        };
+        let slices = Self::extent(&ranges, &step.left[..lead]);
         let b = Self::extent(&ranges, &step.batch);
-        let m = Self::extent(&ranges, &step.left);
+        let m = Self::extent(&ranges, &step.left[lead..]);
         let n = Self::extent(&ranges, &step.right);
-        let mut c = vec![T::ZERO; b * m * n];
+        let mut c = vec![T::ZERO; b * slices * m * n];
         let mut multiplied = false;
         for kc in tile_combinations(step, &step.contracted, &ranges) {
             if self
@@ -378,15 +423,50 @@ impl<T: Element> TaskBody<T> for ContractionBody {
             }
             multiplied = true;
             let kk = Self::extent(&kc, &step.contracted);
-            let x = self.operand_tile(io, 0, &kc)?;
             let y = self.operand_tile(io, 1, &kc)?;
+            let y_at = |at| batch_matrix(&y, is_transposed(step.layouts[1]), kk, n, at);
+            let x_transposed = is_transposed(step.layouts[0]);
+            let threads = io.threads();
+            // Each output slice is one GEMM call per contracted tile, on the
+            // same values wherever they lie: the same bits either way.
+            if let Some((x_region, outer)) = self.slices_in_place(io.graph(), &kc) {
+                let tile_outer = Shape::new(x_region.shape()[..outer].to_vec());
+                for key in io.graph().chunks_touching(0, &x_region) {
+                    let chunk = io.graph().region(key);
+                    let overlap = chunk.intersect(&x_region).expect("touching chunks overlap");
+                    let chunk_outer = Shape::new(chunk.shape()[..outer].to_vec());
+                    let data = io.chunk(key)?;
+                    let overlap_outer = Shape::new(overlap.shape()[..outer].to_vec());
+                    for local in 0..overlap_outer.num_elements() {
+                        let index = overlap_outer.unravel(local);
+                        let at_tile: Vec<u64> = (0..outer)
+                            .map(|a| index[a] + overlap.start()[a] - x_region.start()[a])
+                            .collect();
+                        let at_chunk: Vec<u64> = (0..outer)
+                            .map(|a| index[a] + overlap.start()[a] - chunk.start()[a])
+                            .collect();
+                        let slice = tile_outer.linear_index(&at_tile) as usize;
+                        let offset = chunk_outer.linear_index(&at_chunk) as usize;
+                        matmul_add(
+                            &mut c[slice * m * n..(slice + 1) * m * n],
+                            batch_matrix(data.as_slice(), x_transposed, m, kk, offset),
+                            y_at(slice / slices),
+                            threads,
+                        );
+                    }
+                }
+                continue;
+            }
+            let x = self.operand_tile(io, 0, &kc)?;
             for at in 0..b {
-                matmul_add(
-                    &mut c[at * m * n..(at + 1) * m * n],
-                    batch_matrix(&x, step.layouts[0], m, kk, at),
-                    batch_matrix(&y, step.layouts[1], kk, n, at),
-                    io.threads(),
-                );
+                for slice in at * slices..(at + 1) * slices {
+                    matmul_add(
+                        &mut c[slice * m * n..(slice + 1) * m * n],
+                        batch_matrix(&x, x_transposed, m, kk, slice),
+                        y_at(at),
+                        threads,
+                    );
+                }
             }
         }
         if !multiplied && self.absent.is_some() {

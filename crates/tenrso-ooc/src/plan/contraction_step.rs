@@ -64,6 +64,17 @@ pub enum OperandLayout {
     Direct,
     /// The assembled tile is `[batch][cols][rows]`: used transposed.
     Transposed,
+    /// The assembled tile of the first operand is `[batch][lead][cols][rows]`,
+    /// where `lead` are its first `lead` kept indices, `cols` the
+    /// contracted ones and `rows` its other kept ones: each slice is used
+    /// transposed where it lies, as if `lead` were batch indices (the
+    /// output tile's natural order puts them first too). Saves packing a
+    /// tensor whose contracted indices sit between its kept ones, e.g. `x`
+    /// in `ijk,jl->ilk`.
+    Slices {
+        /// Leading kept indices looped over.
+        lead: usize,
+    },
     /// The tile is packed (permuted, diagonal taken, summed indices added
     /// up) into `[batch][rows][cols]`.
     Packed,
@@ -261,12 +272,23 @@ impl ContractionStep {
             self.batch.iter().chain(a).chain(b).copied().collect()
         };
         if seq == concat(rows, cols) {
-            OperandLayout::Direct
-        } else if seq == concat(cols, rows) {
-            OperandLayout::Transposed
-        } else {
-            OperandLayout::Packed
+            return OperandLayout::Direct;
         }
+        if seq == concat(cols, rows) {
+            return OperandLayout::Transposed;
+        }
+        if k == 0 {
+            // (Untransposed slices would be `Direct`.)
+            for lead in 1..rows.len() {
+                let (first, rest) = rows.split_at(lead);
+                let mut sliced = concat(first, cols);
+                sliced.extend(rest);
+                if seq == sliced {
+                    return OperandLayout::Slices { lead };
+                }
+            }
+        }
+        OperandLayout::Packed
     }
 
     /// The result's stored shape (`[1]` for a scalar).
@@ -584,6 +606,20 @@ pub(super) mod tests {
         );
         assert_eq!(summing.summed[0], labels("k"));
         assert_eq!(summing.layouts[0], OperandLayout::Packed);
+        // The contracted index between two kept ones: sliced, not packed.
+        let ttm = ContractionStep::plan(
+            vec![
+                op("ijk", &[4, 5, 6], &[4, 5, 6]),
+                op("jl", &[5, 3], &[5, 3]),
+            ],
+            labels("ilk"),
+            &sizes(&[('i', 4), ('j', 5), ('k', 6), ('l', 3)]),
+            &TilingParams::new(8, 1 << 20).with_target_chunk_bytes(1 << 20),
+        );
+        assert_eq!(
+            ttm.layouts,
+            vec![OperandLayout::Slices { lead: 1 }, OperandLayout::Direct]
+        );
         assert_eq!(
             natural_output(&labels("ijk"), &labels("jl"), &labels("lk")),
             labels("kl")
