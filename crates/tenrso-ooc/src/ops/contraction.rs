@@ -11,6 +11,7 @@ use crate::core::{
 };
 use crate::exec::{TaskBody, TaskIo};
 use crate::io::ArrayRef;
+use crate::memory::ChunkKey;
 use crate::plan::{
     ArrayId, ArrayRole, ChunkGraph, ContractionStep, Label, OperandLayout, OutputArray, TaskNode,
 };
@@ -309,6 +310,26 @@ impl ContractionBody {
         labels.iter().map(|l| ranges[l].1 as usize).product()
     }
 
+    /// The stored chunk that is exactly operand `k`'s tile for contracted
+    /// ranges `kc`, when the tile enters the GEMM as it is stored.
+    fn whole_chunk(&self, graph: &ChunkGraph, k: usize, kc: &Ranges) -> Option<ChunkKey> {
+        let step = &self.step;
+        let as_stored = matches!(
+            step.layouts[k],
+            OperandLayout::Direct | OperandLayout::Transposed
+        );
+        if !as_stored || step.inputs[k].labels.iter().any(Option::is_none) {
+            return None;
+        }
+        let region = operand_region(step, k, kc);
+        let chunks = graph.arrays[k].grid.chunks_touching(&region);
+        if chunks.shape().iter().any(|&c| c != 1) {
+            return None;
+        }
+        let key = graph.key(k as ArrayId, chunks.start());
+        (graph.region(key) == region).then_some(key)
+    }
+
     /// The first operand's tile for contracted ranges `kc`, and the number
     /// of its leading axes that index its GEMM slices (batch indices, then the leading kept
     /// ones of [`OperandLayout::Slices`]), when every slice lies whole in
@@ -423,8 +444,20 @@ impl<T: Element> TaskBody<T> for ContractionBody {
             }
             multiplied = true;
             let kk = Self::extent(&kc, &step.contracted);
-            let y = self.operand_tile(io, 1, &kc)?;
-            let y_at = |at| batch_matrix(&y, is_transposed(step.layouts[1]), kk, n, at);
+            // The second operand's tile: its stored chunk itself when the
+            // tile is exactly one chunk, else assembled.
+            let (y_pinned, y_packed);
+            let y: &[T] = match self.whole_chunk(io.graph(), 1, &kc) {
+                Some(key) => {
+                    y_pinned = io.chunk(key)?;
+                    y_pinned.as_slice()
+                }
+                None => {
+                    y_packed = self.operand_tile(io, 1, &kc)?;
+                    &y_packed
+                }
+            };
+            let y_at = |at| batch_matrix(y, is_transposed(step.layouts[1]), kk, n, at);
             let x_transposed = is_transposed(step.layouts[0]);
             let threads = io.threads();
             // Each output slice is one GEMM call per contracted tile, on the
