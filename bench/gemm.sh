@@ -56,7 +56,8 @@ med() { local s=(); for _ in $(seq "$repeat"); do s+=("$(timed "$@")"); done; me
 rss() { /usr/bin/time -f "RSS %M" "$@" 2>&1 >/dev/null | awk '/^RSS/ {print int($2/1024)}'; }
 gflops() { calc "2 * $1 * $1 * $1 / $2 / 1e9"; }
 
-numpy_gemm='
+numpy_gemm="$work/numpy_gemm.py"
+cat >"$numpy_gemm" <<'PY'
 import sys, time, numpy as np
 from threadpoolctl import threadpool_info
 n = int(sys.argv[1]); a = np.random.default_rng(1).standard_normal((n, n)); b = a.T.copy()
@@ -66,15 +67,15 @@ for _ in range(int(sys.argv[2])):
     t = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t)
 ts.sort(); print(ts[len(ts) // 2])
 i = [i for i in threadpool_info() if i["internal_api"] == "openblas"][0]
-print(f"OpenBLAS {i[\"version\"]} {i[\"architecture\"]}, {i[\"num_threads\"]} threads", file=sys.stderr)
-'
+print("OpenBLAS {} {}, {} threads".format(i["version"], i["architecture"], i["num_threads"]), file=sys.stderr)
+PY
 
 # 1. In-memory GEMM.
 mem_gflops() { "$@" | grep -oE '[0-9.]+ GFLOP/s' | cut -d' ' -f1; }
 g_faer_mem=$(mem_gflops "$work/gemm-faer" "$n" "$threads" "$repeat")
 g_blas_mem=$(mem_gflops "$work/gemm-blas" "$n" "$threads" "$repeat")
 blas_kernel=$("$work/gemm-blas" 256 1 | sed -E 's/.*; (.*)\)$/\1/')
-t_np=$(numpy -c "$numpy_gemm" "$n" "$repeat" 2>"$work/numpy_kernel.txt")
+t_np=$(numpy "$numpy_gemm" "$n" "$repeat" 2>"$work/numpy_kernel.txt")
 g_np=$(gflops "$n" "$t_np")
 np_kernel=$(cat "$work/numpy_kernel.txt")
 
@@ -108,7 +109,7 @@ if [ "${BIG:-0}" = 1 ]; then
     limit=1GiB
     t_big_faer=$(timed mm "$faer")
     t_big_dask=$(timed dask_mm)
-    t_big_np=$(numpy -c "$numpy_gemm" "$big" 1 2>/dev/null)
+    t_big_np=$(numpy "$numpy_gemm" "$big" 1 2>/dev/null)
     rm -rf "$work/mm_c.zarr" "$work/mm_dask.zarr"
 fi
 

@@ -82,7 +82,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Create a stored array, filled by a generator
     Create(CreateArgs),
-    /// Describe an array (a store, or a .npy, Arrow or Parquet file): shape, type, chunks, codecs, size on disk
+    /// Describe an array (a store, or a .npy, Arrow or Parquet file): shape, type, chunks, codecs, size on disk; without one, this machine: cores, memory, GEMM kernel and its measured speed
     Info(InfoArgs),
     /// Decode every chunk and check its checksum; exit 1 listing bad chunks
     Verify(VerifyArgs),
@@ -395,8 +395,8 @@ pub struct CreateArgs {
 /// `info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Array: a store, or a .npy, Arrow IPC or Parquet file
-    pub path: PathBuf,
+    /// Array: a store, or a .npy, Arrow IPC or Parquet file (none: describe this machine)
+    pub path: Option<PathBuf>,
 }
 
 /// `verify`.

@@ -39,6 +39,29 @@ fn create_info_verify_round() {
 }
 
 #[test]
+fn info_without_an_array_describes_the_machine_and_its_gemm() {
+    let text = run(["info"]).success().stdout;
+    assert!(
+        text.contains("machine:") && text.contains("cores"),
+        "{text}"
+    );
+    assert!(text.contains("GFLOP/s per thread"), "{text}");
+    let machine = run(["info", "--json"]).success().json();
+    let kernel = machine["gemm_kernel"].as_str().unwrap();
+    // The default build multiplies with faer; `blas` builds with OpenBLAS
+    // (or say why not).
+    if cfg!(feature = "blas") {
+        assert!(kernel.contains("OpenBLAS"), "{kernel}");
+    } else {
+        assert!(kernel.starts_with("faer"), "{kernel}");
+    }
+    // Any machine this runs on multiplies faster than 0.1 GFLOP/s.
+    assert!(machine["gemm_gflops_per_thread"].as_f64().unwrap() > 0.1);
+    assert!(machine["cores"].as_u64().unwrap() >= 1);
+    assert!(machine["memory_bytes"].as_u64().unwrap() > 1 << 20);
+}
+
+#[test]
 fn verify_names_every_bad_chunk_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let a = arg(dir.path(), "a.zarr");

@@ -1,16 +1,20 @@
 //! `tenrso-ooc info`.
 
 use serde_json::{Value, json};
+use tenrso_ooc::core::physical_memory;
 use tenrso_ooc::store::ZarrArray;
-use tenrso_ooc::{ByteSize, Result};
+use tenrso_ooc::{ByteSize, Result, gemm_gflops, gemm_kernel};
 
 use super::{dims, open_input};
 use crate::Outcome;
 use crate::cli::InfoArgs;
 
-/// Describes the array.
+/// Describes the array, or this machine when no array is named.
 pub fn run(args: &InfoArgs) -> Result<Outcome> {
-    let array = open_input(&args.path)?;
+    let Some(path) = &args.path else {
+        return Ok(machine());
+    };
+    let array = open_input(path)?;
     // Shards and attributes are a store's; a file read in place has neither.
     let store = array.as_any().downcast_ref::<ZarrArray>();
     let grid = array.chunk_grid();
@@ -84,4 +88,68 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
         json,
         failure: None,
     })
+}
+
+/// This machine as the engine sees it: cores, memory, the CPU's vector
+/// ISA, the GEMM kernel of this build and its measured speed, and the
+/// optional features built in.
+fn machine() -> Outcome {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let isa = vector_isa();
+    let memory = physical_memory();
+    let kernel = gemm_kernel();
+    let gflops = gemm_gflops();
+    let features: Vec<&str> = [
+        ("mpi", cfg!(feature = "mpi")),
+        ("blas", cfg!(feature = "blas")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    let text = format!(
+        "machine:     {cores} cores ({cpu}, {isa}), {} of memory\ngemm:        {kernel}\n             {gflops:.1} GFLOP/s per thread (measured on 768³ f64)\nfeatures:    {}\n",
+        memory.map_or("?".to_string(), |m| ByteSize(m).to_string()),
+        if features.is_empty() {
+            "none (mpi and blas are cargo features)".to_string()
+        } else {
+            features.join(", ")
+        },
+    );
+    let json = json!({
+        "cores": cores,
+        "cpu": cpu,
+        "isa": isa,
+        "memory_bytes": memory,
+        "gemm_kernel": kernel,
+        "gemm_gflops_per_thread": gflops,
+        "features": features,
+    });
+    Outcome {
+        text,
+        json,
+        failure: None,
+    }
+}
+
+/// The widest vector instructions of the CPU the kernels can use.
+fn vector_isa() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "AVX2";
+        }
+    }
+    std::env::consts::ARCH
 }
