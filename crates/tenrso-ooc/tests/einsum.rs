@@ -331,8 +331,8 @@ fn large_tiles_are_multiplied_by_several_threads_with_the_same_bits() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for (subscripts, a_shape, b_shape) in [
-        ("ij,jk->ik", vec![2300, 410], vec![410, 1010]),
-        ("bij,bjk->bik", vec![2, 1030, 170], vec![2, 170, 770]),
+        ("ij,jk->ik", vec![4400, 130], vec![130, 800]),
+        ("bij,bjk->bik", vec![2, 2060, 70], vec![2, 70, 770]),
     ] {
         let chunks = |s: &[u64]| s.iter().map(|n| n.div_ceil(3)).collect::<Vec<_>>();
         let a = make(d, "a", &a_shape, &chunks(&a_shape), DType::F64, 11);
