@@ -146,6 +146,22 @@ fn fixed_specs_match_the_reference() {
                 m.clone(),
             ],
         ),
+        // The same slices, the output in the unswapped order.
+        (
+            "ijk,jl->ikl",
+            vec![
+                make(d, "t3x", &[5, 9, 4], &[2, 9, 4], DType::F64, 22),
+                m.clone(),
+            ],
+        ),
+        // Swapped slices with the second operand transposed.
+        (
+            "ijk,lj->ilk",
+            vec![
+                make(d, "t3y", &[5, 9, 4], &[3, 9, 4], DType::F64, 23),
+                make(d, "mt", &[3, 9], &[3, 9], DType::F64, 24),
+            ],
+        ),
         (
             "bijk,bjl->bilk",
             vec![

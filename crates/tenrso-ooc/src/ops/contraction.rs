@@ -341,7 +341,7 @@ impl ContractionBody {
         let step = &self.step;
         let lead = match step.layouts[0] {
             OperandLayout::Direct | OperandLayout::Transposed => 0,
-            OperandLayout::Slices { lead } => lead,
+            OperandLayout::Slices { lead, .. } => lead,
             OperandLayout::Packed => return None,
         };
         if step.inputs[0].labels.iter().any(Option::is_none) {
@@ -424,9 +424,9 @@ impl<T: Element> TaskBody<T> for ContractionBody {
         }
         // The first operand's leading kept indices, looped over like batch
         // indices when its tile is multiplied slice by slice.
-        let lead = match step.layouts[0] {
-            OperandLayout::Slices { lead } => lead,
-            _ => 0,
+        let (lead, swapped) = match step.layouts[0] {
+            OperandLayout::Slices { lead, swapped } => (lead, swapped),
+            _ => (0, false),
         };
         let slices = Self::extent(&ranges, &step.left[..lead]);
         let b = Self::extent(&ranges, &step.batch);
@@ -457,9 +457,30 @@ impl<T: Element> TaskBody<T> for ContractionBody {
                     &y_packed
                 }
             };
-            let y_at = |at| batch_matrix(y, is_transposed(step.layouts[1]), kk, n, at);
+            let y_transposed = is_transposed(step.layouts[1]);
             let x_transposed = is_transposed(step.layouts[0]);
             let threads = io.threads();
+            // `c[slice] += x · y[at]` for the slice `x` of the first
+            // operand, or its transpose `c[slice] += y[at]ᵀ · xᵀ` for swapped
+            // slices.
+            let multiply = |c: &mut [T], x: &[T], slice: usize, at: usize| {
+                let c = &mut c[slice * m * n..(slice + 1) * m * n];
+                if swapped {
+                    matmul_add(
+                        c,
+                        batch_matrix(y, !y_transposed, n, kk, at),
+                        batch_matrix(x, !x_transposed, kk, m, 0),
+                        threads,
+                    );
+                } else {
+                    matmul_add(
+                        c,
+                        batch_matrix(x, x_transposed, m, kk, 0),
+                        batch_matrix(y, y_transposed, kk, n, at),
+                        threads,
+                    );
+                }
+            };
             // Each output slice is one GEMM call per contracted tile, on the
             // same values wherever they lie: the same bits either way.
             if let Some((x_region, outer)) = self.slices_in_place(io.graph(), &kc) {
@@ -480,12 +501,8 @@ impl<T: Element> TaskBody<T> for ContractionBody {
                             .collect();
                         let slice = tile_outer.linear_index(&at_tile) as usize;
                         let offset = chunk_outer.linear_index(&at_chunk) as usize;
-                        matmul_add(
-                            &mut c[slice * m * n..(slice + 1) * m * n],
-                            batch_matrix(data.as_slice(), x_transposed, m, kk, offset),
-                            y_at(slice / slices),
-                            threads,
-                        );
+                        let x = &data.as_slice()[offset * m * kk..(offset + 1) * m * kk];
+                        multiply(&mut c, x, slice, slice / slices);
                     }
                 }
                 continue;
@@ -493,12 +510,7 @@ impl<T: Element> TaskBody<T> for ContractionBody {
             let x = self.operand_tile(io, 0, &kc)?;
             for at in 0..b {
                 for slice in at * slices..(at + 1) * slices {
-                    matmul_add(
-                        &mut c[slice * m * n..(slice + 1) * m * n],
-                        batch_matrix(&x, x_transposed, m, kk, slice),
-                        y_at(at),
-                        threads,
-                    );
+                    multiply(&mut c, &x[slice * m * kk..(slice + 1) * m * kk], slice, at);
                 }
             }
         }

@@ -74,6 +74,12 @@ pub enum OperandLayout {
     Slices {
         /// Leading kept indices looped over.
         lead: usize,
+        /// Each slice of the output is computed transposed, `Yᵀ · slice`,
+        /// so that the output's natural order is `[batch][lead][right][rows]`
+        /// (chosen when that is the result's order, as `ilk` above: no
+        /// permutation of the output tile, and the slice is read as
+        /// stored).
+        swapped: bool,
     },
     /// The tile is packed (permuted, diagonal taken, summed indices added
     /// up) into `[batch][rows][cols]`.
@@ -284,7 +290,12 @@ impl ContractionStep {
                 let mut sliced = concat(first, cols);
                 sliced.extend(rest);
                 if seq == sliced {
-                    return OperandLayout::Slices { lead };
+                    let mut swapped_order = concat(first, &self.right);
+                    swapped_order.extend(rest);
+                    return OperandLayout::Slices {
+                        lead,
+                        swapped: self.output == swapped_order,
+                    };
                 }
             }
         }
@@ -309,15 +320,25 @@ impl ContractionStep {
         }
     }
 
-    /// The result's indices in GEMM order: batch, left, right.
+    /// The result's indices in GEMM order: batch, left, right (batch, the
+    /// leading left ones, right, the other left ones for swapped
+    /// [`OperandLayout::Slices`]).
     pub fn natural_order(&self) -> Vec<Label> {
         if self.inputs.len() == 1 {
             return self.output.clone();
         }
+        let (first, rest) = match self.layouts.first() {
+            Some(OperandLayout::Slices {
+                lead,
+                swapped: true,
+            }) => self.left.split_at(*lead),
+            _ => (&self.left[..], &[][..]),
+        };
         self.batch
             .iter()
-            .chain(&self.left)
+            .chain(first)
             .chain(&self.right)
+            .chain(rest)
             .copied()
             .collect()
     }
@@ -618,8 +639,15 @@ pub(super) mod tests {
         );
         assert_eq!(
             ttm.layouts,
-            vec![OperandLayout::Slices { lead: 1 }, OperandLayout::Direct]
+            vec![
+                OperandLayout::Slices {
+                    lead: 1,
+                    swapped: true
+                },
+                OperandLayout::Direct
+            ]
         );
+        assert_eq!(ttm.natural_order(), labels("ilk"));
         assert_eq!(
             natural_output(&labels("ijk"), &labels("jl"), &labels("lk")),
             labels("kl")
