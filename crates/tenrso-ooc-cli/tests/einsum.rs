@@ -236,6 +236,14 @@ fn refuses_before_any_io_when_no_tile_fits() {
         "--explain",
     ]);
     assert!(e.stdout.contains("DOES NOT FIT"), "{e:?}");
+    // The plan names how each operand enters the GEMM, and the kernel.
+    assert!(
+        e.stdout
+            .contains("GEMM operands: #0 as stored, #1 as stored"),
+        "{e:?}"
+    );
+    assert!(e.stdout.contains("gemm: faer"), "{e:?}");
+    assert!(e.stdout.contains("GFLOP/s per thread"), "{e:?}");
     let bad = run(["einsum", "ij,jk->iz", &a, &a, "-o", &out]);
     assert_eq!(bad.code, Some(1));
     assert!(bad.stderr.contains("`z`"), "{}", bad.stderr);

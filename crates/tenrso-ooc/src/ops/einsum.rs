@@ -167,6 +167,7 @@ impl EinsumPlan {
                     "tasks": c.tasks,
                     "task_bytes": c.task_bytes,
                     "min_task_bytes": s.step.min_task_bytes,
+                    "layouts": (0..s.step.inputs.len()).map(|k| s.step.layout_text(k)).collect::<Vec<_>>(),
                 })
             })
             .collect();

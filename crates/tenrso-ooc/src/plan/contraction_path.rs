@@ -191,6 +191,16 @@ impl fmt::Display for ContractionPath {
                 ByteSize(c.task_bytes),
                 ByteSize(s.step.min_task_bytes)
             )?;
+            if s.step.inputs.len() == 2 {
+                writeln!(
+                    f,
+                    "          GEMM operands: {} {}, {} {}",
+                    names[0],
+                    s.step.layout_text(0),
+                    names[1],
+                    s.step.layout_text(1)
+                )?;
+            }
         }
         Ok(())
     }

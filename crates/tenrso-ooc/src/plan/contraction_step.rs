@@ -320,6 +320,26 @@ impl ContractionStep {
         }
     }
 
+    /// How operand `k` enters the GEMM, in words (for `explain`): `as
+    /// stored`, `transposed`, `slices over i (products transposed)` or
+    /// `packed`.
+    pub fn layout_text(&self, k: usize) -> String {
+        match self.layouts.get(k) {
+            Some(OperandLayout::Direct) => "as stored".to_string(),
+            Some(OperandLayout::Transposed) => "transposed".to_string(),
+            Some(OperandLayout::Slices { lead, swapped }) => format!(
+                "slices over {}{}",
+                labels_text(&self.left[..*lead]),
+                if *swapped {
+                    " (products transposed)"
+                } else {
+                    ""
+                }
+            ),
+            Some(OperandLayout::Packed) | None => "packed".to_string(),
+        }
+    }
+
     /// The result's indices in GEMM order: batch, left, right (batch, the
     /// leading left ones, right, the other left ones for swapped
     /// [`OperandLayout::Slices`]).
