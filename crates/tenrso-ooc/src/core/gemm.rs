@@ -65,7 +65,7 @@ pub fn gemm_kernel() -> String {
 
 /// The GEMM speed of this machine on one thread, in GFLOP/s: the build's
 /// kernel on 768 × 768 f64 matrices, best of three, measured once per
-/// process (about 30 ms and 14 MiB the first time).
+/// process (about 30 ms and 9 MiB the first time).
 pub fn gemm_gflops() -> f64 {
     static MEASURED: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *MEASURED.get_or_init(|| {
