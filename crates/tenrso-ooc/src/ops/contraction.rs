@@ -310,54 +310,61 @@ impl ContractionBody {
         labels.iter().map(|l| ranges[l].1 as usize).product()
     }
 
-    /// The stored chunk that is exactly operand `k`'s tile for contracted
-    /// ranges `kc`, when the tile enters the GEMM as it is stored.
-    fn whole_chunk(&self, graph: &ChunkGraph, k: usize, kc: &Ranges) -> Option<ChunkKey> {
-        let step = &self.step;
-        let as_stored = matches!(
-            step.layouts[k],
-            OperandLayout::Direct | OperandLayout::Transposed
-        );
-        if !as_stored || step.inputs[k].labels.iter().any(Option::is_none) {
+    /// Operand `k`'s tile for contracted ranges `kc`, when along every axis
+    /// from `outer` on it is exactly one stored chunk's extent: each slice
+    /// over its first `outer` axes then lies whole in one chunk and can be
+    /// multiplied where it lies in the cache, never copied. `None` for an
+    /// operand with broadcast axes.
+    fn tile_in_chunks(
+        &self,
+        graph: &ChunkGraph,
+        k: usize,
+        kc: &Ranges,
+        outer: usize,
+    ) -> Option<Region> {
+        if self.step.inputs[k].labels.iter().any(Option::is_none) {
             return None;
         }
-        let region = operand_region(step, k, kc);
+        let region = operand_region(&self.step, k, kc);
         let chunks = graph.arrays[k].grid.chunks_touching(&region);
-        if chunks.shape().iter().any(|&c| c != 1) {
-            return None;
-        }
-        let key = graph.key(k as ArrayId, chunks.start());
-        (graph.region(key) == region).then_some(key)
-    }
-
-    /// The first operand's tile for contracted ranges `kc`, and the number
-    /// of its leading axes that index its GEMM slices (batch indices, then the leading kept
-    /// ones of [`OperandLayout::Slices`]), when every slice lies whole in
-    /// one stored chunk: the slices are then multiplied where they lie in
-    /// the cache, a chunk at a time, never copied. `None` when a slice
-    /// straddles chunks, the tile must be packed, or the operand has
-    /// broadcast axes.
-    fn slices_in_place(&self, graph: &ChunkGraph, kc: &Ranges) -> Option<(Region, usize)> {
-        let step = &self.step;
-        let lead = match step.layouts[0] {
-            OperandLayout::Direct | OperandLayout::Transposed => 0,
-            OperandLayout::Slices { lead, .. } => lead,
-            OperandLayout::Packed => return None,
-        };
-        if step.inputs[0].labels.iter().any(Option::is_none) {
-            return None;
-        }
-        let region = operand_region(step, 0, kc);
-        let outer = step.batch.len() + lead;
-        let grid = &graph.arrays[0].grid;
-        let chunks = grid.chunks_touching(&region);
-        let first = graph.region(graph.key(0, chunks.start()));
+        let first = graph.region(graph.key(k as ArrayId, chunks.start()));
         let whole = (outer..region.shape().len()).all(|a| {
             chunks.shape()[a] == 1
                 && first.start()[a] == region.start()[a]
                 && first.shape()[a] == region.shape()[a]
         });
-        whole.then_some((region, outer))
+        whole.then_some(region)
+    }
+
+    /// The stored chunk that is exactly the second operand's tile for
+    /// contracted ranges `kc`, when the tile enters the GEMM as stored.
+    fn second_in_one_chunk(&self, graph: &ChunkGraph, kc: &Ranges) -> Option<ChunkKey> {
+        let as_stored = matches!(
+            self.step.layouts[1],
+            OperandLayout::Direct | OperandLayout::Transposed
+        );
+        if !as_stored {
+            // (A packed tile's region needs its summed indices too.)
+            return None;
+        }
+        let region = self.tile_in_chunks(graph, 1, kc, 0)?;
+        let chunks = graph.arrays[1].grid.chunks_touching(&region);
+        Some(graph.key(1, chunks.start()))
+    }
+
+    /// The first operand's tile for contracted ranges `kc` and the number
+    /// of its leading axes that index its GEMM slices (batch indices, then
+    /// the leading kept ones of [`OperandLayout::Slices`]), when every slice
+    /// lies whole in one stored chunk ([`Self::tile_in_chunks`]). `None`
+    /// when a slice straddles chunks or the tile must be packed.
+    fn slices_in_place(&self, graph: &ChunkGraph, kc: &Ranges) -> Option<(Region, usize)> {
+        let lead = match self.step.layouts[0] {
+            OperandLayout::Direct | OperandLayout::Transposed => 0,
+            OperandLayout::Slices { lead, .. } => lead,
+            OperandLayout::Packed => return None,
+        };
+        let outer = self.step.batch.len() + lead;
+        Some((self.tile_in_chunks(graph, 0, kc, outer)?, outer))
     }
 
     /// Operand `k`'s tile for contracted ranges `kc` in GEMM layout, with its
@@ -447,7 +454,7 @@ impl<T: Element> TaskBody<T> for ContractionBody {
             // The second operand's tile: its stored chunk itself when the
             // tile is exactly one chunk, else assembled.
             let (y_pinned, y_packed);
-            let y: &[T] = match self.whole_chunk(io.graph(), 1, &kc) {
+            let y: &[T] = match self.second_in_one_chunk(io.graph(), &kc) {
                 Some(key) => {
                     y_pinned = io.chunk(key)?;
                     y_pinned.as_slice()
