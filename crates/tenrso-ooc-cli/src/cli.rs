@@ -49,7 +49,7 @@ pub struct GlobalArgs {
     /// Print the plan (memory, bytes to read/write/spill, tasks) and run nothing
     #[arg(long, global = true)]
     pub explain: bool,
-    /// Write a JSON run report (metrics, time per phase, peak memory) to FILE
+    /// Write a run report to FILE: JSON (metrics, their timeline every 100 ms, time per phase, plans, peak memory), or an HTML page with plots when FILE ends in .html
     #[arg(long, global = true, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Serve Prometheus metrics on HOST:PORT (GET /metrics) while the command runs
@@ -108,6 +108,8 @@ pub enum Command {
     Reconstruct(ReconstructArgs),
     /// Show the engine at work on a tensor larger than its memory limit
     Demo(DemoArgs),
+    /// Draw a JSON run report (from --report RUN.json) as one self-contained HTML page with plots
+    Report(ReportArgs),
 }
 
 impl Command {
@@ -128,6 +130,7 @@ impl Command {
             Self::Tucker(_) => "tucker",
             Self::Reconstruct(_) => "reconstruct",
             Self::Demo(_) => "demo",
+            Self::Report(_) => "report",
         }
     }
 
@@ -141,8 +144,20 @@ impl Command {
                 | Self::Tucker(_)
                 | Self::Reconstruct(_)
                 | Self::Demo(_)
+                | Self::Report(_)
         )
     }
+}
+
+/// `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A JSON run report, as `--report RUN.json` writes it
+    #[arg(value_name = "RUN.json")]
+    pub input: PathBuf,
+    /// The HTML page to write [default: the report's name ending in .html]
+    #[arg(short, long, value_name = "OUT")]
+    pub out: Option<PathBuf>,
 }
 
 /// `einsum`.

@@ -5,17 +5,18 @@ mod cli;
 mod commands;
 mod interrupt;
 mod job;
-mod process_memory;
 mod progress;
+mod report;
 mod telemetry;
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use clap::error::ErrorKind;
 use serde_json::{Value, json};
 use tenrso_ooc::exec::{ExecOptions, Session};
+use tenrso_ooc::telemetry::TimelineRecorder;
 
 use crate::cli::{Cli, Command};
 use crate::progress::Bar;
@@ -85,6 +86,13 @@ fn main() -> ExitCode {
     };
     interrupt::install(ctx.session.cancel_token().clone(), job.is_root());
     let started = Instant::now();
+    let report_path = cli.global.report.as_ref().filter(|_| job.is_root());
+    // The report's timeline: the metrics sampled every 100 ms.
+    let recorder = report_path.and_then(|_| {
+        TimelineRecorder::start(ctx.session.metrics().clone(), Duration::from_millis(100))
+            .inspect_err(|e| eprintln!("warning: the run report will have no timeline: {e}"))
+            .ok()
+    });
     let metrics_addr = cli.global.metrics_addr.as_deref().filter(|_| job.is_root());
     let result = match telemetry::serve_metrics(metrics_addr, &ctx.session)
         .and_then(|_server| run(&cli.command, &ctx))
@@ -111,12 +119,14 @@ fn main() -> ExitCode {
         peaks_line = line;
         outcome
     });
-    if let Some(path) = cli.global.report.as_ref().filter(|_| job.is_root()) {
+    if let Some(path) = report_path {
         let outcome = result
             .as_ref()
             .map(|o| &o.json)
             .map_err(ToString::to_string);
-        if let Err(err) = telemetry::write_report(path, &ctx.session, started.elapsed(), outcome) {
+        let timeline = recorder.map(TimelineRecorder::finish);
+        let run = report::run_report(&ctx.session, started.elapsed(), timeline.as_ref(), outcome);
+        if let Err(err) = report::write(path, &run) {
             late_error = Some(format!(
                 "the run report was not written: {}",
                 one_line(&err.to_string())
@@ -190,7 +200,7 @@ fn with_rank_peaks(mut outcome: Outcome, job: &job::Job) -> (Outcome, Option<Str
     if !job.ranks.is_distributed() {
         return (outcome, None);
     }
-    let peaks = job.gather(process_memory::peak_rss_bytes().unwrap_or(0));
+    let peaks = job.gather(tenrso_ooc::telemetry::peak_resident_bytes().unwrap_or(0));
     let listed: Vec<String> = peaks
         .iter()
         .enumerate()
@@ -268,6 +278,7 @@ fn run(command: &Command, ctx: &Context) -> tenrso_ooc::Result<Outcome> {
         Command::Tucker(args) => commands::decompose::tucker(args, ctx),
         Command::Reconstruct(args) => commands::decompose::reconstruct(args, ctx),
         Command::Demo(args) => commands::demo::run(args, ctx),
+        Command::Report(args) => commands::report::run(args),
     }
 }
 

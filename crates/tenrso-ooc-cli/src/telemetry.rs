@@ -1,16 +1,11 @@
-//! Logging setup, the metrics endpoint and the run report.
+//! Logging setup and the metrics endpoint.
 
-use std::path::Path;
-use std::time::Duration;
-
-use serde_json::{Value, json};
 use tenrso_ooc::Result;
 use tenrso_ooc::exec::Session;
 use tenrso_ooc::telemetry::MetricsServer;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
-use crate::process_memory::peak_rss_bytes;
 
 /// Logs to stderr in `format`, filtered by `RUST_LOG` (default `warn`).
 pub fn init_logging(format: LogFormat) {
@@ -35,55 +30,4 @@ pub fn serve_metrics(addr: Option<&str>, session: &Session) -> Result<Option<Met
     tracing::info!(addr = %server.addr(), "serving metrics");
     eprintln!("metrics: http://{}/metrics", server.addr());
     Ok(Some(server))
-}
-
-/// The buffer pool's counters and the allocator below it.
-fn buffer_pool_json() -> Value {
-    let stats = tenrso_ooc::memory::buffer_pool_stats();
-    json!({
-        "allocator": crate::allocator::BELOW,
-        "reused_buffers": stats.reused,
-        "fresh_buffers": stats.fresh,
-        "kept_bytes": stats.kept_bytes,
-    })
-}
-
-/// Writes the JSON run report: the command's outcome (or error), time per
-/// phase, the session's metrics and peak memory.
-///
-/// # Errors
-/// [`Error::Io`](tenrso_ooc::Error::Io) when the file cannot be written.
-pub fn write_report(
-    path: &Path,
-    session: &Session,
-    elapsed: Duration,
-    outcome: Result<&Value, String>,
-) -> Result<()> {
-    let phases: Vec<Value> = session
-        .metrics()
-        .phases()
-        .into_iter()
-        .map(|(name, seconds)| json!({ "name": name, "seconds": seconds }))
-        .collect();
-    let (result, error) = match outcome {
-        Ok(v) => (v.clone(), Value::Null),
-        Err(e) => (Value::Null, Value::String(e)),
-    };
-    let report = json!({
-        "command": std::env::args_os()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>(),
-        "ok": error.is_null(),
-        "error": error,
-        "seconds": elapsed.as_secs_f64(),
-        "phases": phases,
-        "metrics": session.metrics().to_json(),
-        "memory_limit_bytes": session.memory_limit(),
-        "threads": session.threads(),
-        "peak_rss_bytes": peak_rss_bytes(),
-        "buffer_pool": buffer_pool_json(),
-        "result": result,
-    });
-    let text = serde_json::to_string_pretty(&report).expect("report serialises");
-    tenrso_ooc::store::write_atomically(path, (text + "\n").as_bytes())
 }

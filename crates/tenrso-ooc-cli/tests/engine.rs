@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{arg, bin, identical, run, wait_with_rusage};
+use common::{arg, identical, run, spawn, wait_with_rusage};
 use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{Block, Region};
 
@@ -266,7 +264,7 @@ fn explain_prints_the_plan_and_refuses_impossible_ones_before_reading() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("rep.json")).unwrap())
             .unwrap();
     assert_eq!(report["ok"], false);
-    assert_eq!(report["metrics"]["bytes_read_total"], 0);
+    assert_eq!(report["metrics"]["read_bytes_total"], 0);
 }
 
 #[test]
@@ -313,23 +311,6 @@ fn tiny_spill_cap_is_a_typed_error_and_leaves_no_output() {
 }
 
 /// Runs `args` in the background, returning the child and its stderr lines.
-fn spawn(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(bin())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
 fn spill_dirs_in(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
@@ -510,16 +491,28 @@ fn metrics_answer_while_running_and_match_the_report() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let metrics = report["metrics"].as_object().unwrap();
-    // Every exported series is in the report, and no live value exceeds the final one.
+    // Every exported unlabelled series is in the report, and no live
+    // counter exceeds its final value.
+    let mut kinds = std::collections::HashMap::new();
+    for line in live.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE tenrso_") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            kinds.insert(name.to_string(), kind.to_string());
+        }
+    }
     let mut seen = 0;
     for line in live.lines().filter(|l| l.starts_with("tenrso_")) {
         let (name, value) = line.split_once(' ').unwrap();
         let name = name.trim_start_matches("tenrso_");
+        let Some(kind) = kinds.get(name) else {
+            // A histogram's buckets, sum and count, or a labelled series.
+            continue;
+        };
         let final_value = metrics[name]
             .as_u64()
             .unwrap_or_else(|| panic!("{name} missing from the report"));
         let live_value: u64 = value.parse().unwrap();
-        if !name.starts_with("pool_reserved") {
+        if kind == "counter" {
             assert!(
                 live_value <= final_value,
                 "{name}: live {live_value} > final {final_value}"
@@ -527,10 +520,17 @@ fn metrics_answer_while_running_and_match_the_report() {
         }
         seen += 1;
     }
-    assert_eq!(seen, metrics.len());
-    assert_eq!(metrics["bytes_read_total"], 4096 * 4096 * 8);
-    assert_eq!(metrics["bytes_written_total"], 4096 * 4096 * 8);
-    assert_eq!(metrics["tasks_done_total"], 16);
+    assert_eq!(seen, kinds.values().filter(|k| *k != "histogram").count());
+    assert!(seen >= 16, "{seen} series");
+    for histogram in ["task_duration_seconds", "chunk_read_duration_seconds"] {
+        assert_eq!(kinds[histogram], "histogram");
+        assert!(live.contains(&format!("tenrso_{histogram}_bucket{{le=\"+Inf\"}}")));
+    }
+    assert_eq!(metrics["task_duration_seconds"]["count"], 16);
+    assert_eq!(metrics["chunk_read_duration_seconds"]["count"], 16);
+    assert_eq!(metrics["read_bytes_total"], 4096 * 4096 * 8);
+    assert_eq!(metrics["written_bytes_total"], 4096 * 4096 * 8);
+    assert_eq!(metrics["tasks_completed_total"], 16);
     assert!(
         report["phases"]
             .as_array()

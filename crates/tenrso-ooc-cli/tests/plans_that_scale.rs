@@ -277,7 +277,7 @@ fn export_writes_absent_chunks_as_the_fill_unread() {
         assert_eq!(r.json()["chunks_absent"], 78);
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-        assert_eq!(report["metrics"]["bytes_read_total"], 2 * 8192);
+        assert_eq!(report["metrics"]["read_bytes_total"], 2 * 8192);
         // NumPy: the stored rows where they were written, the fill elsewhere.
         let script = "import sys, numpy as np\n\
             a = np.load(sys.argv[1])\n\

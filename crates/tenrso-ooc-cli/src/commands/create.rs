@@ -62,7 +62,7 @@ pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
         "bytes_written": report.bytes_written,
         "bytes_on_disk": on_disk,
         "seconds": elapsed.as_secs_f64(),
-        "peak_rss_bytes": crate::process_memory::peak_rss_bytes(),
+        "peak_rss_bytes": tenrso_ooc::telemetry::peak_resident_bytes(),
     });
     Ok(Outcome {
         text,

@@ -15,8 +15,8 @@ use tenrso_ooc::{ByteSize, Error, Result};
 
 use crate::cli::{CpArgs, ReconstructArgs, SweepArg, TuckerArgs};
 use crate::commands::{chunk_shape_or_auto, dims, open_input, rate};
-use crate::process_memory::peak_rss_bytes;
 use crate::{Context, Outcome};
+use tenrso_ooc::telemetry::peak_resident_bytes;
 
 /// Refuses to write into a non-empty `out` unless resuming (never clobber
 /// an earlier result), and creates it.
@@ -99,7 +99,7 @@ fn summary(ctx: &Context, done: &Decomposed<'_>, mut json: Value) -> Result<Outc
         run.passes_per_iteration,
         run.resumed_after,
     );
-    let peak = peak_rss_bytes();
+    let peak = peak_resident_bytes();
     let limit = ctx.session.memory_limit();
     let fit = iterations.last().map(|i| i.fit);
     let per_iter = median_seconds(iterations);
@@ -317,7 +317,7 @@ pub fn reconstruct(args: &ReconstructArgs, ctx: &Context) -> Result<Outcome> {
         "shape": shape,
         "bytes": array.nbytes(),
         "seconds": elapsed.as_secs_f64(),
-        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_bytes": peak_resident_bytes(),
     });
     Ok(Outcome {
         text,

@@ -17,8 +17,8 @@ use tenrso_ooc::{ByteSize, DType, Error, Result};
 use super::decompose::median_seconds;
 use super::{chunk_shape_or_auto, dims, rate};
 use crate::cli::DemoArgs;
-use crate::process_memory::peak_rss_bytes;
 use crate::{Context, Outcome};
+use tenrso_ooc::telemetry::peak_resident_bytes;
 
 /// Slack above the memory limit allowed for the process itself (code,
 /// stacks, allocator), per DESIGN.md's memory contract.
@@ -323,7 +323,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
     // collinear factors approaches it more slowly.
     let fits_ok = tk_fit > 0.98 && cp_fit > 0.9;
 
-    let peak = peak_rss_bytes();
+    let peak = peak_resident_bytes();
     let within = peak.is_some_and(|p| p <= limit + RSS_SLACK);
     let failed: Vec<&str> = [
         (v.is_ok(), "verify found bad chunks"),

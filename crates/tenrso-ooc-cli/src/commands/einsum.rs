@@ -6,8 +6,8 @@ use tenrso_ooc::ops::{Einsum, EinsumReport, OutputOptions};
 use tenrso_ooc::{ByteSize, Result};
 
 use crate::cli::EinsumArgs;
-use crate::process_memory::peak_rss_bytes;
 use crate::{Context, Outcome};
+use tenrso_ooc::telemetry::peak_resident_bytes;
 
 /// Contracts; a scalar result is printed, an array result written.
 pub fn run(args: &EinsumArgs, ctx: &Context) -> Result<Outcome> {
@@ -57,7 +57,7 @@ fn out_json(args: &EinsumArgs) -> Value {
 fn outcome(report: &EinsumReport, args: &EinsumArgs, ctx: &Context) -> Outcome {
     let limit = ctx.session.memory_limit();
     let mut json = report.to_json();
-    let peak = peak_rss_bytes();
+    let peak = peak_resident_bytes();
     json["out"] = out_json(args);
     json["peak_rss_bytes"] = peak.map_or(Value::Null, Value::from);
     let plan = &report.plan;

@@ -9,6 +9,7 @@ pub mod map;
 pub mod operation;
 pub mod reduce;
 pub mod reorganize;
+pub mod report;
 pub mod transfer;
 pub mod verify;
 

@@ -6,7 +6,7 @@ use tenrso_ooc::ops::OpReport;
 use tenrso_ooc::plan::PlanReport;
 
 use crate::Outcome;
-use crate::process_memory::peak_rss_bytes;
+use tenrso_ooc::telemetry::peak_resident_bytes;
 
 /// The outcome of `--explain`: the plan alone. `extra` fields are merged
 /// into the JSON.
@@ -47,7 +47,7 @@ pub fn refused_plan(limit: u64, required: u64, what: &str) -> Outcome {
 pub fn outcome(report: &OpReport, headline: String, extra: Value) -> Outcome {
     let plan = &report.plan;
     let run = &report.run;
-    let peak = peak_rss_bytes();
+    let peak = peak_resident_bytes();
     let absent = if plan.absent_chunks > 0 {
         format!(" ({} absent chunks not read)", plan.absent_chunks)
     } else {

@@ -94,7 +94,7 @@ fn outcome(
         "chunks_absent": report.chunks_absent,
         "bytes": report.bytes,
         "seconds": elapsed.as_secs_f64(),
-        "peak_rss_bytes": crate::process_memory::peak_rss_bytes(),
+        "peak_rss_bytes": tenrso_ooc::telemetry::peak_resident_bytes(),
     });
     Outcome {
         text,

@@ -2,7 +2,7 @@
 //! measure its peak memory; find the Python interpreter of the test venv.
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -152,4 +152,41 @@ pub fn identical(a: tenrso_ooc::store::ZarrArray, b: tenrso_ooc::store::ZarrArra
         .and_then(|p| p.run())
         .unwrap();
     report.is_identical()
+}
+
+/// Starts `tenrso-ooc ARGS` with its stderr's lines sent to the receiver
+/// (the metrics address is printed there) and stdout piped.
+pub fn spawn(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// A program from a Debian package (`chromium`, `prometheus`) on the PATH.
+/// Without it the test skips locally with the command that installs it;
+/// under `CI=true` (which installs it) it fails.
+pub fn debian_tool(program: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("`{program}` is missing under CI=true: .ci/run installs Debian's `{package}`");
+        }
+        eprintln!("skipping: `{program}` is missing (apt-get install {package})");
+    }
+    found
 }

@@ -57,8 +57,9 @@ impl ResidentTensor {
         progress.start("load the tensor into memory", x.nbytes());
         let result = dispatch_dtype!(x.dtype(), T => {
             for_each_task(session, TaskSet { count: grid.num_chunks() as usize, bytes_each: x.chunk_nbytes(), what: "loading one chunk" }, progress, |i| {
+                let started = std::time::Instant::now();
                 let block = x.read_chunk::<T>(&grid.chunk_coords(i as u64))?;
-                session.metrics().bytes_read.add(block.byte_len() as u64);
+                session.metrics().chunk_read(block.byte_len() as u64, started.elapsed());
                 let values: Vec<f64> = block.as_slice().iter().map(|v| v.to_f64()).collect();
                 slots.lock().unwrap_or_else(|p| p.into_inner())[i] = values;
                 Ok(block.byte_len() as u64)

@@ -47,6 +47,7 @@ where
         what,
     } = tasks;
     session.options().check_fits(per_task_bytes, what)?;
+    session.metrics().tasks_total.add(num_tasks as u64);
     let workers = session.threads().min(num_tasks.max(1));
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -75,7 +76,9 @@ where
                 fail(index, err);
                 break;
             }
+            let started = std::time::Instant::now();
             let result = task(index);
+            session.metrics().task_seconds.observe(started.elapsed());
             reservation.free();
             match result {
                 Ok(done) => {

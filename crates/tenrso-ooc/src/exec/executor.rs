@@ -161,8 +161,11 @@ fn load_chunk_unguarded<T: Element>(
     session: &Session,
     key: ChunkKey,
 ) -> Result<Block<T>> {
+    let started = Instant::now();
     let block = stored_array(graph, key)?.read_chunk::<T>(&graph.coords(key))?;
-    session.metrics().bytes_read.add(block.byte_len() as u64);
+    session
+        .metrics()
+        .chunk_read(block.byte_len() as u64, started.elapsed());
     Ok(block)
 }
 
@@ -270,6 +273,8 @@ pub fn execute_planned<T: Element>(
     progress: &dyn Progress,
 ) -> Result<RunStats> {
     plan.check()?;
+    // For the run report: what ran, as `--explain` would have shown it.
+    session.metrics().record_plan(plan.to_string());
     if T::DTYPE != graph.dtype {
         return Err(Error::internal(format!(
             "graph of {} run as {}",
@@ -586,8 +591,10 @@ impl<T: Element> StageRun<'_, T> {
                 return Err(Error::internal(format!("task {index} has no output chunk")));
             }
         }
+        let took = started.elapsed();
+        self.session.metrics().task_seconds.observe(took);
         self.task_nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
         self.tasks_run.fetch_add(1, Ordering::Relaxed);
         // Chunks whose last planned use this was leave the cache (every
         // read of a streamed graph is its chunk's only one).
@@ -639,6 +646,10 @@ impl<T: Element> StageRun<'_, T> {
                 cursor = (oldest_running, 0);
             }
             let (mut t, mut r) = cursor;
+            self.session
+                .metrics()
+                .prefetch_depth
+                .set(cursor.0.saturating_sub(base));
             'tasks: while t < last {
                 let task = self.graph.task(self.tasks.get(t));
                 // A resumed task whose output is on disk will not run.
@@ -688,6 +699,7 @@ impl<T: Element> StageRun<'_, T> {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+        self.session.metrics().prefetch_depth.set(0);
     }
 }
 

@@ -114,7 +114,10 @@ impl Session {
             &self.options.spill_dirs,
             self.options.spill_codec,
         )?);
-        Ok(self.spill.get_or_init(|| made).clone())
+        let spill = self.spill.get_or_init(|| made).clone();
+        let weak: std::sync::Weak<SpillManager> = Arc::downgrade(&spill);
+        self.metrics.watch_spill(weak);
+        Ok(spill)
     }
 }
 

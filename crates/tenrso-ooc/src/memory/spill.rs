@@ -208,6 +208,20 @@ impl fmt::Debug for SpillManager {
     }
 }
 
+impl crate::telemetry::SpillGauges for SpillManager {
+    fn tiers(&self) -> Vec<crate::telemetry::SpillTier> {
+        self.dirs
+            .iter()
+            .map(|d| crate::telemetry::SpillTier {
+                // The directory the user named holds our private one.
+                dir: d.root.parent().unwrap_or(&d.root).display().to_string(),
+                bytes: d.used.load(Ordering::Relaxed),
+                cap: d.cap,
+            })
+            .collect()
+    }
+}
+
 /// One spilled chunk on disk; deleted when dropped.
 #[derive(Debug)]
 pub struct SpillFile {

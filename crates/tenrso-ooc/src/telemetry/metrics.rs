@@ -1,9 +1,13 @@
 //! [`Metrics`]: the counters of a session, readable while it runs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, Weak};
+use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use crate::telemetry::Histogram;
+use crate::telemetry::process::resident_bytes;
 
 /// Figures of a memory budget that [`Metrics`] reports as gauges.
 ///
@@ -16,6 +20,24 @@ pub trait PoolGauges: std::fmt::Debug + Send + Sync {
     fn peak(&self) -> u64;
     /// The hard limit in bytes.
     fn limit(&self) -> u64;
+}
+
+/// One spill directory (tier) as [`SpillGauges`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpillTier {
+    /// The directory the user named.
+    pub dir: String,
+    /// Bytes its spill files hold now (as stored).
+    pub bytes: u64,
+    /// Its cap, if any.
+    pub cap: Option<u64>,
+}
+
+/// The spill area's tiers, read by [`Metrics`] (`memory::SpillManager`
+/// implements this trait).
+pub trait SpillGauges: std::fmt::Debug + Send + Sync {
+    /// Each tier in the order they are tried.
+    fn tiers(&self) -> Vec<SpillTier>;
 }
 
 /// One named counter or gauge.
@@ -59,19 +81,67 @@ pub struct Metrics {
     pub prefetch_hits: Counter,
     /// Chunk requests that waited for a load under way.
     pub prefetch_waits: Counter,
+    /// Tasks the prefetcher has loaded the inputs of ahead of the next one
+    /// to start (a gauge).
+    pub prefetch_depth: Counter,
     /// Tasks finished.
     pub tasks_done: Counter,
     /// Tasks planned.
     pub tasks_total: Counter,
+    /// How long each task of a chunk graph took to run.
+    pub task_seconds: Histogram,
+    /// How long each chunk read from a stored array took (decoding and
+    /// checksum included).
+    pub chunk_read_seconds: Histogram,
     pool: OnceLock<Box<dyn PoolGauges>>,
+    spill: OnceLock<Weak<dyn SpillGauges>>,
     phases: Mutex<Vec<(String, f64)>>,
+    plans: Mutex<Vec<String>>,
 }
+
+/// A series' type in the Prometheus sense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesKind {
+    /// Only grows (its name ends in `_total`).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+/// One unlabelled series: its name (without the `tenrso_` prefix), type,
+/// help text and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Name by Prometheus conventions: unit in the name, `_total` counters.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: SeriesKind,
+    /// One sentence.
+    pub help: &'static str,
+    /// The value now.
+    pub value: u64,
+}
+
+/// Plans kept for the run report: the first few of a session.
+const PLANS_KEPT: usize = 8;
 
 impl Metrics {
     /// Reports the pool's reserved, peak and limit bytes as gauges (the
     /// first pool watched stays).
     pub fn watch_pool<P: PoolGauges + Clone + 'static>(&self, pool: &P) {
         let _ = self.pool.set(Box::new(pool.clone()));
+    }
+
+    /// Reports the bytes in each spill tier while `spill` lives (held
+    /// weakly: the spill area is removed when its session drops it).
+    pub fn watch_spill(&self, spill: Weak<dyn SpillGauges>) {
+        let _ = self.spill.set(spill);
+    }
+
+    /// Counts a chunk of `bytes` read from a stored array in `elapsed`.
+    pub fn chunk_read(&self, bytes: u64, elapsed: Duration) {
+        self.bytes_read.add(bytes);
+        self.chunk_read_seconds.observe(elapsed);
     }
 
     /// Records that phase `name` took `seconds`.
@@ -90,145 +160,318 @@ impl Metrics {
             .clone()
     }
 
-    fn counters(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
-        let (reserved, peak, limit) = self
-            .pool
+    /// Records the plan (its `explain` text) of an operation about to run,
+    /// for the run report; the first few of a session are kept.
+    pub fn record_plan(&self, explained: String) {
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if plans.len() < PLANS_KEPT {
+            plans.push(explained);
+        }
+    }
+
+    /// Plans recorded so far, in order.
+    pub fn plans(&self) -> Vec<String> {
+        self.plans.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The pool's (reserved, peak, limit) bytes; zeros before a pool is watched.
+    pub fn pool_figures(&self) -> (u64, u64, u64) {
+        self.pool
             .get()
-            .map_or((0, 0, 0), |p| (p.reserved(), p.peak(), p.limit()));
+            .map_or((0, 0, 0), |p| (p.reserved(), p.peak(), p.limit()))
+    }
+
+    /// Each spill tier now; empty before the spill area is made or after
+    /// it is removed.
+    pub fn spill_tiers(&self) -> Vec<SpillTier> {
+        self.spill
+            .get()
+            .and_then(Weak::upgrade)
+            .map_or_else(Vec::new, |s| s.tiers())
+    }
+
+    /// Every unlabelled series, in exposition order.
+    pub fn series(&self) -> Vec<Series> {
+        use SeriesKind::{Counter as C, Gauge as G};
+        let (reserved, peak, limit) = self.pool_figures();
+        let s = |name, kind, help, value| Series {
+            name,
+            kind,
+            help,
+            value,
+        };
         vec![
-            (
-                "bytes_read_total",
-                "counter",
+            s(
+                "read_bytes_total",
+                C,
                 "Bytes read from arrays and files (uncompressed).",
                 self.bytes_read.get(),
             ),
-            (
-                "bytes_written_total",
-                "counter",
+            s(
+                "written_bytes_total",
+                C,
                 "Bytes written to arrays and files (uncompressed).",
                 self.bytes_written.get(),
             ),
-            (
-                "bytes_spilled_total",
-                "counter",
-                "Bytes written to spill files.",
+            s(
+                "spill_written_bytes_total",
+                C,
+                "Bytes written to spill files (as stored).",
                 self.bytes_spilled.get(),
             ),
-            (
-                "bytes_unspilled_total",
-                "counter",
-                "Bytes read back from spill files.",
+            s(
+                "spill_read_bytes_total",
+                C,
+                "Bytes read back from spill files (as stored).",
                 self.bytes_unspilled.get(),
             ),
-            (
+            s(
                 "cache_hits_total",
-                "counter",
+                C,
                 "Chunk requests served from the cache.",
                 self.cache_hits.get(),
             ),
-            (
+            s(
                 "cache_misses_total",
-                "counter",
+                C,
                 "Chunk requests that loaded the chunk.",
                 self.cache_misses.get(),
             ),
-            (
+            s(
                 "cache_evictions_total",
-                "counter",
+                C,
                 "Chunks evicted from the cache.",
                 self.cache_evictions.get(),
             ),
-            (
+            s(
                 "prefetch_hits_total",
-                "counter",
+                C,
                 "Chunk requests served by a prefetched chunk.",
                 self.prefetch_hits.get(),
             ),
-            (
+            s(
                 "prefetch_waits_total",
-                "counter",
+                C,
                 "Chunk requests that waited for a load under way.",
                 self.prefetch_waits.get(),
             ),
-            (
-                "tasks_done_total",
-                "counter",
+            s(
+                "prefetch_depth_tasks",
+                G,
+                "Tasks whose inputs the prefetcher has loaded ahead of the next task to start.",
+                self.prefetch_depth.get(),
+            ),
+            s(
+                "tasks_completed_total",
+                C,
                 "Tasks finished.",
                 self.tasks_done.get(),
             ),
-            (
-                "tasks_planned",
-                "gauge",
-                "Tasks planned.",
+            s(
+                "tasks_planned_total",
+                C,
+                "Tasks planned (progress is completed over planned).",
                 self.tasks_total.get(),
             ),
-            (
+            s(
                 "pool_reserved_bytes",
-                "gauge",
+                G,
                 "Bytes reserved in the memory pool.",
                 reserved,
             ),
-            (
+            s(
                 "pool_peak_bytes",
-                "gauge",
+                G,
                 "Most bytes ever reserved in the memory pool.",
                 peak,
             ),
-            ("pool_limit_bytes", "gauge", "The memory limit.", limit),
+            s("pool_limit_bytes", G, "The memory limit.", limit),
+            s(
+                "process_resident_memory_bytes",
+                G,
+                "Resident set size of the process (VmRSS).",
+                resident_bytes().unwrap_or(0),
+            ),
         ]
     }
 
-    /// The counters in the Prometheus text exposition format, each prefixed
-    /// `tenrso_`.
+    /// The metrics in the Prometheus text exposition format (version
+    /// 0.0.4), each name prefixed `tenrso_`: the series, the bytes held per
+    /// spill tier (`tenrso_spill_bytes{dir=…}`) and the task and chunk-read
+    /// duration histograms.
     pub fn prometheus_text(&self) -> String {
         let mut out = String::new();
-        for (name, kind, help, value) in self.counters() {
+        for Series {
+            name,
+            kind,
+            help,
+            value,
+        } in self.series()
+        {
+            let kind = match kind {
+                SeriesKind::Counter => "counter",
+                SeriesKind::Gauge => "gauge",
+            };
             out.push_str(&format!(
                 "# HELP tenrso_{name} {help}\n# TYPE tenrso_{name} {kind}\ntenrso_{name} {value}\n"
             ));
         }
+        let tiers = self.spill_tiers();
+        if !tiers.is_empty() {
+            out.push_str(
+                "# HELP tenrso_spill_bytes Bytes the spill files of each tier hold now.\n# TYPE tenrso_spill_bytes gauge\n",
+            );
+            for tier in &tiers {
+                out.push_str(&format!(
+                    "tenrso_spill_bytes{{dir=\"{}\"}} {}\n",
+                    label_value(&tier.dir),
+                    tier.bytes
+                ));
+            }
+            out.push_str(
+                "# HELP tenrso_spill_capacity_bytes The cap of each capped spill tier.\n# TYPE tenrso_spill_capacity_bytes gauge\n",
+            );
+            for tier in &tiers {
+                if let Some(cap) = tier.cap {
+                    out.push_str(&format!(
+                        "tenrso_spill_capacity_bytes{{dir=\"{}\"}} {cap}\n",
+                        label_value(&tier.dir)
+                    ));
+                }
+            }
+        }
+        self.task_seconds.write_prometheus(
+            "tenrso_task_duration_seconds",
+            "How long each task of a chunk graph took.",
+            &mut out,
+        );
+        self.chunk_read_seconds.write_prometheus(
+            "tenrso_chunk_read_duration_seconds",
+            "How long each chunk read from a stored array took, decoding included.",
+            &mut out,
+        );
         out
     }
 
-    /// The counters as a JSON object (names without the prefix).
+    /// The metrics as a JSON object: each series by its name without the
+    /// prefix, `spill_bytes` per tier and the two histograms.
     pub fn to_json(&self) -> Value {
         let mut map = serde_json::Map::new();
-        for (name, _, _, value) in self.counters() {
-            map.insert(name.to_string(), json!(value));
+        for series in self.series() {
+            map.insert(series.name.to_string(), json!(series.value));
         }
+        let tiers: Vec<Value> = self
+            .spill_tiers()
+            .into_iter()
+            .map(|t| json!({ "dir": t.dir, "bytes": t.bytes, "cap": t.cap }))
+            .collect();
+        map.insert("spill_tiers".into(), Value::from(tiers));
+        map.insert("task_duration_seconds".into(), self.task_seconds.to_json());
+        map.insert(
+            "chunk_read_duration_seconds".into(),
+            self.chunk_read_seconds.to_json(),
+        );
         Value::Object(map)
     }
 }
 
+/// A label value escaped for the text format (backslash, quote, newline).
+fn label_value(raw: &str) -> String {
+    raw.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    #[derive(Debug, Clone)]
+    struct Fixed;
+    impl PoolGauges for Fixed {
+        fn reserved(&self) -> u64 {
+            10
+        }
+        fn peak(&self) -> u64 {
+            20
+        }
+        fn limit(&self) -> u64 {
+            1000
+        }
+    }
+
+    #[derive(Debug)]
+    struct Tiers;
+    impl SpillGauges for Tiers {
+        fn tiers(&self) -> Vec<SpillTier> {
+            vec![
+                SpillTier {
+                    dir: "/dev/shm/a\"b".into(),
+                    bytes: 7,
+                    cap: Some(8),
+                },
+                SpillTier {
+                    dir: "/tmp".into(),
+                    bytes: 0,
+                    cap: None,
+                },
+            ]
+        }
+    }
 
     #[test]
     fn prometheus_text_has_help_type_and_value() {
         let m = Metrics::default();
         m.bytes_read.add(42);
-        #[derive(Debug, Clone)]
-        struct Fixed;
-        impl PoolGauges for Fixed {
-            fn reserved(&self) -> u64 {
-                10
-            }
-            fn peak(&self) -> u64 {
-                20
-            }
-            fn limit(&self) -> u64 {
-                1000
-            }
-        }
         m.watch_pool(&Fixed);
         let text = m.prometheus_text();
         assert!(
-            text.contains("# TYPE tenrso_bytes_read_total counter\ntenrso_bytes_read_total 42\n"),
+            text.contains("# TYPE tenrso_read_bytes_total counter\ntenrso_read_bytes_total 42\n"),
             "{text}"
         );
         assert!(text.contains("tenrso_pool_limit_bytes 1000\n"), "{text}");
         assert!(text.contains("tenrso_pool_peak_bytes 20\n"), "{text}");
-        assert_eq!(m.to_json()["bytes_read_total"], 42);
+        assert!(text.contains("# TYPE tenrso_task_duration_seconds histogram\n"));
+        assert!(!text.contains("tenrso_spill_bytes"), "no spill area yet");
+        assert_eq!(m.to_json()["read_bytes_total"], 42);
+        // Counters and only counters end in `_total`.
+        for s in m.series() {
+            assert_eq!(
+                s.name.ends_with("_total"),
+                s.kind == SeriesKind::Counter,
+                "{}",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn spill_tiers_are_labelled_while_the_spill_area_lives() {
+        let m = Metrics::default();
+        let tiers: Arc<dyn SpillGauges> = Arc::new(Tiers);
+        m.watch_spill(Arc::downgrade(&tiers));
+        let text = m.prometheus_text();
+        assert!(
+            text.contains("tenrso_spill_bytes{dir=\"/dev/shm/a\\\"b\"} 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("tenrso_spill_bytes{dir=\"/tmp\"} 0\n"));
+        assert!(text.contains("tenrso_spill_capacity_bytes{dir=\"/dev/shm/a\\\"b\"} 8\n"));
+        assert!(!text.contains("tenrso_spill_capacity_bytes{dir=\"/tmp\"}"));
+        assert_eq!(m.to_json()["spill_tiers"][0]["bytes"], 7);
+        drop(tiers);
+        assert!(m.spill_tiers().is_empty());
+    }
+
+    #[test]
+    fn only_the_first_plans_are_kept() {
+        let m = Metrics::default();
+        for i in 0..20 {
+            m.record_plan(format!("plan {i}"));
+        }
+        assert_eq!(m.plans().len(), PLANS_KEPT);
+        assert_eq!(m.plans()[0], "plan 0");
     }
 }

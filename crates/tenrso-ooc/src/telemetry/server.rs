@@ -21,7 +21,7 @@ use crate::telemetry::Metrics;
 /// let server = MetricsServer::start("127.0.0.1:0", metrics.clone())?;
 /// metrics.tasks_done.add(3);
 /// let body = tenrso_ooc::telemetry::scrape(server.addr())?;
-/// assert!(body.contains("tenrso_tasks_done_total 3"));
+/// assert!(body.contains("tenrso_tasks_completed_total 3"));
 /// # Ok::<(), tenrso_ooc::Error>(())
 /// ```
 pub struct MetricsServer {
