@@ -108,7 +108,7 @@ pub enum Command {
     Reconstruct(ReconstructArgs),
     /// Show the engine at work on a tensor larger than its memory limit
     Demo(DemoArgs),
-    /// Draw a JSON run report (from --report RUN.json) as one self-contained HTML page with plots
+    /// Draw a JSON run report (from --report RUN.json) as one self-contained HTML page with plots; from such a page, `-o RUN.json` gives back its JSON
     Report(ReportArgs),
 }
 
@@ -152,10 +152,10 @@ impl Command {
 /// `report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// A JSON run report, as `--report RUN.json` writes it
+    /// A JSON run report, as `--report RUN.json` writes it (or a page `--report RUN.html` wrote)
     #[arg(value_name = "RUN.json")]
     pub input: PathBuf,
-    /// The HTML page to write [default: the report's name ending in .html]
+    /// The file to write: an HTML page, or JSON unless it ends in .html [default: the report's name ending in .html]
     #[arg(short, long, value_name = "OUT")]
     pub out: Option<PathBuf>,
 }

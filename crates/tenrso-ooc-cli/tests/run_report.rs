@@ -203,10 +203,19 @@ fn the_json_report_has_a_bounded_timeline_under_the_limit() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.contains("<svg"), "the memory chart is drawn");
-    assert!(
-        page.contains("id=\"run-report\""),
-        "the data travels with the page"
-    );
+    // The data travels with the page: `report` gives it back as JSON.
+    let back = dir.path().join("sum.json");
+    run([
+        "report",
+        html.to_str().unwrap(),
+        "-o",
+        back.to_str().unwrap(),
+    ])
+    .success();
+    let back = read_json(&back);
+    assert_eq!(back["command"][1], "reduce");
+    assert_eq!(back["metrics"]["read_bytes_total"], 128 * MIB);
+    assert!(back["result"]["value"].is_number(), "{back}");
 }
 
 /// What Python's html.parser finds in the DOM Chromium rendered: the

@@ -237,16 +237,10 @@ pub fn render_html(report: &Value) -> Result<String> {
                     x: "seconds",
                     y: "% of planned tasks",
                 },
-                &[
-                    Line {
-                        label: "tasks completed".into(),
-                        points: progress,
-                    },
-                    Line {
-                        label: "prefetch depth (tasks ahead)".into(),
-                        points: gauge(report, "prefetch_depth_tasks", 1.0),
-                    },
-                ],
+                &[Line {
+                    label: "tasks completed".into(),
+                    points: progress,
+                }],
                 None,
             ),
             "Tasks planned grow as each operation of a command is planned",
@@ -361,7 +355,7 @@ pub fn render_html(report: &Value) -> Result<String> {
         .map_err(|e| Error::invalid(e.to_string()))?
         .replace('<', "\\u003c");
     Ok(format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>tenrso-ooc run report: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}<script type=\"application/json\" id=\"run-report\">{data}</script>\n</body>\n</html>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>tenrso-ooc run report: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}{DATA_BLOCK}{data}</script>\n</body>\n</html>\n",
         escape(
             command
                 .get(1..)
@@ -369,6 +363,16 @@ pub fn render_html(report: &Value) -> Result<String> {
                 .as_str()
         )
     ))
+}
+
+/// The element holding a page's report, up to its data.
+const DATA_BLOCK: &str = "<script type=\"application/json\" id=\"run-report\">";
+
+/// The JSON report carried by a page [`render_html`] wrote, if `page` is one.
+pub fn report_in_page(page: &str) -> Option<&str> {
+    let start = page.find(DATA_BLOCK)? + DATA_BLOCK.len();
+    let len = page[start..].find("</script>")?;
+    Some(&page[start..start + len])
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:960px;color:#222}\
@@ -407,6 +411,9 @@ mod tests {
             "only the data block ends"
         );
         assert!(page.contains("No timeline was recorded"));
+        // The page carries its report, intact.
+        let carried: Value = serde_json::from_str(report_in_page(&page).unwrap()).unwrap();
+        assert_eq!(carried, report);
     }
 
     #[test]

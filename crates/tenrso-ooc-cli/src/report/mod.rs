@@ -13,7 +13,7 @@ use tenrso_ooc::exec::Session;
 use tenrso_ooc::telemetry::{Timeline, peak_resident_bytes};
 use tenrso_ooc::{Error, Result};
 
-pub use html::render_html;
+pub use html::{render_html, report_in_page};
 
 /// The buffer pool's counters and the allocator below it.
 fn buffer_pool_json() -> Value {
