@@ -659,3 +659,30 @@ fn a_real_prometheus_scrapes_a_running_operation() {
     drop(server);
     drop(ours);
 }
+
+/// `report` on what is not a run report: a one-line error naming the file,
+/// exit 1, nothing written; and never over its own input.
+#[test]
+fn report_refuses_what_is_not_a_run_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, [0xff, 0x00, 0x7b, 0x22]).unwrap();
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, "{\"a\": [1, 2]}").unwrap();
+    for (input, says) in [(&garbage, "not a run report"), (&other, "no `command`")] {
+        let r = run(["report", input.to_str().unwrap()]);
+        assert_eq!(r.code, Some(1), "{r:?}");
+        assert!(
+            r.stderr.contains(says) && r.stderr.contains(input.to_str().unwrap()),
+            "{}",
+            r.stderr
+        );
+        assert!(!input.with_extension("html").exists());
+    }
+    let page = dir.path().join("p.html");
+    std::fs::write(&page, "<!DOCTYPE html>").unwrap();
+    let r = run(["report", page.to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(r.stderr.contains("would replace"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(&page).unwrap(), "<!DOCTYPE html>");
+}

@@ -12,14 +12,6 @@ use crate::report::{is_html, report_in_page, write};
 /// writes it to `--out`: a page by default, next to a JSON input.
 pub fn run(args: &ReportArgs) -> Result<Outcome> {
     let input = &args.input;
-    let text = std::fs::read_to_string(input).map_err(|e| Error::io(input, e))?;
-    let json_text = report_in_page(&text).unwrap_or(&text);
-    let report: Value = serde_json::from_str(json_text).map_err(|e| {
-        Error::invalid(format!(
-            "{}: not a run report (JSON, or a page --report RUN.html wrote): {e}",
-            input.display()
-        ))
-    })?;
     let out = args
         .out
         .clone()
@@ -30,6 +22,16 @@ pub fn run(args: &ReportArgs) -> Result<Outcome> {
             out.display()
         )));
     }
+    let bytes = std::fs::read(input).map_err(|e| Error::io(input, e))?;
+    let not_a_report = |why: String| {
+        Error::invalid(format!(
+            "{}: not a run report (JSON, or a page --report RUN.html wrote): {why}",
+            input.display()
+        ))
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|e| not_a_report(e.to_string()))?;
+    let json_text = report_in_page(text).unwrap_or(text);
+    let report: Value = serde_json::from_str(json_text).map_err(|e| not_a_report(e.to_string()))?;
     write(&out, &report).map_err(|e| match e {
         Error::InvalidArgument(m) => Error::invalid(format!("{}: {m}", input.display())),
         other => other,

@@ -76,19 +76,23 @@ fn tick(v: f64) -> String {
 /// Fonts of tick labels and axis descriptions.
 const LABELS: (&str, u32) = ("sans-serif", 13);
 
+/// The end of an axis from 0 showing `values`: their largest finite one, at
+/// least `floor`, and small enough to scale (reports can be hand-edited).
+fn axis_max(values: impl Iterator<Item = f64>, floor: f64) -> f64 {
+    values
+        .filter(|v| v.is_finite())
+        .fold(floor, f64::max)
+        .min(1e300)
+}
+
 /// Lines over a common x axis as an SVG document, y from 0, with `limit`
 /// drawn across when given (and the y range made to show it).
 pub fn line_chart(axes: Axes<'_>, lines: &[Line], limit: Option<&Limit>) -> Result<String> {
     let err = |e: &dyn std::fmt::Display| drawing_error(axes.title, e);
     let points = lines.iter().flat_map(|l| &l.points);
-    let x_max = points.clone().map(|p| p.0).fold(0.0, f64::max).max(1e-3);
-    let y_max = points
-        .map(|p| p.1)
-        .chain(limit.map(|l| l.value))
-        .fold(0.0, f64::max)
-        .max(1e-9)
-        // Headroom above the lines for the legend.
-        * 1.35;
+    let x_max = axis_max(points.clone().map(|p| p.0), 1e-3);
+    // Headroom above the lines for the legend.
+    let y_max = axis_max(points.map(|p| p.1).chain(limit.map(|l| l.value)), 1e-9) * 1.35;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -114,7 +118,13 @@ pub fn line_chart(axes: Axes<'_>, lines: &[Line], limit: Option<&Limit>) -> Resu
         for (line, colour) in lines.iter().zip(PALETTE.iter().cycle()) {
             let style = colour.stroke_width(2);
             chart
-                .draw_series(LineSeries::new(line.points.iter().copied(), style))
+                .draw_series(LineSeries::new(
+                    line.points
+                        .iter()
+                        .copied()
+                        .filter(|(x, y)| x.is_finite() && y.is_finite()),
+                    style,
+                ))
                 .map_err(|e| err(&e))?
                 .label(&line.label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
@@ -148,7 +158,7 @@ pub fn line_chart(axes: Axes<'_>, lines: &[Line], limit: Option<&Limit>) -> Resu
 /// Horizontal bars, one per `(name, value)`, as an SVG document.
 pub fn bar_chart(axes: Axes<'_>, bars: &[(String, f64)]) -> Result<String> {
     let err = |e: &dyn std::fmt::Display| drawing_error(axes.title, e);
-    let x_max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1e-3) * 1.1;
+    let x_max = axis_max(bars.iter().map(|b| b.1), 1e-3) * 1.1;
     let n = bars.len().max(1);
     let height = (80 + 28 * n as u32).max(160);
     let mut svg = String::new();
@@ -233,6 +243,32 @@ mod tests {
             .max()
             .unwrap();
         assert!(most >= 50, "{most}");
+    }
+
+    #[test]
+    fn extreme_values_are_drawn_without_a_panic() {
+        let axes = Axes {
+            title: "t",
+            x: "x",
+            y: "y",
+        };
+        let line = Line {
+            label: "l".into(),
+            points: vec![
+                (0.0, 1e308),
+                (-5.0, -1e308),
+                (f64::NAN, 1.0),
+                (1.0, f64::INFINITY),
+            ],
+        };
+        let limit = Limit {
+            value: f64::MAX,
+            label: "limit".into(),
+        };
+        line_chart(axes, &[line], Some(&limit)).unwrap();
+        line_chart(axes, &[], None).unwrap();
+        bar_chart(axes, &[("a".into(), 1e308), ("b".into(), -1.0)]).unwrap();
+        bar_chart(axes, &[]).unwrap();
     }
 
     #[test]

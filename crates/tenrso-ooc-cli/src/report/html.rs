@@ -8,6 +8,9 @@ use super::charts::{Axes, Limit, Line, bar_chart, line_chart};
 
 const MIB: f64 = (1u64 << 20) as f64;
 
+/// Bars of the time-per-phase chart at most (the last sums the rest).
+const MOST_PHASES: usize = 24;
+
 /// Text made safe inside HTML elements and attribute values.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -288,6 +291,12 @@ pub fn render_html(report: &Value) -> Result<String> {
             None => phases.push((name.to_string(), seconds)),
         }
     }
+    if phases.len() > MOST_PHASES {
+        let rest: f64 = phases[MOST_PHASES - 1..].iter().map(|p| p.1).sum();
+        let others = phases.len() - (MOST_PHASES - 1);
+        phases.truncate(MOST_PHASES - 1);
+        phases.push((format!("{others} other phases"), rest));
+    }
     if !phases.is_empty() {
         body.push_str(&figure(
             "Time per phase",
@@ -414,6 +423,35 @@ mod tests {
         // The page carries its report, intact.
         let carried: Value = serde_json::from_str(report_in_page(&page).unwrap()).unwrap();
         assert_eq!(carried, report);
+    }
+
+    #[test]
+    fn a_hand_made_report_with_odd_values_is_drawn() {
+        let phases: Vec<Value> = (0..1000)
+            .map(|i| json!({ "name": format!("p{i}"), "seconds": 1e300 }))
+            .collect();
+        let report = json!({
+            "command": ["tenrso-ooc", "cp"],
+            "ok": true,
+            "seconds": -1.0,
+            "memory_limit_bytes": u64::MAX,
+            "metrics": { "read_bytes_total": "many" },
+            "phases": phases,
+            "timeline": {
+                "samples": 3,
+                "interval_seconds": 0.1,
+                "columns": {
+                    "seconds": [0.0, -1.0, 1e308],
+                    "pool_reserved_bytes": [1, "x"],
+                    "read_bytes_total": [5, 3, 1e308],
+                }
+            },
+            "result": { "iterations": [{ "fit": 1e308 }, { "fit": "?" }] },
+            "plans": ["a <b>", 7],
+        });
+        let page = render_html(&report).unwrap();
+        assert!(page.contains("977 other phases"));
+        assert!(page.contains("a &lt;b&gt;"));
     }
 
     #[test]
