@@ -428,7 +428,7 @@ mod tests {
     #[test]
     fn a_hand_made_report_with_odd_values_is_drawn() {
         let phases: Vec<Value> = (0..1000)
-            .map(|i| json!({ "name": format!("p{i}"), "seconds": 1e300 }))
+            .map(|i| json!({ "name": format!("<script>p{i}</script>"), "seconds": 1e300 }))
             .collect();
         let report = json!({
             "command": ["tenrso-ooc", "cp"],
@@ -451,6 +451,9 @@ mod tests {
         });
         let page = render_html(&report).unwrap();
         assert!(page.contains("977 other phases"));
+        // Names from the report are text in the SVG, never markup.
+        assert!(!page.contains("<script>p"));
+        assert!(page.contains("&lt;script&gt;p0"));
         assert!(page.contains("a &lt;b&gt;"));
     }
 

@@ -86,3 +86,55 @@ pub fn write(path: &Path, report: &Value) -> Result<()> {
     };
     tenrso_ooc::store::write_atomically(path, text.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tenrso_ooc::telemetry::{Sample, TIMELINE_CAPACITY};
+
+    use super::*;
+
+    /// The largest report a session can write: a full timeline of 13-digit
+    /// values, every plan and phase kept, written as the CLI writes it.
+    #[test]
+    fn a_full_report_stays_under_512_kib() {
+        let session = Session::default();
+        let m = session.metrics();
+        for i in 0..10_000 {
+            m.record_phase(&format!("phase {}", i % 300), 1.0);
+            m.record_plan("plan: x\n".repeat(20));
+        }
+        let mut timeline = Timeline::new(Duration::from_millis(100), TIMELINE_CAPACITY);
+        let big = 9_999_999_999_999u64;
+        for i in 0..TIMELINE_CAPACITY {
+            timeline.push(Sample {
+                seconds: 1e6 + i as f64,
+                pool_reserved_bytes: big,
+                resident_bytes: big,
+                prefetch_depth_tasks: big,
+                read_bytes_total: big,
+                written_bytes_total: big,
+                spill_written_bytes_total: big,
+                spill_read_bytes_total: big,
+                cache_hits_total: big,
+                cache_misses_total: big,
+                cache_evictions_total: big,
+                tasks_completed_total: big,
+                tasks_planned_total: big,
+            });
+        }
+        let report = run_report(
+            &session,
+            Duration::from_secs(1),
+            Some(&timeline),
+            Err("x".into()),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        write(&path, &report).unwrap();
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        assert!(bytes < 512 * 1024, "{bytes} bytes");
+        assert!(bytes > 256 * 1024, "{bytes} bytes: not the largest");
+    }
+}

@@ -125,6 +125,9 @@ pub struct Series {
 /// Plans kept for the run report: the first few of a session.
 const PLANS_KEPT: usize = 8;
 
+/// Phases kept one by one; later ones are added to earlier ones.
+pub const PHASES_KEPT: usize = 256;
+
 impl Metrics {
     /// Reports the pool's reserved, peak and limit bytes as gauges (the
     /// first pool watched stays).
@@ -144,12 +147,23 @@ impl Metrics {
         self.chunk_read_seconds.observe(elapsed);
     }
 
-    /// Records that phase `name` took `seconds`.
+    /// Records that phase `name` took `seconds`. After the first
+    /// [`PHASES_KEPT`] phases, a phase adds its time to the last one of its
+    /// name (or to `other phases`), so a session's phases stay bounded.
     pub fn record_phase(&self, name: &str, seconds: f64) {
-        self.phases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((name.to_string(), seconds));
+        let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+        if phases.len() < PHASES_KEPT {
+            phases.push((name.to_string(), seconds));
+            return;
+        }
+        let other = "other phases";
+        if let Some(same) = phases.iter_mut().rev().find(|(n, _)| n == name) {
+            same.1 += seconds;
+        } else if let Some(last) = phases.last_mut().filter(|(n, _)| n == other) {
+            last.1 += seconds;
+        } else {
+            phases.push((other.to_string(), seconds));
+        }
     }
 
     /// Phases recorded so far, in order.
@@ -463,6 +477,21 @@ mod tests {
         assert_eq!(m.to_json()["spill_tiers"][0]["bytes"], 7);
         drop(tiers);
         assert!(m.spill_tiers().is_empty());
+    }
+
+    #[test]
+    fn phases_stay_bounded() {
+        let m = Metrics::default();
+        for i in 0..PHASES_KEPT + 1000 {
+            m.record_phase(if i % 2 == 0 { "plan" } else { "execute" }, 1.0);
+        }
+        m.record_phase("write", 2.0);
+        m.record_phase("flush", 3.0);
+        let phases = m.phases();
+        assert_eq!(phases.len(), PHASES_KEPT + 1);
+        let total: f64 = phases.iter().map(|p| p.1).sum();
+        assert_eq!(total, (PHASES_KEPT + 1000) as f64 + 5.0);
+        assert_eq!(phases.last().unwrap(), &("other phases".to_string(), 5.0));
     }
 
     #[test]
