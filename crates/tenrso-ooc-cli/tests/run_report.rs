@@ -254,6 +254,25 @@ s.feed(open(sys.argv[1], encoding="utf-8").read())
 print(json.dumps({"title": s.title, "svgs": s.svgs}))
 "#;
 
+/// A 128³ f64 tensor of CP rank 4 plus 1 % noise (16 MiB, 4× the 4 MiB
+/// limit the decomposition tests run under): `DIR/x.zarr`.
+fn rank_4_cube(dir: &Path) -> String {
+    let x = arg(dir, "x.zarr");
+    run([
+        "create",
+        &x,
+        "--shape",
+        "128,128,128",
+        "--chunks",
+        "32,32,128",
+        "--fill",
+        "lowrank:4:0.01",
+        "-q",
+    ])
+    .success();
+    x
+}
+
 /// Width and height of a PNG file, from its IHDR chunk.
 fn png_size(png: &[u8]) -> (u32, u32) {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
@@ -271,20 +290,7 @@ fn the_html_report_renders_in_chromium() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let x = arg(dir.path(), "x.zarr");
-    // 128^3 f64 = 16 MiB under 4 MiB.
-    run([
-        "create",
-        &x,
-        "--shape",
-        "128,128,128",
-        "--chunks",
-        "32,32,128",
-        "--fill",
-        "lowrank:4:0.01",
-        "-q",
-    ])
-    .success();
+    let x = rank_4_cube(dir.path());
     let json = dir.path().join("cp.json");
     run([
         "cp",
@@ -511,20 +517,8 @@ fn a_real_prometheus_scrapes_a_running_operation() {
     };
     let promtool = debian_tool("promtool", "prometheus").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let x = arg(dir.path(), "x.zarr");
-    // 128^3 f64 = 16 MiB under 4 MiB: every iteration reads it again.
-    run([
-        "create",
-        &x,
-        "--shape",
-        "128,128,128",
-        "--chunks",
-        "32,32,128",
-        "--fill",
-        "lowrank:4:0.01",
-        "-q",
-    ])
-    .success();
+    // Every iteration reads it again.
+    let x = rank_4_cube(dir.path());
     // Runs until killed.
     let (child, lines) = spawn(&[
         "cp",
