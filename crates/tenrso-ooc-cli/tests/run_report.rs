@@ -187,6 +187,32 @@ fn the_json_report_has_a_bounded_timeline_under_the_limit() {
     assert!(tiers[1]["cap"].is_null());
     assert!(tiers.iter().all(|t| t["bytes"] == 0), "{metrics}");
 
+    // An einsum's report holds its path and GEMM layouts, then each step's plan.
+    let contracted = dir.path().join("einsum.json");
+    run([
+        "einsum",
+        "ij,jk->ik",
+        &small,
+        &small,
+        "-o",
+        &arg(dir.path(), "p.zarr"),
+        "--report",
+        contracted.to_str().unwrap(),
+        "-q",
+    ])
+    .success();
+    let plans = read_json(&contracted)["plans"].clone();
+    let first = plans[0].as_str().unwrap();
+    assert!(first.starts_with("einsum ij,jk->ik\npath"), "{plans}");
+    assert!(first.contains("GEMM operands"), "{plans}");
+    assert!(
+        plans[1]
+            .as_str()
+            .unwrap()
+            .starts_with("plan: einsum step 0/1"),
+        "{plans}"
+    );
+
     // Straight to HTML.
     let html = dir.path().join("sum.html");
     run([

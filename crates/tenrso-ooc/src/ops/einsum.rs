@@ -590,6 +590,11 @@ impl Einsum {
         let opts = opts.clone();
         let subscripts = subscripts.to_string();
         Ok(Planned::new(plan, move |plan: &EinsumPlan, progress| {
+            // For the run report: the path and the GEMM layouts (each step's
+            // graph records its own plan as it runs).
+            session
+                .metrics()
+                .record_plan(format!("einsum {subscripts}\n{plan}"));
             let result = ResultSink {
                 destination: &destination,
                 record: &record,
