@@ -148,8 +148,9 @@ impl Metrics {
     }
 
     /// Records that phase `name` took `seconds`. After the first
-    /// [`PHASES_KEPT`] phases, a phase adds its time to the last one of its
-    /// name (or to `other phases`), so a session's phases stay bounded.
+    /// [`PHASES_KEPT`](crate::telemetry::PHASES_KEPT) phases, a phase adds
+    /// its time to the last one of its name (or to `other phases`), so a
+    /// session's phases stay bounded.
     pub fn record_phase(&self, name: &str, seconds: f64) {
         let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
         if phases.len() < PHASES_KEPT {
