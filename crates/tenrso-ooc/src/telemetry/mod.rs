@@ -14,7 +14,9 @@ mod server;
 mod timeline;
 
 pub use histogram::{BUCKET_BOUNDS_SECONDS, Histogram};
-pub use metrics::{Counter, Metrics, PoolGauges, Series, SeriesKind, SpillGauges, SpillTier};
+pub use metrics::{
+    Counter, Metrics, PHASES_KEPT, PoolGauges, Series, SeriesKind, SpillGauges, SpillTier,
+};
 pub use process::{peak_resident_bytes, resident_bytes};
 pub use server::{MetricsServer, scrape};
 pub use timeline::{Sample, TIMELINE_CAPACITY, Timeline, TimelineRecorder};
