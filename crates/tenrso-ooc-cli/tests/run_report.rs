@@ -245,7 +245,8 @@ fn the_json_report_has_a_bounded_timeline_under_the_limit() {
 }
 
 /// What Python's html.parser finds in the DOM Chromium rendered: the
-/// page title, each SVG's polylines' vertex counts and texts.
+/// page title, each SVG's polylines' vertex counts and texts, and every
+/// `src` or `href` (what the page would fetch).
 const DOM_SUMMARY: &str = r#"
 import json, sys
 from html.parser import HTMLParser
@@ -254,8 +255,10 @@ class Summary(HTMLParser):
     def __init__(self):
         super().__init__()
         self.title, self.svgs, self.in_text, self.in_title = "", [], False, False
+        self.fetched = []
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        self.fetched += [attrs[a] for a in ("src", "href") if a in attrs]
         if tag == "svg":
             self.svgs.append({"polylines": [], "texts": []})
         elif tag == "polyline" and self.svgs:
@@ -277,7 +280,7 @@ class Summary(HTMLParser):
 
 s = Summary()
 s.feed(open(sys.argv[1], encoding="utf-8").read())
-print(json.dumps({"title": s.title, "svgs": s.svgs}))
+print(json.dumps({"title": s.title, "svgs": s.svgs, "fetched": s.fetched}))
 "#;
 
 /// A 128³ f64 tensor of CP rank 4 plus 1 % noise (16 MiB, 4× the 4 MiB
@@ -374,7 +377,10 @@ fn the_html_report_renders_in_chromium() {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "chromium failed:\n{stderr}");
         // Script errors and loads that failed (the page must need none).
-        for bad in ["Uncaught", "net::ERR_", "CONSOLE("] {
+        // (Chromium logs console messages as `INFO:CONSOLE:LINE` or, in
+        // older versions, `CONSOLE(LINE)`: the page runs no script, so any
+        // is a fault.)
+        for bad in ["Uncaught", "net::ERR_", ":CONSOLE:", "CONSOLE("] {
             assert!(!stderr.contains(bad), "`{bad}` while loading:\n{stderr}");
         }
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -398,6 +404,8 @@ fn the_html_report_renders_in_chromium() {
         summary["title"].as_str().unwrap().contains("cp"),
         "{summary}"
     );
+    // Self-contained: nothing to fetch.
+    assert_eq!(summary["fetched"], serde_json::json!([]), "{summary}");
     let svgs = summary["svgs"].as_array().unwrap();
     let chart = |title: &str| {
         svgs.iter()
