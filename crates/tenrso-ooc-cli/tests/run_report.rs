@@ -553,7 +553,9 @@ fn a_real_prometheus_scrapes_a_running_operation() {
     let dir = tempfile::tempdir().unwrap();
     // Every iteration reads it again.
     let x = rank_4_cube(dir.path());
-    // Runs until killed.
+    // Runs until stopped, its spill area (if any) in the test's directory.
+    let spill = dir.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
     let (child, lines) = spawn(&[
         "cp",
         &x,
@@ -571,6 +573,8 @@ fn a_real_prometheus_scrapes_a_running_operation() {
         "1",
         "--metrics-addr",
         "127.0.0.1:0",
+        "--spill-dir",
+        spill.to_str().unwrap(),
         "-q",
     ]);
     let ours = Killed(child);
@@ -685,7 +689,16 @@ fn a_real_prometheus_scrapes_a_running_operation() {
     assert_eq!(active["health"], "up", "{body}");
     assert_eq!(active["lastError"], "", "{body}");
     drop(server);
-    drop(ours);
+    // SIGTERM cancels the run tidily: its spill area goes with it.
+    let mut ours = ours;
+    // SAFETY: signalling our own child, which has not been reaped.
+    unsafe { libc::kill(ours.0.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ours.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "cp ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
 }
 
 /// `report` on what is not a run report: a one-line error naming the file,
