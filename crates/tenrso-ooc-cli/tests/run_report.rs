@@ -39,9 +39,10 @@ fn column(report: &Value, name: &str) -> Vec<u64> {
         .collect()
 }
 
-/// A map over an array 4× the limit, with `--report run.json`: samples at
-/// least every 100 ms, the pool never above the limit, counters that only
-/// grow and end at the metrics' totals, the plan that ran, a small file.
+/// A map over an array 4× the limit, with `--report run.json`: peak RSS
+/// within limit + 64 MiB, samples at least every 100 ms, the pool never
+/// above the limit, counters that only grow and end at the metrics'
+/// totals, the plan that ran, a small file.
 /// The same with `--report run.html` writes the page directly.
 #[test]
 fn the_json_report_has_a_bounded_timeline_under_the_limit() {
@@ -61,7 +62,7 @@ fn the_json_report_has_a_bounded_timeline_under_the_limit() {
     ])
     .success();
     let json = dir.path().join("run.json");
-    run([
+    let mapped = run([
         "map",
         "sqrt(abs(x))+log(x*x+1)*sin(x)",
         &x,
@@ -77,6 +78,13 @@ fn the_json_report_has_a_bounded_timeline_under_the_limit() {
     let report = read_json(&json);
     let limit = 32 * MIB;
     assert_eq!(report["memory_limit_bytes"], limit);
+    // Watching keeps the bound: the sampler thread and its 1024 samples
+    // fit in the allowance beside the limit.
+    assert!(
+        mapped.peak_rss <= limit + 64 * MIB,
+        "peak RSS {} MiB",
+        mapped.peak_rss / MIB
+    );
     let seconds: Vec<f64> = report["timeline"]["columns"]["seconds"]
         .as_array()
         .unwrap()

@@ -35,19 +35,17 @@ fn column(report: &Value, name: &str) -> Vec<f64> {
         .unwrap_or_default()
 }
 
-/// `(t, value / scale)` for a gauge column.
-fn gauge(report: &Value, name: &str, scale: f64) -> Vec<(f64, f64)> {
-    let t = column(report, "seconds");
-    t.into_iter()
+/// `(t, value / scale)` for a gauge column, `t` the seconds column.
+fn gauge(t: &[f64], report: &Value, name: &str, scale: f64) -> Vec<(f64, f64)> {
+    t.iter()
         .zip(column(report, name))
-        .map(|(t, v)| (t, v / scale))
+        .map(|(t, v)| (*t, v / scale))
         .collect()
 }
 
 /// The rate of a counter column between samples, `/ scale` per second,
-/// at the end of each interval.
-fn rate(report: &Value, name: &str, scale: f64) -> Vec<(f64, f64)> {
-    let t = column(report, "seconds");
+/// at the end of each interval (`t` the seconds column).
+fn rate(t: &[f64], report: &Value, name: &str, scale: f64) -> Vec<(f64, f64)> {
     let v = column(report, name);
     let mut points = vec![(t.first().copied().unwrap_or(0.0), 0.0)];
     for i in 1..t.len().min(v.len()) {
@@ -164,6 +162,7 @@ pub fn render_html(report: &Value) -> Result<String> {
     // Over time.
     let samples = report["timeline"]["samples"].as_u64().unwrap_or(0);
     if samples >= 2 {
+        let t = column(report, "seconds");
         let every = report["timeline"]["interval_seconds"]
             .as_f64()
             .unwrap_or(0.0);
@@ -180,11 +179,11 @@ pub fn render_html(report: &Value) -> Result<String> {
                 &[
                     Line {
                         label: "memory pool reserved".into(),
-                        points: gauge(report, "pool_reserved_bytes", MIB),
+                        points: gauge(&t, report, "pool_reserved_bytes", MIB),
                     },
                     Line {
                         label: "process resident (RSS)".into(),
-                        points: gauge(report, "resident_bytes", MIB),
+                        points: gauge(&t, report, "resident_bytes", MIB),
                     },
                 ],
                 Some(&Limit {
@@ -205,19 +204,19 @@ pub fn render_html(report: &Value) -> Result<String> {
                 &[
                     Line {
                         label: "read".into(),
-                        points: rate(report, "read_bytes_total", MIB),
+                        points: rate(&t, report, "read_bytes_total", MIB),
                     },
                     Line {
                         label: "written".into(),
-                        points: rate(report, "written_bytes_total", MIB),
+                        points: rate(&t, report, "written_bytes_total", MIB),
                     },
                     Line {
                         label: "spilled".into(),
-                        points: rate(report, "spill_written_bytes_total", MIB),
+                        points: rate(&t, report, "spill_written_bytes_total", MIB),
                     },
                     Line {
                         label: "read back from spill".into(),
-                        points: rate(report, "spill_read_bytes_total", MIB),
+                        points: rate(&t, report, "spill_read_bytes_total", MIB),
                     },
                 ],
                 None,
@@ -226,7 +225,6 @@ pub fn render_html(report: &Value) -> Result<String> {
         )?);
         let done = column(report, "tasks_completed_total");
         let planned = column(report, "tasks_planned_total");
-        let t = column(report, "seconds");
         let progress: Vec<(f64, f64)> = t
             .iter()
             .zip(done.iter().zip(&planned))
@@ -259,15 +257,15 @@ pub fn render_html(report: &Value) -> Result<String> {
                 &[
                     Line {
                         label: "hits".into(),
-                        points: rate(report, "cache_hits_total", 1.0),
+                        points: rate(&t, report, "cache_hits_total", 1.0),
                     },
                     Line {
                         label: "misses (loads)".into(),
-                        points: rate(report, "cache_misses_total", 1.0),
+                        points: rate(&t, report, "cache_misses_total", 1.0),
                     },
                     Line {
                         label: "evictions".into(),
-                        points: rate(report, "cache_evictions_total", 1.0),
+                        points: rate(&t, report, "cache_evictions_total", 1.0),
                     },
                 ],
                 None,

@@ -44,29 +44,31 @@ pub struct Sample {
     pub tasks_planned_total: u64,
 }
 
-/// A column of a timeline's JSON: its name and how to read it from a sample.
-type Column = (&'static str, fn(&Sample) -> f64);
+/// A column of a timeline's JSON: its name and its value in a sample.
+type Column = (&'static str, fn(&Sample) -> Value);
 
 /// The columns of a timeline's JSON, in order. `seconds` is the first; the
-/// gauges follow.
+/// gauges follow. Times are rounded to milliseconds (enough, and smaller).
 const COLUMNS: [Column; 13] = [
-    ("seconds", |s| s.seconds),
-    ("pool_reserved_bytes", |s| s.pool_reserved_bytes as f64),
-    ("resident_bytes", |s| s.resident_bytes as f64),
-    ("prefetch_depth_tasks", |s| s.prefetch_depth_tasks as f64),
-    ("read_bytes_total", |s| s.read_bytes_total as f64),
-    ("written_bytes_total", |s| s.written_bytes_total as f64),
+    ("seconds", |s| {
+        Value::from((s.seconds * 1000.0).round() / 1000.0)
+    }),
+    ("pool_reserved_bytes", |s| s.pool_reserved_bytes.into()),
+    ("resident_bytes", |s| s.resident_bytes.into()),
+    ("prefetch_depth_tasks", |s| s.prefetch_depth_tasks.into()),
+    ("read_bytes_total", |s| s.read_bytes_total.into()),
+    ("written_bytes_total", |s| s.written_bytes_total.into()),
     ("spill_written_bytes_total", |s| {
-        s.spill_written_bytes_total as f64
+        s.spill_written_bytes_total.into()
     }),
     ("spill_read_bytes_total", |s| {
-        s.spill_read_bytes_total as f64
+        s.spill_read_bytes_total.into()
     }),
-    ("cache_hits_total", |s| s.cache_hits_total as f64),
-    ("cache_misses_total", |s| s.cache_misses_total as f64),
-    ("cache_evictions_total", |s| s.cache_evictions_total as f64),
-    ("tasks_completed_total", |s| s.tasks_completed_total as f64),
-    ("tasks_planned_total", |s| s.tasks_planned_total as f64),
+    ("cache_hits_total", |s| s.cache_hits_total.into()),
+    ("cache_misses_total", |s| s.cache_misses_total.into()),
+    ("cache_evictions_total", |s| s.cache_evictions_total.into()),
+    ("tasks_completed_total", |s| s.tasks_completed_total.into()),
+    ("tasks_planned_total", |s| s.tasks_planned_total.into()),
 ];
 
 impl Sample {
@@ -167,20 +169,8 @@ impl Timeline {
     /// so the report stays small).
     pub fn to_json(&self) -> Value {
         let mut columns = Map::new();
-        for (name, read) in COLUMNS {
-            let values: Vec<Value> = self
-                .samples
-                .iter()
-                .map(|s| {
-                    let v = read(s);
-                    if name == "seconds" {
-                        // Milliseconds are enough, and keep the file small.
-                        Value::from((v * 1000.0).round() / 1000.0)
-                    } else {
-                        Value::from(v as u64)
-                    }
-                })
-                .collect();
+        for (name, value) in COLUMNS {
+            let values: Vec<Value> = self.samples.iter().map(value).collect();
             columns.insert(name.to_string(), Value::from(values));
         }
         serde_json::json!({
