@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 _ProgressCallback = Callable[[str, int, int], Any]
+# (weights or core, factors, rec_error) -> True to stop
+_ModelCallback = Callable[[np.ndarray[Any, Any], list[np.ndarray[Any, Any]], float], Any]
 _Selection = Sequence[tuple[int, int, int]]
 
 @final
@@ -153,9 +155,9 @@ def parafac(
     l2_reg: float,
     checkpoint: str | None,
     resume: bool,
-    callback: Callable[[dict[str, Any], float], Any] | None,
+    callback: _ModelCallback | None,
     progress_callback: _ProgressCallback | None,
-) -> tuple[list[float], list[np.ndarray[Any, Any]], str]: ...
+) -> tuple[np.ndarray[Any, Any], list[np.ndarray[Any, Any]], str]: ...
 def tucker(
     session: Session,
     x: Array,
@@ -168,7 +170,7 @@ def tucker(
     seed: int,
     checkpoint: str | None,
     resume: bool,
-    callback: Callable[[dict[str, Any], float], Any] | None,
+    callback: _ModelCallback | None,
     progress_callback: _ProgressCallback | None,
 ) -> tuple[np.ndarray[Any, Any], list[np.ndarray[Any, Any]], str]: ...
 def reconstruct(

@@ -6,13 +6,15 @@ across passes when it takes at most half of it). Results are TensorLy's
 ``CPTensor`` / ``TuckerTensor`` when TensorLy is installed, else tuples of
 the same shape (``weights, factors`` / ``core, factors``), and match
 TensorLy's iterates: same initialisation (``init="svd"``), same updates,
-the same per-iteration errors to about 1e-10.
+the same per-iteration errors to about 1e-12, and ``callback(model,
+rec_error)`` called as TensorLy calls it (for ``parafac`` also once with
+the starting model; returning ``True`` stops).
 
-Where it differs from TensorLy: ``callback(iteration, rec_error)`` gets
-the iteration's record (a dict: ``iteration``, ``fit``, ``rec_error``,
-``seconds``, ``bytes_read``, ``passes``), not the model; ``random_state``
-seeds tenrso-ooc's own generator, so ``init="random"`` starts elsewhere than
-TensorLy's; ``svd`` is always the streamed truncated SVD.
+Where it differs from TensorLy: ``random_state`` seeds tenrso-ooc's own
+generator, so ``init="random"`` starts elsewhere than TensorLy's; ``svd`` is
+always the streamed truncated SVD; ``parafac``'s first callback (the
+starting model's error) costs one pass over the tensor; ``tucker`` takes a
+``callback`` too (TensorLy's has none).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class TuckerModel(NamedTuple):
     factors: list[np.ndarray[Any, Any]]
 
 
-IterationCallback = Callable[[dict[str, Any], float], Any]
+IterationCallback = Callable[[Any, float], Any]
+"""TensorLy's ``callback(model, rec_error)``: returning ``True`` stops."""
 
 
 def _seed(random_state: Any) -> int:
@@ -93,6 +96,20 @@ def _tucker_model(core: Any, factors: list[np.ndarray[Any, Any]]) -> Any:
     if tucker_tensor is not None:
         return tucker_tensor((core, factors))
     return TuckerModel(core, factors)
+
+
+def _native_callback(
+    callback: IterationCallback | None, model: Callable[[Any, list[np.ndarray[Any, Any]]], Any]
+) -> Callable[[Any, list[np.ndarray[Any, Any]], float], bool] | None:
+    """The native layer's ``(first, factors, rec_error)`` hook calling
+    ``callback(model, rec_error)``; only ``True`` stops, as in TensorLy."""
+    if callback is None:
+        return None
+
+    def call(first: Any, factors: list[np.ndarray[Any, Any]], rec_error: float) -> bool:
+        return callback(model(first, factors), rec_error) is True
+
+    return call
 
 
 def _check_svd(svd: str) -> None:
@@ -140,8 +157,9 @@ def parafac(
             to start from.
         tol: stop when the reconstruction error changes by less than this.
         return_errors: also return the error after each iteration.
-        callback: called after each iteration with its record and error;
-            returning True stops the run.
+        callback: ``callback(model, rec_error)``, TensorLy's: called with
+            the starting model, then after each iteration; returning
+            ``True`` stops the run with that iteration's model.
         checkpoint: write the model to this directory after every
             iteration; with ``resume=True`` continue from it (bitwise the
             same result as an uninterrupted run).
@@ -181,7 +199,7 @@ def parafac(
             l2_reg,
             None if checkpoint is None else os.fspath(checkpoint),
             resume,
-            callback,
+            _native_callback(callback, _cp),
             bar,
         )
     return _finish(_cp(weights, factors), json.loads(run), return_errors, verbose)
@@ -208,7 +226,8 @@ def tucker(
     """Tucker decomposition by HOOI, as TensorLy's
     ``tensorly.decomposition.tucker``: ``rank`` is one rank per mode (an
     int for all), ``init`` ``"svd"``, ``"random"`` or a model
-    ``(core, factors)``; the other arguments as :func:`parafac`."""
+    ``(core, factors)``; ``callback(model, rec_error)`` after each
+    iteration (``True`` stops); the other arguments as :func:`parafac`."""
     _check_svd(svd)
     s = resolve(session, memory_limit)
     given_core = None
@@ -235,7 +254,7 @@ def tucker(
             _seed(random_state),
             None if checkpoint is None else os.fspath(checkpoint),
             resume,
-            callback,
+            _native_callback(callback, _tucker_model),
             bar,
         )
     return _finish(_tucker_model(core, factors), json.loads(run), return_errors, int(verbose))

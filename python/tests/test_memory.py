@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ LIMIT = 64 << 20
 SLACK = 64 << 20
 
 
-def run_child(body: str, tmp_path: Path) -> dict[str, float]:
+def run_child(body: str, tmp_path: Path) -> dict[str, Any]:
     script = textwrap.dedent(
         """
         import json, sys
@@ -58,6 +59,29 @@ def test_peak_rss_within_limit_on_4x_data(tmp_path: Path) -> None:
     assert result["vmhwm"] <= LIMIT + SLACK, f"VmHWM {result['vmhwm'] / 2**20:.1f} MiB"
     assert abs(result["mapped_mean"] - (2 * result["sum"] / (4096 * 8192) + 1)) < 1e-9
     assert abs(result["trace"] - result["norm2"]) <= 1e-9 * result["norm2"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_parafac_peak_rss_within_limit_on_4x_data(tmp_path: Path) -> None:
+    """TensorLy's parafac call, unchanged, on a tensor 4x the limit:
+    TensorLy's result type, errors going down."""
+    result = run_child(
+        f"""
+        with ts.Session(memory_limit={LIMIT}, threads=2) as session:
+            # 256 MiB = 4x the limit, a noisy rank-6 tensor.
+            x = ts.create(tmp + "/x.zarr", (256, 256, 512), fill="lowrank:6:0.1", seed=3)
+            cp, errors = ts.parafac(x, rank=6, n_iter_max=3, tol=0, return_errors=True)
+            result["errors"] = errors
+            result["pool_peak"] = session.pool_peak
+            result["type"] = type(cp).__name__
+        """,
+        tmp_path,
+    )
+    assert result["vmhwm"] <= LIMIT + SLACK, f"VmHWM {result['vmhwm'] / 2**20:.1f} MiB"
+    assert result["pool_peak"] <= LIMIT
+    assert result["type"] == "CPTensor"
+    errors = result["errors"]
+    assert len(errors) == 3 and errors[-1] < errors[0] < 1  # type: ignore[operator]
 
 
 def test_asarray_refuses_what_does_not_fit(tmp_path: Path) -> None:

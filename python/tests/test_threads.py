@@ -114,10 +114,22 @@ def test_python_threads_run_and_runs_overlap(tmp_path: Path) -> None:
     assert ticks > 50
 
 
-def test_ctrl_c_interrupts_and_leaves_no_spill(tmp_path: Path) -> None:
-    """A real SIGINT, sent when the run is half done (from its progress
-    callback, so the timing is exact), cancels it: KeyboardInterrupt
+# What each interrupted operation runs, and the stage half-way through
+# which the SIGINT is sent.
+INTERRUPTED = {
+    "einsum": ("ts.einsum('ij,kj->ik', x, x, out=out, session=session, progress=interrupt)", ""),
+    "parafac": ("ts.parafac(x, 4, n_iter_max=50, tol=0, session=session, progress=interrupt)", "iteration 2/"),
+    "tucker": ("ts.tucker(x, [8, 8], n_iter_max=50, tol=0, session=session, progress=interrupt)", "iteration 2/"),
+    "transpose": ("ts.transpose(x, out=out, chunks=(4096, 16), session=session, progress=interrupt)", ""),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(INTERRUPTED))
+def test_ctrl_c_interrupts_and_leaves_no_spill(tmp_path: Path, operation: str) -> None:
+    """A real SIGINT, sent when a stage is half done (from its progress
+    callback, so the timing is exact), cancels the run: KeyboardInterrupt
     within a task, the spill removed, the session usable again."""
+    call, stage = INTERRUPTED[operation]
     spill = tmp_path / "spill"
     spill.mkdir()
     script = textwrap.dedent(
@@ -126,14 +138,14 @@ def test_ctrl_c_interrupts_and_leaves_no_spill(tmp_path: Path) -> None:
         session = ts.Session(memory_limit="16MiB", threads=1, spill_dirs=[{str(spill)!r}])
         x = ts.create({str(tmp_path / "x.zarr")!r}, (4096, 4096), chunks=(256, 256),
                       fill="normal", session=session)
+        out = {str(tmp_path / "out.zarr")!r}
         sent = []
-        def interrupt_halfway(label, done, total):
-            if not sent and total and done >= total // 2:
+        def interrupt(label, done, total):
+            if not sent and {stage!r} in label and total and done >= total // 2:
                 sent.append(time.monotonic())
                 os.kill(os.getpid(), signal.SIGINT)
         try:
-            ts.einsum("ij,kj->ik", x, x, out={str(tmp_path / "g.zarr")!r}, session=session,
-                      progress=interrupt_halfway)
+            {call}
             print("finished", flush=True)
         except KeyboardInterrupt:
             print(f"interrupted {{time.monotonic() - sent[0]:.3f}}", flush=True)

@@ -11,7 +11,6 @@ use numpy::{
     PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use tenrso_ooc::decomp::{
     CpInit, CpModel, CpOptions, DecompositionRun, Iteration, Matrix, Reconstruct, TuckerInit,
     TuckerModel, TuckerOptions,
@@ -57,31 +56,61 @@ fn run_json(run: &DecompositionRun) -> String {
     .to_string()
 }
 
-/// Calls the Python `callback(iteration: dict, rec_error)` after every
-/// iteration, from the engine's thread; `True` stops the run, an exception
-/// stops it and is raised once the run has ended.
+/// A model as the Python layer takes it: `(weights, factors)` for CP,
+/// `(core, factors)` for Tucker, as NumPy arrays.
+trait ToPython {
+    fn to_python<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, Vec<Bound<'py, PyAny>>)>;
+}
+
+fn numpy_factors<'py>(py: Python<'py>, factors: &[Matrix]) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    factors.iter().map(|f| numpy_matrix(py, f)).collect()
+}
+
+impl ToPython for CpModel {
+    fn to_python<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, Vec<Bound<'py, PyAny>>)> {
+        let weights = PyArray1::from_slice(py, &self.weights).into_any();
+        Ok((weights, numpy_factors(py, &self.factors)?))
+    }
+}
+
+impl ToPython for TuckerModel {
+    fn to_python<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, Vec<Bound<'py, PyAny>>)> {
+        let core = PyArray1::from_slice(py, &self.core)
+            .reshape(self.core_shape.clone())?
+            .into_any();
+        Ok((core, numpy_factors(py, &self.factors)?))
+    }
+}
+
+/// Calls the Python `callback(first, factors, rec_error)` after every
+/// iteration (and, for CP, once with the starting model), from the
+/// engine's thread; a truthy result stops the run, an exception stops it
+/// and is raised once the run has ended.
 struct IterationCallback<'a> {
     callback: Option<&'a Py<PyAny>>,
     raised: &'a Mutex<Option<PyErr>>,
 }
 
 impl IterationCallback<'_> {
-    fn call(&self, iteration: &Iteration) -> ControlFlow<()> {
+    fn call(&self, iteration: &Iteration, model: &impl ToPython) -> ControlFlow<()> {
         let Some(callback) = self.callback else {
             return ControlFlow::Continue(());
         };
         Python::attach(|py| {
             let call = || -> PyResult<bool> {
-                let record = PyDict::new(py);
-                record.set_item("iteration", iteration.iteration)?;
-                record.set_item("fit", iteration.fit)?;
-                record.set_item("rec_error", iteration.rec_error)?;
-                record.set_item("seconds", iteration.seconds)?;
-                record.set_item("bytes_read", iteration.bytes_read)?;
-                record.set_item("passes", iteration.passes)?;
+                let (first, factors) = model.to_python(py)?;
                 callback
                     .bind(py)
-                    .call1((record, iteration.rec_error))?
+                    .call1((first, factors, iteration.rec_error))?
                     .is_truthy()
             };
             match call() {
@@ -100,14 +129,14 @@ impl IterationCallback<'_> {
 /// Ctrl-C cancelling), calling the Python `callback` after every
 /// iteration; an exception the callback raised is raised once the run has
 /// ended.
-fn run_decomposition<R: Send>(
+fn run_decomposition<M: ToPython, R: Send>(
     py: Python<'_>,
     session: &PySession,
     callback: Option<Py<PyAny>>,
     progress_callback: Option<&Bound<'_, PyAny>>,
     call: impl FnOnce(
         &Session,
-        &mut dyn FnMut(&Iteration) -> ControlFlow<()>,
+        &mut dyn FnMut(&Iteration, &M) -> ControlFlow<()>,
         &dyn Progress,
     ) -> tenrso_ooc::Result<R>
     + Send,
@@ -119,7 +148,7 @@ fn run_decomposition<R: Send>(
     };
     let session = &session.inner;
     let report = progress::run(py, session, progress_callback, |p| {
-        call(session, &mut |i| on_iteration.call(i), p)
+        call(session, &mut |i, m| on_iteration.call(i, m), p)
     });
     if let Some(e) = raised.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
@@ -148,7 +177,7 @@ pub fn parafac<'py>(
     resume: bool,
     callback: Option<Py<PyAny>>,
     progress_callback: Option<&Bound<'py, PyAny>>,
-) -> PyResult<(Vec<f64>, Vec<Bound<'py, PyAny>>, String)> {
+) -> PyResult<(Bound<'py, PyAny>, Vec<Bound<'py, PyAny>>, String)> {
     let init = match (init, init_factors) {
         ("svd", None) => CpInit::Svd,
         ("random", None) => CpInit::Random,
@@ -171,7 +200,8 @@ pub fn parafac<'py>(
         .with_seed(seed)
         .with_normalize_factors(normalize_factors)
         .with_l2_reg(l2_reg)
-        .with_resume(resume);
+        .with_resume(resume)
+        .with_report_initial(callback.is_some());
     if let Some(dir) = checkpoint {
         options = options.with_checkpoint(dir);
     }
@@ -183,13 +213,8 @@ pub fn parafac<'py>(
         progress_callback,
         |s, on_iteration, p| tenrso_ooc::decomp::cp_als(s, array, &options, on_iteration, p),
     )?;
-    let factors = report
-        .model
-        .factors
-        .iter()
-        .map(|f| numpy_matrix(py, f))
-        .collect::<PyResult<Vec<_>>>()?;
-    Ok((report.model.weights, factors, run_json(&report.run)))
+    let (weights, factors) = report.model.to_python(py)?;
+    Ok((weights, factors, run_json(&report.run)))
 }
 
 /// Tucker by HOOI: `(core, factors, run_json)`.
@@ -244,15 +269,7 @@ pub fn tucker<'py>(
         progress_callback,
         |s, on_iteration, p| tenrso_ooc::decomp::tucker(s, array, &options, on_iteration, p),
     )?;
-    let model = &report.model;
-    let core = PyArray1::from_slice(py, &model.core)
-        .reshape(model.core_shape.clone())?
-        .into_any();
-    let factors = model
-        .factors
-        .iter()
-        .map(|f| numpy_matrix(py, f))
-        .collect::<PyResult<Vec<_>>>()?;
+    let (core, factors) = report.model.to_python(py)?;
     Ok((core, factors, run_json(&report.run)))
 }
 

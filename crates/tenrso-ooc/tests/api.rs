@@ -426,7 +426,7 @@ fn cancelled_cp_als_resumes_from_its_checkpoint_bitwise() {
         &s,
         &x,
         &cp_options(6, Some(dir.path().join("full")), false),
-        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _| ControlFlow::Continue(()),
         &NoProgress,
     )
     .unwrap();
@@ -439,7 +439,7 @@ fn cancelled_cp_als_resumes_from_its_checkpoint_bitwise() {
         &s,
         &x,
         &cp_options(6, Some(ckpt.clone()), false),
-        &mut |it| {
+        &mut |it, _| {
             seen += 1;
             if it.iteration == 2 {
                 token.cancel();
@@ -463,7 +463,7 @@ fn cancelled_cp_als_resumes_from_its_checkpoint_bitwise() {
         &s,
         &x,
         &cp_options(6, Some(ckpt), true),
-        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _| ControlFlow::Continue(()),
         &NoProgress,
     )
     .unwrap();
@@ -486,7 +486,7 @@ fn cp_als_callback_break_stops_with_a_valid_model() {
         &s,
         &x,
         &cp_options(6, None, false),
-        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _| ControlFlow::Continue(()),
         &NoProgress,
     )
     .unwrap();
@@ -495,7 +495,7 @@ fn cp_als_callback_break_stops_with_a_valid_model() {
         &s,
         &x,
         &cp_options(6, None, false),
-        &mut |it| {
+        &mut |it, _| {
             if it.iteration == 3 {
                 ControlFlow::Break(())
             } else {

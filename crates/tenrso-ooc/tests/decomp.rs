@@ -232,7 +232,7 @@ fn cp_als_matches_the_in_memory_reference_with_both_sweeps() {
                 &s,
                 &x,
                 &cp_opts(3, 3, given.clone(), sweep),
-                &mut |_| ControlFlow::Continue(()),
+                &mut |_, _| ControlFlow::Continue(()),
                 &NoProgress,
             )
             .unwrap();
@@ -297,7 +297,7 @@ fn cp_als_recovers_a_planted_low_rank_tensor_and_is_thread_independent() {
             &s,
             &x,
             &opts,
-            &mut |_| {
+            &mut |_, _| {
                 seen += 1;
                 ControlFlow::Continue(())
             },
@@ -333,7 +333,7 @@ fn cp_als_normalized_and_regularised_options_behave() {
         &s,
         &x,
         &opts,
-        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _| ControlFlow::Continue(()),
         &NoProgress,
     )
     .unwrap();
@@ -349,7 +349,7 @@ fn cp_als_normalized_and_regularised_options_behave() {
         &s,
         &x,
         &per_mode,
-        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _| ControlFlow::Continue(()),
         &NoProgress,
     )
     .unwrap();
@@ -360,7 +360,7 @@ fn cp_als_normalized_and_regularised_options_behave() {
         &s,
         &x,
         &ridge,
-        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _| ControlFlow::Continue(()),
         &NoProgress,
     )
     .unwrap();
@@ -371,7 +371,7 @@ fn cp_als_normalized_and_regularised_options_behave() {
                 &s,
                 &x,
                 &bad,
-                &mut |_| ControlFlow::Continue(()),
+                &mut |_, _| ControlFlow::Continue(()),
                 &NoProgress
             ),
             Err(Error::InvalidArgument(_))
@@ -407,7 +407,7 @@ fn resume_continues_to_the_same_factors_bitwise() {
         &s,
         &x,
         &opts(8, false),
-        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _| ControlFlow::Continue(()),
         &NoProgress,
     )
     .unwrap();
@@ -415,7 +415,7 @@ fn resume_continues_to_the_same_factors_bitwise() {
         &s,
         &x,
         &opts(3, false),
-        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _| ControlFlow::Continue(()),
         &NoProgress,
     )
     .unwrap();
@@ -424,7 +424,7 @@ fn resume_continues_to_the_same_factors_bitwise() {
         &s,
         &x,
         &opts(8, true),
-        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _| ControlFlow::Continue(()),
         &NoProgress,
     )
     .unwrap();
@@ -437,7 +437,7 @@ fn resume_continues_to_the_same_factors_bitwise() {
         &s,
         &x,
         &other,
-        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _| ControlFlow::Continue(()),
         &NoProgress,
     )
     .unwrap_err();
@@ -469,7 +469,7 @@ fn tucker_fits_low_rank_tensors_and_reconstructs() {
             &s,
             &x,
             &opts,
-            &mut |_| ControlFlow::Continue(()),
+            &mut |_, _| ControlFlow::Continue(()),
             &NoProgress,
         )
         .unwrap();
@@ -512,7 +512,7 @@ fn tucker_fits_low_rank_tensors_and_reconstructs() {
         &s,
         &x,
         &bad,
-        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _| ControlFlow::Continue(()),
         &NoProgress,
     )
     .unwrap_err();
@@ -525,7 +525,7 @@ fn tucker_fits_low_rank_tensors_and_reconstructs() {
             &s,
             &x,
             &random,
-            &mut |_| ControlFlow::Continue(()),
+            &mut |_, _| ControlFlow::Continue(()),
             &NoProgress
         )
         .unwrap()

@@ -208,7 +208,7 @@ fn operations_not_shared_yet_refuse_several_ranks() {
             s,
             &x,
             &CpOptions::new(2),
-            &mut |_| std::ops::ControlFlow::Continue(()),
+            &mut |_, _| std::ops::ControlFlow::Continue(()),
             &NoProgress,
         )
         .unwrap_err()

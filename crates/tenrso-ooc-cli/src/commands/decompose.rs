@@ -194,7 +194,7 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
         &ctx.session,
         x,
         &opts,
-        &mut |i| print_iteration(ctx, "CP-ALS", i),
+        &mut |i, _| print_iteration(ctx, "CP-ALS", i),
         &ctx.progress,
     )?;
     report.model.save(&args.out)?;
@@ -248,7 +248,7 @@ pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
         &ctx.session,
         x,
         &opts,
-        &mut |i| print_iteration(ctx, "Tucker", i),
+        &mut |i, _| print_iteration(ctx, "Tucker", i),
         &ctx.progress,
     )?;
     report.model.save(&args.out)?;

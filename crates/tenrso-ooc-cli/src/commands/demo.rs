@@ -267,7 +267,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
         &ctx.session,
         &y,
         &cp_opts,
-        &mut |i| {
+        &mut |i, _| {
             ctx.progress.line(&format!(
                 "  CP-ALS iteration {:>2}: fit {:.6} in {:.2} s",
                 i.iteration, i.fit, i.seconds
@@ -297,7 +297,7 @@ pub fn run(args: &DemoArgs, ctx: &Context) -> Result<Outcome> {
         &ctx.session,
         &y,
         &tk_opts,
-        &mut |i| {
+        &mut |i, _| {
             ctx.progress.line(&format!(
                 "  Tucker iteration {}: fit {:.6} in {:.2} s",
                 i.iteration, i.fit, i.seconds

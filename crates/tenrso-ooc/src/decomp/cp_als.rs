@@ -191,6 +191,10 @@ pub struct CpOptions {
     /// at most half the memory limit (else, or when false, every pass
     /// streams it from the store).
     pub hold_in_memory: bool,
+    /// Before the first iteration, call back with the starting model and
+    /// its error as iteration 0, as TensorLy's `parafac` does when given a
+    /// `callback`: one extra pass over the tensor (none after a resume).
+    pub report_initial: bool,
 }
 
 impl CpOptions {
@@ -208,6 +212,7 @@ impl CpOptions {
             checkpoint: None,
             resume: false,
             hold_in_memory: true,
+            report_initial: false,
         }
     }
 
@@ -277,6 +282,12 @@ impl CpOptions {
         self
     }
 
+    /// Sets whether the starting model is reported as iteration 0.
+    pub fn with_report_initial(mut self, report_initial: bool) -> Self {
+        self.report_initial = report_initial;
+        self
+    }
+
     /// What a checkpoint must agree on to be resumed with these options:
     /// everything that changes the arithmetic (the input's layout and the
     /// resolved sweep fix the summation order).
@@ -319,7 +330,9 @@ impl CpReport {
 /// (plus `l2_reg`·I), solved by Cholesky, or by pseudo-inverse when it is
 /// ill-conditioned. The fit `1 − ‖X − X̂‖/‖X‖` needs no extra pass: `‖X‖`
 /// once, `⟨X, X̂⟩` from the last mode's MTTKRP and `‖X̂‖²` from the Gram
-/// matrices. `on_iteration` sees every completed iteration.
+/// matrices. `on_iteration` sees every completed iteration and the model
+/// it ended with (before `normalize_factors` rescales it, as TensorLy's
+/// `callback`), and with [`CpOptions::report_initial`] the starting model.
 ///
 /// The result is bitwise the same for any thread count, and — with a
 /// checkpoint directory — the same after a resume as without.
@@ -331,7 +344,7 @@ pub fn cp_als(
     session: &Session,
     x: &impl IntoArrayRef,
     opts: &CpOptions,
-    on_iteration: &mut dyn FnMut(&Iteration) -> ControlFlow<()>,
+    on_iteration: &mut dyn FnMut(&Iteration, &CpModel) -> ControlFlow<()>,
     progress: &dyn Progress,
 ) -> Result<CpReport> {
     crate::distributed::one_process_only(session.ranks(), "CP-ALS")?;
@@ -434,6 +447,33 @@ pub fn cp_als(
 
     let passes_per_iteration = if two_pass { 2 } else { ndim };
     let mut grams: Vec<Matrix> = model.factors.iter().map(Matrix::gram).collect();
+    if opts.report_initial && resumed_after.is_none() {
+        session.cancel_token().check()?;
+        let t0 = Instant::now();
+        let read0 = session.metrics().bytes_read.get();
+        let label = "CP-ALS error of the starting model";
+        let mut m = mode_mttkrp(
+            session,
+            x,
+            resident.as_ref(),
+            &model.factors,
+            ndim - 1,
+            label,
+            &NamedProgress::new(progress, label),
+        )?;
+        m.scale_columns(&model.weights);
+        let rec_error = relative_error(norm, &model, &grams, &m);
+        let start = Iteration {
+            iteration: 0,
+            fit: 1.0 - rec_error,
+            rec_error,
+            seconds: t0.elapsed().as_secs_f64(),
+            bytes_read: session.metrics().bytes_read.get() - read0,
+            passes: 1,
+        };
+        // As TensorLy, what this first call returns is ignored.
+        let _ = on_iteration(&start, &model);
+    }
     let first = if converged {
         opts.n_iter_max
     } else {
@@ -518,25 +558,7 @@ pub fn cp_als(
             grams[mode] = model.factors[mode].gram();
             last_mttkrp = m;
         }
-        // ⟨X, X̂⟩ from the last MTTKRP (weights included) and the new factor.
-        let last = &model.factors[ndim - 1];
-        let iprod: f64 = last_mttkrp
-            .as_slice()
-            .iter()
-            .zip(last.as_slice())
-            .map(|(a, b)| a * b)
-            .sum();
-        let model_sq = model_norm_squared(&model.weights, &grams);
-        let rec_error = (norm * norm + model_sq - 2.0 * iprod).abs().sqrt() / norm;
-        // As TensorLy: the convergence test comes before the normalisation,
-        // so a converged run returns the factors of its last update.
-        converged = opts.tol > 0.0
-            && iterations
-                .last()
-                .is_some_and(|p: &Iteration| (p.rec_error - rec_error).abs() < opts.tol);
-        if opts.normalize_factors && !converged {
-            normalize(&mut model, &mut grams);
-        }
+        let rec_error = relative_error(norm, &model, &grams, &last_mttkrp);
         let info = Iteration {
             iteration: iteration + 1,
             fit: 1.0 - rec_error,
@@ -545,7 +567,17 @@ pub fn cp_als(
             bytes_read: session.metrics().bytes_read.get() - read0,
             passes: passes_per_iteration,
         };
-        stopped_early = on_iteration(&info).is_break();
+        // As TensorLy: the callback, then the convergence test, then the
+        // normalisation, so a run that stops returns the factors of its
+        // last update.
+        stopped_early = on_iteration(&info, &model).is_break();
+        converged = opts.tol > 0.0
+            && iterations
+                .last()
+                .is_some_and(|p: &Iteration| (p.rec_error - rec_error).abs() < opts.tol);
+        if opts.normalize_factors && !converged && !stopped_early {
+            normalize(&mut model, &mut grams);
+        }
         iterations.push(info);
         if let Some(dir) = &opts.checkpoint {
             checkpoint::save(
@@ -579,6 +611,21 @@ pub fn cp_als(
             resumed_after,
         },
     })
+}
+
+/// `‖X − X̂‖/‖X‖` without a pass of its own: `⟨X, X̂⟩` from the last
+/// mode's MTTKRP (weights included) and that mode's factor, `‖X̂‖²` from the
+/// Gram matrices.
+fn relative_error(norm: f64, model: &CpModel, grams: &[Matrix], last_mttkrp: &Matrix) -> f64 {
+    let last = &model.factors[model.factors.len() - 1];
+    let iprod: f64 = last_mttkrp
+        .as_slice()
+        .iter()
+        .zip(last.as_slice())
+        .map(|(a, b)| a * b)
+        .sum();
+    let model_sq = model_norm_squared(&model.weights, grams);
+    (norm * norm + model_sq - 2.0 * iprod).abs().sqrt() / norm
 }
 
 /// TensorLy's `cp_normalize`: the weights folded into the first factor,

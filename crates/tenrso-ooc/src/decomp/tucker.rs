@@ -218,6 +218,7 @@ impl TuckerReport {
 /// chunk multiplied by the other factors' row blocks by GEMM) and the
 /// leading left singular vectors of `Y₍ₙ₎`; the core follows from the last
 /// mode's `Y` without another pass, and the fit from `‖X‖² − ‖G‖²`.
+/// `on_iteration` sees every completed iteration and its model.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] for ranks that do not fit the shape, a
@@ -226,7 +227,7 @@ pub fn tucker(
     session: &Session,
     x: &impl IntoArrayRef,
     opts: &TuckerOptions,
-    on_iteration: &mut dyn FnMut(&Iteration) -> ControlFlow<()>,
+    on_iteration: &mut dyn FnMut(&Iteration, &TuckerModel) -> ControlFlow<()>,
     progress: &dyn Progress,
 ) -> Result<TuckerReport> {
     crate::distributed::one_process_only(session.ranks(), "Tucker")?;
@@ -419,7 +420,7 @@ pub fn tucker(
         let n = iterations.len();
         converged =
             opts.tol > 0.0 && n >= 2 && (iterations[n - 1].rec_error - rec_error).abs() < opts.tol;
-        stopped_early = on_iteration(&info).is_break();
+        stopped_early = on_iteration(&info, &model).is_break();
         iterations.push(info);
         if let Some(dir) = &opts.checkpoint {
             let core_shape: Vec<u64> = model.core_shape.iter().map(|d| *d as u64).collect();
