@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _native
 from ._array import Array, PathLike
-from ._ops import Out, _deliver, _Operands
+from ._ops import Out, _deliver, _Operands, einsum
 from ._progress import Progress, reporter
 from ._session import Session, Size, resolve
 from .errors import InvalidArgumentError
@@ -225,8 +225,9 @@ def tucker(
 ) -> Any:
     """Tucker decomposition by HOOI, as TensorLy's
     ``tensorly.decomposition.tucker``: ``rank`` is one rank per mode (an
-    int for all), ``init`` ``"svd"``, ``"random"`` or a model
-    ``(core, factors)``; ``callback(model, rec_error)`` after each
+    int for all), ``init`` ``"svd"``, ``"random"``, a model
+    ``(core, factors)`` or the factors alone (the core then computed from
+    the tensor, one pass); ``callback(model, rec_error)`` after each
     iteration (``True`` stops); the other arguments as :func:`parafac`."""
     _check_svd(svd)
     s = resolve(session, memory_limit)
@@ -234,13 +235,21 @@ def tucker(
     given_factors = None
     if isinstance(init, str):
         mode = init
-    else:
+    elif isinstance(init, tuple) or type(init).__name__ == "TuckerTensor":
         core, factors = init
         mode = "given"
         given_core = np.ascontiguousarray(core, dtype=np.float64)
         given_factors = _factors(factors)
+    else:  # TensorLy's third form: the factors alone
+        mode = "given"
+        given_factors = _factors(init)
     with _Operands(s) as operands, reporter(progress) as bar:
         x = operands(tensor)
+        if given_core is None and given_factors is not None:
+            # The core they imply, as TensorLy: X multiplied by each Uₖᵀ.
+            modes = "abcdefghijklmnopqrstuvwxyz"[: x.ndim]
+            spec = ",".join([modes] + [m + m.upper() for m in modes]) + "->" + modes.upper()
+            given_core = np.ascontiguousarray(einsum(spec, x, *given_factors, session=s))
         ranks = [int(rank)] * x.ndim if isinstance(rank, (int, np.integer)) else list(rank)
         core, factors, run = _native.tucker(
             s._native,

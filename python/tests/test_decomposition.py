@@ -109,6 +109,14 @@ def test_tucker_errors_equal_tensorlys_from_the_same_start(tmp_path: Path) -> No
         tl.tucker_to_tensor(model), tl.tucker_to_tensor(reference), rtol=1e-8, atol=1e-10
     )
 
+    # TensorLy's third form of init: the factors alone, the core implied.
+    model, errors = ts.tucker(x, list(ranks), n_iter_max=3, tol=0, init=[f.copy() for f in factors], return_errors=True)
+    reference, ref_errors = tl_tucker(
+        tl.tensor(dense), list(ranks), n_iter_max=3, tol=0, init=[f.copy() for f in factors], return_errors=True
+    )
+    np.testing.assert_allclose(errors, ref_errors, rtol=1e-8, atol=0)
+    np.testing.assert_allclose(model.core, reference.core, rtol=1e-8, atol=1e-10)
+
 
 def test_callback_is_tensorlys(tmp_path: Path) -> None:
     """Called with the starting model and after every iteration, with

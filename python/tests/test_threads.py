@@ -39,9 +39,22 @@ def test_progress_callback(tmp_path: Path) -> None:
 
 
 def test_progress_true_draws_a_tqdm_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ts.create(tmp_path / "x.zarr", (1024, 1024), chunks=(128, 128), fill="uniform", progress=True)
+    x = ts.create(tmp_path / "x.zarr", (1024, 1024), chunks=(128, 128), fill="uniform", progress=True)
     err = capsys.readouterr().err
     assert "generate: 100%" in err and "8.00M/8.00M" in err, err
+    # One bar for a call of many stages, ending at the last.
+    ts.parafac(x, 2, n_iter_max=3, tol=0, progress=True)
+    err = capsys.readouterr().err
+    assert "CP-ALS iteration 3/3" in err.splitlines()[-1] and "100%" in err.splitlines()[-1], err
+    assert err.count("\n") == 1, err
+
+
+def test_progress_is_reported_on_the_calling_thread(tmp_path: Path) -> None:
+    threads: set[int] = set()
+    x = ts.create(tmp_path / "x.zarr", (1024, 1024), chunks=(128, 128), fill="normal")
+    ts.parafac(x, 2, n_iter_max=2, progress=lambda *_: threads.add(threading.get_ident()))
+    ts.einsum("ij,kj->ik", x, x, progress=lambda *_: threads.add(threading.get_ident()))
+    assert threads == {threading.get_ident()}
 
 
 def test_a_failing_callback_stops_the_run(tmp_path: Path) -> None:
