@@ -274,6 +274,103 @@ fn cp_als_matches_the_in_memory_reference_with_both_sweeps() {
     }
 }
 
+/// `‖X − X̂‖ / ‖X‖` of a CP model, element by element.
+fn reference_rec_error(x: &[f64], shape: &[u64], model: &CpModel) -> f64 {
+    let s = Shape::new(shape.to_vec());
+    let (mut diff, mut norm) = (0.0, 0.0);
+    for (lin, v) in x.iter().enumerate() {
+        let idx = s.unravel(lin as u64);
+        let approx: f64 = (0..model.rank())
+            .map(|r| {
+                let product: f64 = model
+                    .factors
+                    .iter()
+                    .enumerate()
+                    .map(|(m, f)| f.get(idx[m] as usize, r))
+                    .product();
+                model.weights[r] * product
+            })
+            .sum();
+        diff += (v - approx) * (v - approx);
+        norm += v * v;
+    }
+    (diff / norm).sqrt()
+}
+
+#[test]
+fn cp_als_reports_the_starting_model_as_iteration_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    for (k, (shape, chunks)) in [
+        (&[9u64, 8, 7][..], &[4u64, 3, 7][..]),
+        (&[5, 4, 6, 3], &[2, 4, 5, 2]),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let x = make(
+            dir.path(),
+            &format!("x{k}.zarr"),
+            shape,
+            chunks,
+            DType::F64,
+            Fill::Normal,
+        );
+        let data = values(&x);
+        let start = CpModel {
+            weights: vec![1.0, 2.0, 0.5],
+            factors: random_factors(shape, 3, 13),
+        };
+        let want = reference_rec_error(&data, shape, &start);
+        for sweep in [SweepStrategy::TwoPass, SweepStrategy::PerMode] {
+            let s = session(2, 8 << 20);
+            let opts =
+                cp_opts(3, 3, CpInit::Given(start.clone()), sweep).with_hold_in_memory(false);
+            let plain = decomp::cp_als(
+                &s,
+                &x,
+                &opts,
+                &mut |_, _| ControlFlow::Continue(()),
+                &NoProgress,
+            )
+            .unwrap();
+            let mut seen = Vec::new();
+            let reported = decomp::cp_als(
+                &s,
+                &x,
+                &opts.clone().with_report_initial(true),
+                &mut |i, m| {
+                    seen.push((i.clone(), m.clone()));
+                    ControlFlow::Continue(())
+                },
+                &NoProgress,
+            )
+            .unwrap();
+            let what = format!("{shape:?} {sweep:?}");
+            assert_eq!(seen.len(), 4, "{what}: the start and 3 iterations");
+            let (first, model) = &seen[0];
+            assert_eq!((first.iteration, first.passes), (0, 1), "{what}");
+            // The start as given (its weights folded into the last factor,
+            // as TensorLy does) and its error.
+            assert_eq!(model.factors[0], start.factors[0], "{what}");
+            let seen_error = reference_rec_error(&data, shape, model);
+            for got in [first.rec_error, seen_error] {
+                assert!((got - want).abs() < 1e-12 * want, "{what}: {got} vs {want}");
+            }
+            // Nothing else changes: the same iterations, the same model.
+            assert_eq!(reported.run.iterations.len(), 3, "{what}");
+            for ((got, _), plain) in seen[1..].iter().zip(&plain.run.iterations) {
+                assert_eq!(
+                    (got.iteration, got.rec_error.to_bits()),
+                    (plain.iteration, plain.rec_error.to_bits()),
+                    "{what}"
+                );
+            }
+            assert_eq!(reported.model, plain.model, "{what}");
+            assert_eq!(&seen[3].1, &plain.model, "{what}: the last model seen");
+        }
+    }
+}
+
 #[test]
 fn cp_als_recovers_a_planted_low_rank_tensor_and_is_thread_independent() {
     let dir = tempfile::tempdir().unwrap();

@@ -452,15 +452,31 @@ pub fn cp_als(
         let t0 = Instant::now();
         let read0 = session.metrics().bytes_read.get();
         let label = "CP-ALS error of the starting model";
-        let mut m = mode_mttkrp(
-            session,
-            x,
-            resident.as_ref(),
-            &model.factors,
-            ndim - 1,
-            label,
-            &NamedProgress::new(progress, label),
-        )?;
+        let named = NamedProgress::new(progress, label);
+        // The last mode's MTTKRP, computed as the sweep computes it (so
+        // under the same memory as an iteration).
+        let mut m = if two_pass {
+            let (q, _held) = left_partial(
+                session,
+                x,
+                resident.as_ref(),
+                &model.factors,
+                split,
+                label,
+                &named,
+            )?;
+            mttkrp_from_partial(&q, &model.factors, split..ndim, ndim - 1)
+        } else {
+            mode_mttkrp(
+                session,
+                x,
+                resident.as_ref(),
+                &model.factors,
+                ndim - 1,
+                label,
+                &named,
+            )?
+        };
         m.scale_columns(&model.weights);
         let rec_error = relative_error(norm, &model, &grams, &m);
         let start = Iteration {
