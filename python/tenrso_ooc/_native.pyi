@@ -28,8 +28,8 @@ __all__ = [
 ]
 
 _ProgressCallback = Callable[[str, int, int], Any]
-# (weights or core, factors, rec_error) -> True to stop
-_ModelCallback = Callable[[np.ndarray[Any, Any], list[np.ndarray[Any, Any]], float], Any]
+# (weights or core, factors, rec_error, iteration) -> True to stop
+_ModelCallback = Callable[[np.ndarray[Any, Any], list[np.ndarray[Any, Any]], float, int], Any]
 _Selection = Sequence[tuple[int, int, int]]
 
 @final
@@ -156,6 +156,7 @@ def parafac(
     checkpoint: str | None,
     resume: bool,
     callback: _ModelCallback | None,
+    report_initial: bool,
     progress_callback: _ProgressCallback | None,
 ) -> tuple[np.ndarray[Any, Any], list[np.ndarray[Any, Any]], str]: ...
 def tucker(

@@ -99,15 +99,22 @@ def _tucker_model(core: Any, factors: list[np.ndarray[Any, Any]]) -> Any:
 
 
 def _native_callback(
-    callback: IterationCallback | None, model: Callable[[Any, list[np.ndarray[Any, Any]]], Any]
-) -> Callable[[Any, list[np.ndarray[Any, Any]], float], bool] | None:
-    """The native layer's ``(first, factors, rec_error)`` hook calling
-    ``callback(model, rec_error)``; only ``True`` stops, as in TensorLy."""
-    if callback is None:
+    callback: IterationCallback | None,
+    model: Callable[[Any, list[np.ndarray[Any, Any]]], Any],
+    verbose: int,
+) -> Callable[[Any, list[np.ndarray[Any, Any]], float, int], bool] | None:
+    """The native layer's ``(first, factors, rec_error, iteration)`` hook:
+    prints the iteration's error when ``verbose`` (as it ends, not after
+    the run), and calls ``callback(model, rec_error)``, where only ``True``
+    stops, as in TensorLy."""
+    if callback is None and not verbose:
         return None
 
-    def call(first: Any, factors: list[np.ndarray[Any, Any]], rec_error: float) -> bool:
-        return callback(model(first, factors), rec_error) is True
+    def call(first: Any, factors: list[np.ndarray[Any, Any]], rec_error: float, iteration: int) -> bool:
+        if verbose:
+            what = "starting model" if iteration == 0 else f"iteration {iteration}"
+            print(f"{what}: reconstruction error={rec_error:.10g}", flush=True)
+        return callback is not None and callback(model(first, factors), rec_error) is True
 
     return call
 
@@ -120,8 +127,6 @@ def _check_svd(svd: str) -> None:
 def _finish(model: Any, run: dict[str, Any], return_errors: bool, verbose: int) -> Any:
     errors = [i["rec_error"] for i in run["iterations"]]
     if verbose:
-        for i in run["iterations"]:
-            print(f"iteration {i['iteration']}: reconstruction error={i['rec_error']:.10g}")
         if run["converged"]:
             print(f"converged in {len(errors)} iterations")
     return (model, errors) if return_errors else model
@@ -199,7 +204,8 @@ def parafac(
             l2_reg,
             None if checkpoint is None else os.fspath(checkpoint),
             resume,
-            _native_callback(callback, _cp),
+            _native_callback(callback, _cp, verbose),
+            callback is not None,
             bar,
         )
     return _finish(_cp(weights, factors), json.loads(run), return_errors, verbose)
@@ -263,7 +269,7 @@ def tucker(
             _seed(random_state),
             None if checkpoint is None else os.fspath(checkpoint),
             resume,
-            _native_callback(callback, _tucker_model),
+            _native_callback(callback, _tucker_model, int(verbose)),
             bar,
         )
     return _finish(_tucker_model(core, factors), json.loads(run), return_errors, int(verbose))

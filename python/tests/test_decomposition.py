@@ -160,6 +160,17 @@ def test_callback_is_tensorlys(tmp_path: Path) -> None:
     assert all(isinstance(m, TuckerTensor) for m in seen)
 
 
+def test_verbose_prints_each_iteration_as_it_ends(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    x, _ = lowrank(tmp_path)
+    ts.parafac(x, 3, n_iter_max=3, tol=0, verbose=1, callback=lambda m, e: print("callback"))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("starting model: reconstruction error=") and lines[1] == "callback"
+    assert lines[2].startswith("iteration 1: reconstruction error=") and lines[3] == "callback"
+    assert len(lines) == 8
+    ts.tucker(x, [2, 2, 2], n_iter_max=2, tol=0, verbose=True)
+    assert capsys.readouterr().out.splitlines()[1].startswith("iteration 2: reconstruction error=")
+
+
 def test_callback_exceptions_are_raised(tmp_path: Path) -> None:
     x = ts.create(tmp_path / "x.zarr", (12, 10, 8), fill="lowrank:2:0.1", seed=7)
 

@@ -91,7 +91,7 @@ impl ToPython for TuckerModel {
     }
 }
 
-/// Calls the Python `callback(first, factors, rec_error)` after every
+/// Calls the Python `callback(first, factors, rec_error, iteration)` after every
 /// iteration (and, for CP, once with the starting model), from the
 /// engine's thread; a truthy result stops the run, an exception stops it
 /// and is raised once the run has ended.
@@ -110,7 +110,7 @@ impl IterationCallback<'_> {
                 let (first, factors) = model.to_python(py)?;
                 callback
                     .bind(py)
-                    .call1((first, factors, iteration.rec_error))?
+                    .call1((first, factors, iteration.rec_error, iteration.iteration))?
                     .is_truthy()
             };
             match call() {
@@ -158,7 +158,7 @@ fn run_decomposition<M: ToPython, R: Send>(
 
 /// CP-ALS: `(weights, factors, run_json)`.
 #[pyfunction]
-#[pyo3(signature = (session, x, rank, n_iter_max, init, init_weights, init_factors, tol, seed, normalize_factors, l2_reg, checkpoint, resume, callback, progress_callback))]
+#[pyo3(signature = (session, x, rank, n_iter_max, init, init_weights, init_factors, tol, seed, normalize_factors, l2_reg, checkpoint, resume, callback, report_initial, progress_callback))]
 #[allow(clippy::too_many_arguments)]
 pub fn parafac<'py>(
     py: Python<'py>,
@@ -176,6 +176,7 @@ pub fn parafac<'py>(
     checkpoint: Option<PathBuf>,
     resume: bool,
     callback: Option<Py<PyAny>>,
+    report_initial: bool,
     progress_callback: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyAny>, Vec<Bound<'py, PyAny>>, String)> {
     let init = match (init, init_factors) {
@@ -201,7 +202,7 @@ pub fn parafac<'py>(
         .with_normalize_factors(normalize_factors)
         .with_l2_reg(l2_reg)
         .with_resume(resume)
-        .with_report_initial(callback.is_some());
+        .with_report_initial(report_initial);
     if let Some(dir) = checkpoint {
         options = options.with_checkpoint(dir);
     }
