@@ -150,6 +150,7 @@ def parafac(
     init_weights: Sequence[float] | None,
     init_factors: Sequence[np.ndarray[Any, Any]] | None,
     tol: float,
+    cvg_criterion: str,
     seed: int,
     normalize_factors: bool,
     l2_reg: float,

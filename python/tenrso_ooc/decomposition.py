@@ -14,7 +14,11 @@ Where it differs from TensorLy: ``random_state`` seeds tenrso-ooc's own
 generator, so ``init="random"`` starts elsewhere than TensorLy's; ``svd`` is
 always the streamed truncated SVD; ``parafac``'s first callback (the
 starting model's error) costs one pass over the tensor; ``tucker`` takes a
-``callback`` too (TensorLy's has none).
+``callback`` too (TensorLy's has none); TensorLy's variants ``orthogonalise``,
+``sparsity``, ``mask``, ``fixed_modes``, ``linesearch`` (``parafac``) and
+``fixed_factors``, ``mask`` (``tucker``) are refused with
+:class:`~tenrso_ooc.errors.InvalidArgumentError` unless left at their
+defaults.
 """
 
 from __future__ import annotations
@@ -119,6 +123,19 @@ def _native_callback(
     return call
 
 
+def _refuse_variants(function: str, **given: Any) -> None:
+    """TensorLy's variants of the algorithm that tenrso-ooc does not
+    implement: refused by name unless left at their defaults (None, False,
+    0 or empty), rather than silently ignored."""
+    for name, value in given.items():
+        if value is None or (isinstance(value, (bool, int, float, list, tuple)) and not value):
+            continue
+        raise InvalidArgumentError(
+            f"{function}({name}={value!r}): tenrso-ooc does not implement {name}= "
+            f"(TensorLy's in-memory {function} does); leave it at its default"
+        )
+
+
 def _check_svd(svd: str) -> None:
     if svd != "truncated_svd":
         raise InvalidArgumentError(f"svd='{svd}': tenrso-ooc computes the truncated SVD only")
@@ -139,11 +156,18 @@ def parafac(
     init: str | Any = "svd",
     svd: str = "truncated_svd",
     normalize_factors: bool = False,
+    orthogonalise: bool | int = False,
     tol: float = 1e-8,
     random_state: Any = None,
     verbose: int = 0,
     return_errors: bool = False,
-    l2_reg: float = 0.0,
+    sparsity: float | int | None = None,
+    l2_reg: float = 0,
+    mask: Any = None,
+    cvg_criterion: str = "abs_rec_error",
+    fixed_modes: Sequence[int] | None = None,
+    svd_mask_repeats: int = 5,
+    linesearch: bool = False,
     callback: IterationCallback | None = None,
     *,
     checkpoint: PathLike | None = None,
@@ -160,8 +184,13 @@ def parafac(
         rank: number of components.
         init: ``"svd"``, ``"random"``, or a CP model ``(weights, factors)``
             to start from.
-        tol: stop when the reconstruction error changes by less than this.
+        tol: stop when the reconstruction error changes by less than this
+            (``cvg_criterion="abs_rec_error"``), or goes down by less
+            (``"rec_error"``).
         return_errors: also return the error after each iteration.
+        orthogonalise, sparsity, mask, fixed_modes, linesearch: TensorLy's
+            in-memory variants, refused here unless left at their
+            defaults (``svd_mask_repeats`` only matters with a mask).
         callback: ``callback(model, rec_error)``, TensorLy's: called with
             the starting model, then after each iteration; returning
             ``True`` stops the run with that iteration's model.
@@ -179,6 +208,14 @@ def parafac(
     True
     """
     _check_svd(svd)
+    _refuse_variants(
+        "parafac",
+        orthogonalise=orthogonalise,
+        sparsity=sparsity,
+        mask=mask,
+        fixed_modes=fixed_modes,
+        linesearch=linesearch,
+    )
     s = resolve(session, memory_limit)
     given_weights: list[float] | None = None
     given_factors: list[np.ndarray[Any, Any]] | None = None
@@ -193,20 +230,21 @@ def parafac(
         weights, factors, run = _native.parafac(
             s._native,
             x._native,
-            rank,
-            n_iter_max,
-            mode,
-            given_weights,
-            given_factors,
-            tol,
-            _seed(random_state),
-            normalize_factors,
-            l2_reg,
-            None if checkpoint is None else os.fspath(checkpoint),
-            resume,
-            _native_callback(callback, _cp, verbose),
-            callback is not None,
-            bar,
+            rank=rank,
+            n_iter_max=n_iter_max,
+            init=mode,
+            init_weights=given_weights,
+            init_factors=given_factors,
+            tol=tol,
+            cvg_criterion=cvg_criterion,
+            seed=_seed(random_state),
+            normalize_factors=normalize_factors,
+            l2_reg=l2_reg,
+            checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+            resume=resume,
+            callback=_native_callback(callback, _cp, verbose),
+            report_initial=callback is not None,
+            progress_callback=bar,
         )
     return _finish(_cp(weights, factors), json.loads(run), return_errors, verbose)
 
@@ -214,15 +252,17 @@ def parafac(
 def tucker(
     tensor: Array | PathLike | np.ndarray[Any, Any],
     rank: int | Sequence[int],
+    fixed_factors: Sequence[int] | None = None,
     n_iter_max: int = 100,
     init: str | Any = "svd",
     return_errors: bool = False,
     svd: str = "truncated_svd",
     tol: float = 1e-4,
     random_state: Any = None,
+    mask: Any = None,
     verbose: bool = False,
-    callback: IterationCallback | None = None,
     *,
+    callback: IterationCallback | None = None,
     checkpoint: PathLike | None = None,
     resume: bool = False,
     session: Session | None = None,
@@ -234,8 +274,11 @@ def tucker(
     int for all), ``init`` ``"svd"``, ``"random"``, a model
     ``(core, factors)`` or the factors alone (the core then computed from
     the tensor, one pass); ``callback(model, rec_error)`` after each
-    iteration (``True`` stops); the other arguments as :func:`parafac`."""
+    iteration (``True`` stops; keyword-only, TensorLy's ``tucker`` has
+    none); ``fixed_factors`` and ``mask`` refused unless None; the other
+    arguments as :func:`parafac`."""
     _check_svd(svd)
+    _refuse_variants("tucker", fixed_factors=fixed_factors, mask=mask)
     s = resolve(session, memory_limit)
     given_core = None
     given_factors = None
@@ -260,17 +303,17 @@ def tucker(
         core, factors, run = _native.tucker(
             s._native,
             x._native,
-            ranks,
-            n_iter_max,
-            mode,
-            given_core,
-            given_factors,
-            tol,
-            _seed(random_state),
-            None if checkpoint is None else os.fspath(checkpoint),
-            resume,
-            _native_callback(callback, _tucker_model, int(verbose)),
-            bar,
+            ranks=ranks,
+            n_iter_max=n_iter_max,
+            init=mode,
+            init_core=given_core,
+            init_factors=given_factors,
+            tol=tol,
+            seed=_seed(random_state),
+            checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+            resume=resume,
+            callback=_native_callback(callback, _tucker_model, int(verbose)),
+            progress_callback=bar,
         )
     return _finish(_tucker_model(core, factors), json.loads(run), return_errors, int(verbose))
 

@@ -5,6 +5,7 @@ callback, and reconstruction."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,60 @@ def test_verbose_prints_each_iteration_as_it_ends(tmp_path: Path, capsys: pytest
     assert len(lines) == 8
     ts.tucker(x, [2, 2, 2], n_iter_max=2, tol=0, verbose=True)
     assert capsys.readouterr().out.splitlines()[1].startswith("iteration 2: reconstruction error=")
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [(ts.parafac, tl_parafac), (ts.tucker, tl_tucker)])
+def test_signatures_are_tensorlys(ours: Any, theirs: Any) -> None:
+    """TensorLy's parameters in TensorLy's order with TensorLy's defaults,
+    so positional calls mean the same; ours only add keyword-only ones."""
+    mine = list(inspect.signature(ours).parameters.values())
+    reference = list(inspect.signature(theirs).parameters.values())
+    positional = [p for p in mine if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    assert [(p.name, p.default) for p in positional] == [(p.name, p.default) for p in reference]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in mine[len(positional) :])
+
+
+@pytest.mark.parametrize(
+    ("function", "argument"),
+    [
+        ("parafac", {"linesearch": True}),
+        ("parafac", {"orthogonalise": 2}),
+        ("parafac", {"sparsity": 0.1}),
+        ("parafac", {"fixed_modes": [0]}),
+        ("parafac", {"mask": np.ones((20, 18, 16))}),
+        ("tucker", {"fixed_factors": [1]}),
+        ("tucker", {"mask": np.ones((20, 18, 16))}),
+    ],
+)
+def test_tensorlys_variants_are_refused_by_name(tmp_path: Path, function: str, argument: dict[str, Any]) -> None:
+    x, _ = lowrank(tmp_path)
+    (name,) = argument
+    with pytest.raises(ts.errors.InvalidArgumentError, match=f"does not implement {name}="):
+        getattr(ts, function)(x, 3, n_iter_max=2, **argument)
+    # Their defaults are accepted.
+    defaults = {"linesearch": False, "orthogonalise": 0, "sparsity": None, "fixed_modes": [], "mask": None, "fixed_factors": None}
+    getattr(ts, function)(x, 3, n_iter_max=1, **{name: defaults[name]})
+
+
+def test_convergence_criteria_stop_where_tensorlys_do(tmp_path: Path) -> None:
+    """With l2_reg large enough that the error goes up: "rec_error" stops
+    at the first increase, "abs_rec_error" once it settles, both on
+    TensorLy's iteration with TensorLy's errors."""
+    x, dense = lowrank(tmp_path)
+    start = cp_start(dense.shape, 3)
+    stopped = {}
+    for cvg_criterion in ["abs_rec_error", "rec_error"]:
+        options: dict[str, Any] = dict(
+            n_iter_max=60, tol=1e-4, l2_reg=50.0, return_errors=True, cvg_criterion=cvg_criterion
+        )
+        _, errors = ts.parafac(x, 3, init=copy_cp(start), **options)
+        _, ref_errors = tl_parafac(tl.tensor(dense), 3, init=copy_cp(start), **options)
+        assert len(errors) == len(ref_errors) < 60, cvg_criterion
+        np.testing.assert_allclose(errors, ref_errors, rtol=1e-8)
+        stopped[cvg_criterion] = len(errors)
+    assert stopped["rec_error"] < stopped["abs_rec_error"], stopped
+    with pytest.raises(ts.errors.InvalidArgumentError, match="cvg_criterion 'relative'"):
+        ts.parafac(x, 3, cvg_criterion="relative")
 
 
 def test_callback_exceptions_are_raised(tmp_path: Path) -> None:

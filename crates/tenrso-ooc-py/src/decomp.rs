@@ -158,7 +158,7 @@ fn run_decomposition<M: ToPython, R: Send>(
 
 /// CP-ALS: `(weights, factors, run_json)`.
 #[pyfunction]
-#[pyo3(signature = (session, x, rank, n_iter_max, init, init_weights, init_factors, tol, seed, normalize_factors, l2_reg, checkpoint, resume, callback, report_initial, progress_callback))]
+#[pyo3(signature = (session, x, rank, n_iter_max, init, init_weights, init_factors, tol, cvg_criterion, seed, normalize_factors, l2_reg, checkpoint, resume, callback, report_initial, progress_callback))]
 #[allow(clippy::too_many_arguments)]
 pub fn parafac<'py>(
     py: Python<'py>,
@@ -170,6 +170,7 @@ pub fn parafac<'py>(
     init_weights: Option<Vec<f64>>,
     init_factors: Option<Vec<PyReadonlyArray2<'py, f64>>>,
     tol: f64,
+    cvg_criterion: &str,
     seed: u64,
     normalize_factors: bool,
     l2_reg: f64,
@@ -198,6 +199,7 @@ pub fn parafac<'py>(
         .with_n_iter_max(n_iter_max)
         .with_init(init)
         .with_tol(tol)
+        .with_cvg_criterion(crate::ops::parse(cvg_criterion)?)
         .with_seed(seed)
         .with_normalize_factors(normalize_factors)
         .with_l2_reg(l2_reg)

@@ -161,6 +161,43 @@ pub enum SweepStrategy {
     TwoPass,
 }
 
+/// When [`cp_als`] has converged, as TensorLy's `cvg_criterion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CvgCriterion {
+    /// The relative error changed by less than `tol`, either way
+    /// (`"abs_rec_error"`).
+    #[default]
+    AbsRecError,
+    /// The relative error went down by less than `tol`, or went up
+    /// (`"rec_error"`).
+    RecError,
+}
+
+impl std::str::FromStr for CvgCriterion {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "abs_rec_error" => Ok(Self::AbsRecError),
+            "rec_error" => Ok(Self::RecError),
+            other => Err(Error::invalid(format!(
+                "cvg_criterion '{other}': expected 'abs_rec_error' or 'rec_error'"
+            ))),
+        }
+    }
+}
+
+impl CvgCriterion {
+    /// Whether going from `previous` to `current` has converged.
+    fn converged(self, previous: f64, current: f64, tol: f64) -> bool {
+        let decrease = previous - current;
+        match self {
+            Self::AbsRecError => decrease.abs() < tol,
+            Self::RecError => decrease < tol,
+        }
+    }
+}
+
 /// Parameters of [`cp_als`], named as in TensorLy's `parafac`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -172,6 +209,8 @@ pub struct CpOptions {
     /// Stop when the relative reconstruction error changes by less than
     /// this between iterations (0: run all iterations).
     pub tol: f64,
+    /// How the change of the error is compared with `tol`.
+    pub cvg_criterion: CvgCriterion,
     /// The starting point.
     pub init: CpInit,
     /// Seed of the random init (and of the randomized range finder).
@@ -204,6 +243,7 @@ impl CpOptions {
             rank,
             n_iter_max: 100,
             tol: 1e-8,
+            cvg_criterion: CvgCriterion::AbsRecError,
             init: CpInit::Svd,
             seed: 0,
             normalize_factors: false,
@@ -231,6 +271,12 @@ impl CpOptions {
     /// Sets the tolerance on the change of the relative error.
     pub fn with_tol(mut self, tol: f64) -> Self {
         self.tol = tol;
+        self
+    }
+
+    /// Sets how the change of the error is compared with `tol`.
+    pub fn with_cvg_criterion(mut self, cvg_criterion: CvgCriterion) -> Self {
+        self.cvg_criterion = cvg_criterion;
         self
     }
 
@@ -588,9 +634,10 @@ pub fn cp_als(
         // last update.
         stopped_early = on_iteration(&info, &model).is_break();
         converged = opts.tol > 0.0
-            && iterations
-                .last()
-                .is_some_and(|p: &Iteration| (p.rec_error - rec_error).abs() < opts.tol);
+            && iterations.last().is_some_and(|p: &Iteration| {
+                opts.cvg_criterion
+                    .converged(p.rec_error, rec_error, opts.tol)
+            });
         if opts.normalize_factors && !converged && !stopped_early {
             normalize(&mut model, &mut grams);
         }
@@ -771,5 +818,29 @@ impl Progress for NamedProgress<'_> {
     }
     fn finish(&self) {
         self.inner.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CvgCriterion;
+
+    #[test]
+    fn convergence_criteria_read_as_tensorlys() {
+        let (abs, dec) = (CvgCriterion::AbsRecError, CvgCriterion::RecError);
+        // A small change either way converges under both.
+        assert!(abs.converged(0.5, 0.45, 0.1) && dec.converged(0.5, 0.45, 0.1));
+        assert!(abs.converged(0.5, 0.55, 0.1) && dec.converged(0.5, 0.55, 0.1));
+        // A large decrease converges under neither.
+        assert!(!abs.converged(0.5, 0.2, 0.1) && !dec.converged(0.5, 0.2, 0.1));
+        // A large increase: only "rec_error" stops.
+        assert!(!abs.converged(0.5, 0.9, 0.1) && dec.converged(0.5, 0.9, 0.1));
+        assert_eq!("rec_error".parse::<CvgCriterion>().unwrap(), dec);
+        assert_eq!("abs_rec_error".parse::<CvgCriterion>().unwrap(), abs);
+        let err = "relative".parse::<CvgCriterion>().unwrap_err().to_string();
+        assert!(
+            err.contains("'relative'") && err.contains("'rec_error'"),
+            "{err}"
+        );
     }
 }

@@ -31,7 +31,7 @@ mod tucker;
 
 pub use crate::io::read_npy_values;
 pub use crate::store::write_atomically;
-pub use cp_als::{CpInit, CpModel, CpOptions, CpReport, SweepStrategy, cp_als};
+pub use cp_als::{CpInit, CpModel, CpOptions, CpReport, CvgCriterion, SweepStrategy, cp_als};
 pub use hosvd::{ModeSvdMethod, ModeVectors, leading_mode_vectors};
 pub use matrix::{Matrix, write_npy_values};
 pub use mttkrp::mttkrp;
