@@ -198,25 +198,53 @@ fn reference_cp_iteration(x: &[f64], shape: &[u64], factors: &mut [Matrix]) {
     }
 }
 
-#[test]
-fn cp_als_matches_the_in_memory_reference_with_both_sweeps() {
-    let dir = tempfile::tempdir().unwrap();
-    for (k, (shape, chunks)) in [
+/// A generated test tensor and its values.
+struct Stored {
+    shape: &'static [u64],
+    chunks: &'static [u64],
+    array: Arc<ZarrArray>,
+    values: Vec<f64>,
+}
+
+/// The 3- and 4-way normal tensors, in chunks that divide nothing, that
+/// the CP-ALS tests run on.
+fn odd_tensors(dir: &Path) -> Vec<Stored> {
+    [
         (&[9u64, 8, 7][..], &[4u64, 3, 7][..]),
         (&[5, 4, 6, 3], &[2, 4, 5, 2]),
     ]
-    .iter()
+    .into_iter()
     .enumerate()
-    {
-        let x = make(
-            dir.path(),
+    .map(|(k, (shape, chunks))| {
+        let array = make(
+            dir,
             &format!("x{k}.zarr"),
             shape,
             chunks,
             DType::F64,
             Fill::Normal,
         );
-        let data = values(&x);
+        let values = values(&array);
+        Stored {
+            shape,
+            chunks,
+            array,
+            values,
+        }
+    })
+    .collect()
+}
+
+#[test]
+fn cp_als_matches_the_in_memory_reference_with_both_sweeps() {
+    let dir = tempfile::tempdir().unwrap();
+    for (k, stored) in odd_tensors(dir.path()).into_iter().enumerate() {
+        let Stored {
+            shape,
+            chunks,
+            array: x,
+            values: data,
+        } = stored;
         let init = random_factors(shape, 3, 11);
         let mut reference = init.clone();
         for _ in 0..3 {
@@ -300,22 +328,13 @@ fn reference_rec_error(x: &[f64], shape: &[u64], model: &CpModel) -> f64 {
 #[test]
 fn cp_als_reports_the_starting_model_as_iteration_zero() {
     let dir = tempfile::tempdir().unwrap();
-    for (k, (shape, chunks)) in [
-        (&[9u64, 8, 7][..], &[4u64, 3, 7][..]),
-        (&[5, 4, 6, 3], &[2, 4, 5, 2]),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let x = make(
-            dir.path(),
-            &format!("x{k}.zarr"),
+    for stored in odd_tensors(dir.path()) {
+        let Stored {
             shape,
-            chunks,
-            DType::F64,
-            Fill::Normal,
-        );
-        let data = values(&x);
+            array: x,
+            values: data,
+            ..
+        } = stored;
         let start = CpModel {
             weights: vec![1.0, 2.0, 0.5],
             factors: random_factors(shape, 3, 13),
