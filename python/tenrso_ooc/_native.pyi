@@ -144,6 +144,7 @@ def verify(session: Session, x: Array, progress_callback: _ProgressCallback | No
 def parafac(
     session: Session,
     x: Array,
+    *,
     rank: int,
     n_iter_max: int,
     init: str,
@@ -163,6 +164,7 @@ def parafac(
 def tucker(
     session: Session,
     x: Array,
+    *,
     ranks: Sequence[int],
     n_iter_max: int,
     init: str,

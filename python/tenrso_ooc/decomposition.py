@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _native
 from ._array import Array, PathLike
-from ._ops import Out, _deliver, _Operands, einsum
+from ._ops import Out, _deliver, _Operands
 from ._progress import Progress, reporter
 from ._session import Session, Size, resolve
 from .errors import InvalidArgumentError
@@ -272,8 +272,8 @@ def tucker(
     """Tucker decomposition by HOOI, as TensorLy's
     ``tensorly.decomposition.tucker``: ``rank`` is one rank per mode (an
     int for all), ``init`` ``"svd"``, ``"random"``, a model
-    ``(core, factors)`` or the factors alone (the core then computed from
-    the tensor, one pass); ``callback(model, rec_error)`` after each
+    ``(core, factors)`` or the factors alone (HOOI computes the core in its
+    first iteration); ``callback(model, rec_error)`` after each
     iteration (``True`` stops; keyword-only, TensorLy's ``tucker`` has
     none); ``fixed_factors`` and ``mask`` refused unless None; the other
     arguments as :func:`parafac`."""
@@ -294,11 +294,6 @@ def tucker(
         given_factors = _factors(init)
     with _Operands(s) as operands, reporter(progress) as bar:
         x = operands(tensor)
-        if given_core is None and given_factors is not None:
-            # The core they imply, as TensorLy: X multiplied by each Uₖᵀ.
-            modes = "abcdefghijklmnopqrstuvwxyz"[: x.ndim]
-            spec = ",".join([modes] + [m + m.upper() for m in modes]) + "->" + modes.upper()
-            given_core = np.ascontiguousarray(einsum(spec, x, *given_factors, session=s))
         ranks = [int(rank)] * x.ndim if isinstance(rank, (int, np.integer)) else list(rank)
         core, factors, run = _native.tucker(
             s._native,

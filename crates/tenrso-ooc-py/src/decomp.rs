@@ -158,7 +158,7 @@ fn run_decomposition<M: ToPython, R: Send>(
 
 /// CP-ALS: `(weights, factors, run_json)`.
 #[pyfunction]
-#[pyo3(signature = (session, x, rank, n_iter_max, init, init_weights, init_factors, tol, cvg_criterion, seed, normalize_factors, l2_reg, checkpoint, resume, callback, report_initial, progress_callback))]
+#[pyo3(signature = (session, x, *, rank, n_iter_max, init, init_weights, init_factors, tol, cvg_criterion, seed, normalize_factors, l2_reg, checkpoint, resume, callback, report_initial, progress_callback))]
 #[allow(clippy::too_many_arguments)]
 pub fn parafac<'py>(
     py: Python<'py>,
@@ -222,7 +222,7 @@ pub fn parafac<'py>(
 
 /// Tucker by HOOI: `(core, factors, run_json)`.
 #[pyfunction]
-#[pyo3(signature = (session, x, ranks, n_iter_max, init, init_core, init_factors, tol, seed, checkpoint, resume, callback, progress_callback))]
+#[pyo3(signature = (session, x, *, ranks, n_iter_max, init, init_core, init_factors, tol, seed, checkpoint, resume, callback, progress_callback))]
 #[allow(clippy::too_many_arguments)]
 pub fn tucker<'py>(
     py: Python<'py>,
@@ -248,6 +248,9 @@ pub fn tucker<'py>(
             core: core.as_array().iter().copied().collect(),
             factors: factors.iter().map(matrix).collect::<PyResult<Vec<_>>>()?,
         }),
+        ("given", None, Some(factors)) => {
+            TuckerInit::Factors(factors.iter().map(matrix).collect::<PyResult<Vec<_>>>()?)
+        }
         (other, _, _) => {
             return Err(Error::invalid(format!(
                 "init='{other}': expected 'svd', 'random' or a TuckerTensor"

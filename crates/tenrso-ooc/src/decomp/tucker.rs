@@ -93,6 +93,9 @@ pub enum TuckerInit {
     Random,
     /// A given model (its factors start HOOI).
     Given(TuckerModel),
+    /// Given factors alone (TensorLy's third form of `init`): HOOI starts
+    /// from them and computes the core in its first iteration.
+    Factors(Vec<Matrix>),
 }
 
 /// Parameters of [`tucker`], named as in TensorLy's `tucker`.
@@ -466,6 +469,12 @@ fn initial_model(
     let core_len: usize = opts.ranks.iter().product();
     match &opts.init {
         TuckerInit::Given(model) => Ok(model.clone()),
+        // As after the SVD start: HOOI needs only the factors.
+        TuckerInit::Factors(factors) => Ok(TuckerModel {
+            core_shape: opts.ranks.clone(),
+            core: vec![0.0; core_len],
+            factors: factors.clone(),
+        }),
         TuckerInit::Random => {
             let rng = CounterRng::new(opts.seed);
             let factors = x
