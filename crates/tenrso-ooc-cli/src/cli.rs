@@ -138,13 +138,7 @@ impl Command {
     pub fn runs_distributed(&self) -> bool {
         !matches!(
             self,
-            Self::Import(_)
-                | Self::Export(_)
-                | Self::Cp(_)
-                | Self::Tucker(_)
-                | Self::Reconstruct(_)
-                | Self::Demo(_)
-                | Self::Report(_)
+            Self::Import(_) | Self::Export(_) | Self::Demo(_) | Self::Report(_)
         )
     }
 }

@@ -369,6 +369,314 @@ fn a_corrupt_chunk_on_one_rank_ends_every_rank() {
     assert_eq!(bad.as_array().map(Vec::len), Some(1), "{run:#?}");
 }
 
+/// The files of a decomposition's OUTDIR but those holding timings
+/// (`report.json`, the checkpoint's `state.json`).
+fn model_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = files(dir);
+    found.retain(|p, _| !p.ends_with("report.json") && !p.ends_with("state.json"));
+    found
+}
+
+/// `cp`, `tucker` and `reconstruct` of their models by one process and by
+/// 1, 2 and 3 ranks: the same factor, weight and core files and the same
+/// reconstructed stores, byte for byte.
+#[test]
+fn decompositions_are_bitwise_equal_for_one_to_three_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x");
+    serial(&[
+        "create",
+        p(&x),
+        "--shape",
+        "90,70,50",
+        "--chunks",
+        "32,32,16",
+        "--fill",
+        "lowrank:4:0.1",
+        "-q",
+    ])
+    .success();
+    let limit = ["--memory-limit", "8MiB", "-q"];
+    let commands = |out: &Path| -> Vec<Vec<String>> {
+        let o = |name: &str| out.join(name).display().to_string();
+        let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        vec![
+            s(&[
+                "cp",
+                p(&x),
+                "--rank",
+                "4",
+                "--iters",
+                "4",
+                "--tol",
+                "0",
+                "--stream",
+                "-o",
+                &o("cp"),
+            ]),
+            s(&[
+                "cp",
+                p(&x),
+                "--rank",
+                "3",
+                "--iters",
+                "3",
+                "--tol",
+                "0",
+                "--sweep",
+                "per-mode",
+                "--init",
+                "random",
+                "--normalize",
+                "-o",
+                &o("cp-random"),
+            ]),
+            s(&[
+                "tucker",
+                p(&x),
+                "--ranks",
+                "5,4,3",
+                "--iters",
+                "3",
+                "--tol",
+                "0",
+                "--stream",
+                "-o",
+                &o("tucker"),
+            ]),
+            s(&["reconstruct", &o("cp"), "-o", &o("cp.zarr")]),
+            s(&[
+                "reconstruct",
+                &o("tucker"),
+                "-o",
+                &o("tucker.zarr"),
+                "--dtype",
+                "f32",
+            ]),
+        ]
+    };
+    let one = dir.path().join("one");
+    for args in commands(&one) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        serial(&[&args[..], &limit].concat()).success();
+    }
+    for np in 1..=3 {
+        let out = dir.path().join(format!("np{np}"));
+        for args in commands(&out) {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            mpirun(np, &[&args[..], &limit].concat()).success();
+        }
+        for model in ["cp", "cp-random", "tucker"] {
+            let (a, b) = (model_files(&one.join(model)), model_files(&out.join(model)));
+            assert!(a.len() >= 4, "{model}: {:?}", a.keys());
+            assert!(a == b, "{model} differs with {np} ranks");
+        }
+        for store in ["cp.zarr", "tucker.zarr"] {
+            assert_same_store(&one.join(store), &out.join(store));
+        }
+    }
+}
+
+/// The process ids of `mpirun`'s ranks (its children running this binary).
+fn ranks_of(mpirun: u32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …
+        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        let ppid = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(mpirun) && stat.contains("(tenrso-ooc)") {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    pids
+}
+
+/// Starts `mpirun -np N tenrso-ooc ARGS`, SIGKILLs one rank once `ready`
+/// holds, and returns the run (which must end by itself).
+fn kill_one_rank_when(
+    np: usize,
+    args: &[&str],
+    ready: impl Fn() -> bool + Send + 'static,
+) -> MpiRun {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--oversubscribe", "-np", &np.to_string()])
+        .arg(bin())
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+        .env("RAYON_NUM_THREADS", "1");
+    let started = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let id = child.id();
+    let killer = std::thread::spawn(move || {
+        while started.elapsed() < Duration::from_secs(60) {
+            let ranks = ranks_of(id);
+            if ranks.len() == np && ready() {
+                // SAFETY: a signal to a rank of our own mpirun.
+                unsafe { libc::kill(ranks[np - 1], libc::SIGKILL) };
+                return Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    });
+    let output = child.wait_with_output().expect("wait");
+    let killed_at = killer
+        .join()
+        .unwrap()
+        .expect("the run got far enough to be killed");
+    MpiRun {
+        code: output.status.code(),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        seconds: killed_at.elapsed().as_secs_f64(),
+    }
+}
+
+/// A rank killed with SIGKILL mid-einsum ends the job within 30 s; the
+/// same command with `--resume`, with the same or another number of ranks,
+/// ends bitwise equal to an uninterrupted run. The same for CP-ALS from
+/// its checkpoint.
+#[test]
+fn a_killed_rank_ends_the_job_and_resume_finishes_it_with_any_rank_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (path, shape, seed) in [(&a, "2400,2000", "1"), (&b, "2000,2400", "2")] {
+        serial(&[
+            "create",
+            p(path),
+            "--shape",
+            shape,
+            "--chunks",
+            "100,100",
+            "--fill",
+            "normal",
+            "--seed",
+            seed,
+            "-q",
+        ])
+        .success();
+    }
+    let whole = dir.path().join("whole");
+    let einsum = |out: &Path| {
+        vec![
+            "einsum".to_string(),
+            "ij,jk->ik".into(),
+            p(&a).into(),
+            p(&b).into(),
+            "-o".into(),
+            p(out).into(),
+            "--memory-limit".into(),
+            "16MiB".into(),
+            "-q".into(),
+        ]
+    };
+    let strs = |v: &[String]| v.iter().map(String::clone).collect::<Vec<_>>();
+    let args = einsum(&whole);
+    serial(&args.iter().map(String::as_str).collect::<Vec<_>>()).success();
+    for (first, then) in [(3, 3), (3, 2)] {
+        let out = dir.path().join(format!("killed-{first}-{then}"));
+        let args = strs(&einsum(&out));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let chunks = out.join("c");
+        let killed = kill_one_rank_when(first, &args, move || {
+            std::fs::read_dir(&chunks).is_ok_and(|d| d.count() >= 2)
+        });
+        assert_ne!(killed.code, Some(0), "{killed:#?}");
+        assert!(
+            killed.seconds < 30.0,
+            "the job took {} s to end: {killed:#?}",
+            killed.seconds
+        );
+        let chunk_files = |dir: &Path| files(&dir.join("c")).len();
+        assert!(
+            chunk_files(&out) < chunk_files(&whole),
+            "the einsum had finished when its rank was killed"
+        );
+        mpirun(then, &[&args[..], &["--resume"]].concat()).success();
+        assert_same_store(&whole, &out);
+    }
+    let x = dir.path().join("x");
+    serial(&[
+        "create",
+        p(&x),
+        "--shape",
+        "160,150,140",
+        "--chunks",
+        "40,50,35",
+        "--fill",
+        "lowrank:5:0.1",
+        "-q",
+    ])
+    .success();
+    let cp = |out: &Path| {
+        vec![
+            "cp".to_string(),
+            p(&x).into(),
+            "--rank".into(),
+            "5".into(),
+            "--iters".into(),
+            "12".into(),
+            "--tol".into(),
+            "0".into(),
+            "--stream".into(),
+            "--memory-limit".into(),
+            "8MiB".into(),
+            "-q".into(),
+            "-o".into(),
+            p(out).into(),
+        ]
+    };
+    let whole = dir.path().join("cp-whole");
+    let args = cp(&whole);
+    serial(&args.iter().map(String::as_str).collect::<Vec<_>>()).success();
+    let out = dir.path().join("cp-killed");
+    let args = cp(&out);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let state = out.join("checkpoint/state.json");
+    let ready = state.clone();
+    let killed = kill_one_rank_when(3, &args, move || ready.exists());
+    assert_ne!(killed.code, Some(0), "{killed:#?}");
+    assert!(
+        killed.seconds < 30.0,
+        "the job took {} s to end: {killed:#?}",
+        killed.seconds
+    );
+    assert!(
+        !out.join("factor_0.npy").exists(),
+        "the run ended before it was killed"
+    );
+    let resumed = mpirun(2, &[&args[..], &["--resume", "--json"]].concat()).success();
+    assert!(
+        resumed.json()["resumed_after"].as_u64().is_some(),
+        "{resumed:#?}"
+    );
+    assert!(
+        model_files(&whole) == model_files(&out),
+        "CP-ALS resumed with 2 ranks differs"
+    );
+}
+
 /// Commands that do not run distributed yet say so, and `--explain` shows
 /// each rank's share.
 #[test]
@@ -395,12 +703,12 @@ fn refusals_and_explained_shares() {
         "-q",
     ])
     .success();
-    let cp = mpirun(
-        2,
-        &["cp", p(&a), "--rank", "2", "-o", p(&dir.path().join("m"))],
+    let export = mpirun(2, &["export", p(&a), p(&dir.path().join("a.npy"))]);
+    assert_eq!(export.code, Some(2), "{export:#?}");
+    assert!(
+        export.stderr.contains("`export` runs in one process"),
+        "{export:#?}"
     );
-    assert_eq!(cp.code, Some(2), "{cp:#?}");
-    assert!(cp.stderr.contains("`cp` runs in one process"), "{cp:#?}");
     let c = dir.path().join("c");
     let explain = [
         "einsum",

@@ -8,12 +8,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::ops::ControlFlow;
 use tenrso_ooc::DType;
-use tenrso_ooc::decomp::{CpOptions, cp_als};
+
+use tenrso_ooc::decomp::{
+    CpInit, CpOptions, DecompositionRun, Iteration, Matrix, Reconstruct, SweepStrategy,
+    TuckerOptions, cp_als, tucker,
+};
 use tenrso_ooc::distributed::LocalRanks;
 use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
 use tenrso_ooc::ops::{
-    Einsum, Expr, Fill, Generate, Map, Rechunk, Reduce, ReduceOp, Transpose, Verify,
+    Compare, Einsum, Expr, Fill, Generate, Map, Rechunk, Reduce, ReduceOp, Transpose, Verify,
 };
 use tenrso_ooc::store::ArraySpec;
 
@@ -204,18 +209,216 @@ fn operations_not_shared_yet_refuse_several_ranks() {
     let spec = ArraySpec::new(vec![40, 30], vec![10, 10], DType::F64);
     let x = generated(dir.path(), "x", spec, Fill::Uniform, 3);
     let errors = spmd(2, |s| {
-        cp_als(
-            s,
-            &x,
-            &CpOptions::new(2),
-            &mut |_, _| std::ops::ControlFlow::Continue(()),
-            &NoProgress,
-        )
-        .unwrap_err()
-        .to_string()
+        Compare::new(&x, &x).plan(s).err().unwrap().to_string()
     });
     for e in errors {
-        assert!(e.contains("CP-ALS runs in one process"), "{e}");
+        assert!(e.contains("compare runs in one process"), "{e}");
+    }
+}
+
+/// The bits of a model's matrices and of each iteration's error.
+fn model_bits(factors: &[Matrix], extra: &[f64], run: &DecompositionRun) -> Vec<u64> {
+    factors
+        .iter()
+        .flat_map(|f| f.as_slice().iter())
+        .chain(extra)
+        .chain(run.iterations.iter().map(|i| &i.rec_error))
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+/// CP-ALS (both sweeps, streamed and held in memory, SVD and random
+/// starts), Tucker (HOSVD by exact Gram matrices and by the randomized
+/// range finder, then HOOI) and the reconstructions of their models: the
+/// same bits on every rank for 1 to 3 ranks as in one process, also when
+/// rank 0's callback alone stops the run.
+fn decompositions(session: &Session, dir: &Path, out: &Path) -> Vec<Vec<u64>> {
+    let open = |name: &str| Arc::new(tenrso_ooc::store::ZarrArray::open(dir.join(name)).unwrap());
+    let (x, tall) = (open("x"), open("tall"));
+    let stop_at_2 = |i: &Iteration| {
+        if session.ranks().is_root() && i.iteration == 2 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    let mut bits = Vec::new();
+    for (k, (init, sweep, hold, normalize)) in [
+        (CpInit::Svd, SweepStrategy::TwoPass, false, false),
+        (CpInit::Random, SweepStrategy::PerMode, true, true),
+        (CpInit::Svd, SweepStrategy::PerMode, false, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let opts = CpOptions::new(4)
+            .with_n_iter_max(4)
+            .with_tol(0.0)
+            .with_init(init)
+            .with_sweep(sweep)
+            .with_hold_in_memory(hold)
+            .with_normalize_factors(normalize)
+            .with_checkpoint(out.join(format!("cp{k}")));
+        let report = cp_als(
+            session,
+            &x,
+            &opts,
+            &mut |_, _| ControlFlow::Continue(()),
+            &NoProgress,
+        )
+        .unwrap();
+        bits.push(model_bits(
+            &report.model.factors,
+            &report.model.weights,
+            &report.run,
+        ));
+        Reconstruct::cp(
+            &report.model,
+            out.join(format!("cp{k}.zarr")),
+            ArraySpec::new(x.shape().to_vec(), vec![16, 16, 16], DType::F64),
+        )
+        .plan(session)
+        .unwrap()
+        .run()
+        .unwrap();
+    }
+    let stopped = cp_als(
+        session,
+        &x,
+        &CpOptions::new(3).with_n_iter_max(5).with_tol(0.0),
+        &mut |i, _| stop_at_2(i),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(stopped.run.iterations.len(), 2, "rank 0 stopped every rank");
+    bits.push(model_bits(
+        &stopped.model.factors,
+        &stopped.model.weights,
+        &stopped.run,
+    ));
+    for (k, (tensor, ranks, hold)) in [(&x, vec![5, 4, 3], false), (&tall, vec![6, 3, 3], true)]
+        .into_iter()
+        .enumerate()
+    {
+        let opts = TuckerOptions::new(ranks)
+            .with_n_iter_max(3)
+            .with_tol(0.0)
+            .with_hold_in_memory(hold)
+            .with_checkpoint(out.join(format!("tucker{k}")));
+        let report = tucker(
+            session,
+            tensor,
+            &opts,
+            &mut |_, _| ControlFlow::Continue(()),
+            &NoProgress,
+        )
+        .unwrap();
+        bits.push(model_bits(
+            &report.model.factors,
+            &report.model.core,
+            &report.run,
+        ));
+        Reconstruct::tucker(
+            &report.model,
+            out.join(format!("tucker{k}.zarr")),
+            ArraySpec::new(tensor.shape().to_vec(), vec![40, 10, 10], DType::F32),
+        )
+        .plan(session)
+        .unwrap()
+        .run()
+        .unwrap();
+    }
+    bits
+}
+
+/// The files under `dir` but each checkpoint's `state.json` (it holds
+/// each iteration's seconds).
+fn files_but_timings(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = files(dir);
+    found.retain(|p, _| !p.ends_with("state.json"));
+    found
+}
+
+#[test]
+fn decompositions_are_bitwise_equal_for_one_to_three_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs");
+    let spec = |shape: [u64; 3], chunks: [u64; 3]| {
+        ArraySpec::new(shape.to_vec(), chunks.to_vec(), DType::F64)
+    };
+    generated(
+        &inputs,
+        "x",
+        spec([60, 50, 40], [16, 16, 16]),
+        Fill::LowRank {
+            rank: 4,
+            noise: 0.1,
+        },
+        3,
+    );
+    // Mode 0's Gram matrix (11 MiB) is over a quarter of the 16 MiB limit:
+    // its leading vectors come from the randomized range finder.
+    generated(
+        &inputs,
+        "tall",
+        spec([1200, 24, 20], [100, 12, 10]),
+        Fill::Normal,
+        4,
+    );
+    let reference_dir = dir.path().join("one");
+    let reference = spmd(1, |s| decompositions(s, &inputs, &reference_dir)).remove(0);
+    let expected = files_but_timings(&reference_dir);
+    for size in 2..=3 {
+        let out = dir.path().join(format!("ranks{size}"));
+        for got in spmd(size, |s| decompositions(s, &inputs, &out)) {
+            assert!(got == reference, "{size} ranks: other bits");
+        }
+        let written = files_but_timings(&out);
+        assert_eq!(
+            written.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{size} ranks"
+        );
+        for (name, bytes) in &expected {
+            assert!(
+                &written[name] == bytes,
+                "{} differs with {size} ranks",
+                name.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn cp_als_resumes_its_checkpoint_with_another_rank_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ArraySpec::new(vec![60, 50, 40], vec![16, 16, 16], DType::F64);
+    let x = generated(dir.path(), "x", spec, Fill::Normal, 5);
+    let x = &x;
+    let run = |out: PathBuf, resume: bool, stop_after: usize| {
+        move |s: &Session| {
+            let opts = CpOptions::new(3)
+                .with_n_iter_max(5)
+                .with_tol(0.0)
+                .with_checkpoint(&out)
+                .with_resume(resume);
+            let stop = |i: &Iteration| {
+                if i.iteration == stop_after {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            };
+            let report = cp_als(s, x, &opts, &mut |i, _| stop(i), &NoProgress).unwrap();
+            model_bits(&report.model.factors, &report.model.weights, &report.run)
+        }
+    };
+    let whole = spmd(1, run(dir.path().join("whole"), false, 0)).remove(0);
+    // Two iterations under 2 ranks (the run ends there, as if killed after
+    // its checkpoint), the rest under 3.
+    spmd(2, run(dir.path().join("resumed"), false, 2));
+    for got in spmd(3, run(dir.path().join("resumed"), true, 0)) {
+        assert!(got == whole, "resumed with 3 ranks: other bits");
     }
 }
 

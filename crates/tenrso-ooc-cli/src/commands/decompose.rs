@@ -126,8 +126,11 @@ fn summary(ctx: &Context, done: &Decomposed<'_>, mut json: Value) -> Result<Outc
     json["peak_rss_bytes"] = json!(peak);
     json["resumed_after"] = json!(resumed_after);
     json["out"] = json!(out.display().to_string());
-    let report = serde_json::to_string_pretty(&json).map_err(|e| Error::invalid(e.to_string()))?;
-    decomp::write_atomically(&out.join("report.json"), report.as_bytes())?;
+    if ctx.session.ranks().is_root() {
+        let report =
+            serde_json::to_string_pretty(&json).map_err(|e| Error::invalid(e.to_string()))?;
+        decomp::write_atomically(&out.join("report.json"), report.as_bytes())?;
+    }
     let text = format!(
         "{what} of {} ({}, {}): {} iterations{}{}, fit {}\n  {:.3} s per iteration (median), {} passes {}; init {:.2} s, total {:.2} s\n  memory: pool peak {}, process peak {} (limit {})\n  -> {}\n",
         input.display(),
@@ -197,7 +200,9 @@ pub fn cp(args: &CpArgs, ctx: &Context) -> Result<Outcome> {
         &mut |i, _| print_iteration(ctx, "CP-ALS", i),
         &ctx.progress,
     )?;
-    report.model.save(&args.out)?;
+    if ctx.session.ranks().is_root() {
+        report.model.save(&args.out)?;
+    }
     let json = json!({
         "rank": args.rank,
         "tol": args.tol,
@@ -251,7 +256,9 @@ pub fn tucker(args: &TuckerArgs, ctx: &Context) -> Result<Outcome> {
         &mut |i, _| print_iteration(ctx, "Tucker", i),
         &ctx.progress,
     )?;
-    report.model.save(&args.out)?;
+    if ctx.session.ranks().is_root() {
+        report.model.save(&args.out)?;
+    }
     let json = json!({
         "ranks": args.ranks,
         "tol": args.tol,

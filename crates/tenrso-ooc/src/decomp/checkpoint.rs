@@ -155,16 +155,19 @@ pub(crate) fn restore(ckpt: &Checkpoint, options: &Value) -> Result<(Vec<Iterati
 }
 
 /// The checkpoint a run starts from: the last one in `dir` when resuming;
-/// none (and any old one removed) when starting afresh.
+/// none when starting afresh, and the `writer` of the checkpoints (the one
+/// process, or rank 0 of several) removes any old one.
 ///
 /// # Errors
 /// Resuming without a directory; a damaged checkpoint.
-pub(crate) fn start(dir: Option<&Path>, resume: bool) -> Result<Option<Checkpoint>> {
+pub(crate) fn start(dir: Option<&Path>, resume: bool, writer: bool) -> Result<Option<Checkpoint>> {
     match (dir, resume) {
         (Some(dir), true) => load(dir),
         (None, true) => Err(Error::invalid("resuming needs a checkpoint directory")),
         (Some(dir), false) => {
-            clear(dir);
+            if writer {
+                clear(dir);
+            }
             Ok(None)
         }
         (None, false) => Ok(None),

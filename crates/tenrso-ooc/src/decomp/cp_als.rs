@@ -16,6 +16,7 @@ use crate::decomp::model_memory::{ModelMemory, saturating_sum};
 use crate::decomp::mttkrp::{
     best_split, check_factors, left_partial, mode_mttkrp, mttkrp_from_partial, right_partial,
 };
+use crate::decomp::on_root::{on_root, root_decides};
 use crate::decomp::stream::ResidentTensor;
 use crate::decomp::{DecompositionRun, Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
@@ -393,8 +394,8 @@ pub fn cp_als(
     on_iteration: &mut dyn FnMut(&Iteration, &CpModel) -> ControlFlow<()>,
     progress: &dyn Progress,
 ) -> Result<CpReport> {
-    crate::distributed::one_process_only(session.ranks(), "CP-ALS")?;
     let x = &x.array_ref();
+    let ranks = session.ranks();
     let shape = x.shape().to_vec();
     let ndim = shape.len();
     if ndim < 2 {
@@ -452,7 +453,7 @@ pub fn cp_als(
     if let Some(dir) = &opts.checkpoint {
         check_output_not_input(dir, &[x.path()])?;
     }
-    let resumed = checkpoint::start(opts.checkpoint.as_deref(), opts.resume)?;
+    let resumed = checkpoint::start(opts.checkpoint.as_deref(), opts.resume, ranks.is_root())?;
     let fingerprint = opts.fingerprint(&**x, two_pass);
     let mut converged = false;
     let mut stopped_early = false;
@@ -616,8 +617,15 @@ pub fn cp_als(
                 }
             }
             m.scale_columns(&model.weights);
-            model.factors[mode] = solve_right_spd(&m, &v)?;
-            grams[mode] = model.factors[mode].gram();
+            // Solved once (rank 0) and sent to every rank as bits.
+            let [factor, gram] = <[Matrix; 2]>::try_from(on_root(ranks, || {
+                let factor = solve_right_spd(&m, &v)?;
+                let gram = factor.gram();
+                Ok(vec![factor, gram])
+            })?)
+            .map_err(|_| Error::internal("rank 0 sent no factor and Gram matrix"))?;
+            model.factors[mode] = factor;
+            grams[mode] = gram;
             last_mttkrp = m;
         }
         let rec_error = relative_error(norm, &model, &grams, &last_mttkrp);
@@ -632,7 +640,7 @@ pub fn cp_als(
         // As TensorLy: the callback, then the convergence test, then the
         // normalisation, so a run that stops returns the factors of its
         // last update.
-        stopped_early = on_iteration(&info, &model).is_break();
+        stopped_early = root_decides(ranks, on_iteration(&info, &model).is_break());
         converged = opts.tol > 0.0
             && iterations.last().is_some_and(|p: &Iteration| {
                 opts.cvg_criterion
@@ -642,7 +650,7 @@ pub fn cp_als(
             normalize(&mut model, &mut grams);
         }
         iterations.push(info);
-        if let Some(dir) = &opts.checkpoint {
+        if let Some(dir) = opts.checkpoint.as_ref().filter(|_| ranks.is_root()) {
             checkpoint::save(
                 dir,
                 &Checkpoint {

@@ -6,10 +6,11 @@ use crate::core::{Error, Region, Result};
 use crate::decomp::Matrix;
 use crate::decomp::chunk_kernels::ModeMttkrp;
 use crate::decomp::linalg::{leading_eigenvectors, leading_left_singular_vectors};
+use crate::decomp::on_root::on_root;
 use crate::decomp::stream::stream_accumulate;
 use crate::exec::{Progress, Session};
 use crate::io::{ArrayRef, IntoArrayRef};
-use crate::memory::TempStore;
+use crate::ops::job_temp;
 use crate::ops::{CounterRng, Einsum};
 use crate::store::ZarrArray;
 
@@ -67,7 +68,7 @@ pub fn leading_mode_vectors(
         .saturating_mul(8);
     if gram_bytes <= session.memory_limit() / 4 {
         let gram = mode_gram(session, x, mode, progress)?;
-        let (u, values) = leading_eigenvectors(&gram, k)?;
+        let (u, values) = decomposed_once(session, || leading_eigenvectors(&gram, k))?;
         let s = values.into_iter().map(|v| v.max(0.0).sqrt()).collect();
         return Ok((u, s, ModeSvdMethod::Gram));
     }
@@ -91,7 +92,7 @@ pub fn leading_mode_vectors(
     };
     let label = format!("randomized range of mode {mode}");
     let sketch = stream_accumulate(session, x, None, &[mode], &kernel, &label, progress)?;
-    let (u, s) = leading_left_singular_vectors(&sketch, k)?;
+    let (u, s) = decomposed_once(session, || leading_left_singular_vectors(&sketch, k))?;
     // E[ΩΩᵀ] = cols·I, so the sketch's singular values are about √cols times
     // the unfolding's.
     let scale = (cols as f64).sqrt();
@@ -121,7 +122,7 @@ fn mode_gram(
         .map(|(m, c)| if m == mode { 'z' } else { *c })
         .collect();
     let spec = format!("{left},{right}->{}z", letters[mode]);
-    let temp = TempStore::new(session.spill()?.as_ref(), &format!("gram{mode}"));
+    let temp = job_temp(session, &format!("gram{mode}"))?;
     let path = temp.path();
     Einsum::new(spec, [x, x])
         .with_out(path)
@@ -139,5 +140,26 @@ fn mode_gram(
             .map(f64::from)
             .collect(),
     };
+    // Every rank has read the Gram matrix before rank 0 removes it.
+    if session.ranks().is_distributed() {
+        session.ranks().barrier();
+    }
     Matrix::from_vec(extent as usize, extent as usize, values)
+}
+
+/// Vectors and values decomposed by rank 0 alone and sent to every rank as
+/// bits (see [`on_root`]).
+fn decomposed_once(
+    session: &Session,
+    decompose: impl FnOnce() -> Result<(Matrix, Vec<f64>)>,
+) -> Result<(Matrix, Vec<f64>)> {
+    let sent = on_root(session.ranks(), || {
+        let (u, values) = decompose()?;
+        let n = values.len();
+        Ok(vec![u, Matrix::from_vec(1, n, values)?])
+    })?;
+    match <[Matrix; 2]>::try_from(sent) {
+        Ok([u, values]) => Ok((u, values.into_vec())),
+        Err(_) => Err(Error::internal("rank 0 sent no vectors and values")),
+    }
 }

@@ -24,6 +24,7 @@ pub mod linalg;
 mod matrix;
 mod model_memory;
 mod mttkrp;
+mod on_root;
 mod reconstruct;
 mod run_report;
 mod stream;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::core::{Block, ChunkGrid, Element, Region, Result};
 use crate::decomp::chunk_kernels::{khatri_rao_rows, mode_product};
 use crate::decomp::{CpModel, Matrix, TuckerModel};
-use crate::exec::{Progress, Session, TaskSet, for_each_task};
+use crate::exec::{Progress, Session, TaskSet, for_each_owned_task};
 use crate::ops::{ChunkPlan, Planned};
 use crate::store::{ArraySpec, ZarrArray};
 use crate::{MatView, matmul_add};
@@ -82,7 +82,6 @@ impl Reconstruct {
     /// [`crate::Error::InvalidArgument`] when the output's shape is not the
     /// model's or its layout is invalid.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, ChunkPlan, Arc<ZarrArray>>> {
-        crate::distributed::one_process_only(session.ranks(), "reconstruct")?;
         let shape: Vec<u64> = self
             .model
             .factors()
@@ -181,11 +180,24 @@ fn write_model<F>(
 where
     F: Fn(&Region) -> Result<Vec<f64>> + Sync,
 {
-    let array = ZarrArray::create(out, spec)?;
+    // Rank 0 creates the output; the others open it once it exists, and
+    // each writes its share of the chunks.
+    let ranks = session.ranks();
+    let created = ranks
+        .is_root()
+        .then(|| ZarrArray::create(out, spec))
+        .transpose()?;
+    if ranks.is_distributed() {
+        ranks.barrier();
+    }
+    let array = match created {
+        Some(array) => array,
+        None => ZarrArray::open(out)?,
+    };
     let grid = array.chunk_grid().clone();
-    progress.start("reconstruct", array.nbytes());
+    progress.start("reconstruct", array.nbytes() / ranks.size() as u64);
     let result = crate::dispatch_dtype!(array.dtype(), T => {
-        for_each_task(session, tasks, progress, |i| {
+        for_each_owned_task(session, tasks, progress, |i| {
             let coords = grid.chunk_coords(i as u64);
             let region = grid.chunk_region(&coords);
             let values = block(&region)?;
@@ -198,8 +210,14 @@ where
     });
     progress.finish();
     if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(out);
+        if ranks.is_root() {
+            let _ = std::fs::remove_dir_all(out);
+        }
         return Err(e);
+    }
+    // Every rank's chunks are written when any rank returns.
+    if ranks.is_distributed() {
+        ranks.barrier();
     }
     Ok(array)
 }

@@ -3,6 +3,7 @@
 //! memory — adding each chunk's [`ChunkKernel`] contribution into an
 //! in-memory matrix in a fixed order.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use crate::DType;
@@ -11,7 +12,11 @@ use crate::core::{Block, ByteSize, Element, Error, Result, Shape};
 use crate::decomp::Matrix;
 use crate::decomp::chunk_kernels::ChunkKernel;
 use crate::dispatch_dtype;
-use crate::exec::{Progress, Session, TaskBody, TaskIo, TaskSet, execute_planned, for_each_task};
+use crate::distributed::contiguous_share;
+use crate::exec::{
+    Progress, Session, TaskBody, TaskIo, TaskSet, execute_planned, for_each_owned_task,
+    for_each_task,
+};
 use crate::io::{ArrayRef, ReadableArray};
 use crate::memory::{ChunkKey, Reservation};
 use crate::plan::{ArrayRole, ChunkGraph, GridWalk, StreamTotals, TaskNode};
@@ -257,7 +262,7 @@ pub(crate) fn stream_accumulate_held(
         let body = new_body();
         reservation.grow(held)?;
         progress.start(label, x.nbytes());
-        let result = for_each_task(
+        let result = for_each_owned_task(
             session,
             TaskSet {
                 count: plan.count() as usize,
@@ -342,11 +347,19 @@ pub(crate) fn stream_accumulate_held(
         body
     };
     let mut result = body.result.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut partials = body
+        .partials
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    share_blocks(
+        session,
+        &plan,
+        cols,
+        &mut result,
+        &mut partials,
+        &mut reservation,
+    )?;
     if plan.parts > 1 {
-        let partials = body
-            .partials
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
         for (b, group) in partials.chunks(plan.parts as usize).enumerate() {
             let mut sum: Option<Vec<f64>> = None;
             for partial in group.iter().flatten() {
@@ -383,12 +396,19 @@ fn block_extents(block: &[u64], plan: &PassTasks) -> Vec<u64> {
         .collect()
 }
 
-/// Adds a block's rows (C order over its extents) into the full result:
-/// runs of rows along the last output mode are contiguous in both.
-fn scatter(acc: &[f64], block: &[u64], plan: &PassTasks, cols: usize, result: &mut [f64]) {
+/// Visits a block's rows (C order over its extents) as runs along the last
+/// output mode, contiguous both in the block's values and in the full
+/// result: `visit(in_result, in_block)`.
+fn block_runs(
+    block: &[u64],
+    plan: &PassTasks,
+    cols: usize,
+    mut visit: impl FnMut(Range<usize>, Range<usize>),
+) {
     let extents = block_extents(block, plan);
     let Some((&run, outer)) = extents.split_last() else {
-        result.iter_mut().zip(acc).for_each(|(d, s)| *d += s);
+        let len = plan.rows as usize * cols;
+        visit(0..len, 0..len);
         return;
     };
     let full = Shape::new(plan.out_extents.clone());
@@ -400,15 +420,101 @@ fn scatter(acc: &[f64], block: &[u64], plan: &PassTasks, cols: usize, result: &m
     let outer = Shape::new(outer.to_vec());
     let width = run as usize * cols;
     let mut index = origin.clone();
-    for (k, src) in acc.chunks_exact(width.max(1)).enumerate() {
-        for (i, l) in outer.unravel(k as u64).iter().enumerate() {
+    for k in 0..outer.num_elements() {
+        for (i, l) in outer.unravel(k).iter().enumerate() {
             index[i] = origin[i] + l;
         }
         let dest = full.linear_index(&index) as usize * cols;
-        for (d, s) in result[dest..dest + width].iter_mut().zip(src) {
+        let src = k as usize * width;
+        visit(dest..dest + width, src..src + width);
+    }
+}
+
+/// Adds a block's rows into the full result.
+fn scatter(acc: &[f64], block: &[u64], plan: &PassTasks, cols: usize, result: &mut [f64]) {
+    block_runs(block, plan, cols, |dest, src| {
+        for (d, s) in result[dest].iter_mut().zip(&acc[src]) {
             *d += s;
         }
+    });
+}
+
+/// Under several ranks, gives every rank the blocks every other rank
+/// computed, so each holds the result one process computes, bit for bit:
+/// each rank sends its tasks' blocks (the rows it scattered, or its partial
+/// sums) in task order, and adds the others' as one process would.
+///
+/// # Errors
+/// [`Error::MemoryLimit`] when the exchanged blocks do not fit beside the
+/// result; [`Error::Internal`] for a malformed message.
+fn share_blocks(
+    session: &Session,
+    plan: &PassTasks,
+    cols: usize,
+    result: &mut [f64],
+    partials: &mut [Option<Vec<f64>>],
+    reservation: &mut Reservation,
+) -> Result<()> {
+    let ranks = session.ranks();
+    if !ranks.is_distributed() {
+        return Ok(());
     }
+    let share = |rank: usize| contiguous_share(plan.count(), rank, ranks.size());
+    let block_len = |t: u64| -> usize {
+        let rows: u64 = block_extents(&plan.block(t), plan).iter().product();
+        rows as usize * cols
+    };
+    // Sent, then received from every rank: the result's bytes, about twice.
+    let exchanged = 8
+        * (plan.rows * cols as u64
+            + plan.count() * plan.block_rows * cols as u64 * u64::from(plan.parts > 1));
+    reservation
+        .try_grow(2 * exchanged)
+        .map_err(|_| Error::MemoryLimit {
+            remedy: crate::core::Remedy::SmallerChunks,
+            required: reservation.size().saturating_add(2 * exchanged),
+            limit: session.memory_limit(),
+            what: format!(
+                "the blocks of a pass exchanged among {} ranks",
+                ranks.size()
+            ),
+        })?;
+    let mut mine: Vec<u8> = Vec::new();
+    for t in share(ranks.rank()) {
+        if plan.parts > 1 {
+            let partial = partials[t as usize].as_deref().unwrap_or(&[]);
+            mine.extend(partial.iter().flat_map(|v| v.to_le_bytes()));
+        } else {
+            block_runs(&plan.block(t), plan, cols, |dest, _| {
+                mine.extend(result[dest].iter().flat_map(|v| v.to_le_bytes()));
+            });
+        }
+    }
+    let all = ranks.all_gather(&mine);
+    drop(mine);
+    for (rank, bytes) in all.iter().enumerate() {
+        if rank == ranks.rank() {
+            continue;
+        }
+        let mut values = bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+        for t in share(rank) {
+            let block: Vec<f64> = values.by_ref().take(block_len(t)).collect();
+            if block.len() != block_len(t) {
+                return Err(Error::internal(format!(
+                    "rank {rank} sent too few values for block {t} of a pass"
+                )));
+            }
+            if plan.parts > 1 {
+                partials[t as usize] = Some(block);
+            } else {
+                scatter(&block, &plan.block(t), plan, cols, result);
+            }
+        }
+    }
+    reservation.shrink(2 * exchanged);
+    Ok(())
 }
 
 struct StreamBody<'a> {

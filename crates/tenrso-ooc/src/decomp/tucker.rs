@@ -16,6 +16,7 @@ use crate::decomp::hosvd::{ModeVectors, leading_mode_vectors};
 use crate::decomp::linalg::leading_left_singular_vectors;
 use crate::decomp::matrix::write_npy_values;
 use crate::decomp::model_memory::{ModelMemory, saturating_product, saturating_sum};
+use crate::decomp::on_root::{on_root, root_decides};
 use crate::decomp::stream::{ResidentTensor, stream_accumulate_held};
 use crate::decomp::{DecompositionRun, Iteration, Matrix, tensor_norm};
 use crate::exec::{Progress, Session};
@@ -233,8 +234,8 @@ pub fn tucker(
     on_iteration: &mut dyn FnMut(&Iteration, &TuckerModel) -> ControlFlow<()>,
     progress: &dyn Progress,
 ) -> Result<TuckerReport> {
-    crate::distributed::one_process_only(session.ranks(), "Tucker")?;
     let x = &x.array_ref();
+    let ranks_of_job = session.ranks();
     let shape = x.shape().to_vec();
     let ndim = shape.len();
     if ndim < 2 {
@@ -310,7 +311,11 @@ pub fn tucker(
     if let Some(dir) = &opts.checkpoint {
         check_output_not_input(dir, &[x.path()])?;
     }
-    let resumed = checkpoint::start(opts.checkpoint.as_deref(), opts.resume)?;
+    let resumed = checkpoint::start(
+        opts.checkpoint.as_deref(),
+        opts.resume,
+        ranks_of_job.is_root(),
+    )?;
     let fingerprint = opts.fingerprint(&**x);
     let mut converged = false;
     let mut stopped_early = false;
@@ -400,14 +405,28 @@ pub fn tucker(
                 &label,
                 &NamedProgress::new(progress, &label),
             )?;
-            let (u, _) = leading_left_singular_vectors(&y, opts.ranks[mode])?;
-            model.factors[mode] = u;
+            // Decomposed once (rank 0) and sent to every rank as bits.
+            let u = on_root(ranks_of_job, || {
+                Ok(vec![leading_left_singular_vectors(&y, opts.ranks[mode])?.0])
+            })?;
+            model.factors[mode] = u
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::internal("rank 0 sent no factor"))?;
             last_projection = (y, Some(held));
         }
         // G₍ₙ₎ = Uₙᵀ Y₍ₙ₎ for the last mode n; G in C order is its transpose.
         let last = &model.factors[ndim - 1];
-        let g_unfolded = last.transpose().matmul(&last_projection.0);
-        model.core = g_unfolded.transpose().into_vec();
+        let core = on_root(ranks_of_job, || {
+            Ok(vec![
+                last.transpose().matmul(&last_projection.0).transpose(),
+            ])
+        })?;
+        model.core = core
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::internal("rank 0 sent no core"))?
+            .into_vec();
         model.core_shape = opts.ranks.clone();
         let core_sq: f64 = model.core.iter().map(|v| v * v).sum();
         let rec_error = (norm * norm - core_sq).abs().sqrt() / norm;
@@ -423,9 +442,9 @@ pub fn tucker(
         let n = iterations.len();
         converged =
             opts.tol > 0.0 && n >= 2 && (iterations[n - 1].rec_error - rec_error).abs() < opts.tol;
-        stopped_early = on_iteration(&info, &model).is_break();
+        stopped_early = root_decides(ranks_of_job, on_iteration(&info, &model).is_break());
         iterations.push(info);
-        if let Some(dir) = &opts.checkpoint {
+        if let Some(dir) = opts.checkpoint.as_ref().filter(|_| ranks_of_job.is_root()) {
             let core_shape: Vec<u64> = model.core_shape.iter().map(|d| *d as u64).collect();
             checkpoint::save(
                 dir,

@@ -19,6 +19,6 @@ mod mpi;
 pub use self::mpi::{MpiEnvironment, MpiRanks, abort_job, init_mpi};
 pub use local_ranks::LocalRanks;
 pub(crate) use ownership::stage_ranges;
-pub use ownership::{OwnedTasks, Ownership, RankShare, TileSplit, shares};
+pub use ownership::{OwnedTasks, Ownership, RankShare, TileSplit, contiguous_share, shares};
 pub(crate) use ranks::one_process_only;
 pub use ranks::{Ranks, SingleProcess, all_gather_u64s, sum_over_ranks};

@@ -128,14 +128,28 @@ impl Ownership {
     }
 }
 
+/// `rank`'s contiguous run of `count` alike tasks shared among `size`
+/// ranks by count: rank `k` starts at `count·k/size`.
+///
+/// ```
+/// use tenrso_ooc::distributed::contiguous_share;
+/// assert_eq!(contiguous_share(10, 0, 3), 0..3);
+/// assert_eq!(contiguous_share(10, 2, 3), 6..10);
+/// ```
+pub fn contiguous_share(count: u64, rank: usize, size: usize) -> Range<u64> {
+    let (count, n) = (count as u128, size.max(1) as u128);
+    let at = |k: u128| (count * k / n) as u64;
+    at(rank as u128)..at(rank as u128 + 1)
+}
+
 /// Contiguous runs balanced by work (by count when streamed).
 fn balanced(graph: &ChunkGraph, stage: Range<u64>, rank: usize, size: usize) -> OwnedTasks {
-    let (r, n) = (rank as u128, size as u128);
-    let count = (stage.end - stage.start) as u128;
     if graph.stream.is_some() {
-        let at = |k: u128| stage.start + (count * k / n) as u64;
-        return OwnedTasks::Range(at(r)..at(r + 1));
+        let share = contiguous_share(stage.end - stage.start, rank, size);
+        return OwnedTasks::Range(stage.start + share.start..stage.start + share.end);
     }
+    let n = size as u128;
+    let r = rank as u128;
     // Rank k starts at the first task whose work before it reaches k/n of
     // the stage's work.
     let tasks = &graph.tasks[stage.start as usize..stage.end as usize];

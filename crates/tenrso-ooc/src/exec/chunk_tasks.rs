@@ -120,12 +120,12 @@ pub fn for_each_owned_task<F>(
 where
     F: Fn(usize) -> Result<u64> + Sync,
 {
-    let (rank, size) = (
-        session.ranks().rank() as u128,
-        session.ranks().size() as u128,
+    let share = crate::distributed::contiguous_share(
+        tasks.count as u64,
+        session.ranks().rank(),
+        session.ranks().size(),
     );
-    let at = |k: u128| (tasks.count as u128 * k / size) as usize;
-    let (start, end) = (at(rank), at(rank + 1));
+    let (start, end) = (share.start as usize, share.end as usize);
     let owned = TaskSet {
         count: end - start,
         ..tasks

@@ -718,6 +718,10 @@ fn run_einsum(
         let last_array = arrays.last().and_then(|a| a.clone()).expect("a last step");
         let value = dispatch_dtype!(dtype, T => last_array.read_chunk::<T>(&[0]).map(|b| crate::core::Element::to_f64(b.as_slice()[0])))?;
         report.value = Some(value);
+        // Every rank has read the value before rank 0 removes its store.
+        if session.ranks().is_distributed() {
+            session.ranks().barrier();
+        }
         if let Destination::Scalar(scalar) = result.destination
             && session.ranks().is_root()
         {
@@ -737,7 +741,7 @@ fn run_einsum(
 /// A temporary store for an intermediate named `what`, in the spill area
 /// of rank 0, which every rank of the job writes and reads (so, under
 /// several ranks on several machines, the spill directory must be shared).
-fn job_temp(session: &Session, what: &str) -> Result<TempStore> {
+pub(crate) fn job_temp(session: &Session, what: &str) -> Result<TempStore> {
     let ranks = session.ranks();
     if !ranks.is_distributed() {
         return Ok(TempStore::new(session.spill()?.as_ref(), what));
