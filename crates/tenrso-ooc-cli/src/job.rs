@@ -5,9 +5,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use tenrso_ooc::distributed::Ranks;
 #[cfg(not(feature = "mpi"))]
 use tenrso_ooc::distributed::SingleProcess;
-use tenrso_ooc::distributed::{Ranks, all_gather_u64s};
 
 /// The processes running this command.
 pub struct Job {
@@ -79,14 +79,6 @@ impl Job {
             tenrso_ooc::distributed::abort_job(i32::from(code));
         }
         ExitCode::from(code)
-    }
-
-    /// Every rank's `value` (a collective), by rank.
-    pub fn gather(&self, value: u64) -> Vec<u64> {
-        all_gather_u64s(&*self.ranks, &[value])
-            .into_iter()
-            .map(|v| v.first().copied().unwrap_or(0))
-            .collect()
     }
 }
 

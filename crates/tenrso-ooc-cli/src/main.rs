@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use clap::error::ErrorKind;
 use serde_json::{Value, json};
-use tenrso_ooc::exec::{ExecOptions, Session};
+use tenrso_ooc::exec::{ExecOptions, RankFigures, Session};
 use tenrso_ooc::telemetry::TimelineRecorder;
 
 use crate::cli::{Cli, Command};
@@ -109,14 +109,16 @@ fn main() -> ExitCode {
     // Work after the command's own (the report) can fail too: its error is
     // printed and the exit status says so, while the outputs stay valid.
     let mut late_error = None;
-    // Each rank's peak memory, gathered by every rank (all got here).
+    // Each rank's figures, gathered by every rank (all got here).
     let mut peaks_line = None;
+    let mut rank_figures = Vec::new();
     let result = result.map(|outcome| {
-        if ctx.explain {
+        if ctx.explain || !job.ranks.is_distributed() {
             return outcome;
         }
-        let (outcome, line) = with_rank_peaks(outcome, &job);
-        peaks_line = line;
+        rank_figures = RankFigures::gather(&ctx.session);
+        let (outcome, line) = with_rank_peaks(outcome, &rank_figures);
+        peaks_line = Some(line);
         outcome
     });
     if let Some(path) = report_path {
@@ -125,7 +127,9 @@ fn main() -> ExitCode {
             .map(|o| &o.json)
             .map_err(ToString::to_string);
         let timeline = recorder.map(TimelineRecorder::finish);
-        let run = report::run_report(&ctx.session, started.elapsed(), timeline.as_ref(), outcome);
+        let mut run =
+            report::run_report(&ctx.session, started.elapsed(), timeline.as_ref(), outcome);
+        report::add_ranks(&mut run, &rank_figures);
         if let Err(err) = report::write(path, &run) {
             late_error = Some(format!(
                 "the run report was not written: {}",
@@ -193,14 +197,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Under several ranks (a collective), `outcome` with each rank's peak
-/// resident memory in `ranks_peak_rss_bytes`, and a line saying them for
-/// stderr; unchanged in one process.
-fn with_rank_peaks(mut outcome: Outcome, job: &job::Job) -> (Outcome, Option<String>) {
-    if !job.ranks.is_distributed() {
-        return (outcome, None);
-    }
-    let peaks = job.gather(tenrso_ooc::telemetry::peak_resident_bytes().unwrap_or(0));
+/// `outcome` with each rank's peak resident memory in
+/// `ranks_peak_rss_bytes`, and a line saying them for stderr.
+fn with_rank_peaks(mut outcome: Outcome, ranks: &[RankFigures]) -> (Outcome, String) {
+    let peaks: Vec<u64> = ranks.iter().map(|r| r.peak_rss).collect();
     let listed: Vec<String> = peaks
         .iter()
         .enumerate()
@@ -214,7 +214,7 @@ fn with_rank_peaks(mut outcome: Outcome, job: &job::Job) -> (Outcome, Option<Str
     if let Some(map) = outcome.json.as_object_mut() {
         map.insert("ranks_peak_rss_bytes".into(), json!(peaks));
     }
-    (outcome, Some(line))
+    (outcome, line)
 }
 
 /// What to change on the command line for errors a flag can fix: the

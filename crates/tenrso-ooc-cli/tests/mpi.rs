@@ -477,6 +477,52 @@ fn decompositions_are_bitwise_equal_for_one_to_three_ranks() {
     }
 }
 
+/// `--report` under 3 ranks merges every rank: each one's bytes and times,
+/// the totals, and the table of the HTML page.
+#[test]
+fn the_run_report_merges_every_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x");
+    serial(&[
+        "create",
+        p(&x),
+        "--shape",
+        "600,500",
+        "--chunks",
+        "100,100",
+        "-q",
+    ])
+    .success();
+    let json = dir.path().join("run.json");
+    mpirun(3, &["reduce", "sum", p(&x), "--report", p(&json), "-q"]).success();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let ranks = report["ranks"].as_array().expect("a row per rank");
+    assert_eq!(ranks.len(), 3, "{report:#}");
+    let figure = |r: &serde_json::Value, name: &str| r[name].as_u64().unwrap();
+    let total = &report["ranks_total"];
+    for name in ["bytes_read", "bytes_sent", "bytes_received"] {
+        let sum: u64 = ranks.iter().map(|r| figure(r, name)).sum();
+        assert_eq!(figure(total, name), sum, "{name}");
+    }
+    // Every chunk read once, by one rank each.
+    assert_eq!(figure(total, "bytes_read"), 600 * 500 * 8);
+    for (k, r) in ranks.iter().enumerate() {
+        assert_eq!(figure(r, "rank"), k as u64);
+        assert!(figure(r, "bytes_read") > 0, "{r}");
+        assert!(figure(r, "bytes_sent") > 0, "{r}");
+        assert!(figure(r, "peak_rss_bytes") > 0, "{r}");
+        assert!(r["communication_seconds"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["task_seconds"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // What rank r sent, the two others received.
+    assert_eq!(figure(total, "bytes_sent"), figure(total, "bytes_received"));
+    let page = dir.path().join("run.html");
+    mpirun(3, &["reduce", "sum", p(&x), "--report", p(&page), "-q"]).success();
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<h2>Ranks</h2>"), "no table of ranks");
+    assert_eq!(html.matches("<tr><th>rank ").count(), 3);
+}
+
 /// The process ids of `mpirun`'s ranks (its children running this binary).
 fn ranks_of(mpirun: u32) -> Vec<i32> {
     let mut pids = Vec::new();

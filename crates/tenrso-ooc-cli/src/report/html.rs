@@ -70,6 +70,39 @@ fn figure(title: &str, svg: Result<String>, note: &str) -> Result<String> {
     ))
 }
 
+/// The merged job's table: one row per rank and the totals.
+fn ranks_table(ranks: &[Value], total: &Value) -> String {
+    let seconds = |v: &Value| format!("{:.2} s", v.as_f64().unwrap_or(0.0));
+    let row = |label: String, r: &Value| {
+        let cells = [
+            bytes(&r["bytes_read"]),
+            bytes(&r["bytes_written"]),
+            bytes(&r["bytes_spilled"]),
+            bytes(&r["bytes_sent"]),
+            bytes(&r["bytes_received"]),
+            seconds(&r["task_seconds"]),
+            seconds(&r["read_seconds"]),
+            seconds(&r["communication_seconds"]),
+            bytes(&r["peak_rss_bytes"]),
+        ];
+        let cells: String = cells
+            .iter()
+            .map(|c| format!("<td>{}</td>", escape(c)))
+            .collect();
+        format!("<tr><th>{}</th>{cells}</tr>\n", escape(&label))
+    };
+    let mut html = format!(
+        "<h2>Ranks</h2>\n<p>{} ranks of one MPI job; times summed over each rank's threads.</p>\n<table class=\"figures\">\n<tr><th></th><th>read</th><th>written</th><th>spilled</th><th>sent</th><th>received</th><th>in tasks</th><th>reading</th><th>in collectives</th><th>peak memory</th></tr>\n",
+        ranks.len()
+    );
+    for r in ranks {
+        html.push_str(&row(format!("rank {}", r["rank"]), r));
+    }
+    html.push_str(&row("total (memory: largest)".into(), total));
+    html.push_str("</table>\n");
+    html
+}
+
 /// The page for a JSON run report (as `--report RUN.json` writes it).
 ///
 /// # Errors
@@ -338,6 +371,10 @@ pub fn render_html(report: &Value) -> Result<String> {
             ),
             "1 − ‖X − X̂‖ / ‖X‖ after each iteration",
         )?);
+    }
+
+    if let Some(ranks) = report["ranks"].as_array().filter(|r| !r.is_empty()) {
+        body.push_str(&ranks_table(ranks, &report["ranks_total"]));
     }
 
     // The plans, the result and the data.

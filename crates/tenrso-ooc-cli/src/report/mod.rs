@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tenrso_ooc::exec::Session;
+use tenrso_ooc::exec::{RankFigures, Session};
 use tenrso_ooc::telemetry::{Timeline, peak_resident_bytes};
 use tenrso_ooc::{Error, Result};
 
@@ -62,6 +62,25 @@ pub fn run_report(
         "buffer_pool": buffer_pool_json(),
         "result": result,
     })
+}
+
+/// Adds every rank's figures of an MPI job (`ranks`, by rank) and their
+/// totals (`ranks_total`) to a run report; nothing for one process.
+pub fn add_ranks(report: &mut Value, ranks: &[RankFigures]) {
+    if ranks.len() < 2 {
+        return;
+    }
+    if let Some(map) = report.as_object_mut() {
+        map.insert(
+            "ranks".into(),
+            Value::from(ranks.iter().map(RankFigures::to_json).collect::<Vec<_>>()),
+        );
+        let mut total = RankFigures::total(ranks).to_json();
+        if let Some(t) = total.as_object_mut() {
+            t.remove("rank");
+        }
+        map.insert("ranks_total".into(), total);
+    }
 }
 
 /// True when `path` names an HTML page (`.html` or `.htm`): the report is

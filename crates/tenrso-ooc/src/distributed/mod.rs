@@ -9,6 +9,7 @@
 //! process. See `docs/distributed.md`.
 
 mod local_ranks;
+mod metered_ranks;
 mod ownership;
 mod ranks;
 
@@ -18,6 +19,7 @@ mod mpi;
 #[cfg(feature = "mpi")]
 pub use self::mpi::{MpiEnvironment, MpiRanks, abort_job, init_mpi};
 pub use local_ranks::LocalRanks;
+pub use metered_ranks::MeteredRanks;
 pub(crate) use ownership::stage_ranges;
 pub use ownership::{OwnedTasks, Ownership, RankShare, TileSplit, contiguous_share, shares};
 pub(crate) use ranks::one_process_only;

@@ -19,5 +19,5 @@ pub use chunk_tasks::{TaskSet, for_each_owned_task, for_each_task};
 pub use executor::{RunStats, TaskBody, TaskIo, execute, execute_planned};
 pub use options::{ExecOptions, default_memory_limit};
 pub use progress::{NoProgress, Progress};
-pub use rank_run::RankRun;
+pub use rank_run::{RankFigures, RankRun};
 pub use session::Session;

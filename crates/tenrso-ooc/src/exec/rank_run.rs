@@ -2,7 +2,7 @@
 //! rank's figures become the run's.
 
 use crate::distributed::{Ranks, all_gather_u64s};
-use crate::exec::RunStats;
+use crate::exec::{RunStats, Session};
 
 /// What one rank did of a distributed run.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -93,5 +93,131 @@ impl RunStats {
         self.bytes_spilled = all.iter().map(|r| r.bytes_spilled).sum();
         self.ranks = all;
         self
+    }
+}
+
+/// What one rank of a job did over its session (every operation so far):
+/// the bytes it moved and where its time went — the rows of a job's merged
+/// run report.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RankFigures {
+    /// The rank.
+    pub rank: usize,
+    /// Bytes read from stored arrays and files.
+    pub bytes_read: u64,
+    /// Bytes written to stored arrays and files.
+    pub bytes_written: u64,
+    /// Bytes written to spill files.
+    pub bytes_spilled: u64,
+    /// Bytes sent to the other ranks.
+    pub bytes_sent: u64,
+    /// Bytes received from the other ranks.
+    pub bytes_received: u64,
+    /// Seconds spent running tasks, summed over its threads (a task's wait
+    /// for an input not yet loaded included).
+    pub task_seconds: f64,
+    /// Seconds spent reading chunks (decoding and checksums included),
+    /// summed over the threads that read them.
+    pub read_seconds: f64,
+    /// Seconds spent in collectives with the other ranks, waiting for them
+    /// included.
+    pub communication_seconds: f64,
+    /// The process's peak resident memory (VmHWM), 0 where unknown.
+    pub peak_rss: u64,
+}
+
+impl RankFigures {
+    /// This rank's figures, from its session's metrics.
+    pub fn of(session: &Session) -> Self {
+        let m = session.metrics();
+        Self {
+            rank: session.ranks().rank(),
+            bytes_read: m.bytes_read.get(),
+            bytes_written: m.bytes_written.get(),
+            bytes_spilled: m.bytes_spilled.get(),
+            bytes_sent: m.bytes_sent.get(),
+            bytes_received: m.bytes_received.get(),
+            task_seconds: m.task_seconds.sum_seconds(),
+            read_seconds: m.chunk_read_seconds.sum_seconds(),
+            communication_seconds: m.communication_seconds.sum_seconds(),
+            peak_rss: crate::telemetry::peak_resident_bytes().unwrap_or(0),
+        }
+    }
+
+    /// Every rank's figures, by rank, on every rank (a collective: every
+    /// rank calls it); this rank's alone in one process. The figures are
+    /// taken before the exchange, so its own bytes are not counted in it.
+    pub fn gather(session: &Session) -> Vec<Self> {
+        let mine = Self::of(session);
+        if !session.ranks().is_distributed() {
+            return vec![mine];
+        }
+        all_gather_u64s(session.ranks(), &mine.to_u64s())
+            .iter()
+            .map(|v| Self::from_u64s(v))
+            .collect()
+    }
+
+    /// The sums over `ranks` (the peak memory: the largest).
+    pub fn total(ranks: &[Self]) -> Self {
+        ranks.iter().fold(Self::default(), |t, r| Self {
+            rank: 0,
+            bytes_read: t.bytes_read + r.bytes_read,
+            bytes_written: t.bytes_written + r.bytes_written,
+            bytes_spilled: t.bytes_spilled + r.bytes_spilled,
+            bytes_sent: t.bytes_sent + r.bytes_sent,
+            bytes_received: t.bytes_received + r.bytes_received,
+            task_seconds: t.task_seconds + r.task_seconds,
+            read_seconds: t.read_seconds + r.read_seconds,
+            communication_seconds: t.communication_seconds + r.communication_seconds,
+            peak_rss: t.peak_rss.max(r.peak_rss),
+        })
+    }
+
+    fn to_u64s(self) -> [u64; 10] {
+        [
+            self.rank as u64,
+            self.bytes_read,
+            self.bytes_written,
+            self.bytes_spilled,
+            self.bytes_sent,
+            self.bytes_received,
+            self.task_seconds.to_bits(),
+            self.read_seconds.to_bits(),
+            self.communication_seconds.to_bits(),
+            self.peak_rss,
+        ]
+    }
+
+    fn from_u64s(v: &[u64]) -> Self {
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        Self {
+            rank: at(0) as usize,
+            bytes_read: at(1),
+            bytes_written: at(2),
+            bytes_spilled: at(3),
+            bytes_sent: at(4),
+            bytes_received: at(5),
+            task_seconds: f64::from_bits(at(6)),
+            read_seconds: f64::from_bits(at(7)),
+            communication_seconds: f64::from_bits(at(8)),
+            peak_rss: at(9),
+        }
+    }
+
+    /// The figures as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "rank": self.rank,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "bytes_spilled": self.bytes_spilled,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "task_seconds": self.task_seconds,
+            "read_seconds": self.read_seconds,
+            "communication_seconds": self.communication_seconds,
+            "peak_rss_bytes": self.peak_rss,
+        })
     }
 }

@@ -51,7 +51,9 @@ impl Session {
 
     /// The same session run by `ranks` together, SPMD (see
     /// [`crate::distributed`]): each rank holds its own session, with its
-    /// own memory limit, and runs the tasks it owns.
+    /// own memory limit, and runs the tasks it owns. The collectives of
+    /// several ranks are counted in the session's metrics (bytes sent and
+    /// received, time waiting).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -61,7 +63,15 @@ impl Session {
     /// assert_eq!(session.ranks().size(), 1);
     /// ```
     pub fn with_ranks(mut self, ranks: Arc<dyn Ranks>) -> Self {
-        self.ranks = ranks;
+        // A job's collectives are counted in this session's metrics.
+        self.ranks = if ranks.is_distributed() {
+            Arc::new(crate::distributed::MeteredRanks::new(
+                ranks,
+                self.metrics.clone(),
+            ))
+        } else {
+            ranks
+        };
         self
     }
 

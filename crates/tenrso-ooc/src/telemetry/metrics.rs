@@ -93,6 +93,13 @@ pub struct Metrics {
     /// How long each chunk read from a stored array took (decoding and
     /// checksum included).
     pub chunk_read_seconds: Histogram,
+    /// Bytes this rank sent to the other ranks of its job.
+    pub bytes_sent: Counter,
+    /// Bytes this rank received from the other ranks of its job.
+    pub bytes_received: Counter,
+    /// How long each collective operation among the ranks (a gather, a
+    /// barrier) took this rank, waiting for the others included.
+    pub communication_seconds: Histogram,
     pool: OnceLock<Box<dyn PoolGauges>>,
     spill: OnceLock<Weak<dyn SpillGauges>>,
     phases: Mutex<Vec<(String, f64)>>,
@@ -302,6 +309,18 @@ impl Metrics {
             ),
             s("pool_limit_bytes", G, "The memory limit.", limit),
             s(
+                "sent_bytes_total",
+                C,
+                "Bytes sent to the other ranks of an MPI job.",
+                self.bytes_sent.get(),
+            ),
+            s(
+                "received_bytes_total",
+                C,
+                "Bytes received from the other ranks of an MPI job.",
+                self.bytes_received.get(),
+            ),
+            s(
                 "process_resident_memory_bytes",
                 G,
                 "Resident set size of the process (VmRSS).",
@@ -365,11 +384,16 @@ impl Metrics {
             "How long each chunk read from a stored array took, decoding included.",
             &mut out,
         );
+        self.communication_seconds.write_prometheus(
+            "tenrso_communication_duration_seconds",
+            "How long each collective operation among the ranks of an MPI job took, waiting included.",
+            &mut out,
+        );
         out
     }
 
     /// The metrics as a JSON object: each series by its name without the
-    /// prefix, `spill_bytes` per tier and the two histograms.
+    /// prefix, `spill_bytes` per tier and the three histograms.
     pub fn to_json(&self) -> Value {
         let mut map = serde_json::Map::new();
         for series in self.series() {
@@ -385,6 +409,10 @@ impl Metrics {
         map.insert(
             "chunk_read_duration_seconds".into(),
             self.chunk_read_seconds.to_json(),
+        );
+        map.insert(
+            "communication_duration_seconds".into(),
+            self.communication_seconds.to_json(),
         );
         Value::Object(map)
     }
