@@ -40,6 +40,9 @@ pub struct GlobalArgs {
     /// Spill directory PATH or PATH:CAP, repeatable, tried in order (fast tier first) [default: the system temp dir]
     #[arg(long = "spill-dir", global = true, value_name = "PATH[:CAP]", value_parser = spill_dir())]
     pub spill_dirs: Vec<SpillDirSpec>,
+    /// Node-local scratch of this process (each rank's own under mpirun): its intermediates, and its spill ahead of --spill-dir [default: the first spill directory]
+    #[arg(long = "local-dir", global = true, value_name = "DIR")]
+    pub local_dir: Option<PathBuf>,
     /// Compression of spilled chunks: none, lz4 or zstd[:LEVEL]
     #[arg(long, global = true, default_value = "lz4", value_name = "CODEC")]
     pub spill_codec: SpillCodec,
@@ -236,6 +239,9 @@ pub struct ReconstructArgs {
     /// Compressor of the output: none, zstd[:LEVEL] or lz4
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub codec: Compression,
+    /// Continue an interrupted reconstruction of the same model into OUT: the chunks it completed are kept
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// How a CP-ALS sweep computes its MTTKRPs.

@@ -78,6 +78,9 @@ fn main() -> ExitCode {
     if let Some(threads) = cli.global.threads {
         exec = exec.with_threads(threads);
     }
+    if let Some(dir) = &cli.global.local_dir {
+        exec = exec.with_local_dir(dir);
+    }
     let ctx = Context {
         session: Session::new(exec).with_ranks(job.ranks.clone()),
         // Rank 0 speaks for the job; the others print only errors.

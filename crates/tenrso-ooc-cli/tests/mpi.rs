@@ -523,6 +523,91 @@ fn the_run_report_merges_every_rank() {
     assert_eq!(html.matches("<tr><th>rank ").count(), 3);
 }
 
+/// A 3-operand chain whose 11 MiB intermediate is larger than each rank's
+/// 8 MiB limit, each rank with its own `--local-dir`: bitwise the one
+/// process's result, chunks fetched between ranks (the merged report says
+/// how many bytes), and nothing left in any local directory.
+#[test]
+fn intermediates_on_distinct_local_dirs_are_fetched_between_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["a", "b", "c"];
+    for (seed, name) in names.iter().enumerate() {
+        let path = dir.path().join(name);
+        let seed = seed.to_string();
+        serial(&[
+            "create",
+            p(&path),
+            "--shape",
+            "1200,1200",
+            "--chunks",
+            "200,200",
+            "--fill",
+            "normal",
+            "--seed",
+            &seed,
+            "-q",
+        ])
+        .success();
+    }
+    let operands: Vec<String> = names
+        .iter()
+        .map(|n| dir.path().join(n).display().to_string())
+        .collect();
+    let one = dir.path().join("one");
+    serial(&[
+        "einsum",
+        "ij,jk,kl->il",
+        &operands[0],
+        &operands[1],
+        &operands[2],
+        "-o",
+        p(&one),
+        "--memory-limit",
+        "8MiB",
+        "-q",
+    ])
+    .success();
+    let out = dir.path().join("three");
+    let report = dir.path().join("run.json");
+    let local = dir.path().join("local");
+    // Each rank its own directory, named by its rank.
+    let script = format!(
+        "exec \"$0\" einsum 'ij,jk,kl->il' {} {} {} -o {} --memory-limit 8MiB --threads 1 -q --report {} --local-dir {}/rank$OMPI_COMM_WORLD_RANK",
+        operands[0],
+        operands[1],
+        operands[2],
+        p(&out),
+        p(&report),
+        p(&local)
+    );
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--oversubscribe", "-np", "3", "sh", "-c", &script])
+        .arg(bin())
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
+    run_with_timeout(cmd, Duration::from_secs(120)).success();
+    assert_same_store(&one, &out);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let fetched: Vec<u64> = report["ranks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["bytes_fetched"].as_u64().unwrap())
+        .collect();
+    assert_eq!(fetched.len(), 3);
+    assert!(
+        fetched.iter().sum::<u64>() > 0,
+        "no chunk fetched: {fetched:?}"
+    );
+    for rank in 0..3 {
+        let mine = local.join(format!("rank{rank}"));
+        let left: Vec<_> = std::fs::read_dir(&mine).unwrap().collect();
+        assert!(left.is_empty(), "left in {}: {left:?}", mine.display());
+    }
+}
+
 /// The process ids of `mpirun`'s ranks (its children running this binary).
 fn ranks_of(mpirun: u32) -> Vec<i32> {
     let mut pids = Vec::new();

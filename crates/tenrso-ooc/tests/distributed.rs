@@ -15,7 +15,7 @@ use tenrso_ooc::decomp::{
     CpInit, CpOptions, DecompositionRun, Iteration, Matrix, Reconstruct, SweepStrategy,
     TuckerOptions, cp_als, tucker,
 };
-use tenrso_ooc::distributed::LocalRanks;
+use tenrso_ooc::distributed::{LocalRanks, Ranks};
 use tenrso_ooc::exec::{ExecOptions, NoProgress, Session};
 use tenrso_ooc::ops::{
     Compare, Einsum, Expr, Fill, Generate, Map, Rechunk, Reduce, ReduceOp, Transpose, Verify,
@@ -450,4 +450,113 @@ fn a_resumed_run_may_use_another_rank_count() {
         assert_eq!(tasks_run, 9, "the 9 missing chunks, shared by 3 ranks");
     }
     assert_eq!(files(&whole), files(&resumed));
+}
+
+/// A chain whose intermediate (11 MiB) is larger than each rank's 8 MiB
+/// limit, each rank with its own local directory: every rank writes only
+/// its tiles of the intermediate there, fetches the tiles it needs from
+/// the others, and the result is bitwise that of one process; nothing is
+/// left in any local directory.
+#[test]
+fn intermediates_stay_on_each_ranks_local_dir_and_are_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs");
+    let spec = |shape: [u64; 2]| ArraySpec::new(shape.to_vec(), vec![200, 200], DType::F64);
+    for (name, seed) in [("a", 1), ("b", 2), ("c", 3)] {
+        generated(&inputs, name, spec([1200, 1200]), Fill::Normal, seed);
+    }
+    let chain = |session: &Session, out: &Path| {
+        let open =
+            |name: &str| Arc::new(tenrso_ooc::store::ZarrArray::open(inputs.join(name)).unwrap());
+        Einsum::new("ij,jk,kl->il", [open("a"), open("b"), open("c")])
+            .with_out(out)
+            .plan(session)
+            .unwrap()
+            .run()
+            .unwrap();
+        session.metrics().bytes_fetched.get()
+    };
+    let ranks_run = |size: usize, out: &Path| -> Vec<u64> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = LocalRanks::group(size)
+                .into_iter()
+                .map(|ranks| {
+                    let local = dir.path().join(format!("local-{size}-{}", ranks.rank()));
+                    s.spawn(move || {
+                        let options = ExecOptions::default()
+                            .with_threads(1)
+                            .with_memory_limit(8 << 20)
+                            .with_local_dir(&local);
+                        let session = Session::new(options).with_ranks(Arc::new(ranks));
+                        let fetched = chain(&session, out);
+                        drop(session);
+                        let left: Vec<_> = std::fs::read_dir(&local).unwrap().collect();
+                        assert!(left.is_empty(), "left in {}: {left:?}", local.display());
+                        fetched
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    let one = dir.path().join("one");
+    assert_eq!(ranks_run(1, &one), vec![0], "one process fetches nothing");
+    for size in [2, 3] {
+        let out = dir.path().join(format!("ranks{size}"));
+        let fetched = ranks_run(size, &out);
+        assert!(fetched.iter().sum::<u64>() > 0, "{size} ranks: {fetched:?}");
+        assert_eq!(files(&one), files(&out), "{size} ranks");
+    }
+}
+
+/// A reconstruction interrupted under 2 ranks (chunks missing) resumes
+/// under 3 into the same bytes as an uninterrupted run; another model is
+/// refused.
+#[test]
+fn a_reconstruction_resumes_with_another_rank_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let factor = |rows: usize, seed: f64| {
+        Matrix::from_vec(
+            rows,
+            2,
+            (0..rows * 2).map(|v| (v as f64 * seed).sin()).collect(),
+        )
+        .unwrap()
+    };
+    let model = tenrso_ooc::decomp::CpModel {
+        weights: vec![2.0, 0.5],
+        factors: vec![factor(90, 0.3), factor(70, 0.7), factor(50, 1.1)],
+    };
+    let spec = ArraySpec::new(vec![90, 70, 50], vec![32, 32, 16], DType::F64);
+    let run = |out: PathBuf, model: tenrso_ooc::decomp::CpModel, resume: bool| {
+        let spec = spec.clone();
+        move |s: &Session| {
+            Reconstruct::cp(&model, &out, spec.clone())
+                .with_resume(resume)
+                .plan(s)
+                .unwrap()
+                .run()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    };
+    let (whole, resumed) = (dir.path().join("whole"), dir.path().join("resumed"));
+    spmd(1, run(whole.clone(), model.clone(), false))
+        .remove(0)
+        .unwrap();
+    spmd(2, run(resumed.clone(), model.clone(), false))
+        .remove(0)
+        .unwrap();
+    std::fs::remove_dir_all(resumed.join("c/1")).unwrap();
+    std::fs::remove_file(resumed.join("c/2/0/3")).unwrap();
+    for result in spmd(3, run(resumed.clone(), model.clone(), true)) {
+        result.unwrap();
+    }
+    assert_eq!(files(&whole), files(&resumed));
+    let mut other = model.clone();
+    other.weights[0] = 3.0;
+    let refused = spmd(1, run(resumed.clone(), other, true))
+        .remove(0)
+        .unwrap_err();
+    assert!(refused.contains("another job"), "{refused}");
 }

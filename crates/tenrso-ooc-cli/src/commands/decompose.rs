@@ -305,6 +305,7 @@ pub fn reconstruct(args: &ReconstructArgs, ctx: &Context) -> Result<Outcome> {
         Ok(cp) => Reconstruct::cp(cp, &args.out, spec),
         Err(tk) => Reconstruct::tucker(tk, &args.out, spec),
     }
+    .with_resume(args.resume)
     .plan(&ctx.session)?
     .run_with(&ctx.progress)?;
     let elapsed = started.elapsed();

@@ -80,6 +80,7 @@ fn ranks_table(ranks: &[Value], total: &Value) -> String {
             bytes(&r["bytes_spilled"]),
             bytes(&r["bytes_sent"]),
             bytes(&r["bytes_received"]),
+            bytes(&r["bytes_fetched"]),
             seconds(&r["task_seconds"]),
             seconds(&r["read_seconds"]),
             seconds(&r["communication_seconds"]),
@@ -92,7 +93,7 @@ fn ranks_table(ranks: &[Value], total: &Value) -> String {
         format!("<tr><th>{}</th>{cells}</tr>\n", escape(&label))
     };
     let mut html = format!(
-        "<h2>Ranks</h2>\n<p>{} ranks of one MPI job; times summed over each rank's threads.</p>\n<table class=\"figures\">\n<tr><th></th><th>read</th><th>written</th><th>spilled</th><th>sent</th><th>received</th><th>in tasks</th><th>reading</th><th>in collectives</th><th>peak memory</th></tr>\n",
+        "<h2>Ranks</h2>\n<p>{} ranks of one MPI job; times summed over each rank's threads.</p>\n<table class=\"figures\">\n<tr><th></th><th>read</th><th>written</th><th>spilled</th><th>sent</th><th>received</th><th>of which chunks fetched</th><th>in tasks</th><th>reading</th><th>in collectives</th><th>peak memory</th></tr>\n",
         ranks.len()
     );
     for r in ranks {

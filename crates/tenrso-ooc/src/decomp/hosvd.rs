@@ -10,9 +10,7 @@ use crate::decomp::on_root::on_root;
 use crate::decomp::stream::stream_accumulate;
 use crate::exec::{Progress, Session};
 use crate::io::{ArrayRef, IntoArrayRef};
-use crate::ops::job_temp;
 use crate::ops::{CounterRng, Einsum};
-use crate::store::ZarrArray;
 
 /// Columns the randomized range finder draws beyond the ones asked for.
 const OVERSAMPLING: usize = 10;
@@ -104,7 +102,7 @@ pub fn leading_mode_vectors(
 }
 
 /// `X₍ₙ₎X₍ₙ₎ᵀ` by out-of-core einsum (e.g. `abc,azc->bz` for mode 1), through
-/// a temporary store in the spill area.
+/// a store in scratch (node-local under several ranks).
 fn mode_gram(
     session: &Session,
     x: &ArrayRef,
@@ -122,14 +120,16 @@ fn mode_gram(
         .map(|(m, c)| if m == mode { 'z' } else { *c })
         .collect();
     let spec = format!("{left},{right}->{}z", letters[mode]);
-    let temp = job_temp(session, &format!("gram{mode}"))?;
-    let path = temp.path();
-    Einsum::new(spec, [x, x])
-        .with_out(path)
+    // In scratch: under several ranks each holds the tiles it computed.
+    let report = Einsum::new(spec, [x, x])
+        .into_scratch()
         .plan(session)?
         .run_with(progress)?;
+    let (gram, _store) = report
+        .scratch
+        .as_ref()
+        .ok_or_else(|| Error::internal("the Gram einsum kept no result"))?;
     let extent = x.shape()[mode];
-    let gram = ZarrArray::open(path)?;
     let full = Region::full(&[extent, extent]);
     let values = match gram.dtype() {
         DType::F64 => gram.read_region::<f64>(&full)?.into_vec(),
@@ -140,7 +140,7 @@ fn mode_gram(
             .map(f64::from)
             .collect(),
     };
-    // Every rank has read the Gram matrix before rank 0 removes it.
+    // Every rank has read every tile before any removes its own.
     if session.ranks().is_distributed() {
         session.ranks().barrier();
     }

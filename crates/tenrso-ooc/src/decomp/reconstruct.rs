@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde_json::{Value, json};
+
 use crate::core::{Block, ChunkGrid, Element, Region, Result};
 use crate::decomp::chunk_kernels::{khatri_rao_rows, mode_product};
 use crate::decomp::{CpModel, Matrix, TuckerModel};
@@ -27,13 +29,34 @@ impl Model {
             Self::Tucker(m) => &m.factors,
         }
     }
+
+    /// What identifies the model in the array it is written to: its kind
+    /// and a hash of every value's bits.
+    fn record(&self) -> Value {
+        let (kind, extra) = match self {
+            Self::Cp(m) => ("cp", &m.weights),
+            Self::Tucker(m) => ("tucker", &m.core),
+        };
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for f in self.factors() {
+            hasher.update(&(f.rows() as u64).to_le_bytes());
+            hasher.update(&(f.cols() as u64).to_le_bytes());
+            f.as_slice()
+                .iter()
+                .for_each(|v| hasher.update(&v.to_le_bytes()));
+        }
+        extra.iter().for_each(|v| hasher.update(&v.to_le_bytes()));
+        json!({ "model": kind, "xxh3": format!("{:016x}", hasher.digest()) })
+    }
 }
 
 /// Writes the full tensor of a CP or Tucker model into a new stored array,
 /// one chunk per task. A CP chunk is `(F₀ block · diag w) · KR(other
 /// blocks)ᵀ`, one GEMM; a Tucker chunk is the core multiplied on every mode
-/// by the factors' row blocks. A run that fails or is cancelled removes
-/// its partial output (a reconstruction has no resume; rerun it).
+/// by the factors' row blocks. A run that fails removes its partial
+/// output; one cancelled or killed leaves complete chunks, and
+/// [`with_resume`](Self::with_resume) writes the rest (with any number of
+/// ranks) — the model, recorded in the array, must be the same.
 ///
 /// ```
 /// use tenrso_ooc::decomp::{CpModel, Matrix, Reconstruct};
@@ -53,6 +76,7 @@ pub struct Reconstruct {
     model: Model,
     out: PathBuf,
     spec: ArraySpec,
+    resume: bool,
 }
 
 impl Reconstruct {
@@ -63,7 +87,15 @@ impl Reconstruct {
             model,
             out: out.into(),
             spec,
+            resume: false,
         }
+    }
+
+    /// Continues an interrupted reconstruction into the same output: the
+    /// chunks on disk are kept, the others written.
+    pub fn with_resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
     }
 
     /// [`new`](Self::new) for a CP model.
@@ -116,7 +148,12 @@ impl Reconstruct {
         };
         let request = self.clone();
         Ok(Planned::new(plan, move |plan: &ChunkPlan, progress| {
-            let (out, spec) = (&request.out, &request.spec);
+            let target = Target {
+                out: &request.out,
+                spec: &request.spec,
+                resume: request.resume,
+                record: request.model.record(),
+            };
             let tasks = TaskSet {
                 count: plan.tasks as usize,
                 bytes_each: plan.task_bytes,
@@ -125,9 +162,9 @@ impl Reconstruct {
             session.options().check_fits(tasks.bytes_each, tasks.what)?;
             let array = match &request.model {
                 Model::Cp(model) => {
-                    write_model(session, out, spec, tasks, progress, |r| cp_block(model, r))
+                    write_model(session, &target, tasks, progress, |r| cp_block(model, r))
                 }
-                Model::Tucker(model) => write_model(session, out, spec, tasks, progress, |r| {
+                Model::Tucker(model) => write_model(session, &target, tasks, progress, |r| {
                     tucker_block(model, r)
                 }),
             }?;
@@ -169,10 +206,20 @@ fn tucker_block(model: &TuckerModel, region: &Region) -> Result<Vec<f64>> {
     Ok(y)
 }
 
+/// Where a model is written, and what identifies it there.
+struct Target<'a> {
+    out: &'a Path,
+    spec: &'a ArraySpec,
+    resume: bool,
+    record: Value,
+}
+
+/// The array attribute naming the model a reconstruction wrote.
+const RECORD_ATTRIBUTE: &str = "tenrso_reconstruct";
+
 fn write_model<F>(
     session: &Session,
-    out: &Path,
-    spec: &ArraySpec,
+    target: &Target<'_>,
     tasks: TaskSet<'_>,
     progress: &dyn Progress,
     block: F,
@@ -180,12 +227,26 @@ fn write_model<F>(
 where
     F: Fn(&Region) -> Result<Vec<f64>> + Sync,
 {
+    let Target {
+        out,
+        spec,
+        resume,
+        ref record,
+    } = *target;
     // Rank 0 creates the output; the others open it once it exists, and
     // each writes its share of the chunks.
     let ranks = session.ranks();
     let created = ranks
         .is_root()
-        .then(|| ZarrArray::create(out, spec))
+        .then(|| -> Result<ZarrArray> {
+            let mut array = if resume {
+                ZarrArray::create_or_resume(out, spec)?
+            } else {
+                ZarrArray::create(out, spec)?
+            };
+            array.record_job(RECORD_ATTRIBUTE, record.clone(), resume)?;
+            Ok(array)
+        })
         .transpose()?;
     if ranks.is_distributed() {
         ranks.barrier();
@@ -199,6 +260,9 @@ where
     let result = crate::dispatch_dtype!(array.dtype(), T => {
         for_each_owned_task(session, tasks, progress, |i| {
             let coords = grid.chunk_coords(i as u64);
+            if resume && array.chunk_exists(&coords)? {
+                return Ok(array.nbytes_of(&coords));
+            }
             let region = grid.chunk_region(&coords);
             let values = block(&region)?;
             let data: Vec<T> = values.into_iter().map(T::from_f64).collect();
@@ -210,7 +274,7 @@ where
     });
     progress.finish();
     if let Err(e) = result {
-        if ranks.is_root() {
+        if ranks.is_root() && !resume && !matches!(e, crate::Error::Cancelled) {
             let _ = std::fs::remove_dir_all(out);
         }
         return Err(e);

@@ -42,6 +42,17 @@ impl Ranks for MeteredRanks {
             .observe(started.elapsed());
     }
 
+    fn fetch(&self, from: usize, request: &[u8]) -> crate::Result<Vec<u8>> {
+        let started = Instant::now();
+        let answer = self.inner.fetch(from, request)?;
+        self.metrics
+            .communication_seconds
+            .observe(started.elapsed());
+        self.metrics.bytes_sent.add(request.len() as u64);
+        self.metrics.bytes_received.add(answer.len() as u64);
+        Ok(answer)
+    }
+
     fn all_gather(&self, bytes: &[u8]) -> Vec<Vec<u8>> {
         let started = Instant::now();
         let all = self.inner.all_gather(bytes);

@@ -8,8 +8,10 @@
 //! combined in the plan's order, so results are bitwise those of one
 //! process. See `docs/distributed.md`.
 
+pub(crate) mod chunk_server;
 mod local_ranks;
 mod metered_ranks;
+mod node_local_array;
 mod ownership;
 mod ranks;
 
@@ -20,6 +22,7 @@ mod mpi;
 pub use self::mpi::{MpiEnvironment, MpiRanks, abort_job, init_mpi};
 pub use local_ranks::LocalRanks;
 pub use metered_ranks::MeteredRanks;
+pub use node_local_array::NodeLocalArray;
 pub(crate) use ownership::stage_ranges;
 pub use ownership::{OwnedTasks, Ownership, RankShare, TileSplit, contiguous_share, shares};
 pub(crate) use ranks::one_process_only;

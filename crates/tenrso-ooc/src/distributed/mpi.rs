@@ -18,12 +18,61 @@ pub struct MpiRanks {
     size: usize,
 }
 
+/// The tag of chunk requests (the serving thread takes only these).
+const REQUEST_TAG: i32 = 7;
+/// Answers go back under a tag of their own per request, from this one on
+/// (below MPI's guaranteed upper bound of 32767).
+const FIRST_ANSWER_TAG: i32 = 1000;
+const ANSWER_TAGS: i32 = 30_000;
+/// The one-byte request that stops a serving thread (real requests have
+/// a tag and a name: at least 8 bytes).
+const STOP: [u8; 1] = [0xff];
+
+static NEXT_ANSWER_TAG: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// MPI, initialised with `MPI_THREAD_MULTIPLE`: keep it alive for the whole
 /// program (dropping it finalises MPI), and make sessions with its
-/// [`ranks`](Self::ranks).
+/// [`ranks`](Self::ranks). Under several ranks, a thread of each rank
+/// answers the others' requests for its node-local chunks until it drops
+/// (every rank drops it together: the drop waits for every rank).
 pub struct MpiEnvironment {
     ranks: MpiRanks,
+    server: Option<std::thread::JoinHandle<()>>,
     _universe: Universe,
+}
+
+impl Drop for MpiEnvironment {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            // No rank asks for a chunk any more once every rank is here.
+            let world = SimpleCommunicator::world();
+            world.barrier();
+            world
+                .process_at_rank(self.ranks.rank as i32)
+                .send_with_tag(&STOP[..], REQUEST_TAG);
+            let _ = server.join();
+        }
+    }
+}
+
+/// Answers chunk requests from the other ranks until told to stop.
+fn serve_chunks(rank: usize) {
+    use mpi::point_to_point::MatchedReceiveVec;
+    let world = SimpleCommunicator::world();
+    loop {
+        let probed = world.any_process().matched_probe_with_tag(REQUEST_TAG);
+        let (request, status) = probed.matched_receive_vec::<u8>();
+        if request == STOP {
+            return;
+        }
+        let Some((tag, request)) = request.split_first_chunk::<4>() else {
+            continue;
+        };
+        let answer = crate::distributed::chunk_server::answer(rank, request);
+        world
+            .process_at_rank(status.source_rank())
+            .send_with_tag(&answer[..], i32::from_le_bytes(*tag));
+    }
 }
 
 impl std::fmt::Debug for MpiEnvironment {
@@ -70,8 +119,17 @@ pub fn init_mpi() -> Result<MpiEnvironment> {
         rank: world.rank() as usize,
         size: world.size() as usize,
     };
+    let server = (ranks.size > 1)
+        .then(|| {
+            std::thread::Builder::new()
+                .name("tenrso-chunk-server".into())
+                .spawn(move || serve_chunks(ranks.rank))
+        })
+        .transpose()
+        .map_err(|e| Error::internal(format!("the chunk-serving thread did not start: {e}")))?;
     Ok(MpiEnvironment {
         ranks,
+        server,
         _universe: universe,
     })
 }
@@ -93,6 +151,18 @@ impl Ranks for MpiRanks {
 
     fn barrier(&self) {
         SimpleCommunicator::world().barrier();
+    }
+
+    fn fetch(&self, from: usize, request: &[u8]) -> Result<Vec<u8>> {
+        let world = SimpleCommunicator::world();
+        let n = NEXT_ANSWER_TAG.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = FIRST_ANSWER_TAG + n.rem_euclid(ANSWER_TAGS);
+        let mut message = tag.to_le_bytes().to_vec();
+        message.extend_from_slice(request);
+        let owner = world.process_at_rank(from as i32);
+        owner.send_with_tag(&message[..], REQUEST_TAG);
+        let (answer, _) = owner.receive_vec_with_tag::<u8>(tag);
+        Ok(answer)
     }
 
     fn all_gather(&self, bytes: &[u8]) -> Vec<Vec<u8>> {

@@ -36,6 +36,21 @@ pub trait Ranks: Send + Sync + fmt::Debug {
         self.all_gather(bytes).swap_remove(0)
     }
 
+    /// Rank `from`'s answer to a request for one of its node-local
+    /// chunks (see `chunk_server`), while every rank may be computing: the
+    /// owner answers from a serving thread (MPI) or at once (threads).
+    ///
+    /// # Errors
+    /// [`Error::Internal`](crate::Error::Internal) from transports that
+    /// cannot fetch ([`SingleProcess`] has no other rank).
+    fn fetch(&self, from: usize, request: &[u8]) -> crate::core::Result<Vec<u8>> {
+        let _ = request;
+        Err(crate::core::Error::internal(format!(
+            "rank {} cannot fetch chunks from rank {from} over this transport",
+            self.rank()
+        )))
+    }
+
     /// True on the rank that prints, creates outputs and writes reports.
     fn is_root(&self) -> bool {
         self.rank() == 0

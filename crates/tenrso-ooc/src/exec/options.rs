@@ -82,6 +82,27 @@ impl ExecOptions {
         self
     }
 
+    /// Puts this process's scratch — its intermediates (einsum steps,
+    /// operands rechunked first, Gram matrices) and, first, its spill — on
+    /// `dir`, a node-local disk under several ranks: ahead of the spill
+    /// directories set so far.
+    ///
+    /// ```
+    /// use tenrso_ooc::exec::ExecOptions;
+    /// let opts = ExecOptions::default().with_local_dir("/scratch/local");
+    /// assert_eq!(opts.spill_dirs[0].path, std::path::Path::new("/scratch/local"));
+    /// ```
+    pub fn with_local_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.spill_dirs.insert(
+            0,
+            SpillDirSpec {
+                path: dir.into(),
+                cap: None,
+            },
+        );
+        self
+    }
+
     /// Sets the spill codec.
     pub fn with_spill_codec(mut self, codec: SpillCodec) -> Self {
         self.spill_codec = codec;

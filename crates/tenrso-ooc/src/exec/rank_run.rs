@@ -113,6 +113,9 @@ pub struct RankFigures {
     pub bytes_sent: u64,
     /// Bytes received from the other ranks.
     pub bytes_received: u64,
+    /// Bytes of node-local chunks fetched from the ranks holding them
+    /// (part of [`bytes_received`](Self::bytes_received)).
+    pub bytes_fetched: u64,
     /// Seconds spent running tasks, summed over its threads (a task's wait
     /// for an input not yet loaded included).
     pub task_seconds: f64,
@@ -137,6 +140,7 @@ impl RankFigures {
             bytes_spilled: m.bytes_spilled.get(),
             bytes_sent: m.bytes_sent.get(),
             bytes_received: m.bytes_received.get(),
+            bytes_fetched: m.bytes_fetched.get(),
             task_seconds: m.task_seconds.sum_seconds(),
             read_seconds: m.chunk_read_seconds.sum_seconds(),
             communication_seconds: m.communication_seconds.sum_seconds(),
@@ -167,6 +171,7 @@ impl RankFigures {
             bytes_spilled: t.bytes_spilled + r.bytes_spilled,
             bytes_sent: t.bytes_sent + r.bytes_sent,
             bytes_received: t.bytes_received + r.bytes_received,
+            bytes_fetched: t.bytes_fetched + r.bytes_fetched,
             task_seconds: t.task_seconds + r.task_seconds,
             read_seconds: t.read_seconds + r.read_seconds,
             communication_seconds: t.communication_seconds + r.communication_seconds,
@@ -174,7 +179,7 @@ impl RankFigures {
         })
     }
 
-    fn to_u64s(self) -> [u64; 10] {
+    fn to_u64s(self) -> [u64; 11] {
         [
             self.rank as u64,
             self.bytes_read,
@@ -186,6 +191,7 @@ impl RankFigures {
             self.read_seconds.to_bits(),
             self.communication_seconds.to_bits(),
             self.peak_rss,
+            self.bytes_fetched,
         ]
     }
 
@@ -202,6 +208,7 @@ impl RankFigures {
             read_seconds: f64::from_bits(at(7)),
             communication_seconds: f64::from_bits(at(8)),
             peak_rss: at(9),
+            bytes_fetched: at(10),
         }
     }
 
@@ -214,6 +221,7 @@ impl RankFigures {
             "bytes_spilled": self.bytes_spilled,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
+            "bytes_fetched": self.bytes_fetched,
             "task_seconds": self.task_seconds,
             "read_seconds": self.read_seconds,
             "communication_seconds": self.communication_seconds,

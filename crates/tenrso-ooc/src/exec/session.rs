@@ -75,6 +75,11 @@ impl Session {
         self
     }
 
+    /// The ranks, shared (for what outlives a call: a node-local array).
+    pub(crate) fn shared_ranks(&self) -> Arc<dyn Ranks> {
+        self.ranks.clone()
+    }
+
     /// The ranks running this session's operations (one process unless
     /// [`with_ranks`](Self::with_ranks) says otherwise).
     pub fn ranks(&self) -> &dyn Ranks {

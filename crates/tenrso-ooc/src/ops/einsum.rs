@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::core::{ByteSize, ChunkGrid, Error, Result, gemm_gflops, gemm_kernel};
 use crate::dispatch_dtype;
+use crate::distributed::NodeLocalArray;
 use crate::distributed::TileSplit;
 use crate::exec::{Progress, Session};
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
@@ -250,6 +251,9 @@ pub struct EinsumReport {
     pub value: Option<f64>,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,
+    /// The result kept in scratch (`Einsum::into_scratch`), removed when
+    /// the last clone of the report drops.
+    pub(crate) scratch: Option<(ArrayRef, Arc<TempStore>)>,
 }
 
 impl EinsumReport {
@@ -356,6 +360,9 @@ pub struct Einsum {
     out: Option<PathBuf>,
     output: OutputOptions,
     path: PathStrategy,
+    /// Keep an array result in scratch, as an intermediate, and return it
+    /// in the report ([`EinsumReport::scratch`]).
+    scratch: bool,
 }
 
 impl Einsum {
@@ -371,6 +378,7 @@ impl Einsum {
             out: None,
             output: OutputOptions::default(),
             path: PathStrategy::default(),
+            scratch: false,
         }
     }
 
@@ -417,6 +425,13 @@ impl Einsum {
         self
     }
 
+    /// Keeps an array result where intermediates go (node-local under
+    /// several ranks) and returns it in the report, instead of an output.
+    pub(crate) fn into_scratch(mut self) -> Self {
+        self.scratch = true;
+        self
+    }
+
     /// Sets the result's chunking (default: the operands' along each index,
     /// about 8 MiB a chunk), compression and resumption.
     pub fn with_output_options(mut self, output: OutputOptions) -> Self {
@@ -459,7 +474,7 @@ impl Einsum {
             )));
         }
         let scalar = problem.output.is_empty();
-        if !scalar && out.is_none() {
+        if !scalar && out.is_none() && !self.scratch {
             return Err(Error::invalid(format!(
                 "einsum: `{subscripts}` gives an array of shape {:?}; give an output path",
                 problem.output_shape()
@@ -636,6 +651,7 @@ fn run_einsum(
         steps: Vec::new(),
         value: None,
         seconds: 0.0,
+        scratch: None,
     };
     // Refuse before any I/O: every step's smallest task must fit.
     for (k, s) in report.plan.path.steps.iter().enumerate() {
@@ -655,15 +671,17 @@ fn run_einsum(
     let n = inputs.len();
     let mut arrays: Vec<Option<ArrayRef>> = inputs.iter().cloned().map(Some).collect();
     let mut temps: Vec<Option<TempStore>> = (0..n).map(|_| None).collect();
+    let distributed = session.ranks().is_distributed();
     for (k, chunks) in report.plan.rechunked.clone() {
         let temp = job_temp(session, &format!("operand{k}-rechunked"))?;
-        let dir = temp.path().to_path_buf();
-        let op = Rechunk::new(&inputs[k], chunks, &dir)
+        let op = Rechunk::new(&inputs[k], chunks, temp.store.path())
+            .node_local(distributed)
             .plan(session)?
             .run_with(progress)?;
         report.steps.push(op);
-        arrays[k] = Some(Arc::new(ZarrArray::open(&dir)?));
-        temps[k] = Some(temp);
+        let array = Arc::new(ZarrArray::open(temp.store.path())?);
+        arrays[k] = Some(temp.share(session, array)?);
+        temps[k] = Some(temp.store);
     }
     let steps = report.plan.path.steps.clone();
     let last = steps.len() - 1;
@@ -677,13 +695,20 @@ fn run_einsum(
             Some(out) => (out.to_path_buf(), opts.compression, None),
             None => {
                 let temp = job_temp(session, &format!("einsum-step{k}"))?;
-                (temp.path().to_path_buf(), Compression::None, Some(temp))
+                (
+                    temp.store.path().to_path_buf(),
+                    Compression::None,
+                    Some(temp),
+                )
             }
         };
         let array_spec = ArraySpec::new(s.step.output_shape(), s.step.output_chunks.clone(), dtype)
             .with_compression(compression);
         array_spec.validate()?;
-        let output = Arc::new(OutputArray::new(&target, array_spec));
+        let output = Arc::new(match temp {
+            Some(_) if distributed => OutputArray::node_local(&target, array_spec),
+            _ => OutputArray::new(&target, array_spec),
+        });
         let name = format!("einsum step {k}/{}: {}", steps.len(), s.step.subscripts());
         let absent = AbsentTiles::of(&step_inputs)?;
         let graph = contraction_graph(
@@ -711,8 +736,17 @@ fn run_einsum(
             arrays[o] = None;
             temps[o] = None;
         }
-        arrays.push(Some(output.array()?.clone()));
-        temps.push(temp);
+        let written = output.array()?.clone();
+        match temp {
+            Some(temp) => {
+                arrays.push(Some(temp.share(session, written)?));
+                temps.push(Some(temp.store));
+            }
+            None => {
+                arrays.push(Some(written));
+                temps.push(None);
+            }
+        }
     }
     if scalar {
         let last_array = arrays.last().and_then(|a| a.clone()).expect("a last step");
@@ -728,6 +762,12 @@ fn run_einsum(
             scalar.write(dtype, value, result.record)?;
         }
     }
+    if !scalar && out.is_none() {
+        // `into_scratch`: the last step's array, kept with its store.
+        if let (Some(Some(array)), Some(Some(temp))) = (arrays.pop(), temps.pop()) {
+            report.scratch = Some((array, Arc::new(temp)));
+        }
+    }
     report.seconds = start.elapsed().as_secs_f64();
     tracing::info!(
         seconds = report.seconds,
@@ -738,23 +778,46 @@ fn run_einsum(
     Ok(report)
 }
 
-/// A temporary store for an intermediate named `what`, in the spill area
-/// of rank 0, which every rank of the job writes and reads (so, under
-/// several ranks on several machines, the spill directory must be shared).
-pub(crate) fn job_temp(session: &Session, what: &str) -> Result<TempStore> {
-    let ranks = session.ranks();
-    if !ranks.is_distributed() {
-        return Ok(TempStore::new(session.spill()?.as_ref(), what));
+/// A temporary store for an intermediate: this rank's own, in its spill
+/// area (node-local scratch), and the name every rank of the job knows it
+/// by (rank 0's).
+pub(crate) struct JobTemp {
+    /// This rank's store.
+    pub store: TempStore,
+    /// The store's name in the job.
+    pub name: String,
+}
+
+impl JobTemp {
+    /// The written intermediate `array` (this rank's copy) as every rank
+    /// reads it: itself in one process; under several ranks a
+    /// [`NodeLocalArray`] fetching the other ranks' chunks (a collective).
+    ///
+    /// # Errors
+    /// As [`NodeLocalArray::share`].
+    pub fn share(&self, session: &Session, array: Arc<ZarrArray>) -> Result<ArrayRef> {
+        if !session.ranks().is_distributed() {
+            return Ok(array);
+        }
+        Ok(Arc::new(NodeLocalArray::share(session, array, &self.name)?))
     }
-    let mine = ranks
-        .is_root()
-        .then(|| session.spill().map(|s| TempStore::new(s.as_ref(), what)))
-        .transpose()?;
-    let named = mine.as_ref().map(|t| t.path().display().to_string());
-    let path = ranks.broadcast(named.unwrap_or_default().as_bytes());
-    Ok(mine.unwrap_or_else(|| {
-        TempStore::shared(PathBuf::from(String::from_utf8_lossy(&path).into_owned()))
-    }))
+}
+
+/// A temporary store for an intermediate named `what` (see [`JobTemp`]).
+pub(crate) fn job_temp(session: &Session, what: &str) -> Result<JobTemp> {
+    let store = TempStore::new(session.spill()?.as_ref(), what);
+    let mine = store
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ranks = session.ranks();
+    let name = if ranks.is_distributed() {
+        String::from_utf8_lossy(&ranks.broadcast(mine.as_bytes())).into_owned()
+    } else {
+        mine
+    };
+    Ok(JobTemp { store, name })
 }
 
 /// Where an einsum's result goes.

@@ -72,7 +72,6 @@ mod verify;
 
 pub use chunk_plan::ChunkPlan;
 pub use compare::{Compare, CompareReport};
-pub(crate) use einsum::job_temp;
 pub use einsum::{Einsum, EinsumPlan, EinsumReport, tensordot_subscripts};
 pub use expr::Expr;
 pub use generate::{Fill, Generate, GenerateReport, Generator};

@@ -408,13 +408,12 @@ where
     let Outputs { resumed, record } = *outputs;
     let ranks = session.ranks();
     let remove_created = || {
-        // Rank 0 created the outputs: it alone removes them.
-        if ranks.is_root() {
-            graph
-                .outputs()
-                .filter(|o| !resumed.contains(&o.path))
-                .for_each(|o| o.remove_created())
-        }
+        // Rank 0 created the shared outputs: it alone removes them; each
+        // rank removes its node-local copies.
+        graph
+            .outputs()
+            .filter(|o| (ranks.is_root() || o.node_local) && !resumed.contains(&o.path))
+            .for_each(|o| o.remove_created())
     };
     create_outputs(session, graph, resumed, record).inspect_err(|_| remove_created())?;
     let running = std::time::Instant::now();
@@ -460,16 +459,15 @@ fn create_outputs(
     if ranks.is_distributed() {
         ranks.barrier();
     }
-    if ranks.is_root() {
-        for output in graph.outputs() {
-            let resume = resumed.contains(&output.path);
-            output.create(resume, OPERATION_ATTRIBUTE, record)?;
-        }
+    // Node-local outputs: each rank its own copy.
+    for output in graph.outputs().filter(|o| ranks.is_root() || o.node_local) {
+        let resume = resumed.contains(&output.path);
+        output.create(resume, OPERATION_ATTRIBUTE, record)?;
     }
     if ranks.is_distributed() {
         ranks.barrier();
         if !ranks.is_root() {
-            for output in graph.outputs() {
+            for output in graph.outputs().filter(|o| !o.node_local) {
                 output.open_created()?;
             }
         }

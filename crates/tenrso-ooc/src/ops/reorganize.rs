@@ -86,7 +86,12 @@ impl Transpose {
                 .collect()
         });
         let name = format!("transpose to axes {perm:?}");
-        reorganize(session, input, perm, &target, &self.out, &self.output, name)
+        let destination = Destination {
+            out: &self.out,
+            opts: &self.output,
+            node_local: false,
+        };
+        reorganize(session, input, perm, &target, destination, name)
     }
 }
 
@@ -103,6 +108,7 @@ pub struct Rechunk {
     input: ArrayRef,
     out: PathBuf,
     output: OutputOptions,
+    node_local: bool,
 }
 
 impl Rechunk {
@@ -116,7 +122,15 @@ impl Rechunk {
             input: input.array_ref(),
             out: out.into(),
             output: OutputOptions::default().with_chunk_shape(chunks),
+            node_local: false,
         }
+    }
+
+    /// Under several ranks, each writes its chunks into its own copy at
+    /// `out` (an intermediate on node-local scratch).
+    pub(crate) fn node_local(mut self, node_local: bool) -> Self {
+        self.node_local = node_local;
+        self
     }
 
     /// Sets the output's compressor.
@@ -144,11 +158,22 @@ impl Rechunk {
             &self.input,
             &identity,
             &target,
-            &self.out,
-            &self.output,
+            Destination {
+                out: &self.out,
+                opts: &self.output,
+                node_local: self.node_local,
+            },
             name,
         )
     }
+}
+
+/// Where a reorganized array goes.
+struct Destination<'a> {
+    out: &'a Path,
+    opts: &'a OutputOptions,
+    /// Each rank's own copy (see [`OutputArray::node_local`]).
+    node_local: bool,
 }
 
 fn reorganize<'s>(
@@ -156,17 +181,25 @@ fn reorganize<'s>(
     input: &ArrayRef,
     perm: &[usize],
     target: &[u64],
-    out: &Path,
-    opts: &OutputOptions,
+    destination: Destination<'_>,
     name: String,
 ) -> Result<Planned<'s, PlanReport, OpReport>> {
+    let Destination {
+        out,
+        opts,
+        node_local,
+    } = destination;
     let out_shape: Vec<u64> = perm.iter().map(|&p| input.shape()[p]).collect();
     let out_grid = ChunkGrid::new(out_shape.clone(), target.to_vec())?;
     let spec = ArraySpec::new(out_shape.clone(), target.to_vec(), input.dtype())
         .with_compression(opts.compression)
         .with_fill_value(input.fill_value());
     spec.validate()?;
-    let output = Arc::new(OutputArray::new(out, spec));
+    let output = Arc::new(if node_local {
+        OutputArray::node_local(out, spec)
+    } else {
+        OutputArray::new(out, spec)
+    });
     let direct = direct_plan(
         input,
         perm,

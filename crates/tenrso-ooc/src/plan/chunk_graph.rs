@@ -21,6 +21,10 @@ pub struct OutputArray {
     pub path: PathBuf,
     /// Its layout.
     pub spec: ArraySpec,
+    /// Each rank of a job creates its own copy at its own `path` and writes
+    /// its chunks there (an intermediate on node-local scratch), instead
+    /// of rank 0 creating one array every rank writes.
+    pub node_local: bool,
     array: OnceLock<Arc<ZarrArray>>,
 }
 
@@ -30,7 +34,17 @@ impl OutputArray {
         Self {
             path: path.into(),
             spec,
+            node_local: false,
             array: OnceLock::new(),
+        }
+    }
+
+    /// An output each rank creates its own copy of, at its own `path` (see
+    /// [`node_local`](Self::node_local)).
+    pub fn node_local(path: impl Into<PathBuf>, spec: ArraySpec) -> Self {
+        Self {
+            node_local: true,
+            ..Self::new(path, spec)
         }
     }
 

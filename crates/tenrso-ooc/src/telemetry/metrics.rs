@@ -97,6 +97,9 @@ pub struct Metrics {
     pub bytes_sent: Counter,
     /// Bytes this rank received from the other ranks of its job.
     pub bytes_received: Counter,
+    /// Bytes of node-local chunks this rank fetched from the ranks that
+    /// hold them.
+    pub bytes_fetched: Counter,
     /// How long each collective operation among the ranks (a gather, a
     /// barrier) took this rank, waiting for the others included.
     pub communication_seconds: Histogram,
@@ -313,6 +316,12 @@ impl Metrics {
                 C,
                 "Bytes sent to the other ranks of an MPI job.",
                 self.bytes_sent.get(),
+            ),
+            s(
+                "fetched_bytes_total",
+                C,
+                "Bytes of node-local chunks fetched from the other ranks of an MPI job.",
+                self.bytes_fetched.get(),
             ),
             s(
                 "received_bytes_total",
