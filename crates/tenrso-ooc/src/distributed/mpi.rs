@@ -55,12 +55,28 @@ impl Drop for MpiEnvironment {
     }
 }
 
-/// Answers chunk requests from the other ranks until told to stop.
+/// The longest a serving thread sleeps between looks for a request.
+const MAX_IDLE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Answers chunk requests from the other ranks until told to stop. It
+/// polls (a blocking probe would spin on a core the whole run: Open MPI
+/// busy-waits), sleeping from 20 µs up to [`MAX_IDLE`] while no request
+/// comes, so an idle server costs nothing and a busy one answers at once.
 fn serve_chunks(rank: usize) {
     use mpi::point_to_point::MatchedReceiveVec;
     let world = SimpleCommunicator::world();
+    let first_idle = std::time::Duration::from_micros(20);
+    let mut idle = first_idle;
     loop {
-        let probed = world.any_process().matched_probe_with_tag(REQUEST_TAG);
+        let Some(probed) = world
+            .any_process()
+            .immediate_matched_probe_with_tag(REQUEST_TAG)
+        else {
+            std::thread::sleep(idle);
+            idle = (idle * 2).min(MAX_IDLE);
+            continue;
+        };
+        idle = first_idle;
         let (request, status) = probed.matched_receive_vec::<u8>();
         if request == STOP {
             return;
