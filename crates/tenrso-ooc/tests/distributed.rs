@@ -43,6 +43,26 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     found
 }
 
+/// Asserts `size` ranks wrote the files one process wrote, byte for byte.
+fn assert_same_files(
+    expected: &BTreeMap<PathBuf, Vec<u8>>,
+    written: &BTreeMap<PathBuf, Vec<u8>>,
+    size: usize,
+) {
+    assert_eq!(
+        written.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "{size} ranks"
+    );
+    for (name, bytes) in expected {
+        assert!(
+            &written[name] == bytes,
+            "{} differs with {size} ranks",
+            name.display()
+        );
+    }
+}
+
 /// Runs `job` SPMD on `size` threads, each a rank with its own session
 /// (2 threads, a 16 MiB limit); returns each rank's result.
 fn spmd<R: Send>(size: usize, job: impl Fn(&Session) -> R + Sync) -> Vec<R> {
@@ -165,19 +185,7 @@ fn every_operation_is_bitwise_equal_for_one_to_four_ranks() {
         for got in spmd(size, |s| every_operation(s, &inputs, &out)) {
             assert_eq!(got, reference, "{size} ranks");
         }
-        let written = files(&out);
-        assert_eq!(
-            written.keys().collect::<Vec<_>>(),
-            expected.keys().collect::<Vec<_>>(),
-            "{size} ranks"
-        );
-        for (name, bytes) in &expected {
-            assert!(
-                &written[name] == bytes,
-                "{} differs with {size} ranks",
-                name.display()
-            );
-        }
+        assert_same_files(&expected, &files(&out), size);
     }
 }
 
@@ -373,19 +381,7 @@ fn decompositions_are_bitwise_equal_for_one_to_three_ranks() {
         for got in spmd(size, |s| decompositions(s, &inputs, &out)) {
             assert!(got == reference, "{size} ranks: other bits");
         }
-        let written = files_but_timings(&out);
-        assert_eq!(
-            written.keys().collect::<Vec<_>>(),
-            expected.keys().collect::<Vec<_>>(),
-            "{size} ranks"
-        );
-        for (name, bytes) in &expected {
-            assert!(
-                &written[name] == bytes,
-                "{} differs with {size} ranks",
-                name.display()
-            );
-        }
+        assert_same_files(&expected, &files_but_timings(&out), size);
     }
 }
 
@@ -419,6 +415,37 @@ fn cp_als_resumes_its_checkpoint_with_another_rank_count() {
     spmd(2, run(dir.path().join("resumed"), false, 2));
     for got in spmd(3, run(dir.path().join("resumed"), true, 0)) {
         assert!(got == whole, "resumed with 3 ranks: other bits");
+    }
+}
+
+#[test]
+fn tucker_resumes_its_checkpoint_with_another_rank_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ArraySpec::new(vec![60, 50, 40], vec![16, 16, 16], DType::F64);
+    let x = generated(dir.path(), "x", spec, Fill::Normal, 6);
+    let x = &x;
+    let run = |out: PathBuf, resume: bool, stop_after: usize| {
+        move |s: &Session| {
+            let opts = TuckerOptions::new(vec![4, 3, 3])
+                .with_n_iter_max(4)
+                .with_tol(0.0)
+                .with_checkpoint(&out)
+                .with_resume(resume);
+            let stop = |i: &Iteration| {
+                if i.iteration == stop_after {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            };
+            let report = tucker(s, x, &opts, &mut |i, _| stop(i), &NoProgress).unwrap();
+            model_bits(&report.model.factors, &report.model.core, &report.run)
+        }
+    };
+    let whole = spmd(1, run(dir.path().join("whole"), false, 0)).remove(0);
+    spmd(3, run(dir.path().join("resumed"), false, 2));
+    for got in spmd(2, run(dir.path().join("resumed"), true, 0)) {
+        assert!(got == whole, "resumed with 2 ranks: other bits");
     }
 }
 

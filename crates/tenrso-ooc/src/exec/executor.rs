@@ -669,7 +669,13 @@ impl<T: Element> StageRun<'_, T> {
                             working_set: self.graph.load_bytes(key),
                             load: &load,
                         };
-                        match self.cache.prefetch(key, &loader, &mut reservation) {
+                        // A streamed chunk is wanted until its only task
+                        // starts (a worker then loads it, or waits for
+                        // this load): never read twice.
+                        let wanted = || {
+                            self.graph.stream.is_none() || self.next.load(Ordering::Acquire) <= t
+                        };
+                        match self.cache.prefetch(key, &loader, &mut reservation, &wanted) {
                             Ok(true) => {
                                 loaded = true;
                                 // Its last user may have finished meanwhile.

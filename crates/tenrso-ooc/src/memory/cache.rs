@@ -300,9 +300,11 @@ impl<T: Element> ChunkCache<T> {
         }
     }
 
-    /// Loads `key` ahead of need if the pool has the bytes free right now.
-    /// Never evicts anything and never waits: a prefetch must not push out
-    /// data that is needed sooner. Returns whether it loaded the chunk.
+    /// Loads `key` ahead of need if the pool has the bytes free right now
+    /// and `still_wanted()` (asked under the cache's lock, so it can tell
+    /// whether the chunk's user has already come). Never evicts anything
+    /// and never waits: a prefetch must not push out data that is needed
+    /// sooner. Returns whether it loaded the chunk.
     ///
     /// # Errors
     /// The loader's error.
@@ -311,10 +313,16 @@ impl<T: Element> ChunkCache<T> {
         key: ChunkKey,
         loader: &Loader<'_, T>,
         io: &mut Reservation,
+        still_wanted: &dyn Fn() -> bool,
     ) -> Result<bool> {
         {
             let mut state = self.lock();
-            if state.entries.contains_key(&key) || io.try_grow_free(loader.working_set).is_err() {
+            // Asked under the lock: a user that took the chunk's task
+            // after this finds the load under way and waits for it.
+            if state.entries.contains_key(&key)
+                || !still_wanted()
+                || io.try_grow_free(loader.working_set).is_err()
+            {
                 return Ok(false);
             }
             state.entries.insert(key, Entry::loading(true));
@@ -791,7 +799,7 @@ mod tests {
         };
         assert!(
             cache
-                .prefetch(ChunkKey::new(0, 0), &loader, &mut io)
+                .prefetch(ChunkKey::new(0, 0), &loader, &mut io, &|| true)
                 .unwrap()
         );
         let mut hog = pool.reservation("worker");
@@ -799,7 +807,7 @@ mod tests {
         // The pool is full: a prefetch neither evicts chunk 0 nor waits.
         assert!(
             !cache
-                .prefetch(ChunkKey::new(0, 1), &loader, &mut io)
+                .prefetch(ChunkKey::new(0, 1), &loader, &mut io, &|| true)
                 .unwrap()
         );
         assert!(cache.in_memory(ChunkKey::new(0, 0)));
@@ -808,6 +816,24 @@ mod tests {
         let p = cache.get(ChunkKey::new(0, 0), &loader, &mut w).unwrap();
         assert_eq!(p.get(&[0]), 2.0);
         assert_eq!(cache.stats().prefetch_hits, 1);
+    }
+
+    /// A chunk its user no longer wants (a streamed task already started)
+    /// is not read again by a late prefetch.
+    #[test]
+    fn prefetch_skips_what_is_no_longer_wanted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, cache) = setup(3 * CHUNK, dir.path());
+        let mut io = pool.reservation("prefetch");
+        let load = || -> Result<Block<f64>> { panic!("read a chunk nobody wants") };
+        let loader = Loader {
+            working_set: CHUNK,
+            load: &load,
+        };
+        let prefetched = cache.prefetch(ChunkKey::new(0, 0), &loader, &mut io, &|| false);
+        assert!(!prefetched.unwrap());
+        assert!(!cache.contains(ChunkKey::new(0, 0)));
+        assert_eq!(io.size(), 0);
     }
 
     #[test]
