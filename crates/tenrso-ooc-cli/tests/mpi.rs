@@ -709,6 +709,7 @@ fn a_killed_rank_ends_the_job_and_resume_finishes_it_with_any_rank_count() {
         .success();
     }
     let whole = dir.path().join("whole");
+    let scratch = dir.path().join("scratch");
     let einsum = |out: &Path| {
         vec![
             "einsum".to_string(),
@@ -720,6 +721,9 @@ fn a_killed_rank_ends_the_job_and_resume_finishes_it_with_any_rank_count() {
             "--memory-limit".into(),
             "16MiB".into(),
             "-q".into(),
+            // A killed rank leaves its scratch: here, not in /tmp.
+            "--local-dir".into(),
+            p(&scratch).into(),
         ]
     };
     let strs = |v: &[String]| v.iter().map(String::clone).collect::<Vec<_>>();
@@ -773,6 +777,8 @@ fn a_killed_rank_ends_the_job_and_resume_finishes_it_with_any_rank_count() {
             "--stream".into(),
             "--memory-limit".into(),
             "8MiB".into(),
+            "--local-dir".into(),
+            p(&scratch).into(),
             "-q".into(),
             "-o".into(),
             p(out).into(),
