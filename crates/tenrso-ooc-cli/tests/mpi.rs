@@ -299,14 +299,55 @@ fn each_rank_holds_its_own_memory_limit() {
         "-q",
     ])
     .success();
+    // 256 MiB of a 3-way f64 tensor for the decompositions.
+    let y = d.join("y");
+    serial(&[
+        "create",
+        p(&y),
+        "--shape",
+        "320,320,320",
+        "--chunks",
+        "80,80,80",
+        "--fill",
+        "normal",
+        "-q",
+    ])
+    .success();
     let limit: u64 = 64 << 20;
     let (m, r, t, e) = (d.join("m"), d.join("r"), d.join("t"), d.join("e"));
-    let runs: [Vec<&str>; 5] = [
+    let (cp, tk) = (d.join("cp"), d.join("tk"));
+    let runs: [Vec<&str>; 7] = [
         vec!["map", "x*2+1", p(&x), "-o", p(&m)],
         vec!["reduce", "norm", p(&x)],
         vec!["reduce", "sum", p(&x), "--axes", "1", "-o", p(&r)],
         vec!["transpose", p(&x), "--axes", "1,0", "-o", p(&t)],
         vec!["einsum", "ij,jk->ik", p(&x), p(&w), "-o", p(&e)],
+        vec![
+            "cp",
+            p(&y),
+            "--rank",
+            "8",
+            "--iters",
+            "2",
+            "--init",
+            "random",
+            "--stream",
+            "-o",
+            p(&cp),
+        ],
+        vec![
+            "tucker",
+            p(&y),
+            "--ranks",
+            "8,8,8",
+            "--iters",
+            "1",
+            "--init",
+            "random",
+            "--stream",
+            "-o",
+            p(&tk),
+        ],
     ];
     for args in &runs {
         let mut v = args.clone();
