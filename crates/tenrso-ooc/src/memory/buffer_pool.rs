@@ -120,7 +120,7 @@ fn class_of(layout: Layout) -> Option<Layout> {
 }
 
 /// A global allocator that keeps freed chunk-sized buffers for reuse (the
-/// buffer pool; see the [module documentation](self)). `A` is the
+/// buffer pool; see the `memory::buffer_pool` module). `A` is the
 /// allocator below: the system's by default, or e.g. mimalloc or jemalloc.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RecyclingAllocator<A = System> {

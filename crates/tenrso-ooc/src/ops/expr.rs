@@ -85,8 +85,8 @@ impl Expr {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming the position and what was expected,
-    /// or the limit exceeded: longer than [`MAX_EXPR_LEN`] bytes, nested
-    /// deeper than [`MAX_EXPR_DEPTH`] levels.
+    /// or the limit exceeded: longer than `MAX_EXPR_LEN` (65 536) bytes,
+    /// nested deeper than `MAX_EXPR_DEPTH` (256) levels.
     pub fn parse(text: &str) -> Result<Self> {
         if text.len() > MAX_EXPR_LEN {
             return Err(Error::invalid(format!(
