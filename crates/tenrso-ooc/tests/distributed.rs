@@ -243,13 +243,6 @@ fn model_bits(factors: &[Matrix], extra: &[f64], run: &DecompositionRun) -> Vec<
 fn decompositions(session: &Session, dir: &Path, out: &Path) -> Vec<Vec<u64>> {
     let open = |name: &str| Arc::new(tenrso_ooc::store::ZarrArray::open(dir.join(name)).unwrap());
     let (x, tall) = (open("x"), open("tall"));
-    let stop_at_2 = |i: &Iteration| {
-        if session.ranks().is_root() && i.iteration == 2 {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    };
     let mut bits = Vec::new();
     for (k, (init, sweep, hold, normalize)) in [
         (CpInit::Svd, SweepStrategy::TwoPass, false, false),
@@ -294,7 +287,8 @@ fn decompositions(session: &Session, dir: &Path, out: &Path) -> Vec<Vec<u64>> {
         session,
         &x,
         &CpOptions::new(3).with_n_iter_max(5).with_tol(0.0),
-        &mut |i, _| stop_at_2(i),
+        // Rank 0 alone asks to stop: every rank stops.
+        &mut |i, _| stop_after(i, if session.ranks().is_root() { 2 } else { 0 }),
         &NoProgress,
     )
     .unwrap();
@@ -385,37 +379,53 @@ fn decompositions_are_bitwise_equal_for_one_to_three_ranks() {
     }
 }
 
+/// Stops a decomposition after iteration `at` (never when `at` is 0).
+fn stop_after(iteration: &Iteration, at: usize) -> ControlFlow<()> {
+    if iteration.iteration == at {
+        ControlFlow::Break(())
+    } else {
+        ControlFlow::Continue(())
+    }
+}
+
+/// A checkpointed decomposition `run(checkpoint, resume, stop_after)` run
+/// whole in one process, and stopped after iteration 2 under `first` ranks
+/// (as if killed after that checkpoint) then resumed under `then`: every
+/// rank of the resumed run ends with the whole run's bits.
+fn assert_resumes_bitwise<J>(
+    dir: &Path,
+    (first, then): (usize, usize),
+    run: impl Fn(PathBuf, bool, usize) -> J,
+) where
+    J: Fn(&Session) -> Vec<u64> + Sync,
+{
+    let whole = spmd(1, run(dir.join("whole"), false, 0)).remove(0);
+    spmd(first, run(dir.join("resumed"), false, 2));
+    for got in spmd(then, run(dir.join("resumed"), true, 0)) {
+        assert!(
+            got == whole,
+            "stopped under {first} ranks, resumed under {then}: other bits"
+        );
+    }
+}
+
 #[test]
 fn cp_als_resumes_its_checkpoint_with_another_rank_count() {
     let dir = tempfile::tempdir().unwrap();
     let spec = ArraySpec::new(vec![60, 50, 40], vec![16, 16, 16], DType::F64);
     let x = generated(dir.path(), "x", spec, Fill::Normal, 5);
     let x = &x;
-    let run = |out: PathBuf, resume: bool, stop_after: usize| {
+    assert_resumes_bitwise(dir.path(), (2, 3), |out, resume, at| {
         move |s: &Session| {
             let opts = CpOptions::new(3)
                 .with_n_iter_max(5)
                 .with_tol(0.0)
                 .with_checkpoint(&out)
                 .with_resume(resume);
-            let stop = |i: &Iteration| {
-                if i.iteration == stop_after {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            };
-            let report = cp_als(s, x, &opts, &mut |i, _| stop(i), &NoProgress).unwrap();
+            let report = cp_als(s, x, &opts, &mut |i, _| stop_after(i, at), &NoProgress).unwrap();
             model_bits(&report.model.factors, &report.model.weights, &report.run)
         }
-    };
-    let whole = spmd(1, run(dir.path().join("whole"), false, 0)).remove(0);
-    // Two iterations under 2 ranks (the run ends there, as if killed after
-    // its checkpoint), the rest under 3.
-    spmd(2, run(dir.path().join("resumed"), false, 2));
-    for got in spmd(3, run(dir.path().join("resumed"), true, 0)) {
-        assert!(got == whole, "resumed with 3 ranks: other bits");
-    }
+    });
 }
 
 #[test]
@@ -424,29 +434,17 @@ fn tucker_resumes_its_checkpoint_with_another_rank_count() {
     let spec = ArraySpec::new(vec![60, 50, 40], vec![16, 16, 16], DType::F64);
     let x = generated(dir.path(), "x", spec, Fill::Normal, 6);
     let x = &x;
-    let run = |out: PathBuf, resume: bool, stop_after: usize| {
+    assert_resumes_bitwise(dir.path(), (3, 2), |out, resume, at| {
         move |s: &Session| {
             let opts = TuckerOptions::new(vec![4, 3, 3])
                 .with_n_iter_max(4)
                 .with_tol(0.0)
                 .with_checkpoint(&out)
                 .with_resume(resume);
-            let stop = |i: &Iteration| {
-                if i.iteration == stop_after {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            };
-            let report = tucker(s, x, &opts, &mut |i, _| stop(i), &NoProgress).unwrap();
+            let report = tucker(s, x, &opts, &mut |i, _| stop_after(i, at), &NoProgress).unwrap();
             model_bits(&report.model.factors, &report.model.core, &report.run)
         }
-    };
-    let whole = spmd(1, run(dir.path().join("whole"), false, 0)).remove(0);
-    spmd(3, run(dir.path().join("resumed"), false, 2));
-    for got in spmd(2, run(dir.path().join("resumed"), true, 0)) {
-        assert!(got == whole, "resumed with 2 ranks: other bits");
-    }
+    });
 }
 
 #[test]

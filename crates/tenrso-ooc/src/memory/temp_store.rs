@@ -15,8 +15,6 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug)]
 pub struct TempStore {
     path: PathBuf,
-    /// Whether dropping it removes the directory (the rank that named it).
-    owned: bool,
 }
 
 impl TempStore {
@@ -32,15 +30,7 @@ impl TempStore {
                 "temp-{}-{what}.zarr",
                 NEXT.fetch_add(1, Ordering::Relaxed)
             )),
-            owned: true,
         }
-    }
-
-    /// The temporary store another rank of the job named (see
-    /// [`Ranks`](crate::distributed::Ranks)), shared by every rank: that
-    /// rank removes it, this one does not.
-    pub fn shared(path: PathBuf) -> Self {
-        Self { path, owned: false }
     }
 
     /// Where the store goes.
@@ -51,8 +41,6 @@ impl TempStore {
 
 impl Drop for TempStore {
     fn drop(&mut self) {
-        if self.owned {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
