@@ -42,7 +42,8 @@ class MemoryLimitError(TenrsoError, MemoryError):
 
 
 class SpillFullError(TenrsoError, OSError):
-    """Every spill directory is full (``requested``: bytes to spill)."""
+    """Every spill directory is full, or no spill tier can hold an
+    intermediate array (``requested``: the bytes it needed)."""
 
     requested: int
 

@@ -237,7 +237,9 @@ fn hint(err: &tenrso_ooc::Error) -> Option<&'static str> {
         Error::MemoryLimit { .. } | Error::MemoryExhausted { .. } => {
             Some("raise --memory-limit or use smaller --chunks")
         }
-        Error::SpillFull { .. } => Some("add --spill-dir PATH[:CAP] or raise its cap"),
+        Error::SpillFull { .. } | Error::TierFull { .. } => {
+            Some("add --spill-dir PATH[:CAP] or raise its cap")
+        }
         Error::Corrupt { .. } => Some("`tenrso-ooc verify ARRAY` lists every bad chunk"),
         _ => None,
     }

@@ -68,7 +68,7 @@ fn a_spill_cap_too_small_for_the_plan_hints_at_spill_dir() {
     assert_eq!(r.code, Some(1), "{r:?}");
     assert_eq!(
         stderr(&r, dir.path()),
-        "error: cannot spill 6.05 MiB: every spill directory is full (the plan spills about 6.05 MiB but the spill directories hold at most 1.00 MiB); add spill directories or raise their caps (ExecOptions::spill_dirs); hint: add --spill-dir PATH[:CAP] or raise its cap\n"
+        "error: cannot spill 6.05 MiB: every spill directory is full (the plan spills about 6.05 MiB but the spill tiers have room for 1.00 MiB: TMP/spill holds 0 B of its 1.00 MiB cap, 1.00 MiB free); add spill directories or raise their caps (ExecOptions::spill_dirs); hint: add --spill-dir PATH[:CAP] or raise its cap\n"
     );
 }
 

@@ -55,6 +55,10 @@ fn class_of(e: &Error, fields: &Bound<'_, PyDict>) -> PyResult<&'static str> {
             fields.set_item("requested", requested)?;
             "SpillFullError"
         }
+        Error::TierFull { bytes, .. } => {
+            fields.set_item("requested", bytes)?;
+            "SpillFullError"
+        }
         Error::AlreadyExists { path: p } => {
             fields.set_item("path", path(p))?;
             "ArrayExistsError"

@@ -67,11 +67,12 @@ fn a_full_spill_directory_says_what_it_holds_and_its_cap() {
     let spill = SpillManager::new(&[spec], SpillCodec::None).unwrap();
     let kept = spill.write(&[7u8; 60 << 10]).unwrap();
     let err = spill.write(&[7u8; 60 << 10]).unwrap_err();
-    let private = spill.dirs()[0].clone();
-    let message = err.to_string().replace(private.to_str().unwrap(), "SPILL");
+    let message = err
+        .to_string()
+        .replace(dir.path().to_str().unwrap(), "SPILL");
     assert_eq!(
         message,
-        "cannot spill 60.00 KiB: every spill directory is full (SPILL: cap reached: holds \
+        "cannot spill 60.00 KiB: every spill directory is full (cap reached: SPILL holds \
          60.02 KiB of its 64.00 KiB cap, 3.98 KiB free); add spill directories or raise their \
          caps (ExecOptions::spill_dirs)"
     );

@@ -78,6 +78,9 @@ fn outcome(report: &EinsumReport, args: &EinsumArgs, ctx: &Context) -> Outcome {
         peak.map_or("?".to_string(), |p| ByteSize(p).to_string()),
         ByteSize(limit),
     ));
+    for placed in &plan.intermediates {
+        text.push_str(&format!("  intermediate: {placed}\n"));
+    }
     if let Some(value) = report.value {
         // The value alone on stdout (scriptable); the summary goes to stderr.
         if ctx.session.ranks().is_root() {

@@ -53,8 +53,16 @@ pub fn outcome(report: &OpReport, headline: String, extra: Value) -> Outcome {
     } else {
         String::new()
     };
+    let migrations = if run.spill_demotions + run.spill_promotions > 0 {
+        format!(
+            " ({} spill files moved down a tier, {} up)",
+            run.spill_demotions, run.spill_promotions
+        )
+    } else {
+        String::new()
+    };
     let text = format!(
-        "{headline}\n  {} tasks in {:.2} s ({:.1} µs overhead per task); read {}{absent}, wrote {}, spilled {}\n  memory: pool peak {}, process peak {} (limit {})\n",
+        "{headline}\n  {} tasks in {:.2} s ({:.1} µs overhead per task); read {}{absent}, wrote {}, spilled {}{migrations}\n  memory: pool peak {}, process peak {} (limit {})\n",
         plan.tasks,
         run.seconds,
         run.overhead_per_task_us,

@@ -104,6 +104,36 @@ fn ranks_table(ranks: &[Value], total: &Value) -> String {
     html
 }
 
+/// The spill area's tiers at the end of the run: what each holds, its
+/// cap and the speeds measured on its traffic.
+fn tiers_table(tiers: &[Value]) -> String {
+    let speed = |v: &Value| {
+        v.as_f64()
+            .map_or("–".into(), |b| format!("{}/s", ByteSize(b as u64)))
+    };
+    let mut html = String::from(
+        "<h2>Spill tiers</h2>\n<p>Tried in order; chunks needed later move down when a tier fills, and up again ahead of their use.</p>\n<table class=\"figures\">\n<tr><th></th><th>directory</th><th>holds</th><th>cap</th><th>write speed</th><th>read speed</th></tr>\n",
+    );
+    for (k, t) in tiers.iter().enumerate() {
+        let cells = [
+            t["dir"].as_str().unwrap_or("?").to_string(),
+            bytes(&t["bytes"]),
+            t["cap"]
+                .as_u64()
+                .map_or("none".into(), |c| ByteSize(c).to_string()),
+            speed(&t["write_bytes_per_second"]),
+            speed(&t["read_bytes_per_second"]),
+        ];
+        let cells: String = cells
+            .iter()
+            .map(|c| format!("<td>{}</td>", escape(c)))
+            .collect();
+        html.push_str(&format!("<tr><th>tier {k}</th>{cells}</tr>\n"));
+    }
+    html.push_str("</table>\n");
+    html
+}
+
 /// The page for a JSON run report (as `--report RUN.json` writes it).
 ///
 /// # Errors
@@ -160,6 +190,13 @@ pub fn render_html(report: &Value) -> Result<String> {
             )
         }),
         (
+            "spill files moved down / up a tier",
+            format!(
+                "{} / {}",
+                metrics["spill_demotions_total"], metrics["spill_promotions_total"]
+            ),
+        ),
+        (
             "tasks completed / planned",
             format!(
                 "{} / {}",
@@ -192,6 +229,9 @@ pub fn render_html(report: &Value) -> Result<String> {
         ));
     }
     body.push_str("</table>\n");
+    if let Some(tiers) = metrics["spill_tiers"].as_array().filter(|t| !t.is_empty()) {
+        body.push_str(&tiers_table(tiers));
+    }
 
     // Over time.
     let samples = report["timeline"]["samples"].as_u64().unwrap_or(0);

@@ -127,6 +127,21 @@ pub enum Error {
         detail: String,
     },
 
+    /// No tier of the spill area can hold an intermediate array: refused
+    /// when planning, before any I/O, or when placing it at run time.
+    #[error(
+        "no spill tier can hold {what} ({bytes}): {tiers}; add a spill directory with room or raise a cap (ExecOptions::spill_dirs)",
+        bytes = ByteSize(*bytes)
+    )]
+    TierFull {
+        /// The intermediate (`einsum step 0 intermediate`).
+        what: String,
+        /// The most bytes it takes as stored.
+        bytes: u64,
+        /// Each tier: what it holds, its cap and the room left.
+        tiers: String,
+    },
+
     /// A spill file read back does not match what was written.
     #[error("spill file {} is corrupt: {reason}", path.display())]
     SpillCorrupt {

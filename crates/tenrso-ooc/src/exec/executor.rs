@@ -11,7 +11,9 @@ use crate::distributed::{OwnedTasks, stage_ranges};
 use crate::exec::RankRun;
 use crate::exec::{Progress, Session};
 use crate::io::ReadableArray;
-use crate::memory::{CacheStats, ChunkCache, ChunkKey, ChunkMap, Loader, Pinned, Reservation};
+use crate::memory::{
+    CacheStats, ChunkCache, ChunkKey, ChunkMap, Loader, Pinned, Reservation, SpilledPrefetch,
+};
 use crate::plan::{ArrayId, ArrayRole, ChunkGraph, PlanReport, TaskNode};
 
 /// The computation of an operation's tasks. The executor calls `run` for
@@ -198,6 +200,10 @@ pub struct RunStats {
     pub bytes_written: u64,
     /// Bytes written to spill files during the run (as stored).
     pub bytes_spilled: u64,
+    /// Spill files moved down a tier to make room for chunks needed sooner.
+    pub spill_demotions: u64,
+    /// Spill files moved up a tier ahead of their use.
+    pub spill_promotions: u64,
     /// The most memory reserved in the pool at once.
     pub pool_peak: u64,
     /// The chunk requests in the order the cache saw them, when the session
@@ -225,6 +231,8 @@ impl RunStats {
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
             "bytes_spilled": self.bytes_spilled,
+            "spill_demotions": self.spill_demotions,
+            "spill_promotions": self.spill_promotions,
             "pool_peak_bytes": self.pool_peak,
             "tasks_run": self.tasks_run,
             "overhead_per_task_us": self.overhead_per_task_us,
@@ -289,6 +297,10 @@ pub fn execute_planned<T: Element>(
         metrics.bytes_read.get(),
         metrics.bytes_written.get(),
         metrics.bytes_spilled.get(),
+    );
+    let (demoted0, promoted0) = (
+        metrics.spill_demotions.get(),
+        metrics.spill_promotions.get(),
     );
     let start = Instant::now();
     let has_temporaries = graph
@@ -404,6 +416,8 @@ pub fn execute_planned<T: Element>(
         bytes_read: metrics.bytes_read.get() - read0,
         bytes_written: metrics.bytes_written.get() - written0,
         bytes_spilled: metrics.bytes_spilled.get() - spilled0,
+        spill_demotions: metrics.spill_demotions.get() - demoted0,
+        spill_promotions: metrics.spill_promotions.get() - promoted0,
         pool_peak: session.pool().peak(),
         trace: session.options().record_trace.then(|| cache.take_trace()),
         tasks_run: tasks_run.load(Ordering::Relaxed),
@@ -645,6 +659,11 @@ impl<T: Element> StageRun<'_, T> {
             if cursor.0 < oldest_running {
                 cursor = (oldest_running, 0);
             }
+            // Spill files needed soonest move up to the fast tier as it
+            // gets room (a failed copy leaves the file where it was).
+            if let Err(err) = self.cache.promote_soonest() {
+                tracing::warn!(error = %err, "promoting a spill file failed");
+            }
             let (mut t, mut r) = cursor;
             self.session
                 .metrics()
@@ -663,6 +682,27 @@ impl<T: Element> StageRun<'_, T> {
                         self.graph.arrays[key.array as usize].role,
                         ArrayRole::Input(_)
                     );
+                    let temporary = matches!(
+                        self.graph.arrays[key.array as usize].role,
+                        ArrayRole::Temporary
+                    );
+                    if needed && temporary {
+                        // Spilled intermediate chunks come back into free
+                        // memory ahead of use.
+                        let wanted = || {
+                            self.graph.stream.is_none() || self.next.load(Ordering::Acquire) <= t
+                        };
+                        match self.cache.prefetch_spilled(key, &mut reservation, &wanted) {
+                            Ok(SpilledPrefetch::Loaded) => loaded = true,
+                            Ok(SpilledPrefetch::NoMemory) => {
+                                waiting_for_memory = true;
+                                break 'tasks;
+                            }
+                            // Not spilled, or promoted; a damaged file is
+                            // reported by the worker reading it.
+                            _ => {}
+                        }
+                    }
                     if needed && input && !self.cache.contains(key) {
                         let load = || load_chunk::<T>(self.graph, self.session, key);
                         let loader = Loader {

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use crate::core::Result;
 use crate::distributed::{Ranks, SingleProcess};
 use crate::exec::{CancelToken, ExecOptions};
-use crate::memory::{MemoryPool, SpillManager};
+use crate::memory::{MemoryPool, SpillManager, TierRoom, effective_spill_dirs};
 use crate::telemetry::Metrics;
 
 /// One session: its options, its one [`MemoryPool`] (the hard limit every
@@ -133,6 +133,19 @@ impl Session {
         let weak: std::sync::Weak<SpillManager> = Arc::downgrade(&spill);
         self.metrics.watch_spill(weak);
         Ok(spill)
+    }
+
+    /// What each tier of the spill area could take now, in tier order —
+    /// without making the spill area when it does not exist yet (plans ask
+    /// this before any I/O).
+    pub fn tier_rooms(&self) -> Vec<TierRoom> {
+        match self.spill.get() {
+            Some(spill) => spill.rooms(),
+            None => effective_spill_dirs(&self.options.spill_dirs)
+                .iter()
+                .map(TierRoom::of_spec)
+                .collect(),
+        }
     }
 }
 

@@ -349,18 +349,24 @@ impl<T: Element> ChunkCache<T> {
             .expect("spilled chunks imply a spill manager");
         let bytes = file.raw_bytes();
         io.grow(bytes)?;
-        let mut data = vec![T::ZERO; bytes as usize / std::mem::size_of::<T>()];
-        let read = spill.read(file, bytemuck::cast_slice_mut(&mut data));
-        match read.and_then(|()| Block::from_vec(shape.to_vec(), data)) {
-            Ok(block) => {
-                self.metrics.bytes_unspilled.add(file.stored_bytes());
-                Ok((block, bytes))
-            }
-            Err(err) => {
-                io.shrink(bytes);
-                Err(err)
-            }
-        }
+        self.decode_spilled(spill, file, shape)
+            .map(|block| (block, bytes))
+            .inspect_err(|_| io.shrink(bytes))
+    }
+
+    /// Reads and checks a spill file into a block of `shape` (memory
+    /// reserved by the caller).
+    fn decode_spilled(
+        &self,
+        spill: &SpillManager,
+        file: &SpillFile,
+        shape: &[u64],
+    ) -> Result<Block<T>> {
+        let mut data = vec![T::ZERO; file.raw_bytes() as usize / std::mem::size_of::<T>()];
+        spill.read(file, bytemuck::cast_slice_mut(&mut data))?;
+        let block = Block::from_vec(shape.to_vec(), data)?;
+        self.metrics.bytes_unspilled.add(file.stored_bytes());
+        Ok(block)
     }
 
     /// Completes a load started by `get` or `prefetch`: hands the block's
@@ -561,9 +567,18 @@ impl<T: Element> ChunkCache<T> {
             };
             let block = block.clone();
             e.spilling = true;
+            let (demote, first_tier) = self.make_room(&mut guard, &spill, victim, &block);
             drop(guard);
-            // Write outside the lock; readers may still use the block meanwhile.
-            let written = spill.write(bytemuck::cast_slice(block.as_slice()));
+            // Outside the lock: move what is needed later down a tier, then
+            // write; readers may still use the block meanwhile.
+            for file in demote {
+                match spill.demote(&file) {
+                    Ok(true) => self.metrics.spill_demotions.add(1),
+                    Ok(false) => {}
+                    Err(err) => tracing::warn!(error = %err, "demoting a spill file failed"),
+                }
+            }
+            let written = spill.write_from(first_tier, bytemuck::cast_slice(block.as_slice()));
             let mut guard = self.lock();
             let State {
                 entries,
@@ -608,6 +623,158 @@ impl<T: Element> ChunkCache<T> {
         freed
     }
 }
+
+impl<T: Element> ChunkCache<T> {
+    /// Before `victim` is spilled: when the fastest tier lacks room for
+    /// it, the spill files there to move down a tier — those the policy
+    /// would give up before the victim (needed later, by the schedule) —
+    /// and the tier to write the victim from (the next one when it is
+    /// itself needed last).
+    fn make_room(
+        &self,
+        state: &mut State<T>,
+        spill: &SpillManager,
+        victim: ChunkKey,
+        block: &Block<T>,
+    ) -> (Vec<Arc<SpillFile>>, usize) {
+        let need = block.byte_len() as u64 + SPILL_HEADER_BYTES;
+        if spill.tier_count() < 2 {
+            return (Vec::new(), 0);
+        }
+        let room = spill.room(0);
+        if room >= need {
+            return (Vec::new(), 0);
+        }
+        let mut fast: Vec<(ChunkKey, Arc<SpillFile>)> = state
+            .entries
+            .iter()
+            .filter_map(|(k, e)| {
+                let file = match &e.slot {
+                    Slot::Spilled(file, _) => Some(file),
+                    _ => e.spill_copy.as_ref(),
+                }?;
+                (*k != victim && file.tier() == 0).then(|| (*k, file.clone()))
+            })
+            .collect();
+        let mut demote = Vec::new();
+        let mut freed = 0;
+        while room + freed < need && !fast.is_empty() {
+            let mut candidates: Vec<ChunkKey> = fast.iter().map(|(k, _)| *k).collect();
+            candidates.push(victim);
+            match state.policy.victim(&candidates) {
+                Some(far) if far != victim => {
+                    let at = fast
+                        .iter()
+                        .position(|(k, _)| *k == far)
+                        .expect("a candidate");
+                    let (_, file) = fast.swap_remove(at);
+                    freed += file.stored_bytes();
+                    demote.push(file);
+                }
+                _ => return (demote, 1),
+            }
+        }
+        let first = if room + freed >= need { 0 } else { 1 };
+        (demote, first)
+    }
+
+    /// For chunk `key` when it is only in a spill file, ahead of its use
+    /// (the prefetcher's job): reads it back into memory the pool has free
+    /// now. Never evicts anything and never waits. Returns what it did.
+    ///
+    /// # Errors
+    /// [`crate::Error::SpillCorrupt`] for a damaged spill file; the chunk
+    /// stays spilled, and its user reports the error when it reads it.
+    pub fn prefetch_spilled(
+        &self,
+        key: ChunkKey,
+        io: &mut Reservation,
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Result<SpilledPrefetch> {
+        let Some(spill) = self.spill.clone() else {
+            return Ok(SpilledPrefetch::Nothing);
+        };
+        let mut state = self.lock();
+        let Some(e) = state.entries.get_mut(&key) else {
+            return Ok(SpilledPrefetch::Nothing);
+        };
+        let Slot::Spilled(file, shape) = &e.slot else {
+            return Ok(SpilledPrefetch::Nothing);
+        };
+        if !still_wanted() {
+            return Ok(SpilledPrefetch::Nothing);
+        }
+        let restore = (file.clone(), shape.clone());
+        let bytes = file.raw_bytes();
+        if io.try_grow_free(bytes).is_err() {
+            return Ok(SpilledPrefetch::NoMemory);
+        }
+        e.slot = Slot::Loading;
+        state.stats.misses += 1;
+        self.metrics.cache_misses.add(1);
+        drop(state);
+        let result = self
+            .decode_spilled(&spill, &restore.0, &restore.1)
+            .map(|block| (block, bytes))
+            .inspect_err(|_| io.shrink(bytes));
+        self.finish_load(key, result, io, true, Some(restore))
+            .map(|_| SpilledPrefetch::Loaded)
+    }
+
+    /// Moves up to the first tier, while it has room, the spill file in a
+    /// slower tier whose chunk the schedule uses soonest (for policies that
+    /// know it): data needed soon comes back to the fast tier ahead of its
+    /// use. The prefetcher calls it; cheap when no file is below the first
+    /// tier. Returns whether a file moved.
+    ///
+    /// # Errors
+    /// [`crate::Error::Io`] when copying the file fails (it stays where it
+    /// was).
+    pub fn promote_soonest(&self) -> Result<bool> {
+        let Some(spill) = self.spill.as_ref() else {
+            return Ok(false);
+        };
+        if spill.files_below_first_tier() == 0 {
+            return Ok(false);
+        }
+        let room = spill.room(0);
+        let soonest = {
+            let state = self.lock();
+            state
+                .entries
+                .iter()
+                .filter_map(|(k, e)| match &e.slot {
+                    Slot::Spilled(file, _) if file.tier() > 0 && file.stored_bytes() <= room => {
+                        Some((state.policy.next_use(*k)?, file.clone()))
+                    }
+                    _ => None,
+                })
+                .min_by_key(|(next, _)| *next)
+        };
+        let Some((_, file)) = soonest else {
+            return Ok(false);
+        };
+        let moved = spill.promote(&file)?;
+        if moved {
+            self.metrics.spill_promotions.add(1);
+        }
+        Ok(moved)
+    }
+}
+
+/// What [`ChunkCache::prefetch_spilled`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpilledPrefetch {
+    /// Read the chunk back into memory.
+    Loaded,
+    /// The pool has not the memory free now.
+    NoMemory,
+    /// The chunk is not (only) spilled, or no longer wanted.
+    Nothing,
+}
+
+/// Bytes of a spill file's header, beside the chunk's bytes.
+const SPILL_HEADER_BYTES: u64 = 24;
 
 impl<T: Element> Reclaim for ChunkCache<T> {
     fn reclaim(&self, bytes: u64) -> u64 {

@@ -1,5 +1,6 @@
 //! Memory: the session's [`MemoryPool`] with RAII [`Reservation`]s, the
-//! eviction policies of the chunk cache, spill files, the buffer pool
+//! eviction policies of the chunk cache, the spill area's tiers (spill
+//! files, intermediates placed before any I/O, migration), the buffer pool
 //! ([`RecyclingAllocator`]) and the allocator tuning ([`tune_allocator`])
 //! that keep resident memory near the pool's figures and page faults rare.
 
@@ -8,19 +9,25 @@ mod buffer_pool;
 mod cache;
 mod policy;
 mod pool;
+mod scratch_placement;
 mod spill;
 mod temp_store;
+mod tier;
 
 pub use allocator::{MMAP_THRESHOLD_BYTES, SYSTEM_MALLOC_VAR, tune_allocator};
 pub use buffer_pool::{
     BufferPoolStats, RECYCLE_MIN_BYTES, RecyclingAllocator, buffer_pool_stats, enable_recycling,
     size_class,
 };
-pub use cache::{CacheStats, ChunkCache, Loader, Pinned};
+pub use cache::{CacheStats, ChunkCache, Loader, Pinned, SpilledPrefetch};
 pub use policy::{
     BuildKeyHasher, ChunkKey, ChunkMap, EvictionPolicy, KeyHasher, Lfu, Lru, Min, PolicyKind,
     SimulationResult, simulate,
 };
 pub use pool::{MemoryPool, Reclaim, Reservation};
+pub use scratch_placement::{
+    ScratchNeed, ScratchPlacement, TierRoom, effective_spill_dirs, place_scratch,
+};
 pub use spill::{SpillCodec, SpillDirSpec, SpillFile, SpillManager, remove_all_spill_dirs};
 pub use temp_store::TempStore;
+pub use tier::TierReservation;

@@ -76,6 +76,14 @@ pub trait EvictionPolicy: Send {
     fn knows_future(&self) -> bool {
         false
     }
+
+    /// Where in the future `key` is used next (a position in the schedule;
+    /// smaller is sooner), for policies that know the future; `None` when
+    /// unknown or never again.
+    fn next_use(&self, key: ChunkKey) -> Option<u64> {
+        let _ = key;
+        None
+    }
 }
 
 /// Which eviction policy to use.
@@ -229,6 +237,9 @@ impl EvictionPolicy for Min {
     }
     fn knows_future(&self) -> bool {
         true
+    }
+    fn next_use(&self, key: ChunkKey) -> Option<u64> {
+        self.uses.get(&key).and_then(|q| q.front().copied())
     }
     fn on_insert(&mut self, key: ChunkKey) {
         self.lru.on_insert(key);

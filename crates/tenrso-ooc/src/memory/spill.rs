@@ -6,11 +6,14 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::core::{ByteSize, Error, Result};
+use crate::memory::scratch_placement::{TierRoom, effective_spill_dirs};
+use crate::memory::tier::{Tier, TierReservation, filesystem_free};
 
 /// Every spill directory of this process, so an interrupt handler can remove
 /// them ([`remove_all_spill_dirs`]).
@@ -143,39 +146,19 @@ impl fmt::Display for SpillCodec {
 const MAGIC: &[u8; 4] = b"TSPL";
 const HEADER_LEN: usize = 24;
 
-#[derive(Debug)]
-struct SpillDir {
-    root: PathBuf,
-    cap: Option<u64>,
-    used: AtomicU64,
-}
-
-impl SpillDir {
-    /// What the directory holds and has room for, for [`Error::SpillFull`]:
-    /// `holds 12.00 MiB of its 16.00 MiB cap, 4.00 MiB free`.
-    fn room(&self) -> String {
-        let used = self.used.load(Ordering::Relaxed);
-        match self.cap {
-            Some(cap) => format!(
-                "holds {} of its {} cap, {} free",
-                ByteSize(used),
-                ByteSize(cap),
-                ByteSize(cap.saturating_sub(used))
-            ),
-            None => format!("holds {} (no cap)", ByteSize(used)),
-        }
-    }
-}
-
-/// Spill files of one session, in one or more capped directories tried in
-/// order (fast tier first).
+/// The spill area of one session: ordered tiers (fast first), each a
+/// capped directory, holding spilled chunks and the intermediate arrays
+/// placed in them.
 ///
 /// Each chunk spilled is one file: a 24-byte header (magic, codec, raw
 /// length, xxh3-64 of the raw bytes) and the compressed bytes. Reading it back
 /// decompresses and verifies the checksum, so a damaged spill file gives
 /// [`Error::SpillCorrupt`], never wrong numbers. A [`SpillFile`] deletes its
-/// file when dropped; the manager deletes its private directories when
-/// dropped, and [`remove_all_spill_dirs`] does so on interrupt.
+/// file when dropped and may move between tiers meanwhile
+/// ([`SpillManager::demote`], [`SpillManager::promote`]); intermediates hold
+/// their room with a [`TierReservation`] ([`SpillManager::reserve`]). The
+/// manager deletes its private directories when dropped, and
+/// [`remove_all_spill_dirs`] does so on interrupt.
 ///
 /// ```
 /// use tenrso_ooc::memory::{SpillCodec, SpillDirSpec, SpillManager};
@@ -189,7 +172,7 @@ impl SpillDir {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SpillManager {
-    dirs: Vec<Arc<SpillDir>>,
+    tiers: Vec<Arc<Tier>>,
     codec: SpillCodec,
     counter: AtomicU64,
     written: AtomicU64,
@@ -200,8 +183,8 @@ impl fmt::Debug for SpillManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpillManager")
             .field(
-                "dirs",
-                &self.dirs.iter().map(|d| &d.root).collect::<Vec<_>>(),
+                "tiers",
+                &self.tiers.iter().map(|d| &d.root).collect::<Vec<_>>(),
             )
             .field("codec", &self.codec)
             .finish()
@@ -210,28 +193,43 @@ impl fmt::Debug for SpillManager {
 
 impl crate::telemetry::SpillGauges for SpillManager {
     fn tiers(&self) -> Vec<crate::telemetry::SpillTier> {
-        self.dirs
+        self.tiers
             .iter()
-            .map(|d| crate::telemetry::SpillTier {
-                // The directory the user named holds our private one.
-                dir: d.root.parent().unwrap_or(&d.root).display().to_string(),
-                bytes: d.used.load(Ordering::Relaxed),
-                cap: d.cap,
+            .map(|d| {
+                let (write, read) = d.bandwidth();
+                crate::telemetry::SpillTier {
+                    dir: d.named().display().to_string(),
+                    bytes: d.used(),
+                    cap: d.cap,
+                    write_bytes_per_second: write,
+                    read_bytes_per_second: read,
+                }
             })
             .collect()
     }
 }
 
-/// One spilled chunk on disk; deleted when dropped.
+/// Where a spill file is now: it moves when its tier changes.
+#[derive(Debug)]
+struct Place {
+    path: PathBuf,
+    tier: Arc<Tier>,
+    index: usize,
+}
+
+/// One spilled chunk on disk, in one tier; deleted when dropped.
 #[derive(Debug)]
 pub struct SpillFile {
-    path: PathBuf,
-    dir: Arc<SpillDir>,
+    /// Locked while the file is read or moved.
+    place: Mutex<Place>,
     stored: u64,
     raw_len: u64,
 }
 
 impl SpillFile {
+    fn place(&self) -> MutexGuard<'_, Place> {
+        self.place.lock().unwrap_or_else(|p| p.into_inner())
+    }
     /// Bytes on disk (header and compressed data).
     pub fn stored_bytes(&self) -> u64 {
         self.stored
@@ -240,38 +238,34 @@ impl SpillFile {
     pub fn raw_bytes(&self) -> u64 {
         self.raw_len
     }
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The file now.
+    pub fn path(&self) -> PathBuf {
+        self.place().path.clone()
+    }
+    /// The number of its tier now, 0 for the first.
+    pub fn tier(&self) -> usize {
+        self.place().index
     }
 }
 
 impl Drop for SpillFile {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-        self.dir.used.fetch_sub(self.stored, Ordering::Relaxed);
+        let place = self.place();
+        let _ = fs::remove_file(&place.path);
+        place.tier.remove_file(self.stored);
     }
 }
 
 impl SpillManager {
     /// A manager spilling into private subdirectories of `specs` (created
-    /// now), compressing with `codec`. With no spec, the system temporary
-    /// directory is used.
+    /// now), tiers in that order, compressing with `codec`. With no spec,
+    /// the system temporary directory is the one tier.
     ///
     /// # Errors
     /// [`Error::Io`] when a directory cannot be created.
     pub fn new(specs: &[SpillDirSpec], codec: SpillCodec) -> Result<Self> {
-        let default = [SpillDirSpec {
-            path: std::env::temp_dir(),
-            cap: None,
-        }];
-        let specs = if specs.is_empty() {
-            &default[..]
-        } else {
-            specs
-        };
-        let mut dirs = Vec::new();
-        for spec in specs {
+        let mut tiers = Vec::new();
+        for spec in &effective_spill_dirs(specs) {
             let root = spec.path.join(format!(
                 "tenrso-spill-{}-{}",
                 std::process::id(),
@@ -282,14 +276,10 @@ impl SpillManager {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(root.clone());
-            dirs.push(Arc::new(SpillDir {
-                root,
-                cap: spec.cap,
-                used: AtomicU64::new(0),
-            }));
+            tiers.push(Arc::new(Tier::new(root, spec.cap)));
         }
         Ok(Self {
-            dirs,
+            tiers,
             codec,
             counter: AtomicU64::new(0),
             written: AtomicU64::new(0),
@@ -302,17 +292,14 @@ impl SpillManager {
         self.codec
     }
 
-    /// Total cap over all directories (`None` when one is uncapped).
+    /// Total cap over all tiers (`None` when one is uncapped).
     pub fn capacity(&self) -> Option<u64> {
-        self.dirs.iter().map(|d| d.cap).sum()
+        self.tiers.iter().map(|d| d.cap).sum()
     }
 
-    /// Bytes currently on disk.
+    /// Bytes held now: spill files and intermediates' reservations.
     pub fn used(&self) -> u64 {
-        self.dirs
-            .iter()
-            .map(|d| d.used.load(Ordering::Relaxed))
-            .sum()
+        self.tiers.iter().map(|d| d.used()).sum()
     }
 
     /// Total bytes written to spill files so far (as stored).
@@ -325,17 +312,73 @@ impl SpillManager {
         self.read.load(Ordering::Relaxed)
     }
 
-    /// The private directories.
+    /// The private directories, one per tier, in tier order.
     pub fn dirs(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|d| d.root.clone()).collect()
+        self.tiers.iter().map(|d| d.root.clone()).collect()
     }
 
-    /// Writes `data` to a new spill file in the first directory with room.
+    /// The number of tiers.
+    pub fn tier_count(&self) -> usize {
+        self.tiers.len()
+    }
+
+    /// What each tier could take now, in tier order (see [`TierRoom`]).
+    pub fn rooms(&self) -> Vec<TierRoom> {
+        self.tiers
+            .iter()
+            .map(|t| TierRoom {
+                dir: t.named().to_path_buf(),
+                used: t.used(),
+                cap: t.cap,
+                disk_free: filesystem_free(&t.root),
+            })
+            .collect()
+    }
+
+    /// Holds `bytes` in the first tier with room for them, for an
+    /// intermediate array named `what` (which then goes in
+    /// [`TierReservation::dir`]).
     ///
     /// # Errors
-    /// [`Error::SpillFull`] when every directory is at its cap or out of
+    /// [`Error::TierFull`] naming every tier's cap and room when none can.
+    pub fn reserve(&self, bytes: u64, what: &str) -> Result<TierReservation> {
+        for (index, tier) in self.tiers.iter().enumerate() {
+            if tier.try_take(bytes) {
+                return Ok(TierReservation::new(tier.clone(), index, bytes));
+            }
+        }
+        Err(Error::TierFull {
+            what: what.to_string(),
+            bytes,
+            tiers: self.describe_tiers(),
+        })
+    }
+
+    /// Every tier: what it holds, its cap and its room, in words.
+    pub fn describe_tiers(&self) -> String {
+        self.tiers
+            .iter()
+            .map(|t| t.describe())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Writes `data` to a new spill file in the first tier with room.
+    ///
+    /// # Errors
+    /// [`Error::SpillFull`] when every tier is at its cap or out of
     /// space; [`Error::Io`] for other failures.
     pub fn write(&self, data: &[u8]) -> Result<SpillFile> {
+        self.write_from(0, data)
+    }
+
+    /// Writes `data` to a new spill file in the first tier with room from
+    /// tier `first` on (a chunk needed later than what the faster tiers
+    /// hold goes further down).
+    ///
+    /// # Errors
+    /// As [`SpillManager::write`].
+    pub fn write_from(&self, first: usize, data: &[u8]) -> Result<SpillFile> {
         if SHUTTING_DOWN.load(Ordering::SeqCst) {
             return Err(Error::SpillFull {
                 requested: data.len() as u64,
@@ -346,36 +389,35 @@ impl SpillManager {
         hasher.update(data);
         let checksum = hasher.digest();
         let mut failures = Vec::new();
-        for dir in &self.dirs {
+        for (index, dir) in self.tiers.iter().enumerate().skip(first) {
             let path = dir.root.join(format!(
                 "{}.spill",
                 self.counter.fetch_add(1, Ordering::Relaxed)
             ));
-            let room = dir
-                .cap
-                .map(|cap| cap.saturating_sub(dir.used.load(Ordering::Relaxed)));
+            let room = dir.cap_room();
             if room.is_some_and(|r| r < HEADER_LEN as u64) {
-                failures.push(format!(
-                    "{} is at its cap: {}",
-                    dir.root.display(),
-                    dir.room()
-                ));
+                failures.push(format!("at its cap: {}", dir.describe()));
                 continue;
             }
+            let started = Instant::now();
             match self.write_file(&path, data, checksum, room) {
                 Ok(stored) => {
-                    dir.used.fetch_add(stored, Ordering::Relaxed);
+                    dir.record_write(stored, started.elapsed());
+                    dir.add_file(stored);
                     self.written.fetch_add(stored, Ordering::Relaxed);
                     return Ok(SpillFile {
-                        path,
-                        dir: dir.clone(),
+                        place: Mutex::new(Place {
+                            path,
+                            tier: dir.clone(),
+                            index,
+                        }),
                         stored,
                         raw_len: data.len() as u64,
                     });
                 }
                 Err(WriteFailure::NoRoom(why)) => {
                     let _ = fs::remove_file(&path);
-                    failures.push(format!("{}: {why}: {}", dir.root.display(), dir.room()));
+                    failures.push(format!("{why}: {}", dir.describe()));
                 }
                 Err(WriteFailure::Io(e)) => {
                     let _ = fs::remove_file(&path);
@@ -387,6 +429,81 @@ impl SpillManager {
             requested: data.len() as u64,
             detail: failures.join("; "),
         })
+    }
+
+    /// Spill files in the tiers after the first (candidates to promote).
+    pub fn files_below_first_tier(&self) -> u64 {
+        self.tiers.iter().skip(1).map(|t| t.files()).sum()
+    }
+
+    /// Bytes tier `tier` could take now (its cap's room and its file
+    /// system's free bytes, whichever is less); 0 past the last tier.
+    pub fn room(&self, tier: usize) -> u64 {
+        self.tiers.get(tier).map_or(0, |t| t.room())
+    }
+
+    /// Moves `file` to the first slower tier with room for it. Returns
+    /// whether it moved (not when no slower tier has room).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the copy fails (the file then stays where it was).
+    pub fn demote(&self, file: &SpillFile) -> Result<bool> {
+        let from = file.tier();
+        self.move_to(file, from + 1..self.tiers.len())
+    }
+
+    /// Moves `file` to the fastest tier ahead of its own with room for it.
+    /// Returns whether it moved.
+    ///
+    /// # Errors
+    /// As [`SpillManager::demote`].
+    pub fn promote(&self, file: &SpillFile) -> Result<bool> {
+        let from = file.tier();
+        self.move_to(file, 0..from)
+    }
+
+    /// Copies `file` into the first tier of `candidates` that can take it,
+    /// then deletes the old copy; readers wait meanwhile (the file's lock).
+    fn move_to(&self, file: &SpillFile, candidates: std::ops::Range<usize>) -> Result<bool> {
+        let mut place = file.place();
+        for index in candidates {
+            let tier = &self.tiers[index];
+            if index == place.index || !tier.try_take(file.stored) {
+                continue;
+            }
+            let path = tier.root.join(format!(
+                "{}.spill",
+                self.counter.fetch_add(1, Ordering::Relaxed)
+            ));
+            let started = Instant::now();
+            match fs::copy(&place.path, &path) {
+                Ok(_) => {
+                    let took = started.elapsed() / 2;
+                    place.tier.record_read(file.stored, took);
+                    tier.record_write(file.stored, took);
+                    let _ = fs::remove_file(&place.path);
+                    place.tier.remove_file(file.stored);
+                    // `try_take` held the bytes; now they are a file's.
+                    tier.sub(file.stored);
+                    tier.add_file(file.stored);
+                    *place = Place {
+                        path,
+                        tier: tier.clone(),
+                        index,
+                    };
+                    return Ok(true);
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&path);
+                    tier.sub(file.stored);
+                    if is_no_room(&e) {
+                        continue;
+                    }
+                    return Err(Error::io(&path, e));
+                }
+            }
+        }
+        Ok(false)
     }
 
     fn write_file(
@@ -405,6 +522,7 @@ impl SpillManager {
             inner: BufWriter::with_capacity(1 << 16, file),
             written: 0,
             cap: room,
+            hit_cap: false,
         };
         let (codec, level) = match self.codec {
             SpillCodec::None => (0u8, 0i32),
@@ -417,23 +535,29 @@ impl SpillManager {
         header[5] = level as u8;
         header[8..16].copy_from_slice(&(data.len() as u64).to_le_bytes());
         header[16..24].copy_from_slice(&checksum.to_le_bytes());
-        out.write_all(&header)?;
-        match self.codec {
-            SpillCodec::None => out.write_all(data)?,
-            SpillCodec::Lz4 => {
-                let mut enc = lz4_flex::frame::FrameEncoder::new(&mut out);
-                enc.write_all(data)?;
-                enc.finish()
-                    .map_err(|e| WriteFailure::Io(std::io::Error::other(e)))?;
+        let written = (|| -> std::io::Result<()> {
+            out.write_all(&header)?;
+            match self.codec {
+                SpillCodec::None => out.write_all(data)?,
+                SpillCodec::Lz4 => {
+                    let mut enc = lz4_flex::frame::FrameEncoder::new(&mut out);
+                    enc.write_all(data)?;
+                    enc.finish().map_err(std::io::Error::other)?;
+                }
+                SpillCodec::Zstd(level) => {
+                    let mut enc = zstd::stream::Encoder::new(&mut out, level)?;
+                    enc.write_all(data)?;
+                    enc.finish()?;
+                }
             }
-            SpillCodec::Zstd(level) => {
-                let mut enc = zstd::stream::Encoder::new(&mut out, level)?;
-                enc.write_all(data)?;
-                enc.finish()?;
-            }
+            out.flush()
+        })();
+        match written {
+            Ok(()) => Ok(out.written),
+            // Encoders wrap the writer's errors: the flag tells the cap.
+            Err(_) if out.hit_cap => Err(WriteFailure::NoRoom("cap reached".into())),
+            Err(e) => Err(e.into()),
         }
-        out.flush()?;
-        Ok(out.written)
     }
 
     /// Reads a spill file back into `into` (exactly its raw length),
@@ -442,20 +566,24 @@ impl SpillManager {
     /// # Errors
     /// [`Error::SpillCorrupt`] when the file is damaged; [`Error::Io`].
     pub fn read(&self, file: &SpillFile, into: &mut [u8]) -> Result<()> {
+        // Held while reading: the file does not move meanwhile.
+        let place = file.place();
+        let path = &place.path;
         let corrupt = |reason: String| Error::SpillCorrupt {
-            path: file.path.clone(),
+            path: path.clone(),
             reason,
         };
         if into.len() as u64 != file.raw_len {
             return Err(Error::invalid(format!(
                 "spill file {} holds {} bytes, buffer has {}",
-                file.path.display(),
+                path.display(),
                 file.raw_len,
                 into.len()
             )));
         }
-        let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
-        let len = f.metadata().map_err(|e| Error::io(&file.path, e))?.len();
+        let started = Instant::now();
+        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
         if len != file.stored {
             return Err(corrupt(format!(
                 "file is {len} bytes, {} were written",
@@ -502,6 +630,7 @@ impl SpillManager {
             return Err(corrupt("checksum mismatch".into()));
         }
         self.read.fetch_add(file.stored, Ordering::Relaxed);
+        place.tier.record_read(file.stored, started.elapsed());
         Ok(())
     }
 }
@@ -509,7 +638,7 @@ impl SpillManager {
 impl Drop for SpillManager {
     fn drop(&mut self) {
         let mut live = LIVE_SPILL_DIRS.lock().unwrap_or_else(|p| p.into_inner());
-        for dir in &self.dirs {
+        for dir in &self.tiers {
             let _ = fs::remove_dir_all(&dir.root);
             live.retain(|d| d != &dir.root);
         }
@@ -522,14 +651,18 @@ enum WriteFailure {
     Io(std::io::Error),
 }
 
+/// The file system is full, or the user's quota is.
+pub(crate) fn is_no_room(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 impl From<std::io::Error> for WriteFailure {
     fn from(e: std::io::Error) -> Self {
-        if e.kind() == std::io::ErrorKind::StorageFull
-            || e.kind() == std::io::ErrorKind::QuotaExceeded
-        {
+        if is_no_room(&e) {
             WriteFailure::NoRoom(e.to_string())
-        } else if e.kind() == std::io::ErrorKind::Other && e.to_string() == CAP_REACHED {
-            WriteFailure::NoRoom("cap reached".into())
         } else {
             WriteFailure::Io(e)
         }
@@ -538,11 +671,12 @@ impl From<std::io::Error> for WriteFailure {
 
 const CAP_REACHED: &str = "spill directory cap reached";
 
-/// Counts bytes and refuses to go past a cap.
+/// Counts bytes and refuses to go past a cap (and remembers it did).
 struct CappedWriter<W: Write> {
     inner: W,
     written: u64,
     cap: Option<u64>,
+    hit_cap: bool,
 }
 
 impl<W: Write> Write for CappedWriter<W> {
@@ -551,6 +685,7 @@ impl<W: Write> Write for CappedWriter<W> {
             .cap
             .is_some_and(|cap| self.written + buf.len() as u64 > cap)
         {
+            self.hit_cap = true;
             return Err(std::io::Error::other(CAP_REACHED));
         }
         let n = self.inner.write(buf)?;
@@ -634,29 +769,109 @@ mod tests {
         }
     }
 
+    /// Bytes no codec compresses (xorshift).
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn caps_overflow_to_the_next_directory_then_fail() {
-        let a = tempfile::tempdir().unwrap();
-        let b = tempfile::tempdir().unwrap();
+        // Every codec: an encoder reaching the cap mid-file (its own error
+        // wrapping the writer's) still moves on to the next directory.
+        for codec in [SpillCodec::None, SpillCodec::Lz4, SpillCodec::Zstd(1)] {
+            let a = tempfile::tempdir().unwrap();
+            let b = tempfile::tempdir().unwrap();
+            let m = SpillManager::new(
+                &[spec(a.path(), Some(30_000)), spec(b.path(), Some(30_000))],
+                codec,
+            )
+            .unwrap();
+            let d = noise(20_000);
+            let f1 = m.write(&d).unwrap();
+            let f2 = m.write(&d).unwrap(); // does not fit in the first: goes to the second
+            assert!(
+                f1.path().starts_with(a.path()) && f2.path().starts_with(b.path()),
+                "{codec}"
+            );
+            assert_eq!((f1.tier(), f2.tier()), (0, 1));
+            let err = m.write(&d).unwrap_err();
+            assert!(matches!(err, Error::SpillFull { .. }), "{codec}: {err}");
+            assert!(err.to_string().contains("cap"), "{err}");
+            // Nothing is left of the failed attempts.
+            let files = |p: &Path| {
+                fs::read_dir(m.dirs().into_iter().find(|d| d.starts_with(p)).unwrap())
+                    .unwrap()
+                    .count()
+            };
+            assert_eq!((files(a.path()), files(b.path())), (1, 1), "{codec}");
+        }
+    }
+
+    #[test]
+    fn files_move_between_tiers_and_read_back_the_same() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let m = SpillManager::new(
-            &[spec(a.path(), Some(30_000)), spec(b.path(), Some(30_000))],
+            &[spec(a.path(), Some(50_000)), spec(b.path(), None)],
+            SpillCodec::Lz4,
+        )
+        .unwrap();
+        let d = noise(30_000);
+        let f = m.write(&d).unwrap();
+        let first = f.path();
+        assert!(!m.promote(&f).unwrap(), "already in the first tier");
+        assert!(m.demote(&f).unwrap());
+        assert_eq!(f.tier(), 1);
+        assert!(!first.exists() && f.path().starts_with(b.path()));
+        assert!(!m.demote(&f).unwrap(), "no slower tier");
+        let mut back = vec![0u8; d.len()];
+        m.read(&f, &mut back).unwrap();
+        assert_eq!(back, d);
+        // The first tier's room is used by another file: no promotion.
+        let g = m.write(&d).unwrap();
+        assert!(!m.promote(&f).unwrap());
+        drop(g);
+        assert!(m.promote(&f).unwrap());
+        assert_eq!(f.tier(), 0);
+        m.read(&f, &mut back).unwrap();
+        assert_eq!(back, d);
+        assert_eq!(m.used(), f.stored_bytes());
+        let path = f.path();
+        drop(f);
+        assert!(!path.exists());
+        assert_eq!(m.used(), 0);
+    }
+
+    #[test]
+    fn reservations_hold_room_in_the_first_tier_that_has_it() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let m = SpillManager::new(
+            &[spec(a.path(), Some(1000)), spec(b.path(), Some(5000))],
             SpillCodec::None,
         )
         .unwrap();
-        let d = data(20_000);
-        let f1 = m.write(&d).unwrap();
-        let f2 = m.write(&d).unwrap(); // does not fit in the first: goes to the second
-        assert!(f1.path().starts_with(a.path()) && f2.path().starts_with(b.path()));
-        let err = m.write(&d).unwrap_err();
-        assert!(matches!(err, Error::SpillFull { .. }), "{err}");
-        assert!(err.to_string().contains("cap"), "{err}");
-        // Nothing is left of the failed attempts.
-        let files = |p: &Path| {
-            fs::read_dir(m.dirs().into_iter().find(|d| d.starts_with(p)).unwrap())
-                .unwrap()
-                .count()
-        };
-        assert_eq!((files(a.path()), files(b.path())), (1, 1));
+        let small = m.reserve(800, "small").unwrap();
+        let large = m.reserve(2000, "large").unwrap();
+        assert_eq!((small.tier(), large.tier()), (0, 1));
+        assert!(small.dir().starts_with(a.path()));
+        // Spill files see the reserved room as taken.
+        assert_eq!(m.write(&noise(500)).unwrap().tier(), 1);
+        let err = m.reserve(4000, "too large").unwrap_err();
+        assert!(matches!(err, Error::TierFull { bytes: 4000, .. }), "{err}");
+        assert!(
+            err.to_string().contains("holds 800 B of its 1000 B cap"),
+            "{err}"
+        );
+        drop((small, large));
+        assert_eq!(m.used(), 0);
+        assert_eq!(m.reserve(4000, "now").unwrap().tier(), 1);
     }
 
     #[test]

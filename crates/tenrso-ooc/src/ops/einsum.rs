@@ -15,7 +15,7 @@ use crate::distributed::NodeLocalArray;
 use crate::distributed::TileSplit;
 use crate::exec::{Progress, Session};
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
-use crate::memory::TempStore;
+use crate::memory::{ScratchNeed, ScratchPlacement, TempStore, place_scratch};
 use crate::ops::contraction::{AbsentTiles, ContractionBody, contraction_graph};
 use crate::ops::planned::{Job, OPERATION_ATTRIBUTE, job_record, plan_graph};
 use crate::ops::scalar_output::ScalarOutput;
@@ -47,6 +47,10 @@ pub struct EinsumPlan {
     /// Under several ranks, how each product step shares its output tiles
     /// among them; empty in one process.
     pub ranks: Vec<StepRanks>,
+    /// The intermediate arrays written to the spill area (operands
+    /// rechunked first, then each step's result but the last one's), in
+    /// the order they are written, each in the tier the plan placed it.
+    pub intermediates: Vec<ScratchPlacement>,
 }
 
 /// How the ranks share one product step: a grid of ranks over its output
@@ -112,6 +116,51 @@ impl StepRanks {
 }
 
 impl EinsumPlan {
+    /// The intermediate arrays the plan writes to the spill area, in the
+    /// order they are written: operands rechunked first, then every step's
+    /// result but the last one's unless `last_in_scratch` (a scalar, or a
+    /// result kept in scratch, which outlives the plan). Each lives from
+    /// the step writing it (rechunks: step 0) to the step reading it.
+    fn intermediate_needs(
+        &self,
+        inputs: &[ArrayRef],
+        dtype: crate::core::DType,
+        last_in_scratch: bool,
+    ) -> Vec<ScratchNeed> {
+        let steps = &self.path.steps;
+        let reader = |operand: usize| {
+            steps
+                .iter()
+                .position(|s| s.operands.contains(&operand))
+                .map_or(usize::MAX, |k| k + 1)
+        };
+        let bound = |shape: Vec<u64>, chunks: Vec<u64>| {
+            ArraySpec::new(shape, chunks, dtype).stored_bytes_bound(self.threads as u64)
+        };
+        let mut needs: Vec<ScratchNeed> = self
+            .rechunked
+            .iter()
+            .map(|(k, chunks)| ScratchNeed {
+                what: format!("operand {k} rechunked"),
+                bytes: bound(inputs[*k].shape().to_vec(), chunks.clone()),
+                first_step: 0,
+                last_step: reader(*k),
+            })
+            .collect();
+        for (k, s) in steps.iter().enumerate() {
+            if k + 1 == steps.len() && !last_in_scratch {
+                break;
+            }
+            needs.push(ScratchNeed {
+                what: format!("einsum step {k} result"),
+                bytes: bound(s.step.output_shape(), s.step.output_chunks.clone()),
+                first_step: k + 1,
+                last_step: reader(inputs.len() + k),
+            });
+        }
+        needs
+    }
+
     /// Floating-point operations of the path.
     pub fn flops(&self) -> f64 {
         self.path.flops()
@@ -182,6 +231,12 @@ impl EinsumPlan {
             "planned_peak_bytes": self.planned_peak(),
             "fits": self.fits(),
             "ranks": self.ranks.iter().map(StepRanks::to_json).collect::<Vec<_>>(),
+            "intermediates": self.intermediates.iter().map(|p| json!({
+                "what": p.what,
+                "bytes": p.bytes,
+                "tier": p.tier,
+                "dir": p.dir.display().to_string(),
+            })).collect::<Vec<_>>(),
             "gemm_kernel": self.multiplies().then(gemm_kernel),
         })
     }
@@ -223,6 +278,9 @@ impl fmt::Display for EinsumPlan {
                 gemm_kernel(),
                 gemm_gflops()
             )?;
+        }
+        for placed in &self.intermediates {
+            writeln!(f, "  intermediate: {placed}")?;
         }
         for r in &self.ranks {
             writeln!(
@@ -574,7 +632,7 @@ impl Einsum {
         } else {
             Vec::new()
         };
-        let plan = EinsumPlan {
+        let mut plan = EinsumPlan {
             subscripts: problem.expanded_text(),
             path,
             rechunked,
@@ -582,7 +640,11 @@ impl Einsum {
             memory_limit: limit,
             threads: session.threads(),
             ranks,
+            intermediates: Vec::new(),
         };
+        // Refused here, before any I/O, when no tier can hold one.
+        let needs = plan.intermediate_needs(inputs, dtype, scalar || self.scratch);
+        plan.intermediates = place_scratch(&needs, &session.tier_rooms())?;
         let record = result_record(subscripts, inputs, &plan);
         if let Some(out) = out {
             let input_paths: Vec<&Path> = inputs.iter().map(|a| a.path()).collect();
@@ -672,12 +734,25 @@ fn run_einsum(
     let mut arrays: Vec<Option<ArrayRef>> = inputs.iter().cloned().map(Some).collect();
     let mut temps: Vec<Option<TempStore>> = (0..n).map(|_| None).collect();
     let distributed = session.ranks().is_distributed();
+    // A store's file system filling up while it is written names the tiers.
+    let tier_full = |store: &TempStore, err: Error| match session.spill() {
+        Ok(spill) => store.no_space_as_tier_full(err, &spill),
+        Err(_) => err,
+    };
+    let mut intermediates = report.plan.intermediates.clone().into_iter();
+    let mut next_temp = || {
+        let placed = intermediates
+            .next()
+            .ok_or_else(|| Error::internal("an einsum intermediate the plan did not place"))?;
+        job_temp(session, &placed.what, placed.bytes)
+    };
     for (k, chunks) in report.plan.rechunked.clone() {
-        let temp = job_temp(session, &format!("operand{k}-rechunked"))?;
+        let temp = next_temp()?;
         let op = Rechunk::new(&inputs[k], chunks, temp.store.path())
             .node_local(distributed)
-            .plan(session)?
-            .run_with(progress)?;
+            .plan(session)
+            .and_then(|p| p.run_with(progress))
+            .map_err(|e| tier_full(&temp.store, e))?;
         report.steps.push(op);
         let array = Arc::new(ZarrArray::open(temp.store.path())?);
         arrays[k] = Some(temp.share(session, array)?);
@@ -694,7 +769,7 @@ fn run_einsum(
         let (target, compression, temp) = match out.filter(|_| k == last && !scalar) {
             Some(out) => (out.to_path_buf(), opts.compression, None),
             None => {
-                let temp = job_temp(session, &format!("einsum-step{k}"))?;
+                let temp = next_temp()?;
                 (
                     temp.store.path().to_path_buf(),
                     Compression::None,
@@ -729,7 +804,12 @@ fn run_einsum(
             resume: opts.resume && k == last,
             record: Some(result.record.clone()),
         };
-        let op = plan_graph(session, graph, None, job, body)?.run_with(progress)?;
+        let op = plan_graph(session, graph, None, job, body)
+            .and_then(|p| p.run_with(progress))
+            .map_err(|e| match &temp {
+                Some(t) => tier_full(&t.store, e),
+                None => e,
+            })?;
         report.steps.push(op);
         // Operands consumed by this step are not needed again.
         for &o in &s.operands {
@@ -803,9 +883,13 @@ impl JobTemp {
     }
 }
 
-/// A temporary store for an intermediate named `what` (see [`JobTemp`]).
-pub(crate) fn job_temp(session: &Session, what: &str) -> Result<JobTemp> {
-    let store = TempStore::new(session.spill()?.as_ref(), what);
+/// A temporary store for an intermediate named `what` taking at most
+/// `bytes` (see [`JobTemp`]), in the first tier of the spill area with room.
+///
+/// # Errors
+/// [`Error::TierFull`] when no tier has room for it now.
+pub(crate) fn job_temp(session: &Session, what: &str, bytes: u64) -> Result<JobTemp> {
+    let store = TempStore::new(session.spill()?.as_ref(), what, bytes)?;
     let mine = store
         .path()
         .file_name()

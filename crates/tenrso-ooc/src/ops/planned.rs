@@ -158,12 +158,16 @@ pub struct OpReport {
 
 /// The plan report of `graph` for `session`'s threads, limit and policy.
 pub(crate) fn explain_for(session: &Session, graph: &ChunkGraph) -> PlanReport {
-    explain(
+    let mut report = explain(
         graph,
         session.threads(),
         session.memory_limit(),
         session.options().cache_policy,
-    )
+    );
+    if report.bytes_spilled > 0 {
+        report.spill_tiers = session.tier_rooms();
+    }
+    report
 }
 
 /// The attribute recording which operation fills an output (so a resumed
@@ -390,18 +394,23 @@ where
 {
     plan.check()?;
     session.cancel_token().check()?;
-    let capacity: Option<u64> = if session.options().spill_dirs.is_empty() {
-        None
-    } else {
-        session.options().spill_dirs.iter().map(|d| d.cap).sum()
-    };
-    if let Some(capacity) = capacity.filter(|c| plan.bytes_spilled > *c) {
+    // Refused before any I/O when the tiers cannot hold what the plan spills.
+    let rooms = session.tier_rooms();
+    let room = rooms
+        .iter()
+        .fold(0u64, |sum, r| sum.saturating_add(r.room()));
+    if plan.bytes_spilled > room {
         return Err(Error::SpillFull {
             requested: plan.bytes_spilled,
             detail: format!(
-                "the plan spills about {} but the spill directories hold at most {}",
+                "the plan spills about {} but the spill tiers have room for {}: {}",
                 ByteSize(plan.bytes_spilled),
-                ByteSize(capacity)
+                ByteSize(room),
+                rooms
+                    .iter()
+                    .map(|r| r.describe())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         });
     }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::core::{ByteSize, Error, Result};
 use crate::distributed::RankShare;
-use crate::memory::{ChunkKey, ChunkMap, EvictionPolicy, PolicyKind};
+use crate::memory::{ChunkKey, ChunkMap, EvictionPolicy, PolicyKind, TierRoom};
 use crate::plan::{ArrayRole, ChunkGraph};
 
 /// The cost of a plan, computed before any work: memory needs against the
@@ -48,6 +48,9 @@ pub struct PlanReport {
     /// Each rank's share when several ranks run the plan (each under its
     /// own memory limit); empty in one process.
     pub ranks: Vec<RankShare>,
+    /// The spill area's tiers when the plan spills (what each holds, its
+    /// cap and its file system's room when planned); empty otherwise.
+    pub spill_tiers: Vec<TierRoom>,
 }
 
 impl PlanReport {
@@ -94,6 +97,12 @@ impl PlanReport {
                 "tasks": r.tasks,
                 "bytes_read": r.bytes_read,
             })).collect::<Vec<_>>(),
+            "spill_tiers": self.spill_tiers.iter().map(|t| json!({
+                "dir": t.dir.display().to_string(),
+                "bytes": t.used,
+                "cap": t.cap,
+                "disk_free_bytes": t.disk_free,
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -131,6 +140,15 @@ impl fmt::Display for PlanReport {
             ByteSize(self.bytes_spilled),
             self.cache_policy
         )?;
+        for (k, tier) in self.spill_tiers.iter().enumerate() {
+            writeln!(f, "  spill tier {k}     {}", tier.describe())?;
+        }
+        if self.spill_tiers.len() > 1 {
+            writeln!(
+                f,
+                "                   (chunks needed later move down a tier when one fills, and up again ahead of use)"
+            )?;
+        }
         if !self.ranks.is_empty() {
             writeln!(
                 f,
@@ -212,6 +230,7 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
             absent_chunks: totals.absent_chunks,
             cache_policy: policy,
             ranks: Vec::new(),
+            spill_tiers: Vec::new(),
         };
     }
     let cache_capacity = limit.saturating_sub(footprint + workers * per_worker);
@@ -248,6 +267,7 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
         absent_chunks: 0,
         cache_policy: policy,
         ranks: Vec::new(),
+        spill_tiers: Vec::new(),
     }
 }
 

@@ -103,6 +103,35 @@ impl ArraySpec {
         }
     }
 
+    /// The most bytes the array takes on disk once `writers` threads have
+    /// written every chunk: each chunk at its full (padded) size plus what
+    /// a compressor or checksum may add (at most 1/128 and 64 bytes), one
+    /// atomic-write temporary per writer, and 64 KiB of metadata.
+    ///
+    /// ```
+    /// use tenrso_ooc::{DType, store::ArraySpec};
+    /// let spec = ArraySpec::new(vec![1000, 1000], vec![500, 400], DType::F64);
+    /// let chunk = 500 * 400 * 8;
+    /// let raw = 6 * chunk; // 6 chunks, the edge ones padded
+    /// let bound = spec.stored_bytes_bound(2);
+    /// assert!(bound >= raw + 2 * chunk); // and a temporary per writer
+    /// assert!(bound < (raw + 2 * chunk) * 101 / 100 + (64 << 10));
+    /// ```
+    pub fn stored_bytes_bound(&self, writers: u64) -> u64 {
+        let itemsize = self.dtype.size() as u64;
+        let chunks: u64 = self
+            .shape
+            .iter()
+            .zip(&self.chunk_shape)
+            .map(|(&n, &c)| n.div_ceil(c.max(1)))
+            .product();
+        let chunk = self.chunk_shape.iter().product::<u64>() * itemsize;
+        let storage = self.storage_chunk_shape().iter().product::<u64>() * itemsize;
+        chunks.saturating_mul(chunk + chunk / 128 + 64)
+            + writers.saturating_mul(storage + storage / 128 + 64)
+            + (64 << 10)
+    }
+
     /// Checks ranks, extents and the shard/chunk divisibility.
     ///
     /// # Errors

@@ -23,7 +23,7 @@ pub trait PoolGauges: std::fmt::Debug + Send + Sync {
 }
 
 /// One spill directory (tier) as [`SpillGauges`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SpillTier {
     /// The directory the user named.
     pub dir: String,
@@ -31,6 +31,10 @@ pub struct SpillTier {
     pub bytes: u64,
     /// Its cap, if any.
     pub cap: Option<u64>,
+    /// Bytes per second written to it so far (`None` before any write).
+    pub write_bytes_per_second: Option<f64>,
+    /// Bytes per second read from it so far (`None` before any read).
+    pub read_bytes_per_second: Option<f64>,
 }
 
 /// The spill area's tiers, read by [`Metrics`] (`memory::SpillManager`
@@ -71,6 +75,11 @@ pub struct Metrics {
     pub bytes_spilled: Counter,
     /// Bytes read back from spill files (as stored).
     pub bytes_unspilled: Counter,
+    /// Spill files moved to a slower tier to make room in a faster one for
+    /// a chunk needed sooner.
+    pub spill_demotions: Counter,
+    /// Spill files moved to a faster tier ahead of their use.
+    pub spill_promotions: Counter,
     /// Chunk requests served from the cache.
     pub cache_hits: Counter,
     /// Chunk requests that loaded the chunk.
@@ -251,6 +260,18 @@ impl Metrics {
                 self.bytes_unspilled.get(),
             ),
             s(
+                "spill_demotions_total",
+                C,
+                "Spill files moved to a slower tier to make room for chunks needed sooner.",
+                self.spill_demotions.get(),
+            ),
+            s(
+                "spill_promotions_total",
+                C,
+                "Spill files moved to a faster tier ahead of their use.",
+                self.spill_promotions.get(),
+            ),
+            s(
                 "cache_hits_total",
                 C,
                 "Chunk requests served from the cache.",
@@ -362,7 +383,7 @@ impl Metrics {
         let tiers = self.spill_tiers();
         if !tiers.is_empty() {
             out.push_str(
-                "# HELP tenrso_spill_bytes Bytes the spill files of each tier hold now.\n# TYPE tenrso_spill_bytes gauge\n",
+                "# HELP tenrso_spill_bytes Bytes each spill tier holds now (spill files and intermediate arrays placed in it).\n# TYPE tenrso_spill_bytes gauge\n",
             );
             for tier in &tiers {
                 out.push_str(&format!(
@@ -378,6 +399,33 @@ impl Metrics {
                 if let Some(cap) = tier.cap {
                     out.push_str(&format!(
                         "tenrso_spill_capacity_bytes{{dir=\"{}\"}} {cap}\n",
+                        label_value(&tier.dir)
+                    ));
+                }
+            }
+            for (name, help, of) in [
+                (
+                    "spill_write_bytes_per_second",
+                    "Speed of the writes to each spill tier so far.",
+                    (|t: &SpillTier| t.write_bytes_per_second) as fn(&SpillTier) -> Option<f64>,
+                ),
+                (
+                    "spill_read_bytes_per_second",
+                    "Speed of the reads from each spill tier so far.",
+                    |t: &SpillTier| t.read_bytes_per_second,
+                ),
+            ] {
+                let measured: Vec<(&SpillTier, f64)> =
+                    tiers.iter().filter_map(|t| of(t).map(|v| (t, v))).collect();
+                if measured.is_empty() {
+                    continue;
+                }
+                out.push_str(&format!(
+                    "# HELP tenrso_{name} {help}\n# TYPE tenrso_{name} gauge\n"
+                ));
+                for (tier, value) in measured {
+                    out.push_str(&format!(
+                        "tenrso_{name}{{dir=\"{}\"}} {value:.0}\n",
                         label_value(&tier.dir)
                     ));
                 }
@@ -411,7 +459,15 @@ impl Metrics {
         let tiers: Vec<Value> = self
             .spill_tiers()
             .into_iter()
-            .map(|t| json!({ "dir": t.dir, "bytes": t.bytes, "cap": t.cap }))
+            .map(|t| {
+                json!({
+                    "dir": t.dir,
+                    "bytes": t.bytes,
+                    "cap": t.cap,
+                    "write_bytes_per_second": t.write_bytes_per_second,
+                    "read_bytes_per_second": t.read_bytes_per_second,
+                })
+            })
             .collect();
         map.insert("spill_tiers".into(), Value::from(tiers));
         map.insert("task_duration_seconds".into(), self.task_seconds.to_json());
@@ -463,11 +519,15 @@ mod tests {
                     dir: "/dev/shm/a\"b".into(),
                     bytes: 7,
                     cap: Some(8),
+                    write_bytes_per_second: Some(1e9),
+                    read_bytes_per_second: None,
                 },
                 SpillTier {
                     dir: "/tmp".into(),
                     bytes: 0,
                     cap: None,
+                    write_bytes_per_second: None,
+                    read_bytes_per_second: None,
                 },
             ]
         }
@@ -510,6 +570,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tenrso_spill_bytes{dir=\"/tmp\"} 0\n"));
+        assert!(
+            text.contains(
+                "tenrso_spill_write_bytes_per_second{dir=\"/dev/shm/a\\\"b\"} 1000000000\n"
+            )
+        );
+        assert!(
+            !text.contains("tenrso_spill_read_bytes_per_second"),
+            "not measured"
+        );
         assert!(text.contains("tenrso_spill_capacity_bytes{dir=\"/dev/shm/a\\\"b\"} 8\n"));
         assert!(!text.contains("tenrso_spill_capacity_bytes{dir=\"/tmp\"}"));
         assert_eq!(m.to_json()["spill_tiers"][0]["bytes"], 7);
