@@ -82,6 +82,32 @@ def test_spill_full(tmp_path: Path) -> None:
     assert list(spill.iterdir()) == []
 
 
+def test_no_spill_tier_with_room(tmp_path: Path) -> None:
+    shapes = {"a": (2048, 16), "b": (16, 2048), "c": (2048, 8)}
+    a, b, c = (
+        ts.create(tmp_path / f"{n}.zarr", s, chunks=(min(s[0], 512), min(s[1], 512)), fill="normal")
+        for n, s in shapes.items()
+    )
+    fast, roomy = tmp_path / "fast", tmp_path / "roomy"
+    fast.mkdir()
+    roomy.mkdir()
+    # The first step's 32 MiB result cannot go to an 8 MiB tier: refused
+    # before anything runs.
+    small = ts.Session(memory_limit="16MiB", spill_dirs=[f"{fast}:8MiB"])
+    with pytest.raises(errors.SpillFullError) as caught:
+        ts.einsum("ij,jk,kl->il", a, b, c, out=tmp_path / "abc.zarr", optimize="sequential", session=small)
+    assert caught.value.requested >= 32 << 20
+    assert "no spill tier can hold einsum step 0 result" in str(caught.value)
+    assert "spill_dirs=" in str(caught.value)
+    assert not (tmp_path / "abc.zarr").exists()
+    assert list(fast.iterdir()) == []
+    # A second tier takes it.
+    tiers = ts.Session(memory_limit="16MiB", spill_dirs=[f"{fast}:8MiB", str(roomy)])
+    abc = ts.einsum("ij,jk,kl->il", a, b, c, out=tmp_path / "abc.zarr", optimize="sequential", session=tiers)
+    want = (np.asarray(a) @ np.asarray(b)) @ np.asarray(c)
+    np.testing.assert_allclose(np.asarray(abc), want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
+
+
 def test_not_found_and_exists(tmp_path: Path) -> None:
     with pytest.raises(errors.ArrayNotFoundError) as caught:
         ts.open(tmp_path / "missing.zarr")

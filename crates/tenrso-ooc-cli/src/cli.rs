@@ -37,12 +37,15 @@ pub struct GlobalArgs {
     /// No progress bars
     #[arg(long, short, global = true)]
     pub quiet: bool,
-    /// Spill directory PATH or PATH:CAP, repeatable, tried in order (fast tier first) [default: the system temp dir]
+    /// Spill directory PATH or PATH:CAP, repeatable: tiers tried in order, fastest first, for spill files and intermediates [default: the system temp dir]
     #[arg(long = "spill-dir", global = true, value_name = "PATH[:CAP]", value_parser = spill_dir())]
     pub spill_dirs: Vec<SpillDirSpec>,
     /// Node-local scratch of this process (each rank's own under mpirun): its intermediates, and its spill ahead of --spill-dir [default: the first spill directory]
     #[arg(long = "local-dir", global = true, value_name = "DIR")]
     pub local_dir: Option<PathBuf>,
+    /// Keep spill files where they were first written: no moving down a tier when the first fills, nor up ahead of use
+    #[arg(long, global = true)]
+    pub no_spill_migration: bool,
     /// Compression of spilled chunks: none, lz4 or zstd[:LEVEL]
     #[arg(long, global = true, default_value = "lz4", value_name = "CODEC")]
     pub spill_codec: SpillCodec,

@@ -106,3 +106,75 @@ fn errors_no_flag_fixes_get_no_hint() {
     let j = run(["info", &arg(dir.path(), "nope.zarr"), "--json"]).json();
     assert!(j.get("hint").is_none(), "{j}");
 }
+
+/// The new user: `--spill-dir FAST:8MiB` alone cannot hold a chain's
+/// 32 MiB intermediate — refused before any I/O with the numbers and the
+/// flag; with `--spill-dir ROOMY` after it, `--explain` places it there and
+/// the run leaves both empty.
+#[test]
+fn an_intermediate_no_tier_can_hold_hints_at_spill_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, shape: &str, chunks: &str| {
+        let path = arg(dir.path(), name);
+        run([
+            "create", &path, "--shape", shape, "--chunks", chunks, "--fill", "normal", "-q",
+        ])
+        .success();
+        path
+    };
+    let a = make("a.zarr", "2048,16", "512,16");
+    let b = make("b.zarr", "16,2048", "16,512");
+    let c = make("c.zarr", "2048,8", "512,8");
+    let (fast, roomy) = (dir.path().join("fast"), dir.path().join("roomy"));
+    std::fs::create_dir_all(&fast).unwrap();
+    std::fs::create_dir_all(&roomy).unwrap();
+    let out = arg(dir.path(), "abc.zarr");
+    let fast_tier = format!("{}:8MiB", fast.display());
+    let einsum = |tiers: &[&str], extra: &[&str]| {
+        let mut args = vec![
+            "einsum",
+            "ij,jk,kl->il",
+            &a,
+            &b,
+            &c,
+            "-o",
+            &out,
+            "--path",
+            "sequential",
+            "--memory-limit",
+            "16MiB",
+            // The bound counts a chunk being written per thread.
+            "--threads",
+            "2",
+            "-q",
+        ];
+        for t in tiers {
+            args.extend(["--spill-dir", t]);
+        }
+        args.extend(extra);
+        run(args)
+    };
+    let r = einsum(&[&fast_tier], &[]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(
+        stderr(&r, dir.path()),
+        "error: no spill tier can hold einsum step 0 result (34.33 MiB): TMP/fast holds 0 B of its 8.00 MiB cap, 8.00 MiB free; add a spill directory with room or raise a cap (ExecOptions::spill_dirs); hint: add --spill-dir PATH[:CAP] or raise its cap\n"
+    );
+    assert!(!std::path::Path::new(&out).exists());
+    let roomy_tier = roomy.display().to_string();
+    let explained = einsum(&[&fast_tier, &roomy_tier], &["--explain"]);
+    let text = explained
+        .success()
+        .stdout
+        .replace(dir.path().to_str().unwrap(), "TMP");
+    assert!(
+        text.contains(
+            "intermediate: einsum step 0 result (at most 34.33 MiB) in tier 1: TMP/roomy"
+        ),
+        "{text}"
+    );
+    einsum(&[&fast_tier, &roomy_tier], &[]).success();
+    for tier in [&fast, &roomy] {
+        assert_eq!(std::fs::read_dir(tier).unwrap().count(), 0, "{tier:?}");
+    }
+}

@@ -351,7 +351,15 @@ fn spilling_transpose(
     tiers: Vec<SpillDirSpec>,
     progress: &dyn Progress,
 ) -> tenrso_ooc::Result<(tenrso_ooc::exec::RunStats, Block<f64>)> {
-    let s = session(4 * MIB, tiers);
+    spilling_transpose_in(session(4 * MIB, tiers), x, out, progress)
+}
+
+fn spilling_transpose_in(
+    s: Session,
+    x: &std::sync::Arc<ZarrArray>,
+    out: &Path,
+    progress: &dyn Progress,
+) -> tenrso_ooc::Result<(tenrso_ooc::exec::RunStats, Block<f64>)> {
     let report = Transpose::new(x, [1, 0], out)
         .with_output_options(OutputOptions::default().with_chunk_shape([16, 1024]))
         .plan(&s)?
@@ -436,6 +444,21 @@ fn spill_migrates_between_tiers_by_the_schedule() {
     assert!(tiered.spill_promotions > 0, "{tiered:?}");
     assert_eq!(got, want);
     assert_eq!(got, all(&x).permuted(&[1, 0]));
+    // Without migration: the same tiers in order, nothing moves.
+    let unmoved = Session::new(
+        ExecOptions::default()
+            .with_threads(2)
+            .with_memory_limit(4 * MIB)
+            .with_spill_dirs(vec![
+                tier(fast.path(), Some(2 * MIB)),
+                tier(slow.path(), None),
+            ])
+            .with_spill_migration(false),
+    );
+    let (fixed, got) =
+        spilling_transpose_in(unmoved, &x, &dir.path().join("fixed"), &quiet).unwrap();
+    assert_eq!((fixed.spill_demotions, fixed.spill_promotions), (0, 0));
+    assert_eq!(got, want);
     for t in [&fast, &slow, &one] {
         assert!(entries(t.path()).is_empty(), "{:?}", entries(t.path()));
     }

@@ -24,6 +24,9 @@ pub struct ExecOptions {
     pub spill_dirs: Vec<SpillDirSpec>,
     /// Compression of spill files.
     pub spill_codec: SpillCodec,
+    /// Move spill files between tiers by the schedule (down when the first
+    /// fills, up ahead of use); on by default.
+    pub spill_migration: bool,
     /// Eviction policy of the chunk cache.
     pub cache_policy: PolicyKind,
     /// Record the sequence of chunk requests of each run (see
@@ -45,6 +48,7 @@ impl Default for ExecOptions {
             memory_limit: default_memory_limit(),
             spill_dirs: Vec::new(),
             spill_codec: SpillCodec::default(),
+            spill_migration: true,
             cache_policy: PolicyKind::default(),
             record_trace: false,
             tune_allocator: true,
@@ -100,6 +104,13 @@ impl ExecOptions {
                 cap: None,
             },
         );
+        self
+    }
+
+    /// Sets whether spill files move between tiers (see
+    /// [`ExecOptions::spill_migration`]).
+    pub fn with_spill_migration(mut self, on: bool) -> Self {
+        self.spill_migration = on;
         self
     }
 

@@ -125,10 +125,10 @@ impl Session {
         if let Some(s) = self.spill.get() {
             return Ok(s.clone());
         }
-        let made = Arc::new(SpillManager::new(
-            &self.options.spill_dirs,
-            self.options.spill_codec,
-        )?);
+        let made = Arc::new(
+            SpillManager::new(&self.options.spill_dirs, self.options.spill_codec)?
+                .with_migration(self.options.spill_migration),
+        );
         let spill = self.spill.get_or_init(|| made).clone();
         let weak: std::sync::Weak<SpillManager> = Arc::downgrade(&spill);
         self.metrics.watch_spill(weak);

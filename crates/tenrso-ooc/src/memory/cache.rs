@@ -638,7 +638,7 @@ impl<T: Element> ChunkCache<T> {
         block: &Block<T>,
     ) -> (Vec<Arc<SpillFile>>, usize) {
         let need = block.byte_len() as u64 + SPILL_HEADER_BYTES;
-        if spill.tier_count() < 2 {
+        if !spill.migration() {
             return (Vec::new(), 0);
         }
         let room = spill.room(0);
@@ -734,7 +734,7 @@ impl<T: Element> ChunkCache<T> {
         let Some(spill) = self.spill.as_ref() else {
             return Ok(false);
         };
-        if spill.files_below_first_tier() == 0 {
+        if !spill.migration() || spill.files_below_first_tier() == 0 {
             return Ok(false);
         }
         let room = spill.room(0);

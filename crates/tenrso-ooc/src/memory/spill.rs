@@ -174,6 +174,7 @@ const HEADER_LEN: usize = 24;
 pub struct SpillManager {
     tiers: Vec<Arc<Tier>>,
     codec: SpillCodec,
+    migration: bool,
     counter: AtomicU64,
     written: AtomicU64,
     read: AtomicU64,
@@ -281,10 +282,23 @@ impl SpillManager {
         Ok(Self {
             tiers,
             codec,
+            migration: true,
             counter: AtomicU64::new(0),
             written: AtomicU64::new(0),
             read: AtomicU64::new(0),
         })
+    }
+
+    /// Sets whether the chunk cache moves this manager's spill files
+    /// between tiers by the schedule (on by default).
+    pub fn with_migration(mut self, on: bool) -> Self {
+        self.migration = on;
+        self
+    }
+
+    /// Whether spill files move between tiers by the schedule.
+    pub fn migration(&self) -> bool {
+        self.migration && self.tiers.len() > 1
     }
 
     /// The compression codec.
