@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Spill tiers: a small /dev/shm tier in front of the disk, against the disk
-# alone, against the same tiers without migration, and against /dev/shm
+# alone, against the same tiers with migration always and off (the default,
+# auto, migrates only towards a tier measured faster), and against /dev/shm
 # alone (room for everything).
 #
 #  - transpose of an 8192^2 f64 array (512 MiB, 4 MiB row chunks) to column
@@ -69,24 +70,26 @@ echo
 moves='r["bytes_spilled"]/2**20;r["spill_demotions"];r["spill_promotions"]'
 declare -A t
 t[disk]=$(measure "$moves" "${transpose[@]}" --spill-dir "$disk")
-t[tiers]=$(measure "$moves" "${transpose[@]}" --spill-dir "$shm:128MiB" --spill-dir "$disk")
-t[fixed]=$(measure "$moves" "${transpose[@]}" --spill-dir "$shm:128MiB" --spill-dir "$disk" --no-spill-migration)
+t[auto]=$(measure "$moves" "${transpose[@]}" --spill-dir "$shm:128MiB" --spill-dir "$disk")
+t[always]=$(measure "$moves" "${transpose[@]}" --spill-dir "$shm:128MiB" --spill-dir "$disk" --spill-migration always)
+t[off]=$(measure "$moves" "${transpose[@]}" --spill-dir "$shm:128MiB" --spill-dir "$disk" --spill-migration off)
 t[shm]=$(measure "$moves" "${transpose[@]}" --spill-dir "$shm")
 echo "| transpose 8192^2 f64 under 128 MiB | seconds | vs disk alone | spilled | files moved down / up |"
 echo "|---|---|---|---|---|"
-for k in disk tiers fixed shm; do
+for k in disk auto always off shm; do
     read -r s sp down up <<< "${t[$k]}"
     case $k in
         disk) name="disk alone" ;;
-        tiers) name="/dev/shm:128MiB + disk, migration" ;;
-        fixed) name="/dev/shm:128MiB + disk, no migration" ;;
+        auto) name="/dev/shm:128MiB + disk, migration auto (default)" ;;
+        always) name="/dev/shm:128MiB + disk, migration always" ;;
+        off) name="/dev/shm:128MiB + disk, migration off" ;;
         shm) name="/dev/shm alone (room for all)" ;;
     esac
     read -r d _ <<< "${t[disk]}"
     echo "| $name | $(fmt "$s") | $(ratio "$d" "$s")x | $(printf '%.0f' "$sp") MiB | $down / $up |"
 done
 echo
-placed='r["plan"]["intermediates"][0]["tier"]'
+placed='r["intermediates"][0]["tier"]'
 declare -A e
 e[disk]=$(measure "$placed" "${einsum[@]}" --spill-dir "$disk")
 e[big]=$(measure "$placed" "${einsum[@]}" --spill-dir "$shm:1GiB" --spill-dir "$disk")

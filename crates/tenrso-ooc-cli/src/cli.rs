@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tenrso_ooc::io::ColumnarCompression;
-use tenrso_ooc::memory::{PolicyKind, SpillCodec, SpillDirSpec};
+use tenrso_ooc::memory::{PolicyKind, SpillCodec, SpillDirSpec, SpillMigration};
 use tenrso_ooc::ops::{Fill, ReduceOp};
 use tenrso_ooc::plan::PathStrategy;
 use tenrso_ooc::store::Compression;
@@ -43,9 +43,9 @@ pub struct GlobalArgs {
     /// Node-local scratch of this process (each rank's own under mpirun): its intermediates, and its spill ahead of --spill-dir [default: the first spill directory]
     #[arg(long = "local-dir", global = true, value_name = "DIR")]
     pub local_dir: Option<PathBuf>,
-    /// Keep spill files where they were first written: no moving down a tier when the first fills, nor up ahead of use
-    #[arg(long, global = true)]
-    pub no_spill_migration: bool,
+    /// Move spill files between tiers by the schedule (down when the first fills, up ahead of use): auto (where the first tier is measured at least 1.5x faster), always or off
+    #[arg(long, global = true, default_value = "auto", value_name = "WHEN")]
+    pub spill_migration: SpillMigration,
     /// Compression of spilled chunks: none, lz4 or zstd[:LEVEL]
     #[arg(long, global = true, default_value = "lz4", value_name = "CODEC")]
     pub spill_codec: SpillCodec,

@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         .with_memory_limit(cli.global.memory_limit.map_or(default_limit, |s| s.0))
         .with_spill_dirs(cli.global.spill_dirs.clone())
         .with_spill_codec(cli.global.spill_codec)
-        .with_spill_migration(!cli.global.no_spill_migration)
+        .with_spill_migration(cli.global.spill_migration)
         .with_cache_policy(cli.global.cache_policy);
     if let Some(threads) = cli.global.threads {
         exec = exec.with_threads(threads);

@@ -252,6 +252,94 @@ fn the_json_report_has_a_bounded_timeline_under_the_limit() {
     assert!(back["result"]["value"].is_number(), "{back}");
 }
 
+/// A transpose spilling past a 2 MiB fast tier: the report counts the
+/// spill files moved down and up, lists both tiers with their measured
+/// speeds, and the page draws them as a table.
+#[test]
+fn a_spilling_run_reports_its_tiers_and_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = arg(dir.path(), "x.zarr");
+    run([
+        "create",
+        &x,
+        "--shape",
+        "1024,1024",
+        "--chunks",
+        "16,1024",
+        "--fill",
+        "normal",
+        "-q",
+    ])
+    .success();
+    let (fast, slow) = (dir.path().join("fast"), dir.path().join("slow"));
+    std::fs::create_dir_all(&fast).unwrap();
+    std::fs::create_dir_all(&slow).unwrap();
+    let json = dir.path().join("run.json");
+    let ran = run([
+        "transpose",
+        &x,
+        "--axes",
+        "1,0",
+        "--chunks",
+        "16,1024",
+        "-o",
+        &arg(dir.path(), "t.zarr"),
+        "--memory-limit",
+        "4MiB",
+        "--threads",
+        "2",
+        "--spill-dir",
+        &format!("{}:2MiB", fast.display()),
+        "--spill-dir",
+        slow.to_str().unwrap(),
+        // Both on one file system: `auto` would see no faster tier.
+        "--spill-migration",
+        "always",
+        "--report",
+        json.to_str().unwrap(),
+    ])
+    .success();
+    assert!(
+        ran.stdout.contains("spill files moved down a tier"),
+        "{ran:?}"
+    );
+    let report = read_json(&json);
+    let metrics = &report["metrics"];
+    assert!(
+        metrics["spill_demotions_total"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
+    assert!(
+        metrics["spill_promotions_total"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
+    let tiers = metrics["spill_tiers"].as_array().unwrap();
+    assert_eq!(tiers.len(), 2, "{metrics}");
+    assert_eq!(tiers[0]["cap"], 2 * MIB);
+    for tier in tiers {
+        assert!(
+            tier["write_bytes_per_second"].as_f64().unwrap() > 0.0,
+            "{tier}"
+        );
+        assert!(
+            tier["read_bytes_per_second"].as_f64().unwrap() > 0.0,
+            "{tier}"
+        );
+    }
+    let html = dir.path().join("run.html");
+    run([
+        "report",
+        json.to_str().unwrap(),
+        "-o",
+        html.to_str().unwrap(),
+    ])
+    .success();
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<h2>Spill tiers</h2>"), "the tiers table");
+    assert!(page.contains("<tr><th>tier 1</th>"), "a row per tier");
+    assert!(page.contains("spill files moved down / up a tier"));
+}
+
 /// What Python's html.parser finds in the DOM Chromium rendered: the
 /// page title, each SVG's polylines' vertex counts and texts, and every
 /// `src` or `href` (what the page would fetch).

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use common::{all, generated};
 use tenrso_ooc::exec::{ExecOptions, Progress, Session};
-use tenrso_ooc::memory::SpillDirSpec;
+use tenrso_ooc::memory::{SpillDirSpec, SpillMigration};
 use tenrso_ooc::ops::{Einsum, Fill, OutputOptions, Transpose};
 use tenrso_ooc::plan::PathStrategy;
 use tenrso_ooc::store::{ArraySpec, ZarrArray};
@@ -432,10 +432,24 @@ fn spill_migrates_between_tiers_by_the_schedule() {
     )
     .unwrap();
     assert_eq!((single.spill_demotions, single.spill_promotions), (0, 0));
-    let (tiered, got) = spilling_transpose(
+    // Both tiers are on the same file system here: `Always`, since `Auto`
+    // migrates only towards a tier measured faster.
+    let with = |migration| {
+        Session::new(
+            ExecOptions::default()
+                .with_threads(2)
+                .with_memory_limit(4 * MIB)
+                .with_spill_dirs(vec![
+                    tier(fast.path(), Some(2 * MIB)),
+                    tier(slow.path(), None),
+                ])
+                .with_spill_migration(migration),
+        )
+    };
+    let (tiered, got) = spilling_transpose_in(
+        with(SpillMigration::Always),
         &x,
         &dir.path().join("two"),
-        vec![tier(fast.path(), Some(2 * MIB)), tier(slow.path(), None)],
         &quiet,
     )
     .unwrap();
@@ -445,18 +459,13 @@ fn spill_migrates_between_tiers_by_the_schedule() {
     assert_eq!(got, want);
     assert_eq!(got, all(&x).permuted(&[1, 0]));
     // Without migration: the same tiers in order, nothing moves.
-    let unmoved = Session::new(
-        ExecOptions::default()
-            .with_threads(2)
-            .with_memory_limit(4 * MIB)
-            .with_spill_dirs(vec![
-                tier(fast.path(), Some(2 * MIB)),
-                tier(slow.path(), None),
-            ])
-            .with_spill_migration(false),
-    );
-    let (fixed, got) =
-        spilling_transpose_in(unmoved, &x, &dir.path().join("fixed"), &quiet).unwrap();
+    let (fixed, got) = spilling_transpose_in(
+        with(SpillMigration::Off),
+        &x,
+        &dir.path().join("fixed"),
+        &quiet,
+    )
+    .unwrap();
     assert_eq!((fixed.spill_demotions, fixed.spill_promotions), (0, 0));
     assert_eq!(got, want);
     for t in [&fast, &slow, &one] {

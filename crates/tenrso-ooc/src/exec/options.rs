@@ -1,7 +1,7 @@
 //! [`ExecOptions`]: how a session may use the machine.
 
 use crate::core::{ByteSize, Error, Result};
-use crate::memory::{PolicyKind, SpillCodec, SpillDirSpec};
+use crate::memory::{PolicyKind, SpillCodec, SpillDirSpec, SpillMigration};
 
 /// How a session may use the machine: worker threads, the memory limit, where
 /// and how to spill, and the cache's eviction policy.
@@ -24,9 +24,10 @@ pub struct ExecOptions {
     pub spill_dirs: Vec<SpillDirSpec>,
     /// Compression of spill files.
     pub spill_codec: SpillCodec,
-    /// Move spill files between tiers by the schedule (down when the first
-    /// fills, up ahead of use); on by default.
-    pub spill_migration: bool,
+    /// Whether spill files move between tiers by the schedule (down when
+    /// the first fills, up ahead of use); by default where the first tier
+    /// is measured faster.
+    pub spill_migration: SpillMigration,
     /// Eviction policy of the chunk cache.
     pub cache_policy: PolicyKind,
     /// Record the sequence of chunk requests of each run (see
@@ -48,7 +49,7 @@ impl Default for ExecOptions {
             memory_limit: default_memory_limit(),
             spill_dirs: Vec::new(),
             spill_codec: SpillCodec::default(),
-            spill_migration: true,
+            spill_migration: SpillMigration::default(),
             cache_policy: PolicyKind::default(),
             record_trace: false,
             tune_allocator: true,
@@ -109,8 +110,8 @@ impl ExecOptions {
 
     /// Sets whether spill files move between tiers (see
     /// [`ExecOptions::spill_migration`]).
-    pub fn with_spill_migration(mut self, on: bool) -> Self {
-        self.spill_migration = on;
+    pub fn with_spill_migration(mut self, migration: SpillMigration) -> Self {
+        self.spill_migration = migration;
         self
     }
 

@@ -4,6 +4,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::core::{Block, Element, Result};
+use crate::memory::spill::HEADER_LEN;
 use crate::memory::{
     ChunkKey, ChunkMap, EvictionPolicy, MemoryPool, Reclaim, Reservation, SpillFile, SpillManager,
 };
@@ -637,8 +638,8 @@ impl<T: Element> ChunkCache<T> {
         victim: ChunkKey,
         block: &Block<T>,
     ) -> (Vec<Arc<SpillFile>>, usize) {
-        let need = block.byte_len() as u64 + SPILL_HEADER_BYTES;
-        if !spill.migration() {
+        let need = (block.byte_len() + HEADER_LEN) as u64;
+        if !spill.migrates() {
             return (Vec::new(), 0);
         }
         let room = spill.room(0);
@@ -734,7 +735,7 @@ impl<T: Element> ChunkCache<T> {
         let Some(spill) = self.spill.as_ref() else {
             return Ok(false);
         };
-        if !spill.migration() || spill.files_below_first_tier() == 0 {
+        if spill.files_below_first_tier() == 0 || !spill.migrates() {
             return Ok(false);
         }
         let room = spill.room(0);
@@ -772,9 +773,6 @@ pub enum SpilledPrefetch {
     /// The chunk is not (only) spilled, or no longer wanted.
     Nothing,
 }
-
-/// Bytes of a spill file's header, beside the chunk's bytes.
-const SPILL_HEADER_BYTES: u64 = 24;
 
 impl<T: Element> Reclaim for ChunkCache<T> {
     fn reclaim(&self, bytes: u64) -> u64 {

@@ -11,6 +11,7 @@ mod policy;
 mod pool;
 mod scratch_placement;
 mod spill;
+mod spill_migration;
 mod temp_store;
 mod tier;
 
@@ -29,5 +30,6 @@ pub use scratch_placement::{
     ScratchNeed, ScratchPlacement, TierRoom, effective_spill_dirs, place_scratch,
 };
 pub use spill::{SpillCodec, SpillDirSpec, SpillFile, SpillManager, remove_all_spill_dirs};
+pub use spill_migration::SpillMigration;
 pub use temp_store::TempStore;
 pub use tier::TierReservation;

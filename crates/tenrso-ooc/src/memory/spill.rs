@@ -5,13 +5,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::core::{ByteSize, Error, Result};
+use crate::memory::SpillMigration;
 use crate::memory::scratch_placement::{TierRoom, effective_spill_dirs};
 use crate::memory::tier::{Tier, TierReservation, filesystem_free};
 
@@ -144,7 +145,8 @@ impl fmt::Display for SpillCodec {
 }
 
 const MAGIC: &[u8; 4] = b"TSPL";
-const HEADER_LEN: usize = 24;
+/// Bytes of a spill file's header, before the (compressed) chunk.
+pub(crate) const HEADER_LEN: usize = 24;
 
 /// The spill area of one session: ordered tiers (fast first), each a
 /// capped directory, holding spilled chunks and the intermediate arrays
@@ -174,7 +176,7 @@ const HEADER_LEN: usize = 24;
 pub struct SpillManager {
     tiers: Vec<Arc<Tier>>,
     codec: SpillCodec,
-    migration: bool,
+    migration: SpillMigration,
     counter: AtomicU64,
     written: AtomicU64,
     read: AtomicU64,
@@ -215,7 +217,6 @@ impl crate::telemetry::SpillGauges for SpillManager {
 struct Place {
     path: PathBuf,
     tier: Arc<Tier>,
-    index: usize,
 }
 
 /// One spilled chunk on disk, in one tier; deleted when dropped.
@@ -223,6 +224,8 @@ struct Place {
 pub struct SpillFile {
     /// Locked while the file is read or moved.
     place: Mutex<Place>,
+    /// The tier's number, readable without waiting for a read to end.
+    tier: AtomicUsize,
     stored: u64,
     raw_len: u64,
 }
@@ -245,7 +248,7 @@ impl SpillFile {
     }
     /// The number of its tier now, 0 for the first.
     pub fn tier(&self) -> usize {
-        self.place().index
+        self.tier.load(Ordering::Acquire)
     }
 }
 
@@ -282,7 +285,7 @@ impl SpillManager {
         Ok(Self {
             tiers,
             codec,
-            migration: true,
+            migration: SpillMigration::default(),
             counter: AtomicU64::new(0),
             written: AtomicU64::new(0),
             read: AtomicU64::new(0),
@@ -290,15 +293,20 @@ impl SpillManager {
     }
 
     /// Sets whether the chunk cache moves this manager's spill files
-    /// between tiers by the schedule (on by default).
-    pub fn with_migration(mut self, on: bool) -> Self {
-        self.migration = on;
+    /// between tiers by the schedule ([`SpillMigration::Auto`] by default).
+    pub fn with_migration(mut self, migration: SpillMigration) -> Self {
+        self.migration = migration;
         self
     }
 
-    /// Whether spill files move between tiers by the schedule.
-    pub fn migration(&self) -> bool {
-        self.migration && self.tiers.len() > 1
+    /// Whether spill files move between the first tier and the second now:
+    /// by the setting and, for [`SpillMigration::Auto`], the speeds
+    /// measured on each tier's traffic so far.
+    pub fn migrates(&self) -> bool {
+        match self.tiers.as_slice() {
+            [fast, slow, ..] => self.migration.pays(fast.speed(), slow.speed()),
+            _ => false,
+        }
     }
 
     /// The compression codec.
@@ -423,8 +431,8 @@ impl SpillManager {
                         place: Mutex::new(Place {
                             path,
                             tier: dir.clone(),
-                            index,
                         }),
+                        tier: AtomicUsize::new(index),
                         stored,
                         raw_len: data.len() as u64,
                     });
@@ -482,7 +490,7 @@ impl SpillManager {
         let mut place = file.place();
         for index in candidates {
             let tier = &self.tiers[index];
-            if index == place.index || !tier.try_take(file.stored) {
+            if index == file.tier() || !tier.try_take(file.stored) {
                 continue;
             }
             let path = tier.root.join(format!(
@@ -503,8 +511,8 @@ impl SpillManager {
                     *place = Place {
                         path,
                         tier: tier.clone(),
-                        index,
                     };
+                    file.tier.store(index, Ordering::Release);
                     return Ok(true);
                 }
                 Err(e) => {
@@ -861,6 +869,29 @@ mod tests {
         drop(f);
         assert!(!path.exists());
         assert_eq!(m.used(), 0);
+    }
+
+    #[test]
+    fn auto_migrates_only_towards_a_tier_measured_faster() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let tiers = [spec(a.path(), Some(1 << 20)), spec(b.path(), None)];
+        let m = SpillManager::new(&tiers, SpillCodec::None).unwrap();
+        assert!(m.migrates(), "not measured yet: the user's order");
+        let ms = std::time::Duration::from_millis;
+        m.tiers[0].record_write(1 << 30, ms(500)); // 2 GiB/s
+        assert!(m.migrates(), "the second tier not measured yet");
+        m.tiers[1].record_write(1 << 30, ms(400)); // 2.5 GiB/s: no slower
+        assert!(!m.migrates());
+        m.tiers[1].record_read(1 << 30, ms(5000)); // now about 0.37 GiB/s
+        assert!(m.migrates());
+        let off = SpillManager::new(&tiers, SpillCodec::None)
+            .unwrap()
+            .with_migration(SpillMigration::Off);
+        assert!(!off.migrates());
+        let one = SpillManager::new(&tiers[..1], SpillCodec::None)
+            .unwrap()
+            .with_migration(SpillMigration::Always);
+        assert!(!one.migrates(), "one tier: nowhere to move");
     }
 
     #[test]

@@ -129,6 +129,15 @@ impl Tier {
         )
     }
 
+    /// Bytes per second of its reads and writes together so far (`None`
+    /// before any): what migration compares.
+    pub(crate) fn speed(&self) -> Option<f64> {
+        let bytes = self.written.load(Ordering::Relaxed) + self.read.load(Ordering::Relaxed);
+        let nanos =
+            self.write_nanos.load(Ordering::Relaxed) + self.read_nanos.load(Ordering::Relaxed);
+        (bytes > 0 && nanos > 0).then(|| bytes as f64 / (nanos as f64 * 1e-9))
+    }
+
     /// What the tier holds and has room for, in words:
     /// `/fast holds 12.00 MiB of its 16.00 MiB cap, 4.00 MiB free`.
     pub(crate) fn describe(&self) -> String {
