@@ -40,6 +40,7 @@ class Session:
         threads: int | None = None,
         spill_dirs: Sequence[str] | None = None,
         spill_codec: str | None = None,
+        spill_migration: str | None = None,
     ) -> Session: ...
     def with_memory_limit(self, memory_limit: int | str) -> Session: ...
     @property

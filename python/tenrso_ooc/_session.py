@@ -35,9 +35,13 @@ class Session:
             ``TENRSO_OOC_MEMORY_LIMIT``, else a quarter of the machine's
             memory.
         threads: worker threads (default: the machine's cores).
-        spill_dirs: directories for spilled intermediates, each optionally
-            ``"DIR:CAPACITY"`` (default: the system's temporary directory).
+        spill_dirs: the spill area's tiers, fastest first, each optionally
+            ``"DIR:CAPACITY"``: spilled chunks and intermediate arrays go to
+            the first with room (default: the system's temporary directory).
         spill_codec: ``"none"``, ``"lz4"`` or ``"zstd"`` for spilled bytes.
+        spill_migration: ``"auto"`` (default: spilled chunks move between
+            the first two tiers by the schedule while the first is measured
+            faster), ``"always"`` or ``"off"``.
 
     A session is a context manager: inside ``with`` it is the current
     session of operations that are given none.
@@ -56,6 +60,7 @@ class Session:
         threads: int | None = None,
         spill_dirs: Sequence[str | os.PathLike[str]] | None = None,
         spill_codec: str | None = None,
+        spill_migration: str | None = None,
     ) -> None:
         if memory_limit is None:
             memory_limit = os.environ.get("TENRSO_OOC_MEMORY_LIMIT") or None
@@ -65,6 +70,7 @@ class Session:
             threads=threads,
             spill_dirs=dirs,
             spill_codec=spill_codec,
+            spill_migration=spill_migration,
         )
         self._tokens: list[contextvars.Token[Session | None]] = []
 

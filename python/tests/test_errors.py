@@ -108,6 +108,24 @@ def test_no_spill_tier_with_room(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.asarray(abc), want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
 
 
+def test_spill_migration_between_tiers(tmp_path: Path) -> None:
+    x = ts.create(tmp_path / "x.zarr", (1024, 1024), chunks=(16, 1024), fill="normal")
+    fast, slow = tmp_path / "fast", tmp_path / "slow"
+    fast.mkdir()
+    slow.mkdir()
+    for migration in ("always", "off", "auto"):
+        out = tmp_path / f"t-{migration}.zarr"
+        session = ts.Session(
+            memory_limit="4MiB", spill_dirs=[f"{fast}:2MiB", slow], spill_migration=migration
+        )
+        ts.transpose(x, out=out, chunks=(16, 1024), session=session)
+        np.testing.assert_array_equal(np.asarray(ts.open(out)), np.asarray(x).T)
+    del session  # its spill area goes with it
+    assert list(fast.iterdir()) == [] and list(slow.iterdir()) == []
+    with pytest.raises(ValueError, match="expected auto, always or off"):
+        ts.Session(spill_migration="sometimes")
+
+
 def test_not_found_and_exists(tmp_path: Path) -> None:
     with pytest.raises(errors.ArrayNotFoundError) as caught:
         ts.open(tmp_path / "missing.zarr")

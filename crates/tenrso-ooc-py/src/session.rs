@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use tenrso_ooc::ByteSize;
 use tenrso_ooc::exec::{ExecOptions, Session};
-use tenrso_ooc::memory::{SpillCodec, SpillDirSpec};
+use tenrso_ooc::memory::{SpillCodec, SpillDirSpec, SpillMigration};
 
 use crate::errors::OrRaise;
 
@@ -37,12 +37,13 @@ pub struct PySession {
 #[pymethods]
 impl PySession {
     #[new]
-    #[pyo3(signature = (memory_limit=None, threads=None, spill_dirs=None, spill_codec=None))]
+    #[pyo3(signature = (memory_limit=None, threads=None, spill_dirs=None, spill_codec=None, spill_migration=None))]
     fn new(
         memory_limit: Option<&Bound<'_, PyAny>>,
         threads: Option<usize>,
         spill_dirs: Option<Vec<String>>,
         spill_codec: Option<String>,
+        spill_migration: Option<String>,
     ) -> PyResult<Self> {
         let mut options = ExecOptions::default();
         if let Some(limit) = memory_limit {
@@ -61,6 +62,10 @@ impl PySession {
         }
         if let Some(codec) = spill_codec {
             options = options.with_spill_codec(SpillCodec::from_str(&codec).or_raise()?);
+        }
+        if let Some(migration) = spill_migration {
+            options =
+                options.with_spill_migration(SpillMigration::from_str(&migration).or_raise()?);
         }
         Ok(Self {
             inner: Arc::new(Session::new(options)),
