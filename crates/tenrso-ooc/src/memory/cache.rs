@@ -983,6 +983,40 @@ mod tests {
         assert_eq!(cache.stats().prefetch_hits, 1);
     }
 
+    /// A spilled chunk comes back into free memory ahead of its use (never
+    /// by evicting, never once unwanted), and its user finds it there.
+    #[test]
+    fn spilled_chunks_come_back_into_free_memory_ahead_of_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, cache) = setup(2 * CHUNK, dir.path());
+        let key = ChunkKey::new(0, 0);
+        let mut io = pool.reservation("worker");
+        io.grow(CHUNK).unwrap();
+        cache.insert(key, block(5.0), true, &mut io);
+        let mut w = pool.reservation("w");
+        w.grow(2 * CHUNK).unwrap(); // forces the spill
+        assert!(cache.contains(key) && !cache.in_memory(key));
+        let mut ahead = pool.reservation("prefetch");
+        let outcome = cache.prefetch_spilled(key, &mut ahead, &|| true);
+        assert_eq!(outcome.unwrap(), SpilledPrefetch::NoMemory);
+        drop(w);
+        let outcome = cache.prefetch_spilled(key, &mut ahead, &|| false);
+        assert_eq!(outcome.unwrap(), SpilledPrefetch::Nothing);
+        let outcome = cache.prefetch_spilled(key, &mut ahead, &|| true);
+        assert_eq!(outcome.unwrap(), SpilledPrefetch::Loaded);
+        assert!(cache.in_memory(key));
+        assert_eq!(ahead.size(), 0, "the cache holds the chunk's bytes");
+        let never = || -> Result<Block<f64>> { unreachable!("prefetched") };
+        let loader = Loader {
+            working_set: 0,
+            load: &never,
+        };
+        assert_eq!(*cache.get(key, &loader, &mut io).unwrap(), block(5.0));
+        assert_eq!(cache.stats().prefetch_hits, 1);
+        let outcome = cache.prefetch_spilled(key, &mut ahead, &|| true);
+        assert_eq!(outcome.unwrap(), SpilledPrefetch::Nothing, "in memory");
+    }
+
     /// A chunk its user no longer wants (a streamed task already started)
     /// is not read again by a late prefetch.
     #[test]
