@@ -50,9 +50,15 @@ fn rate(t: &[f64], report: &Value, name: &str, scale: f64) -> Vec<(f64, f64)> {
     let mut points = vec![(t.first().copied().unwrap_or(0.0), 0.0)];
     for i in 1..t.len().min(v.len()) {
         let dt = t[i] - t[i - 1];
-        if dt > 0.0 {
-            points.push((t[i], (v[i] - v[i - 1]).max(0.0) / dt / scale));
-        }
+        // Two samples at the same (rounded) time — the final one may come
+        // right after a periodic one — keep the rate before: one vertex per
+        // sample.
+        let rate = if dt > 0.0 {
+            (v[i] - v[i - 1]).max(0.0) / dt / scale
+        } else {
+            points.last().map_or(0.0, |p| p.1)
+        };
+        points.push((t[i], rate));
     }
     points
 }
@@ -474,6 +480,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Samples at the same rounded millisecond keep one vertex each.
+    #[test]
+    fn rates_keep_a_vertex_per_sample() {
+        let report = json!({ "timeline": { "columns": { "n": [0, 10, 30, 30, 60] } } });
+        let t = [0.0, 1.0, 2.0, 2.0, 3.0];
+        let points = rate(&t, &report, "n", 1.0);
+        assert_eq!(
+            points,
+            [
+                (0.0, 0.0),
+                (1.0, 10.0),
+                (2.0, 20.0),
+                (2.0, 20.0),
+                (3.0, 30.0)
+            ]
+        );
+    }
 
     #[test]
     fn hostile_text_is_escaped_and_the_data_block_cannot_be_closed() {
