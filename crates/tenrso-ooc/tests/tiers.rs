@@ -45,6 +45,17 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Asserts nothing is left under any of `dirs`.
+fn assert_left_empty(dirs: &[&Path]) {
+    for dir in dirs {
+        assert!(
+            entries(dir).is_empty(),
+            "left in {dir:?}: {:?}",
+            entries(dir)
+        );
+    }
+}
+
 /// `ij,jk,kl->il` left to right over 2048×16, 16×2048 and 2048×8 f64: the
 /// first step's result is a 32 MiB intermediate in the spill area.
 struct Chain {
@@ -152,10 +163,7 @@ fn an_intermediate_goes_to_the_tier_that_can_hold_it() {
     let text = planned.explain().to_string();
     assert!(text.contains("einsum step 0 result"), "{text}");
     assert!(text.contains("in tier 1"), "{text}");
-    assert!(
-        entries(fast.path()).is_empty() && entries(roomy.path()).is_empty(),
-        "planning wrote nothing"
-    );
+    assert_left_empty(&[fast.path(), roomy.path()]); // planning wrote nothing
     let watch = WhereAreTemps {
         tiers: s.spill().unwrap().dirs(),
         seen: Mutex::new(Vec::new()),
@@ -179,16 +187,7 @@ fn an_intermediate_goes_to_the_tier_that_can_hold_it() {
     // Every intermediate is gone once the run ends; the tiers with the session.
     assert_eq!(s.spill().unwrap().used(), 0);
     drop((s, one));
-    assert!(
-        entries(fast.path()).is_empty(),
-        "{:?}",
-        entries(fast.path())
-    );
-    assert!(
-        entries(roomy.path()).is_empty(),
-        "{:?}",
-        entries(roomy.path())
-    );
+    assert_left_empty(&[fast.path(), roomy.path()]);
 }
 
 /// With only the small tier, the einsum is refused when planned — before
@@ -217,11 +216,7 @@ fn no_tier_with_room_is_refused_before_any_io() {
     }
     assert_eq!(s.metrics().bytes_read.get(), read_before);
     assert!(!out.exists());
-    assert!(
-        entries(fast.path()).is_empty(),
-        "{:?}",
-        entries(fast.path())
-    );
+    assert_left_empty(&[fast.path()]);
 }
 
 /// A tmpfs of `size` mounted on a temporary directory for the test, or
@@ -331,16 +326,7 @@ fn a_tier_filling_up_under_an_intermediate_is_a_typed_error() {
         assert_eq!(&all(a), before, "inputs untouched");
     }
     drop(s);
-    assert!(
-        entries(disk.path()).is_empty(),
-        "{:?}",
-        entries(disk.path())
-    );
-    assert!(
-        entries(roomy.path()).is_empty(),
-        "{:?}",
-        entries(roomy.path())
-    );
+    assert_left_empty(&[disk.path(), roomy.path()]);
 }
 
 /// A transpose through an intermediate of 8 MiB that spills under a 4 MiB
@@ -468,7 +454,5 @@ fn spill_migrates_between_tiers_by_the_schedule() {
     .unwrap();
     assert_eq!((fixed.spill_demotions, fixed.spill_promotions), (0, 0));
     assert_eq!(got, want);
-    for t in [&fast, &slow, &one] {
-        assert!(entries(t.path()).is_empty(), "{:?}", entries(t.path()));
-    }
+    assert_left_empty(&[fast.path(), slow.path(), one.path()]);
 }
