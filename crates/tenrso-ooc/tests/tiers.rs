@@ -456,3 +456,43 @@ fn spill_migrates_between_tiers_by_the_schedule() {
     assert_eq!(got, want);
     assert_left_empty(&[fast.path(), slow.path(), one.path()]);
 }
+
+/// `--explain` of a plan that spills lists the tiers and what the spill
+/// takes of each, filled in order; nothing is written.
+#[test]
+fn the_plan_shows_the_spill_per_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = generated(
+        dir.path(),
+        "x",
+        ArraySpec::new(vec![1024, 1024], vec![16, 1024], DType::F64),
+        Fill::Normal,
+        5,
+    );
+    let (fast, slow) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let s = session(
+        4 * MIB,
+        vec![tier(fast.path(), Some(2 * MIB)), tier(slow.path(), None)],
+    );
+    let out = dir.path().join("t");
+    let planned = Transpose::new(&x, [1, 0], &out)
+        .with_output_options(OutputOptions::default().with_chunk_shape([16, 1024]))
+        .plan(&s)
+        .unwrap();
+    let plan = planned.explain();
+    assert_eq!(plan.spill_tiers.len(), 2, "{plan}");
+    assert_eq!(
+        plan.spill_by_tier(),
+        [2 * MIB, plan.bytes_spilled - 2 * MIB],
+        "{plan}"
+    );
+    let text = plan.to_string();
+    assert!(
+        text.contains("of its 2.00 MiB cap, 2.00 MiB free: about 2.00 MiB of the spill"),
+        "{text}"
+    );
+    assert!(!out.exists());
+    drop(planned);
+    drop(s);
+    assert_left_empty(&[fast.path(), slow.path()]);
+}

@@ -59,6 +59,20 @@ impl PlanReport {
         self.min_working_set <= self.memory_limit
     }
 
+    /// The bytes the plan spills into each of [`PlanReport::spill_tiers`]
+    /// as they are filled in order (before any migration moves them).
+    pub fn spill_by_tier(&self) -> Vec<u64> {
+        let mut left = self.bytes_spilled;
+        self.spill_tiers
+            .iter()
+            .map(|t| {
+                let takes = left.min(t.room());
+                left -= takes;
+                takes
+            })
+            .collect()
+    }
+
     /// Refuses a plan that cannot run under the limit.
     ///
     /// # Errors
@@ -97,11 +111,12 @@ impl PlanReport {
                 "tasks": r.tasks,
                 "bytes_read": r.bytes_read,
             })).collect::<Vec<_>>(),
-            "spill_tiers": self.spill_tiers.iter().map(|t| json!({
+            "spill_tiers": self.spill_tiers.iter().zip(self.spill_by_tier()).map(|(t, takes)| json!({
                 "dir": t.dir.display().to_string(),
                 "bytes": t.used,
                 "cap": t.cap,
                 "disk_free_bytes": t.disk_free,
+                "planned_spill_bytes": takes,
             })).collect::<Vec<_>>(),
         })
     }
@@ -140,8 +155,18 @@ impl fmt::Display for PlanReport {
             ByteSize(self.bytes_spilled),
             self.cache_policy
         )?;
-        for (k, tier) in self.spill_tiers.iter().enumerate() {
-            writeln!(f, "  spill tier {k}     {}", tier.describe())?;
+        for (k, (tier, takes)) in self
+            .spill_tiers
+            .iter()
+            .zip(self.spill_by_tier())
+            .enumerate()
+        {
+            writeln!(
+                f,
+                "  spill tier {k}     {}: about {} of the spill",
+                tier.describe(),
+                ByteSize(takes)
+            )?;
         }
         if self.spill_tiers.len() > 1 {
             writeln!(
