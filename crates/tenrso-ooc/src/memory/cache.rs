@@ -85,6 +85,9 @@ pub struct ChunkCache<T: Element> {
     /// The first failure to spill (e.g. every spill directory full), kept
     /// for the run to report: the pool only sees that no memory was freed.
     spill_error: Mutex<Option<crate::Error>>,
+    /// The first tier's room when `promote_soonest` last found no file to
+    /// move up: it looks again only once the room has grown.
+    promotion_room_seen: std::sync::atomic::AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -155,6 +158,7 @@ impl<T: Element> ChunkCache<T> {
             loaded: Condvar::new(),
             spill,
             spill_error: Mutex::new(None),
+            promotion_room_seen: std::sync::atomic::AtomicU64::new(u64::MAX),
             metrics,
         });
         let weak = Arc::downgrade(&cache);
@@ -594,6 +598,11 @@ impl<T: Element> ChunkCache<T> {
             e.spilling = false;
             match written {
                 Ok(file) => {
+                    if file.tier() > 0 {
+                        // A new candidate to move up: look again.
+                        self.promotion_room_seen
+                            .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+                    }
                     stats.spills += 1;
                     self.metrics.bytes_spilled.add(file.stored_bytes());
                     e.dirty = false;
@@ -738,7 +747,12 @@ impl<T: Element> ChunkCache<T> {
         if spill.files_below_first_tier() == 0 || !spill.migrates() {
             return Ok(false);
         }
+        use std::sync::atomic::Ordering::Relaxed;
         let room = spill.room(0);
+        let seen = self.promotion_room_seen.load(Relaxed);
+        if seen != u64::MAX && room <= seen {
+            return Ok(false); // nothing fitted that room: wait for more
+        }
         let soonest = {
             let state = self.lock();
             state
@@ -753,8 +767,10 @@ impl<T: Element> ChunkCache<T> {
                 .min_by_key(|(next, _)| *next)
         };
         let Some((_, file)) = soonest else {
+            self.promotion_room_seen.store(room, Relaxed);
             return Ok(false);
         };
+        self.promotion_room_seen.store(u64::MAX, Relaxed);
         let moved = spill.promote(&file)?;
         if moved {
             self.metrics.spill_promotions.add(1);
