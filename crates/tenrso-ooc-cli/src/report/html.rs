@@ -118,7 +118,7 @@ fn tiers_table(tiers: &[Value]) -> String {
             .map_or("–".into(), |b| format!("{}/s", ByteSize(b as u64)))
     };
     let mut html = String::from(
-        "<h2>Spill tiers</h2>\n<p>Tried in order; chunks needed later move down when a tier fills, and up again ahead of their use.</p>\n<table class=\"figures\">\n<tr><th></th><th>directory</th><th>holds</th><th>cap</th><th>write speed</th><th>read speed</th></tr>\n",
+        "<h2>Spill tiers</h2>\n<p>Tried in order; chunks needed later move down when a tier fills, and up again ahead of their use.</p>\n<table class=\"figures\">\n<tr><th></th><th>directory</th><th>holds</th><th>cap</th><th>written</th><th>read</th><th>write speed</th><th>read speed</th></tr>\n",
     );
     for (k, t) in tiers.iter().enumerate() {
         let cells = [
@@ -127,6 +127,8 @@ fn tiers_table(tiers: &[Value]) -> String {
             t["cap"]
                 .as_u64()
                 .map_or("none".into(), |c| ByteSize(c).to_string()),
+            bytes(&t["written_bytes"]),
+            bytes(&t["read_bytes"]),
             speed(&t["write_bytes_per_second"]),
             speed(&t["read_bytes_per_second"]),
         ];

@@ -200,10 +200,13 @@ impl crate::telemetry::SpillGauges for SpillManager {
             .iter()
             .map(|d| {
                 let (write, read) = d.bandwidth();
+                let (written_bytes, read_bytes) = d.traffic();
                 crate::telemetry::SpillTier {
                     dir: d.named().display().to_string(),
                     bytes: d.used(),
                     cap: d.cap,
+                    written_bytes,
+                    read_bytes,
                     write_bytes_per_second: write,
                     read_bytes_per_second: read,
                 }

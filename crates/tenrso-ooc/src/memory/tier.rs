@@ -117,6 +117,15 @@ impl Tier {
             .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// Bytes written to and read from it so far (spill files and their
+    /// moves; not the intermediates' stores).
+    pub(crate) fn traffic(&self) -> (u64, u64) {
+        (
+            self.written.load(Ordering::Relaxed),
+            self.read.load(Ordering::Relaxed),
+        )
+    }
+
     /// Bytes per second written and read so far (`None` before any).
     pub(crate) fn bandwidth(&self) -> (Option<f64>, Option<f64>) {
         let rate = |bytes: &AtomicU64, nanos: &AtomicU64| {

@@ -31,6 +31,10 @@ pub struct SpillTier {
     pub bytes: u64,
     /// Its cap, if any.
     pub cap: Option<u64>,
+    /// Bytes written to its spill files so far (moves included).
+    pub written_bytes: u64,
+    /// Bytes read from its spill files so far (moves included).
+    pub read_bytes: u64,
     /// Bytes per second written to it so far (`None` before any write).
     pub write_bytes_per_second: Option<f64>,
     /// Bytes per second read from it so far (`None` before any read).
@@ -464,6 +468,8 @@ impl Metrics {
                     "dir": t.dir,
                     "bytes": t.bytes,
                     "cap": t.cap,
+                    "written_bytes": t.written_bytes,
+                    "read_bytes": t.read_bytes,
                     "write_bytes_per_second": t.write_bytes_per_second,
                     "read_bytes_per_second": t.read_bytes_per_second,
                 })
@@ -519,6 +525,8 @@ mod tests {
                     dir: "/dev/shm/a\"b".into(),
                     bytes: 7,
                     cap: Some(8),
+                    written_bytes: 1 << 30,
+                    read_bytes: 0,
                     write_bytes_per_second: Some(1e9),
                     read_bytes_per_second: None,
                 },
@@ -526,6 +534,8 @@ mod tests {
                     dir: "/tmp".into(),
                     bytes: 0,
                     cap: None,
+                    written_bytes: 0,
+                    read_bytes: 0,
                     write_bytes_per_second: None,
                     read_bytes_per_second: None,
                 },
