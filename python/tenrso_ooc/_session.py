@@ -39,9 +39,9 @@ class Session:
             ``"DIR:CAPACITY"``: spilled chunks and intermediate arrays go to
             the first with room (default: the system's temporary directory).
         spill_codec: ``"none"``, ``"lz4"`` or ``"zstd"`` for spilled bytes.
-        spill_migration: ``"auto"`` (default: spilled chunks move between
-            the first two tiers by the schedule while the first is measured
-            faster), ``"always"`` or ``"off"``.
+        spill_migration: ``"off"`` (default), ``"auto"`` (spilled chunks
+            move between the first two tiers by the schedule while the
+            first is measured faster) or ``"always"``.
 
     A session is a context manager: inside ``with`` it is the current
     session of operations that are given none.

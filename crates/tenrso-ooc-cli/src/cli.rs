@@ -43,8 +43,8 @@ pub struct GlobalArgs {
     /// Node-local scratch of this process (each rank's own under mpirun): its intermediates, and its spill ahead of --spill-dir [default: the first spill directory]
     #[arg(long = "local-dir", global = true, value_name = "DIR")]
     pub local_dir: Option<PathBuf>,
-    /// Move spill files between tiers by the schedule (down when the first fills, up ahead of use): auto (where the first tier is measured at least 1.5x faster), always or off
-    #[arg(long, global = true, default_value = "auto", value_name = "WHEN")]
+    /// Move spill files between tiers by the schedule (down when the first fills, up ahead of use): off, auto (where the first tier is measured at least 1.5x faster) or always
+    #[arg(long, global = true, default_value = "off", value_name = "WHEN")]
     pub spill_migration: SpillMigration,
     /// Compression of spilled chunks: none, lz4 or zstd[:LEVEL]
     #[arg(long, global = true, default_value = "lz4", value_name = "CODEC")]

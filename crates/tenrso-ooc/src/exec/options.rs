@@ -25,8 +25,8 @@ pub struct ExecOptions {
     /// Compression of spill files.
     pub spill_codec: SpillCodec,
     /// Whether spill files move between tiers by the schedule (down when
-    /// the first fills, up ahead of use); by default where the first tier
-    /// is measured faster.
+    /// the first fills, up ahead of use); off by default (see
+    /// [`SpillMigration`]).
     pub spill_migration: SpillMigration,
     /// Eviction policy of the chunk cache.
     pub cache_policy: PolicyKind,

@@ -296,7 +296,7 @@ impl SpillManager {
     }
 
     /// Sets whether the chunk cache moves this manager's spill files
-    /// between tiers by the schedule ([`SpillMigration::Auto`] by default).
+    /// between tiers by the schedule ([`SpillMigration::Off`] by default).
     pub fn with_migration(mut self, migration: SpillMigration) -> Self {
         self.migration = migration;
         self
@@ -878,7 +878,9 @@ mod tests {
     fn auto_migrates_only_towards_a_tier_measured_faster() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let tiers = [spec(a.path(), Some(1 << 20)), spec(b.path(), None)];
-        let m = SpillManager::new(&tiers, SpillCodec::None).unwrap();
+        let plain = SpillManager::new(&tiers, SpillCodec::None).unwrap();
+        assert!(!plain.migrates(), "off by default");
+        let m = plain.with_migration(SpillMigration::Auto);
         assert!(m.migrates(), "not measured yet: the user's order");
         let ms = std::time::Duration::from_millis;
         m.tiers[0].record_write(1 << 30, ms(500)); // 2 GiB/s

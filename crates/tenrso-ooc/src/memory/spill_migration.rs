@@ -8,6 +8,13 @@ use crate::core::{Error, Result};
 /// Whether the chunk cache moves spill files between tiers by the schedule
 /// (down when the first tier fills, up again ahead of use).
 ///
+/// Off by default: the spill this engine makes (a staged rechunk's
+/// intermediate) is written once and read about once, and moving it cannot
+/// lessen what the slower tier reads and writes — measured 7 % slower than
+/// no migration with a throttled second tier, 6 % with a page-cached disk
+/// (`docs/benchmarks.md`). Turn it on where spilled chunks are read again
+/// and again.
+///
 /// ```
 /// use tenrso_ooc::memory::SpillMigration;
 /// assert_eq!("always".parse::<SpillMigration>()?, SpillMigration::Always);
@@ -22,11 +29,12 @@ pub enum SpillMigration {
     /// [`SpillMigration::FASTER_BY`] times the slower one's (or either is
     /// not measured yet): a copy between tiers about as fast costs more
     /// than it saves.
-    #[default]
     Auto,
     /// Whatever the speeds.
     Always,
-    /// Never: a file stays in the tier it was written to.
+    /// Never: a file stays in the tier it was written to (the tiers are
+    /// still filled in order).
+    #[default]
     Off,
 }
 
