@@ -337,18 +337,18 @@ fn spilling_transpose(
     tiers: Vec<SpillDirSpec>,
     progress: &dyn Progress,
 ) -> tenrso_ooc::Result<(tenrso_ooc::exec::RunStats, Block<f64>)> {
-    spilling_transpose_in(session(4 * MIB, tiers), x, out, progress)
+    spilling_transpose_in(&session(4 * MIB, tiers), x, out, progress)
 }
 
 fn spilling_transpose_in(
-    s: Session,
+    s: &Session,
     x: &std::sync::Arc<ZarrArray>,
     out: &Path,
     progress: &dyn Progress,
 ) -> tenrso_ooc::Result<(tenrso_ooc::exec::RunStats, Block<f64>)> {
     let report = Transpose::new(x, [1, 0], out)
         .with_output_options(OutputOptions::default().with_chunk_shape([16, 1024]))
-        .plan(&s)?
+        .plan(s)?
         .run_with(progress)?;
     assert_eq!(s.spill()?.used(), 0, "spill files go with their chunks");
     Ok((report.run, all(&ZarrArray::open(out)?)))
@@ -372,22 +372,24 @@ fn spills_go_on_in_the_next_tier_when_one_fills_up() {
     let roomy = tempfile::tempdir().unwrap();
     let fill = FillDuringRun {
         disk: &disk,
-        after: 3,
+        after: 1,
         calls: Mutex::new(0),
         filler: Mutex::new(None),
     };
-    let (run, got) = spilling_transpose(
-        &x,
-        &dir.path().join("t"),
+    let s = session(
+        4 * MIB,
         vec![tier(disk.path(), None), tier(roomy.path(), None)],
-        &fill,
-    )
-    .unwrap();
+    );
+    let (run, got) = spilling_transpose_in(&s, &x, &dir.path().join("t"), &fill).unwrap();
     assert!(run.bytes_spilled > 0, "{run:?}");
     assert!(
         fill.filler.lock().unwrap().is_some(),
         "filled during the run"
     );
+    // The full tier refused writes mid-file (the codec wrapping the
+    // error); they went on in the second.
+    let tiers = s.metrics().spill_tiers();
+    assert!(tiers[1].written_bytes > 0, "{tiers:?}");
     assert_eq!(got, all(&x).permuted(&[1, 0]));
 }
 
@@ -434,7 +436,7 @@ fn spill_migrates_between_tiers_by_the_schedule() {
         )
     };
     let (tiered, got) = spilling_transpose_in(
-        with(SpillMigration::Always),
+        &with(SpillMigration::Always),
         &x,
         &dir.path().join("two"),
         &quiet,
@@ -449,7 +451,7 @@ fn spill_migrates_between_tiers_by_the_schedule() {
     assert_eq!(got, all(&x).permuted(&[1, 0]));
     // Without migration: the same tiers in order, nothing moves.
     let (fixed, got) = spilling_transpose_in(
-        with(SpillMigration::Off),
+        &with(SpillMigration::Off),
         &x,
         &dir.path().join("fixed"),
         &quiet,

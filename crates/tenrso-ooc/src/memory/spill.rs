@@ -547,7 +547,7 @@ impl SpillManager {
             inner: BufWriter::with_capacity(1 << 16, file),
             written: 0,
             cap: room,
-            hit_cap: false,
+            no_room: None,
         };
         let (codec, level) = match self.codec {
             SpillCodec::None => (0u8, 0i32),
@@ -577,11 +577,12 @@ impl SpillManager {
             }
             out.flush()
         })();
-        match written {
-            Ok(()) => Ok(out.written),
-            // Encoders wrap the writer's errors: the flag tells the cap.
-            Err(_) if out.hit_cap => Err(WriteFailure::NoRoom("cap reached".into())),
-            Err(e) => Err(e.into()),
+        match (written, out.no_room) {
+            (Ok(()), _) => Ok(out.written),
+            // Encoders wrap the writer's errors: the writer tells whether
+            // it was the cap or a full disk.
+            (Err(_), Some(why)) => Err(WriteFailure::NoRoom(why)),
+            (Err(e), None) => Err(e.into()),
         }
     }
 
@@ -696,12 +697,22 @@ impl From<std::io::Error> for WriteFailure {
 
 const CAP_REACHED: &str = "spill directory cap reached";
 
-/// Counts bytes and refuses to go past a cap (and remembers it did).
+/// Counts bytes and refuses to go past a cap; remembers when it did, or
+/// when the file system was full.
 struct CappedWriter<W: Write> {
     inner: W,
     written: u64,
     cap: Option<u64>,
-    hit_cap: bool,
+    no_room: Option<String>,
+}
+
+impl<W: Write> CappedWriter<W> {
+    /// Remembers a full file system (or quota) among the inner errors.
+    fn note(&mut self, e: &std::io::Error) {
+        if is_no_room(e) {
+            self.no_room = Some(e.to_string());
+        }
+    }
 }
 
 impl<W: Write> Write for CappedWriter<W> {
@@ -710,15 +721,15 @@ impl<W: Write> Write for CappedWriter<W> {
             .cap
             .is_some_and(|cap| self.written + buf.len() as u64 > cap)
         {
-            self.hit_cap = true;
+            self.no_room = Some("cap reached".into());
             return Err(std::io::Error::other(CAP_REACHED));
         }
-        let n = self.inner.write(buf)?;
+        let n = self.inner.write(buf).inspect_err(|e| self.note(e))?;
         self.written += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        self.inner.flush().inspect_err(|e| self.note(e))
     }
 }
 
