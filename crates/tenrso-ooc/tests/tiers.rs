@@ -329,6 +329,18 @@ fn a_tier_filling_up_under_an_intermediate_is_a_typed_error() {
     assert_left_empty(&[disk.path(), roomy.path()]);
 }
 
+/// A 1024² f64 array (8 MiB) in chunks of 16 rows: its transpose goes
+/// through an intermediate that spills under 4 MiB.
+fn rows_1024(dir: &Path) -> std::sync::Arc<ZarrArray> {
+    generated(
+        dir,
+        "x",
+        ArraySpec::new(vec![1024, 1024], vec![16, 1024], DType::F64),
+        Fill::Normal,
+        5,
+    )
+}
+
 /// A transpose through an intermediate of 8 MiB that spills under a 4 MiB
 /// limit, writing to `tiers`: its report and the output.
 fn spilling_transpose(
@@ -362,13 +374,7 @@ fn spills_go_on_in_the_next_tier_when_one_fills_up() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let x = generated(
-        dir.path(),
-        "x",
-        ArraySpec::new(vec![1024, 1024], vec![16, 1024], DType::F64),
-        Fill::Normal,
-        5,
-    );
+    let x = rows_1024(dir.path());
     let roomy = tempfile::tempdir().unwrap();
     let fill = FillDuringRun {
         disk: &disk,
@@ -400,13 +406,7 @@ fn spills_go_on_in_the_next_tier_when_one_fills_up() {
 #[test]
 fn spill_migrates_between_tiers_by_the_schedule() {
     let dir = tempfile::tempdir().unwrap();
-    let x = generated(
-        dir.path(),
-        "x",
-        ArraySpec::new(vec![1024, 1024], vec![16, 1024], DType::F64),
-        Fill::Normal,
-        5,
-    );
+    let x = rows_1024(dir.path());
     let (fast, slow, one) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
@@ -467,13 +467,7 @@ fn spill_migrates_between_tiers_by_the_schedule() {
 #[test]
 fn the_plan_shows_the_spill_per_tier() {
     let dir = tempfile::tempdir().unwrap();
-    let x = generated(
-        dir.path(),
-        "x",
-        ArraySpec::new(vec![1024, 1024], vec![16, 1024], DType::F64),
-        Fill::Normal,
-        5,
-    );
+    let x = rows_1024(dir.path());
     let (fast, slow) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let s = session(
         4 * MIB,
