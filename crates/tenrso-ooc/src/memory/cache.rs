@@ -666,23 +666,21 @@ impl<T: Element> ChunkCache<T> {
                 (*k != victim && file.tier() == 0).then(|| (*k, file.clone()))
             })
             .collect();
-        let mut demote = Vec::new();
-        let mut freed = 0;
-        while room + freed < need && !fast.is_empty() {
-            let mut candidates: Vec<ChunkKey> = fast.iter().map(|(k, _)| *k).collect();
-            candidates.push(victim);
-            match state.policy.victim(&candidates) {
-                Some(far) if far != victim => {
-                    let at = fast
-                        .iter()
-                        .position(|(k, _)| *k == far)
-                        .expect("a candidate");
-                    let (_, file) = fast.swap_remove(at);
-                    freed += file.stored_bytes();
-                    demote.push(file);
-                }
-                _ => return (demote, 1),
-            }
+        let mut candidates: Vec<ChunkKey> = fast.iter().map(|(k, _)| *k).collect();
+        candidates.push(victim);
+        let (mut demote, mut freed) = (Vec::new(), 0);
+        while room + freed < need {
+            // The victim itself needed last (or alone left): it goes down.
+            let Some(far) = state.policy.victim(&candidates).filter(|k| *k != victim) else {
+                return (demote, 1);
+            };
+            let Some(at) = fast.iter().position(|(k, _)| *k == far) else {
+                break;
+            };
+            let (_, file) = fast.swap_remove(at);
+            candidates.retain(|k| *k != far);
+            freed += file.stored_bytes();
+            demote.push(file);
         }
         let first = if room + freed >= need { 0 } else { 1 };
         (demote, first)
