@@ -41,6 +41,8 @@ class Session:
         spill_dirs: Sequence[str] | None = None,
         spill_codec: str | None = None,
         spill_migration: str | None = None,
+        durability: str | None = None,
+        readers: int | None = None,
     ) -> Session: ...
     def with_memory_limit(self, memory_limit: int | str) -> Session: ...
     @property

@@ -42,6 +42,14 @@ class Session:
         spill_migration: ``"off"`` (default), ``"auto"`` (spilled chunks
             move between the first two tiers by the schedule while the
             first is measured faster) or ``"always"``.
+        durability: how output chunks reach the disk: ``"batch"``
+            (default: synced in batches by a background thread; a killed
+            run leaves every chunk old or new), ``"chunk"`` (an fsync per
+            chunk) or ``"none"`` (never synced, written in place: for
+            scratch; a killed run can leave torn chunks that ``verify``
+            names).
+        readers: threads loading chunks ahead of the workers, in plan
+            order (default 2); more than the cores can pay on a cold disk.
 
     A session is a context manager: inside ``with`` it is the current
     session of operations that are given none.
@@ -61,6 +69,8 @@ class Session:
         spill_dirs: Sequence[str | os.PathLike[str]] | None = None,
         spill_codec: str | None = None,
         spill_migration: str | None = None,
+        durability: str | None = None,
+        readers: int | None = None,
     ) -> None:
         if memory_limit is None:
             memory_limit = os.environ.get("TENRSO_OOC_MEMORY_LIMIT") or None
@@ -71,6 +81,8 @@ class Session:
             spill_dirs=dirs,
             spill_codec=spill_codec,
             spill_migration=spill_migration,
+            durability=durability,
+            readers=readers,
         )
         self._tokens: list[contextvars.Token[Session | None]] = []
 

@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tenrso_ooc as ts
@@ -55,3 +56,20 @@ def test_default_session_reads_the_environment() -> None:
     env = dict(os.environ, TENRSO_OOC_MEMORY_LIMIT="96MiB")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == str(96 << 20), out.stderr
+
+
+def test_durability_and_readers_keep_the_bits(tmp_path: Path) -> None:
+    x = ts.create(tmp_path / "x.zarr", (512, 256), chunks=(32, 256), fill="normal")
+    want = np.sqrt(np.abs(np.asarray(x))) * np.asarray(x)
+    outs = []
+    for durability, readers in (("chunk", 1), ("batch", 4), ("none", 2)):
+        session = ts.Session(memory_limit="4MiB", durability=durability, readers=readers)
+        out = tmp_path / f"m-{durability}.zarr"
+        ts.map("sqrt(abs(x))*x", x, out=out, session=session)
+        outs.append(np.asarray(ts.open(out)))
+        assert ts.verify(out)
+    for got in outs:
+        np.testing.assert_array_equal(got, outs[0])
+    np.testing.assert_allclose(outs[0], want, rtol=1e-15)
+    with pytest.raises(ValueError, match="expected chunk, batch or none"):
+        ts.Session(durability="sometimes")

@@ -7,7 +7,7 @@ use tenrso_ooc::io::ColumnarCompression;
 use tenrso_ooc::memory::{PolicyKind, SpillCodec, SpillDirSpec, SpillMigration};
 use tenrso_ooc::ops::{Fill, ReduceOp};
 use tenrso_ooc::plan::PathStrategy;
-use tenrso_ooc::store::Compression;
+use tenrso_ooc::store::{Compression, Durability};
 use tenrso_ooc::{ByteSize, DType, Shape};
 
 /// Out-of-core dense tensors: chunked Zarr v3 arrays processed under a memory limit.
@@ -46,6 +46,12 @@ pub struct GlobalArgs {
     /// Move spill files between tiers by the schedule (down when the first fills, up ahead of use): off, auto (where the first tier is measured at least 1.5x faster) or always
     #[arg(long, global = true, default_value = "off", value_name = "WHEN")]
     pub spill_migration: SpillMigration,
+    /// Reader threads loading chunks ahead of the workers in plan order (decoding and checking them); more than the cores can pay on a cold disk
+    #[arg(long, global = true, default_value_t = tenrso_ooc::exec::DEFAULT_READERS as u16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub readers: u16,
+    /// How output chunks reach the disk: chunk (an fsync per chunk), batch (synced in batches by a background thread; a killed run still leaves every chunk old or new) or none (written in place, never synced: a killed run can leave torn chunks, which `verify` names)
+    #[arg(long, global = true, default_value = "batch", value_name = "MODE")]
+    pub durability: Durability,
     /// Compression of spilled chunks: none, lz4 or zstd[:LEVEL]
     #[arg(long, global = true, default_value = "lz4", value_name = "CODEC")]
     pub spill_codec: SpillCodec,

@@ -75,6 +75,8 @@ fn main() -> ExitCode {
         .with_spill_dirs(cli.global.spill_dirs.clone())
         .with_spill_codec(cli.global.spill_codec)
         .with_spill_migration(cli.global.spill_migration)
+        .with_durability(cli.global.durability)
+        .with_readers(usize::from(cli.global.readers))
         .with_cache_policy(cli.global.cache_policy);
     if let Some(threads) = cli.global.threads {
         exec = exec.with_threads(threads);

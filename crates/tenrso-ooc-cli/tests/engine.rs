@@ -166,7 +166,7 @@ fn gib_arrays_stay_under_the_limit_for_every_operation() {
 }
 
 #[test]
-fn results_do_not_depend_on_the_thread_count() {
+fn results_do_not_depend_on_threads_or_readers() {
     let dir = tempfile::tempdir().unwrap();
     let x = arg(dir.path(), "x.zarr");
     run([
@@ -182,8 +182,21 @@ fn results_do_not_depend_on_the_thread_count() {
     ])
     .success();
     let mut sums = Vec::new();
-    for threads in ["1", "2"] {
-        let s = run(["reduce", "sum", &x, "--threads", threads, "--json", "-q"]).success();
+    // (threads, reader threads loading ahead)
+    let configs = [("1", "1"), ("2", "4")];
+    for (k, (threads, readers)) in configs.into_iter().enumerate() {
+        let s = run([
+            "reduce",
+            "sum",
+            &x,
+            "--threads",
+            threads,
+            "--readers",
+            readers,
+            "--json",
+            "-q",
+        ])
+        .success();
         sums.push(s.json()["value"].as_f64().unwrap().to_bits());
         for (name, cmd) in [
             ("m", vec!["map", "sqrt(abs(x))*x"]),
@@ -191,19 +204,22 @@ fn results_do_not_depend_on_the_thread_count() {
                 "t",
                 vec!["transpose", "--axes", "2,0,1", "--chunks", "20,7,300"],
             ),
+            ("e", vec!["einsum", "ijk,ljk->il"]),
         ] {
-            let out = arg(dir.path(), &format!("{name}{threads}"));
+            let out = arg(dir.path(), &format!("{name}{k}"));
             let mut args: Vec<&str> = cmd.clone();
-            if name == "m" {
-                args.push(&x);
-            } else {
-                args.insert(1, &x);
+            match name {
+                "m" => args.push(&x),
+                "e" => args.extend([x.as_str(), x.as_str()]),
+                _ => args.insert(1, &x),
             }
             args.extend([
                 "-o",
                 &out,
                 "--threads",
                 threads,
+                "--readers",
+                readers,
                 "--memory-limit",
                 "8MiB",
                 "-q",
@@ -212,9 +228,9 @@ fn results_do_not_depend_on_the_thread_count() {
         }
     }
     assert_eq!(sums[0], sums[1]);
-    for name in ["m", "t"] {
-        let a = ZarrArray::open(dir.path().join(format!("{name}1"))).unwrap();
-        let b = ZarrArray::open(dir.path().join(format!("{name}2"))).unwrap();
+    for name in ["m", "t", "e"] {
+        let a = ZarrArray::open(dir.path().join(format!("{name}0"))).unwrap();
+        let b = ZarrArray::open(dir.path().join(format!("{name}1"))).unwrap();
         assert!(identical(a, b), "{name}");
     }
 }

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use tenrso_ooc::ByteSize;
 use tenrso_ooc::exec::{ExecOptions, Session};
 use tenrso_ooc::memory::{SpillCodec, SpillDirSpec, SpillMigration};
+use tenrso_ooc::store::Durability;
 
 use crate::errors::OrRaise;
 
@@ -37,13 +38,15 @@ pub struct PySession {
 #[pymethods]
 impl PySession {
     #[new]
-    #[pyo3(signature = (memory_limit=None, threads=None, spill_dirs=None, spill_codec=None, spill_migration=None))]
+    #[pyo3(signature = (memory_limit=None, threads=None, spill_dirs=None, spill_codec=None, spill_migration=None, durability=None, readers=None))]
     fn new(
         memory_limit: Option<&Bound<'_, PyAny>>,
         threads: Option<usize>,
         spill_dirs: Option<Vec<String>>,
         spill_codec: Option<String>,
         spill_migration: Option<String>,
+        durability: Option<String>,
+        readers: Option<usize>,
     ) -> PyResult<Self> {
         let mut options = ExecOptions::default();
         if let Some(limit) = memory_limit {
@@ -66,6 +69,12 @@ impl PySession {
         if let Some(migration) = spill_migration {
             options =
                 options.with_spill_migration(SpillMigration::from_str(&migration).or_raise()?);
+        }
+        if let Some(readers) = readers {
+            options = options.with_readers(readers);
+        }
+        if let Some(durability) = durability {
+            options = options.with_durability(Durability::from_str(&durability).or_raise()?);
         }
         Ok(Self {
             inner: Arc::new(Session::new(options)),

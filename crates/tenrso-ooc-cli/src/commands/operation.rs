@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 use tenrso_ooc::ByteSize;
+use tenrso_ooc::exec::RunStats;
 use tenrso_ooc::ops::OpReport;
 use tenrso_ooc::plan::PlanReport;
 
@@ -62,13 +63,14 @@ pub fn outcome(report: &OpReport, headline: String, extra: Value) -> Outcome {
         String::new()
     };
     let text = format!(
-        "{headline}\n  {} tasks in {:.2} s ({:.1} µs overhead per task); read {}{absent}, wrote {}, spilled {}{migrations}\n  memory: pool peak {}, process peak {} (limit {})\n",
+        "{headline}\n  {} tasks in {:.2} s ({:.1} µs overhead per task); read {}{absent}, wrote {}, spilled {}{migrations}\n  {}\n  memory: pool peak {}, process peak {} (limit {})\n",
         plan.tasks,
         run.seconds,
         run.overhead_per_task_us,
         ByteSize(run.bytes_read),
         ByteSize(run.bytes_written),
         ByteSize(run.bytes_spilled),
+        time_in_tasks(run),
         ByteSize(run.pool_peak),
         peak.map_or("?".to_string(), |p| ByteSize(p).to_string()),
         ByteSize(plan.memory_limit),
@@ -95,6 +97,17 @@ pub fn outcome(report: &OpReport, headline: String, extra: Value) -> Outcome {
         json,
         failure: None,
     }
+}
+
+/// Where the workers' time went: computing, waiting for input chunks,
+/// writing output chunks.
+fn time_in_tasks(run: &RunStats) -> String {
+    format!(
+        "time in tasks: {:.2} s computing, {:.2} s waiting for reads, {:.2} s writing",
+        run.compute_seconds(),
+        run.read_wait_seconds,
+        run.write_seconds
+    )
 }
 
 fn merge(json: &mut Value, extra: Value) {

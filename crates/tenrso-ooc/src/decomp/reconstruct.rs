@@ -257,6 +257,7 @@ where
     };
     let grid = array.chunk_grid().clone();
     progress.start("reconstruct", array.nbytes() / ranks.size() as u64);
+    array.set_durability(session.options().durability);
     let result = crate::dispatch_dtype!(array.dtype(), T => {
         for_each_owned_task(session, tasks, progress, |i| {
             let coords = grid.chunk_coords(i as u64);
@@ -272,6 +273,8 @@ where
             Ok(b.byte_len() as u64)
         })
     });
+    // What was written is committed, also after a failure (for `--resume`).
+    let result = result.and(array.flush());
     progress.finish();
     if let Err(e) = result {
         if ranks.is_root() && !resume && !matches!(e, crate::Error::Cancelled) {

@@ -79,7 +79,12 @@ impl<'a, T: Element> TaskIo<'a, T> {
             working_set: graph.load_bytes(key),
             load: &load,
         };
+        let asked = Instant::now();
         let pinned = self.cache.get(key, &loader, self.reservation)?;
+        self.session
+            .metrics()
+            .read_wait_seconds
+            .observe(asked.elapsed());
         // A streamed graph reads each chunk once: it leaves the cache as
         // soon as the task drops it, not after the task.
         if graph.stream.is_some() {
@@ -217,6 +222,14 @@ pub struct RunStats {
     /// stage). Worker time (workers × wall time) less the time inside task
     /// bodies and output writes, divided by the tasks run.
     pub overhead_per_task_us: f64,
+    /// Seconds the workers spent in tasks (bodies and output writes),
+    /// summed over the workers.
+    pub task_seconds: f64,
+    /// Of which waiting for input chunks: their loads, or readers' loads
+    /// under way (see [`ExecOptions::readers`](crate::exec::ExecOptions::readers)).
+    pub read_wait_seconds: f64,
+    /// Of which writing output chunks.
+    pub write_seconds: f64,
     /// Each rank's own figures when several ranks ran the graph (then the
     /// counters above are their totals, `seconds` and `pool_peak` their
     /// maxima); empty in one process.
@@ -224,6 +237,12 @@ pub struct RunStats {
 }
 
 impl RunStats {
+    /// Seconds the workers spent in tasks neither waiting for inputs nor
+    /// writing outputs: computing (and streaming large chunks in slabs).
+    pub fn compute_seconds(&self) -> f64 {
+        (self.task_seconds - self.read_wait_seconds - self.write_seconds).max(0.0)
+    }
+
     /// The run's figures as JSON (without the plan).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -236,6 +255,10 @@ impl RunStats {
             "pool_peak_bytes": self.pool_peak,
             "tasks_run": self.tasks_run,
             "overhead_per_task_us": self.overhead_per_task_us,
+            "task_seconds": self.task_seconds,
+            "read_wait_seconds": self.read_wait_seconds,
+            "write_seconds": self.write_seconds,
+            "compute_seconds": self.compute_seconds(),
             "ranks": self.ranks.iter().map(RankRun::to_json).collect::<Vec<_>>(),
         })
     }
@@ -302,6 +325,10 @@ pub fn execute_planned<T: Element>(
         metrics.spill_demotions.get(),
         metrics.spill_promotions.get(),
     );
+    let (read_wait0, write0) = (
+        metrics.read_wait_seconds.sum_seconds(),
+        metrics.chunk_write_seconds.sum_seconds(),
+    );
     let start = Instant::now();
     let has_temporaries = graph
         .arrays
@@ -367,6 +394,9 @@ pub fn execute_planned<T: Element>(
                 .sum(),
         },
     );
+    for output in graph.outputs() {
+        output.set_durability(session.options().durability);
+    }
     let mut outcome = Ok(());
     let (task_nanos, tasks_run) = (AtomicU64::new(0), AtomicU64::new(0));
     let mut worker_seconds = 0.0;
@@ -397,6 +427,11 @@ pub fn execute_planned<T: Element>(
         };
         let workers = run.workers();
         outcome = run.run();
+        // A later stage, another rank, or the caller reads what this stage
+        // wrote: its batched writes are committed first (also when it
+        // failed, so what was written is kept for `--resume`).
+        let flushed = graph.outputs().try_for_each(|o| o.flush());
+        outcome = outcome.and(flushed);
         worker_seconds += workers as f64 * stage_started.elapsed().as_secs_f64();
         if outcome.is_err() {
             break;
@@ -426,6 +461,9 @@ pub fn execute_planned<T: Element>(
             let run = tasks_run.load(Ordering::Relaxed).max(1) as f64;
             (worker_seconds - busy).max(0.0) / run * 1e6
         },
+        task_seconds: task_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
+        read_wait_seconds: metrics.read_wait_seconds.sum_seconds() - read_wait0,
+        write_seconds: metrics.chunk_write_seconds.sum_seconds() - write0,
         ranks: Vec::new(),
     })
 }
@@ -465,9 +503,13 @@ impl<T: Element> StageRun<'_, T> {
 
     fn run(self) -> Result<()> {
         let workers = self.workers();
+        let cursor = Mutex::new((self.next.load(Ordering::Relaxed), 0));
         std::thread::scope(|scope| {
             if self.graph.prefetch {
-                scope.spawn(|| self.prefetch());
+                for reader in 0..self.session.options().readers {
+                    let (this, cursor) = (&self, &cursor);
+                    scope.spawn(move || this.read_ahead(reader, cursor));
+                }
             }
             for w in 0..workers {
                 let this = &self;
@@ -566,6 +608,7 @@ impl<T: Element> StageRun<'_, T> {
                 }
                 match &node.role {
                     ArrayRole::Output(output) => {
+                        let writing = Instant::now();
                         let array = output.array()?;
                         // A task may write a tile of several stored chunks.
                         if node.grid.chunk_shape() == array.chunk_grid().chunk_shape() {
@@ -573,10 +616,9 @@ impl<T: Element> StageRun<'_, T> {
                         } else {
                             array.write_region(&self.graph.region(key), &block)?;
                         }
-                        self.session
-                            .metrics()
-                            .bytes_written
-                            .add(block.byte_len() as u64);
+                        let metrics = self.session.metrics();
+                        metrics.bytes_written.add(block.byte_len() as u64);
+                        metrics.chunk_write_seconds.observe(writing.elapsed());
                     }
                     ArrayRole::Temporary => self.cache.insert(key, block, true, reservation),
                     ArrayRole::Input(_) => {
@@ -624,129 +666,160 @@ impl<T: Element> StageRun<'_, T> {
         Ok(())
     }
 
-    /// Loads the input chunks of the next tasks into free memory, in plan
-    /// order, never evicting anything (see [`ChunkCache::prefetch`]).
-    ///
-    /// A cursor marks the first read not yet handled (consumed, cached,
-    /// loading or failed), so each pass resumes there instead of rescanning
-    /// tasks with thousands of reads; a chunk evicted after its prefetch is
-    /// loaded by the worker that needs it.
-    fn prefetch(&self) {
-        let window = crate::plan::prefetch_window(self.session.threads());
-        // Passive: the prefetcher never waits for memory, so the pool must not
+    /// One of the stage's readers: loads the input chunks of the next tasks
+    /// into free memory, in plan order, never evicting anything (see
+    /// [`ChunkCache::prefetch`]), decoding and checking them on its own
+    /// thread. The readers share `cursor`, the first read not yet handed
+    /// to one of them, so each chunk is claimed by one reader and a pass
+    /// resumes there instead of rescanning tasks with thousands of reads;
+    /// a chunk evicted after its prefetch is loaded by the worker that
+    /// needs it.
+    fn read_ahead(&self, reader: usize, cursor: &Mutex<ReadCursor>) {
+        // Passive: a reader never waits for memory, so the pool must not
         // count it as a consumer that could release memory to waiters.
-        let mut reservation = self.session.pool().reclaimable_reservation("prefetch");
-        let mut cursor = (self.next.load(Ordering::Relaxed), 0usize);
-        let threads = self.session.threads() as u64;
+        let mut reservation = self
+            .session
+            .pool()
+            .reclaimable_reservation(format!("reader {reader}"));
         while !self.stop.load(Ordering::Relaxed) {
             let base = self.next.load(Ordering::Relaxed);
             if base >= self.tasks.len() {
                 break;
             }
-            let last = (base + window as u64).min(self.tasks.len());
-            let mut waiting_for_memory = false;
-            let mut loaded = false;
-            // Tasks that read many chunks: load ahead of the running tasks'
-            // own reads too (the oldest running task is at most `threads`
-            // behind `base`), so their I/O overlaps their compute.
-            // (A streamed graph's chunks leave with their only task: only
-            // tasks not started yet are loaded for.)
-            let oldest_running = if self.graph.stream.is_some() {
-                base
-            } else {
-                base.saturating_sub(threads)
-            };
-            if cursor.0 < oldest_running {
-                cursor = (oldest_running, 0);
-            }
-            // Spill files needed soonest move up to the fast tier as it
-            // gets room (a failed copy leaves the file where it was).
-            if let Err(err) = self.cache.promote_soonest() {
-                tracing::warn!(error = %err, "promoting a spill file failed");
-            }
-            let (mut t, mut r) = cursor;
-            self.session
-                .metrics()
-                .prefetch_depth
-                .set(cursor.0.saturating_sub(base));
-            'tasks: while t < last {
-                let task = self.graph.task(self.tasks.get(t));
-                // A resumed task whose output is on disk will not run.
-                let skipped = self.graph.already_written(&task);
-                let reads: &[ChunkKey] = if skipped { &[] } else { &task.reads };
-                while r < reads.len() {
-                    let key = reads[r];
-                    let needed = self.graph.stream.is_some()
-                        || self.remaining[&key].load(Ordering::Acquire) > 0;
-                    let input = matches!(
-                        self.graph.arrays[key.array as usize].role,
-                        ArrayRole::Input(_)
-                    );
-                    let temporary = matches!(
-                        self.graph.arrays[key.array as usize].role,
-                        ArrayRole::Temporary
-                    );
-                    if needed && temporary {
-                        // Spilled intermediate chunks come back into free
-                        // memory ahead of use.
-                        let wanted = || {
-                            self.graph.stream.is_none() || self.next.load(Ordering::Acquire) <= t
-                        };
-                        match self.cache.prefetch_spilled(key, &mut reservation, &wanted) {
-                            Ok(SpilledPrefetch::Loaded) => loaded = true,
-                            Ok(SpilledPrefetch::NoMemory) => {
-                                waiting_for_memory = true;
-                                break 'tasks;
-                            }
-                            // Not spilled, or promoted; a damaged file is
-                            // reported by the worker reading it.
-                            _ => {}
-                        }
-                    }
-                    if needed && input && !self.cache.contains(key) {
-                        let load = || load_chunk::<T>(self.graph, self.session, key);
-                        let loader = Loader {
-                            working_set: self.graph.load_bytes(key),
-                            load: &load,
-                        };
-                        // A streamed chunk is wanted until its only task
-                        // starts (a worker then loads it, or waits for
-                        // this load): never read twice.
-                        let wanted = || {
-                            self.graph.stream.is_none() || self.next.load(Ordering::Acquire) <= t
-                        };
-                        match self.cache.prefetch(key, &loader, &mut reservation, &wanted) {
-                            Ok(true) => {
-                                loaded = true;
-                                // Its last user may have finished meanwhile.
-                                if self.graph.stream.is_none()
-                                    && self.remaining[&key].load(Ordering::Acquire) == 0
-                                {
-                                    self.cache.remove(key);
-                                }
-                            }
-                            Ok(false) if !self.cache.contains(key) => {
-                                waiting_for_memory = true;
-                                break 'tasks;
-                            }
-                            // Someone else has it, or it failed: the worker that
-                            // needs it will load it (and report any error).
-                            _ => {}
-                        }
-                    }
-                    r += 1;
-                    cursor = (t, r);
+            if reader == 0 {
+                // Spill files needed soonest move up to the fast tier as
+                // it gets room (a failed copy leaves the file where it was).
+                if let Err(err) = self.cache.promote_soonest() {
+                    tracing::warn!(error = %err, "promoting a spill file failed");
                 }
-                t += 1;
-                r = 0;
-                cursor = (t, 0);
             }
-            if waiting_for_memory || !loaded {
+            let Some(read) = self.claim_read(cursor, base) else {
+                // Everything within the window is loaded or loading.
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            if !self.load_ahead(read, &mut reservation) {
+                // No free memory: the read is tried again once there is.
+                let mut at = cursor.lock().unwrap_or_else(|p| p.into_inner());
+                *at = (*at).min((read.task, read.index));
+                drop(at);
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        self.session.metrics().prefetch_depth.set(0);
+        if reader == 0 {
+            self.session.metrics().prefetch_depth.set(0);
+        }
     }
+
+    /// Hands the next read within the read-ahead window that may need a
+    /// load to the calling reader, moving the shared cursor past it.
+    fn claim_read(&self, cursor: &Mutex<ReadCursor>, base: u64) -> Option<ClaimedRead> {
+        let window = crate::plan::prefetch_window(self.session.threads());
+        let last = (base + window as u64).min(self.tasks.len());
+        // Tasks that read many chunks: load ahead of the running tasks'
+        // own reads too (the oldest running task is at most `threads`
+        // behind `base`), so their I/O overlaps their compute. (A streamed
+        // graph's chunks leave with their only task: only tasks not
+        // started yet are loaded for.)
+        let oldest_running = if self.graph.stream.is_some() {
+            base
+        } else {
+            base.saturating_sub(self.session.threads() as u64)
+        };
+        let mut at = cursor.lock().unwrap_or_else(|p| p.into_inner());
+        if at.0 < oldest_running {
+            *at = (oldest_running, 0);
+        }
+        self.session
+            .metrics()
+            .prefetch_depth
+            .set(at.0.saturating_sub(base));
+        while at.0 < last {
+            let (t, r) = *at;
+            let task = self.graph.task(self.tasks.get(t));
+            // A resumed task whose output is on disk will not run.
+            let reads: &[ChunkKey] = if self.graph.already_written(&task) {
+                &[]
+            } else {
+                &task.reads
+            };
+            let Some(&key) = reads.get(r) else {
+                *at = (t + 1, 0);
+                continue;
+            };
+            *at = (t, r + 1);
+            let needed =
+                self.graph.stream.is_some() || self.remaining[&key].load(Ordering::Acquire) > 0;
+            let temporary = match &self.graph.arrays[key.array as usize].role {
+                ArrayRole::Input(_) if !self.cache.contains(key) => false,
+                ArrayRole::Temporary => true,
+                _ => continue,
+            };
+            if needed {
+                return Some(ClaimedRead {
+                    task: t,
+                    index: r,
+                    key,
+                    temporary,
+                });
+            }
+        }
+        None
+    }
+
+    /// Loads a claimed read into free memory (an input chunk from its
+    /// array, a spilled intermediate chunk from its spill file). False
+    /// when there was no free memory for it.
+    fn load_ahead(&self, read: ClaimedRead, reservation: &mut Reservation) -> bool {
+        let key = read.key;
+        // A streamed chunk is wanted until its only task starts (a worker
+        // then loads it, or waits for this load): never read twice.
+        let wanted =
+            || self.graph.stream.is_none() || self.next.load(Ordering::Acquire) <= read.task;
+        if read.temporary {
+            // Not spilled, or promoted, is not a failure; a damaged file is
+            // reported by the worker reading it.
+            return !matches!(
+                self.cache.prefetch_spilled(key, reservation, &wanted),
+                Ok(SpilledPrefetch::NoMemory)
+            );
+        }
+        let load = || load_chunk::<T>(self.graph, self.session, key);
+        let loader = Loader {
+            working_set: self.graph.load_bytes(key),
+            load: &load,
+        };
+        match self.cache.prefetch(key, &loader, reservation, &wanted) {
+            Ok(true) => {
+                // Its last user may have finished meanwhile.
+                if self.graph.stream.is_none() && self.remaining[&key].load(Ordering::Acquire) == 0
+                {
+                    self.cache.remove(key);
+                }
+                true
+            }
+            Ok(false) => self.cache.contains(key),
+            // It failed: the worker that needs it will load it again and
+            // report the error.
+            Err(_) => true,
+        }
+    }
+}
+
+/// The readers' shared position in a stage's reads: (task position, read
+/// index) of the first read not yet handed to a reader.
+type ReadCursor = (u64, usize);
+
+/// A read a reader claimed.
+#[derive(Debug, Clone, Copy)]
+struct ClaimedRead {
+    /// Position of the reading task in the stage.
+    task: u64,
+    /// Index of the read in the task's reads.
+    index: usize,
+    key: ChunkKey,
+    /// A chunk of an intermediate (maybe spilled), not of a stored input.
+    temporary: bool,
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ pub use crate::core::physical_memory;
 pub use cancel::CancelToken;
 pub use chunk_tasks::{TaskSet, for_each_owned_task, for_each_task};
 pub use executor::{RunStats, TaskBody, TaskIo, execute, execute_planned};
-pub use options::{ExecOptions, default_memory_limit};
+pub use options::{DEFAULT_READERS, ExecOptions, default_memory_limit};
 pub use progress::{NoProgress, Progress};
 pub use rank_run::{RankFigures, RankRun};
 pub use session::Session;

@@ -2,6 +2,7 @@
 
 use crate::core::{ByteSize, Error, Result};
 use crate::memory::{PolicyKind, SpillCodec, SpillDirSpec, SpillMigration};
+use crate::store::Durability;
 
 /// How a session may use the machine: worker threads, the memory limit, where
 /// and how to spill, and the cache's eviction policy.
@@ -39,7 +40,18 @@ pub struct ExecOptions {
     /// lower mmap threshold, trimming), which the memory bound relies on;
     /// on by default. Process-global and idempotent.
     pub tune_allocator: bool,
+    /// How the chunks of stored outputs reach the disk (see
+    /// [`Durability`]; batched by default). Intermediates in the spill
+    /// area are never synced.
+    pub durability: Durability,
+    /// Reader threads loading chunks ahead of the workers, in plan order
+    /// (at least 1; 2 by default). They decode and check what they read,
+    /// and wait in I/O, so more than the cores can pay on a cold disk.
+    pub readers: usize,
 }
+/// Reader threads of a session unless told otherwise.
+pub const DEFAULT_READERS: usize = 2;
+
 impl Default for ExecOptions {
     /// All cores, a quarter of physical memory, spill to the temporary
     /// directory with lz4, Belady MIN eviction.
@@ -53,6 +65,8 @@ impl Default for ExecOptions {
             cache_policy: PolicyKind::default(),
             record_trace: false,
             tune_allocator: true,
+            durability: Durability::default(),
+            readers: DEFAULT_READERS,
         }
     }
 }
@@ -112,6 +126,23 @@ impl ExecOptions {
     /// [`ExecOptions::spill_migration`]).
     pub fn with_spill_migration(mut self, migration: SpillMigration) -> Self {
         self.spill_migration = migration;
+        self
+    }
+
+    /// Sets the reader threads (see [`ExecOptions::readers`]; 0 means the
+    /// default).
+    pub fn with_readers(mut self, readers: usize) -> Self {
+        self.readers = if readers == 0 {
+            DEFAULT_READERS
+        } else {
+            readers
+        };
+        self
+    }
+
+    /// Sets how output chunks reach the disk (see [`ExecOptions::durability`]).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
         self
     }
 

@@ -749,7 +749,7 @@ fn run_einsum(
     for (k, chunks) in report.plan.rechunked.clone() {
         let temp = next_temp()?;
         let op = Rechunk::new(&inputs[k], chunks, temp.store.path())
-            .node_local(distributed)
+            .intermediate(distributed)
             .plan(session)
             .and_then(|p| p.run_with(progress))
             .map_err(|e| tier_full(&temp.store, e))?;
@@ -781,8 +781,9 @@ fn run_einsum(
             .with_compression(compression);
         array_spec.validate()?;
         let output = Arc::new(match temp {
-            Some(_) if distributed => OutputArray::node_local(&target, array_spec),
-            _ => OutputArray::new(&target, array_spec),
+            Some(_) if distributed => OutputArray::node_local(&target, array_spec).into_scratch(),
+            Some(_) => OutputArray::new(&target, array_spec).into_scratch(),
+            None => OutputArray::new(&target, array_spec),
         });
         let name = format!("einsum step {k}/{}: {}", steps.len(), s.step.subscripts());
         let absent = AbsentTiles::of(&step_inputs)?;

@@ -429,6 +429,7 @@ fn fill_chunks(
     let written = AtomicU64::new(0);
     let ranks = session.ranks();
     progress.start("generate", array.nbytes() / ranks.size() as u64);
+    array.set_durability(session.options().durability);
     let result = dispatch_dtype!(array.dtype(), T => {
         for_each_owned_task(session, TaskSet { count: grid.num_chunks() as usize, bytes_each: array.chunk_write_working_set(), what: "generating one chunk" }, progress, |i| {
             let chunk = grid.chunk_coords(i as u64);
@@ -443,8 +444,11 @@ fn fill_chunks(
             Ok(block.byte_len() as u64)
         })
     });
+    // What was written is committed, also after a failure (for `--resume`).
+    let flushed = array.flush();
     progress.finish();
     result?;
+    flushed?;
     // Every rank's chunks are written when any rank returns.
     let total = sum_over_ranks(ranks, &[skipped.into_inner(), written.into_inner()]);
     Ok(Filled {

@@ -167,6 +167,13 @@ pub(crate) fn explain_for(session: &Session, graph: &ChunkGraph) -> PlanReport {
     if report.bytes_spilled > 0 {
         report.spill_tiers = session.tier_rooms();
     }
+    if graph.prefetch {
+        report.readers = session.options().readers;
+    }
+    report.durability = graph
+        .outputs()
+        .next()
+        .map(|o| o.durability(session.options().durability));
     report
 }
 

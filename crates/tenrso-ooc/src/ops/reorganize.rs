@@ -90,6 +90,7 @@ impl Transpose {
             out: &self.out,
             opts: &self.output,
             node_local: false,
+            scratch: false,
         };
         reorganize(session, input, perm, &target, destination, name)
     }
@@ -109,6 +110,7 @@ pub struct Rechunk {
     out: PathBuf,
     output: OutputOptions,
     node_local: bool,
+    scratch: bool,
 }
 
 impl Rechunk {
@@ -123,13 +125,16 @@ impl Rechunk {
             out: out.into(),
             output: OutputOptions::default().with_chunk_shape(chunks),
             node_local: false,
+            scratch: false,
         }
     }
 
-    /// Under several ranks, each writes its chunks into its own copy at
-    /// `out` (an intermediate on node-local scratch).
-    pub(crate) fn node_local(mut self, node_local: bool) -> Self {
-        self.node_local = node_local;
+    /// Writes an intermediate in the spill area (see
+    /// [`OutputArray::scratch`]); under several ranks (`distributed`), each
+    /// writes its chunks into its own copy at `out` (node-local scratch).
+    pub(crate) fn intermediate(mut self, distributed: bool) -> Self {
+        self.node_local = distributed;
+        self.scratch = true;
         self
     }
 
@@ -162,6 +167,7 @@ impl Rechunk {
                 out: &self.out,
                 opts: &self.output,
                 node_local: self.node_local,
+                scratch: self.scratch,
             },
             name,
         )
@@ -174,6 +180,8 @@ struct Destination<'a> {
     opts: &'a OutputOptions,
     /// Each rank's own copy (see [`OutputArray::node_local`]).
     node_local: bool,
+    /// An intermediate in the spill area (see [`OutputArray::scratch`]).
+    scratch: bool,
 }
 
 fn reorganize<'s>(
@@ -188,6 +196,7 @@ fn reorganize<'s>(
         out,
         opts,
         node_local,
+        scratch,
     } = destination;
     let out_shape: Vec<u64> = perm.iter().map(|&p| input.shape()[p]).collect();
     let out_grid = ChunkGrid::new(out_shape.clone(), target.to_vec())?;
@@ -195,10 +204,15 @@ fn reorganize<'s>(
         .with_compression(opts.compression)
         .with_fill_value(input.fill_value());
     spec.validate()?;
-    let output = Arc::new(if node_local {
+    let output = if node_local {
         OutputArray::node_local(out, spec)
     } else {
         OutputArray::new(out, spec)
+    };
+    let output = Arc::new(if scratch {
+        output.into_scratch()
+    } else {
+        output
     });
     let direct = direct_plan(
         input,

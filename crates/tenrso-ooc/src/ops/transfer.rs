@@ -299,6 +299,7 @@ fn import_into(
     let skipped = AtomicU64::new(0);
     let copied = AtomicU64::new(0);
     progress.start("import", array.nbytes());
+    array.set_durability(session.options().durability);
     let result = dispatch_dtype!(dtype, T => for_each_task(session, TaskSet { count: units as usize, bytes_each: task_bytes, what: "importing one chunk" }, progress,
         |u| {
             let mut todo = Vec::new();
@@ -340,8 +341,11 @@ fn import_into(
             Ok(done_bytes + bytes)
         },
     ));
+    // What was written is committed, also after a failure (for `--resume`).
+    let flushed = array.flush();
     progress.finish();
     result?;
+    flushed?;
     let chunks_skipped = skipped.into_inner();
     Ok(TransferReport {
         shape,

@@ -10,7 +10,7 @@ use crate::io::ArrayRef;
 use crate::memory::ChunkKey;
 use crate::plan::TaskStream;
 use crate::plan::cost_model::CostModel;
-use crate::store::{ArraySpec, ZarrArray};
+use crate::store::{ArraySpec, Durability, ZarrArray};
 
 /// An array a run will create and write: where, with which layout, and —
 /// once created — the array itself. Plans are built (and explained) before
@@ -25,6 +25,10 @@ pub struct OutputArray {
     /// its chunks there (an intermediate on node-local scratch), instead
     /// of rank 0 creating one array every rank writes.
     pub node_local: bool,
+    /// An intermediate in the spill area, removed after the job: its chunks
+    /// are written with [`Durability::None`] whatever the session's
+    /// durability (a killed job throws it away).
+    pub scratch: bool,
     array: OnceLock<Arc<ZarrArray>>,
 }
 
@@ -35,7 +39,24 @@ impl OutputArray {
             path: path.into(),
             spec,
             node_local: false,
+            scratch: false,
             array: OnceLock::new(),
+        }
+    }
+
+    /// Marks the output as scratch (see [`scratch`](Self::scratch)).
+    pub fn into_scratch(mut self) -> Self {
+        self.scratch = true;
+        self
+    }
+
+    /// How this output's chunks reach the disk in a session whose option is
+    /// `session`: never synced for scratch, else as the session says.
+    pub fn durability(&self, session: Durability) -> Durability {
+        if self.scratch {
+            Durability::None
+        } else {
+            session
         }
     }
 
@@ -102,6 +123,24 @@ impl OutputArray {
                 self.path.display()
             ))
         })
+    }
+
+    /// Sets how the array's chunks reach the disk in a session whose
+    /// option is `session` (see [`durability`](Self::durability)), once
+    /// created.
+    pub fn set_durability(&self, session: Durability) {
+        if let Some(array) = self.array.get() {
+            array.set_durability(self.durability(session));
+        }
+    }
+
+    /// Waits until the chunks written so far are durable (see
+    /// [`ZarrArray::flush`]); nothing to do before the array is created.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::flush`].
+    pub fn flush(&self) -> Result<()> {
+        self.array.get().map_or(Ok(()), |a| a.flush())
     }
 
     /// Deletes the array if this run created it (after a failed run).

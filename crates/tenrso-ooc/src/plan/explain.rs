@@ -8,6 +8,7 @@ use crate::core::{ByteSize, Error, Result};
 use crate::distributed::RankShare;
 use crate::memory::{ChunkKey, ChunkMap, EvictionPolicy, PolicyKind, TierRoom};
 use crate::plan::{ArrayRole, ChunkGraph};
+use crate::store::Durability;
 
 /// The cost of a plan, computed before any work: memory needs against the
 /// limit, and the bytes it will read, write and spill.
@@ -51,6 +52,12 @@ pub struct PlanReport {
     /// The spill area's tiers when the plan spills (what each holds, its
     /// cap and its file system's room when planned); empty otherwise.
     pub spill_tiers: Vec<TierRoom>,
+    /// Reader threads loading inputs ahead of the workers (0 when each task
+    /// reads its own, or when not known: set by the session running it).
+    pub readers: usize,
+    /// How the stored outputs' chunks reach the disk; `None` without
+    /// stored outputs, or when not known.
+    pub durability: Option<Durability>,
 }
 
 impl PlanReport {
@@ -90,6 +97,26 @@ impl PlanReport {
         }
     }
 
+    /// Who reads and how outputs are written, when known.
+    fn io_line(&self) -> Option<String> {
+        let reads = (self.readers > 0).then(|| {
+            format!(
+                "{} reader(s) load inputs ahead of the workers (up to {} tasks ahead)",
+                self.readers,
+                prefetch_window(self.threads)
+            )
+        });
+        let writes = self.durability.map(|d| match d {
+            Durability::Chunk => "output chunks synced one by one",
+            Durability::Batch => "output chunks synced in batches off the workers",
+            Durability::None => "output chunks never synced",
+        });
+        match (reads, writes) {
+            (Some(r), Some(w)) => Some(format!("{r}; {w}")),
+            (r, w) => r.or(w.map(str::to_string)),
+        }
+    }
+
     /// The report as a JSON object.
     pub fn to_json(&self) -> Value {
         json!({
@@ -111,6 +138,8 @@ impl PlanReport {
                 "tasks": r.tasks,
                 "bytes_read": r.bytes_read,
             })).collect::<Vec<_>>(),
+            "readers": self.readers,
+            "durability": self.durability.map(|d| d.to_string()),
             "spill_tiers": self.spill_tiers.iter().zip(self.spill_by_tier()).map(|(t, takes)| json!({
                 "dir": t.dir.display().to_string(),
                 "bytes": t.used,
@@ -149,6 +178,9 @@ impl fmt::Display for PlanReport {
             writeln!(f, "  read             {}", ByteSize(self.bytes_read))?;
         }
         writeln!(f, "  write            {}", ByteSize(self.bytes_written))?;
+        if let Some(io) = self.io_line() {
+            writeln!(f, "  I/O              {io}")?;
+        }
         writeln!(
             f,
             "  spill            {} (cache policy {})",
@@ -256,6 +288,8 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
             cache_policy: policy,
             ranks: Vec::new(),
             spill_tiers: Vec::new(),
+            readers: 0,
+            durability: None,
         };
     }
     let cache_capacity = limit.saturating_sub(footprint + workers * per_worker);
@@ -293,6 +327,8 @@ pub fn explain(graph: &ChunkGraph, threads: usize, limit: u64, policy: PolicyKin
         cache_policy: policy,
         ranks: Vec::new(),
         spill_tiers: Vec::new(),
+        readers: 0,
+        durability: None,
     }
 }
 

@@ -1,8 +1,11 @@
 //! [`AtomicFsStore`]: a Zarr filesystem store whose writes are atomic.
 
 use std::fs::{self, File};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator, InvalidByteRangeError};
 use zarrs::storage::{
@@ -11,7 +14,10 @@ use zarrs::storage::{
     WritableStorageTraits, store_set_partial_many,
 };
 
+use crate::store::AtomicFile;
+use crate::store::Durability;
 use crate::store::atomic_write::{TEMP_MARKER, parent_dir, sync_dir, write_parts_atomically};
+use crate::store::batch_commit::BatchCommitter;
 
 /// A Zarr v3 filesystem store (the layout of zarr-python's `LocalStore`)
 /// whose every write is atomic: the value goes through
@@ -22,11 +28,19 @@ use crate::store::atomic_write::{TEMP_MARKER, parent_dir, sync_dir, write_parts_
 /// A reader, or a resumed job, therefore sees each key either with its old
 /// value or its new one, never a torn mix, even if the writer is killed.
 /// Listings skip leftover temporary files of killed writers. Reads are
-/// positioned reads of the key's file; the store keeps no per-key state, so
-/// its memory does not grow with the number of chunks touched.
+/// positioned reads of the key's file; the store keeps no per-key state
+/// beyond the writes queued for its committer, so its memory does not grow
+/// with the number of chunks touched.
+///
+/// Chunk writes follow the store's [`Durability`] (`chunk`, as above, until
+/// [`set_durability`](Self::set_durability) says otherwise); `zarr.json`
+/// documents are always written as with `chunk`.
 #[derive(Debug)]
 pub struct AtomicFsStore {
     base: PathBuf,
+    durability: AtomicU8,
+    /// Commits the writes of [`Durability::Batch`]; started on first use.
+    committer: OnceLock<BatchCommitter>,
 }
 
 impl AtomicFsStore {
@@ -34,6 +48,40 @@ impl AtomicFsStore {
     pub fn new(base: impl AsRef<Path>) -> Self {
         Self {
             base: base.as_ref().to_path_buf(),
+            durability: AtomicU8::new(Durability::Chunk.to_u8()),
+            committer: OnceLock::new(),
+        }
+    }
+
+    /// How chunk writes from now on reach the disk.
+    pub fn set_durability(&self, durability: Durability) {
+        self.durability.store(durability.to_u8(), Ordering::Relaxed);
+    }
+
+    /// How chunk writes reach the disk.
+    pub fn durability(&self) -> Durability {
+        Durability::from_u8(self.durability.load(Ordering::Relaxed))
+    }
+
+    /// Waits until every chunk written so far is durable (commits the
+    /// queue of [`Durability::Batch`]; nothing to do for the others).
+    ///
+    /// # Errors
+    /// The failure of any batch committed since the store was opened.
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.committer.get().map_or(Ok(()), BatchCommitter::flush)
+    }
+
+    /// Opens the file holding the newest value of `key` (a queued
+    /// temporary, while its batch is not committed).
+    ///
+    /// # Errors
+    /// As [`File::open`] (`NotFound` for a key never written).
+    pub fn open_key(&self, key: &StoreKey) -> std::io::Result<File> {
+        let path = self.key_path(key);
+        match self.committer.get() {
+            Some(committer) => committer.open(&path),
+            None => File::open(path),
         }
     }
 
@@ -66,8 +114,39 @@ impl AtomicFsStore {
 
     fn write_atomically_parts(&self, key: &StoreKey, parts: &[&[u8]]) -> std::io::Result<()> {
         let path = self.key_path(key);
-        create_dirs_durably(path.parent().unwrap_or(&self.base))?;
-        write_parts_atomically(&path, parts)
+        let dir = path.parent().unwrap_or(&self.base);
+        let is_document = key.as_str().rsplit('/').next() == Some(METADATA_NAME);
+        match self.durability() {
+            Durability::Chunk => {
+                create_dirs(dir, true)?;
+                write_parts_atomically(&path, parts)
+            }
+            _ if is_document => {
+                create_dirs(dir, true)?;
+                write_parts_atomically(&path, parts)
+            }
+            Durability::Batch => {
+                // The committer's syncs make the new directories last too.
+                create_dirs(dir, false)?;
+                let mut file = AtomicFile::create_io(&path)?;
+                let mut bytes = 0;
+                for part in parts {
+                    file.file().write_all(part)?;
+                    bytes += part.len() as u64;
+                }
+                self.committer
+                    .get_or_init(BatchCommitter::default)
+                    .queue(file, bytes)
+            }
+            Durability::None => {
+                create_dirs(dir, false)?;
+                let mut file = File::create(&path)?;
+                for part in parts {
+                    file.write_all(part)?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Every key under `dir` (a path inside the store), skipping temporaries.
@@ -100,17 +179,21 @@ impl AtomicFsStore {
     }
 }
 
-/// Creates `dir` and any missing parents, syncing each new directory into
-/// its parent so the directory entries survive a crash.
-fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+/// The name of a Zarr v3 metadata document.
+const METADATA_NAME: &str = "zarr.json";
+
+/// Creates `dir` and any missing parents; with `durably`, syncs each new
+/// directory into its parent so the directory entries survive a crash.
+fn create_dirs(dir: &Path, durably: bool) -> std::io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        create_dirs_durably(parent)?;
+        create_dirs(parent, durably)?;
     }
     match fs::create_dir(dir) {
-        Ok(()) => sync_dir(parent_dir(dir)),
+        Ok(()) if durably => sync_dir(parent_dir(dir)),
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
@@ -129,7 +212,7 @@ impl ReadableStorageTraits for AtomicFsStore {
         key: &StoreKey,
         byte_ranges: ByteRangeIterator<'a>,
     ) -> Result<MaybeBytesIterator<'a>, StorageError> {
-        let file = match File::open(self.key_path(key)) {
+        let file = match self.open_key(key) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -156,7 +239,13 @@ impl ReadableStorageTraits for AtomicFsStore {
     }
 
     fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
-        match fs::metadata(self.key_path(key)) {
+        let metadata = match self.committer.get() {
+            Some(committer) => committer
+                .open(&self.key_path(key))
+                .and_then(|f| f.metadata()),
+            None => fs::metadata(self.key_path(key)),
+        };
+        match metadata {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -240,6 +329,8 @@ impl WritableStorageTraits for AtomicFsStore {
     }
 
     fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
+        // A queued write of the key would come back after the erase.
+        self.flush()?;
         match fs::remove_file(self.key_path(key)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
@@ -247,6 +338,7 @@ impl WritableStorageTraits for AtomicFsStore {
     }
 
     fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
+        self.flush()?;
         match fs::remove_dir_all(self.prefix_path(prefix)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
@@ -282,6 +374,45 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("1")]);
+    }
+
+    #[test]
+    fn each_durability_puts_chunks_in_place_as_documented() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AtomicFsStore::new(dir.path());
+        let key = StoreKey::new("c/0/1").unwrap();
+        let ino = |store: &AtomicFsStore| fs::metadata(store.key_path(&key)).unwrap().ino();
+        // Batch: the write is queued as a temporary, read back at once,
+        // and in place (by rename: a new inode) after a flush.
+        store.set_durability(Durability::Batch);
+        assert_eq!(store.durability(), Durability::Batch);
+        for round in 0..20u8 {
+            store.set(&key, Bytes::from(vec![round; 64])).unwrap();
+            assert_eq!(store.get(&key).unwrap().unwrap().as_ref(), &[round; 64]);
+            assert_eq!(store.size_key(&key).unwrap(), Some(64));
+        }
+        store.flush().unwrap();
+        assert_eq!(fs::read(store.key_path(&key)).unwrap(), vec![19u8; 64]);
+        assert_eq!(fs::read_dir(dir.path().join("c/0")).unwrap().count(), 1);
+        // None: rewritten in place (the same inode), no temporary.
+        store.set_durability(Durability::None);
+        let before = ino(&store);
+        store.set(&key, Bytes::from_static(b"scratch")).unwrap();
+        assert_eq!(ino(&store), before);
+        assert_eq!(store.get(&key).unwrap().unwrap().as_ref(), b"scratch");
+        // Documents are always replaced atomically.
+        let document = StoreKey::new("zarr.json").unwrap();
+        store.set(&document, Bytes::from_static(b"{}")).unwrap();
+        let first = fs::metadata(dir.path().join("zarr.json")).unwrap().ino();
+        store.set(&document, Bytes::from_static(b"{ }")).unwrap();
+        assert_ne!(
+            fs::metadata(dir.path().join("zarr.json")).unwrap().ino(),
+            first
+        );
+        // Chunk: renamed into place before `set` returns.
+        store.set_durability(Durability::Chunk);
+        store.set(&key, Bytes::from_static(b"durable")).unwrap();
+        assert_ne!(ino(&store), before);
     }
 
     #[test]

@@ -132,6 +132,17 @@ impl AtomicFile {
         self.commit_io().map_err(|e| Error::io(target, e))
     }
 
+    /// Gives up the guard without committing: the temporary stays, for a
+    /// [`BatchCommitter`](crate::store::batch_commit::BatchCommitter) to
+    /// commit later. Returns the temporary's path and the target's.
+    pub(crate) fn into_uncommitted(mut self) -> (PathBuf, PathBuf) {
+        self.committed = true;
+        (
+            std::mem::take(&mut self.temp),
+            std::mem::take(&mut self.target),
+        )
+    }
+
     /// [`commit`](Self::commit) with the bare I/O error.
     pub(crate) fn commit_io(mut self) -> std::io::Result<()> {
         self.file.sync_all()?;

@@ -4,6 +4,8 @@
 //! [`open_array`] opens any array an operation reads (a store or a file);
 //! [`ArraySpec`] and [`Compression`] describe an array to create;
 //! [`check_output_not_input`] keeps outputs off inputs;
+//! [`Durability`] says how chunk writes reach the disk (synced per chunk,
+//! in batches by a background committer, or not at all);
 //! [`AtomicFsStore`] makes every write atomic, through [`AtomicFile`], the
 //! library's one way of putting a file in place (also used by exports,
 //! decomposition outputs and checkpoints).
@@ -11,7 +13,9 @@
 pub(crate) mod array_spec;
 mod atomic_fs_store;
 mod atomic_write;
+pub(crate) mod batch_commit;
 mod compression;
+mod durability;
 mod open_array;
 mod output_path;
 pub(crate) mod zarr_array;
@@ -22,6 +26,7 @@ pub use atomic_fs_store::AtomicFsStore;
 pub use atomic_write::{AtomicFile, write_atomically};
 pub(crate) use atomic_write::{parent_dir, sync_dir};
 pub use compression::Compression;
+pub use durability::Durability;
 pub use open_array::open_array;
 pub use output_path::check_output_not_input;
 pub use zarr_array::ZarrArray;

@@ -21,7 +21,7 @@ use crate::store::zarr_metadata::{
     DirectLayout, MAX_METADATA_BYTES, METADATA_KEY, check_array_metadata, describe_codecs,
     direct_layout, json_dims, metadata_key, parse_fill_value,
 };
-use crate::store::{ArraySpec, AtomicFsStore};
+use crate::store::{ArraySpec, AtomicFsStore, Durability};
 
 mod direct_chunk;
 
@@ -623,6 +623,23 @@ impl ZarrArray {
             self.write_chunk(&chunk, &data)?;
         }
         Ok(())
+    }
+
+    /// Sets how chunk writes from now on reach the disk (see
+    /// [`Durability`]; an array is opened or created with
+    /// [`Durability::Chunk`]).
+    pub fn set_durability(&self, durability: Durability) {
+        self.store.set_durability(durability);
+    }
+
+    /// Waits until every chunk written so far is durable (see
+    /// [`Durability::Batch`]); reads of this array see them before.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the array when a batch failed to commit: some
+    /// chunks written since the last flush may be missing.
+    pub fn flush(&self) -> Result<()> {
+        self.store.flush().map_err(|e| Error::io(&self.path, e))
     }
 
     /// True when the stored chunk has been written.

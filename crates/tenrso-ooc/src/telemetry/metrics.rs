@@ -106,6 +106,13 @@ pub struct Metrics {
     /// How long each chunk read from a stored array took (decoding and
     /// checksum included).
     pub chunk_read_seconds: Histogram,
+    /// How long each request of a task for an input chunk took: nothing
+    /// for a chunk in memory, the wait for a reader's load under way, or
+    /// the load itself.
+    pub read_wait_seconds: Histogram,
+    /// How long each output chunk write by a task took (encoding, checksum
+    /// and writing; the sync too with `--durability chunk`).
+    pub chunk_write_seconds: Histogram,
     /// Bytes this rank sent to the other ranks of its job.
     pub bytes_sent: Counter,
     /// Bytes this rank received from the other ranks of its job.
@@ -445,6 +452,16 @@ impl Metrics {
             "How long each chunk read from a stored array took, decoding included.",
             &mut out,
         );
+        self.read_wait_seconds.write_prometheus(
+            "tenrso_read_wait_duration_seconds",
+            "How long each request of a task for an input chunk waited for it.",
+            &mut out,
+        );
+        self.chunk_write_seconds.write_prometheus(
+            "tenrso_chunk_write_duration_seconds",
+            "How long each output chunk write by a task took, encoding included.",
+            &mut out,
+        );
         self.communication_seconds.write_prometheus(
             "tenrso_communication_duration_seconds",
             "How long each collective operation among the ranks of an MPI job took, waiting included.",
@@ -454,7 +471,7 @@ impl Metrics {
     }
 
     /// The metrics as a JSON object: each series by its name without the
-    /// prefix, `spill_bytes` per tier and the three histograms.
+    /// prefix, `spill_bytes` per tier and the histograms.
     pub fn to_json(&self) -> Value {
         let mut map = serde_json::Map::new();
         for series in self.series() {
@@ -480,6 +497,14 @@ impl Metrics {
         map.insert(
             "chunk_read_duration_seconds".into(),
             self.chunk_read_seconds.to_json(),
+        );
+        map.insert(
+            "read_wait_duration_seconds".into(),
+            self.read_wait_seconds.to_json(),
+        );
+        map.insert(
+            "chunk_write_duration_seconds".into(),
+            self.chunk_write_seconds.to_json(),
         );
         map.insert(
             "communication_duration_seconds".into(),

@@ -109,7 +109,7 @@ impl ZarrArray {
     /// Opens direct chunk `chunk` for reading in order.
     pub(super) fn open_direct(&self, chunk: &[u64], layout: DirectLayout) -> Result<DirectOpen> {
         let path = self.chunk_path(chunk);
-        let file = match File::open(&path) {
+        let file = match self.store.open_key(&self.array.chunk_key(chunk)) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DirectOpen::Absent),
             Err(e) => return Err(Error::io(&path, e)),
