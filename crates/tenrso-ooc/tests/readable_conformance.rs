@@ -68,8 +68,15 @@ fn cases(dir: &std::path::Path) -> Vec<(String, ArrayRef)> {
         "zarr sharded".to_string(),
         zarr("sharded.zarr", spec().with_shards(vec![16, 4, 5])),
     ));
-    let source = Arc::new(ZarrArray::open(dir.join("plain.zarr")).unwrap());
-    let files: [(&str, Option<ColumnarCompression>, Option<u64>); 7] = [
+    let tiles = Arc::new(ZarrArray::open(dir.join("plain.zarr")).unwrap());
+    // Chunks of whole rows: exported batch by batch straight from the
+    // chunks (batches of 4 rows slice chunks of 8), not through slabs.
+    zarr(
+        "rows.zarr",
+        ArraySpec::new(SHAPE.to_vec(), vec![8, SHAPE[1], SHAPE[2]], DType::F64),
+    );
+    let rows = Arc::new(ZarrArray::open(dir.join("rows.zarr")).unwrap());
+    let files: [(&str, Option<ColumnarCompression>, Option<u64>); 10] = [
         ("x.npy", None, None),
         ("x.bin", None, None),
         ("x.arrow", None, Some(10)),
@@ -77,15 +84,23 @@ fn cases(dir: &std::path::Path) -> Vec<(String, ArrayRef)> {
         ("x.arrows", Some(ColumnarCompression::Zstd), Some(7)),
         ("x.parquet", Some(ColumnarCompression::Zstd), Some(10)),
         ("x-plain.parquet", Some(ColumnarCompression::None), None),
+        ("rows.arrow", None, Some(4)),
+        ("rows.arrows", None, Some(8)),
+        ("rows.parquet", Some(ColumnarCompression::Zstd), Some(4)),
     ];
-    for (name, compression, rows) in files {
+    for (name, compression, rows_per_batch) in files {
         let path = dir.join(name);
-        let mut export = Export::new(&source, &path);
+        let source = if name.starts_with("rows") {
+            &rows
+        } else {
+            &tiles
+        };
+        let mut export = Export::new(source, &path);
         if !name.ends_with(".npy") && !name.ends_with(".bin") {
             export = export.with_columnar(
                 ColumnarOptions::default()
                     .with_compression(compression)
-                    .with_row_group_rows(rows),
+                    .with_row_group_rows(rows_per_batch),
             );
         }
         export.plan(&session).unwrap().run().unwrap();

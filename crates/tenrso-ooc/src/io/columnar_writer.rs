@@ -169,19 +169,32 @@ impl ColumnarWriter {
         })
     }
 
-    /// Appends `rows` rows (their values in C order) as one record batch or
-    /// row group.
-    pub(crate) fn write<T: Element>(&mut self, values: Vec<T>, rows: usize) -> Result<()> {
+    /// Appends `rows` rows (their values in C order) as record batches or
+    /// row groups of `batch_rows` rows (the last one may be shorter). The
+    /// values are moved into the batches, not copied, and arrow-ipc writes
+    /// uncompressed buffers as they are: a chunk's buffer goes to the file
+    /// with no copy of ours.
+    pub(crate) fn write<T: Element>(
+        &mut self,
+        values: Vec<T>,
+        rows: usize,
+        batch_rows: usize,
+    ) -> Result<()> {
         let batch = self.tensor.batch_of(&self.schema, values, rows)?;
         let path = &self.path;
-        match &mut self.sink {
-            Sink::IpcFile(w) => w.write(&batch).map_err(|e| arrow_error(path, e)),
-            Sink::IpcStream(w) => w.write(&batch).map_err(|e| arrow_error(path, e)),
-            Sink::Parquet(w) => {
-                w.write(&batch).map_err(|e| parquet_error(path, e))?;
-                w.flush().map_err(|e| parquet_error(path, e))
+        let batch_rows = batch_rows.max(1);
+        for start in (0..rows).step_by(batch_rows) {
+            let part = batch.slice(start, batch_rows.min(rows - start));
+            match &mut self.sink {
+                Sink::IpcFile(w) => w.write(&part).map_err(|e| arrow_error(path, e))?,
+                Sink::IpcStream(w) => w.write(&part).map_err(|e| arrow_error(path, e))?,
+                Sink::Parquet(w) => {
+                    w.write(&part).map_err(|e| parquet_error(path, e))?;
+                    w.flush().map_err(|e| parquet_error(path, e))?;
+                }
             }
         }
+        Ok(())
     }
 
     /// Writes the footer and syncs the file.

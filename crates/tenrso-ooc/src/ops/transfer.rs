@@ -517,33 +517,60 @@ fn export_rows(
         }
     }
     .min(shape[0].max(1));
-    let slab_bytes = slab_rows * row_bytes;
     // A slab being read and one being written (handed over without a
     // queue), the encoder's copies of the one written (Arrow arrays; for
     // Parquet also its levels and the encoded row group until flushed), and
     // the chunks a slab read holds.
-    let mut reservation = session.pool().reservation("export: slabs of rows");
     let parquet = SourceFormat::of(dst) == Some(SourceFormat::Parquet);
     let slabs_held = if parquet { 5 } else { 3 };
-    reservation.grow(slabs_held * slab_bytes + array.chunk_working_set())?;
+    let working_set = array.chunk_working_set();
+    // Chunks of whole rows go to the file as they are read, batch by batch
+    // (no slab assembled from them), when a batch of the requested size
+    // divides a chunk and three chunks fit easily.
+    let chunk_rows = array.chunk_grid().chunk_shape()[0];
+    let chunk_bytes = chunk_rows.min(shape[0]) * row_bytes;
+    let whole_rows = shape
+        .iter()
+        .zip(array.chunk_grid().chunk_shape())
+        .skip(1)
+        .all(|(extent, chunk)| chunk >= extent);
+    let from_chunks = whole_rows
+        && options.columns.is_none()
+        && match options.row_group_rows {
+            None => chunk_bytes >= 1 << 20,
+            Some(rows) => chunk_rows.is_multiple_of(rows),
+        }
+        && slabs_held * chunk_bytes + working_set <= limit / 2;
+    let (read_rows, batch_rows) = if from_chunks {
+        (chunk_rows, options.row_group_rows.unwrap_or(chunk_rows))
+    } else {
+        (slab_rows, slab_rows)
+    };
+    let mut reservation = session.pool().reservation("export: slabs of rows");
+    reservation.grow(slabs_held * read_rows * row_bytes + working_set)?;
     let mut writer = ColumnarWriter::create(temp, dst, dtype, &shape, options)?;
-    let slabs = shape[0].div_ceil(slab_rows);
+    let slabs = shape[0].div_ceil(read_rows);
     progress.start("export", array.nbytes());
     let result = dispatch_dtype!(dtype, T => std::thread::scope(|scope| -> Result<()> {
         let (send, receive) = std::sync::mpsc::sync_channel::<Result<(Vec<T>, usize)>>(0);
         let shape = &shape;
         scope.spawn(move || {
             for slab in 0..slabs {
-                let start = slab * slab_rows;
-                let rows = slab_rows.min(shape[0] - start);
-                let mut origin = vec![0; shape.len()];
-                origin[0] = start;
-                let mut extent = shape.clone();
-                extent[0] = rows;
-                let block = session
-                    .cancel_token()
-                    .check()
-                    .and_then(|()| array.read_region::<T>(&Region::new(origin, extent)));
+                let start = slab * read_rows;
+                let rows = read_rows.min(shape[0] - start);
+                let block = session.cancel_token().check().and_then(|()| {
+                    if from_chunks {
+                        let mut chunk = vec![0; shape.len()];
+                        chunk[0] = slab;
+                        array.read_chunk::<T>(&chunk)
+                    } else {
+                        let mut origin = vec![0; shape.len()];
+                        origin[0] = start;
+                        let mut extent = shape.clone();
+                        extent[0] = rows;
+                        array.read_region::<T>(&Region::new(origin, extent))
+                    }
+                });
                 let failed = block.is_err();
                 if send.send(block.map(|b| (b.into_vec(), rows as usize))).is_err() || failed {
                     return;
@@ -554,7 +581,7 @@ fn export_rows(
             session.cancel_token().check()?;
             let (values, rows) = message?;
             let bytes = (values.len() * dtype.size()) as u64;
-            writer.write(values, rows)?;
+            writer.write(values, rows, batch_rows as usize)?;
             session.metrics().bytes_read.add(bytes);
             session.metrics().bytes_written.add(bytes);
             progress.advance(bytes);
