@@ -135,6 +135,17 @@ fn the_json_report_has_a_bounded_timeline_under_the_limit() {
     assert_eq!(metrics["tasks_completed_total"], 32);
     assert_eq!(metrics["tasks_planned_total"], 32);
     assert_eq!(metrics["task_duration_seconds"]["count"], 32);
+    // Where the tasks' time went: each wrote its chunk and asked for its
+    // input; waiting and writing are parts of the time in tasks.
+    assert_eq!(metrics["chunk_write_duration_seconds"]["count"], 32);
+    assert_eq!(metrics["read_wait_duration_seconds"]["count"], 32);
+    let sum = |name: &str| metrics[name]["sum_seconds"].as_f64().unwrap();
+    assert!(sum("chunk_write_duration_seconds") > 0.0);
+    assert!(
+        sum("read_wait_duration_seconds") + sum("chunk_write_duration_seconds")
+            <= sum("task_duration_seconds"),
+        "{metrics}"
+    );
     assert!(
         report["plans"][0]
             .as_str()
@@ -242,6 +253,7 @@ fn the_json_report_has_a_bounded_timeline_under_the_limit() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.contains("<svg"), "the memory chart is drawn");
+    assert!(page.contains("time in tasks: computing / waiting for reads / writing"));
     // The data travels with the page: `report` gives it back as JSON.
     let back = dir.path().join("sum.json");
     run([

@@ -220,6 +220,15 @@ pub fn render_html(report: &Value) -> Result<String> {
                 metrics["cache_evictions_total"]
             ),
         ),
+        ("time in tasks: computing / waiting for reads / writing", {
+            let sum = |name: &str| metrics[name]["sum_seconds"].as_f64().unwrap_or(0.0);
+            let (reads, writes) = (
+                sum("read_wait_duration_seconds"),
+                sum("chunk_write_duration_seconds"),
+            );
+            let computing = (sum("task_duration_seconds") - reads - writes).max(0.0);
+            format!("{computing:.2} s / {reads:.2} s / {writes:.2} s")
+        }),
         (
             "prefetch hits / waits",
             format!(

@@ -24,7 +24,7 @@ use crate::plan::{
     ContractionPath, ContractionStep, EinsumSpec, Label, OutputArray, PathStrategy, StepOperand,
     TilingParams, rechunk_seconds,
 };
-use crate::store::{ArraySpec, Compression, ZarrArray, check_output_not_input};
+use crate::store::{ArraySpec, Compression, Durability, ZarrArray, check_output_not_input};
 
 /// What an einsum will do: the subscripts (ellipses expanded), the operands
 /// rechunked first, and the contraction path with every step's tiles and
@@ -51,6 +51,10 @@ pub struct EinsumPlan {
     /// rechunked first, then each step's result but the last one's), in
     /// the order they are written, each in the tier the plan placed it.
     pub intermediates: Vec<ScratchPlacement>,
+    /// Reader threads loading tiles' chunks ahead of the workers.
+    pub readers: usize,
+    /// How the result's chunks reach the disk (intermediates: never synced).
+    pub durability: Durability,
 }
 
 /// How the ranks share one product step: a grid of ranks over its output
@@ -279,6 +283,24 @@ impl fmt::Display for EinsumPlan {
                 gemm_gflops()
             )?;
         }
+        let result = if self.output_shape.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; result chunks written with durability {}",
+                self.durability
+            )
+        };
+        let intermediates = if self.intermediates.is_empty() {
+            ""
+        } else {
+            ", intermediates never synced"
+        };
+        writeln!(
+            f,
+            "  I/O: {} reader(s) load tiles' chunks ahead of the workers{result}{intermediates}",
+            self.readers
+        )?;
         for placed in &self.intermediates {
             writeln!(f, "  intermediate: {placed}")?;
         }
@@ -641,6 +663,8 @@ impl Einsum {
             threads: session.threads(),
             ranks,
             intermediates: Vec::new(),
+            readers: session.options().readers,
+            durability: session.options().durability,
         };
         // Refused here, before any I/O, when no tier can hold one.
         let needs = plan.intermediate_needs(inputs, dtype, scalar || self.scratch);
