@@ -11,10 +11,6 @@ use common::{arg, bin, identical, run, wait_with_rusage};
 use tenrso_ooc::store::ZarrArray;
 
 #[test]
-#[allow(
-    clippy::zombie_processes,
-    reason = "reaped by wait4 in wait_with_rusage"
-)]
 fn sigkill_then_resume_gives_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let args = |path: &str| {
@@ -37,29 +33,8 @@ fn sigkill_then_resume_gives_the_uninterrupted_result() {
         ]
     };
     let killed = arg(dir.path(), "killed.zarr");
-    let child = Command::new(bin())
-        .args(args(&killed))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Kill it once a few chunks are on disk, well before the 256 chunks are done.
-    let start = Instant::now();
-    while stored_chunk_files(&dir.path().join("killed.zarr")) < 8 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "writer made no progress"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
-    let (code, _) = wait_with_rusage(child.id());
-    drop(child);
-    assert_eq!(
-        code, None,
-        "the writer finished before it could be killed; make the job larger"
-    );
+    kill_when_written(&args(&killed), Path::new(&killed), 8);
 
     // Every chunk on disk is complete: verify decodes them all.
     let written = stored_chunk_files(&dir.path().join("killed.zarr"));

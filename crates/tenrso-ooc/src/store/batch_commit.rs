@@ -21,7 +21,7 @@ use crate::store::AtomicFile;
 use crate::store::atomic_write::parent_dir;
 
 /// Bytes queued at most: a writer waits for the committer beyond this.
-const MAX_QUEUED_BYTES: u64 = 256 << 20;
+const MAX_QUEUED_BYTES: u64 = 128 << 20;
 
 /// Temporaries queued at most (each costs a little bookkeeping).
 const MAX_QUEUED_FILES: usize = 1024;

@@ -20,7 +20,7 @@ use crate::core::{Error, Result};
 /// committer thread, which syncs every temporary written meanwhile with one
 /// `syncfs`, renames them over their chunks, and syncs again so the renames
 /// last. A write returns as soon as its temporary is written (waiting only
-/// when 256 MiB are already queued); reads of the same store see the queued
+/// when 128 MiB are already queued); reads of the same store see the queued
 /// chunks; [`ZarrArray::flush`](crate::store::ZarrArray::flush) waits for
 /// the queue and reports a failed sync. Operations flush their outputs
 /// before they return (and at each stage boundary), so a finished
