@@ -11,6 +11,7 @@
 # map    = `map x*2+1` to a new store with --durability chunk, batch and none,
 #          against `dd conv=fsync` writing the same bytes, and Dask's
 #          `da.to_zarr(x*2+1)` (bench/dask_map_to_zarr.py, 2 threads, no sync);
+#          then with --readers 1, 2 and 4, warm and cold (--durability none);
 # export = `export` to an uncompressed Arrow IPC file, against pyarrow writing
 #          the same rows from a memory-mapped .npy (bench/pyarrow_columnar.py),
 #          both fsync'd.
@@ -23,7 +24,7 @@ mkdir -p "$work"
 cargo build --release -q -p tenrso-ooc-cli
 bin="$PWD/target/release/tenrso-ooc"
 source bench/common.sh
-rows=$((size_gib * 65536))
+rows=$((size_gib * 16384))   # 8192 f64 columns: 16384 rows per GiB
 rate() { calc "$size_gib * 1024 / $1"; }   # MiB/s
 median_of() { local t=(); for _ in $(seq "$repeat"); do t+=("$(timed "$@")"); done; median "${t[@]}"; }
 median_cold() { local t=(); for _ in $(seq "$repeat"); do drop; t+=("$(timed "$@")"); done; median "${t[@]}"; }
@@ -69,6 +70,17 @@ echo "| Dask to_zarr (no sync) | $(fmt "$dask") | $(gbs "$dask") | $(ratio "$ddf
 for durability in chunk batch none; do
     warm; t=$(median_map --durability "$durability" --memory-limit 1GiB)
     echo "| ours, --durability $durability | $(fmt "$t") | $(gbs "$t") | $(ratio "$ddf" "$t") | $(ratio "$dask" "$t") |"
+done
+
+echo
+echo "| map x*2+1, --durability none | warm seconds | cold seconds | cold × --readers 1 |"
+echo "|---|---|---|---|"
+cold_map() { local t=(); for _ in $(seq "$repeat"); do rm -rf "$work/y.zarr"; drop; t+=("$(timed "$bin" map "x*2+1" "$work/x.zarr" --out "$work/y.zarr" -q "$@")"); done; median "${t[@]}"; }
+for readers in 1 2 4; do
+    warm; w=$(median_map --durability none --readers "$readers" --memory-limit 1GiB)
+    c=""; [ "$can_drop" = 1 ] && c=$(cold_map --durability none --readers "$readers" --memory-limit 1GiB)
+    [ "$readers" = 1 ] && c1="$c"
+    echo "| --readers $readers | $(fmt "$w") | $(fmt "${c:-0}") | $([ -n "$c" ] && ratio "$c1" "$c") |"
 done
 rm -rf "$work/y.zarr" "$work/dask.zarr"
 

@@ -49,7 +49,7 @@ class Session:
             scratch; a killed run can leave torn chunks that ``verify``
             names).
         readers: threads loading chunks ahead of the workers, in plan
-            order (default 2); more than the cores can pay on a cold disk.
+            order (default 4); more than the cores pay on a cold disk.
 
     A session is a context manager: inside ``with`` it is the current
     session of operations that are given none.

@@ -45,12 +45,12 @@ pub struct ExecOptions {
     /// area are never synced.
     pub durability: Durability,
     /// Reader threads loading chunks ahead of the workers, in plan order
-    /// (at least 1; 2 by default). They decode and check what they read,
+    /// (at least 1; 4 by default). They decode and check what they read,
     /// and wait in I/O, so more than the cores can pay on a cold disk.
     pub readers: usize,
 }
 /// Reader threads of a session unless told otherwise.
-pub const DEFAULT_READERS: usize = 2;
+pub const DEFAULT_READERS: usize = 4;
 
 impl Default for ExecOptions {
     /// All cores, a quarter of physical memory, spill to the temporary
