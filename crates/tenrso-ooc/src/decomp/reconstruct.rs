@@ -274,7 +274,7 @@ where
         })
     });
     // What was written is committed, also after a failure (for `--resume`).
-    let result = result.and(array.flush());
+    let result = result.and(array.end_writes());
     progress.finish();
     if let Err(e) = result {
         if ranks.is_root() && !resume && !matches!(e, crate::Error::Cancelled) {

@@ -438,6 +438,10 @@ pub fn execute_planned<T: Element>(
         }
     }
     progress.finish();
+    // Later writes through the outputs (by whoever holds them) are synced
+    // per chunk again.
+    let ended = graph.outputs().try_for_each(|o| o.end_writes());
+    let outcome = outcome.and(ended);
     if let Err(err) = outcome {
         // A cancelled run reports the cancellation, not whatever a worker
         // stopping meanwhile ran into (a wait for memory cut short).

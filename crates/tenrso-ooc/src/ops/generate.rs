@@ -445,7 +445,7 @@ fn fill_chunks(
         })
     });
     // What was written is committed, also after a failure (for `--resume`).
-    let flushed = array.flush();
+    let flushed = array.end_writes();
     progress.finish();
     result?;
     flushed?;

@@ -342,7 +342,7 @@ fn import_into(
         },
     ));
     // What was written is committed, also after a failure (for `--resume`).
-    let flushed = array.flush();
+    let flushed = array.end_writes();
     progress.finish();
     result?;
     flushed?;

@@ -143,6 +143,15 @@ impl OutputArray {
         self.array.get().map_or(Ok(()), |a| a.flush())
     }
 
+    /// Ends the run's writes (see [`ZarrArray::end_writes`]); nothing to do
+    /// before the array is created.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::flush`].
+    pub fn end_writes(&self) -> Result<()> {
+        self.array.get().map_or(Ok(()), |a| a.end_writes())
+    }
+
     /// Deletes the array if this run created it (after a failed run).
     pub fn remove_created(&self) {
         if self.array.get().is_some() {

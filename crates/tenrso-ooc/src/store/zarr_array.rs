@@ -642,6 +642,26 @@ impl ZarrArray {
         self.store.flush().map_err(|e| Error::io(&self.path, e))
     }
 
+    /// How chunk writes through this array reach the disk now.
+    pub fn durability(&self) -> Durability {
+        self.store.durability()
+    }
+
+    /// Ends an operation's writes: waits until they are durable (see
+    /// [`flush`](Self::flush)), then puts the array back to
+    /// [`Durability::Chunk`], so whoever writes through it next (a Python
+    /// slice assignment, another operation) is synced per chunk unless
+    /// told otherwise — nothing is left queued for a process that exits
+    /// without dropping the array.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush) (the durability is reset anyway).
+    pub fn end_writes(&self) -> Result<()> {
+        let flushed = self.flush();
+        self.set_durability(Durability::Chunk);
+        flushed
+    }
+
     /// True when the stored chunk has been written.
     ///
     /// # Errors
