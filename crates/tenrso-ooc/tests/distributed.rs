@@ -201,13 +201,23 @@ fn the_ranks_share_the_tasks_and_gather_their_figures() {
         // Each rank's share of the plan, the same on every rank.
         let shares: Vec<u64> = report.explain().ranks.iter().map(|r| r.tasks).collect();
         let run = report.run().unwrap().run;
-        (s.ranks().rank(), shares, run.tasks_run, run.ranks.clone())
+        (s.ranks().rank(), shares, run)
     });
-    for (rank, shares, tasks_run, per_rank) in &runs {
+    for (rank, shares, run) in &runs {
         assert_eq!(shares, &vec![21, 21, 22], "rank {rank}");
-        assert_eq!(*tasks_run, 64, "totals over the ranks");
-        let own: Vec<u64> = per_rank.iter().map(|r| r.tasks_run).collect();
+        assert_eq!(run.tasks_run, 64, "totals over the ranks");
+        let own: Vec<u64> = run.ranks.iter().map(|r| r.tasks_run).collect();
         assert_eq!(own, vec![21, 21, 22]);
+        // Where the time went adds up over the ranks too.
+        let sum = |f: fn(&tenrso_ooc::exec::RankRun) -> f64| run.ranks.iter().map(f).sum::<f64>();
+        assert_eq!(run.task_seconds, sum(|r| r.task_seconds));
+        assert_eq!(run.write_seconds, sum(|r| r.write_seconds));
+        assert_eq!(run.read_wait_seconds, sum(|r| r.read_wait_seconds));
+        assert!(
+            run.ranks.iter().all(|r| r.write_seconds > 0.0),
+            "{:?}",
+            run.ranks
+        );
     }
 }
 

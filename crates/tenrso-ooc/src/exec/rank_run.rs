@@ -21,10 +21,20 @@ pub struct RankRun {
     pub bytes_spilled: u64,
     /// The most memory its pool reserved at once.
     pub pool_peak: u64,
+    /// Spill files it moved down a tier.
+    pub spill_demotions: u64,
+    /// Spill files it moved up a tier.
+    pub spill_promotions: u64,
+    /// Seconds its workers spent in tasks.
+    pub task_seconds: f64,
+    /// Of which waiting for input chunks.
+    pub read_wait_seconds: f64,
+    /// Of which writing output chunks.
+    pub write_seconds: f64,
 }
 
 impl RankRun {
-    fn to_u64s(self) -> [u64; 7] {
+    fn to_u64s(self) -> [u64; 12] {
         [
             self.rank as u64,
             self.seconds.to_bits(),
@@ -33,6 +43,11 @@ impl RankRun {
             self.bytes_written,
             self.bytes_spilled,
             self.pool_peak,
+            self.spill_demotions,
+            self.spill_promotions,
+            self.task_seconds.to_bits(),
+            self.read_wait_seconds.to_bits(),
+            self.write_seconds.to_bits(),
         ]
     }
 
@@ -46,6 +61,11 @@ impl RankRun {
             bytes_written: at(4),
             bytes_spilled: at(5),
             pool_peak: at(6),
+            spill_demotions: at(7),
+            spill_promotions: at(8),
+            task_seconds: f64::from_bits(at(9)),
+            read_wait_seconds: f64::from_bits(at(10)),
+            write_seconds: f64::from_bits(at(11)),
         }
     }
 
@@ -59,6 +79,11 @@ impl RankRun {
             "bytes_written": self.bytes_written,
             "bytes_spilled": self.bytes_spilled,
             "pool_peak_bytes": self.pool_peak,
+            "spill_demotions": self.spill_demotions,
+            "spill_promotions": self.spill_promotions,
+            "task_seconds": self.task_seconds,
+            "read_wait_seconds": self.read_wait_seconds,
+            "write_seconds": self.write_seconds,
         })
     }
 }
@@ -80,6 +105,11 @@ impl RunStats {
             bytes_written: self.bytes_written,
             bytes_spilled: self.bytes_spilled,
             pool_peak: self.pool_peak,
+            spill_demotions: self.spill_demotions,
+            spill_promotions: self.spill_promotions,
+            task_seconds: self.task_seconds,
+            read_wait_seconds: self.read_wait_seconds,
+            write_seconds: self.write_seconds,
         };
         let all: Vec<RankRun> = all_gather_u64s(ranks, &mine.to_u64s())
             .iter()
@@ -91,6 +121,11 @@ impl RunStats {
         self.bytes_read = all.iter().map(|r| r.bytes_read).sum();
         self.bytes_written = all.iter().map(|r| r.bytes_written).sum();
         self.bytes_spilled = all.iter().map(|r| r.bytes_spilled).sum();
+        self.spill_demotions = all.iter().map(|r| r.spill_demotions).sum();
+        self.spill_promotions = all.iter().map(|r| r.spill_promotions).sum();
+        self.task_seconds = all.iter().map(|r| r.task_seconds).sum();
+        self.read_wait_seconds = all.iter().map(|r| r.read_wait_seconds).sum();
+        self.write_seconds = all.iter().map(|r| r.write_seconds).sum();
         self.ranks = all;
         self
     }
