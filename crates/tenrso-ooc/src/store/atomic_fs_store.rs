@@ -115,13 +115,13 @@ impl AtomicFsStore {
     fn write_atomically_parts(&self, key: &StoreKey, parts: &[&[u8]]) -> std::io::Result<()> {
         let path = self.key_path(key);
         let dir = path.parent().unwrap_or(&self.base);
-        let is_document = key.as_str().rsplit('/').next() == Some(METADATA_NAME);
-        match self.durability() {
+        let durability = if key.as_str().rsplit('/').next() == Some(METADATA_NAME) {
+            Durability::Chunk
+        } else {
+            self.durability()
+        };
+        match durability {
             Durability::Chunk => {
-                create_dirs(dir, true)?;
-                write_parts_atomically(&path, parts)
-            }
-            _ if is_document => {
                 create_dirs(dir, true)?;
                 write_parts_atomically(&path, parts)
             }
@@ -239,13 +239,7 @@ impl ReadableStorageTraits for AtomicFsStore {
     }
 
     fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
-        let metadata = match self.committer.get() {
-            Some(committer) => committer
-                .open(&self.key_path(key))
-                .and_then(|f| f.metadata()),
-            None => fs::metadata(self.key_path(key)),
-        };
-        match metadata {
+        match self.open_key(key).and_then(|f| f.metadata()) {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
