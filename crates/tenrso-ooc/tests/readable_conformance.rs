@@ -76,7 +76,13 @@ fn cases(dir: &std::path::Path) -> Vec<(String, ArrayRef)> {
         ArraySpec::new(SHAPE.to_vec(), vec![8, SHAPE[1], SHAPE[2]], DType::F64),
     );
     let rows = Arc::new(ZarrArray::open(dir.join("rows.zarr")).unwrap());
-    let files: [(&str, Option<ColumnarCompression>, Option<u64>); 10] = [
+    // One chunk taller than the array: one chunk row, sliced into batches.
+    zarr(
+        "tall.zarr",
+        ArraySpec::new(SHAPE.to_vec(), vec![64, SHAPE[1], SHAPE[2]], DType::F64),
+    );
+    let tall = Arc::new(ZarrArray::open(dir.join("tall.zarr")).unwrap());
+    let files: [(&str, Option<ColumnarCompression>, Option<u64>); 11] = [
         ("x.npy", None, None),
         ("x.bin", None, None),
         ("x.arrow", None, Some(10)),
@@ -87,13 +93,14 @@ fn cases(dir: &std::path::Path) -> Vec<(String, ArrayRef)> {
         ("rows.arrow", None, Some(4)),
         ("rows.arrows", None, Some(8)),
         ("rows.parquet", Some(ColumnarCompression::Zstd), Some(4)),
+        ("tall.arrow", None, Some(16)),
     ];
     for (name, compression, rows_per_batch) in files {
         let path = dir.join(name);
-        let source = if name.starts_with("rows") {
-            &rows
-        } else {
-            &tiles
+        let source = match name.split('.').next() {
+            Some("rows") => &rows,
+            Some("tall") => &tall,
+            _ => &tiles,
         };
         let mut export = Export::new(source, &path);
         if !name.ends_with(".npy") && !name.ends_with(".bin") {

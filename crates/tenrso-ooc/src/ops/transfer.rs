@@ -542,7 +542,9 @@ fn export_rows(
         }
         && slabs_held * chunk_bytes + working_set <= limit / 2;
     let (read_rows, batch_rows) = if from_chunks {
-        (chunk_rows, options.row_group_rows.unwrap_or(chunk_rows))
+        // (One chunk row when the chunks are taller than the array.)
+        let rows = chunk_rows.min(shape[0]).max(1);
+        (rows, options.row_group_rows.unwrap_or(rows))
     } else {
         (slab_rows, slab_rows)
     };
