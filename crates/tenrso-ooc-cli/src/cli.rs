@@ -55,7 +55,7 @@ pub struct GlobalArgs {
     /// Compression of spilled chunks: none, lz4 or zstd[:LEVEL]
     #[arg(long, global = true, default_value = "lz4", value_name = "CODEC")]
     pub spill_codec: SpillCodec,
-    /// Chunk cache eviction: min (Belady, from the plan), lru or lfu
+    /// Chunk cache eviction: min (Belady, from the plan), lru, lfu, arc or learned (LRU and LFU weighed online)
     #[arg(long, global = true, default_value = "min", value_name = "POLICY")]
     pub cache_policy: PolicyKind,
     /// Print the plan (memory, bytes to read/write/spill, tasks) and run nothing

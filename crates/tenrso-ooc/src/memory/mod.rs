@@ -5,8 +5,10 @@
 //! that keep resident memory near the pool's figures and page faults rare.
 
 mod allocator;
+mod arc_policy;
 mod buffer_pool;
 mod cache;
+mod learned_policy;
 mod policy;
 mod pool;
 mod scratch_placement;
@@ -16,11 +18,13 @@ mod temp_store;
 mod tier;
 
 pub use allocator::{MMAP_THRESHOLD_BYTES, SYSTEM_MALLOC_VAR, tune_allocator};
+pub use arc_policy::AdaptiveReplacement;
 pub use buffer_pool::{
     BufferPoolStats, RECYCLE_MIN_BYTES, RecyclingAllocator, buffer_pool_stats, enable_recycling,
     size_class,
 };
 pub use cache::{CacheStats, ChunkCache, Loader, Pinned, SpilledPrefetch};
+pub use learned_policy::Learned;
 pub use policy::{
     BuildKeyHasher, ChunkKey, ChunkMap, EvictionPolicy, KeyHasher, Lfu, Lru, Min, PolicyKind,
     SimulationResult, simulate,
