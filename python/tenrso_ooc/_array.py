@@ -157,6 +157,41 @@ class Array:
             f"Bytes stored: {self.nbytes_stored} ({_size(self.nbytes_stored)})\n"
         )
 
+    def cached(
+        self, capacity: Size = "256MiB", *, policy: str = "arc", prefetch: int = 2
+    ) -> Array:
+        """This array read through a cache of decoded chunks, for slicing
+        loops that come back to the same chunks.
+
+        Args:
+            capacity: the most bytes of decoded chunks held (on top of the
+                session's memory limit, which bounds each read).
+            policy: which chunk to drop when full: ``arc`` (the Adaptive
+                Replacement Cache: best over the recorded traces),
+                ``learned`` (LRU and LFU weighed online by their mistakes:
+                best where frequency matters, e.g. skewed random tiles),
+                ``lru`` or ``lfu``.
+            prefetch: regions to predict ahead (a constant step between
+                reads, or what followed last time) and load in the
+                background; 0 turns prediction off.
+
+        The cached array is read-only; ``cache_stats()`` counts hits,
+        misses, prefetches and correct predictions.
+
+        >>> import numpy as np, tenrso_ooc as ts, tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> x = ts.from_numpy(os.path.join(d, "x.zarr"), np.arange(4096.0).reshape(64, 64), chunks=(16, 64))
+        >>> c = x.cached("1MiB", prefetch=0)
+        >>> total = sum(float(c[i:i + 4].sum()) for i in range(0, 64, 4))
+        >>> total == float(np.arange(4096.0).sum()), c.cache_stats()["misses"]
+        (True, 4)
+        """
+        return Array(self._native.cached(capacity, policy, prefetch))
+
+    def cache_stats(self) -> dict[str, int] | None:
+        """The counters of a cached array (``None`` for one without a cache)."""
+        return self._native.cache_stats()
+
     def __len__(self) -> int:
         if not self.shape:
             raise TypeError("len() of a 0-d array")

@@ -191,7 +191,12 @@ def create(
             ``normal`` or ``lowrank:R[:NOISE]`` (a rank-R CP tensor plus
             relative noise), generated chunk by chunk under the limit.
         seed: the random generator's seed (same seed, same tensor).
-        compression: ``none``, ``lz4``, ``zstd`` or ``zstd:LEVEL``.
+        compression: ``none``, ``lz4``, ``zstd``, ``zstd:LEVEL``, or
+            ``auto`` / ``auto:size``: each candidate measured on samples of
+            the generated values and this disk's bandwidth, the fastest
+            (or smallest) kept and the figures recorded in
+            ``attrs["tenrso_codec_choice"]`` (not with ``fill="zeros"``,
+            which writes nothing to measure).
         shards: the shard shape, in elements (a multiple of `chunks`).
     """
     s = resolve(session, memory_limit)

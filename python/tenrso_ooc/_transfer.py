@@ -38,6 +38,10 @@ def import_file(
     or a raw little-endian file (then give ``raw_shape`` and
     ``raw_dtype``). ``columns`` picks and orders the tensor columns of a
     table; ``resume=True`` finishes an interrupted import.
+    ``compression`` is ``none``, ``lz4``, ``zstd[:LEVEL]``, or ``auto`` /
+    ``auto:size`` to measure the candidates on samples of the source and
+    this disk's bandwidth and keep the fastest (or smallest), recorded in
+    ``attrs["tenrso_codec_choice"]``.
 
     >>> import numpy as np, tenrso_ooc as ts, tempfile, os
     >>> d = tempfile.mkdtemp()

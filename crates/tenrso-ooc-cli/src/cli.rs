@@ -7,7 +7,7 @@ use tenrso_ooc::io::ColumnarCompression;
 use tenrso_ooc::memory::{PolicyKind, SpillCodec, SpillDirSpec, SpillMigration};
 use tenrso_ooc::ops::{Fill, ReduceOp};
 use tenrso_ooc::plan::PathStrategy;
-use tenrso_ooc::store::{Compression, Durability};
+use tenrso_ooc::store::{CodecChoice, Compression, Durability};
 use tenrso_ooc::{ByteSize, DType, Shape};
 
 /// Out-of-core dense tensors: chunked Zarr v3 arrays processed under a memory limit.
@@ -52,7 +52,7 @@ pub struct GlobalArgs {
     /// How output chunks reach the disk: chunk (an fsync per chunk), batch (synced in batches by a background thread; a killed run still leaves every chunk old or new) or none (written in place, never synced: a killed run can leave torn chunks, which `verify` names)
     #[arg(long, global = true, default_value = "batch", value_name = "MODE")]
     pub durability: Durability,
-    /// Compression of spilled chunks: none, lz4 or zstd[:LEVEL]
+    /// Compression of spilled chunks: none, lz4, zstd[:LEVEL] or auto (measured on the first chunk spilled against the spill directory's bandwidth)
     #[arg(long, global = true, default_value = "lz4", value_name = "CODEC")]
     pub spill_codec: SpillCodec,
     /// Chunk cache eviction: min (Belady, from the plan), lru, lfu, arc or learned (LRU and LFU weighed online)
@@ -122,6 +122,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Draw a JSON run report (from --report RUN.json) as one self-contained HTML page with plots; from such a page, `-o RUN.json` gives back its JSON
     Report(ReportArgs),
+    /// Replay recorded region traces (unplanned reads, e.g. Python slicing) through every cache policy and the access predictor: hit ratios against Belady's MIN
+    Replay(ReplayArgs),
 }
 
 impl Command {
@@ -143,6 +145,7 @@ impl Command {
             Self::Reconstruct(_) => "reconstruct",
             Self::Demo(_) => "demo",
             Self::Report(_) => "report",
+            Self::Replay(_) => "replay",
         }
     }
 
@@ -150,9 +153,28 @@ impl Command {
     pub fn runs_distributed(&self) -> bool {
         !matches!(
             self,
-            Self::Import(_) | Self::Export(_) | Self::Demo(_) | Self::Report(_)
+            Self::Import(_) | Self::Export(_) | Self::Demo(_) | Self::Report(_) | Self::Replay(_)
         )
     }
+}
+
+/// `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Trace files (`array SHAPE`, `chunks SHAPE`, then one `START EXTENT` per read), as Python's `Array.cached()` records them
+    #[arg(required = true, value_name = "TRACE")]
+    pub traces: Vec<PathBuf>,
+    /// Cache capacities to replay, in chunks
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "8,16,32",
+        value_name = "CHUNKS"
+    )]
+    pub capacity: Vec<usize>,
+    /// Regions the predictor loads ahead in the prediction columns
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub prefetch: usize,
 }
 
 /// `report`.
@@ -307,9 +329,9 @@ pub struct MapArgs {
     /// Output array (chunked like x)
     #[arg(short, long, value_name = "OUT")]
     pub out: PathBuf,
-    /// Compressor of the output: none, zstd[:LEVEL] or lz4
+    /// Compressor of the output: none, zstd[:LEVEL], lz4, or auto[:speed|:size] (measured on the expression of samples of the inputs)
     #[arg(long, default_value = "none", value_name = "CODEC")]
-    pub codec: Compression,
+    pub codec: CodecChoice,
     /// Continue an interrupted run of the same command into OUT: output chunks it completed are kept (an einsum recomputes its intermediates)
     #[arg(long)]
     pub resume: bool,
@@ -383,9 +405,9 @@ pub struct LayoutArgs {
     /// Chunk shape, e.g. 512,512 [default: about 8 MiB per chunk]
     #[arg(long, value_name = "SHAPE")]
     pub chunks: Option<Shape>,
-    /// Compressor: none, zstd[:LEVEL] (1-22) or lz4 (blosc)
+    /// Compressor: none, zstd[:LEVEL] (1-22), lz4 (blosc), or auto[:speed|:size] (measure the candidates on samples of the data and this disk's bandwidth, and record the choice in the array)
     #[arg(long, default_value = "none", value_name = "CODEC")]
-    pub codec: Compression,
+    pub codec: CodecChoice,
     /// Group chunks into shards of this shape (a multiple of --chunks)
     #[arg(long, value_name = "SHAPE")]
     pub shard: Option<Shape>,

@@ -287,6 +287,7 @@ fn run(command: &Command, ctx: &Context) -> tenrso_ooc::Result<Outcome> {
         Command::Reconstruct(args) => commands::decompose::reconstruct(args, ctx),
         Command::Demo(args) => commands::demo::run(args, ctx),
         Command::Report(args) => commands::report::run(args),
+        Command::Replay(args) => commands::replay::run(args),
     }
 }
 

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use tenrso_ooc::io::{ArrayRef, SourceOptions};
+use tenrso_ooc::memory::{CachedArray, PolicyKind, ReadCacheOptions};
 use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{ByteSize, DType, Element, Error};
 
 use crate::errors::OrRaise;
 use crate::progress;
 use crate::selection::{self, AxisSelection};
-use crate::session::PySession;
+use crate::session::{PySession, size_arg};
 
 /// A stored array: a Zarr v3 array (readable and writable) or a
 /// `.npy`/IPC/Parquet file read in place (read-only).
@@ -179,6 +180,64 @@ impl PyArray {
     /// Removes attribute `key` (stores only); false when there was none.
     fn remove_attribute(&self, key: String) -> PyResult<bool> {
         self.metadata()?.remove_attribute(&key).or_raise()
+    }
+
+    /// The same array read through a cache of decoded chunks of at most
+    /// `capacity` bytes, dropping chunks by `policy` and loading the
+    /// `prefetch` regions predicted next in the background.
+    #[pyo3(signature = (capacity, policy, prefetch))]
+    fn cached(&self, capacity: &Bound<'_, PyAny>, policy: &str, prefetch: usize) -> PyResult<Self> {
+        let options = ReadCacheOptions {
+            capacity: size_arg(capacity, "capacity")?,
+            policy: crate::ops::parse::<PolicyKind>(policy)?,
+            prefetch_depth: prefetch,
+        };
+        // A cache of a cache reads the array underneath.
+        let inner = match self.array.as_any().downcast_ref::<CachedArray>() {
+            Some(cached) => cached.inner().clone(),
+            None => self.array.clone(),
+        };
+        Ok(Self {
+            array: Arc::new(CachedArray::new(inner, options)),
+        })
+    }
+
+    /// The counters of the cache (see `cached`), `None` without one.
+    fn cache_stats(&self) -> Option<std::collections::BTreeMap<&'static str, u64>> {
+        let cached = self.array.as_any().downcast_ref::<CachedArray>()?;
+        let s = cached.stats();
+        Some(
+            [
+                ("hits", s.hits),
+                ("misses", s.misses),
+                ("evictions", s.evictions),
+                ("prefetched", s.prefetched),
+                ("prefetch_hits", s.prefetch_hits),
+                ("predictions", s.predictions),
+                ("correct_predictions", s.correct_predictions),
+                ("bytes", cached.bytes()),
+                ("capacity", cached.options().capacity),
+            ]
+            .into_iter()
+            .collect(),
+        )
+    }
+
+    /// Starts (`True`) or stops recording the regions read through the
+    /// cache; returns those recorded so far as `(start, shape)` pairs.
+    fn cache_trace(&self, record: bool) -> PyResult<Vec<(Vec<u64>, Vec<u64>)>> {
+        let cached = self
+            .array
+            .as_any()
+            .downcast_ref::<CachedArray>()
+            .ok_or_else(|| Error::invalid("this array has no cache: use .cached() first"))
+            .or_raise()?;
+        let trace = cached.take_trace();
+        cached.record_trace(record);
+        Ok(trace
+            .into_iter()
+            .map(|r| (r.start().to_vec(), r.shape().to_vec()))
+            .collect())
     }
 
     /// Reads the selection `[(start, step, count), …]` (one per axis) into

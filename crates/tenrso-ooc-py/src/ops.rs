@@ -11,7 +11,7 @@ use tenrso_ooc::ops::{
     Einsum, Expr, Fill, Generate, Map, OutputOptions, Rechunk, Reduce, ReduceOp, Transpose, Verify,
 };
 use tenrso_ooc::plan::{EinsumSpec, PathStrategy};
-use tenrso_ooc::store::{ArraySpec, Compression, ZarrArray};
+use tenrso_ooc::store::{ArraySpec, CodecChoice, ZarrArray};
 use tenrso_ooc::{ChunkGrid, DType, Error};
 
 use crate::array::PyArray;
@@ -71,19 +71,30 @@ pub fn create(
         let target = session.inner.options().default_chunk_bytes();
         ChunkGrid::auto_chunk_shape(&shape, dtype.size() as u64, target)
     });
-    let mut spec =
-        ArraySpec::new(shape, chunks, dtype).with_compression(parse::<Compression>(compression)?);
+    let codec = parse::<CodecChoice>(compression)?;
+    let mut spec = ArraySpec::new(shape, chunks, dtype);
     if let Some(shards) = shards {
         spec = spec.with_shards(shards);
     }
     let fill = parse::<Fill>(fill)?;
+    if let (CodecChoice::Auto(_), Fill::Zeros) = (codec, fill) {
+        return Err(Error::invalid(
+            "compression='auto' measures the codecs on the values written, and fill='zeros' writes none: name a codec, or import or fill the data with compression='auto'",
+        ))
+        .or_raise();
+    }
+    if let CodecChoice::Fixed(compression) = codec {
+        spec = spec.with_compression(compression);
+    }
     if fill == Fill::Zeros {
         // As zarr-python does: no chunk written, every chunk reads as the
         // fill value (0) until assigned.
         let array = py.detach(|| ZarrArray::create(&path, &spec)).or_raise()?;
         return Ok(PyArray::from_zarr(Arc::new(array)));
     }
-    let request = Generate::new(path, spec, fill).with_seed(seed);
+    let request = Generate::new(path, spec, fill)
+        .with_seed(seed)
+        .with_codec(codec);
     let report =
         progress::plan_and_run(py, &session.inner, progress_callback, |s| request.plan(s))?;
     Ok(PyArray::from_zarr(report.array))

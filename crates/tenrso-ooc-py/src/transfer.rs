@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use tenrso_ooc::DType;
 use tenrso_ooc::io::{ColumnarCompression, ColumnarOptions};
 use tenrso_ooc::ops::{Export, Import, ImportOptions};
-use tenrso_ooc::store::Compression;
+use tenrso_ooc::store::CodecChoice;
 
 use crate::array::PyArray;
 use crate::errors::OrRaise;
@@ -35,7 +35,7 @@ pub fn import_file(
     progress_callback: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyArray> {
     let mut options = ImportOptions::default()
-        .with_compression(parse::<Compression>(compression)?)
+        .with_codec(parse::<CodecChoice>(compression)?)
         .with_resume(resume);
     if let Some(chunks) = chunks {
         options = options.with_chunk_shape(chunks);

@@ -22,6 +22,7 @@ pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
     let start = Instant::now();
     let report = Generate::new(&args.path, spec, args.fill)
         .with_seed(args.seed)
+        .with_codec(args.layout.codec)
         .with_resume(args.layout.resume)
         .plan(&ctx.session)?
         .run_with(&ctx.progress)?;
@@ -43,6 +44,9 @@ pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
         rate(report.bytes_written, elapsed),
         ByteSize(on_disk),
     );
+    if let Some(choice) = &report.codec_choice {
+        text.push_str(&super::indent(&choice.summary()));
+    }
     if report.chunks_skipped > 0 {
         text.push_str(&format!(
             "  resumed: {} chunks were already written and kept\n",
@@ -55,6 +59,7 @@ pub fn run(args: &CreateArgs, ctx: &Context) -> Result<Outcome> {
         "dtype": array.dtype().short_name(),
         "chunk_shape": array.chunk_grid().chunk_shape(),
         "codecs": array.codec_description(),
+        "codec_choice": report.codec_choice.as_ref().map(|c| c.to_json()),
         "fill": args.fill.to_string(),
         "seed": args.seed,
         "chunks_written": report.chunks_written,

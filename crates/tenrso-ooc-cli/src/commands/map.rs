@@ -15,7 +15,7 @@ pub fn run(args: &MapArgs, ctx: &Context) -> Result<Outcome> {
     let x = open_input(&args.input)?;
     let y = args.input2.as_ref().map(|p| open_input(p)).transpose()?;
     let opts = OutputOptions::default()
-        .with_compression(args.codec)
+        .with_codec(args.codec)
         .with_resume(args.resume);
     let mut request = Map::new(expr.clone(), &x, &args.out).with_output_options(opts);
     if let Some(y) = &y {
@@ -27,6 +27,25 @@ pub fn run(args: &MapArgs, ctx: &Context) -> Result<Outcome> {
         return Ok(explained(planned.explain(), extra));
     }
     let report = planned.run_with(&ctx.progress)?;
-    let headline = format!("map `{expr}` -> {}", args.out.display());
+    let mut headline = format!("map `{expr}` -> {}", args.out.display());
+    if let Some(choice) = recorded_choice(&args.out) {
+        headline.push_str(&format!(" ({choice})"));
+    }
     Ok(outcome(&report, headline, extra))
+}
+
+/// `codec auto: lz4, ratio 3.10` from the attribute `--codec auto` records.
+fn recorded_choice(out: &std::path::Path) -> Option<String> {
+    let array = tenrso_ooc::store::ZarrArray::open(out).ok()?;
+    let attributes = array.attributes();
+    let choice = attributes.get(tenrso_ooc::store::CodecDecision::ATTRIBUTE)?;
+    let chosen = choice.get("chosen")?.as_str()?;
+    let ratio = choice
+        .get("candidates")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("codec").and_then(|n| n.as_str()) == Some(chosen))?
+        .get("ratio")?
+        .as_f64()?;
+    Some(format!("codec auto: {chosen}, ratio {ratio:.2}"))
 }

@@ -9,6 +9,7 @@ pub mod map;
 pub mod operation;
 pub mod reduce;
 pub mod reorganize;
+pub mod replay;
 pub mod report;
 pub mod transfer;
 pub mod verify;
@@ -63,9 +64,19 @@ pub fn spec_from_layout(
             .to_vec(),
         None => chunk_shape_or_auto(layout.chunks.as_ref().map(|s| s.dims()), shape, dtype, exec),
     };
-    let mut spec = ArraySpec::new(shape.to_vec(), chunks, dtype).with_compression(layout.codec);
+    // `auto` is resolved by the request, on samples of the data.
+    let compression = match layout.codec {
+        tenrso_ooc::store::CodecChoice::Fixed(c) => c,
+        tenrso_ooc::store::CodecChoice::Auto(_) => tenrso_ooc::store::Compression::None,
+    };
+    let mut spec = ArraySpec::new(shape.to_vec(), chunks, dtype).with_compression(compression);
     spec.shard_shape = layout.shard.as_ref().map(|s| s.dims().to_vec());
     spec
+}
+
+/// `text` with every line indented by two spaces.
+pub fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
 }
 
 /// `1.23 GiB/s`.

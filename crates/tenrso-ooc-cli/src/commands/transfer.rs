@@ -15,7 +15,7 @@ use crate::{Context, Outcome};
 /// Imports a file into a new array.
 pub fn import(args: &ImportArgs, ctx: &Context) -> Result<Outcome> {
     let mut opts = ImportOptions::default()
-        .with_compression(args.layout.codec)
+        .with_codec(args.layout.codec)
         .with_resume(args.layout.resume);
     opts.chunk_shape = args.layout.chunks.as_ref().map(|s| s.dims().to_vec());
     opts.shard_shape = args.layout.shard.as_ref().map(|s| s.dims().to_vec());
@@ -84,6 +84,9 @@ fn outcome(
             report.chunks_absent
         ));
     }
+    if let Some(choice) = &report.codec_choice {
+        text.push_str(&super::indent(&choice.summary()));
+    }
     let json = json!({
         "src": src.display().to_string(),
         "dst": dst.display().to_string(),
@@ -93,6 +96,7 @@ fn outcome(
         "chunks_skipped": report.chunks_skipped,
         "chunks_absent": report.chunks_absent,
         "bytes": report.bytes,
+        "codec_choice": report.codec_choice.as_ref().map(|c| c.to_json()),
         "seconds": elapsed.as_secs_f64(),
         "peak_rss_bytes": tenrso_ooc::telemetry::peak_resident_bytes(),
     });

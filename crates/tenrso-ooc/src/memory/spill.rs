@@ -111,6 +111,9 @@ pub enum SpillCodec {
     Lz4,
     /// Zstandard at a level (1–22).
     Zstd(i32),
+    /// Chosen at the first spill by measuring none, LZ4 and zstd:1 on that
+    /// chunk against the first tier's bandwidth ([`choose_spill_codec`]).
+    Auto,
 }
 
 impl FromStr for SpillCodec {
@@ -121,6 +124,7 @@ impl FromStr for SpillCodec {
             None if lower == "none" => Ok(Self::None),
             None if lower == "lz4" => Ok(Self::Lz4),
             None if lower == "zstd" => Ok(Self::Zstd(1)),
+            None if lower == "auto" => Ok(Self::Auto),
             Some(("zstd", l)) => match l.parse::<i32>() {
                 Ok(l @ 1..=22) => Ok(Self::Zstd(l)),
                 _ => Err(Error::invalid(format!(
@@ -128,7 +132,7 @@ impl FromStr for SpillCodec {
                 ))),
             },
             _ => Err(Error::invalid(format!(
-                "unknown spill codec `{s}`: expected none, lz4 or zstd[:LEVEL]"
+                "unknown spill codec `{s}`: expected none, lz4, zstd[:LEVEL] or auto"
             ))),
         }
     }
@@ -140,8 +144,54 @@ impl fmt::Display for SpillCodec {
             Self::None => f.write_str("none"),
             Self::Lz4 => f.write_str("lz4"),
             Self::Zstd(l) => write!(f, "zstd:{l}"),
+            Self::Auto => f.write_str("auto"),
         }
     }
+}
+
+/// Chooses the spill codec for chunks like `sample` (at most 4 MiB of it
+/// measured): the one among none, LZ4 and zstd:1 that writes and reads it
+/// back soonest, its compression and decompression timed here and its
+/// transfer at the bandwidth of `dir` ([`storage_bandwidth`](crate::store::storage_bandwidth));
+/// LZ4 when the bandwidth cannot be measured.
+pub fn choose_spill_codec(sample: &[u8], dir: Option<&Path>) -> SpillCodec {
+    let sample = &sample[..sample.len().min(4 << 20)];
+    let Some(bandwidth) = dir.and_then(|d| crate::store::storage_bandwidth(d).ok()) else {
+        return SpillCodec::Lz4;
+    };
+    let raw = sample.len().max(1) as f64;
+    let time = |f: &mut dyn FnMut()| {
+        let start = std::time::Instant::now();
+        f();
+        start.elapsed().as_secs_f64()
+    };
+    let mut best = (SpillCodec::None, f64::INFINITY);
+    for codec in [SpillCodec::None, SpillCodec::Lz4, SpillCodec::Zstd(1)] {
+        let mut packed = Vec::new();
+        let encode = time(&mut || {
+            packed = match codec {
+                SpillCodec::Lz4 => lz4_flex::block::compress(sample),
+                SpillCodec::Zstd(level) => zstd::bulk::compress(sample, level).unwrap_or_default(),
+                _ => sample.to_vec(),
+            }
+        });
+        let decode = time(&mut || {
+            let _ = match codec {
+                SpillCodec::Lz4 => lz4_flex::block::decompress(&packed, sample.len()).ok(),
+                SpillCodec::Zstd(_) => zstd::bulk::decompress(&packed, sample.len()).ok(),
+                _ => Some(packed.clone()),
+            };
+        });
+        let stored = packed.len() as f64 / raw;
+        let seconds = (encode / raw).max(stored / bandwidth.write)
+            + (decode / raw).max(stored / bandwidth.read);
+        tracing::debug!(%codec, ratio = 1.0 / stored.max(1e-12), seconds_per_byte = seconds, "spill codec measured");
+        if seconds < best.1 {
+            best = (codec, seconds);
+        }
+    }
+    tracing::info!(codec = %best.0, "spill codec auto: chosen at the first spill");
+    best.0
 }
 
 const MAGIC: &[u8; 4] = b"TSPL";
@@ -176,6 +226,8 @@ pub(crate) const HEADER_LEN: usize = 24;
 pub struct SpillManager {
     tiers: Vec<Arc<Tier>>,
     codec: SpillCodec,
+    /// What `auto` chose at the first spill.
+    chosen: std::sync::OnceLock<SpillCodec>,
     migration: SpillMigration,
     counter: AtomicU64,
     written: AtomicU64,
@@ -288,6 +340,7 @@ impl SpillManager {
         Ok(Self {
             tiers,
             codec,
+            chosen: std::sync::OnceLock::new(),
             migration: SpillMigration::default(),
             counter: AtomicU64::new(0),
             written: AtomicU64::new(0),
@@ -312,9 +365,25 @@ impl SpillManager {
         }
     }
 
-    /// The compression codec.
+    /// The compression codec: for `auto`, the one chosen at the first
+    /// spill (`auto` until then).
     pub fn codec(&self) -> SpillCodec {
-        self.codec
+        match self.codec {
+            SpillCodec::Auto => self.chosen.get().copied().unwrap_or(SpillCodec::Auto),
+            fixed => fixed,
+        }
+    }
+
+    /// The codec to spill `data` with: the fixed one, or `auto`'s choice
+    /// (made now, on `data`, at the first spill).
+    fn codec_for(&self, data: &[u8]) -> SpillCodec {
+        if self.codec != SpillCodec::Auto {
+            return self.codec;
+        }
+        *self.chosen.get_or_init(|| {
+            let dir = self.tiers.first().map(|t| t.root.as_path());
+            choose_spill_codec(data, dir)
+        })
     }
 
     /// Total cap over all tiers (`None` when one is uncapped).
@@ -549,8 +618,9 @@ impl SpillManager {
             cap: room,
             no_room: None,
         };
-        let (codec, level) = match self.codec {
-            SpillCodec::None => (0u8, 0i32),
+        let chosen = self.codec_for(data);
+        let (codec, level) = match chosen {
+            SpillCodec::None | SpillCodec::Auto => (0u8, 0i32),
             SpillCodec::Lz4 => (1, 0),
             SpillCodec::Zstd(l) => (2, l),
         };
@@ -562,8 +632,8 @@ impl SpillManager {
         header[16..24].copy_from_slice(&checksum.to_le_bytes());
         let written = (|| -> std::io::Result<()> {
             out.write_all(&header)?;
-            match self.codec {
-                SpillCodec::None => out.write_all(data)?,
+            match chosen {
+                SpillCodec::None | SpillCodec::Auto => out.write_all(data)?,
                 SpillCodec::Lz4 => {
                     let mut enc = lz4_flex::frame::FrameEncoder::new(&mut out);
                     enc.write_all(data)?;
@@ -751,7 +821,12 @@ mod tests {
     #[test]
     fn round_trip_with_every_codec() {
         let dir = tempfile::tempdir().unwrap();
-        for codec in [SpillCodec::None, SpillCodec::Lz4, SpillCodec::Zstd(3)] {
+        for codec in [
+            SpillCodec::None,
+            SpillCodec::Lz4,
+            SpillCodec::Zstd(3),
+            SpillCodec::Auto,
+        ] {
             let m = SpillManager::new(&[spec(dir.path(), None)], codec).unwrap();
             let d = data(100_000);
             let f = m.write(&d).unwrap();
@@ -764,6 +839,27 @@ mod tests {
             assert!(!path.exists());
             assert_eq!(m.used(), 0);
         }
+    }
+
+    #[test]
+    fn auto_chooses_at_the_first_spill_and_compresses_what_compresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = SpillManager::new(&[spec(dir.path(), None)], SpillCodec::Auto).unwrap();
+        assert_eq!(m.codec(), SpillCodec::Auto);
+        let zeros = vec![0u8; 1 << 20];
+        let f = m.write(&zeros).unwrap();
+        // A megabyte of zeros shrinks a thousandfold: no disk is that fast.
+        assert_ne!(m.codec(), SpillCodec::None);
+        assert_ne!(m.codec(), SpillCodec::Auto);
+        assert!(f.stored_bytes() < 20_000, "{}", f.stored_bytes());
+        // The choice stays for later spills.
+        let chosen = m.codec();
+        let g = m.write(&data(50_000)).unwrap();
+        assert_eq!(m.codec(), chosen);
+        let mut back = vec![0u8; 50_000];
+        m.read(&g, &mut back).unwrap();
+        assert_eq!(back, data(50_000));
+        assert_eq!("auto".parse::<SpillCodec>().unwrap(), SpillCodec::Auto);
     }
 
     #[test]

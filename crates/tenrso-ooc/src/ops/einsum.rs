@@ -542,6 +542,7 @@ impl Einsum {
         if inputs.is_empty() {
             return Err(Error::invalid("einsum: give at least one operand"));
         }
+        opts.check_fixed_codec("einsum")?;
         let spec = EinsumSpec::parse(subscripts)?;
         let shapes: Vec<&[u64]> = inputs.iter().map(|a| a.shape()).collect();
         let problem = spec.bind(&shapes)?;

@@ -13,8 +13,9 @@ use crate::core::{Block, ChunkGrid, ContiguousRuns, Element, Error, Region, Resu
 use crate::dispatch_dtype;
 use crate::distributed::sum_over_ranks;
 use crate::exec::{Progress, Session, TaskSet, for_each_owned_task};
+use crate::ops::codec_auto::resolve_codec;
 use crate::ops::{ChunkPlan, CounterRng, Planned};
-use crate::store::{ArraySpec, ZarrArray};
+use crate::store::{ArraySpec, CodecChoice, CodecDecision, ZarrArray};
 
 /// What to fill an array with.
 ///
@@ -281,6 +282,8 @@ pub struct GenerateReport {
     pub chunks_skipped: u64,
     /// Bytes written (uncompressed).
     pub bytes_written: u64,
+    /// How the codec was chosen, when it was `auto` (and not resumed).
+    pub codec_choice: Option<CodecDecision>,
 }
 
 /// Creates a stored array and fills every chunk from a generator, chunks in
@@ -311,6 +314,7 @@ pub struct Generate {
     fill: Fill,
     seed: u64,
     resume: bool,
+    codec: Option<CodecChoice>,
 }
 
 impl Generate {
@@ -322,7 +326,16 @@ impl Generate {
             fill,
             seed: 0,
             resume: false,
+            codec: None,
         }
+    }
+
+    /// Sets the compressor, or `auto` to measure the candidates on samples
+    /// of the generated values (see [`select_codec`](crate::store::select_codec)).
+    /// Without it, the spec's compressor is used.
+    pub fn with_codec(mut self, codec: CodecChoice) -> Self {
+        self.codec = Some(codec);
+        self
     }
 
     /// Sets the seed of random fills.
@@ -348,6 +361,28 @@ impl Generate {
         let shape = &self.spec.shape;
         let model_bytes = self.fill.model_bytes(shape);
         let grid = ChunkGrid::new(shape.clone(), self.spec.chunk_shape.clone())?;
+        let mut request = self.clone();
+        let codec_choice = match self.codec {
+            Some(CodecChoice::Fixed(compression)) => {
+                request.spec.compression = compression;
+                None
+            }
+            Some(choice) => {
+                session
+                    .options()
+                    .check_fits(model_bytes, "the generator's model")?;
+                let generator = Generator::new(self.fill, shape, self.seed)?;
+                dispatch_dtype!(self.spec.dtype, T => resolve_codec(
+                    choice,
+                    &mut request.spec,
+                    &self.path,
+                    self.resume,
+                    session,
+                    |region| Ok(generator.block::<T>(region)),
+                ))?
+            }
+            None => None,
+        };
         let plan = ChunkPlan {
             operation: format!(
                 "generate {} (seed {}) into {}",
@@ -358,10 +393,9 @@ impl Generate {
             tasks: grid.num_chunks(),
             bytes_read: 0,
             bytes_written: Shape::new(shape.clone()).num_elements() * self.spec.dtype.size() as u64,
-            task_bytes: model_bytes + self.spec.chunk_working_set(),
+            task_bytes: model_bytes + request.spec.chunk_working_set(),
             memory_limit: session.memory_limit(),
         };
-        let request = self.clone();
         Ok(Planned::new(plan, move |plan: &ChunkPlan, progress| {
             session
                 .options()
@@ -394,7 +428,8 @@ impl Generate {
                 Some(array) => array,
                 None => ZarrArray::open(&request.path)?,
             };
-            fill_chunks(&array, &generator, request.resume, session, progress)?.finish(array)
+            fill_chunks(&array, &generator, request.resume, session, progress)?
+                .finish(array, codec_choice.clone())
         }))
     }
 }
@@ -407,8 +442,13 @@ struct Filled {
 }
 
 impl Filled {
-    fn finish(self, array: ZarrArray) -> Result<GenerateReport> {
+    fn finish(
+        self,
+        array: ZarrArray,
+        codec_choice: Option<CodecDecision>,
+    ) -> Result<GenerateReport> {
         Ok(GenerateReport {
+            codec_choice,
             array: Arc::new(array),
             chunks_written: self.written,
             chunks_skipped: self.skipped,

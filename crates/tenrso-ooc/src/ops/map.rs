@@ -6,16 +6,18 @@ use std::sync::Arc;
 
 use crate::core::shape::join_dims;
 use crate::core::{Block, ChunkGrid, ChunkSet, Element, Error, Result};
+use crate::dispatch_dtype;
 use crate::exec::{Session, TaskBody, TaskIo};
 use crate::io::{ArrayRef, IntoArrayRef};
 use crate::memory::ChunkKey;
+use crate::ops::codec_auto::resolve_codec;
 use crate::ops::planned::{Job, plan_graph};
 use crate::ops::streamed::{self, elements};
 use crate::ops::{Expr, OpReport, OutputOptions, Planned};
 use crate::plan::{
     ArrayId, ArrayRole, ChunkGraph, GridWalk, OutputArray, PlanReport, StreamTotals, TaskNode,
 };
-use crate::store::ArraySpec;
+use crate::store::{ArraySpec, CodecChoice};
 
 /// Elements converted to `f64` and evaluated at a time.
 const SEGMENT: usize = 1 << 16;
@@ -116,13 +118,34 @@ impl Map {
             expr.eval(&[x.fill_value()], y_fill.as_ref().map(|f| &f[..]), &mut v);
             v[0]
         };
-        let spec = ArraySpec::new(
+        let mut spec = ArraySpec::new(
             x.shape().to_vec(),
             x.chunk_grid().chunk_shape().to_vec(),
             dtype,
         )
         .with_compression(opts.compression)
         .with_fill_value(fill);
+        if let Some(goal) = opts.auto_codec {
+            // The output's samples: the expression of x's (and y's).
+            dispatch_dtype!(dtype, T => resolve_codec(
+                CodecChoice::Auto(goal),
+                &mut spec,
+                out,
+                opts.resume,
+                session,
+                |region| {
+                    let xs = x.read_region::<T>(region)?;
+                    let ys = y.as_ref().map(|y| y.read_region::<T>(region)).transpose()?;
+                    let mut values = Vec::with_capacity(xs.as_slice().len());
+                    Evaluator::new(expr).append(
+                        xs.as_slice(),
+                        ys.as_ref().map(|b| b.as_slice()),
+                        &mut values,
+                    );
+                    Block::from_vec(region.shape().to_vec(), values)
+                },
+            ))?;
+        }
         let mut graph = ChunkGraph::new(format!("map `{expr}`"), dtype);
         let x_id = graph.add_array(
             x.path().display().to_string(),

@@ -53,6 +53,7 @@
 //! [`Progress`]: crate::exec::Progress
 
 mod chunk_plan;
+mod codec_auto;
 mod compare;
 mod contraction;
 mod einsum;

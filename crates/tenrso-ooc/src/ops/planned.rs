@@ -15,7 +15,7 @@ use crate::exec::{NoProgress, Progress, RunStats, Session, TaskBody, execute_pla
 use crate::io::ReadableArray;
 use crate::memory::ChunkKey;
 use crate::plan::{ArrayRole, ChunkGraph, PlanReport, TaskNode, WrittenChunks, explain};
-use crate::store::{Compression, ZarrArray, check_output_not_input};
+use crate::store::{CodecChoice, CodecGoal, Compression, ZarrArray, check_output_not_input};
 
 /// An operation planned against a session: [`explain`](Self::explain) (or
 /// `Display`) gives its plan, [`run`](Self::run) executes it.
@@ -121,6 +121,10 @@ pub struct OutputOptions {
     pub chunk_shape: Option<Vec<u64>>,
     /// Compressor of the output's chunks.
     pub compression: Compression,
+    /// Measure the candidates on samples of the output and use the best for
+    /// this goal instead of `compression` (operations whose output values
+    /// can be sampled before the run: [`Map`](crate::ops::Map)).
+    pub auto_codec: Option<CodecGoal>,
     /// Continue an interrupted run of the same operation: an existing output
     /// with the same layout, written by the same operation, is kept and its
     /// chunks already written are not computed again.
@@ -137,6 +141,31 @@ impl OutputOptions {
     /// Sets the output's compressor.
     pub fn with_compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self.auto_codec = None;
+        self
+    }
+
+    /// Refuses `auto` for an operation whose output values do not exist
+    /// before its run (`operation` names it in the error).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when [`OutputOptions::auto_codec`] is set.
+    pub(crate) fn check_fixed_codec(&self, operation: &str) -> Result<()> {
+        match self.auto_codec {
+            Some(_) => Err(crate::core::Error::invalid(format!(
+                "codec auto measures samples of the output before the run, and {operation} computes its output as it goes: name a codec (none, lz4, zstd[:LEVEL]); map, create and import take auto"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the output's compressor, or `auto` (see
+    /// [`OutputOptions::auto_codec`]).
+    pub fn with_codec(mut self, codec: CodecChoice) -> Self {
+        match codec {
+            CodecChoice::Fixed(compression) => return self.with_compression(compression),
+            CodecChoice::Auto(goal) => self.auto_codec = Some(goal),
+        }
         self
     }
 

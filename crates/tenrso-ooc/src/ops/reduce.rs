@@ -154,6 +154,7 @@ impl Reduce {
             out,
             output: opts,
         } = self;
+        opts.check_fixed_codec("reduce")?;
         let (op, axes, out) = (*op, axes.as_deref(), out.as_deref());
         let ndim = input.shape().len();
         let mut reduced = vec![axes.is_none(); ndim];

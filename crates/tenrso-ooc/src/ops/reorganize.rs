@@ -68,6 +68,7 @@ impl Transpose {
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad permutation or chunk shape.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, PlanReport, OpReport>> {
+        self.output.check_fixed_codec("transpose")?;
         let (input, perm) = (&self.input, &self.perm[..]);
         let ndim = input.shape().len();
         let mut seen = vec![false; ndim];
@@ -155,6 +156,7 @@ impl Rechunk {
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad chunk shape.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, PlanReport, OpReport>> {
+        self.output.check_fixed_codec("rechunk")?;
         let target = self.output.chunk_shape.clone().unwrap_or_default();
         let identity: Vec<usize> = (0..self.input.shape().len()).collect();
         let name = format!("rechunk to {}", join_dims(&target));

@@ -11,9 +11,13 @@ use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::io::{
     ColumnarOptions, ColumnarWriter, DenseFile, SourceFormat, SourceOptions, open_source,
 };
+use crate::ops::codec_auto::resolve_codec;
 use crate::ops::planned::job_record;
 use crate::ops::{ChunkPlan, Planned};
-use crate::store::{ArraySpec, AtomicFile, Compression, ZarrArray, check_output_not_input};
+use crate::store::{
+    ArraySpec, AtomicFile, CodecChoice, CodecDecision, CodecGoal, Compression, ZarrArray,
+    check_output_not_input,
+};
 
 /// How to lay out an array created by [`Import`], and how to read its source.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -24,6 +28,9 @@ pub struct ImportOptions {
     pub chunk_shape: Option<Vec<u64>>,
     /// Compressor of each chunk.
     pub compression: Compression,
+    /// Measure the candidates on samples of the source and use the best for
+    /// this goal instead of `compression` (see [`ImportOptions::with_codec`]).
+    pub auto_codec: Option<CodecGoal>,
     /// Shard shape, a multiple of the chunk shape; `None` for no sharding.
     pub shard_shape: Option<Vec<u64>>,
     /// Shape of a raw source (required for raw, ignored for `.npy`).
@@ -48,6 +55,17 @@ impl ImportOptions {
     /// Sets the compressor.
     pub fn with_compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self.auto_codec = None;
+        self
+    }
+
+    /// Sets the compressor, or `auto` to measure the candidates on samples
+    /// of the source (see [`select_codec`](crate::store::select_codec)).
+    pub fn with_codec(mut self, codec: CodecChoice) -> Self {
+        match codec {
+            CodecChoice::Fixed(compression) => return self.with_compression(compression),
+            CodecChoice::Auto(goal) => self.auto_codec = Some(goal),
+        }
         self
     }
 
@@ -78,7 +96,7 @@ impl ImportOptions {
 }
 
 /// What an import or export moved.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TransferReport {
     /// Shape of the array.
     pub shape: Vec<u64>,
@@ -93,6 +111,8 @@ pub struct TransferReport {
     pub chunks_absent: u64,
     /// Uncompressed bytes transferred.
     pub bytes: u64,
+    /// How an import chose its codec, when it was `auto` (and not resumed).
+    pub codec_choice: Option<CodecDecision>,
 }
 
 /// True when `path` names a `.npy` file (else it is raw binary).
@@ -178,8 +198,19 @@ impl Import {
         crate::distributed::one_process_only(session.ranks(), "import")?;
         check_output_not_input(&self.dst, &[&self.src])?;
         let source = open_source(&self.src, &self.options.source_options(&self.src)?)?;
-        let spec = import_spec(&source, &self.dst, &self.options, session)?;
+        let mut spec = import_spec(&source, &self.dst, &self.options, session)?;
         spec.validate()?;
+        let codec_choice = match self.options.auto_codec {
+            Some(goal) => dispatch_dtype!(spec.dtype, T => resolve_codec(
+                CodecChoice::Auto(goal),
+                &mut spec,
+                &self.dst,
+                self.options.resume,
+                session,
+                |region| source.read_region::<T>(region),
+            ))?,
+            None => None,
+        };
         let grid = ChunkGrid::new(spec.shape.clone(), spec.chunk_shape.clone())?;
         let bytes = grid.shape().num_elements() * spec.dtype.size() as u64;
         let plan = ChunkPlan {
@@ -192,7 +223,9 @@ impl Import {
         };
         let request = self.clone();
         Ok(Planned::new(plan, move |_: &ChunkPlan, progress| {
-            import_into(&source, &spec, &request, session, progress)
+            let mut report = import_into(&source, &spec, &request, session, progress)?;
+            report.codec_choice = codec_choice.clone();
+            Ok(report)
         }))
     }
 }
@@ -354,6 +387,7 @@ fn import_into(
         chunks_skipped,
         chunks_absent: 0,
         bytes: copied.into_inner(),
+        codec_choice: None,
     })
 }
 
@@ -600,6 +634,7 @@ fn export_rows(
         chunks_skipped: 0,
         chunks_absent: 0,
         bytes: array.nbytes(),
+        codec_choice: None,
     })
 }
 
@@ -653,5 +688,6 @@ fn export_dense(
         chunks_skipped: 0,
         chunks_absent: stored.absent(),
         bytes,
+        codec_choice: None,
     })
 }
