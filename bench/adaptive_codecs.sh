@@ -11,12 +11,15 @@
 # `reduce sum` of it with the page cache dropped (cold, needs root): the
 # workload auto optimises (write once, read once). Prints each codec's
 # times, compression ratio and write+read throughput, and auto's time over
-# the best fixed codec's (target: at most 1.10).
+# the best fixed codec's (target: at most 1.10). KINDS and CODECS (space-
+# separated) run a subset, e.g. KINDS=zeros CODECS="zstd:1 auto".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-bench/out}/codecs"
 size_mib="${SIZE_MIB:-512}"
 repeat="${REPEAT:-3}"
+kinds="${KINDS:-normal smooth zeros}"
+codecs="${CODECS:-none lz4 zstd:1 zstd:3 zstd:9 auto}"
 mkdir -p "$work"
 cargo build --release -q -p tenrso-ooc-cli
 bin="$PWD/target/release/tenrso-ooc"
@@ -24,11 +27,13 @@ source bench/common.sh
 py=$(peer_python "bench/out/venv-numpy" "numpy" numpy)
 rows=$((size_mib * 128))   # 1024 f64 columns: 128 rows per MiB
 
-"$py" - "$work" "$rows" <<'PY'
+"$py" - "$work" "$rows" "$kinds" <<'PY'
 import sys, numpy as np
-work, rows = sys.argv[1], int(sys.argv[2])
+work, rows, kinds = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
 rng = np.random.default_rng(0)
 def save(name, make):
+    if name not in kinds:
+        return
     out = np.lib.format.open_memmap(f"{work}/{name}.npy", mode="w+", dtype="f8", shape=(rows, 1024))
     for r in range(0, rows, 8192):
         n = min(8192, rows - r)
@@ -47,9 +52,9 @@ PY
 
 echo "# codec auto against fixed codecs: $(machine), $(isa); ${size_mib} MiB f64 per kind, 8 MiB chunks; medians of $repeat"
 printf '%-7s %-7s %8s %8s %8s %7s %10s\n' kind codec import_s sum_s total_s ratio MiB/s
-for kind in normal smooth zeros; do
+for kind in $kinds; do
     best=""
-    for codec in none lz4 zstd:1 zstd:3 zstd:9 auto; do
+    for codec in $codecs; do
         imports=() sums=() totals=()
         for _ in $(seq "$repeat"); do
             rm -rf "$work/$kind.zarr"; drop

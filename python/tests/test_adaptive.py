@@ -34,7 +34,8 @@ def test_auto_picks_by_measurement_and_zarr_python_reads_the_result(
             x = ts.import_file(tmp_path / f"{name}.npy", out, chunks=(64, 256), compression=goal)
             choice = x.attrs["tenrso_codec_choice"]
             figures = {c["codec"]: c for c in choice["candidates"]}
-            assert set(figures) == {"none", "lz4", "zstd:1", "zstd:3", "zstd:9"}
+            measured = {"none", "lz4", "zstd:1", "zstd:3"}
+            assert set(figures) == (measured | {"zstd:9"} if goal == "auto:size" else measured)
             key = "effective_bytes_per_second" if goal == "auto" else "ratio"
             best = max(figures.values(), key=lambda c: c[key])
             assert figures[choice["chosen"]][key] == best[key], choice

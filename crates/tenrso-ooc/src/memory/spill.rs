@@ -182,9 +182,9 @@ pub fn choose_spill_codec(sample: &[u8], dir: Option<&Path>) -> SpillCodec {
                 _ => Some(packed.clone()),
             };
         });
+        // As `--codec auto` weighs them (see `CodecDecision::effective_rate`).
         let stored = packed.len() as f64 / raw;
-        let seconds = (encode / raw).max(stored / bandwidth.write)
-            + (decode / raw).max(stored / bandwidth.read);
+        let seconds = (encode + decode) / raw + stored / bandwidth.write + stored / bandwidth.read;
         tracing::debug!(%codec, ratio = 1.0 / stored.max(1e-12), seconds_per_byte = seconds, "spill codec measured");
         if seconds < best.1 {
             best = (codec, seconds);

@@ -8,10 +8,10 @@ use crate::core::{Block, Element, Region, Result};
 use crate::exec::Session;
 use crate::store::{ArraySpec, CodecChoice, CodecDecision, choose_codec, recorded_codec_choice};
 
-/// Most bytes sampled for a decision: 8 MiB, or an eighth of the memory
+/// Most bytes sampled for a decision: 4 MiB, or an eighth of the memory
 /// limit when that is less.
 fn sample_budget(session: &Session) -> u64 {
-    (session.memory_limit() / 8).min(8 << 20)
+    (session.memory_limit() / 8).min(4 << 20)
 }
 
 /// Sets `spec`'s compressor from `choice`. For `auto`, a resumed array
@@ -41,14 +41,7 @@ pub(crate) fn resolve_codec<T: Element>(
         return Ok(None);
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let decision = choose_codec(
-        spec,
-        goal,
-        dir,
-        session.threads(),
-        sample_budget(session),
-        read,
-    )?;
+    let decision = choose_codec(spec, goal, dir, sample_budget(session), read)?;
     decision.apply_to(spec);
     Ok(Some(decision))
 }
