@@ -409,6 +409,15 @@ impl ReadableArray for CachedArray {
         region.check_within(self.shape())?;
         let grid = self.shared.inner.chunk_grid();
         let itemsize = self.dtype().size();
+        if out.len() as u64 != region.num_elements() * itemsize as u64 {
+            return Err(crate::core::Error::invalid(format!(
+                "reading {region} of {}: a buffer of {} bytes for {} elements of {} bytes",
+                self.path().display(),
+                out.len(),
+                region.num_elements(),
+                itemsize
+            )));
+        }
         for chunk in ChunkGrid::iter_region(&grid.chunks_touching(region)) {
             let chunk_region = grid.chunk_region(&chunk);
             let Some(overlap) = chunk_region.intersect(region) else {
@@ -545,6 +554,13 @@ mod tests {
             .read_region::<f64>(&Region::new(vec![8, 7], vec![1, 1]))
             .unwrap_err();
         assert!(matches!(err, crate::Error::Corrupt { .. }), "{err}");
+        // A buffer of the wrong size is an error, not a panic.
+        let mut short = [0u8; 8];
+        assert!(
+            cached
+                .read_region_into(&Region::new(vec![0, 0], vec![1, 2]), &mut short)
+                .is_err()
+        );
         // Not cached: the next read fails the same way.
         assert!(
             cached

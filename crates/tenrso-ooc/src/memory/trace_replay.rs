@@ -225,7 +225,15 @@ impl std::str::FromStr for RegionTrace {
                 (Some("array"), Some(dims), None) => shape = Some(numbers(dims, n)?),
                 (Some("chunks"), Some(dims), None) => chunks = Some(numbers(dims, n)?),
                 (Some(start), Some(extent), None) => {
-                    let region = Region::new(numbers(start, n)?, numbers(extent, n)?);
+                    let (start, extent) = (numbers(start, n)?, numbers(extent, n)?);
+                    if start.len() != extent.len() {
+                        return Err(Error::invalid(format!(
+                            "line {n}: the start has {} axes and the extent {}",
+                            start.len(),
+                            extent.len()
+                        )));
+                    }
+                    let region = Region::new(start, extent);
                     if let Some(shape) = &shape {
                         region
                             .check_within(shape)
@@ -280,6 +288,11 @@ mod tests {
             ("array 4\nchunks 2\nx 1\n", "line 3"),
             ("chunks 2\n0 1\n", "`array`"),
             ("array 4\nchunks 2\n0 1 2\n", "line 3"),
+            (
+                "array 4,4\nchunks 2,2\n0,0 1\n",
+                "line 3: the start has 2 axes",
+            ),
+            ("array 4\nchunks 2,2\n", "chunk"),
         ] {
             let err = text.parse::<RegionTrace>().unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");
