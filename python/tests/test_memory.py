@@ -121,3 +121,30 @@ def test_asarray_refuses_what_does_not_fit(tmp_path: Path) -> None:
     )
     assert result["required"] == 4096 * 8192 * 8 and result["limit"] == LIMIT
     assert result["vmhwm"] <= LIMIT + SLACK
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_a_read_cache_adds_at_most_its_capacity(tmp_path: Path) -> None:
+    capacity = 32 << 20
+    result = run_child(
+        f"""
+        with ts.Session(memory_limit={LIMIT}, threads=2):
+            # 256 MiB = 4x the limit, sliced twice through a 32 MiB cache
+            # that prefetches the predicted slabs.
+            x = ts.create(tmp + "/x.zarr", (4096, 8192), fill="normal", seed=1)
+            c = x.cached({capacity}, prefetch=2)
+            total = 0.0
+            for _ in range(2):
+                for i in range(0, 4096, 32):
+                    total += float(c[i : i + 32].sum())
+            result["cached_twice"] = total
+            result["direct"] = float(ts.sum(x))
+            result["stats"] = c.cache_stats()
+        """,
+        tmp_path,
+    )
+    stats = result["stats"]
+    assert stats["bytes"] <= capacity and stats["prefetched"] > 0, stats
+    assert abs(result["cached_twice"] - 2 * result["direct"]) <= 1e-6 * abs(result["direct"]) + 1e-6
+    allowed = LIMIT + capacity + SLACK
+    assert result["vmhwm"] <= allowed, f"VmHWM {result['vmhwm'] / 2**20:.1f} MiB"
