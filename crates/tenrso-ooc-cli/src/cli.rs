@@ -67,6 +67,9 @@ pub struct GlobalArgs {
     /// Serve Prometheus metrics on HOST:PORT (GET /metrics) while the command runs
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Send spans (command, operation, plan, stages, task batches, iterations, passes) and metrics to the OpenTelemetry collector at URL over OTLP/HTTP protobuf, e.g. http://127.0.0.1:4318 [default: $OTEL_EXPORTER_OTLP_ENDPOINT]; an unreachable collector is a warning
+    #[arg(long, global = true, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Log format on stderr (filter with RUST_LOG, default warn)
     #[arg(long, global = true, default_value = "pretty", value_enum)]
     pub log_format: LogFormat,

@@ -50,7 +50,32 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
-    telemetry::init_logging(cli.global.log_format);
+    let otlp = match telemetry::start_otlp(cli.global.otlp_endpoint.as_deref()) {
+        Ok(otlp) => otlp,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(cli.global.log_format, otlp.as_ref());
+    let code = {
+        let name = cli.command.name();
+        let _command = tracing::info_span!(
+            "command",
+            "otel.name" = format!("tenrso-ooc {name}"),
+            command = name,
+            explain = cli.global.explain,
+        )
+        .entered();
+        run_command(&cli, otlp.as_ref())
+    };
+    telemetry::finish_otlp(otlp);
+    code
+}
+
+/// Runs the command `cli` names: its exit status. `otlp` exports the
+/// session's metrics.
+fn run_command(cli: &Cli, otlp: Option<&telemetry::Otlp>) -> ExitCode {
     let job = match job::Job::start() {
         Ok(job) => job,
         Err(err) => {
@@ -91,6 +116,7 @@ fn main() -> ExitCode {
         explain: cli.global.explain,
     };
     interrupt::install(ctx.session.cancel_token().clone(), job.is_root());
+    telemetry::watch_metrics(otlp, &ctx.session);
     let started = Instant::now();
     let report_path = cli.global.report.as_ref().filter(|_| job.is_root());
     // The report's timeline: the metrics sampled every 100 ms.

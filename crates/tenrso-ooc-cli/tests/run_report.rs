@@ -1,6 +1,7 @@
 //! Watching a run: the report's timeline, the HTML page rendered by a real
 //! browser (Debian's Chromium), and the metrics endpoint scraped by a real
-//! Prometheus (Debian's) while an operation runs.
+//! Prometheus (Debian's) while an operation runs — every query of the
+//! shipped Grafana dashboard answered by it.
 
 mod common;
 
@@ -792,6 +793,7 @@ fn a_real_prometheus_scrapes_a_running_operation() {
     for name in ["tenrso_cache_misses_total", "tenrso_prefetch_depth_tasks"] {
         assert_eq!(query(listen, name).map(|r| r.len()), Some(1), "{name}");
     }
+    check_dashboard(listen, wait);
     // The target's health as Prometheus sees it.
     let (code, body) = http_get(listen, "/api/v1/targets").unwrap();
     assert_eq!(code, 200);
@@ -810,6 +812,78 @@ fn a_real_prometheus_scrapes_a_running_operation() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
+}
+
+/// The shipped Grafana dashboard is importable (unique panel ids, each
+/// with a type, title, place and the datasource variable) and every PromQL
+/// expression in it — panels and the `job` variable's query, Grafana's
+/// variables substituted — parses and returns data from `prometheus`
+/// scraping a running operation as job `tenrso`.
+fn check_dashboard(prometheus: SocketAddr, wait: Duration) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dashboards/tenrso-ooc.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(dashboard["uid"], "tenrso-ooc");
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    let job = variables.iter().find(|v| v["name"] == "job").unwrap();
+    let datasource = variables
+        .iter()
+        .find(|v| v["name"] == "datasource")
+        .unwrap();
+    assert_eq!(datasource["query"], "prometheus");
+    // `label_values(METRIC, job)`: the metric has the job's label.
+    let metric = job["query"]["query"]
+        .as_str()
+        .and_then(|q| q.strip_prefix("label_values("))
+        .and_then(|q| q.strip_suffix(", job)"))
+        .unwrap();
+    let jobs = poll_data(prometheus, metric, wait);
+    assert!(
+        jobs.iter().any(|(labels, _)| labels["job"] == "tenrso"),
+        "{jobs:?}"
+    );
+
+    let mut ids = std::collections::HashSet::new();
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "{title}: id reused"
+        );
+        assert!(panel["type"].is_string(), "{title}");
+        for key in ["h", "w", "x", "y"] {
+            assert!(panel["gridPos"][key].is_u64(), "{title}: gridPos.{key}");
+        }
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
+        for target in panel["targets"].as_array().unwrap() {
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}");
+            let promql = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "10s")
+                .replace("$job", "tenrso");
+            assert!(!promql.contains('$'), "{title}: {promql}");
+            poll_data(prometheus, &promql, wait);
+            queries += 1;
+        }
+    }
+    assert!(queries >= 15, "{queries} queries");
+}
+
+/// Polls `promql` until its result is not empty, for at most `wait`.
+fn poll_data(prometheus: SocketAddr, promql: &str, wait: Duration) -> Vec<(Value, f64)> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let result = query(prometheus, promql);
+        if let Some(series) = result.filter(|r| !r.is_empty()) {
+            return series;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{promql}: no data after {wait:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// `report` on what is not a run report: a one-line error naming the file,

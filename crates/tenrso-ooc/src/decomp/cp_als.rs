@@ -19,6 +19,7 @@ use crate::decomp::mttkrp::{
 use crate::decomp::on_root::{on_root, root_decides};
 use crate::decomp::stream::ResidentTensor;
 use crate::decomp::{DecompositionRun, Iteration, Matrix, tensor_norm};
+use crate::decomp::{decomp_span, iteration_span};
 use crate::exec::{Progress, Session};
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
 use crate::memory::Reservation;
@@ -408,6 +409,7 @@ pub fn cp_als(
         return Err(Error::invalid("l2_reg and tol must be ≥ 0"));
     }
     let rank = opts.rank;
+    let _operation = decomp_span(session, "cp_als", &shape, &[rank]).entered();
     let started = Instant::now();
     let mut iterations = Vec::new();
     let mut resumed_after = None;
@@ -544,6 +546,7 @@ pub fn cp_als(
     };
     for iteration in first..opts.n_iter_max {
         session.cancel_token().check()?;
+        let iteration_span = iteration_span(iteration + 1).entered();
         let t0 = Instant::now();
         let read0 = session.metrics().bytes_read.get();
         let label = |pass: usize| {
@@ -637,6 +640,7 @@ pub fn cp_als(
             bytes_read: session.metrics().bytes_read.get() - read0,
             passes: passes_per_iteration,
         };
+        info.record_in(&iteration_span);
         // As TensorLy: the callback, then the convergence test, then the
         // normalisation, so a run that stops returns the factors of its
         // last update.

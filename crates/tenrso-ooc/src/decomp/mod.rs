@@ -38,6 +38,7 @@ pub use matrix::{Matrix, write_npy_values};
 pub use mttkrp::mttkrp;
 pub use reconstruct::{Model, Reconstruct};
 pub use run_report::{DecompositionRun, Iteration};
+use run_report::{decomp_span, iteration_span};
 pub use tucker::{TuckerInit, TuckerModel, TuckerOptions, TuckerReport, tucker};
 
 use crate::core::Result;

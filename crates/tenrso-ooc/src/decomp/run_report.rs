@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use crate::telemetry::span_int;
+
 /// One completed iteration of an iterative decomposition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Iteration {
@@ -20,7 +22,46 @@ pub struct Iteration {
     pub passes: usize,
 }
 
+/// The `operation` span of decomposition `name` of a tensor of `shape`
+/// with `ranks`: its iterations and their passes are its children.
+pub(crate) fn decomp_span(
+    session: &crate::exec::Session,
+    name: &str,
+    shape: &[u64],
+    ranks: &[usize],
+) -> tracing::Span {
+    tracing::info_span!(
+        "operation",
+        operation = name,
+        shape = ?shape,
+        ranks = ?ranks,
+        memory_limit_bytes = span_int(session.memory_limit()),
+        threads = span_int(session.threads()),
+    )
+}
+
+/// The span of iteration `number` (from 1); its figures are recorded by
+/// [`Iteration::record_in`] when it ends.
+pub(crate) fn iteration_span(number: usize) -> tracing::Span {
+    tracing::info_span!(
+        "iteration",
+        iteration = span_int(number),
+        fit = tracing::field::Empty,
+        rec_error = tracing::field::Empty,
+        read_bytes = tracing::field::Empty,
+        passes = tracing::field::Empty,
+    )
+}
+
 impl Iteration {
+    /// Records the iteration's figures in its span.
+    pub(crate) fn record_in(&self, span: &tracing::Span) {
+        span.record("fit", self.fit);
+        span.record("rec_error", self.rec_error);
+        span.record("read_bytes", span_int(self.bytes_read));
+        span.record("passes", span_int(self.passes));
+    }
+
     /// As a JSON object.
     pub fn to_json(&self) -> Value {
         json!({

@@ -201,6 +201,14 @@ pub(crate) fn stream_accumulate_held(
     label: &str,
     progress: &dyn Progress,
 ) -> Result<(Matrix, Reservation)> {
+    let _pass = tracing::info_span!(
+        "pass",
+        pass = label,
+        modes = ?out_modes,
+        tensor_bytes = crate::telemetry::span_int(x.nbytes()),
+        resident = resident.is_some(),
+    )
+    .entered();
     let grid = x.chunk_grid().clone();
     let cols = kernel.cols();
     let mut graph = ChunkGraph::new(label.to_string(), x.dtype());

@@ -19,6 +19,7 @@ use crate::decomp::model_memory::{ModelMemory, saturating_product, saturating_su
 use crate::decomp::on_root::{on_root, root_decides};
 use crate::decomp::stream::{ResidentTensor, stream_accumulate_held};
 use crate::decomp::{DecompositionRun, Iteration, Matrix, tensor_norm};
+use crate::decomp::{decomp_span, iteration_span};
 use crate::exec::{Progress, Session};
 use crate::io::read_npy_values;
 use crate::io::{ArrayRef, IntoArrayRef, ReadableArray};
@@ -305,6 +306,7 @@ pub fn tucker(
         x.chunk_grid().chunk_elements().saturating_mul(8),
         session.memory_limit(),
     )?;
+    let _operation = decomp_span(session, "tucker", &shape, &opts.ranks).entered();
     let started = Instant::now();
     let mut iterations: Vec<Iteration> = Vec::new();
     let mut resumed_after = None;
@@ -374,6 +376,7 @@ pub fn tucker(
     };
     for iteration in first..opts.n_iter_max {
         session.cancel_token().check()?;
+        let iteration_span = iteration_span(iteration + 1).entered();
         let t0 = Instant::now();
         let read0 = session.metrics().bytes_read.get();
         let mut last_projection = (Matrix::zeros(0, 0), None);
@@ -438,6 +441,7 @@ pub fn tucker(
             bytes_read: session.metrics().bytes_read.get() - read0,
             passes: ndim,
         };
+        info.record_in(&iteration_span);
         // TensorLy checks from the third iteration on.
         let n = iterations.len();
         converged =

@@ -9,12 +9,14 @@ use crate::core::error::panic_message;
 use crate::core::{Block, Element, Error, Region, Result};
 use crate::distributed::{OwnedTasks, stage_ranges};
 use crate::exec::RankRun;
+use crate::exec::task_batch::TaskBatch;
 use crate::exec::{Progress, Session};
 use crate::io::ReadableArray;
 use crate::memory::{
     CacheStats, ChunkCache, ChunkKey, ChunkMap, Loader, Pinned, Reservation, SpilledPrefetch,
 };
 use crate::plan::{ArrayId, ArrayRole, ChunkGraph, PlanReport, TaskNode};
+use crate::telemetry::span_int;
 
 /// The computation of an operation's tasks. The executor calls `run` for
 /// each task with a [`TaskIo`] through which the task pulls its inputs; the
@@ -409,9 +411,21 @@ pub fn execute_planned<T: Element>(
             continue;
         }
         let stage = graph.task(owned.get(0)).stage;
-        let _span = tracing::info_span!("stage", stage, tasks = owned.len()).entered();
+        let span = tracing::info_span!(
+            "stage",
+            stage = span_int(stage),
+            tasks = span_int(owned.len()),
+            workers = tracing::field::Empty,
+            readers = span_int(if graph.prefetch {
+                session.options().readers
+            } else {
+                0
+            }),
+        );
+        let _entered = span.enter();
         let stage_started = Instant::now();
         let run = StageRun {
+            span: span.clone(),
             graph,
             session,
             cache: &cache,
@@ -426,6 +440,7 @@ pub fn execute_planned<T: Element>(
             tasks_run: &tasks_run,
         };
         let workers = run.workers();
+        span.record("workers", span_int(workers));
         outcome = run.run();
         // A later stage, another rank, or the caller reads what this stage
         // wrote: its batched writes are committed first (also when it
@@ -475,6 +490,8 @@ pub fn execute_planned<T: Element>(
 /// One stage in progress: the owned tasks from position `next` on still to
 /// start.
 struct StageRun<'a, T: Element> {
+    /// The stage's span, the parent of its workers' task batches.
+    span: tracing::Span,
     graph: &'a ChunkGraph,
     session: &'a Session,
     cache: &'a ChunkCache<T>,
@@ -540,12 +557,16 @@ impl<T: Element> StageRun<'_, T> {
 
     fn work(&self, worker: usize, workers: usize) {
         let mut reservation = self.session.pool().reservation(format!("worker {worker}"));
+        let mut batch: Option<TaskBatch> = None;
         while !self.stop.load(Ordering::Relaxed) {
             let position = self.next.fetch_add(1, Ordering::Relaxed);
             if position >= self.tasks.len() {
                 break;
             }
             let index = self.tasks.get(position);
+            if batch.is_none() {
+                batch = TaskBatch::open(&self.span, worker, index);
+            }
             if let Err(err) = self.session.cancel_token().check() {
                 self.fail(index, err);
                 break;
@@ -562,10 +583,16 @@ impl<T: Element> StageRun<'_, T> {
                     panic_message(payload.as_ref())
                 )))
             });
-            if let Err(err) = outcome {
+            let work_bytes = outcome.unwrap_or_else(|err| {
                 self.fail(index, err);
-            }
+                0
+            });
             reservation.free();
+            if let Some(open) = &mut batch
+                && open.add(work_bytes)
+            {
+                batch = None;
+            }
         }
     }
 
@@ -578,13 +605,14 @@ impl<T: Element> StageRun<'_, T> {
         (self.session.threads() as u64 / running).max(1) as usize
     }
 
-    fn run_task(&self, index: u64, threads: usize, reservation: &mut Reservation) -> Result<()> {
+    /// Runs task `index`: its work bytes.
+    fn run_task(&self, index: u64, threads: usize, reservation: &mut Reservation) -> Result<u64> {
         let task = self.graph.task(index);
         let task = &*task;
         if self.graph.already_written(task) {
             self.progress.advance(task.work_bytes);
             self.session.metrics().tasks_done.add(1);
-            return Ok(());
+            return Ok(task.work_bytes);
         }
         reservation.grow(self.graph.task_reservation(task))?;
         let started = Instant::now();
@@ -667,7 +695,7 @@ impl<T: Element> StageRun<'_, T> {
         }
         self.progress.advance(task.work_bytes);
         self.session.metrics().tasks_done.add(1);
-        Ok(())
+        Ok(task.work_bytes)
     }
 
     /// One of the stage's readers: loads the input chunks of the next tasks

@@ -12,6 +12,7 @@ mod options;
 mod progress;
 mod rank_run;
 mod session;
+mod task_batch;
 
 pub use crate::core::physical_memory;
 pub use cancel::CancelToken;

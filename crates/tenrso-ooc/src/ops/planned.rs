@@ -16,6 +16,7 @@ use crate::io::ReadableArray;
 use crate::memory::ChunkKey;
 use crate::plan::{ArrayRole, ChunkGraph, PlanReport, TaskNode, WrittenChunks, explain};
 use crate::store::{CodecChoice, CodecGoal, Compression, ZarrArray, check_output_not_input};
+use crate::telemetry::span_int;
 
 /// An operation planned against a session: [`explain`](Self::explain) (or
 /// `Display`) gives its plan, [`run`](Self::run) executes it.
@@ -359,6 +360,21 @@ where
     B: TaskBody<f32> + TaskBody<f64> + Send + 's,
 {
     let planning = std::time::Instant::now();
+    // Planning has its own span: a plan may be made to be costed and
+    // never run. The operation's span is the run's.
+    let plan_span = tracing::info_span!(
+        "plan",
+        operation = %graph.operation,
+        tasks = tracing::field::Empty,
+        stages = tracing::field::Empty,
+        min_working_set_bytes = tracing::field::Empty,
+        planned_peak_bytes = tracing::field::Empty,
+        planned_read_bytes = tracing::field::Empty,
+        planned_written_bytes = tracing::field::Empty,
+        planned_spilled_bytes = tracing::field::Empty,
+        absent_chunks = tracing::field::Empty,
+    )
+    .entered();
     let record = job.record.unwrap_or_else(|| operation_record(&graph));
     let found = check_outputs(&graph, &record, job.resume)?;
     skip_written_tasks(&mut graph, &found);
@@ -381,14 +397,72 @@ where
         bytes_spilled = plan.bytes_spilled,
         "planned"
     );
+    plan_span.record("tasks", span_int(plan.tasks));
+    plan_span.record("stages", span_int(plan.stages));
+    plan_span.record("min_working_set_bytes", span_int(plan.min_working_set));
+    plan_span.record("planned_peak_bytes", span_int(plan.planned_peak));
+    plan_span.record("planned_read_bytes", span_int(plan.bytes_read));
+    plan_span.record("planned_written_bytes", span_int(plan.bytes_written));
+    plan_span.record("planned_spilled_bytes", span_int(plan.bytes_spilled));
+    plan_span.record("absent_chunks", span_int(plan.absent_chunks));
+    drop(plan_span);
     Ok(Planned::new(plan, move |plan: &PlanReport, progress| {
-        let _span = tracing::info_span!("operation", name = %graph.operation).entered();
+        let span = operation_span(session, &graph, plan);
+        let _entered = span.enter();
         let outputs = Outputs {
             resumed: &resumed,
             record: &record,
         };
-        run_graph(session, &graph, plan, &outputs, &*body, progress)
+        let result = run_graph(session, &graph, plan, &outputs, &*body, progress);
+        if let Ok(report) = &result {
+            span.record("read_bytes", span_int(report.run.bytes_read));
+            span.record("written_bytes", span_int(report.run.bytes_written));
+            span.record("spilled_bytes", span_int(report.run.bytes_spilled));
+            span.record("pool_peak_bytes", span_int(report.run.pool_peak));
+        }
+        result
     }))
+}
+
+/// The span of a graph operation's run: its name, arrays (shapes and
+/// chunks), memory limit, threads and tasks; the run's figures are
+/// recorded into it when it ends.
+fn operation_span(session: &Session, graph: &ChunkGraph, plan: &PlanReport) -> tracing::Span {
+    let describe = |input: bool| {
+        graph
+            .arrays
+            .iter()
+            .filter(|a| matches!(a.role, ArrayRole::Input(_)) == input)
+            .filter(|a| input || matches!(a.role, ArrayRole::Output(_)))
+            .map(|a| {
+                format!(
+                    "{} {:?} in {} chunks of {:?}",
+                    a.name,
+                    a.grid.shape().dims(),
+                    a.grid.num_chunks(),
+                    a.grid.chunk_shape()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let chunks: u64 = graph.arrays.iter().map(|a| a.grid.num_chunks()).sum();
+    tracing::info_span!(
+        "operation",
+        operation = %graph.operation,
+        dtype = %graph.dtype,
+        inputs = %describe(true),
+        outputs = %describe(false),
+        chunks = span_int(chunks),
+        memory_limit_bytes = span_int(session.memory_limit()),
+        threads = span_int(session.threads()),
+        tasks = span_int(plan.tasks),
+        stages = span_int(plan.stages),
+        read_bytes = tracing::field::Empty,
+        written_bytes = tracing::field::Empty,
+        spilled_bytes = tracing::field::Empty,
+        pool_peak_bytes = tracing::field::Empty,
+    )
 }
 
 /// How a graph operation treats its outputs: whether it continues an

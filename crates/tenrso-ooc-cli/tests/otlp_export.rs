@@ -1,0 +1,378 @@
+//! `--otlp-endpoint` and `OTEL_EXPORTER_OTLP_ENDPOINT` against a real OTLP
+//! decoder: `tests/python/otlp_receiver.py` parses what the CLI posts with
+//! the official `opentelemetry-proto` package. The span tree and its
+//! attributes, the metrics, and an unreachable collector that only warns.
+#![cfg(feature = "otel")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{arg, bin, python, run, run_command};
+use serde_json::Value;
+
+const MIB: i64 = 1 << 20;
+
+/// The receiver, killed when dropped.
+struct Receiver {
+    child: Child,
+    port: u16,
+    out: PathBuf,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Receiver {
+    fn start(python: &Path, dir: &Path) -> Self {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/otlp_receiver.py");
+        let out = dir.join("received.jsonl");
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .strip_prefix("listening ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("the receiver did not start: {line:?}"));
+        Self { child, port, out }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Everything received so far, emptied.
+    fn take(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        std::fs::write(&self.out, "").unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// The spans received, by id.
+fn span_map(records: &[Value]) -> HashMap<String, Value> {
+    for r in records {
+        assert_ne!(r["signal"], "error", "the receiver refused a post: {r}");
+    }
+    records
+        .iter()
+        .filter(|r| r["signal"] == "span")
+        .map(|r| (r["span_id"].as_str().unwrap().to_string(), r.clone()))
+        .collect()
+}
+
+/// The children of span `id`, by start time.
+fn children<'a>(spans: &'a HashMap<String, Value>, id: &str) -> Vec<&'a Value> {
+    let mut kids: Vec<&Value> = spans
+        .values()
+        .filter(|s| s["parent_span_id"] == id)
+        .collect();
+    kids.sort_by_key(|s| s["start_ns"].as_u64());
+    kids
+}
+
+fn named<'a>(spans: &[&'a Value], name: &str) -> Vec<&'a Value> {
+    spans
+        .iter()
+        .copied()
+        .filter(|s| s["name"] == name)
+        .collect()
+}
+
+fn int(span: &Value, key: &str) -> i64 {
+    span["attributes"][key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{key} is not an integer in {span}"))
+}
+
+/// The root span of the run: `command`, renamed `tenrso-ooc COMMAND`.
+fn root<'a>(spans: &'a HashMap<String, Value>, command: &str) -> &'a Value {
+    let roots: Vec<&Value> = spans
+        .values()
+        .filter(|s| s["parent_span_id"] == "")
+        .collect();
+    assert_eq!(roots.len(), 1, "one root: {roots:?}");
+    assert_eq!(roots[0]["name"], format!("tenrso-ooc {command}"));
+    assert_eq!(roots[0]["attributes"]["command"], command);
+    // One trace.
+    let trace = &roots[0]["trace_id"];
+    assert!(spans.values().all(|s| &s["trace_id"] == trace));
+    roots[0]
+}
+
+/// A stage's task batches cover its tasks once, and its work.
+fn check_stage(spans: &HashMap<String, Value>, stage: &Value) -> i64 {
+    let batches = children(spans, stage["span_id"].as_str().unwrap());
+    assert!(!batches.is_empty(), "no task batches under {stage}");
+    assert!(batches.iter().all(|b| b["name"] == "tasks"));
+    let tasks: i64 = batches.iter().map(|b| int(b, "tasks")).sum();
+    assert_eq!(tasks, int(stage, "tasks"), "{batches:?}");
+    assert!(int(stage, "workers") >= 1);
+    batches.iter().map(|b| int(b, "work_bytes")).sum()
+}
+
+/// The metric `name`'s one data point.
+fn metric<'a>(records: &'a [Value], name: &str) -> &'a Value {
+    let points: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["signal"] == "metric" && r["name"] == name)
+        .collect();
+    assert!(!points.is_empty(), "no {name} among {records:?}");
+    points.last().unwrap()
+}
+
+#[test]
+fn spans_and_metrics_reach_a_real_otlp_receiver() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(&python, dir.path());
+    let x = arg(dir.path(), "x");
+    run([
+        "create",
+        &x,
+        "--shape",
+        "1024,1024",
+        "--chunks",
+        "128,256",
+        "--fill",
+        "normal",
+        "-q",
+    ])
+    .success();
+    receiver.take();
+
+    // reduce, through the flag: its value is the one without export.
+    let plain = run(["reduce", "sum", &x, "--memory-limit", "16MiB", "-q"]).success();
+    let url = receiver.url();
+    let traced = run([
+        "reduce",
+        "sum",
+        &x,
+        "--memory-limit",
+        "16MiB",
+        "-q",
+        "--otlp-endpoint",
+        &url,
+    ])
+    .success();
+    assert_eq!(traced.stdout, plain.stdout);
+    assert!(!traced.stderr.contains("warning"), "{}", traced.stderr);
+    let records = receiver.take();
+    let spans = span_map(&records);
+    let command = root(&spans, "reduce");
+    assert_eq!(command["resource"]["service.name"], "tenrso-ooc");
+    let under = children(&spans, command["span_id"].as_str().unwrap());
+    let [plan] = named(&under, "plan")[..] else {
+        panic!("one plan under the command: {under:?}")
+    };
+    let [operation] = named(&under, "operation")[..] else {
+        panic!("one operation under the command: {under:?}")
+    };
+    assert_eq!(plan["attributes"]["operation"], "sum over all axes");
+    assert_eq!(operation["attributes"]["operation"], "sum over all axes");
+    assert_eq!(
+        operation["attributes"]["inputs"],
+        format!("{x} [1024, 1024] in 32 chunks of [128, 256]")
+    );
+    assert_eq!(operation["attributes"]["dtype"], "f64");
+    assert_eq!(int(operation, "memory_limit_bytes"), 16 * MIB);
+    assert_eq!(int(operation, "chunks"), 32);
+    assert_eq!(int(operation, "tasks"), 32);
+    assert_eq!(int(plan, "planned_read_bytes"), 8 * MIB);
+    assert_eq!(int(operation, "read_bytes"), 8 * MIB);
+    assert_eq!(int(operation, "written_bytes"), 0);
+    assert!(int(operation, "pool_peak_bytes") <= 16 * MIB);
+    let stages = children(&spans, operation["span_id"].as_str().unwrap());
+    let [stage] = named(&stages, "stage")[..] else {
+        panic!("one stage: {stages:?}")
+    };
+    assert_eq!(int(stage, "tasks"), 32);
+    assert_eq!(check_stage(&spans, stage), 8 * MIB);
+    // The plan comes before the run, both inside the command.
+    assert!(plan["end_ns"].as_u64() <= operation["start_ns"].as_u64());
+    assert!(command["start_ns"].as_u64() <= plan["start_ns"].as_u64());
+    assert!(operation["end_ns"].as_u64() <= command["end_ns"].as_u64());
+    // The metrics, exported at the end of the run.
+    assert_eq!(metric(&records, "tenrso.read")["value"], 8 * MIB);
+    assert_eq!(metric(&records, "tenrso.read")["unit"], "By");
+    assert_eq!(metric(&records, "tenrso.read")["monotonic"], true);
+    assert_eq!(metric(&records, "tenrso.tasks_completed")["value"], 32);
+    assert_eq!(metric(&records, "tenrso.pool_limit")["value"], 16 * MIB);
+    assert_eq!(metric(&records, "tenrso.pool_limit")["kind"], "gauge");
+    assert!(metric(&records, "tenrso.process_resident_memory")["value"].as_i64() > Some(MIB));
+
+    // map, through the standard environment variable: the output written.
+    let y = arg(dir.path(), "y");
+    let mut cmd = Command::new(bin());
+    cmd.args(["map", "x*2", &x, "-o", &y, "-q"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &url)
+        .env("OTEL_SERVICE_NAME", "nightly-map");
+    run_command(cmd).success();
+    let records = receiver.take();
+    let spans = span_map(&records);
+    let command = root(&spans, "map");
+    assert_eq!(command["resource"]["service.name"], "nightly-map");
+    let under = children(&spans, command["span_id"].as_str().unwrap());
+    let [operation] = named(&under, "operation")[..] else {
+        panic!("one operation: {under:?}")
+    };
+    assert_eq!(operation["attributes"]["operation"], "map `x*2`");
+    assert_eq!(
+        operation["attributes"]["outputs"],
+        format!("{y} [1024, 1024] in 32 chunks of [128, 256]")
+    );
+    assert_eq!(int(operation, "written_bytes"), 8 * MIB);
+    let stages = children(&spans, operation["span_id"].as_str().unwrap());
+    assert_eq!(check_stage(&spans, named(&stages, "stage")[0]), 8 * MIB);
+    assert_eq!(metric(&records, "tenrso.written")["value"], 8 * MIB);
+
+    // CP-ALS: operation → iteration → pass → stage → task batches (the
+    // tensor is over half the limit, so every pass reads it).
+    let c = arg(dir.path(), "c");
+    run([
+        "create",
+        &c,
+        "--shape",
+        "64,64,64",
+        "--chunks",
+        "16,16,64",
+        "--fill",
+        "lowrank:3",
+        "-q",
+    ])
+    .success();
+    receiver.take();
+    run([
+        "cp",
+        &c,
+        "--rank",
+        "3",
+        "--iters",
+        "2",
+        "--tol",
+        "0",
+        "-o",
+        &arg(dir.path(), "model"),
+        "--memory-limit",
+        "1MiB",
+        "-q",
+        "--otlp-endpoint",
+        &url,
+    ])
+    .success();
+    let records = receiver.take();
+    let spans = span_map(&records);
+    let command = root(&spans, "cp");
+    let under = children(&spans, command["span_id"].as_str().unwrap());
+    let [cp] = named(&under, "operation")[..] else {
+        panic!("one operation: {under:?}")
+    };
+    assert_eq!(cp["attributes"]["operation"], "cp_als");
+    assert_eq!(cp["attributes"]["shape"], "[64, 64, 64]");
+    assert_eq!(int(cp, "memory_limit_bytes"), MIB);
+    let iterations = named(
+        &children(&spans, cp["span_id"].as_str().unwrap()),
+        "iteration",
+    );
+    assert_eq!(iterations.len(), 2, "{iterations:?}");
+    for (k, iteration) in iterations.iter().enumerate() {
+        assert_eq!(int(iteration, "iteration"), k as i64 + 1);
+        let fit = iteration["attributes"]["fit"].as_f64().unwrap();
+        assert!(fit > 0.0 && fit <= 1.0, "{iteration}");
+        let passes = children(&spans, iteration["span_id"].as_str().unwrap());
+        assert_eq!(passes.len() as i64, int(iteration, "passes"));
+        let mut read = 0;
+        for pass in passes {
+            assert_eq!(pass["name"], "pass");
+            assert_eq!(int(pass, "tensor_bytes"), 2 * MIB);
+            assert_eq!(pass["attributes"]["resident"], false);
+            let stages = children(&spans, pass["span_id"].as_str().unwrap());
+            let [stage] = named(&stages, "stage")[..] else {
+                panic!("one stage per pass: {stages:?}")
+            };
+            check_stage(&spans, stage);
+            read += int(pass, "tensor_bytes");
+        }
+        assert_eq!(int(iteration, "read_bytes"), read);
+    }
+}
+
+#[test]
+fn an_unreachable_collector_only_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = arg(dir.path(), "x");
+    run([
+        "create", &x, "--shape", "512,512", "--chunks", "128,128", "--fill", "range", "-q",
+    ])
+    .success();
+    let plain = run(["reduce", "sum", &x, "-q"]).success();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let traced = run([
+        "reduce",
+        "sum",
+        &x,
+        "-q",
+        "--otlp-endpoint",
+        &format!("http://127.0.0.1:{port}"),
+    ])
+    .success();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(traced.stdout, plain.stdout);
+    assert!(
+        traced.stderr.contains("warning: telemetry not fully sent")
+            && traced
+                .stderr
+                .contains(&format!("cannot connect to 127.0.0.1:{port}"))
+            && traced.stderr.contains("the run itself is unaffected"),
+        "{}",
+        traced.stderr
+    );
+
+    // A bad variable in the environment warns and runs; a bad flag is a
+    // usage error.
+    let mut cmd = Command::new(bin());
+    cmd.args(["reduce", "sum", &x, "-q"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url");
+    let r = run_command(cmd).success();
+    assert_eq!(r.stdout, plain.stdout);
+    assert!(
+        r.stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        "{}",
+        r.stderr
+    );
+    let r = run([
+        "reduce",
+        "sum",
+        &x,
+        "--otlp-endpoint",
+        "https://collector:4318",
+    ]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("https is not supported"), "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+}
