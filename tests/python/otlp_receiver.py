@@ -79,19 +79,24 @@ def metrics(request):
                 kind = metric.WhichOneof("data")
                 data = getattr(metric, kind)
                 for point in data.data_points:
-                    value = point.as_int if point.HasField("as_int") else point.as_double
-                    write(
-                        {
-                            "signal": "metric",
-                            "name": metric.name,
-                            "unit": metric.unit,
-                            "kind": kind,
-                            "monotonic": getattr(data, "is_monotonic", None),
-                            "attributes": attributes(point.attributes),
-                            "value": value,
-                            "resource": resource,
-                        }
-                    )
+                    record = {
+                        "signal": "metric",
+                        "name": metric.name,
+                        "unit": metric.unit,
+                        "kind": kind,
+                        "monotonic": getattr(data, "is_monotonic", None),
+                        "attributes": attributes(point.attributes),
+                        "resource": resource,
+                    }
+                    if kind == "histogram":
+                        record["count"] = point.count
+                        record["sum"] = point.sum
+                        record["bounds"] = list(point.explicit_bounds)
+                        record["bucket_counts"] = list(point.bucket_counts)
+                    else:
+                        number = point.WhichOneof("value")
+                        record["value"] = getattr(point, number)
+                    write(record)
 
 
 ROUTES = {

@@ -564,6 +564,68 @@ fn the_run_report_merges_every_rank() {
     assert_eq!(html.matches("<tr><th>rank ").count(), 3);
 }
 
+/// Under `mpirun -np 2 … --otlp-endpoint`, every rank exports its own
+/// trace, named by the resource attribute `tenrso.rank`: one `command`
+/// root each, whose operations read the array between them once.
+#[cfg(feature = "otel")]
+#[test]
+fn each_rank_exports_its_own_spans() {
+    let Some(python) = common::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = common::OtlpReceiver::start(&python, dir.path());
+    let x = dir.path().join("x");
+    serial(&[
+        "create",
+        p(&x),
+        "--shape",
+        "600,500",
+        "--chunks",
+        "100,100",
+        "-q",
+    ])
+    .success();
+    let expected = serial(&["reduce", "sum", p(&x), "-q"]).success();
+    let got = mpirun(
+        2,
+        &[
+            "reduce",
+            "sum",
+            p(&x),
+            "-q",
+            "--otlp-endpoint",
+            &receiver.url(),
+        ],
+    )
+    .success();
+    assert_eq!(got.stdout, expected.stdout);
+    let records = receiver.take();
+    let spans: Vec<&serde_json::Value> = records.iter().filter(|r| r["signal"] == "span").collect();
+    let mut roots: Vec<&serde_json::Value> = spans
+        .iter()
+        .copied()
+        .filter(|s| s["parent_span_id"] == "")
+        .collect();
+    roots.sort_by_key(|r| r["resource"]["tenrso.rank"].as_str().map(str::to_string));
+    let ranks: Vec<&str> = roots
+        .iter()
+        .map(|r| r["resource"]["tenrso.rank"].as_str().unwrap())
+        .collect();
+    assert_eq!(ranks, ["0", "1"], "{roots:?}");
+    assert_ne!(roots[0]["trace_id"], roots[1]["trace_id"]);
+    let mut read = 0;
+    for root in &roots {
+        assert_eq!(root["name"], "tenrso-ooc reduce");
+        let operation = spans
+            .iter()
+            .find(|s| s["parent_span_id"] == root["span_id"] && s["name"] == "operation")
+            .unwrap_or_else(|| panic!("no operation under {root}"));
+        read += operation["attributes"]["read_bytes"].as_i64().unwrap();
+    }
+    assert_eq!(read, 600 * 500 * 8);
+}
+
 /// A 3-operand chain whose 11 MiB intermediate is larger than each rank's
 /// 8 MiB limit, each rank with its own `--local-dir`: bitwise the one
 /// process's result, chunks fetched between ranks (the merged report says

@@ -7,66 +7,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{arg, bin, python, run, run_command};
+use common::{OtlpReceiver, arg, bin, python, run, run_command};
 use serde_json::Value;
 
 const MIB: i64 = 1 << 20;
-
-/// The receiver, killed when dropped.
-struct Receiver {
-    child: Child,
-    port: u16,
-    out: PathBuf,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Receiver {
-    fn start(python: &Path, dir: &Path) -> Self {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/otlp_receiver.py");
-        let out = dir.join("received.jsonl");
-        let mut child = Command::new(python)
-            .arg(script)
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .strip_prefix("listening ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("the receiver did not start: {line:?}"));
-        Self { child, port, out }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Everything received so far, emptied.
-    fn take(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        std::fs::write(&self.out, "").unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
 
 /// The spans received, by id.
 fn span_map(records: &[Value]) -> HashMap<String, Value> {
@@ -144,7 +91,7 @@ fn metric<'a>(records: &'a [Value], name: &str) -> &'a Value {
 fn spans_and_metrics_reach_a_real_otlp_receiver() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start(&python, dir.path());
+    let receiver = OtlpReceiver::start(&python, dir.path());
     let x = arg(dir.path(), "x");
     run([
         "create",
@@ -219,6 +166,16 @@ fn spans_and_metrics_reach_a_real_otlp_receiver() {
     assert_eq!(metric(&records, "tenrso.pool_limit")["value"], 16 * MIB);
     assert_eq!(metric(&records, "tenrso.pool_limit")["kind"], "gauge");
     assert!(metric(&records, "tenrso.process_resident_memory")["value"].as_i64() > Some(MIB));
+    // The duration histograms, in the Prometheus buckets: one task
+    // duration per task, one chunk-read duration per chunk.
+    let tasks = metric(&records, "tenrso.task_duration");
+    assert_eq!(tasks["kind"], "histogram");
+    assert_eq!(tasks["unit"], "s");
+    assert_eq!(tasks["count"], 32);
+    assert_eq!(tasks["bounds"].as_array().unwrap().len(), 16);
+    let counts = tasks["bucket_counts"].as_array().unwrap();
+    assert_eq!(counts.iter().map(|c| c.as_i64().unwrap()).sum::<i64>(), 32);
+    assert_eq!(metric(&records, "tenrso.chunk_read_duration")["count"], 32);
 
     // map, through the standard environment variable: the output written.
     let y = arg(dir.path(), "y");

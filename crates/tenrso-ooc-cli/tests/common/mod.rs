@@ -190,3 +190,58 @@ pub fn debian_tool(program: &str, package: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// `tests/python/otlp_receiver.py` on a loopback port: what the CLI posts
+/// over OTLP/HTTP, decoded by `opentelemetry-proto`, one JSON object per
+/// span and metric point. Killed when dropped.
+pub struct OtlpReceiver {
+    child: std::process::Child,
+    port: u16,
+    out: PathBuf,
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl OtlpReceiver {
+    /// Starts it with `python`, writing into `dir`.
+    pub fn start(python: &Path, dir: &Path) -> Self {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/otlp_receiver.py");
+        let out = dir.join("received.jsonl");
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .strip_prefix("listening ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("the receiver did not start: {line:?}"));
+        Self { child, port, out }
+    }
+
+    /// Its base URL, for `--otlp-endpoint`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Everything received so far, emptied.
+    pub fn take(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        std::fs::write(&self.out, "").unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}

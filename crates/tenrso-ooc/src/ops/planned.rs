@@ -415,10 +415,26 @@ where
         };
         let result = run_graph(session, &graph, plan, &outputs, &*body, progress);
         if let Ok(report) = &result {
-            span.record("read_bytes", span_int(report.run.bytes_read));
-            span.record("written_bytes", span_int(report.run.bytes_written));
-            span.record("spilled_bytes", span_int(report.run.bytes_spilled));
-            span.record("pool_peak_bytes", span_int(report.run.pool_peak));
+            // This process's figures: under MPI the run's are the job's
+            // totals, and each rank exports its own spans.
+            let run = &report.run;
+            let (read, written, spilled, peak) = run
+                .ranks
+                .iter()
+                .find(|r| r.rank == session.ranks().rank())
+                .map_or(
+                    (
+                        run.bytes_read,
+                        run.bytes_written,
+                        run.bytes_spilled,
+                        run.pool_peak,
+                    ),
+                    |r| (r.bytes_read, r.bytes_written, r.bytes_spilled, r.pool_peak),
+                );
+            span.record("read_bytes", span_int(read));
+            span.record("written_bytes", span_int(written));
+            span.record("spilled_bytes", span_int(spilled));
+            span.record("pool_peak_bytes", span_int(peak));
         }
         result
     }))

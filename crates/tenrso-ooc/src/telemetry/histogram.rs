@@ -1,5 +1,6 @@
 //! [`Histogram`]: durations counted in fixed buckets, lock-free.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -32,6 +33,17 @@ pub struct Histogram {
     buckets: [AtomicU64; BUCKET_BOUNDS_SECONDS.len() + 1],
     sum_nanos: AtomicU64,
     count: AtomicU64,
+    mirror: OnceLock<Mirror>,
+}
+
+/// Where a [`Histogram`] also reports each duration, in seconds (an
+/// exporter's own histogram).
+struct Mirror(Box<dyn Fn(f64) + Send + Sync>);
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mirror")
+    }
 }
 
 impl Histogram {
@@ -46,6 +58,16 @@ impl Histogram {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
+        if let Some(mirror) = self.mirror.get() {
+            (mirror.0)(seconds);
+        }
+    }
+
+    /// Reports every later duration to `record` too, in seconds (how an
+    /// exporter keeps its own histogram); the first mirror set stays, and
+    /// false says one was already set.
+    pub fn mirror_to(&self, record: impl Fn(f64) + Send + Sync + 'static) -> bool {
+        self.mirror.set(Mirror(Box::new(record))).is_ok()
     }
 
     /// Durations counted.
@@ -135,5 +157,18 @@ mod tests {
         assert!(text.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
         assert!(text.contains("x_seconds_count 3\n"), "{text}");
         assert_eq!(h.to_json()["buckets"][16], json!([null, 3]));
+    }
+
+    #[test]
+    fn a_mirror_sees_later_durations() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(1));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        assert!(h.mirror_to(move |s| sink.lock().unwrap().push(s)));
+        assert!(!h.mirror_to(|_| {}), "the first mirror stays");
+        h.observe(Duration::from_millis(250));
+        assert_eq!(*seen.lock().unwrap(), vec![0.25]);
+        assert_eq!(h.count(), 2);
     }
 }

@@ -370,6 +370,38 @@ impl Metrics {
         ]
     }
 
+    /// The duration histograms: name (without the `tenrso_` prefix), help
+    /// text, histogram.
+    pub fn histograms(&self) -> [(&'static str, &'static str, &Histogram); 5] {
+        [
+            (
+                "task_duration_seconds",
+                "How long each task of a chunk graph took.",
+                &self.task_seconds,
+            ),
+            (
+                "chunk_read_duration_seconds",
+                "How long each chunk read from a stored array took, decoding included.",
+                &self.chunk_read_seconds,
+            ),
+            (
+                "read_wait_duration_seconds",
+                "How long each request of a task for an input chunk waited for it.",
+                &self.read_wait_seconds,
+            ),
+            (
+                "chunk_write_duration_seconds",
+                "How long each output chunk write by a task took, encoding included.",
+                &self.chunk_write_seconds,
+            ),
+            (
+                "communication_duration_seconds",
+                "How long each collective operation among the ranks of an MPI job took, waiting included.",
+                &self.communication_seconds,
+            ),
+        ]
+    }
+
     /// The metrics in the Prometheus text exposition format (version
     /// 0.0.4), each name prefixed `tenrso_`: the series, the bytes held per
     /// spill tier (`tenrso_spill_bytes{dir=…}`) and the task and chunk-read
@@ -442,31 +474,9 @@ impl Metrics {
                 }
             }
         }
-        self.task_seconds.write_prometheus(
-            "tenrso_task_duration_seconds",
-            "How long each task of a chunk graph took.",
-            &mut out,
-        );
-        self.chunk_read_seconds.write_prometheus(
-            "tenrso_chunk_read_duration_seconds",
-            "How long each chunk read from a stored array took, decoding included.",
-            &mut out,
-        );
-        self.read_wait_seconds.write_prometheus(
-            "tenrso_read_wait_duration_seconds",
-            "How long each request of a task for an input chunk waited for it.",
-            &mut out,
-        );
-        self.chunk_write_seconds.write_prometheus(
-            "tenrso_chunk_write_duration_seconds",
-            "How long each output chunk write by a task took, encoding included.",
-            &mut out,
-        );
-        self.communication_seconds.write_prometheus(
-            "tenrso_communication_duration_seconds",
-            "How long each collective operation among the ranks of an MPI job took, waiting included.",
-            &mut out,
-        );
+        for (name, help, histogram) in self.histograms() {
+            histogram.write_prometheus(&format!("tenrso_{name}"), help, &mut out);
+        }
         out
     }
 
@@ -493,23 +503,9 @@ impl Metrics {
             })
             .collect();
         map.insert("spill_tiers".into(), Value::from(tiers));
-        map.insert("task_duration_seconds".into(), self.task_seconds.to_json());
-        map.insert(
-            "chunk_read_duration_seconds".into(),
-            self.chunk_read_seconds.to_json(),
-        );
-        map.insert(
-            "read_wait_duration_seconds".into(),
-            self.read_wait_seconds.to_json(),
-        );
-        map.insert(
-            "chunk_write_duration_seconds".into(),
-            self.chunk_write_seconds.to_json(),
-        );
-        map.insert(
-            "communication_duration_seconds".into(),
-            self.communication_seconds.to_json(),
-        );
+        for (name, _, histogram) in self.histograms() {
+            map.insert(name.into(), histogram.to_json());
+        }
         Value::Object(map)
     }
 }

@@ -1,5 +1,6 @@
-//! The session's [`Metrics`] as OpenTelemetry observable instruments, read
-//! when the periodic reader collects.
+//! The session's [`Metrics`] as OpenTelemetry instruments: its counters
+//! and gauges observed when the periodic reader collects, its duration
+//! histograms recorded as they are observed.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Meter, MeterProvider as _, ObservableCounter, ObservableGauge};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::telemetry::{Metrics, SeriesKind};
+use crate::telemetry::{BUCKET_BOUNDS_SECONDS, Metrics, SeriesKind};
 
 /// The instruments of one watched [`Metrics`], kept while the export runs.
 #[derive(Debug)]
@@ -55,6 +56,18 @@ pub(super) fn register(provider: &SdkMeterProvider, metrics: &Arc<Metrics>) -> R
                     .build(),
             ),
         }
+    }
+    // The duration histograms, fed as they are observed, in the same
+    // buckets as the Prometheus ones.
+    for (name, help, histogram) in metrics.histograms() {
+        let name = name.strip_suffix("_seconds").unwrap_or(name);
+        let exported = meter
+            .f64_histogram(format!("tenrso.{name}"))
+            .with_unit("s")
+            .with_description(help)
+            .with_boundaries(BUCKET_BOUNDS_SECONDS.to_vec())
+            .build();
+        histogram.mirror_to(move |seconds| exported.record(seconds, &[]));
     }
     let watched = Arc::clone(metrics);
     gauges.push(

@@ -255,16 +255,15 @@ impl OtlpExport {
         })
     }
 
-    /// A layer for a `tracing_subscriber` registry that exports this
-    /// crate's spans at INFO level and above (and the CLI's), whatever the
+    /// A layer for a `tracing_subscriber` registry that exports the spans
+    /// of target `tenrso_ooc` (this crate's, and the CLI's: its binary is
+    /// the crate `tenrso_ooc` too) at INFO level and above, whatever the
     /// log filter prints.
     pub fn tracing_layer<S>(&self) -> Box<dyn Layer<S> + Send + Sync + 'static>
     where
         S: tracing::Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
     {
-        let targets = Targets::new()
-            .with_target("tenrso_ooc", tracing::Level::INFO)
-            .with_target("tenrso_ooc_cli", tracing::Level::INFO);
+        let targets = Targets::new().with_target("tenrso_ooc", tracing::Level::INFO);
         tracing_opentelemetry::layer()
             .with_tracer(self.tracer.tracer("tenrso-ooc"))
             .with_tracked_inactivity(false)
@@ -277,7 +276,9 @@ impl OtlpExport {
     /// gauge of [`Metrics::series`] and the bytes per spill tier, named
     /// `tenrso.` and the Prometheus name less `_total` (the instrument's
     /// kind says it) and `_bytes` (unit `By`), so that a collector's
-    /// Prometheus exporter gives back the names of `--metrics-addr`.
+    /// Prometheus exporter gives back the names of `--metrics-addr`; and
+    /// the duration histograms of [`Metrics::histograms`] (less `_seconds`,
+    /// unit `s`, the same buckets), from the durations observed from now on.
     pub fn watch(&self, metrics: &Arc<Metrics>) {
         let registered = instruments::register(&self.meter, metrics);
         self.instruments
