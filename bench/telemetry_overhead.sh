@@ -41,20 +41,32 @@ export_otlp=(--otlp-endpoint "http://127.0.0.1:$(awk '{print $2}' "$work/otlp.po
 sum_cmd() { "$bin" reduce sum "$x" -q --memory-limit 1GiB "$@"; }
 map_cmd() { rm -rf "$work/y.zarr"; "$bin" map 'x*2+1' "$x" -o "$work/y.zarr" -q --memory-limit 1GiB "$@"; }
 
+# "WALL CPU": the wall-clock and the user + system seconds of one run (the
+# CPU time is what watching costs the process, free of the disk's noise).
+timed_cpu() {
+    local t0 t1 c0 c1 me=$BASHPID
+    c0=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$me/stat")
+    t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
+    c1=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$me/stat")
+    echo "$(calc "$t1 - $t0") $(calc "($c1 - $c0) / $(getconf CLK_TCK)")"
+}
+pct() { printf '%+.1f' "$(calc "($1 / $2 - 1) * 100")"; }
+
 row() {
-    local name="$1" cmd="$2" plain=() watched=() exported=()
+    local name="$1" cmd="$2" plain=() watched=() exported=() plain_cpu=() watched_cpu=() exported_cpu=() r
     "$cmd" >/dev/null 2>&1   # warm the page cache
     for _ in $(seq "$repeat"); do
-        plain+=("$(timed "$cmd")")
-        watched+=("$(timed "$cmd" "${watch[@]}")")
-        exported+=("$(timed "$cmd" "${export_otlp[@]}")")
+        r=($(timed_cpu "$cmd")); plain+=("${r[0]}"); plain_cpu+=("${r[1]}")
+        r=($(timed_cpu "$cmd" "${watch[@]}")); watched+=("${r[0]}"); watched_cpu+=("${r[1]}")
+        r=($(timed_cpu "$cmd" "${export_otlp[@]}")); exported+=("${r[0]}"); exported_cpu+=("${r[1]}")
     done
-    local p w e
+    local p w e pc wc ec
     p=$(median "${plain[@]}"); w=$(median "${watched[@]}"); e=$(median "${exported[@]}")
-    echo "| $name | $(fmt "$p") s | $(fmt "$w") s | $(printf '%+.1f' "$(calc "($w / $p - 1) * 100")") % | $(fmt "$e") s | $(printf '%+.1f' "$(calc "($e / $p - 1) * 100")") % |"
+    pc=$(median "${plain_cpu[@]}"); wc=$(median "${watched_cpu[@]}"); ec=$(median "${exported_cpu[@]}")
+    echo "| $name | $(fmt "$p") s ($(fmt "$pc") s CPU) | $(fmt "$w") s ($(fmt "$wc") s) | $(pct "$w" "$p") % ($(pct "$wc" "$pc") %) | $(fmt "$e") s ($(fmt "$ec") s) | $(pct "$e" "$p") % ($(pct "$ec" "$pc") %) |"
 }
 
-echo "Overhead of --metrics-addr (scraped every 1 s) with --report (timeline every 100 ms), and of --otlp-endpoint (spans and metrics to a loopback OTLP receiver), ${size_gib} GiB f64 under 1 GiB, page cache warm, medians of $repeat; $(machine), $(isa)"
+echo "Overhead of --metrics-addr (scraped every 1 s) with --report (timeline every 100 ms), and of --otlp-endpoint (spans and metrics to a loopback OTLP receiver), ${size_gib} GiB f64 under 1 GiB in $work, page cache warm, medians of $repeat of the wall-clock (and of the process's user + system CPU time); $(machine), $(isa)"
 echo
 echo "| workload | plain | watched | overhead | OTLP export | overhead |"
 echo "|---|---|---|---|---|---|"
