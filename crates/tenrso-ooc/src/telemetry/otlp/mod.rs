@@ -41,6 +41,9 @@ const METRIC_INTERVAL: Duration = Duration::from_secs(10);
 /// say.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long [`OtlpExport::finish`] waits for the last posts.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Where and how to export.
 ///
 /// ```
@@ -178,9 +181,14 @@ impl ExportSummary {
             .or(self.metrics.first_failure.as_ref())
             .or(self.errors.first())
             .map_or(String::new(), |f| format!(": {f}"));
+        let (traces, metrics) = (&self.traces_url, &self.metrics_url);
+        let detail = if failed > 0 {
+            format!("{failed} of {tried} posts to {traces} and {metrics} failed{first}")
+        } else {
+            format!("posting to {traces} and {metrics}{first}")
+        };
         Some(format!(
-            "telemetry not fully sent to the OpenTelemetry collector ({failed} of {tried} posts to {} and {} failed{first}); the run itself is unaffected",
-            self.traces_url, self.metrics_url
+            "telemetry not fully sent to the OpenTelemetry collector ({detail}); the run itself is unaffected"
         ))
     }
 }
@@ -288,23 +296,55 @@ impl OtlpExport {
     }
 
     /// Sends what is left (the spans still queued, a last export of the
-    /// metrics) and stops: what was delivered and what was not.
+    /// metrics) and stops: what was delivered and what was not. A collector
+    /// that accepts but does not answer holds this up at most 5 s.
     pub fn finish(self) -> ExportSummary {
-        let mut errors = Vec::new();
-        if let Err(e) = self.tracer.shutdown() {
-            errors.push(format!("spans: {e}"));
-        }
-        if let Err(e) = self.meter.shutdown() {
-            errors.push(format!("metrics: {e}"));
-        }
-        let (traces, metrics) = (self.traces_client.health(), self.metrics_client.health());
+        self.finish_within(FINISH_TIMEOUT)
+    }
+
+    fn finish_within(self, limit: Duration) -> ExportSummary {
+        let Self {
+            tracer,
+            meter,
+            traces_client,
+            metrics_client,
+            traces_url,
+            metrics_url,
+            instruments,
+        } = self;
+        // Shut down on a thread of its own, waited for at most `limit`:
+        // what is still posting then is abandoned with the process.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("otlp-finish".into())
+            .spawn(move || {
+                let mut errors = Vec::new();
+                if let Err(e) = tracer.shutdown() {
+                    errors.push(format!("spans: {e}"));
+                }
+                if let Err(e) = meter.shutdown() {
+                    errors.push(format!("metrics: {e}"));
+                }
+                drop(instruments);
+                let _ = sender.send(errors);
+            });
+        let mut errors = match spawned {
+            Ok(_) => receiver.recv_timeout(limit).unwrap_or_else(|_| {
+                vec![format!(
+                    "the collector did not take the last spans and metrics within {} s",
+                    limit.as_secs_f64()
+                )]
+            }),
+            Err(e) => vec![format!("no thread to send the last spans and metrics: {e}")],
+        };
+        let (traces, metrics) = (traces_client.health(), metrics_client.health());
         // The SDK's own error repeats a failed post already counted.
-        if traces.failed + metrics.failed > 0 {
+        if traces.failed + metrics.failed > 0 && errors.iter().all(|e| !e.contains("within")) {
             errors.clear();
         }
         ExportSummary {
-            traces_url: self.traces_url,
-            metrics_url: self.metrics_url,
+            traces_url,
+            metrics_url,
             traces,
             metrics,
             errors,
@@ -353,6 +393,37 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("https is not supported")
+        );
+    }
+
+    #[test]
+    fn a_collector_that_never_answers_holds_the_end_up_boundedly() {
+        // Accepts connections and reads nothing, answers nothing.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                held.push(stream);
+            }
+        });
+        let export =
+            OtlpExport::start(&OtlpOptions::new(&format!("http://127.0.0.1:{port}"))).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        export.watch(&metrics);
+        metrics.task_seconds.observe(Duration::from_millis(3));
+        let started = std::time::Instant::now();
+        let summary = export.finish_within(Duration::from_millis(500));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let warning = summary.warning().unwrap();
+        assert!(
+            warning.contains("(posting to http://127.0.0.1:")
+                && warning.contains("did not take the last spans and metrics within 0.5 s"),
+            "{warning}"
         );
     }
 

@@ -215,7 +215,7 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
         if size == 0 {
             return Ok(out);
         }
-        if body.len() < size + 2 {
+        if body.len() < size.saturating_add(2) {
             return Err("a chunked answer ends early".into());
         }
         out.extend_from_slice(&body[..size]);
@@ -331,6 +331,11 @@ mod tests {
         server.join().unwrap();
         assert_eq!(
             dechunk(b"5\r\nab"),
+            Err("a chunked answer ends early".into())
+        );
+        // A chunk size beyond memory is an error, not an overflow.
+        assert_eq!(
+            dechunk(b"ffffffffffffffff\r\nab\r\n0\r\n\r\n"),
             Err("a chunked answer ends early".into())
         );
         assert!(parse_response(b"garbage").is_err());
