@@ -202,6 +202,44 @@ fn spans_and_metrics_reach_a_real_otlp_receiver() {
     assert_eq!(check_stage(&spans, named(&stages, "stage")[0]), 8 * MIB);
     assert_eq!(metric(&records, "tenrso.written")["value"], 8 * MIB);
 
+    // einsum: its plan, then its operation with a plan and an operation
+    // per step (and per rechunk it chose).
+    let c = arg(dir.path(), "xx");
+    run([
+        "einsum",
+        "ij,kj->ik",
+        &x,
+        &x,
+        "-o",
+        &c,
+        "-q",
+        "--memory-limit",
+        "16MiB",
+        "--otlp-endpoint",
+        &url,
+    ])
+    .success();
+    let records = receiver.take();
+    let spans = span_map(&records);
+    let command = root(&spans, "einsum");
+    let under = children(&spans, command["span_id"].as_str().unwrap());
+    let names: Vec<&str> = under.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["plan", "operation"], "{under:?}");
+    assert_eq!(under[1]["attributes"]["operation"], "einsum ij,kj->ik");
+    assert_eq!(under[1]["attributes"]["output_shape"], "[1024, 1024]");
+    let steps = children(&spans, under[1]["span_id"].as_str().unwrap());
+    let step = named(&steps, "operation")
+        .into_iter()
+        .find(|s| {
+            s["attributes"]["operation"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("einsum step 0/1"))
+        })
+        .unwrap_or_else(|| panic!("no step among {steps:?}"));
+    assert_eq!(int(step, "written_bytes"), 8 * MIB);
+    let stages = children(&spans, step["span_id"].as_str().unwrap());
+    check_stage(&spans, named(&stages, "stage")[0]);
+
     // CP-ALS: operation → iteration → pass → stage → task batches (the
     // tensor is over half the limit, so every pass reads it).
     let c = arg(dir.path(), "c");

@@ -25,6 +25,7 @@ use crate::plan::{
     TilingParams, rechunk_seconds,
 };
 use crate::store::{ArraySpec, Compression, Durability, ZarrArray, check_output_not_input};
+use crate::telemetry::span_int;
 
 /// What an einsum will do: the subscripts (ellipses expanded), the operands
 /// rechunked first, and the contraction path with every step's tiles and
@@ -533,6 +534,10 @@ impl Einsum {
     /// index), operands of different dtypes, or an array result without an
     /// output path.
     pub fn plan<'s>(&self, session: &'s Session) -> Result<Planned<'s, EinsumPlan, EinsumReport>> {
+        // The path search plans (and costs) rechunks and steps: their spans
+        // sit in this one.
+        let _span = tracing::info_span!("plan", operation = %format!("einsum {}", self.subscripts))
+            .entered();
         let (subscripts, inputs, out, opts) = (
             &self.subscripts[..],
             &self.operands[..],
@@ -697,6 +702,21 @@ impl Einsum {
             session
                 .metrics()
                 .record_plan(format!("einsum {subscripts}\n{plan}"));
+            // Its rechunks and steps are operations within this one.
+            let _span = tracing::info_span!(
+                "operation",
+                operation = %format!("einsum {subscripts}"),
+                inputs = %inputs
+                    .iter()
+                    .map(|a| format!("{} {:?}", a.path().display(), a.shape()))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                output_shape = ?plan.output_shape,
+                steps = span_int(plan.path.steps.len()),
+                memory_limit_bytes = span_int(plan.memory_limit),
+                threads = span_int(plan.threads),
+            )
+            .entered();
             let result = ResultSink {
                 destination: &destination,
                 record: &record,
