@@ -274,18 +274,47 @@ fn spans_and_metrics_reach_a_real_otlp_receiver() {
         &url,
     ])
     .success();
-    let records = receiver.take();
-    let spans = span_map(&records);
-    let command = root(&spans, "cp");
+    check_decomposition(&receiver.take(), "cp", "cp_als", "[3]");
+
+    // Tucker (HOOI): the same tree.
+    run([
+        "tucker",
+        &c,
+        "--ranks",
+        "3,3,3",
+        "--iters",
+        "2",
+        "--tol",
+        "0",
+        "-o",
+        &arg(dir.path(), "tucker"),
+        "--memory-limit",
+        "1MiB",
+        "-q",
+        "--otlp-endpoint",
+        &url,
+    ])
+    .success();
+    check_decomposition(&receiver.take(), "tucker", "tucker", "[3, 3, 3]");
+}
+
+/// A decomposition's trace: `command` → `operation` (its name, shape,
+/// ranks, limit) → 2 iterations (fit in (0, 1]) → as many passes over the
+/// 2 MiB tensor as the iteration says, each with one stage of task
+/// batches.
+fn check_decomposition(records: &[Value], command: &str, operation: &str, ranks: &str) {
+    let spans = span_map(records);
+    let command = root(&spans, command);
     let under = children(&spans, command["span_id"].as_str().unwrap());
-    let [cp] = named(&under, "operation")[..] else {
+    let [decomposition] = named(&under, "operation")[..] else {
         panic!("one operation: {under:?}")
     };
-    assert_eq!(cp["attributes"]["operation"], "cp_als");
-    assert_eq!(cp["attributes"]["shape"], "[64, 64, 64]");
-    assert_eq!(int(cp, "memory_limit_bytes"), MIB);
+    assert_eq!(decomposition["attributes"]["operation"], operation);
+    assert_eq!(decomposition["attributes"]["shape"], "[64, 64, 64]");
+    assert_eq!(decomposition["attributes"]["ranks"], ranks);
+    assert_eq!(int(decomposition, "memory_limit_bytes"), MIB);
     let iterations = named(
-        &children(&spans, cp["span_id"].as_str().unwrap()),
+        &children(&spans, decomposition["span_id"].as_str().unwrap()),
         "iteration",
     );
     assert_eq!(iterations.len(), 2, "{iterations:?}");
@@ -307,7 +336,9 @@ fn spans_and_metrics_reach_a_real_otlp_receiver() {
             check_stage(&spans, stage);
             read += int(pass, "tensor_bytes");
         }
-        assert_eq!(int(iteration, "read_bytes"), read);
+        // Each pass reads the whole tensor, some chunks twice when the
+        // 1 MiB limit evicts a prefetched one before its task.
+        assert!(int(iteration, "read_bytes") >= read, "{iteration}");
     }
 }
 
