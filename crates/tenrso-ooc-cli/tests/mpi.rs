@@ -564,9 +564,10 @@ fn the_run_report_merges_every_rank() {
     assert_eq!(html.matches("<tr><th>rank ").count(), 3);
 }
 
-/// Under `mpirun -np 2 … --otlp-endpoint`, every rank exports its own
+/// Under `mpirun -np 1..4 … --otlp-endpoint`, every rank exports its own
 /// trace, named by the resource attribute `tenrso.rank`: one `command`
-/// root each, whose operations read the array between them once.
+/// root each, whose operations read the array between them once; the
+/// result is the one process's.
 #[cfg(feature = "otel")]
 #[test]
 fn each_rank_exports_its_own_spans() {
@@ -587,43 +588,42 @@ fn each_rank_exports_its_own_spans() {
     ])
     .success();
     let expected = serial(&["reduce", "sum", p(&x), "-q"]).success();
-    let got = mpirun(
-        2,
-        &[
-            "reduce",
-            "sum",
-            p(&x),
-            "-q",
-            "--otlp-endpoint",
-            &receiver.url(),
-        ],
-    )
-    .success();
-    assert_eq!(got.stdout, expected.stdout);
-    let records = receiver.take();
-    let spans: Vec<&serde_json::Value> = records.iter().filter(|r| r["signal"] == "span").collect();
-    let mut roots: Vec<&serde_json::Value> = spans
-        .iter()
-        .copied()
-        .filter(|s| s["parent_span_id"] == "")
-        .collect();
-    roots.sort_by_key(|r| r["resource"]["tenrso.rank"].as_str().map(str::to_string));
-    let ranks: Vec<&str> = roots
-        .iter()
-        .map(|r| r["resource"]["tenrso.rank"].as_str().unwrap())
-        .collect();
-    assert_eq!(ranks, ["0", "1"], "{roots:?}");
-    assert_ne!(roots[0]["trace_id"], roots[1]["trace_id"]);
-    let mut read = 0;
-    for root in &roots {
-        assert_eq!(root["name"], "tenrso-ooc reduce");
-        let operation = spans
+    let url = receiver.url();
+    for np in 1..=4 {
+        let args = ["reduce", "sum", p(&x), "-q", "--otlp-endpoint", &url];
+        let got = mpirun(np, &args).success();
+        assert_eq!(got.stdout, expected.stdout, "{np} ranks");
+        let records = receiver.take();
+        let spans: Vec<&serde_json::Value> =
+            records.iter().filter(|r| r["signal"] == "span").collect();
+        let mut roots: Vec<&serde_json::Value> = spans
             .iter()
-            .find(|s| s["parent_span_id"] == root["span_id"] && s["name"] == "operation")
-            .unwrap_or_else(|| panic!("no operation under {root}"));
-        read += operation["attributes"]["read_bytes"].as_i64().unwrap();
+            .copied()
+            .filter(|s| s["parent_span_id"] == "")
+            .collect();
+        roots.sort_by_key(|r| r["resource"]["tenrso.rank"].as_str().map(str::to_string));
+        let ranks: Vec<String> = roots
+            .iter()
+            .map(|r| r["resource"]["tenrso.rank"].as_str().unwrap().to_string())
+            .collect();
+        let expected_ranks: Vec<String> = (0..np).map(|r| r.to_string()).collect();
+        assert_eq!(ranks, expected_ranks, "{roots:?}");
+        let traces: std::collections::HashSet<&str> = roots
+            .iter()
+            .map(|r| r["trace_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(traces.len(), np, "a trace per rank");
+        let mut read = 0;
+        for root in &roots {
+            assert_eq!(root["name"], "tenrso-ooc reduce");
+            let operation = spans
+                .iter()
+                .find(|s| s["parent_span_id"] == root["span_id"] && s["name"] == "operation")
+                .unwrap_or_else(|| panic!("no operation under {root}"));
+            read += operation["attributes"]["read_bytes"].as_i64().unwrap();
+        }
+        assert_eq!(read, 600 * 500 * 8, "{np} ranks");
     }
-    assert_eq!(read, 600 * 500 * 8);
 }
 
 /// A 3-operand chain whose 11 MiB intermediate is larger than each rank's

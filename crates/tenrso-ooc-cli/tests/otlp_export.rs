@@ -45,6 +45,14 @@ fn named<'a>(spans: &[&'a Value], name: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The one span named `name` among `spans`.
+fn one<'a>(spans: &[&'a Value], name: &str) -> &'a Value {
+    match named(spans, name)[..] {
+        [span] => span,
+        _ => panic!("not one {name} among {spans:?}"),
+    }
+}
+
 fn int(span: &Value, key: &str) -> i64 {
     span["attributes"][key]
         .as_i64()
@@ -128,12 +136,8 @@ fn spans_and_metrics_reach_a_real_otlp_receiver() {
     let command = root(&spans, "reduce");
     assert_eq!(command["resource"]["service.name"], "tenrso-ooc");
     let under = children(&spans, command["span_id"].as_str().unwrap());
-    let [plan] = named(&under, "plan")[..] else {
-        panic!("one plan under the command: {under:?}")
-    };
-    let [operation] = named(&under, "operation")[..] else {
-        panic!("one operation under the command: {under:?}")
-    };
+    let plan = one(&under, "plan");
+    let operation = one(&under, "operation");
     assert_eq!(plan["attributes"]["operation"], "sum over all axes");
     assert_eq!(operation["attributes"]["operation"], "sum over all axes");
     assert_eq!(
@@ -149,9 +153,7 @@ fn spans_and_metrics_reach_a_real_otlp_receiver() {
     assert_eq!(int(operation, "written_bytes"), 0);
     assert!(int(operation, "pool_peak_bytes") <= 16 * MIB);
     let stages = children(&spans, operation["span_id"].as_str().unwrap());
-    let [stage] = named(&stages, "stage")[..] else {
-        panic!("one stage: {stages:?}")
-    };
+    let stage = one(&stages, "stage");
     assert_eq!(int(stage, "tasks"), 32);
     assert_eq!(check_stage(&spans, stage), 8 * MIB);
     // The plan comes before the run, both inside the command.
@@ -189,9 +191,7 @@ fn spans_and_metrics_reach_a_real_otlp_receiver() {
     let command = root(&spans, "map");
     assert_eq!(command["resource"]["service.name"], "nightly-map");
     let under = children(&spans, command["span_id"].as_str().unwrap());
-    let [operation] = named(&under, "operation")[..] else {
-        panic!("one operation: {under:?}")
-    };
+    let operation = one(&under, "operation");
     assert_eq!(operation["attributes"]["operation"], "map `x*2`");
     assert_eq!(
         operation["attributes"]["outputs"],
@@ -306,9 +306,7 @@ fn check_decomposition(records: &[Value], command: &str, operation: &str, ranks:
     let spans = span_map(records);
     let command = root(&spans, command);
     let under = children(&spans, command["span_id"].as_str().unwrap());
-    let [decomposition] = named(&under, "operation")[..] else {
-        panic!("one operation: {under:?}")
-    };
+    let decomposition = one(&under, "operation");
     assert_eq!(decomposition["attributes"]["operation"], operation);
     assert_eq!(decomposition["attributes"]["shape"], "[64, 64, 64]");
     assert_eq!(decomposition["attributes"]["ranks"], ranks);
@@ -330,9 +328,7 @@ fn check_decomposition(records: &[Value], command: &str, operation: &str, ranks:
             assert_eq!(int(pass, "tensor_bytes"), 2 * MIB);
             assert_eq!(pass["attributes"]["resident"], false);
             let stages = children(&spans, pass["span_id"].as_str().unwrap());
-            let [stage] = named(&stages, "stage")[..] else {
-                panic!("one stage per pass: {stages:?}")
-            };
+            let stage = one(&stages, "stage");
             check_stage(&spans, stage);
             read += int(pass, "tensor_bytes");
         }

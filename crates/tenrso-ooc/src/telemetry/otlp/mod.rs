@@ -210,35 +210,27 @@ impl OtlpExport {
             .ok()
             .and_then(|ms| ms.trim().parse().ok())
             .map_or(EXPORT_TIMEOUT, Duration::from_millis);
-        // A collector's hiccup is retried once; one that is down is not
-        // waited for.
-        let retry = RetryPolicy::default()
-            .with_max_retries(1)
-            .with_initial_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_millis(100));
         let refused = |what: &str, e: &dyn std::fmt::Display| {
             Error::invalid(format!("the OTLP {what} exporter cannot be built: {e}"))
         };
         let traces_client = Arc::new(PlainHttp::new(timeout));
-        let span_exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(&traces_url)
-            .with_timeout(timeout)
-            .with_retry_policy(retry.clone())
-            .with_shared_http_client(traces_client.clone())
-            .build()
-            .map_err(|e| refused("span", &e))?;
+        let span_exporter = posting(
+            opentelemetry_otlp::SpanExporter::builder().with_http(),
+            &traces_url,
+            timeout,
+            &traces_client,
+        )
+        .build()
+        .map_err(|e| refused("span", &e))?;
         let metrics_client = Arc::new(PlainHttp::new(timeout));
-        let metric_exporter = opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(&metrics_url)
-            .with_timeout(timeout)
-            .with_retry_policy(retry)
-            .with_shared_http_client(metrics_client.clone())
-            .build()
-            .map_err(|e| refused("metric", &e))?;
+        let metric_exporter = posting(
+            opentelemetry_otlp::MetricExporter::builder().with_http(),
+            &metrics_url,
+            timeout,
+            &metrics_client,
+        )
+        .build()
+        .map_err(|e| refused("metric", &e))?;
         let resource = resource(&opts.attributes);
         let tracer = SdkTracerProvider::builder()
             .with_batch_exporter(span_exporter)
@@ -328,20 +320,18 @@ impl OtlpExport {
                 drop(instruments);
                 let _ = sender.send(errors);
             });
-        let mut errors = match spawned {
-            Ok(_) => receiver.recv_timeout(limit).unwrap_or_else(|_| {
-                vec![format!(
-                    "the collector did not take the last spans and metrics within {} s",
-                    limit.as_secs_f64()
-                )]
-            }),
+        let outcome = spawned.map(|_| receiver.recv_timeout(limit));
+        let (traces, metrics) = (traces_client.health(), metrics_client.health());
+        let errors = match outcome {
+            // The SDK's own errors repeat failed posts already counted.
+            Ok(Ok(_)) if traces.failed + metrics.failed > 0 => Vec::new(),
+            Ok(Ok(errors)) => errors,
+            Ok(Err(_)) => vec![format!(
+                "the collector did not take the last spans and metrics within {} s",
+                limit.as_secs_f64()
+            )],
             Err(e) => vec![format!("no thread to send the last spans and metrics: {e}")],
         };
-        let (traces, metrics) = (traces_client.health(), metrics_client.health());
-        // The SDK's own error repeats a failed post already counted.
-        if traces.failed + metrics.failed > 0 && errors.iter().all(|e| !e.contains("within")) {
-            errors.clear();
-        }
         ExportSummary {
             traces_url,
             metrics_url,
@@ -350,6 +340,27 @@ impl OtlpExport {
             errors,
         }
     }
+}
+
+/// `builder` set to post protobuf to `url` through `client`, each post
+/// bounded by `timeout` and retried once after 100 ms (a collector's
+/// hiccup; one that is down is not waited for).
+fn posting<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    url: &str,
+    timeout: Duration,
+    client: &Arc<PlainHttp>,
+) -> B {
+    let retry = RetryPolicy::default()
+        .with_max_retries(1)
+        .with_initial_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_millis(100));
+    builder
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(url)
+        .with_timeout(timeout)
+        .with_retry_policy(retry)
+        .with_shared_http_client(client.clone())
 }
 
 /// The resource of this process: `service.name` (`tenrso-ooc` unless
