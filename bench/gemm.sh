@@ -12,10 +12,13 @@
 #      (../shared/peers/dask_einsum.py);
 #   4. CP-ALS rank 16 on 640³ (1.95 GiB) under 256 MiB against 3 passes x
 #      the time to read the tensor once (`reduce sum` under the same limit).
-# Medians of REPEAT runs (default 3), page cache warm. NumPy runs with
+# Medians of REPEAT runs (default 3), page cache warm; within each
+# repetition ours and the peers run one after the other, so that the drift
+# of a shared machine falls on both sides of a ratio. NumPy runs with
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset and reports its kernel
 # (threadpoolctl); our OpenBLAS build gets OPENBLAS_CORETYPE for the CPU's
-# ISA when it is unset (Debian's 0.3.21 does not know recent CPUs).
+# ISA only when it passes over Debian's OpenBLAS without it (0.3.21 does not
+# know recent CPUs, see `tenrso-ooc info`).
 #
 #   bench/gemm.sh [WORKDIR]   (default bench/out; needs ~12 GiB free, 20 with BIG=1)
 set -euo pipefail
@@ -41,17 +44,31 @@ cargo build --release -q -p tenrso-ooc-cli # leave the default build in target/
 faer="$work/tenrso-ooc-faer"
 blas="$work/tenrso-ooc-blas"
 py=$(peer_python "$work/venv" "numpy, zarr, dask.array, threadpoolctl" numpy "zarr>=3,<4" "dask[array]" threadpoolctl)
-coretype="${OPENBLAS_CORETYPE:-}"
-if [ -z "$coretype" ]; then
-    case "$(isa)" in AVX-512) coretype=SkylakeX ;; AVX2) coretype=Haswell ;; esac
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && "$work/gemm-blas" 64 1 | grep -q faer; then
+    case "$(isa)" in AVX-512) export OPENBLAS_CORETYPE=SkylakeX ;; AVX2) export OPENBLAS_CORETYPE=Haswell ;; esac
 fi
-# Our runs see OPENBLAS_CORETYPE (only the `blas` build reads it); NumPy
-# and Dask run without it.
-export OPENBLAS_CORETYPE="$coretype"
+# Our runs see OPENBLAS_CORETYPE if set (only the `blas` build reads it);
+# NumPy and Dask run without it.
 numpy() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$@"; }
 
-# Median seconds of REPEAT runs of "$@" (stdout dropped).
-med() { local s=(); for _ in $(seq "$repeat"); do s+=("$(timed "$@")"); done; median "${s[@]}"; }
+# `alternate NAME CMD...` registers a contender; `run_alternating` then
+# runs them in turn REPEAT times and sets each NAME to its median seconds
+# (stdout dropped).
+contenders=()
+alternate() { local name="$1"; shift; contenders+=("$name"); eval "cmd_$name=(\"\$@\")"; eval "times_$name=()"; }
+run_alternating() {
+    local name cmd
+    for _ in $(seq "$repeat"); do
+        for name in "${contenders[@]}"; do
+            eval "cmd=(\"\${cmd_$name[@]}\")"
+            eval "times_$name+=(\"\$(timed \"\${cmd[@]}\")\")"
+        done
+    done
+    for name in "${contenders[@]}"; do
+        eval "$name=\$(median \"\${times_$name[@]}\")"
+    done
+    contenders=()
+}
 # Peak RSS (MiB) of one run of "$@".
 rss() { /usr/bin/time -f "RSS %M" "$@" 2>&1 >/dev/null | awk '/^RSS/ {print int($2/1024)}'; }
 gflops() { calc "2 * $1 * $1 * $1 / $2 / 1e9"; }
@@ -70,13 +87,20 @@ i = [i for i in threadpool_info() if i["internal_api"] == "openblas"][0]
 print("OpenBLAS {} {}, {} threads".format(i["version"], i["architecture"], i["num_threads"]), file=sys.stderr)
 PY
 
-# 1. In-memory GEMM.
-mem_gflops() { "$@" | grep -oE '[0-9.]+ GFLOP/s' | cut -d' ' -f1; }
-g_faer_mem=$(mem_gflops "$work/gemm-faer" "$n" "$threads" "$repeat")
-g_blas_mem=$(mem_gflops "$work/gemm-blas" "$n" "$threads" "$repeat")
-blas_kernel=$("$work/gemm-blas" 256 1 | sed -E 's/.*; (.*)\)$/\1/')
-t_np=$(numpy "$numpy_gemm" "$n" "$repeat" 2>"$work/numpy_kernel.txt")
+# 1. In-memory GEMM: one product per run (after NumPy's warm-up product),
+# alternating; GFLOP/s of the median run.
+mem_seconds() { "$@" | sed -E 's/.*: ([0-9.]+)s .*/\1/'; }
+s_faer=(); s_blas=(); s_np=()
+for _ in $(seq "$repeat"); do
+    s_faer+=("$(mem_seconds "$work/gemm-faer" "$n" "$threads" 1)")
+    s_blas+=("$(mem_seconds "$work/gemm-blas" "$n" "$threads" 1)")
+    s_np+=("$(numpy "$numpy_gemm" "$n" 1 2>"$work/numpy_kernel.txt")")
+done
+g_faer_mem=$(gflops "$n" "$(median "${s_faer[@]}")")
+g_blas_mem=$(gflops "$n" "$(median "${s_blas[@]}")")
+t_np=$(median "${s_np[@]}")
 g_np=$(gflops "$n" "$t_np")
+blas_kernel=$("$work/gemm-blas" 256 1 | sed -E 's/.*; (.*)\)$/\1/')
 np_kernel=$(cat "$work/numpy_kernel.txt")
 
 # 2. matmul store to store.
@@ -93,13 +117,13 @@ store_pair() { # N
 read -r a b <<<"$(store_pair "$n")"
 mm() { rm -rf "$work/mm_c.zarr"; "$@" einsum 'ij,jk->ik' "$a" "$b" -o "$work/mm_c.zarr" --memory-limit "$limit" -q; }
 limit=256MiB
-t_mm_faer=$(med mm "$faer")
-rm -rf "$work/mm_c.zarr"
-rss_mm_faer=$(rss "$faer" einsum 'ij,jk->ik' "$a" "$b" -o "$work/mm_c.zarr" --memory-limit "$limit" -q)
-t_mm_blas=$(med mm "$blas")
 dask_mm() { rm -rf "$work/mm_dask.zarr"; numpy "$peers/dask_matmul.py" "$a" "$b" "$work/mm_dask.zarr"; }
-t_mm_dask=$(med dask_mm)
-rm -rf "$work/mm_dask.zarr"
+alternate t_mm_faer mm "$faer"
+alternate t_mm_blas mm "$blas"
+alternate t_mm_dask dask_mm
+run_alternating
+rm -rf "$work/mm_c.zarr" "$work/mm_dask.zarr"
+rss_mm_faer=$(rss "$faer" einsum 'ij,jk->ik' "$a" "$b" -o "$work/mm_c.zarr" --memory-limit "$limit" -q)
 rss_mm_dask=$(rss env -u OPENBLAS_CORETYPE "$py" "$peers/dask_matmul.py" "$a" "$b" "$work/mm_dask.zarr")
 rm -rf "$work/mm_c.zarr" "$work/mm_dask.zarr"
 
@@ -108,6 +132,7 @@ if [ "${BIG:-0}" = 1 ]; then
     read -r a b <<<"$(store_pair "$big")"
     limit=1GiB
     t_big_faer=$(timed mm "$faer")
+    t_big_blas=$(timed mm "$blas")
     t_big_dask=$(timed dask_mm)
     t_big_np=$(numpy "$numpy_gemm" "$big" 1 2>/dev/null)
     rm -rf "$work/mm_c.zarr" "$work/mm_dask.zarr"
@@ -119,12 +144,13 @@ x="$work/x3.zarr"; m="$work/m.zarr"
 [ -d "$m" ] || "$faer" create "$m" --shape 1024,64 --chunks 1024,64 --fill normal --seed 4 -q >/dev/null
 cat "$x"/c/*/*/* >/dev/null 2>&1 || true
 ttm() { rm -rf "$work/ttm.zarr"; "$@" einsum 'ijk,jl->ilk' "$x" "$m" -o "$work/ttm.zarr" --memory-limit 1GiB -q; }
-t_ttm=$(med ttm "$faer")
-rm -rf "$work/ttm.zarr"
-rss_ttm=$(rss "$faer" einsum 'ijk,jl->ilk' "$x" "$m" -o "$work/ttm.zarr" --memory-limit 1GiB -q)
 dask_ttm() { rm -rf "$work/ttm_dask.zarr"; numpy "$peers/dask_einsum.py" "$x" tensordot "$work/ttm_dask.zarr"; }
-t_ttm_dask=$(med dask_ttm)
-rm -rf "$work/ttm_dask.zarr"
+alternate t_ttm ttm "$faer"
+alternate t_ttm_blas ttm "$blas"
+alternate t_ttm_dask dask_ttm
+run_alternating
+rm -rf "$work/ttm.zarr" "$work/ttm_dask.zarr"
+rss_ttm=$(rss "$faer" einsum 'ijk,jl->ilk' "$x" "$m" -o "$work/ttm.zarr" --memory-limit 1GiB -q)
 rss_ttm_dask=$(rss env -u OPENBLAS_CORETYPE "$py" "$peers/dask_einsum.py" "$x" tensordot "$work/ttm_dask.zarr")
 rm -rf "$work/ttm.zarr" "$work/ttm_dask.zarr"
 
@@ -132,14 +158,20 @@ rm -rf "$work/ttm.zarr" "$work/ttm_dask.zarr"
 xb="$work/cp640.zarr"
 [ -d "$xb" ] || "$faer" create "$xb" --shape 640,640,640 --fill normal --seed 6 -q >/dev/null
 cat "$xb"/c/*/*/* >/dev/null 2>&1 || true
-t_read=$(med "$faer" reduce sum "$xb" --memory-limit 256MiB -q)
 cp_iter() { # BIN
     rm -rf "$work/cp_out"
     "$@" cp "$xb" --rank 16 --iters 4 --tol 0 --init random -o "$work/cp_out" --memory-limit 256MiB -q >/dev/null
     python3 -c "import json; print(json.load(open('$work/cp_out/report.json'))['seconds_per_iteration_median'])"
 }
-s_cp=(); for _ in $(seq "$repeat"); do s_cp+=("$(cp_iter "$faer")"); done
+s_read=(); s_cp=(); s_cp_blas=()
+for _ in $(seq "$repeat"); do
+    s_read+=("$(timed "$faer" reduce sum "$xb" --memory-limit 256MiB -q)")
+    s_cp+=("$(cp_iter "$faer")")
+    s_cp_blas+=("$(cp_iter "$blas")")
+done
+t_read=$(median "${s_read[@]}")
 s_cp=$(median "${s_cp[@]}")
+s_cp_blas=$(median "${s_cp_blas[@]}")
 rm -rf "$work/cp_out"
 
 gf() { printf '%.1f' "$1"; }
@@ -154,6 +186,9 @@ echo "| matmul ${n}² store→store, 256 MiB limit, faer | $(fmt "$t_mm_faer") s
 echo "| same, OpenBLAS (\`blas\`) | $(fmt "$t_mm_blas") s ($(gf "$(gflops "$n" "$t_mm_blas")") GFLOP/s) | same | $(ratio "$t_np" "$t_mm_blas") of NumPy; $(ratio "$t_mm_dask" "$t_mm_blas")× Dask | — |"
 if [ "${BIG:-0}" = 1 ]; then
     echo "| matmul 16384² store→store, 1 GiB limit, faer (one run) | $(fmt "$t_big_faer") s ($(gf "$(gflops 16384 "$t_big_faer")") GFLOP/s) | NumPy in memory $(fmt "$t_big_np") s; Dask $(fmt "$t_big_dask") s | $(ratio "$t_big_np" "$t_big_faer") of NumPy; $(ratio "$t_big_dask" "$t_big_faer")× Dask | — |"
+    echo "| same, OpenBLAS (\`blas\`) | $(fmt "$t_big_blas") s ($(gf "$(gflops 16384 "$t_big_blas")") GFLOP/s) | same | $(ratio "$t_big_np" "$t_big_blas") of NumPy; $(ratio "$t_big_dask" "$t_big_blas")× Dask | — |"
 fi
-echo "| \`ijk,jl->ilk\`, 4 GiB × 1024×64, 1 GiB limit | $(fmt "$t_ttm") s | Dask tensordot $(fmt "$t_ttm_dask") s | $(ratio "$t_ttm_dask" "$t_ttm")× faster | $rss_ttm / $rss_ttm_dask MiB |"
-echo "| CP-ALS rank 16, 640³ (1.95 GiB) under 256 MiB | $(fmt "$s_cp") s/iteration | 3 × read once ($(fmt "$t_read") s) = $(fmt "$(calc "3 * $t_read")") s | $(ratio "$s_cp" "$(calc "3 * $t_read")")× | — |"
+echo "| \`ijk,jl->ilk\`, 4 GiB × 1024×64, 1 GiB limit, faer | $(fmt "$t_ttm") s | Dask tensordot $(fmt "$t_ttm_dask") s | $(ratio "$t_ttm_dask" "$t_ttm")× faster | $rss_ttm / $rss_ttm_dask MiB |"
+echo "| same, OpenBLAS (\`blas\`) | $(fmt "$t_ttm_blas") s | same | $(ratio "$t_ttm_dask" "$t_ttm_blas")× faster | — |"
+echo "| CP-ALS rank 16, 640³ (1.95 GiB) under 256 MiB, faer | $(fmt "$s_cp") s/iteration | 3 × read once ($(fmt "$t_read") s) = $(fmt "$(calc "3 * $t_read")") s | $(ratio "$s_cp" "$(calc "3 * $t_read")")× | — |"
+echo "| same, OpenBLAS (\`blas\`) | $(fmt "$s_cp_blas") s/iteration | same | $(ratio "$s_cp_blas" "$(calc "3 * $t_read")")× | — |"
