@@ -50,6 +50,8 @@ class Session:
             names).
         readers: threads loading chunks ahead of the workers, in plan
             order (default 4); more than the cores pay on a cold disk.
+            Full reductions and the passes of ``parafac``/``tucker``
+            read in their workers instead.
 
     A session is a context manager: inside ``with`` it is the current
     session of operations that are given none.

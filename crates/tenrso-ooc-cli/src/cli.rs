@@ -46,7 +46,7 @@ pub struct GlobalArgs {
     /// Move spill files between tiers by the schedule (down when the first fills, up ahead of use): off, auto (where the first tier is measured at least 1.5x faster) or always
     #[arg(long, global = true, default_value = "off", value_name = "WHEN")]
     pub spill_migration: SpillMigration,
-    /// Reader threads loading chunks ahead of the workers in plan order (decoding and checking them); more than the cores can pay on a cold disk
+    /// Reader threads loading chunks ahead of the workers in plan order (decoding and checking them); more than the cores can pay on a cold disk. Full reductions and the passes of cp and tucker read in their workers instead
     #[arg(long, global = true, default_value_t = tenrso_ooc::exec::DEFAULT_READERS as u16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub readers: u16,
     /// How output chunks reach the disk: chunk (an fsync per chunk), batch (synced in batches by a background thread; a killed run still leaves every chunk old or new) or none (written in place, never synced: a killed run can leave torn chunks, which `verify` names)
