@@ -51,24 +51,6 @@ fi
 # NumPy and Dask run without it.
 numpy() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$@"; }
 
-# `alternate NAME CMD...` registers a contender; `run_alternating` then
-# runs them in turn REPEAT times and sets each NAME to its median seconds
-# (stdout dropped).
-contenders=()
-alternate() { local name="$1"; shift; contenders+=("$name"); eval "cmd_$name=(\"\$@\")"; eval "times_$name=()"; }
-run_alternating() {
-    local name cmd
-    for _ in $(seq "$repeat"); do
-        for name in "${contenders[@]}"; do
-            eval "cmd=(\"\${cmd_$name[@]}\")"
-            eval "times_$name+=(\"\$(timed \"\${cmd[@]}\")\")"
-        done
-    done
-    for name in "${contenders[@]}"; do
-        eval "$name=\$(median \"\${times_$name[@]}\")"
-    done
-    contenders=()
-}
 # Peak RSS (MiB) of one run of "$@".
 rss() { /usr/bin/time -f "RSS %M" "$@" 2>&1 >/dev/null | awk '/^RSS/ {print int($2/1024)}'; }
 gflops() { calc "2 * $1 * $1 * $1 / $2 / 1e9"; }
@@ -118,10 +100,11 @@ read -r a b <<<"$(store_pair "$n")"
 mm() { rm -rf "$work/mm_c.zarr"; "$@" einsum 'ij,jk->ik' "$a" "$b" -o "$work/mm_c.zarr" --memory-limit "$limit" -q; }
 limit=256MiB
 dask_mm() { rm -rf "$work/mm_dask.zarr"; numpy "$peers/dask_matmul.py" "$a" "$b" "$work/mm_dask.zarr"; }
-alternate t_mm_faer mm "$faer"
-alternate t_mm_blas mm "$blas"
-alternate t_mm_dask dask_mm
-run_alternating
+s_faer=(); s_blas=(); s_dask=()
+for _ in $(seq "$repeat"); do
+    s_faer+=("$(timed mm "$faer")"); s_blas+=("$(timed mm "$blas")"); s_dask+=("$(timed dask_mm)")
+done
+t_mm_faer=$(median "${s_faer[@]}"); t_mm_blas=$(median "${s_blas[@]}"); t_mm_dask=$(median "${s_dask[@]}")
 rm -rf "$work/mm_c.zarr" "$work/mm_dask.zarr"
 rss_mm_faer=$(rss "$faer" einsum 'ij,jk->ik' "$a" "$b" -o "$work/mm_c.zarr" --memory-limit "$limit" -q)
 rss_mm_dask=$(rss env -u OPENBLAS_CORETYPE "$py" "$peers/dask_matmul.py" "$a" "$b" "$work/mm_dask.zarr")
@@ -145,10 +128,11 @@ x="$work/x3.zarr"; m="$work/m.zarr"
 cat "$x"/c/*/*/* >/dev/null 2>&1 || true
 ttm() { rm -rf "$work/ttm.zarr"; "$@" einsum 'ijk,jl->ilk' "$x" "$m" -o "$work/ttm.zarr" --memory-limit 1GiB -q; }
 dask_ttm() { rm -rf "$work/ttm_dask.zarr"; numpy "$peers/dask_einsum.py" "$x" tensordot "$work/ttm_dask.zarr"; }
-alternate t_ttm ttm "$faer"
-alternate t_ttm_blas ttm "$blas"
-alternate t_ttm_dask dask_ttm
-run_alternating
+s_faer=(); s_blas=(); s_dask=()
+for _ in $(seq "$repeat"); do
+    s_faer+=("$(timed ttm "$faer")"); s_blas+=("$(timed ttm "$blas")"); s_dask+=("$(timed dask_ttm)")
+done
+t_ttm=$(median "${s_faer[@]}"); t_ttm_blas=$(median "${s_blas[@]}"); t_ttm_dask=$(median "${s_dask[@]}")
 rm -rf "$work/ttm.zarr" "$work/ttm_dask.zarr"
 rss_ttm=$(rss "$faer" einsum 'ijk,jl->ilk' "$x" "$m" -o "$work/ttm.zarr" --memory-limit 1GiB -q)
 rss_ttm_dask=$(rss env -u OPENBLAS_CORETYPE "$py" "$peers/dask_einsum.py" "$x" tensordot "$work/ttm_dask.zarr")
@@ -166,9 +150,11 @@ cp_iter() { # BIN
 s_read=(); s_cp=(); s_cp_blas=()
 for _ in $(seq "$repeat"); do
     s_read+=("$(timed "$faer" reduce sum "$xb" --memory-limit 256MiB -q)")
-    s_cp+=("$(cp_iter "$faer")")
     s_cp_blas+=("$(cp_iter "$blas")")
+    s_cp+=("$(cp_iter "$faer")")
 done
+# Peak RSS of the last run (faer's), from its report.
+rss_cp=$(python3 -c "import json; print(json.load(open('$work/cp_out/report.json'))['peak_rss_bytes'] >> 20)")
 t_read=$(median "${s_read[@]}")
 s_cp=$(median "${s_cp[@]}")
 s_cp_blas=$(median "${s_cp_blas[@]}")
@@ -190,5 +176,5 @@ if [ "${BIG:-0}" = 1 ]; then
 fi
 echo "| \`ijk,jl->ilk\`, 4 GiB × 1024×64, 1 GiB limit, faer | $(fmt "$t_ttm") s | Dask tensordot $(fmt "$t_ttm_dask") s | $(ratio "$t_ttm_dask" "$t_ttm")× faster | $rss_ttm / $rss_ttm_dask MiB |"
 echo "| same, OpenBLAS (\`blas\`) | $(fmt "$t_ttm_blas") s | same | $(ratio "$t_ttm_dask" "$t_ttm_blas")× faster | — |"
-echo "| CP-ALS rank 16, 640³ (1.95 GiB) under 256 MiB, faer | $(fmt "$s_cp") s/iteration | 3 × read once ($(fmt "$t_read") s) = $(fmt "$(calc "3 * $t_read")") s | $(ratio "$s_cp" "$(calc "3 * $t_read")")× | — |"
+echo "| CP-ALS rank 16, 640³ (1.95 GiB) under 256 MiB, faer | $(fmt "$s_cp") s/iteration | 3 × read once ($(fmt "$t_read") s) = $(fmt "$(calc "3 * $t_read")") s | $(ratio "$s_cp" "$(calc "3 * $t_read")")× | $rss_cp MiB |"
 echo "| same, OpenBLAS (\`blas\`) | $(fmt "$s_cp_blas") s/iteration | same | $(ratio "$s_cp_blas" "$(calc "3 * $t_read")")× | — |"

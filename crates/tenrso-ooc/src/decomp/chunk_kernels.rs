@@ -116,7 +116,7 @@ impl ChunkKernel for LeftPartial<'_> {
     /// read as stored, unpacked. (Computing `Qᵀ = KRᵀ · X` and adding it
     /// transposed made the kernels pack `X` across its long rows, then
     /// read `Qᵀ` across them: with 80 × 80 × 160 chunks on AMD EPYC
-    /// (AVX2), CP-ALS iterations took 1.97–2.02 s that way, 1.50–1.63 s
+    /// (AVX2), CP-ALS iterations took 1.97–2.14 s that way, 1.50–1.76 s
     /// this way.)
     fn accumulate(&self, region: &Region, chunk: &[f64], acc: &mut [f64]) {
         let d = dims(region);
