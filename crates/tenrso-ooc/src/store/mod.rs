@@ -14,6 +14,7 @@ pub(crate) mod array_spec;
 mod atomic_fs_store;
 mod atomic_write;
 pub(crate) mod batch_commit;
+mod checksum;
 mod codec_selection;
 mod compression;
 mod durability;
@@ -26,6 +27,7 @@ pub use array_spec::ArraySpec;
 pub use atomic_fs_store::AtomicFsStore;
 pub use atomic_write::{AtomicFile, write_atomically};
 pub(crate) use atomic_write::{parent_dir, sync_dir};
+pub(crate) use checksum::crc32c_append;
 pub use codec_selection::{
     CODEC_CANDIDATES, CodecChoice, CodecDecision, CodecGoal, CodecMeasurement, StorageBandwidth,
     choose_codec, recorded_codec_choice, sample_regions, select_codec, storage_bandwidth,

@@ -44,7 +44,7 @@ struct CrcReader<R> {
 impl<R: Read> Read for CrcReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.crc = crate::store::crc32c_append(self.crc, &buf[..n]);
         Ok(n)
     }
 }
@@ -308,7 +308,7 @@ impl DirectStream {
                     .map_err(|e| Error::io(array.chunk_path(chunk), e))?;
                 *offset += buf.len() as u64;
                 if self.stored_crc.is_some() {
-                    *crc = crc32c::crc32c_append(*crc, buf);
+                    *crc = crate::store::crc32c_append(*crc, buf);
                 }
             }
             Source::Zstd(decoder) => {
@@ -334,12 +334,15 @@ impl DirectStream {
     fn read_vec<T: Element>(&mut self, array: &ZarrArray, chunk: &[u64]) -> Result<Vec<T>> {
         let elements = (self.remaining / std::mem::size_of::<T>() as u64) as usize;
         if let Source::Plain { file, offset, crc } = &mut self.source {
-            // Straight into fresh memory, without zeroing it first.
-            let data: Vec<T> = crate::io::read_elements_at(file, *offset, elements)
-                .map_err(|e| Error::io(array.chunk_path(chunk), e))?;
-            if self.stored_crc.is_some() {
-                *crc = crc32c::crc32c_append(*crc, bytemuck::cast_slice(&data));
-            }
+            // Straight into fresh memory, without zeroing it first, each
+            // piece checksummed while it is still in the cache.
+            let check = self.stored_crc.is_some();
+            let data: Vec<T> = crate::io::read_elements_at(file, *offset, elements, |piece| {
+                if check {
+                    *crc = crate::store::crc32c_append(*crc, piece);
+                }
+            })
+            .map_err(|e| Error::io(array.chunk_path(chunk), e))?;
             *offset += self.remaining;
             self.remaining = 0;
             return Ok(data);
@@ -431,7 +434,7 @@ impl ZarrArray {
         }
         let checksum = parts
             .iter()
-            .fold(0, |c, part| crc32c::crc32c_append(c, part))
+            .fold(0, |c, part| crate::store::crc32c_append(c, part))
             .to_le_bytes();
         if crc {
             parts.push(&checksum);
