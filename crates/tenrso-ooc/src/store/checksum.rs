@@ -30,7 +30,6 @@ pub(crate) fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
 #[cfg(target_arch = "x86_64")]
 mod fold {
     use std::arch::x86_64::*;
-    use std::sync::OnceLock;
 
     /// The CRC32C polynomial, bit-reflected (its `x^32` term implied).
     const POLY: u32 = 0x82f6_3b78;
@@ -61,15 +60,12 @@ mod fold {
     const BY_32: (i64, i64) = fold_by(32);
     const BY_16: (i64, i64) = fold_by(16);
 
-    /// Whether this CPU has what [`append`] uses.
+    /// Whether this CPU has what [`append`] uses (std caches the answers).
     pub(super) fn available() -> bool {
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| {
-            is_x86_feature_detected!("sse4.2")
-                && is_x86_feature_detected!("pclmulqdq")
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("vpclmulqdq")
-        })
+        is_x86_feature_detected!("sse4.2")
+            && is_x86_feature_detected!("pclmulqdq")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("vpclmulqdq")
     }
 
     /// Each 128-bit lane of `x` moved along by the distance of `k`, added
