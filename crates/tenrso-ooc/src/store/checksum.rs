@@ -273,3 +273,23 @@ mod tests {
         assert_eq!(crc32c_append(0, b"123456789"), 0xe306_9283);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    proptest::proptest! {
+        /// Any bytes, cut anywhere into two pieces, from any start value.
+        #[test]
+        fn any_split_of_any_bytes_equals_the_crate(
+            data in proptest::collection::vec(any::<u8>(), 0..40_000),
+            cut in any::<prop::sample::Index>(),
+            crc in any::<u32>(),
+        ) {
+            let cut = cut.index(data.len() + 1);
+            let (a, b) = data.split_at(cut);
+            let ours = super::crc32c_append(super::crc32c_append(crc, a), b);
+            prop_assert_eq!(ours, crc32c::crc32c_append(crc, &data));
+        }
+    }
+}
