@@ -55,6 +55,16 @@ fn info_without_an_array_describes_the_machine_and_its_gemm() {
     } else {
         assert!(kernel.starts_with("faer"), "{kernel}");
     }
+    // Chunks' checksums: folded where the CPU can, else the crc32c crate.
+    let checksum = machine["checksum_kernel"].as_str().unwrap();
+    assert!(text.contains(&format!("checksum:    {checksum}")), "{text}");
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        checksum.contains("VPCLMULQDQ"),
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("vpclmulqdq"),
+        "{checksum}"
+    );
     // Any machine this runs on multiplies faster than 0.1 GFLOP/s.
     assert!(machine["gemm_gflops_per_thread"].as_f64().unwrap() > 0.1);
     assert!(machine["cores"].as_u64().unwrap() >= 1);

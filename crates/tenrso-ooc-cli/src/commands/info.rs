@@ -91,8 +91,8 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
 }
 
 /// This machine as the engine sees it: cores, memory, the CPU's vector
-/// ISA, the GEMM kernel of this build and its measured speed, and the
-/// optional features built in.
+/// ISA, the GEMM kernel of this build and its measured speed, how chunks'
+/// checksums are computed, and the optional features built in.
 fn machine() -> Outcome {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -108,6 +108,7 @@ fn machine() -> Outcome {
     let memory = physical_memory();
     let kernel = gemm_kernel();
     let gflops = gemm_gflops();
+    let checksum = tenrso_ooc::store::crc32c_kernel();
     let features: Vec<&str> = [
         ("mpi", cfg!(feature = "mpi")),
         ("blas", cfg!(feature = "blas")),
@@ -116,7 +117,7 @@ fn machine() -> Outcome {
     .filter_map(|(name, on)| on.then_some(name))
     .collect();
     let text = format!(
-        "machine:     {cores} cores ({cpu}, {isa}), {} of memory\ngemm:        {kernel}\n             {gflops:.1} GFLOP/s per thread (measured on 768³ f64)\nfeatures:    {}\n",
+        "machine:     {cores} cores ({cpu}, {isa}), {} of memory\ngemm:        {kernel}\n             {gflops:.1} GFLOP/s per thread (measured on 768³ f64)\nchecksum:    {checksum}\nfeatures:    {}\n",
         memory.map_or("?".to_string(), |m| ByteSize(m).to_string()),
         if features.is_empty() {
             "none (mpi and blas are cargo features)".to_string()
@@ -131,6 +132,7 @@ fn machine() -> Outcome {
         "memory_bytes": memory,
         "gemm_kernel": kernel,
         "gemm_gflops_per_thread": gflops,
+        "checksum_kernel": checksum,
         "features": features,
     });
     Outcome {

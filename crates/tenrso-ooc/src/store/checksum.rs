@@ -27,6 +27,21 @@ pub(crate) fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, data)
 }
 
+/// How this machine computes [`crc32c_append`] on chunks: folded with
+/// VPCLMULQDQ beside `crc32`, or by the `crc32c` crate.
+///
+/// ```
+/// let kernel = tenrso_ooc::store::crc32c_kernel();
+/// assert!(kernel.starts_with("CRC32C"));
+/// ```
+pub fn crc32c_kernel() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if fold::available() {
+        return "CRC32C folded by VPCLMULQDQ beside crc32 (AVX2)";
+    }
+    "CRC32C by the crc32c crate"
+}
+
 #[cfg(target_arch = "x86_64")]
 mod fold {
     use std::arch::x86_64::*;
