@@ -249,15 +249,8 @@ mod tests {
     use super::crc32c_append;
 
     fn bytes(n: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s as u8
-            })
-            .collect()
+        let rng = crate::ops::CounterRng::new(seed);
+        (0..n as u64).map(|i| rng.bits(0, i)[0] as u8).collect()
     }
 
     #[test]
