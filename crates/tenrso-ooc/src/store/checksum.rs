@@ -219,7 +219,8 @@ mod fold {
         })
     }
 
-    /// [`super::crc32c_append`] by folding; `data` holds at least 128 bytes.
+    /// [`super::crc32c_append`] by folding (any length; below 128 bytes it
+    /// is the crate's).
     ///
     /// # Safety
     /// The CPU has SSE4.2, PCLMULQDQ, AVX2 and VPCLMULQDQ ([`available`]).
