@@ -17,8 +17,15 @@
 const FOLD_MIN_BYTES: usize = 256;
 
 /// The CRC32C of `data` continued from `crc`, the CRC32C of what came
-/// before it (0 for none): equal to `crc32c::crc32c_append`.
-pub(crate) fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
+/// before it (0 for none): equal to `crc32c::crc32c_append`, and the
+/// checksum of the Zarr `crc32c` codec.
+///
+/// ```
+/// use tenrso_ooc::store::crc32c_append;
+/// assert_eq!(crc32c_append(0, b"123456789"), 0xe306_9283);
+/// assert_eq!(crc32c_append(crc32c_append(0, b"1234"), b"56789"), 0xe306_9283);
+/// ```
+pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if data.len() >= FOLD_MIN_BYTES && fold::available() {
         // SAFETY: `available` checked every feature `fold::append` uses.

@@ -27,8 +27,7 @@ pub use array_spec::ArraySpec;
 pub use atomic_fs_store::AtomicFsStore;
 pub use atomic_write::{AtomicFile, write_atomically};
 pub(crate) use atomic_write::{parent_dir, sync_dir};
-pub(crate) use checksum::crc32c_append;
-pub use checksum::crc32c_kernel;
+pub use checksum::{crc32c_append, crc32c_kernel};
 pub use codec_selection::{
     CODEC_CANDIDATES, CodecChoice, CodecDecision, CodecGoal, CodecMeasurement, StorageBandwidth,
     choose_codec, recorded_codec_choice, sample_regions, select_codec, storage_bandwidth,
