@@ -65,6 +65,20 @@ fn info_without_an_array_describes_the_machine_and_its_gemm() {
             && std::arch::is_x86_feature_detected!("vpclmulqdq"),
         "{checksum}"
     );
+    // Large uncompressed chunks are read in place, unless turned off.
+    assert_eq!(
+        machine["chunk_map_min_bytes"].as_u64(),
+        Some(tenrso_ooc::io::MAP_MIN_BYTES),
+    );
+    assert!(
+        text.contains("reads:       uncompressed chunks of 4.00 MiB or more in place"),
+        "{text}"
+    );
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args(["info", "--json"])
+        .env(tenrso_ooc::io::NO_CHUNK_MAPS_VAR, "1");
+    let copied = common::run_command(cmd).success().json();
+    assert!(copied["chunk_map_min_bytes"].is_null(), "{copied}");
     // Any machine this runs on multiplies faster than 0.1 GFLOP/s.
     assert!(machine["gemm_gflops_per_thread"].as_f64().unwrap() > 0.1);
     assert!(machine["cores"].as_u64().unwrap() >= 1);

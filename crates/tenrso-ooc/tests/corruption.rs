@@ -244,3 +244,63 @@ fn absurd_shapes_are_refused_and_sparse_grids_are_cheap() {
     assert_eq!(sparse.stored_chunks().unwrap(), vec![vec![123_456_789_012]]);
     assert!(start.elapsed() < std::time::Duration::from_secs(1));
 }
+
+/// Chunks of `MAP_MIN_BYTES` or more read in place (mapped from the page
+/// cache, as the executor's loads ahead do): their values are the file's bytes and their checksums are
+/// still checked; an edge chunk and a compressed chunk are copied; writing
+/// to a block read in place copies it first and leaves the file as it was.
+#[test]
+fn large_chunks_are_read_in_place_and_still_checked() {
+    use tenrso_ooc::io::{MAP_MIN_BYTES, chunk_maps_enabled};
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, compression| {
+        let spec = ArraySpec::new(vec![2100, 512], vec![1024, 512], DType::F64)
+            .with_compression(compression);
+        Generate::new(dir.path().join(name), spec, Fill::Normal)
+            .with_seed(3)
+            .plan(&Session::default())
+            .unwrap()
+            .run()
+            .unwrap()
+            .array
+    };
+    let plain = make("plain.zarr", Compression::None);
+    let packed = make("packed.zarr", Compression::Zstd { level: 1 });
+    assert!(plain.chunk_nbytes() >= MAP_MIN_BYTES);
+    let stored = |chunk: &[u64], rows: usize| -> Vec<f64> {
+        let bytes = fs::read(plain.chunk_path(chunk)).unwrap();
+        bytes[..rows * 512 * 8]
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    for (chunk, rows) in [([0, 0], 1024), ([1, 0], 1024), ([2, 0], 52)] {
+        let mut block = plain.read_chunk_in_place::<f64>(&chunk).unwrap();
+        assert!(!plain.read_chunk::<f64>(&chunk).unwrap().is_mapped());
+        assert_eq!(block.shape(), &[rows as u64, 512]);
+        assert_eq!(block.is_mapped(), rows == 1024 && chunk_maps_enabled());
+        assert_eq!(block.as_slice(), stored(&chunk, rows));
+        let other = packed.read_chunk_in_place::<f64>(&chunk).unwrap();
+        assert!(!other.is_mapped());
+        assert_eq!(other, block, "chunk {chunk:?}");
+        let before = fs::read(plain.chunk_path(&chunk)).unwrap();
+        block.as_mut_slice()[7] = f64::NAN;
+        assert!(!block.is_mapped());
+        assert_eq!(fs::read(plain.chunk_path(&chunk)).unwrap(), before);
+        assert!(
+            plain
+                .read_chunk::<f64>(&chunk)
+                .unwrap()
+                .get(&[0, 7])
+                .is_finite()
+        );
+    }
+    flip_byte(&plain.chunk_path(&[1, 0]), 3 << 20);
+    match plain.read_chunk_in_place::<f64>(&[1, 0]) {
+        Err(Error::Corrupt { chunk, reason, .. }) => {
+            assert_eq!(chunk, vec![1, 0]);
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}

@@ -338,6 +338,61 @@ fn results_are_bitwise_equal_for_any_thread_count() {
     assert_eq!(one, run(3));
 }
 
+/// A batched product over chunks of `MAP_MIN_BYTES` (loaded ahead, so read
+/// in place, mapped from the page cache, all but the edge chunk): bitwise equal to the same
+/// product over a compressed copy (copied chunks), and to the definition.
+#[test]
+fn chunks_read_in_place_multiply_like_copied_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stored = |name: &str, compression| {
+        let spec = ArraySpec::new(vec![9, 512, 256], vec![4, 512, 256], DType::F64)
+            .with_compression(compression);
+        generated(d, name, spec, Fill::Normal, 11)
+    };
+    let plain = stored("plain", tenrso_ooc::store::Compression::None);
+    let packed = stored("packed", tenrso_ooc::store::Compression::Zstd { level: 1 });
+    assert!(plain.chunk_nbytes() >= tenrso_ooc::io::MAP_MIN_BYTES);
+    assert_eq!(
+        plain
+            .read_chunk_in_place::<f64>(&[0, 0, 0])
+            .unwrap()
+            .is_mapped(),
+        tenrso_ooc::io::chunk_maps_enabled()
+    );
+    let m = make(d, "m", &[512, 3], &[512, 3], DType::F64, 12);
+    let run = |x: &Arc<ZarrArray>| {
+        let out = d.join(format!("out-{}", x.path().display()).replace('/', "_"));
+        Einsum::new("ijk,jl->ilk", [x, &m])
+            .with_out(&out)
+            .plan(&session(2, 64 << 20))
+            .unwrap()
+            .run()
+            .unwrap();
+        values(&ZarrArray::open(&out).unwrap())
+    };
+    let got = run(&plain);
+    assert_eq!(got, run(&packed));
+    let (x, mv) = (values(&plain), values(&m));
+    for i in 0..9 {
+        for l in 0..3 {
+            for k in 0..256 {
+                let (mut want, mut mag) = (0.0, 0.0);
+                for j in 0..512 {
+                    let term = x[(i * 512 + j) * 256 + k] * mv[j * 3 + l];
+                    want += term;
+                    mag += f64::abs(term);
+                }
+                let g = got[(i * 3 + l) * 256 + k];
+                assert!(
+                    (g - want).abs() <= 1e-10 * mag,
+                    "[{i}, {l}, {k}]: {g} against {want}"
+                );
+            }
+        }
+    }
+}
+
 /// Products large enough that each tile's GEMM is cut into blocks of rows
 /// shared by the task's threads (fewer tasks than threads): bitwise equal
 /// for 1, 2 and 3 threads, and equal to a plain triple loop, plain and

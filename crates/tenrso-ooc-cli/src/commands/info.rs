@@ -92,7 +92,8 @@ pub fn run(args: &InfoArgs) -> Result<Outcome> {
 
 /// This machine as the engine sees it: cores, memory, the CPU's vector
 /// ISA, the GEMM kernel of this build and its measured speed, how chunks'
-/// checksums are computed, and the optional features built in.
+/// checksums are computed and which chunks are read in place, and the
+/// optional features built in.
 fn machine() -> Outcome {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -109,6 +110,17 @@ fn machine() -> Outcome {
     let kernel = gemm_kernel();
     let gflops = gemm_gflops();
     let checksum = tenrso_ooc::store::crc32c_kernel();
+    let map_min = tenrso_ooc::io::chunk_maps_enabled().then_some(tenrso_ooc::io::MAP_MIN_BYTES);
+    let reads = match map_min {
+        Some(min) => format!(
+            "uncompressed chunks of {} or more in place (mapped), smaller ones copied",
+            ByteSize(min)
+        ),
+        None => format!(
+            "every chunk copied ({} is set)",
+            tenrso_ooc::io::NO_CHUNK_MAPS_VAR
+        ),
+    };
     let features: Vec<&str> = [
         ("mpi", cfg!(feature = "mpi")),
         ("blas", cfg!(feature = "blas")),
@@ -117,7 +129,7 @@ fn machine() -> Outcome {
     .filter_map(|(name, on)| on.then_some(name))
     .collect();
     let text = format!(
-        "machine:     {cores} cores ({cpu}, {isa}), {} of memory\ngemm:        {kernel}\n             {gflops:.1} GFLOP/s per thread (measured on 768³ f64)\nchecksum:    {checksum}\nfeatures:    {}\n",
+        "machine:     {cores} cores ({cpu}, {isa}), {} of memory\ngemm:        {kernel}\n             {gflops:.1} GFLOP/s per thread (measured on 768³ f64)\nchecksum:    {checksum}\nreads:       {reads}\nfeatures:    {}\n",
         memory.map_or("?".to_string(), |m| ByteSize(m).to_string()),
         if features.is_empty() {
             "none (mpi and blas are cargo features)".to_string()
@@ -133,6 +145,7 @@ fn machine() -> Outcome {
         "gemm_kernel": kernel,
         "gemm_gflops_per_thread": gflops,
         "checksum_kernel": checksum,
+        "chunk_map_min_bytes": map_min,
         "features": features,
     });
     Outcome {

@@ -1,9 +1,12 @@
-//! [`Block`]: owned n-d data of one chunk or region.
+//! [`Block`]: the n-d data of one chunk or region.
 
+use crate::core::Elements;
 use crate::core::shape::join_dims;
 use crate::core::{Element, Error, Region, Result, Shape, copy_region};
 
-/// Owned n-d data in C order: the contents of one chunk or one region.
+/// N-d data in C order: the contents of one chunk or one region, in memory
+/// the block owns or, for a stored chunk loaded ahead, read in place from
+/// its file ([`Block::is_mapped`]).
 ///
 /// ```
 /// use tenrso_ooc::{Block, Region};
@@ -12,10 +15,34 @@ use crate::core::{Element, Error, Region, Result, Shape, copy_region};
 /// let corner = b.extract(&Region::new(vec![0, 1], vec![2, 2]));
 /// assert_eq!(corner.as_slice(), &[1.0, 2.0, 4.0, 5.0]);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
 pub struct Block<T> {
     shape: Vec<u64>,
-    data: Vec<T>,
+    data: Elements<T>,
+}
+
+impl<T: Element> Clone for Block<T> {
+    /// A copy that owns its elements (also of a block read in place).
+    fn clone(&self) -> Self {
+        Self {
+            shape: self.shape.clone(),
+            data: self.data.clone(),
+        }
+    }
+}
+
+impl<T: Element> PartialEq for Block<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.as_slice() == other.as_slice()
+    }
+}
+
+impl<T: Element> std::fmt::Debug for Block<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block")
+            .field("shape", &self.shape)
+            .field("data", &self.as_slice())
+            .finish()
+    }
 }
 
 impl<T: Element> Block<T> {
@@ -25,7 +52,7 @@ impl<T: Element> Block<T> {
         let n = Shape::new(shape.clone()).num_elements() as usize;
         Self {
             shape,
-            data: vec![value; n],
+            data: Elements::Owned(vec![value; n]),
         }
     }
 
@@ -39,14 +66,21 @@ impl<T: Element> Block<T> {
     /// # Errors
     /// [`Error::InvalidArgument`] if `data.len()` is not the number of elements of `shape`.
     pub fn from_vec(shape: impl Into<Vec<u64>>, data: Vec<T>) -> Result<Self> {
-        let shape = shape.into();
+        Self::from_elements(shape.into(), Elements::Owned(data))
+    }
+
+    /// Wraps C-order elements, owned or read in place from a stored chunk.
+    ///
+    /// # Errors
+    /// As [`Block::from_vec`].
+    pub(crate) fn from_elements(shape: Vec<u64>, data: Elements<T>) -> Result<Self> {
         let expected = Shape::new(shape.clone()).checked_num_elements();
-        if expected != Some(data.len() as u64) {
+        if expected != Some(data.as_slice().len() as u64) {
             return Err(Error::invalid(format!(
                 "a block of shape {} needs {} elements, got {}",
                 join_dims(&shape),
                 expected.map_or_else(|| "too many".to_string(), |n| n.to_string()),
-                data.len()
+                data.as_slice().len()
             )));
         }
         Ok(Self { shape, data })
@@ -59,12 +93,12 @@ impl<T: Element> Block<T> {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.data.as_slice().len()
     }
 
     /// True for a block without elements.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.data.as_slice().is_empty()
     }
 
     /// Size of the data in bytes.
@@ -74,17 +108,24 @@ impl<T: Element> Block<T> {
 
     /// The elements in C order.
     pub fn as_slice(&self) -> &[T] {
-        &self.data
+        self.data.as_slice()
     }
 
-    /// The elements in C order, mutable.
+    /// The elements in C order, mutable (copied first out of a stored
+    /// chunk read in place).
     pub fn as_mut_slice(&mut self) -> &mut [T] {
-        &mut self.data
+        self.data.to_mut()
     }
 
     /// The elements in C order, by value.
     pub fn into_vec(self) -> Vec<T> {
-        self.data
+        self.data.into_vec()
+    }
+
+    /// Whether the elements are read in place from a stored chunk's file
+    /// (a memory mapping) rather than held in memory the block owns.
+    pub fn is_mapped(&self) -> bool {
+        self.data.is_mapped()
     }
 
     /// The element at `index`.
@@ -97,7 +138,7 @@ impl<T: Element> Block<T> {
             "index {index:?} outside block of shape {:?}",
             self.shape
         );
-        self.data[Shape::new(self.shape.clone()).linear_index(index) as usize]
+        self.as_slice()[Shape::new(self.shape.clone()).linear_index(index) as usize]
     }
 
     /// The block's leading corner of `shape` (the region starting at the
@@ -118,11 +159,15 @@ impl<T: Element> Block<T> {
             Region::full(&self.shape).contains(&corner),
             "corner {corner} outside block"
         );
-        let filled = crate::core::compact_corner(&mut self.data, &self.shape, shape);
-        self.data.truncate(filled);
+        if self.shape == shape {
+            return self;
+        }
+        let data = self.data.to_mut();
+        let filled = crate::core::compact_corner(data, &self.shape, shape);
+        data.truncate(filled);
         // Give the rest back (the allocator shrinks in place), so the block
         // holds what its byte size says: the cache accounts by that.
-        self.data.shrink_to_fit();
+        data.shrink_to_fit();
         self.shape = shape.to_vec();
         self
     }
@@ -139,10 +184,10 @@ impl<T: Element> Block<T> {
         let mut out = Block::zeros(region.shape().to_vec());
         let origin = vec![0; region.ndim()];
         copy_region(
-            &self.data,
+            self.as_slice(),
             &self.shape,
             region,
-            &mut out.data,
+            out.data.to_mut(),
             region.shape(),
             &origin,
         );
@@ -161,10 +206,10 @@ impl<T: Element> Block<T> {
             src.shape
         );
         copy_region(
-            &src.data,
+            src.as_slice(),
             &src.shape,
             &Region::full(&src.shape),
-            &mut self.data,
+            self.data.to_mut(),
             &self.shape,
             origin,
         );
@@ -189,10 +234,10 @@ impl<T: Element> Block<T> {
         let in_strides = Shape::new(self.shape.clone()).strides();
         // Input stride of each output axis.
         let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p] as usize).collect();
-        let data = if self.data.is_empty() || ndim == 0 {
+        let data = if self.is_empty() || ndim == 0 {
             self.data.clone()
         } else {
-            permute_data(&self.data, &out_shape, &strides)
+            Elements::Owned(permute_data(self.as_slice(), &out_shape, &strides))
         };
         Block {
             shape: out_shape,

@@ -171,7 +171,13 @@ fn load_chunk_unguarded<T: Element>(
     key: ChunkKey,
 ) -> Result<Block<T>> {
     let started = Instant::now();
-    let block = stored_array(graph, key)?.read_chunk::<T>(&graph.coords(key))?;
+    let array = stored_array(graph, key)?;
+    let coords = graph.coords(key);
+    let block = if graph.read_in_place {
+        array.read_chunk_ahead::<T>(&coords)?
+    } else {
+        array.read_chunk::<T>(&coords)?
+    };
     session
         .metrics()
         .chunk_read(block.byte_len() as u64, started.elapsed());
@@ -901,5 +907,52 @@ mod tests {
             err.to_string().contains("task 5 panicked: task 5 broke"),
             "{err}"
         );
+    }
+
+    /// Records whether each task's chunk was read in place.
+    struct SeesMapped(std::sync::Mutex<Vec<bool>>);
+
+    impl TaskBody<f64> for SeesMapped {
+        fn run(&self, _: usize, io: &mut TaskIo<'_, f64>) -> Result<Option<Block<f64>>> {
+            let chunk = io.input(0)?;
+            self.0.lock().unwrap().push(chunk.is_mapped());
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn chunks_are_read_in_place_only_where_the_graph_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ArraySpec::new(vec![4096, 512], vec![1024, 512], DType::F64);
+        let array = Arc::new(ZarrArray::create(dir.path().join("x.zarr"), &spec).unwrap());
+        let grid = array.chunk_grid().clone();
+        assert!(array.chunk_nbytes() >= crate::io::MAP_MIN_BYTES);
+        for chunk in grid.iter() {
+            let block = Block::filled(grid.chunk_region(&chunk).shape().to_vec(), 1.5);
+            array.write_chunk(&chunk, &block).unwrap();
+        }
+        let mut graph = ChunkGraph::new("maps", DType::F64);
+        let id = graph.add_array("x", ArrayRole::Input(array), grid.clone());
+        for chunk in grid.iter() {
+            let key = graph.key(id, &chunk);
+            graph.tasks.push(TaskNode {
+                stage: 0,
+                reads: vec![key],
+                streams: Vec::new(),
+                write: None,
+                scratch_bytes: 0,
+                pinned_bytes: graph.chunk_bytes(key),
+                work_bytes: 1,
+            });
+        }
+        let session = Session::new(ExecOptions::default().with_threads(2));
+        for in_place in [true, false] {
+            graph.read_in_place = in_place;
+            let body = SeesMapped(std::sync::Mutex::new(Vec::new()));
+            execute(&session, &graph, &body, &NoProgress).unwrap();
+            let seen = body.0.into_inner().unwrap();
+            let mapped = in_place && crate::io::chunk_maps_enabled();
+            assert_eq!(seen, vec![mapped; 4], "read in place: {in_place}");
+        }
     }
 }

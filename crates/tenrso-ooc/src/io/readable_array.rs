@@ -258,6 +258,29 @@ pub trait ReadableArray: Send + Sync + fmt::Debug {
         self.read_region_f64(&self.chunk_grid().chunk_region(chunk))
     }
 
+    /// Reads chunk `chunk` as `f32` for use later rather than right away
+    /// (the executor's loads ahead of the tasks): an array may then hand
+    /// out its stored bytes in place instead of a copy, which would have
+    /// left the CPU caches by the time it is used anyway ([`ZarrArray`]
+    /// maps large uncompressed chunks). The default reads it as
+    /// [`read_chunk_f32`](Self::read_chunk_f32) does.
+    ///
+    /// [`ZarrArray`]: crate::store::ZarrArray
+    ///
+    /// # Errors
+    /// As [`read_region_into`](Self::read_region_into).
+    fn read_chunk_ahead_f32(&self, chunk: &[u64]) -> Result<Block<f32>> {
+        self.read_chunk_f32(chunk)
+    }
+
+    /// [`read_chunk_ahead_f32`](Self::read_chunk_ahead_f32) as `f64`.
+    ///
+    /// # Errors
+    /// As [`read_region_into`](Self::read_region_into).
+    fn read_chunk_ahead_f64(&self, chunk: &[u64]) -> Result<Block<f64>> {
+        self.read_chunk_f64(chunk)
+    }
+
     /// Reads `region` as `f32` (checked by the caller).
     ///
     /// # Errors
@@ -315,6 +338,19 @@ impl dyn ReadableArray + '_ {
         match T::DTYPE {
             DType::F32 => self.read_chunk_f32(chunk).map(same_type),
             DType::F64 => self.read_chunk_f64(chunk).map(same_type),
+        }
+    }
+
+    /// Reads chunk `chunk`, clipped to the array, for use later rather than
+    /// right away: see [`ReadableArray::read_chunk_ahead_f64`].
+    ///
+    /// # Errors
+    /// As [`read_chunk`](Self::read_chunk).
+    pub fn read_chunk_ahead<T: Element>(&self, chunk: &[u64]) -> Result<Block<T>> {
+        check_dtype::<T, _>(self)?;
+        match T::DTYPE {
+            DType::F32 => self.read_chunk_ahead_f32(chunk).map(same_type),
+            DType::F64 => self.read_chunk_ahead_f64(chunk).map(same_type),
         }
     }
 

@@ -33,6 +33,7 @@ pub(crate) fn contraction_graph(
 ) -> Result<ChunkGraph> {
     let dtype = inputs[0].dtype();
     let mut graph = ChunkGraph::new(name.to_string(), dtype);
+    graph.read_in_place = true;
     for a in inputs {
         graph.add_array(
             a.path().display().to_string(),

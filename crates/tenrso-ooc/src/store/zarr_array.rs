@@ -12,7 +12,8 @@ use zarrs::storage::{ReadableStorageTraits, StorageError, WritableStorageTraits}
 use crate::core::error::excerpt;
 use crate::core::shape::join_dims;
 use crate::core::{
-    Block, ChunkGrid, ChunkSet, DType, Element, Error, Region, Result, physical_memory_cached,
+    Block, ChunkGrid, ChunkSet, DType, Element, Elements, Error, Region, Result,
+    physical_memory_cached,
 };
 use crate::dispatch_dtype;
 use crate::io::{ReadableArray, SourceFormat, WritableArray, check_region_into};
@@ -467,7 +468,42 @@ impl ZarrArray {
     /// [`Error::Corrupt`] if its bytes do not decode or fail the checksum;
     /// [`Error::DtypeMismatch`], [`Error::ChunkOutOfBounds`], [`Error::Io`].
     pub fn read_chunk<T: Element>(&self, chunk: &[u64]) -> Result<Block<T>> {
-        Ok(self.try_read_chunk(chunk)?.unwrap_or_else(|| {
+        self.read_chunk_as(chunk, false)
+    }
+
+    /// [`ZarrArray::read_chunk`], but an uncompressed chunk of
+    /// [`MAP_MIN_BYTES`](crate::io::MAP_MIN_BYTES) or more inside the array
+    /// is read in place: mapped read-only from the page cache and
+    /// checksummed there, not copied ([`Block::is_mapped`]; writing to the
+    /// block copies it first). Worth it for a chunk used later, whose copy
+    /// would have left the CPU caches by then; a chunk used right away is
+    /// better copied, in pieces that stay in the caches for the next step.
+    ///
+    /// ```
+    /// use tenrso_ooc::exec::Session;
+    /// use tenrso_ooc::ops::{Fill, Generate};
+    /// use tenrso_ooc::store::ArraySpec;
+    /// use tenrso_ooc::DType;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let spec = ArraySpec::new(vec![2048, 512], vec![1024, 512], DType::F64); // 4 MiB chunks
+    /// let a = Generate::new(dir.path().join("a.zarr"), spec, Fill::Range)
+    ///     .plan(&Session::default())?
+    ///     .run()?
+    ///     .array;
+    /// let chunk = a.read_chunk_in_place::<f64>(&[1, 0])?;
+    /// assert_eq!(chunk.is_mapped(), tenrso_ooc::io::chunk_maps_enabled());
+    /// assert_eq!(chunk, a.read_chunk::<f64>(&[1, 0])?);
+    /// # Ok::<(), tenrso_ooc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_chunk`].
+    pub fn read_chunk_in_place<T: Element>(&self, chunk: &[u64]) -> Result<Block<T>> {
+        self.read_chunk_as(chunk, true)
+    }
+
+    fn read_chunk_as<T: Element>(&self, chunk: &[u64], in_place: bool) -> Result<Block<T>> {
+        Ok(self.try_read_chunk_as(chunk, in_place)?.unwrap_or_else(|| {
             Block::filled(
                 self.grid.chunk_region(chunk).shape().to_vec(),
                 T::from_f64(self.fill),
@@ -480,6 +516,14 @@ impl ZarrArray {
     /// # Errors
     /// As [`ZarrArray::read_chunk`].
     pub fn try_read_chunk<T: Element>(&self, chunk: &[u64]) -> Result<Option<Block<T>>> {
+        self.try_read_chunk_as(chunk, false)
+    }
+
+    fn try_read_chunk_as<T: Element>(
+        &self,
+        chunk: &[u64],
+        in_place: bool,
+    ) -> Result<Option<Block<T>>> {
         self.check_dtype::<T>()?;
         self.check_chunk(chunk)?;
         self.check_decodable(chunk)?;
@@ -487,19 +531,22 @@ impl ZarrArray {
             Some(layout) => self.open_direct(chunk, layout)?,
             None => DirectOpen::Generic,
         };
-        let full: Option<Vec<T>> = match direct {
+        let region = self.grid.chunk_region(chunk);
+        // An edge chunk is compacted to its corner in its own buffer instead.
+        let in_place = in_place && region.shape() == self.grid.chunk_shape();
+        let full: Option<Elements<T>> = match direct {
             DirectOpen::Absent => None,
-            DirectOpen::Stream(stream) => Some(stream.into_vec(self, chunk)?),
+            DirectOpen::Stream(stream) => Some(stream.into_elements(self, chunk, in_place)?),
             DirectOpen::Generic => self
                 .array
                 .retrieve_chunk_if_exists_opt(chunk, &self.codec_options)
-                .map_err(|e| self.chunk_error(chunk, e))?,
+                .map_err(|e| self.chunk_error(chunk, e))?
+                .map(Elements::Owned),
         };
         let Some(full) = full else {
             return Ok(None);
         };
-        let region = self.grid.chunk_region(chunk);
-        let full = Block::from_vec(self.grid.chunk_shape().to_vec(), full)
+        let full = Block::from_elements(self.grid.chunk_shape().to_vec(), full)
             .map_err(|e| self.corrupt(chunk, e.to_string()))?;
         Ok(Some(full.into_corner(region.shape())))
     }
@@ -808,6 +855,14 @@ impl ReadableArray for ZarrArray {
 
     fn read_chunk_f64(&self, chunk: &[u64]) -> Result<Block<f64>> {
         ZarrArray::read_chunk(self, chunk)
+    }
+
+    fn read_chunk_ahead_f32(&self, chunk: &[u64]) -> Result<Block<f32>> {
+        ZarrArray::read_chunk_in_place(self, chunk)
+    }
+
+    fn read_chunk_ahead_f64(&self, chunk: &[u64]) -> Result<Block<f64>> {
+        ZarrArray::read_chunk_in_place(self, chunk)
     }
 
     fn read_region_f32(&self, region: &Region) -> Result<Block<f32>> {

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Take};
 use std::os::unix::fs::FileExt;
 
-use crate::core::{Element, Error, Result, compact_corner};
+use crate::core::{Element, Elements, Error, Result, compact_corner};
 use crate::dispatch_dtype;
 use crate::store::ZarrArray;
 use crate::store::zarr_metadata::DirectLayout;
@@ -330,26 +330,49 @@ impl DirectStream {
         Ok(())
     }
 
-    /// Reads the whole (remaining) chunk into a new vector of elements.
-    fn read_vec<T: Element>(&mut self, array: &ZarrArray, chunk: &[u64]) -> Result<Vec<T>> {
+    /// Reads the whole (remaining) chunk: in place through a mapping when
+    /// `in_place` and it is a plain chunk of [`crate::io::MAP_MIN_BYTES`] or
+    /// more, else into a new vector.
+    fn read_elements<T: Element>(
+        &mut self,
+        array: &ZarrArray,
+        chunk: &[u64],
+        in_place: bool,
+    ) -> Result<Elements<T>> {
         let elements = (self.remaining / std::mem::size_of::<T>() as u64) as usize;
         if let Source::Plain { file, offset, crc } = &mut self.source {
-            // Straight into fresh memory, without zeroing it first, each
-            // piece checksummed while it is still in the cache.
+            // Each piece checksummed while it is still in the cache.
             let check = self.stored_crc.is_some();
-            let data: Vec<T> = crate::io::read_elements_at(file, *offset, elements, |piece| {
+            let mut on_read = |piece: &[u8]| {
                 if check {
                     *crc = crate::store::crc32c_append(*crc, piece);
                 }
-            })
-            .map_err(|e| Error::io(array.chunk_path(chunk), e))?;
+            };
+            let io_error = |e| Error::io(array.chunk_path(chunk), e);
+            let mapped = if in_place
+                && self.remaining >= crate::io::MAP_MIN_BYTES
+                && crate::io::chunk_maps_enabled()
+            {
+                crate::io::map_elements_at(file, *offset, elements, &mut on_read)
+                    .map_err(io_error)?
+            } else {
+                None
+            };
+            let data = match mapped {
+                Some(mapped) => Elements::Mapped(mapped),
+                // Straight into fresh memory, without zeroing it first.
+                None => Elements::Owned(
+                    crate::io::read_elements_at(file, *offset, elements, &mut on_read)
+                        .map_err(io_error)?,
+                ),
+            };
             *offset += self.remaining;
             self.remaining = 0;
             return Ok(data);
         }
         let mut data = vec![T::ZERO; elements];
         self.read(array, chunk, bytemuck::cast_slice_mut(&mut data))?;
-        Ok(data)
+        Ok(Elements::Owned(data))
     }
 
     /// Reads what is left of the chunk (rows past the array's edge), then
@@ -397,13 +420,15 @@ impl DirectStream {
         Ok(())
     }
 
-    /// The whole chunk as elements, checked.
-    pub(super) fn into_vec<T: Element>(
+    /// The whole chunk as elements, checked; read in place if `in_place`
+    /// (see [`DirectStream::read_elements`]).
+    pub(super) fn into_elements<T: Element>(
         mut self,
         array: &ZarrArray,
         chunk: &[u64],
-    ) -> Result<Vec<T>> {
-        let data = self.read_vec(array, chunk)?;
+        in_place: bool,
+    ) -> Result<Elements<T>> {
+        let data = self.read_elements(array, chunk, in_place)?;
         self.finish(array, chunk)?;
         Ok(data)
     }
