@@ -865,10 +865,30 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::DType;
     use crate::exec::{ExecOptions, NoProgress};
     use crate::plan::ChunkGraph;
     use crate::store::{ArraySpec, ZarrArray};
-    use crate::{ChunkGrid, DType};
+
+    /// A graph of one task per chunk of `array`, each reading its chunk.
+    fn one_task_per_chunk(name: &str, array: Arc<ZarrArray>) -> ChunkGraph {
+        let grid = array.chunk_grid().clone();
+        let mut graph = ChunkGraph::new(name, DType::F64);
+        let id = graph.add_array("x", ArrayRole::Input(array), grid.clone());
+        for chunk in grid.iter() {
+            let key = graph.key(id, &chunk);
+            graph.tasks.push(TaskNode {
+                stage: 0,
+                reads: vec![key],
+                streams: Vec::new(),
+                write: None,
+                scratch_bytes: 0,
+                pinned_bytes: graph.chunk_bytes(key),
+                work_bytes: 1,
+            });
+        }
+        graph
+    }
 
     /// Reads its chunk, then panics on task 5.
     struct PanicsOnFive;
@@ -886,21 +906,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = ArraySpec::new(vec![64, 8], vec![4, 8], DType::F64);
         let array = Arc::new(ZarrArray::create(dir.path().join("x.zarr"), &spec).unwrap());
-        let grid = ChunkGrid::new(vec![64, 8], vec![4, 8]).unwrap();
-        let mut graph = ChunkGraph::new("panics", DType::F64);
-        let id = graph.add_array("x", ArrayRole::Input(array), grid.clone());
-        for chunk in grid.iter() {
-            let key = graph.key(id, &chunk);
-            graph.tasks.push(TaskNode {
-                stage: 0,
-                reads: vec![key],
-                streams: Vec::new(),
-                write: None,
-                scratch_bytes: 0,
-                pinned_bytes: graph.chunk_bytes(key),
-                work_bytes: 1,
-            });
-        }
+        let graph = one_task_per_chunk("panics", array);
         let session = Session::new(ExecOptions::default().with_threads(2));
         let err = execute(&session, &graph, &PanicsOnFive, &NoProgress).unwrap_err();
         assert!(
@@ -931,20 +937,7 @@ mod tests {
             let block = Block::filled(grid.chunk_region(&chunk).shape().to_vec(), 1.5);
             array.write_chunk(&chunk, &block).unwrap();
         }
-        let mut graph = ChunkGraph::new("maps", DType::F64);
-        let id = graph.add_array("x", ArrayRole::Input(array), grid.clone());
-        for chunk in grid.iter() {
-            let key = graph.key(id, &chunk);
-            graph.tasks.push(TaskNode {
-                stage: 0,
-                reads: vec![key],
-                streams: Vec::new(),
-                write: None,
-                scratch_bytes: 0,
-                pinned_bytes: graph.chunk_bytes(key),
-                work_bytes: 1,
-            });
-        }
+        let mut graph = one_task_per_chunk("maps", array);
         let session = Session::new(ExecOptions::default().with_threads(2));
         for in_place in [true, false] {
             graph.read_in_place = in_place;
