@@ -163,6 +163,46 @@ fn gib_arrays_stay_under_the_limit_for_every_operation() {
     let ra = open(&r);
     assert_eq!(ra.chunk_grid().chunk_shape(), &[1024, 512]);
     check_chunks(&ra, true, |r| xa.read_region::<f64>(r).unwrap());
+
+    // A contraction, whose tiles read these uncompressed 4 MiB chunks in
+    // place (mapped from the page cache): x · 1 gives each row's sum.
+    assert!(xa.chunk_nbytes() >= tenrso_ooc::io::MAP_MIN_BYTES);
+    let ones = arg(dir.path(), "ones.zarr");
+    run([
+        "create", &ones, "--shape", "16384", "--chunks", "16384", "--fill", "ones", "-q",
+    ])
+    .success();
+    let rows = arg(dir.path(), "rows.zarr");
+    let e = run([
+        "einsum",
+        "ij,j->i",
+        &x,
+        &ones,
+        "-o",
+        &rows,
+        "--memory-limit",
+        LIMIT,
+        "-q",
+    ])
+    .success();
+    eprintln!("einsum: peak {} MiB", e.peak_rss / MIB);
+    assert!(e.peak_rss <= BOUND, "einsum peak {} MiB", e.peak_rss / MIB);
+    let got = open(&rows)
+        .read_region::<f64>(&Region::full(&[8192]))
+        .unwrap();
+    for chunk in xa.chunk_grid().iter() {
+        let block = xa.read_chunk::<f64>(&chunk).unwrap();
+        let first = xa.chunk_grid().chunk_region(&chunk).start()[0] as usize;
+        for (r, row) in block.as_slice().chunks(16384).enumerate() {
+            let (want, scale): (f64, f64) = (row.iter().sum(), row.iter().map(|v| v.abs()).sum());
+            let g = got.as_slice()[first + r];
+            assert!(
+                (g - want).abs() <= 1e-12 * scale,
+                "row {}: {g} against {want}",
+                first + r
+            );
+        }
+    }
 }
 
 #[test]

@@ -192,14 +192,14 @@ impl ReadableArray for NodeLocalArray {
         self.local.read_chunk_f64(chunk)
     }
 
-    fn read_chunk_ahead_f32(&self, chunk: &[u64]) -> Result<Block<f32>> {
+    fn read_chunk_in_place_f32(&self, chunk: &[u64]) -> Result<Block<f32>> {
         self.ensure_local(chunk)?;
-        self.local.read_chunk_ahead_f32(chunk)
+        self.local.read_chunk_in_place_f32(chunk)
     }
 
-    fn read_chunk_ahead_f64(&self, chunk: &[u64]) -> Result<Block<f64>> {
+    fn read_chunk_in_place_f64(&self, chunk: &[u64]) -> Result<Block<f64>> {
         self.ensure_local(chunk)?;
-        self.local.read_chunk_ahead_f64(chunk)
+        self.local.read_chunk_in_place_f64(chunk)
     }
 
     fn read_region_f32(&self, region: &Region) -> Result<Block<f32>> {

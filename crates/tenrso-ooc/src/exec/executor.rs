@@ -174,7 +174,7 @@ fn load_chunk_unguarded<T: Element>(
     let array = stored_array(graph, key)?;
     let coords = graph.coords(key);
     let block = if graph.read_in_place {
-        array.read_chunk_ahead::<T>(&coords)?
+        array.read_chunk_in_place::<T>(&coords)?
     } else {
         array.read_chunk::<T>(&coords)?
     };

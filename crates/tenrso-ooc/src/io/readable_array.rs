@@ -258,26 +258,28 @@ pub trait ReadableArray: Send + Sync + fmt::Debug {
         self.read_region_f64(&self.chunk_grid().chunk_region(chunk))
     }
 
-    /// Reads chunk `chunk` as `f32` for use later rather than right away
-    /// (the executor's loads ahead of the tasks): an array may then hand
-    /// out its stored bytes in place instead of a copy, which would have
-    /// left the CPU caches by the time it is used anyway ([`ZarrArray`]
-    /// maps large uncompressed chunks). The default reads it as
+    /// Reads chunk `chunk` as `f32`, its stored bytes in place where the
+    /// array can instead of a copy ([`ZarrArray`] maps large uncompressed
+    /// chunks): for a chunk loaded ahead of its use, whose copy would have
+    /// left the CPU caches by then anyway (the executor asks for it where
+    /// [`ChunkGraph::read_in_place`] is set). The default reads it as
     /// [`read_chunk_f32`](Self::read_chunk_f32) does.
+    ///
+    /// [`ChunkGraph::read_in_place`]: crate::plan::ChunkGraph::read_in_place
     ///
     /// [`ZarrArray`]: crate::store::ZarrArray
     ///
     /// # Errors
     /// As [`read_region_into`](Self::read_region_into).
-    fn read_chunk_ahead_f32(&self, chunk: &[u64]) -> Result<Block<f32>> {
+    fn read_chunk_in_place_f32(&self, chunk: &[u64]) -> Result<Block<f32>> {
         self.read_chunk_f32(chunk)
     }
 
-    /// [`read_chunk_ahead_f32`](Self::read_chunk_ahead_f32) as `f64`.
+    /// [`read_chunk_in_place_f32`](Self::read_chunk_in_place_f32) as `f64`.
     ///
     /// # Errors
     /// As [`read_region_into`](Self::read_region_into).
-    fn read_chunk_ahead_f64(&self, chunk: &[u64]) -> Result<Block<f64>> {
+    fn read_chunk_in_place_f64(&self, chunk: &[u64]) -> Result<Block<f64>> {
         self.read_chunk_f64(chunk)
     }
 
@@ -341,16 +343,16 @@ impl dyn ReadableArray + '_ {
         }
     }
 
-    /// Reads chunk `chunk`, clipped to the array, for use later rather than
-    /// right away: see [`ReadableArray::read_chunk_ahead_f64`].
+    /// Reads chunk `chunk`, clipped to the array, in place where the array
+    /// can: see [`ReadableArray::read_chunk_in_place_f64`].
     ///
     /// # Errors
     /// As [`read_chunk`](Self::read_chunk).
-    pub fn read_chunk_ahead<T: Element>(&self, chunk: &[u64]) -> Result<Block<T>> {
+    pub fn read_chunk_in_place<T: Element>(&self, chunk: &[u64]) -> Result<Block<T>> {
         check_dtype::<T, _>(self)?;
         match T::DTYPE {
-            DType::F32 => self.read_chunk_ahead_f32(chunk).map(same_type),
-            DType::F64 => self.read_chunk_ahead_f64(chunk).map(same_type),
+            DType::F32 => self.read_chunk_in_place_f32(chunk).map(same_type),
+            DType::F64 => self.read_chunk_in_place_f64(chunk).map(same_type),
         }
     }
 

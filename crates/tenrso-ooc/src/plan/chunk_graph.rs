@@ -253,7 +253,7 @@ pub struct ChunkGraph {
     /// timing.
     pub prefetch: bool,
     /// Whether the executor loads stored chunks in place where the array
-    /// can ([`ReadableArray::read_chunk_ahead_f64`]: mapped from the page
+    /// can ([`ReadableArray::read_chunk_in_place_f64`]: mapped from the page
     /// cache) instead of copying them (off by default). On for contractions,
     /// whose tiles are loaded ahead and held while they are multiplied:
     /// `ijk,jl->ilk` on 4 GiB ran 20–30 % faster. Off elsewhere: a copy
@@ -264,7 +264,7 @@ pub struct ChunkGraph {
     /// reading it finds the copy's pieces still in the CPU caches (CP-ALS
     /// was 15 % slower mapped).
     ///
-    /// [`ReadableArray::read_chunk_ahead_f64`]: crate::io::ReadableArray::read_chunk_ahead_f64
+    /// [`ReadableArray::read_chunk_in_place_f64`]: crate::io::ReadableArray::read_chunk_in_place_f64
     pub read_in_place: bool,
     /// Which rank runs which task when several run the graph together
     /// (see [`crate::distributed`]).

@@ -857,11 +857,11 @@ impl ReadableArray for ZarrArray {
         ZarrArray::read_chunk(self, chunk)
     }
 
-    fn read_chunk_ahead_f32(&self, chunk: &[u64]) -> Result<Block<f32>> {
+    fn read_chunk_in_place_f32(&self, chunk: &[u64]) -> Result<Block<f32>> {
         ZarrArray::read_chunk_in_place(self, chunk)
     }
 
-    fn read_chunk_ahead_f64(&self, chunk: &[u64]) -> Result<Block<f64>> {
+    fn read_chunk_in_place_f64(&self, chunk: &[u64]) -> Result<Block<f64>> {
         ZarrArray::read_chunk_in_place(self, chunk)
     }
 
