@@ -79,6 +79,21 @@ fn info_without_an_array_describes_the_machine_and_its_gemm() {
         .env(tenrso_ooc::io::NO_CHUNK_MAPS_VAR, "1");
     let copied = common::run_command(cmd).success().json();
     assert!(copied["chunk_map_min_bytes"].is_null(), "{copied}");
+    // Contractions write large result chunks around the page cache,
+    // unless turned off.
+    assert_eq!(
+        machine["uncached_write_min_bytes"].as_u64(),
+        Some(tenrso_ooc::store::UNCACHED_WRITE_MIN_BYTES as u64),
+    );
+    assert!(
+        text.contains("writes:      contractions' result chunks of 4.00 MiB or more around"),
+        "{text}"
+    );
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args(["info", "--json"])
+        .env(tenrso_ooc::store::NO_UNCACHED_WRITES_VAR, "1");
+    let buffered = common::run_command(cmd).success().json();
+    assert!(buffered["uncached_write_min_bytes"].is_null(), "{buffered}");
     // Any machine this runs on multiplies faster than 0.1 GFLOP/s.
     assert!(machine["gemm_gflops_per_thread"].as_f64().unwrap() > 0.1);
     assert!(machine["cores"].as_u64().unwrap() >= 1);

@@ -1,6 +1,7 @@
 //! `tenrso-ooc einsum` as a child process: memory bounds with operands and
-//! intermediates larger than the limit, determinism across thread counts,
-//! refusal before any I/O, and agreement with numpy.einsum.
+//! intermediates larger than the limit, results written around the page
+//! cache, determinism across thread counts, refusal before any I/O, and
+//! agreement with numpy.einsum.
 
 mod common;
 
@@ -78,6 +79,56 @@ fn matmul_of_operands_four_times_the_limit_stays_under_it() {
                 "C[{i},{kk}] = {g}, want {want}"
             );
         }
+    }
+}
+
+/// Bytes of `path` in the page cache, as util-linux's `fincore` counts them.
+fn cached_bytes(path: &Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (util-linux) runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn large_result_chunks_are_written_around_the_page_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, b) = (arg(d, "a"), arg(d, "b"));
+    // One 8 MiB result chunk: A[i,j] = 512 i + j, B[j,k] = 1024 j + k.
+    create_range(&a, "1024,512", "1024,512");
+    create_range(&b, "512,1024", "512,1024");
+    let mut results = Vec::new();
+    for buffered in [false, true] {
+        let c = arg(d, &format!("c{buffered}"));
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.args(["einsum", "ij,jk->ik", &a, &b, "-o", &c, "-q"]);
+        if buffered {
+            cmd.env(tenrso_ooc::store::NO_UNCACHED_WRITES_VAR, "1");
+        }
+        common::run_command(cmd).success();
+        let cached = cached_bytes(&Path::new(&c).join("c/0/0"));
+        if buffered {
+            assert!(cached >= 8 * MIB, "{cached} bytes cached");
+        } else {
+            assert_eq!(cached, 0);
+        }
+        results.push(all(&c));
+    }
+    assert_eq!(results[0], results[1]);
+    // Σ_j (512 i + j)(1024 j + k) in closed form.
+    let (s1, s2) = (511.0 * 512.0 / 2.0, 511.0 * 512.0 * 1023.0 / 6.0);
+    for (i, k) in [(0, 0), (1, 2), (1023, 1023), (517, 3)] {
+        let (fi, fk) = (i as f64, k as f64);
+        let want = 512.0 * 1024.0 * fi * s1 + 512.0 * 512.0 * fi * fk + 1024.0 * s2 + fk * s1;
+        assert_eq!(results[0][i * 1024 + k], want, "C[{i},{k}]");
     }
 }
 

@@ -121,6 +121,18 @@ fn machine() -> Outcome {
             tenrso_ooc::io::NO_CHUNK_MAPS_VAR
         ),
     };
+    let uncached_min = tenrso_ooc::store::uncached_writes_enabled()
+        .then_some(tenrso_ooc::store::UNCACHED_WRITE_MIN_BYTES as u64);
+    let writes = match uncached_min {
+        Some(min) => format!(
+            "contractions' result chunks of {} or more around the page cache (O_DIRECT), others through it",
+            ByteSize(min)
+        ),
+        None => format!(
+            "every chunk through the page cache ({} is set)",
+            tenrso_ooc::store::NO_UNCACHED_WRITES_VAR
+        ),
+    };
     let features: Vec<&str> = [
         ("mpi", cfg!(feature = "mpi")),
         ("blas", cfg!(feature = "blas")),
@@ -129,7 +141,7 @@ fn machine() -> Outcome {
     .filter_map(|(name, on)| on.then_some(name))
     .collect();
     let text = format!(
-        "machine:     {cores} cores ({cpu}, {isa}), {} of memory\ngemm:        {kernel}\n             {gflops:.1} GFLOP/s per thread (measured on 768³ f64)\nchecksum:    {checksum}\nreads:       {reads}\nfeatures:    {}\n",
+        "machine:     {cores} cores ({cpu}, {isa}), {} of memory\ngemm:        {kernel}\n             {gflops:.1} GFLOP/s per thread (measured on 768³ f64)\nchecksum:    {checksum}\nreads:       {reads}\nwrites:      {writes}\nfeatures:    {}\n",
         memory.map_or("?".to_string(), |m| ByteSize(m).to_string()),
         if features.is_empty() {
             "none (mpi and blas are cargo features)".to_string()
@@ -146,6 +158,7 @@ fn machine() -> Outcome {
         "gemm_gflops_per_thread": gflops,
         "checksum_kernel": checksum,
         "chunk_map_min_bytes": map_min,
+        "uncached_write_min_bytes": uncached_min,
         "features": features,
     });
     Outcome {

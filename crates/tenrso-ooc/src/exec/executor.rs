@@ -404,6 +404,7 @@ pub fn execute_planned<T: Element>(
     );
     for output in graph.outputs() {
         output.set_durability(session.options().durability);
+        output.set_uncached_writes(graph.write_uncached);
     }
     let mut outcome = Ok(());
     let (task_nanos, tasks_run) = (AtomicU64::new(0), AtomicU64::new(0));

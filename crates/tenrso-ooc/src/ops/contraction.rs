@@ -34,6 +34,7 @@ pub(crate) fn contraction_graph(
     let dtype = inputs[0].dtype();
     let mut graph = ChunkGraph::new(name.to_string(), dtype);
     graph.read_in_place = true;
+    graph.write_uncached = true;
     for a in inputs {
         graph.add_array(
             a.path().display().to_string(),

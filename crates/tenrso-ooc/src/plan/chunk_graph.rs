@@ -134,6 +134,15 @@ impl OutputArray {
         }
     }
 
+    /// Whether the array's large chunks are written around the page cache
+    /// (see [`ZarrArray::set_uncached_writes`]): never for scratch, which
+    /// is read again soon. Nothing to do before the array is created.
+    pub fn set_uncached_writes(&self, on: bool) {
+        if let Some(array) = self.array.get() {
+            array.set_uncached_writes(on && !self.scratch);
+        }
+    }
+
     /// Waits until the chunks written so far are durable (see
     /// [`ZarrArray::flush`]); nothing to do before the array is created.
     ///
@@ -266,6 +275,13 @@ pub struct ChunkGraph {
     ///
     /// [`ReadableArray::read_chunk_in_place_f64`]: crate::io::ReadableArray::read_chunk_in_place_f64
     pub read_in_place: bool,
+    /// Whether the executor writes the large chunks of outputs that are
+    /// not scratch around the page cache
+    /// ([`ZarrArray::set_uncached_writes`]; off by default). On for
+    /// contractions, whose results are written once and not read again by
+    /// the run: matmul 8192² spent 5 % of its CPU time copying its result
+    /// into the page cache.
+    pub write_uncached: bool,
     /// Which rank runs which task when several run the graph together
     /// (see [`crate::distributed`]).
     pub ownership: Ownership,
@@ -283,6 +299,7 @@ impl ChunkGraph {
             written: Vec::new(),
             prefetch: true,
             read_in_place: false,
+            write_uncached: false,
             ownership: Ownership::Balanced,
         }
     }

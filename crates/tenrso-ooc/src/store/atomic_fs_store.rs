@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator, InvalidByteRangeError};
 use zarrs::storage::{
@@ -16,8 +16,11 @@ use zarrs::storage::{
 
 use crate::store::AtomicFile;
 use crate::store::Durability;
-use crate::store::atomic_write::{TEMP_MARKER, parent_dir, sync_dir, write_parts_atomically};
+use crate::store::atomic_write::{TEMP_MARKER, parent_dir, sync_dir};
 use crate::store::batch_commit::BatchCommitter;
+use crate::store::uncached_write::{
+    UNCACHED_WRITE_MIN_BYTES, uncached_writes_enabled, write_uncached,
+};
 
 /// A Zarr v3 filesystem store (the layout of zarr-python's `LocalStore`)
 /// whose every write is atomic: the value goes through
@@ -39,6 +42,9 @@ use crate::store::batch_commit::BatchCommitter;
 pub struct AtomicFsStore {
     base: PathBuf,
     durability: AtomicU8,
+    /// Chunk files of [`UNCACHED_WRITE_MIN_BYTES`] or more are written
+    /// around the page cache (see [`set_uncached_writes`](Self::set_uncached_writes)).
+    uncached_writes: AtomicBool,
     /// Commits the writes of [`Durability::Batch`]; started on first use.
     committer: OnceLock<BatchCommitter>,
 }
@@ -49,6 +55,7 @@ impl AtomicFsStore {
         Self {
             base: base.as_ref().to_path_buf(),
             durability: AtomicU8::new(Durability::Chunk.to_u8()),
+            uncached_writes: AtomicBool::new(false),
             committer: OnceLock::new(),
         }
     }
@@ -61,6 +68,16 @@ impl AtomicFsStore {
     /// How chunk writes reach the disk.
     pub fn durability(&self) -> Durability {
         Durability::from_u8(self.durability.load(Ordering::Relaxed))
+    }
+
+    /// Whether chunk files of [`UNCACHED_WRITE_MIN_BYTES`] or more are from
+    /// now on written around the page cache (`O_DIRECT`, where the
+    /// filesystem takes it and [`NO_UNCACHED_WRITES_VAR`] is unset): for
+    /// results written once and not read again soon. Off for a new store.
+    ///
+    /// [`NO_UNCACHED_WRITES_VAR`]: crate::store::NO_UNCACHED_WRITES_VAR
+    pub fn set_uncached_writes(&self, on: bool) {
+        self.uncached_writes.store(on, Ordering::Relaxed);
     }
 
     /// Waits until every chunk written so far is durable (commits the
@@ -115,36 +132,39 @@ impl AtomicFsStore {
     fn write_atomically_parts(&self, key: &StoreKey, parts: &[&[u8]]) -> std::io::Result<()> {
         let path = self.key_path(key);
         let dir = path.parent().unwrap_or(&self.base);
-        let durability = if key.as_str().rsplit('/').next() == Some(METADATA_NAME) {
+        let metadata = key.as_str().rsplit('/').next() == Some(METADATA_NAME);
+        let durability = if metadata {
             Durability::Chunk
         } else {
             self.durability()
         };
+        let bytes: usize = parts.iter().map(|p| p.len()).sum();
+        let uncached = !metadata
+            && bytes >= UNCACHED_WRITE_MIN_BYTES
+            && self.uncached_writes.load(Ordering::Relaxed)
+            && uncached_writes_enabled();
         match durability {
             Durability::Chunk => {
                 create_dirs(dir, true)?;
-                write_parts_atomically(&path, parts)
+                let mut file = AtomicFile::create_io(&path)?;
+                let temp = file.path().to_path_buf();
+                fill(file.file(), parts, uncached.then_some(temp.as_path()))?;
+                file.commit_io()
             }
             Durability::Batch => {
                 // The committer's syncs make the new directories last too.
                 create_dirs(dir, false)?;
                 let mut file = AtomicFile::create_io(&path)?;
-                let mut bytes = 0;
-                for part in parts {
-                    file.file().write_all(part)?;
-                    bytes += part.len() as u64;
-                }
+                let temp = file.path().to_path_buf();
+                fill(file.file(), parts, uncached.then_some(temp.as_path()))?;
                 self.committer
                     .get_or_init(BatchCommitter::default)
-                    .queue(file, bytes)
+                    .queue(file, bytes as u64)
             }
             Durability::None => {
                 create_dirs(dir, false)?;
                 let mut file = File::create(&path)?;
-                for part in parts {
-                    file.write_all(part)?;
-                }
-                Ok(())
+                fill(&mut file, parts, uncached.then_some(path.as_path()))
             }
         }
     }
@@ -177,6 +197,21 @@ impl AtomicFsStore {
         }
         StoreKey::new(rel).ok()
     }
+}
+
+/// Writes `parts` into the empty `file`: around the page cache when
+/// `uncached` names the file's path and its filesystem takes that, else
+/// through `file`.
+fn fill(file: &mut File, parts: &[&[u8]], uncached: Option<&Path>) -> std::io::Result<()> {
+    if let Some(path) = uncached
+        && write_uncached(path, parts)?
+    {
+        return Ok(());
+    }
+    for part in parts {
+        file.write_all(part)?;
+    }
+    Ok(())
 }
 
 /// The name of a Zarr v3 metadata document.
@@ -407,6 +442,39 @@ mod tests {
         store.set_durability(Durability::Chunk);
         store.set(&key, Bytes::from_static(b"durable")).unwrap();
         assert_ne!(ino(&store), before);
+    }
+
+    #[test]
+    fn large_chunks_go_around_the_page_cache_only_when_asked() {
+        use crate::store::uncached_write::tests::cached_bytes;
+        let dir = tempfile::tempdir().unwrap();
+        let store = AtomicFsStore::new(dir.path());
+        let large = StoreKey::new("c/0/0").unwrap();
+        let small = StoreKey::new("c/0/1").unwrap();
+        let value = |seed: u8, len: usize| -> Vec<u8> {
+            (0..len).map(|i| (i % 253) as u8 ^ seed).collect()
+        };
+        let len = UNCACHED_WRITE_MIN_BYTES + 4;
+        // Off by default: written through the page cache.
+        store.set(&large, Bytes::from(value(1, len))).unwrap();
+        assert!(cached_bytes(&store.key_path(&large)) >= UNCACHED_WRITE_MIN_BYTES);
+        store.set_uncached_writes(true);
+        for (round, durability) in [Durability::Chunk, Durability::Batch, Durability::None]
+            .into_iter()
+            .enumerate()
+        {
+            store.set_durability(durability);
+            let new = value(round as u8 + 2, len);
+            store.set(&large, Bytes::from(new.clone())).unwrap();
+            store.set(&small, Bytes::from(value(7, 4096))).unwrap();
+            store.flush().unwrap();
+            let path = store.key_path(&large);
+            // (None rewrites the old file in place, whose pages were cached.)
+            assert_eq!(cached_bytes(&path), 0, "{durability:?}");
+            assert!(cached_bytes(&store.key_path(&small)) > 0, "{durability:?}");
+            assert_eq!(store.get(&large).unwrap().unwrap().as_ref(), &new[..]);
+            assert_eq!(fs::read_dir(dir.path().join("c/0")).unwrap().count(), 2);
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod compression;
 mod durability;
 mod open_array;
 mod output_path;
+mod uncached_write;
 pub(crate) mod zarr_array;
 mod zarr_metadata;
 
@@ -36,4 +37,7 @@ pub use compression::Compression;
 pub use durability::Durability;
 pub use open_array::open_array;
 pub use output_path::check_output_not_input;
+pub use uncached_write::{
+    NO_UNCACHED_WRITES_VAR, UNCACHED_WRITE_MIN_BYTES, uncached_writes_enabled,
+};
 pub use zarr_array::ZarrArray;

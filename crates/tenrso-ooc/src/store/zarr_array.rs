@@ -696,7 +696,7 @@ impl ZarrArray {
 
     /// Ends an operation's writes: waits until they are durable (see
     /// [`flush`](Self::flush)), then puts the array back to
-    /// [`Durability::Chunk`], so whoever writes through it next (a Python
+    /// [`Durability::Chunk`] and buffered writes, so whoever writes through it next (a Python
     /// slice assignment, another operation) is synced per chunk unless
     /// told otherwise — nothing is left queued for a process that exits
     /// without dropping the array.
@@ -706,7 +706,18 @@ impl ZarrArray {
     pub fn end_writes(&self) -> Result<()> {
         let flushed = self.flush();
         self.set_durability(Durability::Chunk);
+        self.set_uncached_writes(false);
         flushed
+    }
+
+    /// Whether chunks of [`UNCACHED_WRITE_MIN_BYTES`] or more written from
+    /// now on go around the page cache (see
+    /// [`AtomicFsStore::set_uncached_writes`]; off when an array is opened
+    /// or created, and again after [`end_writes`](Self::end_writes)).
+    ///
+    /// [`UNCACHED_WRITE_MIN_BYTES`]: crate::store::UNCACHED_WRITE_MIN_BYTES
+    pub fn set_uncached_writes(&self, on: bool) {
+        self.store.set_uncached_writes(on);
     }
 
     /// True when the stored chunk has been written.
