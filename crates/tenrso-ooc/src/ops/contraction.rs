@@ -67,14 +67,30 @@ pub(crate) fn contraction_graph(
     let itemsize = dtype.size() as u64;
     let out_chunk_bytes = step.output_chunks.iter().product::<u64>() * itemsize;
     let pinned = inputs.iter().map(|a| a.chunk_nbytes()).max().unwrap_or(0);
+    // A tile of several output chunks is written a chunk at a time (as
+    // the executor decides).
+    let cut_bytes = if output.spec.shard_shape.is_none()
+        && tile_grid.chunk_shape() == output.spec.chunk_shape.as_slice()
+    {
+        0
+    } else {
+        out_chunk_bytes
+    };
     for coords in tile_grid.iter() {
         let key = graph.key(out_id, &coords);
         let ranges = output_ranges(step, &graph.region(key));
         let mut reads = Vec::new();
         let mut work = 0;
+        // Operands whose tile is assembled (or packed) at some contracted
+        // step, instead of multiplied where its chunks lie in the cache.
+        let mut assembled = vec![inputs.len() == 1; inputs.len()];
         for kc in tile_combinations(step, &step.contracted, &ranges) {
             if absent.is_some_and(|a| a.both_absent(step, &kc)) {
                 continue;
+            }
+            if inputs.len() == 2 {
+                assembled[0] |= slices_in_place(step, &graph, &kc).is_none();
+                assembled[1] |= second_in_one_chunk(step, &graph, &kc).is_none();
             }
             for (k, _) in inputs.iter().enumerate() {
                 for sc in tile_combinations(step, &step.summed[k], &kc) {
@@ -89,14 +105,28 @@ pub(crate) fn contraction_graph(
             reads,
             streams: Vec::new(),
             write: Some(key),
-            // Tiles, the output chunk cut out of the tile, and the copy of
-            // the part of an input chunk being assembled.
-            scratch_bytes: step.tile_bytes() + out_chunk_bytes + pinned,
+            // Tiles (less those of operands multiplied in place), the
+            // output chunk cut out of the tile, and the copy of the part of
+            // an input chunk being assembled.
+            scratch_bytes: step
+                .tile_bytes()
+                .saturating_sub(in_place_bytes(step, &assembled))
+                + cut_bytes
+                + if assembled.contains(&true) { pinned } else { 0 },
             pinned_bytes: pinned,
             work_bytes: work,
         });
     }
     Ok(graph)
+}
+
+/// Bytes of the tiles [`ContractionStep::tile_bytes`] counts for operands
+/// a task never assembles (`assembled[k]` false).
+fn in_place_bytes(step: &ContractionStep, assembled: &[bool]) -> u64 {
+    (0..assembled.len())
+        .filter(|&k| !assembled[k])
+        .map(|k| step.operand_tile_bytes(k))
+        .sum()
 }
 
 /// The stored chunks of a product's two operands whose fill value is 0:
@@ -300,6 +330,71 @@ fn is_transposed(layout: OperandLayout) -> bool {
     )
 }
 
+/// Operand `k`'s tile for contracted ranges `kc`, when along every axis
+/// from `outer` on it is exactly one stored chunk's extent: each slice over
+/// its first `outer` axes then lies whole in one chunk and can be multiplied
+/// where it lies in the cache, never copied. `None` for an operand with
+/// broadcast axes.
+fn tile_in_chunks(
+    step: &ContractionStep,
+    graph: &ChunkGraph,
+    k: usize,
+    kc: &Ranges,
+    outer: usize,
+) -> Option<Region> {
+    if step.inputs[k].labels.iter().any(Option::is_none) {
+        return None;
+    }
+    let region = operand_region(step, k, kc);
+    let chunks = graph.arrays[k].grid.chunks_touching(&region);
+    let first = graph.region(graph.key(k as ArrayId, chunks.start()));
+    let whole = (outer..region.shape().len()).all(|a| {
+        chunks.shape()[a] == 1
+            && first.start()[a] == region.start()[a]
+            && first.shape()[a] == region.shape()[a]
+    });
+    whole.then_some(region)
+}
+
+/// The stored chunk that is exactly the second operand's tile for
+/// contracted ranges `kc`, when the tile enters the GEMM as stored.
+fn second_in_one_chunk(
+    step: &ContractionStep,
+    graph: &ChunkGraph,
+    kc: &Ranges,
+) -> Option<ChunkKey> {
+    let as_stored = matches!(
+        step.layouts[1],
+        OperandLayout::Direct | OperandLayout::Transposed
+    );
+    if !as_stored {
+        // (A packed tile's region needs its summed indices too.)
+        return None;
+    }
+    let region = tile_in_chunks(step, graph, 1, kc, 0)?;
+    let chunks = graph.arrays[1].grid.chunks_touching(&region);
+    Some(graph.key(1, chunks.start()))
+}
+
+/// The first operand's tile for contracted ranges `kc` and the number of
+/// its leading axes that index its GEMM slices (batch indices, then the
+/// leading kept ones of [`OperandLayout::Slices`]), when every slice lies
+/// whole in one stored chunk ([`tile_in_chunks`]). `None` when a slice
+/// straddles chunks or the tile must be packed.
+fn slices_in_place(
+    step: &ContractionStep,
+    graph: &ChunkGraph,
+    kc: &Ranges,
+) -> Option<(Region, usize)> {
+    let lead = match step.layouts[0] {
+        OperandLayout::Direct | OperandLayout::Transposed => 0,
+        OperandLayout::Slices { lead, .. } => lead,
+        OperandLayout::Packed => return None,
+    };
+    let outer = step.batch.len() + lead;
+    Some((tile_in_chunks(step, graph, 0, kc, outer)?, outer))
+}
+
 /// Runs the tasks of a [`contraction_graph`].
 pub(crate) struct ContractionBody {
     pub(crate) step: ContractionStep,
@@ -310,63 +405,6 @@ pub(crate) struct ContractionBody {
 impl ContractionBody {
     fn extent(ranges: &Ranges, labels: &[Label]) -> usize {
         labels.iter().map(|l| ranges[l].1 as usize).product()
-    }
-
-    /// Operand `k`'s tile for contracted ranges `kc`, when along every axis
-    /// from `outer` on it is exactly one stored chunk's extent: each slice
-    /// over its first `outer` axes then lies whole in one chunk and can be
-    /// multiplied where it lies in the cache, never copied. `None` for an
-    /// operand with broadcast axes.
-    fn tile_in_chunks(
-        &self,
-        graph: &ChunkGraph,
-        k: usize,
-        kc: &Ranges,
-        outer: usize,
-    ) -> Option<Region> {
-        if self.step.inputs[k].labels.iter().any(Option::is_none) {
-            return None;
-        }
-        let region = operand_region(&self.step, k, kc);
-        let chunks = graph.arrays[k].grid.chunks_touching(&region);
-        let first = graph.region(graph.key(k as ArrayId, chunks.start()));
-        let whole = (outer..region.shape().len()).all(|a| {
-            chunks.shape()[a] == 1
-                && first.start()[a] == region.start()[a]
-                && first.shape()[a] == region.shape()[a]
-        });
-        whole.then_some(region)
-    }
-
-    /// The stored chunk that is exactly the second operand's tile for
-    /// contracted ranges `kc`, when the tile enters the GEMM as stored.
-    fn second_in_one_chunk(&self, graph: &ChunkGraph, kc: &Ranges) -> Option<ChunkKey> {
-        let as_stored = matches!(
-            self.step.layouts[1],
-            OperandLayout::Direct | OperandLayout::Transposed
-        );
-        if !as_stored {
-            // (A packed tile's region needs its summed indices too.)
-            return None;
-        }
-        let region = self.tile_in_chunks(graph, 1, kc, 0)?;
-        let chunks = graph.arrays[1].grid.chunks_touching(&region);
-        Some(graph.key(1, chunks.start()))
-    }
-
-    /// The first operand's tile for contracted ranges `kc` and the number
-    /// of its leading axes that index its GEMM slices (batch indices, then
-    /// the leading kept ones of [`OperandLayout::Slices`]), when every slice
-    /// lies whole in one stored chunk ([`Self::tile_in_chunks`]). `None`
-    /// when a slice straddles chunks or the tile must be packed.
-    fn slices_in_place(&self, graph: &ChunkGraph, kc: &Ranges) -> Option<(Region, usize)> {
-        let lead = match self.step.layouts[0] {
-            OperandLayout::Direct | OperandLayout::Transposed => 0,
-            OperandLayout::Slices { lead, .. } => lead,
-            OperandLayout::Packed => return None,
-        };
-        let outer = self.step.batch.len() + lead;
-        Some((self.tile_in_chunks(graph, 0, kc, outer)?, outer))
     }
 
     /// Operand `k`'s tile for contracted ranges `kc` in GEMM layout, with its
@@ -456,7 +494,7 @@ impl<T: Element> TaskBody<T> for ContractionBody {
             // The second operand's tile: its stored chunk itself when the
             // tile is exactly one chunk, else assembled.
             let (y_pinned, y_packed);
-            let y: &[T] = match self.second_in_one_chunk(io.graph(), &kc) {
+            let y: &[T] = match second_in_one_chunk(step, io.graph(), &kc) {
                 Some(key) => {
                     y_pinned = io.chunk(key)?;
                     y_pinned.as_slice()
@@ -492,7 +530,7 @@ impl<T: Element> TaskBody<T> for ContractionBody {
             };
             // Each output slice is one GEMM call per contracted tile, on the
             // same values wherever they lie: the same bits either way.
-            if let Some((x_region, outer)) = self.slices_in_place(io.graph(), &kc) {
+            if let Some((x_region, outer)) = slices_in_place(step, io.graph(), &kc) {
                 let tile_outer = Shape::new(x_region.shape()[..outer].to_vec());
                 for key in io.graph().chunks_touching(0, &x_region) {
                     let chunk = io.graph().region(key);
@@ -549,6 +587,58 @@ impl<T: Element> TaskBody<T> for ContractionBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scratch each task of `ij,jk->ik` on 64 × 64 operands stored in
+    /// `x_chunks` and `y_chunks` reserves, with 16 × 16 × 16 tiles and
+    /// 16 × 16 output chunks.
+    fn matmul_scratch(x_chunks: [u64; 2], y_chunks: [u64; 2]) -> Vec<u64> {
+        use crate::core::DType;
+        use crate::plan::{StepOperand, TilingParams};
+        use crate::store::{ArraySpec, ZarrArray};
+        let dir = tempfile::tempdir().unwrap();
+        let letters = |s: &str| -> Vec<Label> { s.chars().map(Label::Letter).collect() };
+        let mut inputs: Vec<ArrayRef> = Vec::new();
+        let mut operands = Vec::new();
+        for (name, labels, chunks) in [("x", "ij", x_chunks), ("y", "jk", y_chunks)] {
+            let spec = ArraySpec::new(vec![64, 64], chunks.to_vec(), DType::F64);
+            inputs.push(Arc::new(
+                ZarrArray::create(dir.path().join(name), &spec).unwrap(),
+            ));
+            operands.push(StepOperand {
+                labels: letters(labels).into_iter().map(Some).collect(),
+                shape: vec![64, 64],
+                chunks: chunks.to_vec(),
+                chunk_load_bytes: chunks.iter().product::<u64>() * 8,
+            });
+        }
+        let sizes = letters("ijk").into_iter().map(|l| (l, 64)).collect();
+        let params = TilingParams::new(8, 1 << 30).with_output_chunks(vec![16, 16]);
+        let mut step = ContractionStep::plan(operands, letters("ik"), &sizes, &params);
+        step.tiles = letters("ijk").into_iter().map(|l| (l, 16)).collect();
+        let spec = ArraySpec::new(vec![64, 64], vec![16, 16], DType::F64);
+        let output = Arc::new(OutputArray::new(dir.path().join("out"), spec));
+        let graph = contraction_graph(&step, &inputs, output, "test", None).unwrap();
+        assert_eq!(graph.tasks.len(), 16);
+        graph.tasks.iter().map(|t| t.scratch_bytes).collect()
+    }
+
+    #[test]
+    fn tasks_reserve_no_tiles_for_operands_multiplied_in_place() {
+        let tile = 16 * 16 * 8;
+        // Tiles that are stored chunks: only the output tile.
+        assert_eq!(matmul_scratch([16, 16], [16, 16]), vec![tile; 16]);
+        // The second operand's tiles straddle two chunks: its assembled
+        // tile and the copy of a chunk's part too.
+        assert_eq!(
+            matmul_scratch([16, 16], [8, 16]),
+            vec![tile + tile + tile; 16]
+        );
+        // The first one's, in 32 × 32 chunks: the same.
+        assert_eq!(
+            matmul_scratch([32, 32], [16, 16]),
+            vec![tile + tile + 32 * 32 * 8; 16]
+        );
+    }
 
     #[test]
     fn accumulate_takes_diagonals_and_sums() {

@@ -441,6 +441,14 @@ impl ContractionStep {
         elements
     }
 
+    /// Bytes of operand `k`'s assembled tile and its packed copy, of those
+    /// [`tile_bytes`](Self::tile_bytes) counts.
+    pub fn operand_tile_bytes(&self, k: usize) -> u64 {
+        self.operand_tile_elements(&self.tiles, k)
+            .saturating_add(self.packed_elements(&self.tiles, k).unwrap_or(0))
+            .saturating_mul(self.itemsize)
+    }
+
     /// Bytes of the largest chunk of any operand.
     fn largest_input_chunk(&self) -> u64 {
         self.inputs
