@@ -307,9 +307,11 @@ impl<T: Element> ChunkCache<T> {
 
     /// Loads `key` ahead of need if the pool has the bytes free right now
     /// and `still_wanted()` (asked under the cache's lock, so it can tell
-    /// whether the chunk's user has already come). Never evicts anything
-    /// and never waits: a prefetch must not push out data that is needed
-    /// sooner. Returns whether it loaded the chunk.
+    /// whether the chunk's user has already come). With a policy that knows
+    /// the future it first drops clean, unpinned chunks the schedule needs
+    /// after `key` (farthest first) to make that room; it never pushes out
+    /// data needed sooner, never spills and never waits. Returns whether it
+    /// loaded the chunk.
     ///
     /// # Errors
     /// The loader's error.
@@ -324,9 +326,12 @@ impl<T: Element> ChunkCache<T> {
             let mut state = self.lock();
             // Asked under the lock: a user that took the chunk's task
             // after this finds the load under way and waits for it.
-            if state.entries.contains_key(&key)
-                || !still_wanted()
-                || io.try_grow_free(loader.working_set).is_err()
+            if state.entries.contains_key(&key) || !still_wanted() {
+                return Ok(false);
+            }
+            if io.try_grow_free(loader.working_set).is_err()
+                && !(self.drop_needed_after(&mut state, key, loader.working_set)
+                    && io.try_grow_free(loader.working_set).is_ok())
             {
                 return Ok(false);
             }
@@ -340,6 +345,62 @@ impl<T: Element> ChunkCache<T> {
             }
         };
         self.finish_load(key, result, io, true, None).map(|_| true)
+    }
+
+    /// Drops clean, unpinned chunks in memory that the schedule uses after
+    /// `key` (never again counts as last), farthest first, until `bytes`
+    /// are released or none is left: room for `key`'s prefetch taken only
+    /// from data needed later (Belady's rule, for policies that know the
+    /// future). Returns whether `bytes` were released.
+    fn drop_needed_after(&self, state: &mut State<T>, key: ChunkKey, bytes: u64) -> bool {
+        if !state.policy.knows_future() {
+            return false;
+        }
+        let Some(soon) = state.policy.next_use(key) else {
+            return false;
+        };
+        let mut later: Vec<(u64, ChunkKey)> = state
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.pins == 0 && !e.spilling && !e.dirty && matches!(e.slot, Slot::Ready(_))
+            })
+            .map(|(k, _)| (state.policy.next_use(*k).unwrap_or(u64::MAX), *k))
+            .filter(|(next, _)| *next > soon)
+            .collect();
+        if later
+            .iter()
+            .map(|(_, k)| state.entries[k].bytes)
+            .sum::<u64>()
+            < bytes
+        {
+            return false;
+        }
+        later.sort_unstable_by(|a, b| b.cmp(a));
+        let mut freed = 0;
+        for (_, victim) in later {
+            if freed >= bytes {
+                break;
+            }
+            let e = state.entries.get_mut(&victim).expect("listed above");
+            let released = e.bytes;
+            match (e.spill_copy.take(), &e.slot) {
+                (Some(file), Slot::Ready(block)) => {
+                    // A spill copy exists: keep it, drop the memory.
+                    e.slot = Slot::Spilled(file, block.shape().to_vec());
+                    e.bytes = 0;
+                }
+                _ => {
+                    state.entries.remove(&victim);
+                }
+            }
+            state.reservation.shrink(released);
+            state.policy.on_remove(victim);
+            state.stats.evictions += 1;
+            self.metrics.cache_evictions.add(1);
+            freed += released;
+        }
+        true
     }
 
     fn read_back(
@@ -1007,6 +1068,42 @@ mod tests {
         let mut w = pool.reservation("w");
         let p = cache.get(ChunkKey::new(0, 0), &loader, &mut w).unwrap();
         assert_eq!(p.get(&[0]), 2.0);
+        assert_eq!(cache.stats().prefetch_hits, 1);
+    }
+
+    #[test]
+    fn prefetch_makes_room_only_from_chunks_needed_later() {
+        let k = |i| ChunkKey::new(0, i);
+        let pool = MemoryPool::new(2 * CHUNK);
+        let cache = ChunkCache::<f64>::new(
+            &pool,
+            PolicyKind::Min.build(&[k(0), k(1), k(2)]),
+            None,
+            Arc::default(),
+        );
+        let mut io = pool.reservation("prefetch");
+        let load = || Ok(block(3.0));
+        let loader = Loader {
+            working_set: CHUNK,
+            load: &load,
+        };
+        let prefetch =
+            |key, io: &mut Reservation| cache.prefetch(key, &loader, io, &|| true).unwrap();
+        // Chunks needed at 2 and 1 fill the pool.
+        assert!(prefetch(k(2), &mut io));
+        assert!(prefetch(k(1), &mut io));
+        // Chunk 0, needed first, takes the place of chunk 2, needed last.
+        assert!(prefetch(k(0), &mut io));
+        assert!(cache.in_memory(k(0)) && cache.in_memory(k(1)));
+        assert!(!cache.contains(k(2)));
+        assert_eq!(cache.stats().evictions, 1);
+        // Chunk 2 is needed after both: it pushes neither out.
+        assert!(!prefetch(k(2), &mut io));
+        assert!(cache.in_memory(k(0)) && cache.in_memory(k(1)));
+        // Its user finds it there.
+        let mut w = pool.reservation("worker");
+        let pinned = cache.get(k(0), &loader, &mut w).unwrap();
+        assert_eq!(pinned.get(&[0]), 3.0);
         assert_eq!(cache.stats().prefetch_hits, 1);
     }
 

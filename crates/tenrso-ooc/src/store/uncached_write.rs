@@ -41,7 +41,8 @@ const ALIGN: usize = 4096;
 const PIECE_BYTES: usize = 1 << 20;
 
 thread_local! {
-    /// Each writing thread's staging buffer (`PIECE_BYTES` aligned within).
+    /// Each writing thread's staging buffer (`PIECE_BYTES` aligned within;
+    /// 1 MiB per thread that ever wrote a large chunk, outside the pool).
     static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -81,12 +82,11 @@ pub(crate) fn write_uncached(path: &Path, parts: &[&[u8]]) -> io::Result<bool> {
 /// [`write_uncached`] once the file is open: stages `parts` piece by piece
 /// in `buffer` (aligned, [`PIECE_BYTES`] long) and writes each piece.
 fn write_pieces(file: &File, parts: &[&[u8]], total: usize, buffer: &mut [u8]) -> io::Result<bool> {
-    let mut bytes = parts.iter().flat_map(|p| p.chunks(PIECE_BYTES)).peekable();
+    let mut bytes = parts.iter().copied();
     let mut offset = 0u64;
     let mut carried: &[u8] = &[];
     loop {
-        // Fill the buffer from the parts (a part's piece may straddle two
-        // buffers).
+        // Fill the buffer from the parts (a part may straddle buffers).
         let mut filled = 0;
         while filled < buffer.len() {
             if carried.is_empty() {
