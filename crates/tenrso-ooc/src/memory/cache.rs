@@ -63,6 +63,29 @@ struct State<T> {
     trace: Option<Vec<ChunkKey>>,
 }
 
+impl<T: Element> State<T> {
+    /// Drops the clean, unpinned chunk `victim` from memory (a chunk with a
+    /// spill copy stays, as spilled): the bytes released.
+    fn drop_clean(&mut self, victim: ChunkKey) -> u64 {
+        let e = self.entries.get_mut(&victim).expect("a chunk in the cache");
+        let released = e.bytes;
+        match (e.spill_copy.take(), &e.slot) {
+            (Some(file), Slot::Ready(block)) => {
+                // A spill copy exists: keep it, drop the memory.
+                e.slot = Slot::Spilled(file, block.shape().to_vec());
+                e.bytes = 0;
+            }
+            _ => {
+                self.entries.remove(&victim);
+            }
+        }
+        self.reservation.shrink(released);
+        self.policy.on_remove(victim);
+        self.stats.evictions += 1;
+        released
+    }
+}
+
 /// Chunks in memory, keyed by (array, chunk), accounted in the session's
 /// [`MemoryPool`] under one reclaimable consumer.
 ///
@@ -382,23 +405,8 @@ impl<T: Element> ChunkCache<T> {
             if freed >= bytes {
                 break;
             }
-            let e = state.entries.get_mut(&victim).expect("listed above");
-            let released = e.bytes;
-            match (e.spill_copy.take(), &e.slot) {
-                (Some(file), Slot::Ready(block)) => {
-                    // A spill copy exists: keep it, drop the memory.
-                    e.slot = Slot::Spilled(file, block.shape().to_vec());
-                    e.bytes = 0;
-                }
-                _ => {
-                    state.entries.remove(&victim);
-                }
-            }
-            state.reservation.shrink(released);
-            state.policy.on_remove(victim);
-            state.stats.evictions += 1;
+            freed += state.drop_clean(victim);
             self.metrics.cache_evictions.add(1);
-            freed += released;
         }
         true
     }
@@ -573,11 +581,7 @@ impl<T: Element> ChunkCache<T> {
         while freed < bytes {
             let mut guard = self.lock();
             let State {
-                entries,
-                reservation,
-                policy,
-                stats,
-                ..
+                entries, policy, ..
             } = &mut *guard;
             let evictable = |dirty: bool| -> Vec<ChunkKey> {
                 entries
@@ -602,23 +606,8 @@ impl<T: Element> ChunkCache<T> {
                 policy.victim(&clean)
             };
             if let Some(victim) = clean_victim {
-                let e = entries.get_mut(&victim).expect("candidate exists");
-                let released = e.bytes;
-                match (e.spill_copy.take(), &e.slot) {
-                    (Some(file), Slot::Ready(block)) => {
-                        // A spill copy exists: keep it, drop the memory.
-                        e.slot = Slot::Spilled(file, block.shape().to_vec());
-                        e.bytes = 0;
-                    }
-                    _ => {
-                        entries.remove(&victim);
-                    }
-                }
-                reservation.shrink(released);
-                policy.on_remove(victim);
-                stats.evictions += 1;
+                freed += guard.drop_clean(victim);
                 self.metrics.cache_evictions.add(1);
-                freed += released;
                 continue;
             }
             let Some(spill) = self.spill.clone() else {
