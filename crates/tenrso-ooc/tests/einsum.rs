@@ -461,6 +461,63 @@ fn large_tiles_are_multiplied_by_several_threads_with_the_same_bits() {
     }
 }
 
+/// Plain matrix products whose tiles span several stored chunks, with the
+/// operands chunked differently along the contracted index (so chunk pairs
+/// share only parts of it), as stored or transposed, and an output tile of
+/// several chunk rows: multiplied chunk pair by chunk pair where the chunks
+/// lie, equal to the definition, and bitwise equal for 1, 2 and 3 threads
+/// (the tile's chunk rows computed side by side).
+#[test]
+fn tiles_over_several_chunks_multiply_chunk_pair_by_chunk_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let x = make(d, "x", &[300, 170], &[70, 40], DType::F64, 21);
+    let xt = make(d, "xt", &[170, 300], &[45, 64], DType::F64, 22);
+    let y = make(d, "y", &[170, 230], &[30, 50], DType::F64, 23);
+    let yt = make(d, "yt", &[230, 170], &[60, 25], DType::F64, 24);
+    for (subscripts, a, b) in [
+        ("ij,jk->ik", &x, &y),
+        ("ji,jk->ik", &xt, &y),
+        ("ij,kj->ik", &x, &yt),
+        ("ji,kj->ki", &xt, &yt),
+    ] {
+        let run = |threads| {
+            let out = d.join(format!("out{threads}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let s = session(threads, 2 << 20);
+            let planned = Einsum::new(subscripts, [a, b])
+                .with_out(&out)
+                .plan(&s)
+                .unwrap();
+            let plan = planned.explain().to_json();
+            let tiles = &plan["steps"][0]["tiles"];
+            let (rows, inner) = (tiles["i"].as_u64().unwrap(), tiles["j"].as_u64().unwrap());
+            assert!(
+                rows > 70 && inner > 30,
+                "{subscripts}: tiles {tiles} within one chunk"
+            );
+            let report = planned.run().unwrap();
+            assert!(report.pool_peak() <= 2 << 20, "{subscripts}");
+            values(&ZarrArray::open(&out).unwrap())
+        };
+        let one = run(1);
+        let (want, mag) = reference(subscripts, &[a.clone(), b.clone()]);
+        for (k, (g, w)) in one.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-12 * mag[k].max(1e-300),
+                "{subscripts}: element {k}: {g} vs {w}"
+            );
+        }
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for threads in [2, 3] {
+            assert!(
+                bits(&one) == bits(&run(threads)),
+                "{subscripts}: {threads} threads differ"
+            );
+        }
+    }
+}
+
 /// Block-sparse operands (fill 0, chunks never written): tile pairs that
 /// are both absent are neither read nor multiplied, output tiles made only
 /// of them stay unwritten, and the product equals the dense reference.

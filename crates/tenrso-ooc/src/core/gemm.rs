@@ -9,7 +9,8 @@ use crate::core::{DType, Element};
 
 /// A matrix stored in a slice: `rows × cols` in row-major order, or the
 /// transpose of a row-major `cols × rows` matrix (so blocks whose axes come
-/// in the other order multiply without being copied).
+/// in the other order multiply without being copied); either may be a block
+/// of a larger row-major matrix whose rows are `ld` elements apart.
 #[derive(Debug, Clone, Copy)]
 pub struct MatView<'a, T> {
     /// The elements.
@@ -20,6 +21,9 @@ pub struct MatView<'a, T> {
     pub cols: usize,
     /// `data` holds the transpose (`cols × rows`, row-major).
     pub transposed: bool,
+    /// Elements between consecutive rows of the storage: `cols` (`rows`
+    /// when transposed) unless the matrix is a block of a wider one.
+    pub ld: usize,
 }
 
 impl<'a, T> MatView<'a, T> {
@@ -30,6 +34,7 @@ impl<'a, T> MatView<'a, T> {
             rows,
             cols,
             transposed: false,
+            ld: cols,
         }
     }
 
@@ -40,6 +45,64 @@ impl<'a, T> MatView<'a, T> {
             rows,
             cols,
             transposed: true,
+            ld: rows,
+        }
+    }
+
+    /// The `rows × cols` block at (`row`, `col`) of the row-major matrix in
+    /// `data` whose rows are `ld` elements long; with `transposed`, the
+    /// transpose of the `cols × rows` block there.
+    ///
+    /// ```
+    /// use tenrso_ooc::MatView;
+    /// let m = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // [[1, 2, 3], [4, 5, 6]]
+    /// let right = MatView::block(&m, 3, 0, 1, 2, 2, false); // [[2, 3], [5, 6]]
+    /// assert_eq!((right.data[0], right.ld), (2.0, 3));
+    /// ```
+    ///
+    /// # Panics
+    /// If the block does not lie in `data`.
+    pub fn block(
+        data: &'a [T],
+        ld: usize,
+        row: usize,
+        col: usize,
+        rows: usize,
+        cols: usize,
+        transposed: bool,
+    ) -> Self {
+        let (stored_rows, stored_cols) = if transposed {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
+        assert!(col + stored_cols <= ld, "block wider than its matrix");
+        let start = row * ld + col;
+        let end = if stored_rows == 0 || stored_cols == 0 {
+            start
+        } else {
+            start + (stored_rows - 1) * ld + stored_cols
+        };
+        Self {
+            data: &data[start..end],
+            rows,
+            cols,
+            transposed,
+            ld,
+        }
+    }
+
+    /// Elements the storage spans: `ld` per stored row but the last.
+    fn span(&self) -> usize {
+        let (stored_rows, stored_cols) = if self.transposed {
+            (self.cols, self.rows)
+        } else {
+            (self.rows, self.cols)
+        };
+        if stored_rows == 0 || stored_cols == 0 {
+            0
+        } else {
+            (stored_rows - 1) * self.ld + stored_cols
         }
     }
 }
@@ -115,24 +178,49 @@ const MIN_SPLIT_WORK: usize = 1 << 26;
 /// # Panics
 /// If the shapes do not agree or a slice is too short.
 pub fn matmul_add<T: Element>(c: &mut [T], a: MatView<'_, T>, b: MatView<'_, T>, threads: usize) {
-    assert_eq!(a.cols, b.rows, "inner dimensions differ");
     assert_eq!(c.len(), a.rows * b.cols, "output has the wrong length");
-    assert!(a.data.len() >= a.rows * a.cols && b.data.len() >= b.rows * b.cols);
+    matmul_add_block(c, b.cols, a, b, threads);
+}
+
+/// [`matmul_add`] into a block of a wider row-major `c`: its `a.rows` rows
+/// start `ldc` elements apart (`ldc ≥ b.cols`), from `c[0]` on.
+///
+/// # Panics
+/// If the shapes do not agree or a slice is too short.
+pub(crate) fn matmul_add_block<T: Element>(
+    c: &mut [T],
+    ldc: usize,
+    a: MatView<'_, T>,
+    b: MatView<'_, T>,
+    threads: usize,
+) {
+    assert_eq!(a.cols, b.rows, "inner dimensions differ");
+    assert!(ldc >= b.cols, "output rows overlap");
+    let c_span = if a.rows == 0 || b.cols == 0 {
+        0
+    } else {
+        (a.rows - 1) * ldc + b.cols
+    };
+    assert!(c.len() >= c_span, "output too short");
+    assert!(a.data.len() >= a.span() && b.data.len() >= b.span());
+    let c = &mut c[..c_span];
     let a = Strided::of(a);
     let b = Strided::of(b);
     let work = a.rows.saturating_mul(a.cols).saturating_mul(b.cols);
     if work < MIN_SPLIT_WORK || a.rows < 2 * PART_ROWS {
-        return kernel(c, a, b);
+        return kernel(c, ldc, a, b);
     }
     let rows_per_part = a.rows.div_ceil(a.rows.div_ceil(PART_ROWS));
     let mut shares: Vec<Vec<(usize, &mut [T])>> = (0..threads.max(1)).map(|_| Vec::new()).collect();
     let count = shares.len();
-    for (p, part) in c.chunks_mut(rows_per_part * b.cols).enumerate() {
+    for (p, part) in c.chunks_mut(rows_per_part * ldc).enumerate() {
         shares[p % count].push((p * rows_per_part, part));
     }
+    let rows = a.rows;
     let run = move |share: Vec<(usize, &mut [T])>| {
         for (start, part) in share {
-            kernel(part, a.rows_range(start, part.len() / b.cols), b);
+            let count = rows_per_part.min(rows - start);
+            kernel(part, ldc, a.rows_range(start, count), b);
         }
     };
     std::thread::scope(|scope| {
@@ -162,12 +250,11 @@ pub(super) struct Strided<'a, T> {
 
 impl<'a, T> Strided<'a, T> {
     fn of(v: MatView<'a, T>) -> Self {
-        let ld = if v.transposed { v.rows } else { v.cols };
         Self {
-            data: &v.data[..v.rows * v.cols],
+            data: &v.data[..v.span()],
             rows: v.rows,
             cols: v.cols,
-            ld,
+            ld: v.ld,
             transposed: v.transposed,
         }
     }
@@ -178,7 +265,8 @@ impl<'a, T> Strided<'a, T> {
             // Columns of the stored `cols × rows` matrix.
             &self.data[start..]
         } else {
-            &self.data[start * self.ld..(start + count) * self.ld]
+            let end = ((start + count) * self.ld).min(self.data.len());
+            &self.data[start * self.ld..end]
         };
         Self {
             data,
@@ -188,21 +276,26 @@ impl<'a, T> Strided<'a, T> {
     }
 }
 
-/// `c += a · b` on the calling thread by the build's kernel.
-fn kernel<T: Element>(c: &mut [T], a: Strided<'_, T>, b: Strided<'_, T>) {
+/// `c += a · b` on the calling thread by the build's kernel, `c`'s rows
+/// `ldc` elements apart.
+fn kernel<T: Element>(c: &mut [T], ldc: usize, a: Strided<'_, T>, b: Strided<'_, T>) {
     #[cfg(feature = "blas")]
     {
         let done = match T::DTYPE {
-            DType::F64 => super::gemm_blas::dgemm(bytemuck::cast_slice_mut(c), cast(a), cast(b)),
-            DType::F32 => super::gemm_blas::sgemm(bytemuck::cast_slice_mut(c), cast(a), cast(b)),
+            DType::F64 => {
+                super::gemm_blas::dgemm(bytemuck::cast_slice_mut(c), ldc, cast(a), cast(b))
+            }
+            DType::F32 => {
+                super::gemm_blas::sgemm(bytemuck::cast_slice_mut(c), ldc, cast(a), cast(b))
+            }
         };
         if done {
             return;
         }
     }
     match T::DTYPE {
-        DType::F64 => faer_gemm::<f64>(bytemuck::cast_slice_mut(c), cast(a), cast(b)),
-        DType::F32 => faer_gemm::<f32>(bytemuck::cast_slice_mut(c), cast(a), cast(b)),
+        DType::F64 => faer_gemm::<f64>(bytemuck::cast_slice_mut(c), ldc, cast(a), cast(b)),
+        DType::F32 => faer_gemm::<f32>(bytemuck::cast_slice_mut(c), ldc, cast(a), cast(b)),
     }
 }
 
@@ -226,11 +319,14 @@ fn faer_ref<'a, T>(v: Strided<'a, T>) -> MatRef<'a, T> {
 
 fn faer_gemm<T: faer::traits::ComplexField + Copy>(
     c: &mut [T],
+    ldc: usize,
     a: Strided<'_, T>,
     b: Strided<'_, T>,
 ) {
     let (m, n) = (a.rows, b.cols);
-    let dst = MatMut::from_row_major_slice_mut(c, m, n);
+    // (faer 0.24's `from_row_major_slice_with_stride_mut` strides its
+    // columns, not its rows: the transpose of a column-major `n × m`.)
+    let dst = MatMut::from_column_major_slice_with_stride_mut(c, n, m, ldc).transpose_mut();
     let (a, b) = (faer_ref(a), faer_ref(b));
     let whole = faer_whole_blocks(n, std::mem::size_of::<T>());
     if whole == n {
@@ -379,6 +475,65 @@ mod tests {
         }
     }
 
+    /// Operands that are blocks of wider matrices, multiplied into a block
+    /// of a wider output: the right product, the same bits for any thread
+    /// count, and nothing outside the block touched.
+    #[test]
+    fn blocks_of_wider_matrices_multiply_into_a_block_of_the_output() {
+        for (m, k, n) in SHAPES {
+            for (ta, tb) in [(false, false), (true, true)] {
+                // Each operand sits at (2, 3) of a matrix 5 wider and 4 taller.
+                let embed = |seed, rows: usize, cols: usize, transposed: bool| {
+                    let (r, c) = if transposed {
+                        (cols, rows)
+                    } else {
+                        (rows, cols)
+                    };
+                    (filled(seed, (r + 4) * (c + 5)), c + 5)
+                };
+                let (x, ldx) = embed(1, m, k, ta);
+                let (y, ldy) = embed(2, k, n, tb);
+                let a = MatView::block(&x, ldx, 2, 3, m, k, ta);
+                let b = MatView::block(&y, ldy, 2, 3, k, n, tb);
+                let copy = |v: MatView<'_, f64>| {
+                    let (r, c) = if v.transposed {
+                        (v.cols, v.rows)
+                    } else {
+                        (v.rows, v.cols)
+                    };
+                    let data: Vec<f64> = (0..r * c).map(|i| v.data[i / c * v.ld + i % c]).collect();
+                    data
+                };
+                let (xa, yb) = (copy(a), copy(b));
+                let want = reference(view(&xa, m, k, ta), view(&yb, k, n, tb));
+                let ldc = n + 7;
+                let start = filled(3, (m + 1) * ldc);
+                let mut first = None;
+                for threads in 1..=3 {
+                    let mut c = start.clone();
+                    matmul_add_block(&mut c[ldc + 4..], ldc, a, b, threads);
+                    let what = format!("{m}x{k}x{n} transposed {ta}/{tb}, {threads} threads");
+                    let (mut got, mut expected) = (Vec::new(), Vec::new());
+                    for (i, (v, s)) in c.iter().zip(&start).enumerate() {
+                        let (row, col) = (i / ldc, i % ldc);
+                        if (1..=m).contains(&row) && (4..4 + n).contains(&col) {
+                            got.push(*v);
+                            expected.push(s + want[(row - 1) * n + col - 4]);
+                        } else {
+                            assert_eq!(v.to_bits(), s.to_bits(), "{what}: [{row}, {col}] touched");
+                        }
+                    }
+                    assert_close(&got, &expected, &what);
+                    let bits: Vec<u64> = c.iter().map(|v| v.to_bits()).collect();
+                    match &first {
+                        None => first = Some(bits),
+                        Some(f) => assert!(*f == bits, "{what}: bits differ from 1 thread"),
+                    }
+                }
+            }
+        }
+    }
+
     #[cfg(feature = "blas")]
     #[test]
     fn openblas_equals_faer_within_1e_12() {
@@ -389,12 +544,15 @@ mod tests {
                 Strided::of(view(&x, m, k, false)),
                 Strided::of(view(&y, k, n, true)),
             );
-            let mut blas = vec![0.0; m * n];
-            let used = crate::core::gemm_blas::dgemm(&mut blas, a, b);
-            let mut faer = vec![0.0; m * n];
-            faer_gemm::<f64>(&mut faer, a, b);
-            if used {
-                assert_close(&blas, &faer, &format!("{m}x{k}x{n}"));
+            // Into the left `n` columns of a wider output too.
+            for ldc in [n, n + 3] {
+                let mut blas = vec![0.0; m * ldc];
+                let used = crate::core::gemm_blas::dgemm(&mut blas, ldc, a, b);
+                let mut faer = vec![0.0; m * ldc];
+                faer_gemm::<f64>(&mut faer, ldc, a, b);
+                if used {
+                    assert_close(&blas, &faer, &format!("{m}x{k}x{n}, rows {ldc} apart"));
+                }
             }
         }
     }
@@ -408,6 +566,7 @@ mod tests {
         let mut c = [0.0];
         let used = crate::core::gemm_blas::dgemm(
             &mut c,
+            1,
             Strided::of(MatView::row_major(&[2.0], 1, 1)),
             Strided::of(MatView::row_major(&[3.0], 1, 1)),
         );

@@ -129,15 +129,21 @@ fn operand<T>(v: &Strided<'_, T>) -> Option<(c_int, c_int)> {
 
 macro_rules! blas_gemm {
     ($name:ident, $t:ty, $cblas:ident) => {
-        /// `c += a · b` (`c` row-major `a.rows × b.cols`) by OpenBLAS on
-        /// the calling thread; `false` (nothing done) when OpenBLAS is
-        /// [`passed_over`] or a dimension does not fit CBLAS's 32-bit
-        /// integers.
-        pub(crate) fn $name(c: &mut [$t], a: Strided<'_, $t>, b: Strided<'_, $t>) -> bool {
-            let (Ok(m), Ok(n), Ok(k)) = (
+        /// `c += a · b` (`c` row-major `a.rows × b.cols`, rows `ldc`
+        /// elements apart) by OpenBLAS on the calling thread; `false`
+        /// (nothing done) when OpenBLAS is [`passed_over`] or a dimension
+        /// does not fit CBLAS's 32-bit integers.
+        pub(crate) fn $name(
+            c: &mut [$t],
+            ldc: usize,
+            a: Strided<'_, $t>,
+            b: Strided<'_, $t>,
+        ) -> bool {
+            let (Ok(m), Ok(n), Ok(k), Ok(ldc)) = (
                 c_int::try_from(a.rows),
                 c_int::try_from(b.cols),
                 c_int::try_from(a.cols),
+                c_int::try_from(ldc.max(1)),
             ) else {
                 return false;
             };
@@ -153,8 +159,9 @@ macro_rules! blas_gemm {
             // SAFETY: sets a global thread count; no pointers involved.
             ONE_THREAD.call_once(|| unsafe { openblas_set_num_threads(1) });
             // SAFETY: `Strided` views hold every element their shape and
-            // leading dimension address, and `c` holds `m × n` (checked by
-            // `matmul_add`).
+            // leading dimension address, and `c` holds `m` rows of `n`, `ldc`
+            // apart (checked by
+            // `matmul_add_block`).
             unsafe {
                 $cblas(
                     ROW_MAJOR,
@@ -170,7 +177,7 @@ macro_rules! blas_gemm {
                     ldb,
                     1.0,
                     c.as_mut_ptr(),
-                    n.max(1),
+                    ldc,
                 )
             };
             true

@@ -23,6 +23,7 @@ pub use element::{DType, Element};
 pub(crate) use elements::{Elements, MappedElements};
 pub use error::{Error, Remedy, Result};
 pub use float::{max_nan, min_nan};
+pub(crate) use gemm::matmul_add_block;
 pub use gemm::{MatView, gemm_gflops, gemm_kernel, matmul_add};
 pub use layout::ContiguousRuns;
 pub(crate) use layout::{compact_corner, copy_region};

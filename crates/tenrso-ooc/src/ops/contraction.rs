@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::core::{
     Block, ChunkGrid, ChunkSet, Element, MatView, Region, Result, Shape, matmul_add,
+    matmul_add_block,
 };
 use crate::exec::{TaskBody, TaskIo};
 use crate::io::ArrayRef;
@@ -84,20 +85,28 @@ pub(crate) fn contraction_graph(
         // Operands whose tile is assembled (or packed) at some contracted
         // step, instead of multiplied where its chunks lie in the cache.
         let mut assembled = vec![inputs.len() == 1; inputs.len()];
+        // Chunks a plain product pins at one contracted step: all those
+        // under both tiles.
+        let mut pinned_at_once = pinned;
         for kc in tile_combinations(step, &step.contracted, &ranges) {
             if absent.is_some_and(|a| a.both_absent(step, &kc)) {
                 continue;
             }
-            if inputs.len() == 2 {
+            if inputs.len() == 2 && !multiplied_by_chunk_pairs(step) {
                 assembled[0] |= slices_in_place(step, &graph, &kc).is_none();
                 assembled[1] |= second_in_one_chunk(step, &graph, &kc).is_none();
             }
+            let step_reads = reads.len();
             for (k, _) in inputs.iter().enumerate() {
                 for sc in tile_combinations(step, &step.summed[k], &kc) {
                     let region = operand_region(step, k, &sc);
                     work += region.num_elements() * itemsize;
                     reads.extend(graph.chunks_touching(k as ArrayId, &region));
                 }
+            }
+            if multiplied_by_chunk_pairs(step) {
+                let held = reads[step_reads..].iter().map(|k| graph.chunk_bytes(*k));
+                pinned_at_once = pinned_at_once.max(held.sum());
             }
         }
         graph.tasks.push(TaskNode {
@@ -113,7 +122,7 @@ pub(crate) fn contraction_graph(
                 .saturating_sub(in_place_bytes(step, &assembled))
                 + cut_bytes
                 + if assembled.contains(&true) { pinned } else { 0 },
-            pinned_bytes: pinned,
+            pinned_bytes: pinned_at_once,
             work_bytes: work,
         });
     }
@@ -395,6 +404,75 @@ fn slices_in_place(
     Some((tile_in_chunks(step, graph, 0, kc, outer)?, outer))
 }
 
+/// Whether `step` is a plain product of two matrices that both enter the
+/// GEMM as stored (one row, one contracted and one column index; no batch,
+/// summed or broadcast index): then its operand tiles are multiplied chunk
+/// pair by chunk pair where the chunks lie ([`ContractionBody::multiply_chunk_pairs`]),
+/// never assembled, whichever stored chunks the tiles span.
+fn multiplied_by_chunk_pairs(step: &ContractionStep) -> bool {
+    step.inputs.len() == 2
+        && step.batch.is_empty()
+        && [&step.left, &step.contracted, &step.right]
+            .iter()
+            .all(|labels| labels.len() == 1)
+        && (0..2).all(|k| {
+            matches!(
+                step.layouts[k],
+                OperandLayout::Direct | OperandLayout::Transposed
+            ) && step.summed[k].is_empty()
+                && step.inputs[k].labels.len() == 2
+                && step.inputs[k].labels.iter().all(Option::is_some)
+        })
+}
+
+/// The part `[start, start + len)` along axes `rows` and `cols` (as used in
+/// the GEMM) of a two-axis stored chunk covering `chunk`, as a matrix where
+/// the chunk's elements lie (C order): used transposed when its rows run
+/// along the chunk's second axis.
+fn chunk_part<'a, T>(
+    data: &'a [T],
+    chunk: &Region,
+    (rows, row_start, row_len): (usize, u64, u64),
+    (cols, col_start, col_len): (usize, u64, u64),
+) -> MatView<'a, T> {
+    let at = |axis: usize, start: u64| (start - chunk.start()[axis]) as usize;
+    let ld = chunk.shape()[1] as usize;
+    let (rows_len, cols_len) = (row_len as usize, col_len as usize);
+    if rows == 0 {
+        MatView::block(
+            data,
+            ld,
+            at(rows, row_start),
+            at(cols, col_start),
+            rows_len,
+            cols_len,
+            false,
+        )
+    } else {
+        MatView::block(
+            data,
+            ld,
+            at(cols, col_start),
+            at(rows, row_start),
+            rows_len,
+            cols_len,
+            true,
+        )
+    }
+}
+
+/// The rows of an output tile under one row of the first operand's stored
+/// chunks, in a plain product ([`ContractionBody::multiply_chunk_pairs`]).
+struct Band {
+    /// First row (in the output).
+    start: u64,
+    /// Rows.
+    len: u64,
+    /// The chunks there (indices into the task's pinned chunks of the
+    /// first operand), in contracted order.
+    chunks: Vec<usize>,
+}
+
 /// Runs the tasks of a [`contraction_graph`].
 pub(crate) struct ContractionBody {
     pub(crate) step: ContractionStep,
@@ -405,6 +483,130 @@ pub(crate) struct ContractionBody {
 impl ContractionBody {
     fn extent(ranges: &Ranges, labels: &[Label]) -> usize {
         labels.iter().map(|l| ranges[l].1 as usize).product()
+    }
+
+    /// `c += x · y` for the contracted ranges `kc` of a plain matrix product
+    /// ([`multiplied_by_chunk_pairs`]), `c` being the output tile (`n`
+    /// columns) starting at `ranges`: one GEMM call for each stored chunk
+    /// under the first operand's tile and each chunk under the second's
+    /// that shares contracted positions with it, on the parts of the two
+    /// chunks in the tiles, where they lie in the cache, into the part of
+    /// the tile they make. The tile's rows under different chunks of the
+    /// first operand are computed by the task's threads side by side; the
+    /// calls, and their order for each part of the tile, depend on the
+    /// tiles and the chunks only, so the result's bits do not depend on
+    /// the threads.
+    fn multiply_chunk_pairs<T: Element>(
+        &self,
+        io: &mut TaskIo<'_, T>,
+        kc: &Ranges,
+        ranges: &Ranges,
+        c: &mut [T],
+        n: usize,
+    ) -> Result<()> {
+        let step = &self.step;
+        let (row, inner, col) = (step.left[0], step.contracted[0], step.right[0]);
+        let axis = |k: usize, label: Label| {
+            step.inputs[k]
+                .labels
+                .iter()
+                .position(|l| *l == Some(label))
+                .expect("a plain product's operand has its indices")
+        };
+        let (x_rows, x_inner) = (axis(0, row), axis(0, inner));
+        let (y_inner, y_cols) = (axis(1, inner), axis(1, col));
+        // The chunks under both tiles, pinned for this contracted step
+        // (the plan counts both tiles in each task's memory).
+        let (x_tile, y_tile) = (operand_region(step, 0, kc), operand_region(step, 1, kc));
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for (k, tile, pinned) in [(0, &x_tile, &mut xs), (1, &y_tile, &mut ys)] {
+            for key in io.graph().chunks_touching(k as ArrayId, tile) {
+                pinned.push((io.graph().region(key), io.chunk(key)?));
+            }
+        }
+        let end = |r: &Region, a: usize| r.start()[a] + r.shape()[a];
+        let (row0, col0) = (ranges[&row].0, ranges[&col].0);
+        // The tile's rows under each row of the first operand's chunks,
+        // top to bottom, with the chunks there (contracted positions in
+        // order).
+        let mut bands: Vec<Band> = Vec::new();
+        for (i, (chunk, _)) in xs.iter().enumerate() {
+            let part = chunk.intersect(&x_tile).expect("touching chunks overlap");
+            let (start, len) = (part.start()[x_rows], part.shape()[x_rows]);
+            match bands.iter_mut().find(|b| b.start == start) {
+                Some(band) => band.chunks.push(i),
+                None => bands.push(Band {
+                    start,
+                    len,
+                    chunks: vec![i],
+                }),
+            }
+        }
+        bands.sort_by_key(|b| b.start);
+        let multiply_band = |c: &mut [T], band: &Band, threads| {
+            for &i in &band.chunks {
+                let (x_chunk, x_data) = &xs[i];
+                let x_part = x_chunk.intersect(&x_tile).expect("touching chunks overlap");
+                for (y_chunk, y_data) in &ys {
+                    let y_part = y_chunk.intersect(&y_tile).expect("touching chunks overlap");
+                    let k_start = x_part.start()[x_inner].max(y_part.start()[y_inner]);
+                    let k_end = end(&x_part, x_inner).min(end(&y_part, y_inner));
+                    if k_start >= k_end {
+                        continue;
+                    }
+                    let (c_start, c_len) = (y_part.start()[y_cols], y_part.shape()[y_cols]);
+                    let x = chunk_part(
+                        x_data.as_slice(),
+                        x_chunk,
+                        (x_rows, band.start, band.len),
+                        (x_inner, k_start, k_end - k_start),
+                    );
+                    let y = chunk_part(
+                        y_data.as_slice(),
+                        y_chunk,
+                        (y_inner, k_start, k_end - k_start),
+                        (y_cols, c_start, c_len),
+                    );
+                    let at = (c_start - col0) as usize;
+                    matmul_add_block(&mut c[at..], n, x, y, threads);
+                }
+            }
+        };
+        let threads = io.threads();
+        if threads <= 1 || bands.len() == 1 {
+            for band in &bands {
+                let at = (band.start - row0) as usize * n;
+                multiply_band(&mut c[at..], band, threads);
+            }
+            return Ok(());
+        }
+        // Bands cover disjoint rows of the tile: one share of them per
+        // thread.
+        let mut shares: Vec<Vec<(&mut [T], &Band)>> =
+            (0..threads.min(bands.len())).map(|_| Vec::new()).collect();
+        let mut rest = c;
+        let mut next_row = row0;
+        for (b, band) in bands.iter().enumerate() {
+            let skip = (band.start - next_row) as usize * n;
+            let (_, from_band) = std::mem::take(&mut rest).split_at_mut(skip);
+            let (rows, after) =
+                from_band.split_at_mut((band.len as usize * n).min(from_band.len()));
+            rest = after;
+            next_row = band.start + band.len;
+            let count = shares.len();
+            shares[b % count].push((rows, band));
+        }
+        std::thread::scope(|scope| {
+            let multiply_band = &multiply_band;
+            for share in shares {
+                scope.spawn(move || {
+                    for (rows, band) in share {
+                        multiply_band(rows, band, 1);
+                    }
+                });
+            }
+        });
+        Ok(())
     }
 
     /// Operand `k`'s tile for contracted ranges `kc` in GEMM layout, with its
@@ -490,6 +692,10 @@ impl<T: Element> TaskBody<T> for ContractionBody {
                 continue;
             }
             multiplied = true;
+            if multiplied_by_chunk_pairs(step) {
+                self.multiply_chunk_pairs(io, &kc, &ranges, &mut c, n)?;
+                continue;
+            }
             let kk = Self::extent(&kc, &step.contracted);
             // The second operand's tile: its stored chunk itself when the
             // tile is exactly one chunk, else assembled.
@@ -588,56 +794,103 @@ impl<T: Element> TaskBody<T> for ContractionBody {
 mod tests {
     use super::*;
 
-    /// The scratch each task of `ij,jk->ik` on 64 × 64 operands stored in
-    /// `x_chunks` and `y_chunks` reserves, with 16 × 16 × 16 tiles and
-    /// 16 × 16 output chunks.
-    fn matmul_scratch(x_chunks: [u64; 2], y_chunks: [u64; 2]) -> Vec<u64> {
+    /// The scratch and pinned bytes of each task of `ij,jk->ik` on 64 × 64
+    /// operands stored in `x_chunks` and `y_chunks` (with `batched`,
+    /// `bij,bjk->bik` over two such matrices, chunked one at a time), with
+    /// tiles of 16 along every index but the batch one (1) and output chunks
+    /// of the tile's shape.
+    fn task_memory(batched: bool, x_chunks: [u64; 2], y_chunks: [u64; 2]) -> Vec<(u64, u64)> {
         use crate::core::DType;
         use crate::plan::{StepOperand, TilingParams};
         use crate::store::{ArraySpec, ZarrArray};
         let dir = tempfile::tempdir().unwrap();
         let letters = |s: &str| -> Vec<Label> { s.chars().map(Label::Letter).collect() };
+        let (lead, batch, one): (&str, Vec<u64>, Vec<u64>) = if batched {
+            ("b", vec![2], vec![1])
+        } else {
+            ("", vec![], vec![])
+        };
         let mut inputs: Vec<ArrayRef> = Vec::new();
         let mut operands = Vec::new();
         for (name, labels, chunks) in [("x", "ij", x_chunks), ("y", "jk", y_chunks)] {
-            let spec = ArraySpec::new(vec![64, 64], chunks.to_vec(), DType::F64);
+            let shape = [batch.clone(), vec![64, 64]].concat();
+            let chunks = [one.clone(), chunks.to_vec()].concat();
+            let spec = ArraySpec::new(shape.clone(), chunks.clone(), DType::F64);
             inputs.push(Arc::new(
                 ZarrArray::create(dir.path().join(name), &spec).unwrap(),
             ));
             operands.push(StepOperand {
-                labels: letters(labels).into_iter().map(Some).collect(),
-                shape: vec![64, 64],
-                chunks: chunks.to_vec(),
+                labels: letters(&format!("{lead}{labels}"))
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+                shape,
+                chunks: chunks.clone(),
                 chunk_load_bytes: chunks.iter().product::<u64>() * 8,
             });
         }
-        let sizes = letters("ijk").into_iter().map(|l| (l, 64)).collect();
-        let params = TilingParams::new(8, 1 << 30).with_output_chunks(vec![16, 16]);
-        let mut step = ContractionStep::plan(operands, letters("ik"), &sizes, &params);
-        step.tiles = letters("ijk").into_iter().map(|l| (l, 16)).collect();
-        let spec = ArraySpec::new(vec![64, 64], vec![16, 16], DType::F64);
+        let mut sizes: BTreeMap<Label, u64> = letters("ijk").into_iter().map(|l| (l, 64)).collect();
+        let mut tiles: BTreeMap<Label, u64> = letters("ijk").into_iter().map(|l| (l, 16)).collect();
+        if batched {
+            sizes.insert(Label::Letter('b'), 2);
+            tiles.insert(Label::Letter('b'), 1);
+        }
+        let out_shape = [batch.clone(), vec![64, 64]].concat();
+        let out_chunks = [one.clone(), vec![16, 16]].concat();
+        let params = TilingParams::new(8, 1 << 30).with_output_chunks(out_chunks.clone());
+        let mut step =
+            ContractionStep::plan(operands, letters(&format!("{lead}ik")), &sizes, &params);
+        step.tiles = tiles;
+        let spec = ArraySpec::new(out_shape, out_chunks, DType::F64);
         let output = Arc::new(OutputArray::new(dir.path().join("out"), spec));
         let graph = contraction_graph(&step, &inputs, output, "test", None).unwrap();
-        assert_eq!(graph.tasks.len(), 16);
-        graph.tasks.iter().map(|t| t.scratch_bytes).collect()
+        assert_eq!(graph.tasks.len(), if batched { 32 } else { 16 });
+        graph
+            .tasks
+            .iter()
+            .map(|t| (t.scratch_bytes, t.pinned_bytes))
+            .collect()
     }
 
     #[test]
     fn tasks_reserve_no_tiles_for_operands_multiplied_in_place() {
         let tile = 16 * 16 * 8;
+        let scratch =
+            |memory: Vec<(u64, u64)>| -> Vec<u64> { memory.into_iter().map(|(s, _)| s).collect() };
         // Tiles that are stored chunks: only the output tile.
-        assert_eq!(matmul_scratch([16, 16], [16, 16]), vec![tile; 16]);
+        assert_eq!(
+            scratch(task_memory(true, [16, 16], [16, 16])),
+            vec![tile; 32]
+        );
         // The second operand's tiles straddle two chunks: its assembled
         // tile and the copy of a chunk's part too.
         assert_eq!(
-            matmul_scratch([16, 16], [8, 16]),
-            vec![tile + tile + tile; 16]
+            scratch(task_memory(true, [16, 16], [8, 16])),
+            vec![tile + tile + tile; 32]
         );
         // The first one's, in 32 × 32 chunks: the same.
         assert_eq!(
-            matmul_scratch([32, 32], [16, 16]),
-            vec![tile + tile + 32 * 32 * 8; 16]
+            scratch(task_memory(true, [32, 32], [16, 16])),
+            vec![tile + tile + 32 * 32 * 8; 32]
         );
+    }
+
+    #[test]
+    fn plain_products_reserve_their_output_tile_and_pin_the_chunks_under_both_tiles() {
+        let tile = 16 * 16 * 8;
+        for (x_chunks, y_chunks, pinned) in [
+            ([16, 16], [16, 16], 2 * tile),
+            // Two 8 × 16 chunks under each tile of the second operand.
+            ([16, 16], [8, 16], 2 * tile),
+            // One 32 × 32 chunk under each tile of the first.
+            ([32, 32], [16, 16], 4 * tile + tile),
+        ] {
+            assert_eq!(
+                task_memory(false, x_chunks, y_chunks),
+                vec![(tile, pinned); 16],
+                "{x_chunks:?} and {y_chunks:?}"
+            );
+        }
     }
 
     #[test]
