@@ -3,6 +3,9 @@
 # one run on this machine (issue 28):
 #   1. in-memory GEMM N x N (default N=8192), all cores: faer (our default
 #      kernel), Debian's OpenBLAS (our `blas` feature) and NumPy's OpenBLAS;
+#      and the store-to-store plan's own GEMM calls (1024 x 1024 tiles,
+#      one kernel call per tile pair on each worker's thread) on tiles held
+#      in memory, with no I/O: the ceiling of the product in step 2;
 #   2. matmul N x N store to store (1024 x 1024 chunks) under 256 MiB,
 #      with each kernel, against NumPy in memory and Dask on the same stores
 #      (../shared/peers/dask_matmul.py); with BIG=1 also 16384 x 16384
@@ -33,13 +36,15 @@ source bench/common.sh
 threads=$(nproc)
 
 cargo build --release -q -p tenrso-ooc-cli
-cargo build --release -q -p tenrso-ooc --example gemm_in_memory
+cargo build --release -q -p tenrso-ooc --example gemm_in_memory --example gemm_tiles
 cp target/release/tenrso-ooc "$work/tenrso-ooc-faer"
 cp target/release/examples/gemm_in_memory "$work/gemm-faer"
+cp target/release/examples/gemm_tiles "$work/tiles-faer"
 cargo build --release -q -p tenrso-ooc-cli --features blas
-cargo build --release -q -p tenrso-ooc --features blas --example gemm_in_memory
+cargo build --release -q -p tenrso-ooc --features blas --example gemm_in_memory --example gemm_tiles
 cp target/release/tenrso-ooc "$work/tenrso-ooc-blas"
 cp target/release/examples/gemm_in_memory "$work/gemm-blas"
+cp target/release/examples/gemm_tiles "$work/tiles-blas"
 cargo build --release -q -p tenrso-ooc-cli # leave the default build in target/
 faer="$work/tenrso-ooc-faer"
 blas="$work/tenrso-ooc-blas"
@@ -72,14 +77,18 @@ PY
 # 1. In-memory GEMM: one product per run (after NumPy's warm-up product),
 # alternating; GFLOP/s of the median run.
 mem_seconds() { "$@" | sed -E 's/.*: ([0-9.]+)s .*/\1/'; }
-s_faer=(); s_blas=(); s_np=()
+s_faer=(); s_blas=(); s_np=(); s_tiles_faer=(); s_tiles_blas=()
 for _ in $(seq "$repeat"); do
     s_faer+=("$(mem_seconds "$work/gemm-faer" "$n" "$threads" 1)")
     s_blas+=("$(mem_seconds "$work/gemm-blas" "$n" "$threads" 1)")
     s_np+=("$(numpy "$numpy_gemm" "$n" 1 2>"$work/numpy_kernel.txt")")
+    s_tiles_faer+=("$(mem_seconds "$work/tiles-faer" "$n" 1024 "$threads" 1)")
+    s_tiles_blas+=("$(mem_seconds "$work/tiles-blas" "$n" 1024 "$threads" 1)")
 done
 g_faer_mem=$(gflops "$n" "$(median "${s_faer[@]}")")
 g_blas_mem=$(gflops "$n" "$(median "${s_blas[@]}")")
+g_faer_tiles=$(gflops "$n" "$(median "${s_tiles_faer[@]}")")
+g_blas_tiles=$(gflops "$n" "$(median "${s_tiles_blas[@]}")")
 t_np=$(median "${s_np[@]}")
 g_np=$(gflops "$n" "$t_np")
 blas_kernel=$("$work/gemm-blas" 256 1 | sed -E 's/.*; (.*)\)$/\1/')
@@ -168,6 +177,7 @@ echo
 echo "| workload | tenrso-ooc | reference | ratio | peak RSS ours / reference |"
 echo "|---|---|---|---|---|"
 echo "| in-memory GEMM ${n}², $threads threads | faer $(gf "$g_faer_mem") GFLOP/s; OpenBLAS (Debian) $(gf "$g_blas_mem") | NumPy $(gf "$g_np") GFLOP/s | $(ratio "$g_faer_mem" "$g_np") / $(ratio "$g_blas_mem" "$g_np") | — |"
+echo "| the plan's GEMM calls for ${n}² (1024³ per tile pair, one thread each) on tiles in memory, no I/O | faer $(gf "$g_faer_tiles") GFLOP/s; OpenBLAS (Debian) $(gf "$g_blas_tiles") | NumPy $(gf "$g_np") GFLOP/s | $(ratio "$g_faer_tiles" "$g_np") / $(ratio "$g_blas_tiles" "$g_np") | — |"
 echo "| matmul ${n}² store→store, 256 MiB limit, faer | $(fmt "$t_mm_faer") s ($(gf "$(gflops "$n" "$t_mm_faer")") GFLOP/s) | NumPy in memory $(fmt "$t_np") s; Dask $(fmt "$t_mm_dask") s | $(ratio "$t_np" "$t_mm_faer") of NumPy; $(ratio "$t_mm_dask" "$t_mm_faer")× Dask | $rss_mm_faer / $rss_mm_dask MiB |"
 echo "| same, OpenBLAS (\`blas\`) | $(fmt "$t_mm_blas") s ($(gf "$(gflops "$n" "$t_mm_blas")") GFLOP/s) | same | $(ratio "$t_np" "$t_mm_blas") of NumPy; $(ratio "$t_mm_dask" "$t_mm_blas")× Dask | — |"
 if [ "${BIG:-0}" = 1 ]; then
