@@ -49,46 +49,38 @@ impl<'a, T> MatView<'a, T> {
         }
     }
 
-    /// The `rows × cols` block at (`row`, `col`) of the row-major matrix in
-    /// `data` whose rows are `ld` elements long; with `transposed`, the
-    /// transpose of the `cols × rows` block there.
+    /// `rows × cols` stored row-major in `data` with its rows `ld`
+    /// elements apart: a block of a wider matrix, starting at `data[0]`.
     ///
     /// ```
     /// use tenrso_ooc::MatView;
     /// let m = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // [[1, 2, 3], [4, 5, 6]]
-    /// let right = MatView::block(&m, 3, 0, 1, 2, 2, false); // [[2, 3], [5, 6]]
-    /// assert_eq!((right.data[0], right.ld), (2.0, 3));
+    /// let right = MatView::strided(&m[1..], 2, 2, 3); // [[2, 3], [5, 6]]
+    /// assert_eq!((right.data[0], right.data[3]), (2.0, 5.0));
     /// ```
     ///
     /// # Panics
-    /// If the block does not lie in `data`.
-    pub fn block(
-        data: &'a [T],
-        ld: usize,
-        row: usize,
-        col: usize,
-        rows: usize,
-        cols: usize,
-        transposed: bool,
-    ) -> Self {
-        let (stored_rows, stored_cols) = if transposed {
-            (cols, rows)
-        } else {
-            (rows, cols)
-        };
-        assert!(col + stored_cols <= ld, "block wider than its matrix");
-        let start = row * ld + col;
-        let end = if stored_rows == 0 || stored_cols == 0 {
-            start
-        } else {
-            start + (stored_rows - 1) * ld + stored_cols
-        };
-        Self {
-            data: &data[start..end],
+    /// If the rows overlap (`ld < cols`) or `data` is too short.
+    pub fn strided(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
+        assert!(ld >= cols, "rows {ld} apart cannot hold {cols} columns");
+        let view = Self {
+            data,
             rows,
             cols,
-            transposed,
+            transposed: false,
             ld,
+        };
+        assert!(data.len() >= view.span(), "matrix data too short");
+        view
+    }
+
+    /// The transpose of this matrix, from the same storage.
+    pub fn transpose(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            transposed: !self.transposed,
+            ..self
         }
     }
 
@@ -493,8 +485,23 @@ mod tests {
                 };
                 let (x, ldx) = embed(1, m, k, ta);
                 let (y, ldy) = embed(2, k, n, tb);
-                let a = MatView::block(&x, ldx, 2, 3, m, k, ta);
-                let b = MatView::block(&y, ldy, 2, 3, k, n, tb);
+                // The `rows × cols` matrix at (2, 3), or its transpose's storage there.
+                fn block(
+                    data: &[f64],
+                    ld: usize,
+                    rows: usize,
+                    cols: usize,
+                    transposed: bool,
+                ) -> MatView<'_, f64> {
+                    let at = &data[2 * ld + 3..];
+                    if transposed {
+                        MatView::strided(at, cols, rows, ld).transpose()
+                    } else {
+                        MatView::strided(at, rows, cols, ld)
+                    }
+                }
+                let a = block(&x, ldx, m, k, ta);
+                let b = block(&y, ldy, k, n, tb);
                 let copy = |v: MatView<'_, f64>| {
                     let (r, c) = if v.transposed {
                         (v.cols, v.rows)

@@ -205,15 +205,7 @@ pub(crate) fn mode_product(x: &[f64], d: &[usize], m: usize, a: MatView<'_, f64>
     debug_assert_eq!(a.cols, c);
     let mut y = vec![0.0; before * out * after];
     if after == 1 {
-        // `a`'s transpose, from the same storage.
-        let at = MatView {
-            data: a.data,
-            rows: c,
-            cols: out,
-            transposed: !a.transposed,
-            ld: a.ld,
-        };
-        matmul_add(&mut y, MatView::row_major(x, before, c), at, 1);
+        matmul_add(&mut y, MatView::row_major(x, before, c), a.transpose(), 1);
     } else {
         for (yl, xl) in y
             .chunks_exact_mut(out * after)

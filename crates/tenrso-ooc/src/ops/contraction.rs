@@ -88,11 +88,12 @@ pub(crate) fn contraction_graph(
         // Chunks a plain product pins at one contracted step: all those
         // under both tiles.
         let mut pinned_at_once = pinned;
+        let chunk_pairs = multiplied_by_chunk_pairs(step);
         for kc in tile_combinations(step, &step.contracted, &ranges) {
             if absent.is_some_and(|a| a.both_absent(step, &kc)) {
                 continue;
             }
-            if inputs.len() == 2 && !multiplied_by_chunk_pairs(step) {
+            if inputs.len() == 2 && !chunk_pairs {
                 assembled[0] |= slices_in_place(step, &graph, &kc).is_none();
                 assembled[1] |= second_in_one_chunk(step, &graph, &kc).is_none();
             }
@@ -104,7 +105,7 @@ pub(crate) fn contraction_graph(
                     reads.extend(graph.chunks_touching(k as ArrayId, &region));
                 }
             }
-            if multiplied_by_chunk_pairs(step) {
+            if chunk_pairs {
                 let held = reads[step_reads..].iter().map(|k| graph.chunk_bytes(*k));
                 pinned_at_once = pinned_at_once.max(held.sum());
             }
@@ -437,27 +438,13 @@ fn chunk_part<'a, T>(
 ) -> MatView<'a, T> {
     let at = |axis: usize, start: u64| (start - chunk.start()[axis]) as usize;
     let ld = chunk.shape()[1] as usize;
-    let (rows_len, cols_len) = (row_len as usize, col_len as usize);
+    let (row_len, col_len) = (row_len as usize, col_len as usize);
     if rows == 0 {
-        MatView::block(
-            data,
-            ld,
-            at(rows, row_start),
-            at(cols, col_start),
-            rows_len,
-            cols_len,
-            false,
-        )
+        let first = at(rows, row_start) * ld + at(cols, col_start);
+        MatView::strided(&data[first..], row_len, col_len, ld)
     } else {
-        MatView::block(
-            data,
-            ld,
-            at(cols, col_start),
-            at(rows, row_start),
-            rows_len,
-            cols_len,
-            true,
-        )
+        let first = at(cols, col_start) * ld + at(rows, row_start);
+        MatView::strided(&data[first..], col_len, row_len, ld).transpose()
     }
 }
 
