@@ -88,7 +88,7 @@ pub(crate) fn contraction_graph(
         // Chunks a plain product pins at one contracted step: all those
         // under both tiles.
         let mut pinned_at_once = pinned;
-        let chunk_pairs = multiplied_by_chunk_pairs(step);
+        let chunk_pairs = step.multiplies_chunk_pairs();
         for kc in tile_combinations(step, &step.contracted, &ranges) {
             if absent.is_some_and(|a| a.both_absent(step, &kc)) {
                 continue;
@@ -405,27 +405,6 @@ fn slices_in_place(
     Some((tile_in_chunks(step, graph, 0, kc, outer)?, outer))
 }
 
-/// Whether `step` is a plain product of two matrices that both enter the
-/// GEMM as stored (one row, one contracted and one column index; no batch,
-/// summed or broadcast index): then its operand tiles are multiplied chunk
-/// pair by chunk pair where the chunks lie ([`ContractionBody::multiply_chunk_pairs`]),
-/// never assembled, whichever stored chunks the tiles span.
-fn multiplied_by_chunk_pairs(step: &ContractionStep) -> bool {
-    step.inputs.len() == 2
-        && step.batch.is_empty()
-        && [&step.left, &step.contracted, &step.right]
-            .iter()
-            .all(|labels| labels.len() == 1)
-        && (0..2).all(|k| {
-            matches!(
-                step.layouts[k],
-                OperandLayout::Direct | OperandLayout::Transposed
-            ) && step.summed[k].is_empty()
-                && step.inputs[k].labels.len() == 2
-                && step.inputs[k].labels.iter().all(Option::is_some)
-        })
-}
-
 /// The part `[start, start + len)` along axes `rows` and `cols` (as used in
 /// the GEMM) of a two-axis stored chunk covering `chunk`, as a matrix where
 /// the chunk's elements lie (C order): used transposed when its rows run
@@ -473,7 +452,7 @@ impl ContractionBody {
     }
 
     /// `c += x · y` for the contracted ranges `kc` of a plain matrix product
-    /// ([`multiplied_by_chunk_pairs`]), `c` being the output tile (`n`
+    /// ([`ContractionStep::multiplies_chunk_pairs`]), `c` being the output tile (`n`
     /// columns) starting at `ranges`: one GEMM call for each stored chunk
     /// under the first operand's tile and each chunk under the second's
     /// that shares contracted positions with it, on the parts of the two
@@ -679,7 +658,7 @@ impl<T: Element> TaskBody<T> for ContractionBody {
                 continue;
             }
             multiplied = true;
-            if multiplied_by_chunk_pairs(step) {
+            if step.multiplies_chunk_pairs() {
                 self.multiply_chunk_pairs(io, &kc, &ranges, &mut c, n)?;
                 continue;
             }

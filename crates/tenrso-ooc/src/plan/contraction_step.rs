@@ -449,6 +449,76 @@ impl ContractionStep {
             .saturating_mul(self.itemsize)
     }
 
+    /// Whether this is a plain product of two matrices that both enter the
+    /// GEMM as stored (one row, one contracted and one column index; no
+    /// batch, summed or broadcast index): then the operands' tiles are never
+    /// assembled, their chunks are multiplied pair by pair where they lie in
+    /// the cache.
+    pub fn multiplies_chunk_pairs(&self) -> bool {
+        self.inputs.len() == 2
+            && self.batch.is_empty()
+            && [&self.left, &self.contracted, &self.right]
+                .iter()
+                .all(|labels| labels.len() == 1)
+            && (0..2).all(|k| {
+                matches!(
+                    self.layouts[k],
+                    OperandLayout::Direct | OperandLayout::Transposed
+                ) && self.summed[k].is_empty()
+                    && self.inputs[k].labels.len() == 2
+                    && self.inputs[k].labels.iter().all(Option::is_some)
+            })
+    }
+
+    /// How many operands (the first ones) are copied into assembled tiles:
+    /// all, except in a plain product, which multiplies their chunks where
+    /// they lie ([`multiplies_chunk_pairs`](Self::multiplies_chunk_pairs)).
+    fn assembled_operands(&self) -> usize {
+        if self.multiplies_chunk_pairs() {
+            0
+        } else {
+            self.inputs.len()
+        }
+    }
+
+    /// Bytes of the chunks a task holds for operand `k` beyond its tile,
+    /// when its chunks are multiplied where they lie
+    /// ([`multiplies_chunk_pairs`](Self::multiplies_chunk_pairs)): none
+    /// when the tiles cover whole chunks, else those of the chunks the
+    /// tile's edges cut (at most one more chunk along each axis).
+    fn chunks_beyond_tile(&self, tiles: &BTreeMap<Label, u64>, k: usize) -> u64 {
+        let op = &self.inputs[k];
+        let spanned =
+            op.labels
+                .iter()
+                .zip(&op.chunks)
+                .zip(&op.shape)
+                .map(|((label, &chunk), &size)| {
+                    let tile = label.map_or(1, |l| self.tile(tiles, &l));
+                    let chunk = chunk.max(1);
+                    let covered = if tile % chunk == 0 {
+                        tile
+                    } else {
+                        (tile.div_ceil(chunk) + 1).saturating_mul(chunk)
+                    };
+                    covered.min(size.next_multiple_of(chunk))
+                });
+        product(spanned)
+            .saturating_sub(self.operand_tile_elements(tiles, k))
+            .saturating_mul(self.itemsize)
+    }
+
+    /// The smallest chunk extent of any operand along index `l`.
+    fn smallest_chunk(&self, l: &Label) -> u64 {
+        self.inputs
+            .iter()
+            .flat_map(|op| op.labels.iter().zip(&op.chunks))
+            .filter(|(label, _)| **label == Some(*l))
+            .map(|(_, &chunk)| chunk.max(1))
+            .min()
+            .unwrap_or(1)
+    }
+
     /// Bytes of the largest chunk of any operand.
     fn largest_input_chunk(&self) -> u64 {
         self.inputs
@@ -463,7 +533,9 @@ impl ContractionStep {
     /// three times its size in codec buffers), an input chunk
     /// pinned while it is copied (plus the copy) and one being loaded, and
     /// its share of the plan's own bookkeeping (every chunk read of every
-    /// task is listed, which grows with re-reads and small tiles).
+    /// task is listed, which grows with re-reads and small tiles). A plain
+    /// product copies no input chunk: it holds the chunks under its
+    /// operands' tiles instead ([`multiplies_chunk_pairs`](Self::multiplies_chunk_pairs)).
     pub(super) fn task_bytes(&self, tiles: &BTreeMap<Label, u64>) -> u64 {
         let out_chunk = product(self.output_chunks.iter().copied());
         let load = self
@@ -475,10 +547,15 @@ impl ContractionStep {
         let (_, chunk_reads) = self.reads(tiles);
         let tasks = self.tile_counts(tiles, &self.output);
         let plan = MODEL.plan_bytes(chunk_reads, tasks);
+        let inputs_held = if self.multiplies_chunk_pairs() {
+            (0..2).map(|k| self.chunks_beyond_tile(tiles, k)).sum()
+        } else {
+            self.largest_input_chunk().saturating_mul(2)
+        };
         self.tile_elements(tiles)
             .saturating_add(out_chunk.saturating_mul(4))
             .saturating_mul(self.itemsize)
-            .saturating_add(self.largest_input_chunk().saturating_mul(2))
+            .saturating_add(inputs_held)
             .saturating_add(load)
             .saturating_add(plan)
     }
@@ -504,7 +581,8 @@ impl ContractionStep {
     /// (the page-fault model of [`CostModel::faulted_bytes`]):
     /// each task's output tile (and its permuted copy), and at every step
     /// along the contracted indices each operand's assembled and packed
-    /// tiles.
+    /// tiles (none in a plain product: see
+    /// [`multiplies_chunk_pairs`](Self::multiplies_chunk_pairs)).
     fn fresh_mapping_bytes(&self, tiles: &BTreeMap<Label, u64>, tasks: u64) -> f64 {
         let fresh = |elements: u64| MODEL.faulted_bytes(elements.saturating_mul(self.itemsize));
         let count = |group: &[Label]| self.tile_counts(tiles, group);
@@ -512,7 +590,7 @@ impl ContractionStep {
         let permute = self.inputs.len() == 2 && self.natural_order() != self.output;
         let mut per_task = fresh(out) * if permute { 2.0 } else { 1.0 };
         let steps = count(&self.contracted) as f64;
-        for k in 0..self.inputs.len() {
+        for k in 0..self.assembled_operands() {
             let block = fresh(self.operand_tile_elements(tiles, k));
             let packed = self.packed_elements(tiles, k).map_or(0.0, fresh);
             per_task += steps * (block * count(&self.summed[k]) as f64 + packed);
@@ -531,7 +609,12 @@ impl ContractionStep {
         let tasks = count(&self.output);
         let (bytes_read, chunk_reads) = self.reads(tiles);
         let mut copied = 0.0;
-        for (k, op) in self.inputs.iter().enumerate() {
+        for (k, op) in self
+            .inputs
+            .iter()
+            .enumerate()
+            .take(self.assembled_operands())
+        {
             let times = self.times_read(tiles, k);
             let copies = if self.layouts[k] == OperandLayout::Packed {
                 2.0
@@ -541,7 +624,15 @@ impl ContractionStep {
             copied += (op.elements() as f64) * (self.itemsize as f64) * (times as f64) * copies;
         }
         let bytes_written = product(self.output_shape()).saturating_mul(self.itemsize);
-        let gemm_calls = if self.inputs.len() == 2 {
+        let gemm_calls = if self.multiplies_chunk_pairs() {
+            // One call per pair of chunks, whatever the tiles.
+            product(
+                [&self.left, &self.contracted, &self.right]
+                    .into_iter()
+                    .flatten()
+                    .map(|l| self.sizes[l].div_ceil(self.smallest_chunk(l))),
+            )
+        } else if self.inputs.len() == 2 {
             product([
                 product(self.batch.iter().map(|l| self.sizes[l])),
                 count(&self.left),
@@ -624,6 +715,65 @@ pub(super) mod tests {
 
     pub(in crate::plan) fn sizes(pairs: &[(char, u64)]) -> BTreeMap<Label, u64> {
         pairs.iter().map(|&(c, s)| (Label::Letter(c), s)).collect()
+    }
+
+    fn tiles(pairs: &[(char, u64)]) -> BTreeMap<Label, u64> {
+        sizes(pairs)
+    }
+
+    /// `ij,jk->ik` on `n`² operands in 1024² chunks under `limit`.
+    fn matmul(n: u64, limit: u64) -> ContractionStep {
+        ContractionStep::plan(
+            vec![
+                op("ij", &[n, n], &[1024, 1024]),
+                op("jk", &[n, n], &[1024, 1024]),
+            ],
+            labels("ik"),
+            &sizes(&[('i', n), ('j', n), ('k', n)]),
+            &TilingParams::new(8, limit).with_target_chunk_bytes(8 << 20),
+        )
+    }
+
+    #[test]
+    fn plain_products_budget_the_chunks_they_hold_and_no_copies() {
+        let step = matmul(8192, 256 << 20);
+        assert!(step.multiplies_chunk_pairs());
+        // Tiles of whole chunks hold no chunk beyond them, and nothing is
+        // copied: 256 MiB takes output tiles of 2048 x 1024, each operand
+        // read 4 or 8 times (1024² tiles, counting a copied chunk, read
+        // both 8 times).
+        let t = tiles(&[('i', 2048), ('j', 1024), ('k', 1024)]);
+        assert_eq!(step.chunks_beyond_tile(&t, 0), 0);
+        assert_eq!(step.chunks_beyond_tile(&t, 1), 0);
+        assert_eq!(step.tiles, t, "{step}");
+        assert_eq!(step.cost.bytes_read, 6 << 30);
+        // A tile cutting chunks holds the chunks it cuts: `j` tiles of 1024
+        // over chunks of 1536 span up to two of them.
+        let cut = ContractionStep::plan(
+            vec![
+                op("ij", &[4096, 6144], &[1024, 1024]),
+                op("jk", &[6144, 4096], &[1536, 1024]),
+            ],
+            labels("ik"),
+            &sizes(&[('i', 4096), ('j', 6144), ('k', 4096)]),
+            &TilingParams::new(8, 1 << 30),
+        );
+        let t = tiles(&[('i', 1024), ('j', 1024), ('k', 1024)]);
+        assert_eq!(cut.chunks_beyond_tile(&t, 0), 0);
+        assert_eq!(cut.chunks_beyond_tile(&t, 1), (3072 - 1024) * 1024 * 8);
+    }
+
+    #[test]
+    fn plain_products_keep_many_tasks_and_the_contracted_tile_small() {
+        // One GEMM call per chunk pair whatever the tiles: the contracted
+        // tile stays one chunk (its chunks need not all be loaded before
+        // the first call), and the output tiles stop growing while tasks
+        // are few enough to leave a worker idle at the end.
+        for (n, limit, tasks) in [(8192, 1 << 30, 16), (16384, 1 << 30, 16)] {
+            let step = matmul(n, limit);
+            assert_eq!(step.tiles[&Label::Letter('j')], 1024, "{step}");
+            assert_eq!(step.cost.tasks, tasks, "{step}");
+        }
     }
 
     #[test]
