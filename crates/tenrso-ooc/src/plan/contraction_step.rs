@@ -717,10 +717,6 @@ pub(super) mod tests {
         pairs.iter().map(|&(c, s)| (Label::Letter(c), s)).collect()
     }
 
-    fn tiles(pairs: &[(char, u64)]) -> BTreeMap<Label, u64> {
-        sizes(pairs)
-    }
-
     /// `ij,jk->ik` on `n`² operands in 1024² chunks under `limit`.
     fn matmul(n: u64, limit: u64) -> ContractionStep {
         ContractionStep::plan(
@@ -742,7 +738,7 @@ pub(super) mod tests {
         // copied: 256 MiB takes output tiles of 2048 x 1024, each operand
         // read 4 or 8 times (1024² tiles, counting a copied chunk, read
         // both 8 times).
-        let t = tiles(&[('i', 2048), ('j', 1024), ('k', 1024)]);
+        let t = sizes(&[('i', 2048), ('j', 1024), ('k', 1024)]);
         assert_eq!(step.chunks_beyond_tile(&t, 0), 0);
         assert_eq!(step.chunks_beyond_tile(&t, 1), 0);
         assert_eq!(step.tiles, t, "{step}");
@@ -758,7 +754,7 @@ pub(super) mod tests {
             &sizes(&[('i', 4096), ('j', 6144), ('k', 4096)]),
             &TilingParams::new(8, 1 << 30),
         );
-        let t = tiles(&[('i', 1024), ('j', 1024), ('k', 1024)]);
+        let t = sizes(&[('i', 1024), ('j', 1024), ('k', 1024)]);
         assert_eq!(cut.chunks_beyond_tile(&t, 0), 0);
         assert_eq!(cut.chunks_beyond_tile(&t, 1), (3072 - 1024) * 1024 * 8);
     }
