@@ -77,6 +77,7 @@ pub(crate) fn contraction_graph(
     } else {
         out_chunk_bytes
     };
+    let chunk_pairs = step.multiplies_chunk_pairs();
     for coords in tile_grid.iter() {
         let key = graph.key(out_id, &coords);
         let ranges = output_ranges(step, &graph.region(key));
@@ -88,7 +89,6 @@ pub(crate) fn contraction_graph(
         // Chunks a plain product pins at one contracted step: all those
         // under both tiles.
         let mut pinned_at_once = pinned;
-        let chunk_pairs = step.multiplies_chunk_pairs();
         for kc in tile_combinations(step, &step.contracted, &ranges) {
             if absent.is_some_and(|a| a.both_absent(step, &kc)) {
                 continue;

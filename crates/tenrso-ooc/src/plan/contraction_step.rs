@@ -718,7 +718,7 @@ pub(super) mod tests {
     }
 
     /// `ij,jk->ik` on `n`² operands in 1024² chunks under `limit`.
-    fn matmul(n: u64, limit: u64) -> ContractionStep {
+    pub(in crate::plan) fn matmul(n: u64, limit: u64) -> ContractionStep {
         ContractionStep::plan(
             vec![
                 op("ij", &[n, n], &[1024, 1024]),

@@ -104,21 +104,13 @@ fn lcm(a: u64, b: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::lcm;
-    use crate::plan::contraction_step::tests::{labels, op, sizes};
-    use crate::plan::{ContractionStep, OperandLayout, TilingParams};
+    use crate::plan::OperandLayout;
+    use crate::plan::contraction_step::tests::{labels, matmul};
 
     #[test]
     fn matmul_tiles_are_chunk_multiples_within_the_budget() {
         let n = 16384;
-        let step = ContractionStep::plan(
-            vec![
-                op("ij", &[n, n], &[1024, 1024]),
-                op("jk", &[n, n], &[1024, 1024]),
-            ],
-            labels("ik"),
-            &sizes(&[('i', n), ('j', n), ('k', n)]),
-            &TilingParams::new(8, 1 << 30).with_target_chunk_bytes(8 << 20),
-        );
+        let step = matmul(n, 1 << 30);
         assert_eq!(
             step.layouts,
             vec![OperandLayout::Direct, OperandLayout::Direct]
