@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{arg, bin, python, python_script, run, wait_with_rusage};
+use common::{arg, bin, python, python_script, run};
 
 const MIB: u64 = 1 << 20;
 
@@ -306,10 +306,6 @@ fn refuses_to_overwrite_and_reports_bad_input_in_one_line() {
 }
 
 #[test]
-#[allow(
-    clippy::zombie_processes,
-    reason = "reaped by wait4 in wait_with_rusage"
-)]
 fn sigkill_then_resume_gives_the_uninterrupted_factors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -326,7 +322,7 @@ fn sigkill_then_resume_gives_the_uninterrupted_factors() {
     let full = arg(d, "full");
     run(args(&full)).success();
     let killed = arg(d, "killed");
-    let child = Command::new(bin())
+    let mut child = Command::new(bin())
         .args(args(&killed))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -350,7 +346,7 @@ fn sigkill_then_resume_gives_the_uninterrupted_factors() {
     }
     // SAFETY: plain kill(2) of our own child.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
-    let (code, _) = wait_with_rusage(child.id());
+    let code = child.wait().unwrap().code();
     assert_eq!(code, None, "killed by the signal");
     let done = iteration();
     assert!(done < 40, "killed before the end (at {done})");

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{arg, identical, run, spawn, wait_with_rusage};
+use common::{arg, identical, run, spawn};
 use tenrso_ooc::store::ZarrArray;
 use tenrso_ooc::{Block, Region};
 
@@ -384,10 +384,6 @@ fn spill_dirs_in(dir: &Path) -> usize {
 /// the run is cancelled (exit 128 + signal), the spill directory is gone,
 /// the output is a valid array, and `--resume` finishes it with the bits of
 /// an uninterrupted run.
-#[allow(
-    clippy::zombie_processes,
-    reason = "reaped by wait4 in wait_with_rusage"
-)]
 fn interrupted_transpose_is_tidy_and_resumable(signal: libc::c_int) {
     let dir = tempfile::tempdir().unwrap();
     let x = arg(dir.path(), "x.zarr");
@@ -406,7 +402,7 @@ fn interrupted_transpose_is_tidy_and_resumable(signal: libc::c_int) {
     let spill = dir.path().join("spill");
     std::fs::create_dir(&spill).unwrap();
     let out = arg(dir.path(), "t.zarr");
-    let (child, _lines) = spawn(&[
+    let (mut child, _lines) = spawn(&[
         "transpose",
         &x,
         "--axes",
@@ -441,7 +437,7 @@ fn interrupted_transpose_is_tidy_and_resumable(signal: libc::c_int) {
     }
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-    let (code, _) = wait_with_rusage(child.id());
+    let code = child.wait().unwrap().code();
     assert_eq!(code, Some(128 + signal));
     assert_eq!(
         spill_dirs_in(&spill),
@@ -498,10 +494,6 @@ fn sigterm_cancels_tidily_and_resumes() {
 }
 
 #[test]
-#[allow(
-    clippy::zombie_processes,
-    reason = "reaped by wait4 in wait_with_rusage"
-)]
 fn metrics_answer_while_running_and_match_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let x = arg(dir.path(), "x.zarr");
@@ -519,7 +511,7 @@ fn metrics_answer_while_running_and_match_the_report() {
     .success();
     let report = dir.path().join("report.json");
     let y = arg(dir.path(), "y.zarr");
-    let (child, lines) = spawn(&[
+    let (mut child, lines) = spawn(&[
         "map",
         "sqrt(abs(x))+log(x+1)*x",
         &x,
@@ -542,7 +534,7 @@ fn metrics_answer_while_running_and_match_the_report() {
         }
     };
     let live = tenrso_ooc::telemetry::scrape(addr).expect("metrics answer while the command runs");
-    let (code, _) = wait_with_rusage(child.id());
+    let code = child.wait().unwrap().code();
     assert_eq!(code, Some(0));
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{arg, bin, identical, run, wait_with_rusage};
+use common::{arg, bin, identical, run};
 use tenrso_ooc::store::ZarrArray;
 
 #[test]
@@ -86,12 +86,8 @@ fn stored_chunk_files(store: &Path) -> usize {
 
 /// Runs `args` (writing `out`), SIGKILLs it once `files` chunk files of
 /// `out` exist, and returns once it is reaped.
-#[allow(
-    clippy::zombie_processes,
-    reason = "reaped by wait4 in wait_with_rusage"
-)]
 fn kill_when_written(args: &[String], out: &Path, files: usize) {
-    let child = Command::new(bin())
+    let mut child = Command::new(bin())
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -107,7 +103,7 @@ fn kill_when_written(args: &[String], out: &Path, files: usize) {
     }
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
-    let (code, _) = wait_with_rusage(child.id());
+    let code = child.wait().unwrap().code();
     drop(child);
     assert_eq!(
         code, None,

@@ -2,6 +2,8 @@
 //! measure its peak memory; find the Python interpreter of the test venv.
 #![allow(dead_code)]
 
+mod peak_rss;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,7 +22,7 @@ pub struct Run {
     pub stdout: String,
     /// Standard error.
     pub stderr: String,
-    /// Peak resident set size of the child (ru_maxrss from wait4), in bytes.
+    /// Peak resident set size of the child (its VmHWM at exit), in bytes.
     pub peak_rss: u64,
 }
 
@@ -38,8 +40,8 @@ impl Run {
     }
 }
 
-/// Runs `tenrso-ooc ARGS` and waits for it with `wait4`, which reports the
-/// child's own peak RSS (VmHWM) independently of other children.
+/// Runs `tenrso-ooc ARGS` and waits for it, measuring its own peak RSS
+/// (VmHWM) apart from the test process's and other children's.
 pub fn run<I, S>(args: I) -> Run
 where
     I: IntoIterator<Item = S>,
@@ -53,9 +55,10 @@ where
 /// Runs any command as [`run`] does.
 #[allow(
     clippy::zombie_processes,
-    reason = "reaped by wait4 in wait_with_rusage"
+    reason = "reaped by wait4 in peak_rss::wait_for_exit"
 )]
 pub fn run_command(mut cmd: Command) -> Run {
+    peak_rss::trace_until_exit(&mut cmd);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -73,30 +76,13 @@ pub fn run_command(mut cmd: Command) -> Run {
         err.read_to_string(&mut s).unwrap();
         s
     });
-    let (code, peak_rss) = wait_with_rusage(child.id());
+    let (code, peak_rss) = peak_rss::wait_for_exit(child.id());
     Run {
         code,
         stdout: out_thread.join().unwrap(),
         stderr: err_thread.join().unwrap(),
         peak_rss,
     }
-}
-
-/// Reaps `pid`, returning its exit code and peak RSS in bytes.
-pub fn wait_with_rusage(pid: u32) -> (Option<i32>, u64) {
-    let mut status = 0i32;
-    // SAFETY: rusage is plain old data; wait4 fills it for the child we spawned.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own child, not yet reaped; the pointers are valid.
-    let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(
-        r,
-        pid as libc::pid_t,
-        "wait4 failed: {}",
-        std::io::Error::last_os_error()
-    );
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    (code, usage.ru_maxrss as u64 * 1024)
 }
 
 /// The Python interpreter of the test virtualenv (zarr, numpy, tensorly), from
