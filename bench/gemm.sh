@@ -14,7 +14,10 @@
 #      and a 1024x64 matrix under 1 GiB, against Dask's tensordot
 #      (../shared/peers/dask_einsum.py);
 #   4. CP-ALS rank 16 on 640³ (1.95 GiB) under 256 MiB against 3 passes x
-#      the time to read the tensor once (`reduce sum` under the same limit).
+#      the time to read the tensor once (`reduce sum` under the same limit);
+#   5. with CEILING=1, bench/gemm_ceiling.py: NumPy's product cut into
+#      blocks as an out-of-core plan cuts it, against one whole call (the
+#      in-memory ceiling of any such plan; about 2.5 min more).
 # Medians of REPEAT runs (default 3), page cache warm; within each
 # repetition ours and the peers run one after the other, so that the drift
 # of a shared machine falls on both sides of a ratio. NumPy runs with
@@ -188,3 +191,7 @@ echo "| \`ijk,jl->ilk\`, 4 GiB × 1024×64, 1 GiB limit, faer | $(fmt "$t_ttm") 
 echo "| same, OpenBLAS (\`blas\`) | $(fmt "$t_ttm_blas") s | same | $(ratio "$t_ttm_dask" "$t_ttm_blas")× faster | — |"
 echo "| CP-ALS rank 16, 640³ (1.95 GiB) under 256 MiB, faer | $(fmt "$s_cp") s/iteration | 3 × read once ($(fmt "$t_read") s) = $(fmt "$(calc "3 * $t_read")") s | $(ratio "$s_cp" "$(calc "3 * $t_read")")× | $rss_cp MiB |"
 echo "| same, OpenBLAS (\`blas\`) | $(fmt "$s_cp_blas") s/iteration | same | $(ratio "$s_cp_blas" "$(calc "3 * $t_read")")× | — |"
+if [ "${CEILING:-0}" = 1 ]; then
+    echo
+    N="$n" REPEAT="$repeat" numpy bench/gemm_ceiling.py | grep -v '^#'
+fi

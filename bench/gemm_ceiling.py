@@ -7,6 +7,8 @@ can go no faster than its row here.
 
     python bench/gemm_ceiling.py      (needs numpy and threadpoolctl;
                                        bench/gemm.sh's venv has both)
+    CEILING=1 bench/gemm.sh           (runs it last, with gemm.sh's N
+                                       and REPEAT)
 
 Cuts, C[I, J] = A[I, :] @ B[:, J] with the inner dimension whole, each
 block's row panel of A and column panel of B contiguous (assembled before
@@ -47,6 +49,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 N = int(os.environ.get("N", "8192"))
 REPEAT = int(os.environ.get("REPEAT", "3"))
 CORES = os.cpu_count() or 1
+if N % 2048:
+    raise SystemExit(f"gemm_ceiling.py: N = {N} must be a multiple of 2048 (the blocks)")
 
 rng = np.random.default_rng(0)
 A = rng.standard_normal((N, N))
@@ -148,6 +152,7 @@ def main() -> None:
         f"{d['internal_api']} {d.get('version')} {d.get('architecture')} x{d['num_threads']}"
         for d in threadpool_info()
     )
+    whole()  # warm-up: OpenBLAS's threads started, C's pages mapped
     times: dict[str, list[float]] = {name: [] for name, _ in CUTS}
     for r in range(REPEAT):
         for name, cut in CUTS:
