@@ -6,7 +6,9 @@ memory, so a store-to-store product that runs its GEMMs in such blocks
 can go no faster than its row here.
 
     python bench/gemm_ceiling.py      (needs numpy and threadpoolctl;
-                                       bench/gemm.sh's venv has both)
+                                       bench/gemm.sh's venv has both;
+                                       about 11 x N² x 8 bytes of memory:
+                                       5.5 GiB at N = 8192)
     CEILING=1 bench/gemm.sh           (runs it last, with gemm.sh's N
                                        and REPEAT)
 

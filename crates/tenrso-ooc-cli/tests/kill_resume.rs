@@ -104,7 +104,6 @@ fn kill_when_written(args: &[String], out: &Path, files: usize) {
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
     let code = child.wait().unwrap().code();
-    drop(child);
     assert_eq!(
         code, None,
         "{args:?} finished before it could be killed; make the job larger"
