@@ -1,5 +1,6 @@
 //! Core types every layer shares: element types, shapes and regions, the chunk
-//! grid, owned blocks, byte sizes, the error type and the machine's memory.
+//! grid, owned blocks, byte sizes, the error type, the machine's memory and
+//! the naps of polling threads.
 
 mod block;
 mod chunk_grid;
@@ -13,6 +14,7 @@ mod gemm;
 mod gemm_blas;
 mod layout;
 mod machine;
+mod nap;
 pub(crate) mod shape;
 mod size;
 
@@ -29,5 +31,6 @@ pub use layout::ContiguousRuns;
 pub(crate) use layout::{compact_corner, copy_region};
 pub use machine::physical_memory;
 pub(crate) use machine::physical_memory_cached;
+pub(crate) use nap::Nap;
 pub use shape::{Region, Shape};
 pub use size::ByteSize;

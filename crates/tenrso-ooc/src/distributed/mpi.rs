@@ -65,18 +65,16 @@ const MAX_IDLE: std::time::Duration = std::time::Duration::from_millis(2);
 fn serve_chunks(rank: usize) {
     use mpi::point_to_point::MatchedReceiveVec;
     let world = SimpleCommunicator::world();
-    let first_idle = std::time::Duration::from_micros(20);
-    let mut idle = first_idle;
+    let mut idle = crate::core::Nap::new(std::time::Duration::from_micros(20), MAX_IDLE);
     loop {
         let Some(probed) = world
             .any_process()
             .immediate_matched_probe_with_tag(REQUEST_TAG)
         else {
-            std::thread::sleep(idle);
-            idle = (idle * 2).min(MAX_IDLE);
+            idle.sleep();
             continue;
         };
-        idle = first_idle;
+        idle.reset();
         let (request, status) = probed.matched_receive_vec::<u8>();
         if request == STOP {
             return;

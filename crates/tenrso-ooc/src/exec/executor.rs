@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::core::error::panic_message;
-use crate::core::{Block, Element, Error, Region, Result};
+use crate::core::{Block, Element, Error, Nap, Region, Result};
 use crate::distributed::{OwnedTasks, stage_ranges};
 use crate::exec::RankRun;
 use crate::exec::task_batch::TaskBatch;
@@ -720,7 +720,10 @@ impl<T: Element> StageRun<'_, T> {
             .session
             .pool()
             .reclaimable_reservation(format!("reader {reader}"));
-        let mut nap = Nap::default();
+        // Idle readers (window all read, or no room) look again after
+        // 1 to 16 ms (see `Nap`): looking every millisecond, they took
+        // the cores from the workers.
+        let mut nap = Nap::new(Duration::from_millis(1), Duration::from_millis(16));
         while !self.stop.load(Ordering::Relaxed) {
             let base = self.next.load(Ordering::Relaxed);
             if base >= self.tasks.len() {
@@ -735,7 +738,7 @@ impl<T: Element> StageRun<'_, T> {
             }
             let Some(read) = self.claim_read(cursor, base) else {
                 // Everything within the window is loaded or loading.
-                std::thread::sleep(nap.take());
+                nap.sleep();
                 continue;
             };
             if self.load_ahead(read, &mut reservation) {
@@ -745,7 +748,7 @@ impl<T: Element> StageRun<'_, T> {
                 let mut at = cursor.lock().unwrap_or_else(|p| p.into_inner());
                 *at = (*at).min((read.task, read.index));
                 drop(at);
-                std::thread::sleep(nap.take());
+                nap.sleep();
             }
         }
         if reader == 0 {
@@ -848,43 +851,6 @@ impl<T: Element> StageRun<'_, T> {
     }
 }
 
-/// How long an idle reader sleeps before it looks again: twice as long
-/// each time it finds nothing to load (no read left in the window, or no
-/// room), from 1 ms up to 16 ms, and 1 ms again once it loads a chunk.
-///
-/// Readers used to look every millisecond: on two cores busy with GEMMs,
-/// four idle readers woke 4,000 times a second and preempted them (60,000
-/// context switches in a 12 s matrix product of 8192², 11,000 with naps).
-/// Waking them by events instead (a task starting, a chunk unpinned) was
-/// tried: it cost the many-small-chunk runs a wake-up per task, and
-/// readers woken as a task's memory came back took it before the next
-/// task could reserve it, pushing out chunks they had read.
-#[derive(Debug, Clone, Copy)]
-struct Nap(Duration);
-
-impl Nap {
-    const SHORTEST: Duration = Duration::from_millis(1);
-    const LONGEST: Duration = Duration::from_millis(16);
-
-    /// This nap; the next one is twice as long, up to [`Nap::LONGEST`].
-    fn take(&mut self) -> Duration {
-        let nap = self.0;
-        self.0 = (self.0 * 2).min(Self::LONGEST);
-        nap
-    }
-
-    /// Found work: the next nap is the shortest again.
-    fn reset(&mut self) {
-        self.0 = Self::SHORTEST;
-    }
-}
-
-impl Default for Nap {
-    fn default() -> Self {
-        Self(Self::SHORTEST)
-    }
-}
-
 /// The readers' shared position in a stage's reads: (task position, read
 /// index) of the first read not yet handed to a reader.
 type ReadCursor = (u64, usize);
@@ -940,15 +906,6 @@ mod tests {
             assert!(index != 5, "task {index} broke");
             Ok(None)
         }
-    }
-
-    #[test]
-    fn naps_double_while_idle_and_restart_after_a_load() {
-        let mut nap = Nap::default();
-        let naps: Vec<u128> = (0..7).map(|_| nap.take().as_millis()).collect();
-        assert_eq!(naps, [1, 2, 4, 8, 16, 16, 16]);
-        nap.reset();
-        assert_eq!(nap.take(), Nap::SHORTEST);
     }
 
     #[test]
